@@ -1,0 +1,117 @@
+"""Shared fixtures: a tiny built-in data set and random-weight ResNet50s at 64x64, on real runtimes.
+
+Everything is built once per session in a temporary folder; set RTK_TEST_CACHE=DIR to keep it between runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli import app
+
+SIZE = 64
+CLASSES = 4
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    root = os.environ.get("RTK_TEST_CACHE")
+    if root:
+        path = Path(root)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("rtk-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(cache_dir) -> Path:
+    """A 4-class synthetic ImageFolder (train/ 12 per class, val/ 8 per class) at 64x64."""
+    from toolkit.synth import synth
+
+    root = cache_dir / "shapes"
+    if not (root / "val").is_dir():
+        synth(root, classes=CLASSES, per_class=12, val_per_class=8, size=SIZE, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def class_names(tiny_data) -> list[str]:
+    return sorted(p.name for p in (tiny_data / "val").iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def random_ckpt(cache_dir, class_names) -> Path:
+    """A seeded random-weight ResNet50 checkpoint with the tiny set's classes, 64x64 input."""
+    from toolkit.models import load_model, save_checkpoint
+
+    path = cache_dir / "random.pt"
+    if not path.is_file():
+        model, meta = load_model("random", class_names=class_names, num_classes=len(class_names), input_size=SIZE)
+        save_checkpoint(path, model, meta)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_onnx(cache_dir, random_ckpt, tiny_data) -> Path:
+    """`random_ckpt` exported to ONNX (opset 17, dynamic batch) with parity checked."""
+    from toolkit.export import export_onnx
+    from toolkit.models import load_model
+
+    path = cache_dir / "random.onnx"
+    if not path.is_file():
+        model, meta = load_model(random_ckpt)
+        export_onnx(model, meta, path, data=tiny_data / "val", parent=random_ckpt)
+    return path
+
+
+@pytest.fixture()
+def cli():
+    """Invoke the real CLI in-process: cli(*args) -> result with exit_code, stdout, stderr."""
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def fit_head_on(model, data_dir: Path, preprocess) -> None:
+    """Set the fc layer by ridge regression on the penultimate features of the images in `data_dir`.
+
+    A random backbone with a head fitted this way classifies those images (near) perfectly in a few
+    seconds, which gives the gate tests a reference whose accuracy a damaged model measurably loses.
+    """
+    import torch
+
+    from toolkit.data import image_folder
+
+    data = image_folder(data_dir, preprocess)
+    x = torch.stack([data.folder[i][0] for i in range(len(data))])
+    y = torch.tensor(data.folder.targets)
+    body = torch.nn.Sequential(*list(model.children())[:-1]).eval()
+    with torch.no_grad():
+        feats = body(x).flatten(1)
+    mu, sd = feats.mean(0), feats.std(0) + 1e-6
+    z = (feats - mu) / sd
+    target = torch.nn.functional.one_hot(y, len(data.classes)).float() * 2 - 1
+    w = torch.linalg.solve(z.T @ z + 1e-3 * torch.eye(z.shape[1]), z.T @ target)
+    with torch.no_grad():
+        model.fc.weight.copy_((w / sd[:, None]).T)
+        model.fc.bias.copy_(-(mu / sd) @ w)
+
+
+@pytest.fixture(scope="session")
+def accurate_ckpt(cache_dir, random_ckpt, tiny_data) -> Path:
+    """`random_ckpt` with its head fitted on tiny val: ~100% top-1 there (a reference for gate tests)."""
+    from toolkit.models import load_model, save_checkpoint
+
+    path = cache_dir / "accurate.pt"
+    if not path.is_file():
+        model, meta = load_model(random_ckpt)
+        fit_head_on(model, tiny_data / "val", meta.preprocess)
+        save_checkpoint(path, model, meta)
+    return path

@@ -1,0 +1,228 @@
+"""What every artifact carries (ModelMeta), where it is stored per format, and atomic writes.
+
+An artifact is a file on disk (`.pt`, `.onnx`, `.xml` + `.bin`, `.engine`) plus the metadata deployment
+needs: class names, preprocessing, precision and provenance. The metadata travels inside the file where
+the format has room for it (checkpoint dict, ONNX `metadata_props`, OpenVINO `rt_info`) and in a
+sidecar `<file>.json` where it does not (TensorRT engines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolkit.errors import RtkError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ONNX_META_KEY = "rtk.meta"
+
+Precision = Literal["fp32", "fp16", "int8", "mixed"]
+
+
+class Preprocess(BaseModel):
+    """The one preprocessing definition: eval = resize shorter side, center crop, scale to [0, 1], normalise."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.crop, self.crop)
+
+    def at_size(self, crop: int) -> "Preprocess":
+        """The same preprocessing for another input size, keeping the resize/crop ratio."""
+        return self.model_copy(update={"crop": crop, "resize": round(crop * self.resize / self.crop)})
+
+
+class ModelMeta(BaseModel):
+    """Everything a deployed classifier needs besides its weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str = "resnet50"
+    num_classes: int
+    class_names: list[str]
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    precision: Precision = "fp32"
+    arch_config: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def derived(self, step: str, parent: Path | None = None, **facts: Any) -> "ModelMeta":
+        """A copy for an artifact made from this one by `step`, recording the parent's hash."""
+        history = list(self.provenance.get("history", []))
+        entry: dict[str, Any] = {"step": step, "at": now_iso(), **facts}
+        if parent is not None and parent.is_file():
+            entry["parent"] = parent.name
+            entry["parent_sha256"] = sha256_file(parent)
+        history.append(entry)
+        return self.model_copy(deep=True, update={"provenance": {**self.provenance, "history": history}})
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_output(path: Path) -> Path:
+    """Refuse an output path whose folder is missing or which names a folder, before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise RtkError(f"output {path} is a folder; give a file name, e.g. {path / 'model'}{path.suffix or '.onnx'}")
+    if not path.parent.is_dir():
+        raise RtkError(f"output folder {path.parent} does not exist; create it first or choose another -o")
+    if not os.access(path.parent, os.W_OK):
+        raise RtkError(f"output folder {path.parent} is not writable; choose another -o")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary name in the same folder; rename it to `path` only if the block succeeds.
+
+    Any exception (including KeyboardInterrupt) removes the temporary file, so a failed or interrupted
+    step never leaves a partial artifact under the final name.
+    """
+    path = check_output(Path(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_umask())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` (a pydantic model or plain JSON value) as indented JSON, atomically."""
+    data = jsonable(data)
+    write_text_atomic(Path(path), json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def jsonable(data: Any) -> Any:
+    """Pydantic models (also inside lists and dicts) as plain JSON values."""
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, (list, tuple)):
+        return [jsonable(v) for v in data]
+    if isinstance(data, dict):
+        return {k: jsonable(v) for k, v in data.items()}
+    return data
+
+
+def sidecar_path(path: Path) -> Path:
+    return Path(f"{path}.json")
+
+
+def read_meta(path: Path) -> ModelMeta:
+    """The metadata stored in an artifact of any format rtk writes."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        from toolkit.models import read_checkpoint
+
+        return read_checkpoint(path)[1]
+    if suffix == ".onnx":
+        return read_onnx_meta(path)
+    if suffix == ".xml":
+        from toolkit.backends.openvino import read_ir_meta
+
+        return read_ir_meta(path)
+    side = sidecar_path(path)
+    if side.is_file():
+        return ModelMeta.model_validate(json.loads(side.read_text()).get("meta", {}))
+    raise RtkError(f"{path}: no rtk metadata found (expected a .pt, .onnx, .xml or a {side.name} sidecar)")
+
+
+def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
+    """Metadata from an ONNX file; an ONNX file rtk did not write gets ImageNet defaults sized to its input."""
+    import onnx
+
+    if model is None:
+        model = load_onnx(path, load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if ONNX_META_KEY in props:
+        return ModelMeta.model_validate_json(props[ONNX_META_KEY])
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    outs = model.graph.output[0].type.tensor_type.shape.dim
+    crop = dims[-1].dim_value or 224
+    classes = outs[-1].dim_value if len(outs) else 0
+    if not classes:
+        raise RtkError(f"{path}: the ONNX output has no static class dimension and no rtk metadata; export it with rtk")
+    return ModelMeta(
+        num_classes=classes,
+        class_names=default_class_names(classes),
+        preprocess=Preprocess().at_size(crop),
+        provenance={"source": "foreign-onnx", "file": path.name},
+    )
+
+
+def load_onnx(path: Path, load_external_data: bool = True) -> Any:
+    """onnx.load with one-line errors for missing, empty and non-ONNX files."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise RtkError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise RtkError(f"{path}: file is empty (0 bytes); re-export it with `rtk export`")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # protobuf raises several unrelated types for garbage input
+        raise RtkError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it with `rtk export`") from None
+
+
+def write_onnx_meta(model: Any, meta: ModelMeta) -> None:
+    """Store `meta` in the model's metadata_props (replacing any previous rtk entry)."""
+    keep = [p for p in model.metadata_props if p.key not in (ONNX_META_KEY, "class_names")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in ((ONNX_META_KEY, meta.to_json()), ("class_names", json.dumps(meta.class_names))):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    if num_classes == 1000:
+        from torchvision.models import ResNet50_Weights
+
+        return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+    return [f"class_{i}" for i in range(num_classes)]

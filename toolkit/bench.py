@@ -1,0 +1,122 @@
+"""The one place that times things: warm-up, enough runs, perf_counter, percentiles."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from toolkit.artifact import sha256_file
+from toolkit.backends import RunnerOptions, open_runner
+from toolkit.errors import RtkError
+
+
+class Latency(BaseModel):
+    """Summary of latency samples in milliseconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    runs: int
+
+    @classmethod
+    def from_ms(cls, samples: Sequence[float]) -> "Latency":
+        a = np.asarray(samples, dtype=np.float64)
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(p50=p50, p90=p90, p99=p99, mean=a.mean(), std=a.std(ddof=1) if a.size > 1 else 0.0,
+                   min=a.min(), max=a.max(), runs=int(a.size))
+
+
+def time_calls(fn: Callable[[], object], *, warmup: int = 10, runs: int | None = None,
+               seconds: float | None = None, min_runs: int = 10) -> np.ndarray:
+    """Milliseconds of each call of `fn` after `warmup` untimed calls.
+
+    With `runs`, exactly that many timed calls; with `seconds`, calls until that much time has passed
+    (and at least `min_runs`); with neither, 50 runs.
+    """
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    if runs is None and seconds is None:
+        runs = 50
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        if runs is not None and len(samples) >= runs:
+            break
+        if seconds is not None and time.perf_counter() - start >= seconds and len(samples) >= min_runs:
+            break
+    return np.asarray(samples)
+
+
+class BenchPoint(BaseModel):
+    batch: int
+    latency_ms: Latency
+    throughput_ips: float
+    phases_ms: dict[str, Latency] = Field(default_factory=dict)
+    samples_ms: list[float] = Field(default_factory=list, description="Every timed call, in order.")
+
+
+class BenchResult(BaseModel):
+    artifact: str
+    sha256: str
+    target: str
+    precision: str
+    input_size: int
+    runtime: dict[str, object]
+    warmup: int
+    results: list[BenchPoint]
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RtkError(f"--batch {text!r}: give batch sizes as integers separated by commas, e.g. 1,8") from None
+    if not values or any(v < 1 for v in values):
+        raise RtkError(f"--batch {text!r}: batch sizes must be positive integers, e.g. 1,8")
+    return values
+
+
+def bench(path: str | Path, *, target: str | None = None, batches: Sequence[int] = (1,), warmup: int = 10,
+          runs: int | None = None, seconds: float | None = None, options: RunnerOptions | None = None,
+          seed: int = 0, progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Latency and throughput of one artifact on one runtime, per batch size."""
+    path = Path(path)
+    options = options or RunnerOptions(max_batch=max(batches))
+    points = []
+    with open_runner(path, target, options=options) as runner:
+        fixed = runner.fixed_batch
+        if fixed is not None and any(b != fixed for b in batches):
+            raise RtkError(f"{path}: the artifact has a static batch of {fixed}; bench with --batch {fixed} "
+                           "or export with a dynamic batch")
+        rng = np.random.default_rng(seed)
+        for batch in batches:
+            if progress:
+                progress(f"batch {batch}")
+            x = rng.standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
+            ms = time_calls(lambda: runner.infer(x), warmup=warmup, runs=runs, seconds=seconds)
+            lat = Latency.from_ms(ms)
+            count = max(len(ms), 10)
+            t0 = time.perf_counter()
+            runner.infer_many(x, count)
+            throughput = batch * count / (time.perf_counter() - t0)
+            phases: dict[str, Latency] = {}
+            if runner.infer_phases(x) is not None:
+                split = [runner.infer_phases(x) for _ in range(min(len(ms), 50))]
+                phases = {k: Latency.from_ms([s[k] for s in split]) for k in split[0]}
+            points.append(BenchPoint(batch=batch, latency_ms=lat, throughput_ips=throughput,
+                                     phases_ms=phases, samples_ms=[round(float(v), 4) for v in ms]))
+        runtime = runner.describe()
+        meta = runner.meta
+    return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
+                       input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points)

@@ -1,0 +1,294 @@
+"""Terminal rendering with rich: progress, one-line errors, and a table per result type.
+
+Everything goes to stderr except result tables, so `rtk ... > file` keeps only results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+import sys
+
+_WIDTH = None if sys.stdout.isatty() else 120
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def ok(message: str) -> None:
+    err.print(f"[green]✓[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _progress(transient: bool = True) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=transient)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield `advance(done, total)` that drives one bar."""
+    with _progress() as bar:
+        task = bar.add_task(description, total=None, info="")
+
+        def advance(done: int, total: int, info: str = "") -> None:
+            bar.update(task, completed=done, total=total, info=info)
+
+        yield advance
+
+
+@contextlib.contextmanager
+def spinner(description: str) -> Iterator[Callable[[str], None]]:
+    with err.status(description) as status:
+        yield lambda msg: status.update(f"{description}: {msg}")
+
+
+@contextlib.contextmanager
+def training_progress(epochs: int, steps_per_epoch: int) -> Iterator[Callable[..., None]]:
+    """Yield `update(epoch, step, **metrics)`: one bar per epoch with running loss and accuracy."""
+    with _progress(transient=False) as bar:
+        tasks: dict[int, int] = {}
+
+        def update(epoch: int, step: int, **metrics: float) -> None:
+            if epoch not in tasks:
+                tasks[epoch] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch, info="")
+            info = " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+            bar.update(tasks[epoch], completed=step, info=info)
+
+        yield update
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    return table
+
+
+def _f(value: float | None, fmt: str = ".2f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def show_doctor(report) -> None:
+    table = _table("rtk doctor", "item", "value")
+    table.add_row("python", report.python)
+    table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
+    table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
+    table.add_row("int8 tier", report.cpu.int8_class)
+    table.add_row("torch threads", str(report.threads))
+    table.add_row("gpu", report.gpu or "none")
+    for name, ok_ in report.runtimes.items():
+        table.add_row(f"runtime {name}", "[green]available[/]" if ok_ else "[dim]not installed[/]")
+    for name, version in report.packages.items():
+        table.add_row(name, version or "[dim]not installed[/]")
+    out.print(table)
+
+
+def show_export(result) -> None:
+    p = result.parity
+    table = _table(f"exported {result.output}", "check", "value")
+    table.add_row("opset / batch", f"{result.opset} / {'dynamic' if result.dynamic_batch else 'static'}")
+    table.add_row("input", f"3x{result.input_size}x{result.input_size}")
+    table.add_row("size", f"{result.size_mb:.1f} MB")
+    table.add_row("parity images", f"{p.images} ({p.source})")
+    table.add_row("max |ONNX - PyTorch|", f"{p.max_abs_diff:.2e} (atol {p.atol:g})")
+    table.add_row("logits cosine", f"{p.cosine:.6f}")
+    table.add_row("top-1 agreement", f"{p.top1_agreement:.1f}%")
+    table.add_row("parity", "[green]passed[/]" if p.passed else "[red]FAILED[/]")
+    out.print(table)
+
+
+def show_validation(report) -> None:
+    table = _table(f"validation on {report.data} ({report.images} images)", "artifact", "target", "precision",
+                   "top-1 %", "top-5 %", "drop pt", "agree %", "cosine", "p50 ms")
+    rows = ([report.reference] if report.reference else []) + list(report.artifacts)
+    for i, s in enumerate(rows):
+        name = s.artifact + (" (reference)" if report.reference and i == 0 else "")
+        table.add_row(name, s.target, s.precision, _f(s.top1), _f(s.top5), _f(s.drop_pt), _f(s.agreement),
+                      _f(s.cosine, ".5f"), _f(s.p50_ms))
+    out.print(table)
+    if report.skipped:
+        warn(f"{report.skipped} unreadable or non-image files in {report.data} were skipped")
+    for gate in report.gates:
+        (ok if gate.passed else error)(str(gate))
+
+
+def show_bench(result) -> None:
+    table = _table(f"{result.artifact} on {result.target} ({result.precision}, {result.input_size}px)", "batch",
+                   "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "images/s")
+    for p in result.results:
+        lat = p.latency_ms
+        table.add_row(str(p.batch), _f(lat.p50), _f(lat.p90), _f(lat.p99), _f(lat.mean), _f(lat.std),
+                      _f(p.throughput_ips, ".1f"))
+        for phase, plat in p.phases_ms.items():
+            table.add_row(f"  {phase}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
+    out.print(table)
+
+
+def show_predictions(results) -> None:
+    for r in results:
+        table = _table(r.image, "class", "probability")
+        for g in r.top:
+            table.add_row(g.label, f"{g.probability:.4f}")
+        out.print(table)
+
+
+def show_finetune(result) -> None:
+    table = _table(f"finetuned {result.output}", "epoch", "train loss", "train acc %", "val loss", "val acc %")
+    for h in result.history:
+        mark = " *" if h.epoch == result.best_epoch else ""
+        table.add_row(f"{h.epoch + 1}{mark}", _f(h.train_loss, ".4f"), _f(h.train_acc), _f(h.val_loss, ".4f"),
+                      _f(h.val_acc))
+    out.print(table)
+    ok(f"best val top-1 {result.best_val_acc:.2f}% (epoch {result.best_epoch + 1}) saved to {result.output}")
+
+
+def show_compile(result, *, max_findings: int = 15) -> None:
+    """The compiled files (or the TensorRT check's findings), errors first."""
+    if not result.check_only:
+        table = _table(f"compiled {result.source} for {result.target} ({result.precision}, batch {result.batch})",
+                       "file", "MB", "sha256")
+        for f in result.files:
+            table.add_row(f.path, f"{f.bytes / 1e6:.1f}", f.sha256[:12])
+        out.print(table)
+    if result.findings:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for f in result.findings:
+            groups.setdefault((f.severity, f.message), []).append(f.node)
+        table = _table(f"TensorRT check of {result.source}", "severity", "nodes", "message")
+        for column in table.columns:
+            column.justify = "left"
+        for (severity, message), nodes in list(groups.items())[:max_findings]:
+            colour = "red" if severity == "error" else "yellow"
+            where = nodes[0] if len(nodes) == 1 else f"{nodes[0]} and {len(nodes) - 1} more"
+            table.add_row(f"[{colour}]{severity}[/]", escape(where), escape(message))
+        if len(groups) > max_findings:
+            table.add_row("", f"... {len(groups) - max_findings} more kinds", "(every finding is in --json)")
+        out.print(table)
+    errors = sum(f.severity == "error" for f in result.findings)
+    warnings = len(result.findings) - errors
+    if result.check_only:
+        if not errors:
+            ok(f"TensorRT check passed: 0 errors, {warnings} warnings (batch {result.batch})")
+    else:
+        ok(f"wrote {result.output} ({result.size_mb:.1f} MB) in {result.seconds:.1f} s")
+
+
+@contextlib.contextmanager
+def stage_progress() -> Iterator[Callable[..., None]]:
+    """Yield `update(stage, done, total, **facts)`: one bar per named stage (search, recovery epochs)."""
+    bar = _progress()
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int, **facts: float) -> None:
+        if not tasks:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, info="")
+        info = " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in facts.items())
+        bar.update(tasks[stage], completed=done, total=total, info=info)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()
+
+
+def show_prune(result) -> None:
+    r = result
+    what = (f"{r.mode}, ratio {r.ratio:g}, {r.importance}, round to {r.round_to}" if r.mode == "structured"
+            else f"{r.mode}, sparsity {r.sparsity:g}, magnitude")
+    scope = "global" if r.global_pruning else ("uniform" if r.mode == "structured" else "per-layer")
+    table = _table(f"pruned {r.source} ({what}, {scope}, {r.input_size}px)", "fact", "before", "after", "ratio")
+    table.add_row("GMACs", f"{r.macs_before / 1e9:.3f}", f"{r.macs_after / 1e9:.3f}",
+                  f"{r.macs_before / max(r.macs_after, 1):.2f}x fewer")
+    table.add_row("params (M)", f"{r.params_before / 1e6:.2f}", f"{r.params_after / 1e6:.2f}",
+                  f"{r.params_before / max(r.params_after, 1):.2f}x fewer")
+    if r.mode == "unstructured":
+        table.add_row("weight sparsity", "", f"{100 * (r.sparsity_reached or 0):.1f}%",
+                      f"nonzero params {r.nonzero_params_after / 1e6:.2f}M")
+    for lat in r.latency:
+        table.add_row(f"{lat.target} FP32 p50 ms (batch 1)", _f(lat.before_ms), _f(lat.after_ms),
+                      f"{lat.speedup:.2f}x speed-up")
+    if r.top1_before is not None:
+        table.add_row("val top-1 %", _f(r.top1_before), _f(r.top1_after),
+                      "—" if r.top1_after is None else f"{r.top1_after - r.top1_before:+.2f} pt")
+        table.add_row("  after pruning" + (" + BN adapt" if r.bn_adapted_batches else ""), "",
+                      _f(r.top1_pruned), "")
+    for h in r.recovery:
+        table.add_row(f"  recovery epoch {h['epoch'] + 1}", f"loss {h['train_loss']:.3f}", _f(h["val_acc"]), "")
+    out.print(table)
+    if r.search:
+        search = _table(f"latency search on {r.target} (target {r.target_latency_ms:g} ms)", "ratio", "p50 ms", "meets")
+        for s in r.search:
+            search.add_row(f"{s.ratio:.3f}", _f(s.latency_ms), "yes" if s.meets else "no")
+        out.print(search)
+    if r.mode == "unstructured":
+        warn("unstructured zeros keep every MAC on dense runtimes; the latency above is the honest effect")
+    if r.passed and r.output:
+        ok(f"wrote {r.output} in {r.seconds:.1f} s")
+
+
+def show_report(report) -> None:
+    h = report.headline
+    table = _table(f"rtk run: {report.recipe}", "artifact", "target", "precision", "size MB", "top-1 %", "drop pt",
+                   "agree %", "p50 ms", "p99 ms", "speed-up")
+    for r in report.rows:
+        lat = r.latency_ms
+        table.add_row(r.name, r.target, r.precision, _f(r.size_mb, ".1f"), _f(r.top1), _f(r.drop_pt), _f(r.agreement),
+                      _f(lat.p50 if lat else None), _f(lat.p99 if lat else None), _f(r.speedup, ".2f"))
+    out.print(table)
+    out.print(f"[bold]{h.artifact}[/] vs FP32: accuracy drop {_f(h.accuracy_drop_pt)} pt · "
+              f"size {_f(h.size_ratio)}x smaller · speed-up {_f(h.speedup)}x", highlight=False)
+    for gate in report.gates:
+        (ok if gate.passed else error)(str(gate))
+
+
+def show_comparison(result) -> None:
+    table = _table(f"{result.a} → {result.b} (noise tolerance {result.tolerance:.0%})", "artifact", "target",
+                   "p50 A", "p50 B", "B/A", "interval", "latency", "top-1 Δ pt", "accuracy")
+    for c in result.rows:
+        interval = f"{c.interval[0]:.2f}–{c.interval[1]:.2f}" if c.interval else "—"
+        style = "red" if c.regressed else ("green" if c.latency == "faster" else "")
+        table.add_row(c.name, c.target, _f(c.p50_a), _f(c.p50_b), _f(c.ratio), interval,
+                      f"[{style}]{c.latency}[/]" if style else c.latency, _f(c.top1_change_pt), c.accuracy)
+    out.print(table)
+
+
+def show_quantize(r) -> None:
+    """INT8 result: the three ratios against FP32 first (size, top-1 drop, speed-up), then the calibration set."""
+    table = _table(f"INT8 for {r.target}: {r.output}", "fact", "FP32", "INT8", "ratio")
+    table.add_row("size MB", _f(r.size_fp32_mb, ".1f"), _f(r.size_int8_mb, ".1f"), f"{r.size_ratio:.2f}x smaller")
+    if r.top1_fp32 is not None:
+        table.add_row(f"top-1 % ({r.val_images} images, {r.measured_on})", _f(r.top1_fp32), _f(r.top1_int8),
+                      f"drop {_f(r.drop_pt)} pt, agree {_f(r.agreement, '.1f')}%")
+    if r.speedup is not None:
+        table.add_row(f"p50 ms batch 1 ({r.measured_on})", _f(r.latency_fp32_ms), _f(r.latency_int8_ms),
+                      f"{r.speedup:.2f}x faster")
+    else:
+        table.add_row("speed-up", "", "", r.speed_note or "not measured")
+    out.print(table)
+    c = r.calibration
+    coverage = f", {sum(1 for n in c.per_class.values() if n)}/{len(c.per_class)} classes" if c.per_class else ""
+    out.print(f"calibration: {c.images} images from {c.source} (seed {c.seed}{coverage}) in "
+              f"{r.calibration_seconds:.1f} s + {c.preprocess_seconds:.1f} s preprocessing · {r.method}", highlight=False)
+    if r.accuracy_control is not None:
+        ac = r.accuracy_control
+        layers = ", ".join(ac.reverted_layers) if ac.reverted_layers else "none needed"
+        out.print(f"accuracy control (max drop {ac.max_drop_pt} pt): reverted to float: {layers}", highlight=False)
+    for w in r.warnings:
+        warn(w)
+    ok(f"wrote {', '.join(r.files)} in {r.seconds:.1f} s")

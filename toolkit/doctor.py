@@ -1,0 +1,93 @@
+"""What this machine can run: package versions, runtimes, CPU and the ISA features that decide INT8 speed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
+from pydantic import BaseModel
+
+ISA_FLAGS = {  # feature -> /proc/cpuinfo flag
+    "avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16",
+}
+PACKAGES = ("rtk", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning",
+            "tensorrt", "numpy", "typer", "pydantic")
+
+
+class CpuInfo(BaseModel):
+    model: str
+    machine: str
+    cores: int
+    isa: dict[str, bool]
+
+    @property
+    def has_vnni(self) -> bool:
+        return self.isa.get("avx512_vnni", False) or self.isa.get("avx_vnni", False) or self.isa.get("amx_int8", False)
+
+    @property
+    def int8_class(self) -> str:
+        """The ISA tier that decides INT8 speed: amx > vnni > avx512 > avx2 > other."""
+        if self.isa.get("amx_int8"):
+            return "amx"
+        if self.has_vnni:
+            return "vnni"
+        if self.isa.get("avx512f"):
+            return "avx512"
+        return "avx2" if self.isa.get("avx2") else "other"
+
+
+class DoctorReport(BaseModel):
+    python: str
+    platform: str
+    cpu: CpuInfo
+    threads: int
+    packages: dict[str, str | None]
+    runtimes: dict[str, bool]
+    gpu: str | None
+
+
+def cpu_info() -> CpuInfo:
+    flags: set[str] = set()
+    model = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name":
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    return CpuInfo(model=model, machine=platform.machine(), cores=os.cpu_count() or 1,
+                   isa={name: flag in flags for name, flag in ISA_FLAGS.items()})
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _gpu() -> str | None:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def doctor() -> DoctorReport:
+    import torch
+
+    from toolkit.backends import TARGETS, available
+
+    return DoctorReport(
+        python=platform.python_version(), platform=platform.platform(), cpu=cpu_info(),
+        threads=torch.get_num_threads(), packages={p: _version(p) for p in PACKAGES},
+        runtimes={name: available(name) for name in TARGETS}, gpu=_gpu(),
+    )

@@ -1,0 +1,129 @@
+"""PyTorch -> ONNX with the checker, shape inference, metadata, and a parity check on real images."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from toolkit.artifact import ModelMeta, atomic_path, check_output, sha256_file, write_onnx_meta
+from toolkit.errors import RtkError
+from toolkit.validate import mean_cosine
+
+DEFAULT_OPSET = 17
+SUPPORTED_OPSETS = range(11, 22)
+
+
+class Parity(BaseModel):
+    """ONNX Runtime vs PyTorch on the same preprocessed images."""
+
+    images: int
+    source: str
+    max_abs_diff: float
+    cosine: float
+    top1_agreement: float
+    atol: float
+    passed: bool
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+class ExportResult(BaseModel):
+    output: str
+    sha256: str
+    opset: int
+    dynamic_batch: bool
+    input_size: int
+    size_mb: float
+    seconds: float
+    parity: Parity
+
+
+def parity_images(meta: ModelMeta, data: Path | None, count: int = 16) -> tuple[np.ndarray, str]:
+    """Preprocessed images for parity: the first `count` of `data`, else drawings from the built-in set."""
+    from toolkit.data import image_folder
+
+    if data is not None:
+        images = image_folder(data, meta.preprocess)
+        idx = np.linspace(0, len(images) - 1, num=min(count, len(images))).astype(int)
+        return np.stack([images.folder[i][0].numpy() for i in idx]), str(data)
+    from toolkit.data import eval_transform
+    from toolkit.synth import CLASS_NAMES, draw
+
+    rng = np.random.default_rng(0)
+    tf = eval_transform(meta.preprocess)
+    pics = [draw(i % len(CLASS_NAMES), rng, meta.preprocess.resize) for i in range(count)]
+    return np.stack([tf(p).numpy() for p in pics]), "built-in synthetic images"
+
+
+def export_onnx(model: torch.nn.Module, meta: ModelMeta, output: Path, *, opset: int = DEFAULT_OPSET,
+                dynamic_batch: bool = True, batch: int = 1, data: Path | None = None, atol: float = 1e-3,
+                parent: Path | None = None) -> ExportResult:
+    """Export `model` to ONNX at `meta.preprocess.crop`, check it, store metadata, and prove parity.
+
+    The file appears at `output` only if the checker passes and ONNX Runtime agrees with PyTorch
+    (max |diff| <= atol and top-1 agreement >= 99%); otherwise RtkError and nothing is written.
+    """
+    import onnx
+
+    if opset not in SUPPORTED_OPSETS:
+        raise RtkError(f"--opset {opset} is not supported; choose {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}")
+    output = check_output(Path(output))
+    started = time.perf_counter()
+    model = model.eval()
+    size = meta.preprocess.crop
+    dummy = torch.zeros(1 if dynamic_batch else batch, 3, size, size)
+    out_meta = meta.derived("export", parent=parent, opset=opset, dynamic_batch=dynamic_batch)
+    with atomic_path(output) as tmp:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (dummy,), str(tmp), opset_version=opset, dynamo=False, do_constant_folding=True,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
+            )
+        proto = onnx.load(str(tmp))
+        onnx.checker.check_model(proto, full_check=True)
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        proto.producer_name, proto.producer_version = "rtk", _version()
+        proto.doc_string = f"{meta.arch} classifier, {meta.num_classes} classes, exported by rtk"
+        write_onnx_meta(proto, out_meta)
+        onnx.save(proto, str(tmp))
+        parity = check_parity(model, tmp, meta, data=data, atol=atol, batch=None if dynamic_batch else batch)
+        if not parity:
+            raise RtkError(f"export parity failed: max |diff| {parity.max_abs_diff:.2e} (atol {atol}), top-1 agreement "
+                           f"{parity.top1_agreement:.1f}%; nothing written, report it with `rtk doctor` output")
+    return ExportResult(output=str(output), sha256=sha256_file(output), opset=opset, dynamic_batch=dynamic_batch,
+                        input_size=size, size_mb=output.stat().st_size / 1e6,
+                        seconds=time.perf_counter() - started, parity=parity)
+
+
+def check_parity(model: torch.nn.Module, onnx_path: Path, meta: ModelMeta, *, data: Path | None, atol: float,
+                 batch: int | None = None) -> Parity:
+    from toolkit.backends.onnxruntime import OnnxRuntimeRunner
+
+    images, source = parity_images(meta, data)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(images)).numpy()
+    with OnnxRuntimeRunner(onnx_path, meta=meta) as runner:
+        step = batch or len(images)
+        chunks = [images[i:i + step] for i in range(0, len(images), step)]
+        if batch:
+            chunks = [c for c in chunks if len(c) == batch] or [np.resize(images, (batch, *images.shape[1:]))]
+        got = np.concatenate([runner.infer(c) for c in chunks])
+    ref = ref[: len(got)]
+    diff = float(np.abs(got - ref).max())
+    agree = 100.0 * float(np.mean(got.argmax(1) == ref.argmax(1)))
+    return Parity(images=len(got), source=source, max_abs_diff=diff, cosine=mean_cosine(got, ref),
+                  top1_agreement=agree, atol=atol, passed=diff <= atol and agree >= 99.0)
+
+
+def _version() -> str:
+    from toolkit import __version__
+
+    return __version__

@@ -1,0 +1,163 @@
+"""ResNet50 from torchvision weights, a seeded random init, an rtk checkpoint or a plain state dict.
+
+An rtk checkpoint is a dict of plain values and tensors, so `torch.load(weights_only=True)` reads it:
+    {"format": "rtk.checkpoint", "version": 1, "meta": ModelMeta as JSON-able dict, "state_dict": {...}}
+Pruned networks store their per-layer channel counts in `meta.arch_config["channels"]` and are rebuilt
+from them, never unpickled.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import ResNet50_Weights, resnet50
+
+from toolkit.artifact import ModelMeta, Preprocess, atomic_path, default_class_names, now_iso
+from toolkit.errors import RtkError
+
+CHECKPOINT_FORMAT = "rtk.checkpoint"
+CHECKPOINT_VERSION = 1
+PRETRAINED = {"imagenet-v1": ResNet50_Weights.IMAGENET1K_V1, "imagenet-v2": ResNet50_Weights.IMAGENET1K_V2}
+SOURCES = ("imagenet-v1", "imagenet-v2", "random", "none")
+
+
+def build_model(meta: ModelMeta) -> nn.Module:
+    """An untrained network with the architecture `meta` describes."""
+    if meta.arch != "resnet50":
+        raise RtkError(f"architecture {meta.arch!r} is not supported; rtk handles resnet50")
+    model = resnet50(weights=None, num_classes=meta.num_classes)
+    channels = meta.arch_config.get("channels")
+    if channels:
+        from toolkit.prune import apply_channels
+
+        apply_channels(model, channels)
+    return model
+
+
+def load_model(
+    source: str | Path,
+    *,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+    seed: int = 0,
+    input_size: int | None = None,
+) -> tuple[nn.Module, ModelMeta]:
+    """Resolve a model source to (eval-mode module, metadata).
+
+    `source` is "imagenet-v1" / "imagenet-v2" (torchvision download), "random" / "none" (seeded init),
+    or a path to an rtk checkpoint or a plain torchvision state dict.
+    """
+    key = str(source).lower()
+    if key in PRETRAINED:
+        model, meta = _pretrained(key)
+    elif key in ("random", "none"):
+        model, meta = _random(num_classes or len(class_names or []) or 1000, class_names, seed)
+    else:
+        model, meta = read_checkpoint(Path(source), num_classes=num_classes)
+    if input_size and input_size != meta.preprocess.crop:
+        meta = meta.model_copy(update={"preprocess": meta.preprocess.at_size(input_size)})
+    return model.eval(), meta
+
+
+def _pretrained(key: str) -> tuple[nn.Module, ModelMeta]:
+    weights = PRETRAINED[key]
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as exc:
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        name = weights.url.rsplit("/", 1)[-1]
+        raise RtkError(
+            f"could not download {key} weights ({type(exc).__name__}); offline, put {name} "
+            f"from {weights.url} into {cache}/"
+        ) from None
+    model = resnet50(weights=None)
+    model.load_state_dict(state)
+    tf = weights.transforms()
+    meta = ModelMeta(
+        num_classes=1000,
+        class_names=list(weights.meta["categories"]),
+        preprocess=Preprocess(resize=tf.resize_size[0], crop=tf.crop_size[0]),
+        provenance={"source": f"torchvision:{weights}", "created": now_iso(),
+                    "reference_top1": weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]},
+    )
+    return model, meta
+
+
+def _random(num_classes: int, class_names: list[str] | None, seed: int) -> tuple[nn.Module, ModelMeta]:
+    names = class_names or default_class_names(num_classes)
+    if len(names) != num_classes:
+        raise RtkError(f"{len(names)} class names given for {num_classes} classes; make them match")
+    meta = ModelMeta(num_classes=num_classes, class_names=names,
+                     provenance={"source": "random", "seed": seed, "created": now_iso()})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = resnet50(weights=None, num_classes=num_classes)
+    return model, meta
+
+
+def _torch_load(path: Path) -> object:
+    if not path.is_file():
+        raise RtkError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise RtkError(f"{path}: checkpoint is empty (0 bytes); save it again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise RtkError(
+            f"{path}: refused, it holds pickled Python objects, not only tensors; "
+            "re-save it with torch.save(model.state_dict(), path)"
+        ) from None
+    except Exception as exc:
+        raise RtkError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); check the file") from None
+
+
+def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.Module, ModelMeta]:
+    """Load an rtk checkpoint, or a plain state dict (class count from `fc.weight` or `num_classes`)."""
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        meta = ModelMeta.model_validate(obj["meta"])
+        state = obj["state_dict"]
+    else:
+        state = _plain_state_dict(obj, path)
+        fc = state.get("fc.weight")
+        if fc is None:
+            raise RtkError(f"{path}: not a ResNet50 state dict (no fc.weight); pass a torchvision resnet50 state dict")
+        found = int(fc.shape[0])
+        if num_classes is not None and num_classes != found:
+            raise RtkError(f"{path}: state dict has {found} classes but --num-classes is {num_classes}; drop or fix it")
+        meta = ModelMeta(num_classes=found, class_names=default_class_names(found),
+                         provenance={"source": f"state_dict:{path.name}", "created": now_iso()})
+    model = build_model(meta)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise RtkError(f"{path}: weights do not fit {meta.arch} ({first[:160]})") from None
+    return model.eval(), meta
+
+
+def _plain_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise RtkError(f"{path}: not a state dict of tensors nor an rtk checkpoint; save model.state_dict()")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def save_checkpoint(path: Path, model: nn.Module, meta: ModelMeta) -> Path:
+    """Write an rtk checkpoint atomically; loadable with weights_only=True."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "meta": meta.model_dump(mode="json"),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    with atomic_path(Path(path)) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
