@@ -1,0 +1,182 @@
+"""Recipes (schema, strictness, safety), `rtk run` end to end on a tiny recipe, gates, resume and compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from toolkit.errors import RtkError
+from toolkit.recipe import Recipe, demo_recipe, parse_recipe
+
+RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
+
+TINY = """\
+version: 1
+name: tiny
+data:
+  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}
+model:
+  source: random
+  input_size: 64
+compile:
+  targets: [onnxruntime]
+bench:
+  runs: 5
+  warmup: 1
+  repeats: 2
+gates:
+  max_drop_pt: 0.5
+  max_p99_ms: {onnxruntime: 100000}
+"""
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_shipped_recipes_validate(path):
+    text = path.read_text()
+    recipe = parse_recipe(text, path)
+    assert text.startswith("#"), "each shipped recipe is documented at its top"
+    assert recipe.name == path.stem
+
+
+def test_shipped_set_is_complete():
+    assert {p.stem for p in RECIPES} >= {"demo", "resnet50-int8-openvino", "resnet50-int8-tensorrt",
+                                         "resnet50-pruned-int8-openvino", "transfer-learning"}
+    assert demo_recipe().prune and demo_recipe().quantize and "openvino" in demo_recipe().compile.targets
+
+
+def test_schema_is_json_schema(cli):
+    result = cli("recipe", "schema")
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "Recipe" and "gates" in schema["properties"]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (TINY.replace("runs: 5", "runz: 5"), ":11: unknown key 'bench.runz'"),
+    (TINY.replace("runs: 5", "runs: many"), ":11: bench.runs"),
+    (TINY + "extra: {a: [1, 2}\n", "YAML syntax error"),
+    (TINY.replace("onnxruntime: 100000", "openvino: 5"), "compile.targets does not build"),
+    (TINY.replace("targets: [onnxruntime]", "targets: [tflite]"), "compile.targets.0"),
+    ("- just\n- a list\n", "a recipe is a YAML mapping"),
+    (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
+    (TINY + "quantize: {max_drop: 2.0}\n", "allows more than gates.max_drop_pt"),
+])
+def test_bad_recipes_name_the_problem(text, fragment):
+    with pytest.raises(RtkError) as err:
+        parse_recipe(text, Path("r.yaml"))
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_alias_bombs_are_refused():
+    bomb = "name: x\na: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    with pytest.raises(RtkError, match="aliases"):
+        parse_recipe(bomb, Path("bomb.yaml"))
+
+
+def test_missing_files_named_in_recipe(cli, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(TINY.replace("synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}",
+                                 f"root: {tmp_path / 'nowhere'}"))
+    result = cli("run", path, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "nowhere" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_dump_round_trips():
+    recipe = parse_recipe(TINY)
+    from toolkit.recipe import dump_recipe
+
+    assert parse_recipe(dump_recipe(recipe)) == recipe
+    assert Recipe.model_validate(yaml.safe_load(dump_recipe(recipe))) == recipe
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One real `rtk run` of the tiny recipe (random ResNet50, synthetic data, ONNX Runtime)."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    folder = tmp_path_factory.mktemp("run")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(TINY)
+    result = CliRunner().invoke(app, ["run", str(recipe), "-o", str(folder / "out"), "--json", str(folder / "r.json")])
+    return folder, result
+
+
+def test_run_writes_artifacts_manifest_and_report(tiny_run):
+    folder, result = tiny_run
+    assert result.exit_code == 0, result.stderr
+    out = folder / "out"
+    for name in ("model.pt", "model.onnx", "manifest.json", "report.json", "report.md", "latency.png", "pareto.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] is True and {g["name"] for g in report["gates"]} == {"max_drop_pt", "max_p99_ms"}
+    assert report["headline"]["accuracy_drop_pt"] == 0.0
+    fp32 = next(r for r in report["rows"] if r["name"] == "fp32")
+    assert len(fp32["p50_repeats"]) == 2 and fp32["latency_ms"]["runs"] == 10
+    manifest = json.loads((out / "manifest.json").read_text())
+    from toolkit.artifact import sha256_file
+
+    assert manifest["outputs"]["model.onnx"] == sha256_file(out / "model.onnx")
+    assert manifest["packages"]["onnxruntime"] and "isa" in manifest["machine"]["cpu"]
+    assert [s["name"] for s in manifest["stages"]][:3] == ["data", "model", "export:model"]
+    md = (out / "report.md").read_text()
+    assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md
+
+
+def test_rerun_refuses_then_resumes(tiny_run, cli):
+    folder, _ = tiny_run
+    refused = cli("run", folder / "tiny.yaml", "-o", folder / "out")
+    assert refused.exit_code == 2 and "--resume" in refused.stderr
+    resumed = cli("run", folder / "tiny.yaml", "-o", folder / "out", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    stages = json.loads((folder / "out" / "manifest.json").read_text())["stages"]
+    assert all(s["skipped"] for s in stages), stages
+
+
+def test_gate_failure_exits_1_and_is_named(tiny_run, cli):
+    folder, _ = tiny_run
+    strict = folder / "strict.yaml"
+    strict.write_text(TINY.replace("onnxruntime: 100000", "onnxruntime: 0.001"))
+    result = cli("run", strict, "-o", folder / "out", "--resume", "--json", folder / "strict.json")
+    assert result.exit_code == 1
+    assert "max_p99_ms" in result.stderr
+    report = json.loads((folder / "strict.json").read_text())
+    assert report["passed"] is False
+    assert "❌ `max_p99_ms`" in (folder / "out" / "report.md").read_text()
+
+
+def _report_with(path: Path, onnx_path: Path, folder: Path, name: str) -> Path:
+    """A report.json whose fp32 row holds real bench repeats of `onnx_path`."""
+    from toolkit.bench import Latency, bench
+
+    runs = [bench(onnx_path, batches=[1], warmup=2, runs=8) for _ in range(3)]
+    samples = [v for r in runs for v in r.results[0].samples_ms]
+    row = {"name": "fp32", "target": "onnxruntime", "top1": 50.0, "latency_ms": Latency.from_ms(samples).model_dump(),
+           "p50_repeats": [r.results[0].latency_ms.p50 for r in runs]}
+    out = folder / name
+    out.write_text(json.dumps({"rows": [row]}))
+    return out
+
+
+def test_compare_no_change_and_real_slowdown(random_onnx, random_ckpt, tmp_path, cli):
+    from toolkit.export import export_onnx
+    from toolkit.models import load_model
+
+    model, meta = load_model(random_ckpt, input_size=160)
+    big = tmp_path / "big.onnx"
+    export_onnx(model, meta, big)
+    a = _report_with(tmp_path, random_onnx, tmp_path, "a.json")
+    b = _report_with(tmp_path, random_onnx, tmp_path, "b.json")
+    slow = _report_with(tmp_path, big, tmp_path, "slow.json")
+    same = cli("compare", a, b, "--json", tmp_path / "same.json")
+    assert same.exit_code == 0, same.stdout
+    assert json.loads((tmp_path / "same.json").read_text())["rows"][0]["latency"] == "no change"
+    slower = cli("compare", a, slow, "--json", tmp_path / "slower.json")
+    assert slower.exit_code == 1
+    row = json.loads((tmp_path / "slower.json").read_text())["rows"][0]
+    assert row["latency"] == "slower" and row["ratio"] > 2

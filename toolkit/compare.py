@@ -1,0 +1,95 @@
+"""`rtk compare A/report.json B/report.json`: is the change beyond the noise?
+
+Latency: the ratio of p50s (B / A) with an interval from the repeats' p50s ([min B / max A, max B / min A]).
+A row is "slower" only when the ratio exceeds 1 + tolerance AND the whole interval lies above 1; "faster"
+likewise; otherwise it is "no change (within noise)". The default tolerance, 20%, is the run-to-run drift
+measured on shared 2-core machines. Accuracy: top-1 differences beyond `max_drop` points are flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from toolkit.errors import RtkError
+
+
+class RowChange(BaseModel):
+    name: str
+    target: str
+    p50_a: float | None
+    p50_b: float | None
+    ratio: float | None
+    interval: tuple[float, float] | None
+    latency: str
+    top1_a: float | None
+    top1_b: float | None
+    top1_change_pt: float | None
+    accuracy: str
+
+    @property
+    def regressed(self) -> bool:
+        return self.latency == "slower" or self.accuracy == "lower"
+
+
+class Comparison(BaseModel):
+    a: str
+    b: str
+    tolerance: float
+    max_drop: float
+    rows: list[RowChange]
+    regressions: list[str]
+    passed: bool
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def _load(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise RtkError(f"{path}: report not found; give the report.json of an `rtk run`")
+    try:
+        data = json.loads(Path(path).read_text())
+        data["rows"]
+    except (ValueError, KeyError, TypeError):
+        raise RtkError(f"{path}: not an rtk report.json; give the report.json of an `rtk run`") from None
+    return data
+
+
+def latency_verdict(a: list[float], b: list[float], tolerance: float) -> tuple[float, tuple[float, float], str]:
+    import statistics
+
+    ratio = statistics.median(b) / statistics.median(a)
+    lo, hi = min(b) / max(a), max(b) / min(a)
+    if ratio > 1 + tolerance and lo > 1:
+        return ratio, (lo, hi), "slower"
+    if ratio < 1 / (1 + tolerance) and hi < 1:
+        return ratio, (lo, hi), "faster"
+    return ratio, (lo, hi), "no change"
+
+
+def compare(a: Path, b: Path, *, tolerance: float = 0.2, max_drop: float = 0.5) -> Comparison:
+    ra, rb = _load(a), _load(b)
+    rows_a = {(r["name"], r["target"]): r for r in ra["rows"]}
+    changes = []
+    for r in rb["rows"]:
+        old = rows_a.get((r["name"], r["target"]))
+        if old is None:
+            continue
+        ratio = interval = None
+        latency = "not timed"
+        if old.get("p50_repeats") and r.get("p50_repeats"):
+            ratio, interval, latency = latency_verdict(old["p50_repeats"], r["p50_repeats"], tolerance)
+        t_a, t_b = old.get("top1"), r.get("top1")
+        change = None if t_a is None or t_b is None else t_b - t_a
+        accuracy = "not measured" if change is None else ("lower" if change < -max_drop else "no change")
+        changes.append(RowChange(name=r["name"], target=r["target"], p50_a=(old.get("latency_ms") or {}).get("p50"),
+                                 p50_b=(r.get("latency_ms") or {}).get("p50"), ratio=ratio, interval=interval,
+                                 latency=latency, top1_a=t_a, top1_b=t_b, top1_change_pt=change, accuracy=accuracy))
+    if not changes:
+        raise RtkError(f"{a} and {b} share no artifact (name and target); compare runs of the same recipe")
+    regressions = [f"{c.name} ({c.target})" for c in changes if c.regressed]
+    return Comparison(a=str(a), b=str(b), tolerance=tolerance, max_drop=max_drop, rows=changes,
+                      regressions=regressions, passed=not regressions)

@@ -1,0 +1,149 @@
+"""`run(recipe, output)`: the stages in order, each artifact -> artifact, with a manifest and a report.
+
+Stages whose configuration and input hashes are unchanged since the last run in the same folder are
+skipped (state in `<output>/.rtk/state.json`), so an interrupted or edited run resumes where it can.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from toolkit import __version__
+from toolkit.artifact import now_iso, sha256_file, write_json
+from toolkit.errors import RtkError
+from toolkit.recipe import Recipe, dump_recipe
+
+STATE = ".rtk/state.json"
+Say = Callable[[str], None]
+
+
+class StageRecord(BaseModel):
+    name: str
+    seconds: float
+    skipped: bool
+    outputs: dict[str, str]
+
+
+def _hash_inputs(paths: list[Path]) -> dict[str, str]:
+    """sha256 per input; a folder hashes the sorted (relative path, file hash) list of its files."""
+    out = {}
+    for path in paths:
+        if path.is_dir():
+            digest = hashlib.sha256()
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+            out[str(path)] = digest.hexdigest()
+        elif path.is_file():
+            out[str(path)] = sha256_file(path)
+    return out
+
+
+@dataclass
+class Run:
+    """One pipeline run in one folder: the stage cache and the records of what ran."""
+
+    recipe: Recipe
+    root: Path
+    say: Say
+    training_progress: Any = None
+    records: list[StageRecord] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, Path | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        state = self.root / STATE
+        self.state: dict[str, Any] = json.loads(state.read_text()) if state.is_file() else {}
+
+    def inputs(self) -> list[Path]:
+        """Files and folders the recipe names (not the ones the run makes)."""
+        data, source = self.recipe.data, self.recipe.model.source
+        named = [data.root, data.calibration, data.validation, Path(source) if Path(source).suffix else None]
+        return [Path(p) for p in named if p is not None]
+
+    def stage(self, name: str, config: Any, inputs: list[Path], outputs: list[Path], fn: Callable[[], Any]) -> Any:
+        """Run `fn` unless a previous run had the same config and inputs and its outputs are intact."""
+        key = hashlib.sha256(json.dumps({"config": config, "inputs": _hash_inputs(inputs), "rtk": __version__},
+                                        sort_keys=True, default=str).encode()).hexdigest()
+        entry = self.state.get(name)
+        if entry and entry["key"] == key and _hash_inputs(outputs) == entry["outputs"] and all(p.exists() for p in outputs):
+            self.say(f"{name}: unchanged, skipped")
+            self.records.append(StageRecord(name=name, seconds=0.0, skipped=True, outputs=entry["outputs"]))
+            self.results[name] = entry["result"]
+            return entry["result"]
+        self.say(f"{name} …")
+        started = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - started
+        result_json = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        hashes = _hash_inputs(outputs)
+        self.state[name] = {"key": key, "outputs": hashes, "result": result_json, "seconds": seconds}
+        (self.root / ".rtk").mkdir(exist_ok=True)
+        write_json(self.root / STATE, self.state)
+        self.records.append(StageRecord(name=name, seconds=seconds, skipped=False, outputs=hashes))
+        self.results[name] = result_json
+        self.say(f"{name}: done in {seconds:.1f} s")
+        return result_json
+
+
+def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
+    """Refuse a folder holding another run unless --resume (reuse unchanged stages) or --force (re-run all)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise RtkError(f"output {root} is a file; give a folder for the run")
+    if not root.parent.is_dir():
+        raise RtkError(f"parent folder {root.parent} does not exist; create it first")
+    if root.is_dir() and any(root.iterdir()) and not (resume or force):
+        raise RtkError(f"{root} already holds files (another run?); pass --resume to continue it, --force to redo "
+                       "every stage, or choose a new -o")
+    root.mkdir(exist_ok=True)
+    if force:
+        (root / STATE).unlink(missing_ok=True)
+
+
+def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, say: Say = lambda _: None,
+        training_progress: Any = None):
+    """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
+    from toolkit.report import build_report, write_report
+    from toolkit.stages import run_stages
+
+    output = Path(output)
+    prepare_output(output, resume=resume, force=force)
+    started = now_iso()
+    ctx = Run(recipe=recipe, root=output, say=say, training_progress=training_progress)
+    (output / "recipe.yaml").write_text(dump_recipe(recipe))
+    artifacts = run_stages(ctx)
+    report = build_report(ctx, artifacts)
+    write_manifest(ctx, artifacts, started)
+    write_report(report, output)
+    return report
+
+
+def write_manifest(ctx: Run, artifacts: dict[str, Any], started: str) -> Path:
+    """sha256 of every input and output, versions, machine, recipe, seeds and stage times."""
+    from toolkit.doctor import doctor
+
+    machine = doctor()
+    files = sorted(p for p in ctx.root.rglob("*") if p.is_file() and ".rtk" not in p.parts and p.name != "manifest.json")
+    manifest = {
+        "rtk": __version__,
+        "started": started,
+        "finished": now_iso(),
+        "recipe": ctx.recipe.model_dump(mode="json"),
+        "seeds": {"recipe": ctx.recipe.seed},
+        "machine": {"cpu": machine.cpu.model_dump(), "gpu": machine.gpu, "python": machine.python,
+                    "platform": machine.platform},
+        "packages": machine.packages,
+        "inputs": {k: v for k, v in _hash_inputs(ctx.inputs()).items()},
+        "outputs": {str(p.relative_to(ctx.root)): sha256_file(p) for p in files},
+        "stages": [r.model_dump() for r in ctx.records],
+    }
+    path = ctx.root / "manifest.json"
+    write_json(path, manifest)
+    return path

@@ -1,0 +1,236 @@
+"""A whole pipeline as one typed object: YAML recipes and CLI flags build the same `Recipe`.
+
+Recipes are versioned (`version: 1`), strict (an unknown key is an error naming the key and its line) and
+safe (YAML aliases are refused, so an alias bomb cannot expand). `rtk recipe schema` prints the JSON Schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from toolkit.errors import RtkError
+
+RECIPE_VERSION = 1
+Target = Literal["onnxruntime", "openvino", "tensorrt"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SynthData(Strict):
+    """The built-in synthetic set, drawn into `<output>/data` on first use."""
+
+    classes: int = Field(10, ge=2, le=12)
+    per_class: int = Field(300, ge=1)
+    val_per_class: int = Field(50, ge=1)
+    size: int = Field(64, ge=16, le=512)
+    seed: int = 0
+
+
+class DataSpec(Strict):
+    """Where images come from: `synth` or an ImageFolder `root` with train/ and val/."""
+
+    synth: SynthData | None = None
+    root: Path | None = None
+    calibration: Path | None = Field(None, description="Calibration images (default: the train split).")
+    validation: Path | None = Field(None, description="Labeled validation images (default: the val split).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataSpec":
+        if (self.synth is None) == (self.root is None):
+            raise ValueError("give exactly one of data.synth or data.root")
+        return self
+
+
+class ModelSpec(Strict):
+    source: str = Field("none", description="imagenet-v1, imagenet-v2, random, none (scratch) or a checkpoint path.")
+    num_classes: int | None = Field(None, ge=2)
+    input_size: int | None = Field(None, ge=16, le=1024)
+
+
+class FinetuneStage(Strict):
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float | None = Field(None, gt=0)
+    freeze_backbone: bool = False
+
+
+class PruneStage(Strict):
+    mode: Literal["structured", "unstructured"] = "structured"
+    ratio: float = Field(0.5, gt=0, lt=1, description="Structured: fraction of channels removed.")
+    sparsity: float = Field(0.5, gt=0, lt=1, description="Unstructured: fraction of weights zeroed.")
+    importance: Literal["l1", "l2", "bn", "taylor"] = "l2"
+    round_to: int = Field(8, ge=1)
+    epochs: int = Field(2, ge=0, description="Recovery fine-tuning epochs.")
+    lr: float = Field(5e-4, gt=0)
+    distill: bool = True
+
+
+class ExportStage(Strict):
+    opset: int = Field(17, ge=11, le=21)
+    dynamic_batch: bool = True
+
+
+class QuantizeStage(Strict):
+    subset: int = Field(300, ge=1, description="Calibration images.")
+    max_drop: float | None = Field(None, ge=0, description="Accuracy-aware mode: largest top-1 drop in points.")
+    allow_small: bool = False
+
+
+class CompileStage(Strict):
+    targets: list[Target] = Field(default_factory=lambda: ["onnxruntime"], min_length=1)
+    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
+
+
+class BenchStage(Strict):
+    batches: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    warmup: int = Field(5, ge=0)
+    runs: int = Field(30, ge=5)
+    repeats: int = Field(3, ge=1, description="Independent measurements per artifact, for a confidence interval.")
+    threads: int | None = Field(None, ge=1)
+
+
+class Gates(Strict):
+    """CI gates; a failed gate makes `rtk run` exit 1 and is named in the report."""
+
+    max_drop_pt: float | None = Field(None, ge=0, description="Largest top-1 drop vs FP32, in points.")
+    max_drop_rel_pct: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in % of FP32.")
+    min_agreement_pct: float | None = Field(None, ge=0, le=100, description="Smallest top-1 agreement with FP32.")
+    max_p99_ms: dict[Target, float] = Field(default_factory=dict, description="Largest p99 latency per target, ms.")
+    min_speedup: float | None = Field(None, gt=0, description="Smallest p50 speed-up of the deployed artifact vs FP32 ONNX Runtime.")
+
+
+class Recipe(Strict):
+    version: Literal[1] = RECIPE_VERSION
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 0
+    data: DataSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    finetune: FinetuneStage | None = None
+    prune: PruneStage | None = None
+    export: ExportStage = Field(default_factory=ExportStage)
+    quantize: QuantizeStage | None = None
+    compile: CompileStage = Field(default_factory=CompileStage)
+    bench: BenchStage = Field(default_factory=BenchStage)
+    gates: Gates = Field(default_factory=Gates)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        if self.model.source.lower() == "none" and self.finetune is None:
+            raise ValueError("model.source none (scratch) needs a finetune stage to train it")
+        if self.quantize and "tensorrt" in self.compile.targets and len(set(self.compile.targets)) > 1:
+            raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
+        extra = sorted(set(self.gates.max_p99_ms) - set(self.compile.targets))
+        if extra:
+            raise ValueError(f"gates.max_p99_ms names {extra}, which compile.targets does not build")
+        q, g = self.quantize, self.gates
+        if q and q.max_drop is not None and g.max_drop_pt is not None and q.max_drop > g.max_drop_pt:
+            raise ValueError(f"quantize.max_drop {q.max_drop} allows more than gates.max_drop_pt {g.max_drop_pt}")
+        return self
+
+    @property
+    def quantize_target(self) -> Target:
+        targets = self.compile.targets
+        return "tensorrt" if "tensorrt" in targets else ("openvino" if "openvino" in targets else "onnxruntime")
+
+
+def _refuse_aliases(text: str, path: Path) -> None:
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                raise RtkError(f"{path}:{mark.line + 1}:{mark.column + 1}: YAML aliases (*name) are not allowed in "
+                               "recipes; write the value out")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RtkError(f"{path}:{where}: YAML syntax error: {problem}; fix the recipe") from None
+
+
+def _lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each key path in the YAML tree to its 1-based line number."""
+    found: dict[tuple, int] = {prefix: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            found[prefix + (key.value,)] = key.start_mark.line + 1
+            found.update({k: v for k, v in _lines(value, prefix + (key.value,)).items() if k != prefix + (key.value,)})
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found.update(_lines(item, prefix + (i,)))
+    return found
+
+
+def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str:
+    first = error.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+    line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+    where = f"{path}:{line}" if line else str(path)
+    key = ".".join(str(p) for p in loc) or "recipe"
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown key {key!r}; check its spelling against `rtk recipe schema`"
+    return f"{where}: {key}: {first['msg']}; fix the recipe (see `rtk recipe schema`)"
+
+
+def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
+    _refuse_aliases(text, path)
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise RtkError(f"{path}: a recipe is a YAML mapping (name:, data:, ...); see recipes/demo.yaml")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RtkError(_explain(exc, _lines(node) if node else {}, path)) from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RtkError(f"recipe {path} not found; see recipes/ for examples")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RtkError(f"recipe {path} cannot be read ({exc.__class__.__name__}); check the file") from None
+    recipe = parse_recipe(text, path)
+    return _resolve_paths(recipe, path.parent)
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    """Relative paths in a recipe are relative to the working directory; check that named inputs exist."""
+    data = recipe.data
+    for label, value in (("data.root", data.root), ("data.calibration", data.calibration),
+                         ("data.validation", data.validation)):
+        if value is not None and not Path(value).exists():
+            raise RtkError(f"{label}: {value} not found; fix the path in the recipe (relative to the current folder)")
+    source = recipe.model.source
+    if source.lower() not in ("imagenet-v1", "imagenet-v2", "random", "none") and not Path(source).is_file():
+        raise RtkError(f"model.source: {source} not found; give a checkpoint path or imagenet-v1/imagenet-v2/random/none")
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    data: dict[str, Any] = recipe.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def demo_recipe() -> Recipe:
+    """The built-in demo: recipes/demo.yaml (from the source tree, or the copy a wheel ships as toolkit.recipes)."""
+    source_tree = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
+    if source_tree.is_file():
+        text = source_tree.read_text(encoding="utf-8")
+    else:
+        from importlib.resources import files
+
+        text = (files("toolkit.recipes") / "demo.yaml").read_text(encoding="utf-8")
+    return parse_recipe(text, Path("recipes/demo.yaml"))
+
+
+def schema() -> dict[str, Any]:
+    return Recipe.model_json_schema()

@@ -1,0 +1,287 @@
+"""The run report: one typed result -> report.json, report.md and PNG plots.
+
+It leads with the three ratios against FP32 that NNCF's PTQ examples end with (accuracy drop, size,
+speed-up), then one pass/fail line per gate, then the parity matrix and the plots.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from toolkit import __version__
+from toolkit.artifact import now_iso, write_json, write_text_atomic
+from toolkit.bench import Latency
+from toolkit.validate import Gate
+
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+
+
+class Row(BaseModel):
+    name: str
+    path: str
+    target: str
+    precision: str
+    role: str
+    size_mb: float
+    top1: float | None = None
+    top5: float | None = None
+    drop_pt: float | None = None
+    agreement: float | None = None
+    cosine: float | None = None
+    per_class_top1: dict[str, float] = Field(default_factory=dict)
+    batch: int | None = None
+    latency_ms: Latency | None = None
+    p50_repeats: list[float] = Field(default_factory=list)
+    p50_ci95: tuple[float, float] | None = None
+    throughput_ips: dict[int, float] = Field(default_factory=dict)
+    speedup: float | None = None
+    size_ratio: float | None = None
+
+
+class Headline(BaseModel):
+    """The deployed artifact against the FP32 ONNX Runtime baseline."""
+
+    artifact: str
+    accuracy_drop_pt: float | None
+    size_ratio: float | None
+    speedup: float | None
+
+
+class StageTime(BaseModel):
+    name: str
+    seconds: float
+    skipped: bool
+
+
+class Report(BaseModel):
+    recipe: str
+    rtk: str
+    created: str
+    passed: bool
+    headline: Headline
+    gates: list[Gate]
+    rows: list[Row]
+    validation_images: int | None
+    stages: list[StageTime]
+    plots: list[str] = Field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def ci95(values: list[float]) -> tuple[float, float] | None:
+    """Student-t 95% interval of the mean of repeated medians (None with one repeat)."""
+    if len(values) < 2:
+        return None
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = T95.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))
+    return (mean - half, mean + half)
+
+
+def artifact_size_mb(path: Path) -> float:
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
+
+
+def _validate(ctx, arts) -> dict[str, Any] | None:
+    from toolkit.validate import validate
+
+    val, reference = ctx.paths["validation"], ctx.paths["reference"]
+    if val is None:
+        ctx.say("validate: no validation images; accuracy is not reported")
+        return None
+    rows = [a for a in arts if a.role != "reference"]
+    return ctx.stage("validate", {"artifacts": [a.path for a in rows], "targets": [a.target for a in rows]},
+                     [Path(a.path) for a in arts] + [val], [],
+                     lambda: validate([a.path for a in rows], val, reference=reference,
+                                      targets=[a.target for a in rows], measure_latency=False))
+
+
+def _bench(ctx, arts) -> dict[str, list[dict]]:
+    """Every artifact but the PyTorch reference, `repeats` times, interleaved so drift hits all alike."""
+    from toolkit.backends import RunnerOptions
+    from toolkit.bench import bench
+
+    b = ctx.recipe.bench
+    timed = [a for a in arts if a.role != "reference"]
+
+    def run():
+        out: dict[str, list[dict]] = {a.name: [] for a in timed}
+        for repeat in range(b.repeats):
+            for a in timed:
+                ctx.say(f"bench: {a.name} on {a.target}, repeat {repeat + 1}/{b.repeats}")
+                result = bench(a.path, target=a.target, batches=b.batches, warmup=b.warmup, runs=b.runs,
+                               options=RunnerOptions(threads=b.threads, max_batch=max(b.batches)))
+                out[a.name].append(result.model_dump(mode="json"))
+        return out
+
+    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed]},
+                     [Path(a.path) for a in timed], [], run)
+
+
+def build_report(ctx, arts) -> Report:
+    validation = _validate(ctx, arts)
+    benches = _bench(ctx, arts)
+    scores = {}
+    if validation:
+        for score in [validation["reference"], *validation["artifacts"]]:
+            scores[score["artifact"]] = score
+    rows = []
+    for a in arts:
+        s = scores.get(a.path, {})
+        row = Row(name=a.name, path=a.path, target=a.target, precision=a.precision, role=a.role,
+                  size_mb=artifact_size_mb(Path(a.path)), top1=s.get("top1"), top5=s.get("top5"),
+                  drop_pt=s.get("drop_pt"), agreement=s.get("agreement"), cosine=s.get("cosine"),
+                  per_class_top1=s.get("per_class_top1", {}))
+        runs = benches.get(a.name, [])
+        if runs:
+            first = [r["results"][0] for r in runs]
+            row.batch = first[0]["batch"]
+            row.latency_ms = Latency.from_ms([v for r in first for v in r["samples_ms"]])
+            row.p50_repeats = [r["latency_ms"]["p50"] for r in first]
+            row.p50_ci95 = ci95(row.p50_repeats)
+            for r in runs[0]["results"]:
+                row.throughput_ips[r["batch"]] = statistics.median(
+                    x["throughput_ips"] for run in runs for x in run["results"] if x["batch"] == r["batch"])
+        rows.append(row)
+    base = next(r for r in rows if r.role == "fp32")
+    for row in rows:
+        if row.latency_ms and base.latency_ms:
+            row.speedup = base.latency_ms.p50 / row.latency_ms.p50
+        row.size_ratio = base.size_mb / row.size_mb if row.size_mb else None
+    deployed = rows[-1]
+    headline = Headline(artifact=deployed.name, accuracy_drop_pt=deployed.drop_pt, size_ratio=deployed.size_ratio,
+                        speedup=deployed.speedup)
+    gates = evaluate_gates(ctx.recipe.gates, rows)
+    return Report(recipe=ctx.recipe.name, rtk=__version__, created=now_iso(), passed=all(g.passed for g in gates),
+                  headline=headline, gates=gates, rows=rows,
+                  validation_images=validation["images"] if validation else None,
+                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in ctx.records])
+
+
+def evaluate_gates(gates, rows: list[Row]) -> list[Gate]:
+    """Every gate on every artifact it applies to (accuracy gates: all but the references)."""
+    out: list[Gate] = []
+    checked = [r for r in rows if r.role not in ("reference",)]
+    for r in checked:
+        if r.drop_pt is not None:
+            if gates.max_drop_pt is not None:
+                out.append(Gate(name="max_drop_pt", artifact=r.name, limit=gates.max_drop_pt, value=r.drop_pt,
+                                passed=r.drop_pt <= gates.max_drop_pt))
+            ref_top1 = r.top1 + r.drop_pt if r.top1 is not None else None
+            if gates.max_drop_rel_pct is not None and ref_top1:
+                rel = 100.0 * r.drop_pt / ref_top1
+                out.append(Gate(name="max_drop_rel_pct", artifact=r.name, limit=gates.max_drop_rel_pct, value=rel,
+                                passed=rel <= gates.max_drop_rel_pct))
+        if gates.min_agreement_pct is not None and r.agreement is not None:
+            out.append(Gate(name="min_agreement_pct", artifact=r.name, limit=gates.min_agreement_pct,
+                            value=r.agreement, passed=r.agreement >= gates.min_agreement_pct))
+    for target, limit in gates.max_p99_ms.items():
+        deployed = [r for r in rows if r.target == target and r.latency_ms]
+        if deployed:
+            r = deployed[-1]
+            out.append(Gate(name="max_p99_ms", artifact=r.name, limit=limit, value=r.latency_ms.p99,
+                            passed=r.latency_ms.p99 <= limit))
+    if gates.min_speedup is not None and rows[-1].speedup is not None:
+        r = rows[-1]
+        out.append(Gate(name="min_speedup", artifact=r.name, limit=gates.min_speedup, value=r.speedup,
+                        passed=r.speedup >= gates.min_speedup))
+    return out
+
+
+def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
+    return "—" if v is None else f"{format(v, fmt)}{suffix}"
+
+
+def markdown(report: Report) -> str:
+    h = report.headline
+    lines = [f"# rtk report: {report.recipe}", "",
+             f"{'**PASSED**' if report.passed else '**FAILED**'} · rtk {report.rtk} · {report.created}", "",
+             f"Deployed artifact **{h.artifact}** against FP32 (ONNX Runtime):", "",
+             f"- accuracy drop: **{_fmt(h.accuracy_drop_pt, '.2f', ' pt')}** top-1",
+             f"- size: **{_fmt(h.size_ratio, '.2f', 'x')}** smaller",
+             f"- speed-up: **{_fmt(h.speedup, '.2f', 'x')}** (p50, batch {report.rows[-1].batch})", "", "## Gates", ""]
+    lines += [f"- {'✅' if g.passed else '❌'} `{g.name}` on {g.artifact}: {g.value:.3f} (limit {g.limit})"
+              for g in report.gates] or ["- no gates set"]
+    lines += ["", "## Artifacts", "",
+              "| artifact | target | precision | size MB | top-1 % | drop pt | agree % | p50 ms (95% CI) | p99 ms | speed-up |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report.rows:
+        lat = r.latency_ms
+        ci = f" ({r.p50_ci95[0]:.2f}–{r.p50_ci95[1]:.2f})" if r.p50_ci95 else ""
+        lines.append(f"| {r.name} | {r.target} | {r.precision} | {r.size_mb:.1f} | {_fmt(r.top1)} | {_fmt(r.drop_pt)} | "
+                     f"{_fmt(r.agreement)} | {_fmt(lat.p50 if lat else None)}{ci} | {_fmt(lat.p99 if lat else None)} | "
+                     f"{_fmt(r.speedup, '.2f', 'x')} |")
+    if report.validation_images:
+        lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
+                      f"{len(report.rows[-1].p50_repeats)} interleaved repeats."]
+    lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report.plots]
+    lines += ["", "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
+    lines += [f"| {s.name} | {s.seconds:.1f} | {'skipped (unchanged)' if s.skipped else ''} |" for s in report.stages]
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: Report, folder: Path) -> list[str]:
+    """latency.png (distribution per artifact), pareto.png (accuracy vs latency), per_class.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from toolkit.artifact import atomic_path
+
+    made: list[str] = []
+
+    def save(fig, name: str) -> None:
+        with atomic_path(folder / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        made.append(name)
+
+    timed = [r for r in report.rows if r.latency_ms]
+    if timed:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.bar([r.name for r in timed], [r.latency_ms.p50 for r in timed], color="#4c72b0", label="p50")
+        ax.scatter([r.name for r in timed], [r.latency_ms.p99 for r in timed], color="#c44e52", zorder=3, label="p99")
+        for i, r in enumerate(timed):
+            ax.scatter([i] * len(r.p50_repeats), r.p50_repeats, color="black", s=8, zorder=4)
+        ax.set(ylabel=f"ms (batch {timed[0].batch})", title="latency per artifact (dots: p50 of each repeat)")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        save(fig, "latency.png")
+    both = [r for r in timed if r.top1 is not None]
+    if both:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in both:
+            style = {"marker": "*", "s": 160} if r.role == "fp32" else {"marker": "o", "s": 50}
+            ax.scatter(r.latency_ms.p50, r.top1, **style)
+            ax.annotate(r.name, (r.latency_ms.p50, r.top1), textcoords="offset points", xytext=(5, 5))
+        ax.set(xlabel="p50 latency, ms", ylabel="top-1 %", title="accuracy vs latency (★ FP32 reference)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        save(fig, "pareto.png")
+    base = next((r for r in report.rows if r.role in ("reference", "fp32") and r.per_class_top1), None)
+    deployed = report.rows[-1]
+    if base and deployed.per_class_top1 and deployed is not base:
+        names = list(base.per_class_top1)
+        change = [deployed.per_class_top1.get(n, 0.0) - base.per_class_top1[n] for n in names]
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.bar(names, change, color=["#c44e52" if c < 0 else "#55a868" for c in change])
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set(ylabel="top-1 change, pt", title=f"per-class accuracy: {deployed.name} vs {base.name}")
+        ax.tick_params(axis="x", rotation=45)
+        fig.tight_layout()
+        save(fig, "per_class.png")
+    return made
+
+
+def write_report(report: Report, folder: Path) -> None:
+    report.plots = plots(report, folder)
+    write_json(folder / "report.json", report)
+    write_text_atomic(folder / "report.md", markdown(report))
