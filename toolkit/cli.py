@@ -229,6 +229,48 @@ def predict(
     _emit_json(json, results)
 
 
+@app.command("compile")
+@command
+def compile_(
+    source: Annotated[Path, typer.Argument(help="ONNX model (FP32, or INT8 with Q/DQ nodes).")],
+    target: Annotated[str, typer.Option(help="openvino (IR .xml + .bin) or tensorrt (.engine + .json sidecar).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="OpenVINO: a folder (model.xml inside) "
+                                                   "or a .xml path; TensorRT: a .engine path.")] = None,
+    precision: Annotated[str, typer.Option(help="auto (INT8 when the ONNX has Q/DQ, else FP32), fp32, fp16, int8.")] = "auto",
+    batch: Annotated[Optional[int], typer.Option(help="Fix the batch size (default: keep the ONNX's).")] = None,
+    min_batch: Annotated[Optional[int], typer.Option(help="TensorRT profile: smallest batch (default 1).")] = None,
+    opt_batch: Annotated[Optional[int], typer.Option(help="TensorRT profile: batch to tune for (default 1).")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(help="TensorRT profile: largest batch (default 8).")] = None,
+    workspace_mb: Annotated[Optional[int], typer.Option(help="TensorRT workspace memory limit in MiB.")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (read, then updated).")] = None,
+    check_only: Annotated[bool, typer.Option(help="Only report what TensorRT would refuse (no TensorRT needed); "
+                                                  "exit 1 on errors.")] = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="OpenVINO INT8 with NNCF: image folder for a "
+                                                              "model without Q/DQ.")] = None,
+    calibration_samples: Annotated[int, typer.Option(help="Calibration images used with --calibration.")] = 300,
+    json: JsonOpt = None,
+) -> None:
+    """Compile ONNX for OpenVINO (IR) or TensorRT (engine); --check-only lists what TensorRT would refuse."""
+    from toolkit.compile import compile_model
+    from toolkit.trt_check import BatchProfile
+
+    given = {k: v for k, v in (("min", min_batch), ("opt", opt_batch), ("max", max_batch)) if v is not None}
+    profile = None
+    if given:
+        lo = given.get("min", 1)
+        profile = BatchProfile(min=lo, opt=given.get("opt", lo), max=given.get("max", max(8, given.get("opt", lo))))
+    with ui.spinner("compiling") as status:
+        result = compile_model(source, target=target, output=output, precision=precision, batch=batch,
+                               profile=profile, workspace_mb=workspace_mb, timing_cache=timing_cache,
+                               check_only=check_only, calibration=calibration,
+                               calibration_samples=calibration_samples, progress=status)
+    ui.show_compile(result)
+    _emit_json(json, result)
+    if not result:
+        raise GateFailed(f"TensorRT would refuse {source}: "
+                         f"{sum(f.severity == 'error' for f in result.findings)} errors")
+
+
 recipe_app = typer.Typer(no_args_is_help=True, help="Recipes: print the schema, check a recipe.")
 app.add_typer(recipe_app, name="recipe")
 
@@ -313,37 +355,6 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -
 
     r = load_recipe(recipe)
     ui.ok(f"{recipe}: recipe {r.name!r} is valid")
-
-
-@app.command()
-@command
-def quantize(
-    model: Annotated[Path, typer.Argument(help="FP32 model: .onnx, or an OpenVINO IR .xml for --target openvino.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="INT8 model to write (same format as MODEL).")],
-    calib: Annotated[str, typer.Option(help="Calibration images folder (class sub-folders optional), or 'random' "
-                                            "for speed tests only.")],
-    target: Annotated[str, typer.Option(help="onnxruntime, openvino or tensorrt: picks the INT8 form.")] = "onnxruntime",
-    int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization (the only mode).")] = True,
-    subset: Annotated[Optional[int], typer.Option(help="Calibration images (default 300, or all of --calib-list).")] = None,
-    calib_list: Annotated[Optional[Path], typer.Option(help="File of image paths relative to --calib, one per line.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the class-balanced calibration pick.")] = 0,
-    allow_small: Annotated[bool, typer.Option(help="Accept fewer calibration images than asked for.")] = False,
-    max_drop: Annotated[Optional[float], typer.Option(help="Accuracy control: largest top-1 drop in points on --val.")] = None,
-    val: Annotated[Optional[Path], typer.Option(help="Labeled folder for top-1 FP32 vs INT8 (and --max-drop).")] = None,
-    bench_runs: Annotated[int, typer.Option(help="Timed batch-1 runs per model for the speed-up (0 skips).")] = 30,
-    json: JsonOpt = None,
-) -> None:
-    """Post-training INT8 for a target (NNCF on CPU, signed QDQ for TensorRT) with size, top-1 and speed vs FP32."""
-    from toolkit.quantize import quantize_int8
-
-    if not int8:
-        raise RtkError("only --int8 is supported; for FP16 use `rtk compile`")
-    result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib), target=target,
-                           subset=subset, seed=seed, allow_small=allow_small, max_drop=max_drop, val=val,
-                           calib_list=calib_list, bench_runs=bench_runs,
-                           progress=lambda msg: ui.err.print(f"[dim]·[/] {msg}", highlight=False))
-    ui.show_quantize(result)
-    _emit_json(json, result)
 
 
 def main() -> None:

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU and TensorRT 10: build FP32 / FP16 / INT8 engines from one ResNet50,
+# validate each against the FP32 ONNX, bench each (GPU compute and copies separately), print one table.
+#
+#   benchmarks/gpu_check.sh [WORK_DIR]        (default runs/gpu_check)
+#   MODEL=path/to/model.onnx DATA=path/to/data benchmarks/gpu_check.sh   to use your own model and data
+#
+# Without a model it exports a random-weight 224x224 ResNet50 (numbers are about speed and parity, not
+# accuracy); without data it draws the built-in synthetic set.
+set -euo pipefail
+
+RTK=${RTK:-rtk}
+PY=${PYTHON:-python}
+WORK=${1:-runs/gpu_check}
+SIZE=${SIZE:-224}
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "gpu_check: no NVIDIA GPU here (nvidia-smi finds none); run this on a GPU machine" >&2
+    exit 2
+fi
+if ! "$PY" -c "import tensorrt" >/dev/null 2>&1; then
+    echo "gpu_check: TensorRT is not installed; pip install 'rtk[tensorrt]'" >&2
+    exit 2
+fi
+
+mkdir -p "$WORK"
+DATA=${DATA:-$WORK/data}
+if [ ! -d "$DATA" ]; then
+    "$RTK" data synth "$DATA" --classes 10 --per-class 20 --val-per-class 20 --size "$SIZE"
+fi
+MODEL=${MODEL:-$WORK/model.onnx}
+if [ ! -f "$MODEL" ]; then
+    "$PY" - "$DATA" "$WORK/random.pt" "$SIZE" <<'PYEOF'
+import sys
+from pathlib import Path
+from toolkit.data import split_dir
+from toolkit.models import load_model, save_checkpoint
+
+val = split_dir(Path(sys.argv[1]), "val")
+names = sorted(p.name for p in val.iterdir() if p.is_dir())
+model, meta = load_model("random", class_names=names, num_classes=len(names), input_size=int(sys.argv[3]))
+save_checkpoint(Path(sys.argv[2]), model, meta)
+PYEOF
+    "$RTK" export "$WORK/random.pt" -o "$MODEL" --data "$DATA"
+fi
+
+INT8_ONNX=$WORK/model.trt-int8.onnx
+if [ ! -f "$INT8_ONNX" ]; then
+    if ! "$RTK" quantize "$MODEL" --int8 --target tensorrt --data "$DATA" -o "$INT8_ONNX" 2>/dev/null; then
+        echo "gpu_check: rtk quantize unavailable; making TensorRT-form QDQ with ONNX Runtime's quantizer" >&2
+        "$PY" - "$MODEL" "$INT8_ONNX" "$DATA" <<'EOF'
+import sys
+from pathlib import Path
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from toolkit.artifact import read_meta
+from toolkit.compile import calibration_batches
+
+src, dst, data = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+xs = iter(calibration_batches(data, read_meta(src), samples=64))
+class Reader(CalibrationDataReader):
+    def get_next(self):
+        x = next(xs, None)
+        return None if x is None else {"input": x}
+quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+EOF
+    fi
+fi
+
+VAL=$DATA/val
+[ -d "$VAL" ] || VAL=$DATA
+"$RTK" compile "$INT8_ONNX" --target tensorrt --check-only --json "$WORK/check.json"
+for precision in fp32 fp16 int8; do
+    source=$MODEL
+    [ "$precision" = int8 ] && source=$INT8_ONNX
+    engine=$WORK/model.$precision.engine
+    "$RTK" compile "$source" --target tensorrt --precision "$precision" -o "$engine" \
+        --min-batch 1 --opt-batch 8 --max-batch 32 --timing-cache "$WORK/timing.cache" --json "$WORK/compile.$precision.json"
+    "$RTK" validate "$engine" --data "$VAL" --reference "$MODEL" --json "$WORK/validate.$precision.json"
+    "$RTK" bench "$engine" --batch 1,8,32 --seconds 5 --json "$WORK/bench.$precision.json"
+done
+
+"$PY" - "$WORK" <<'EOF'
+import json, sys
+from pathlib import Path
+from rich.console import Console
+from rich.table import Table
+
+work = Path(sys.argv[1])
+table = Table(title=f"TensorRT on {json.loads((work / 'bench.fp32.json').read_text())['runtime'].get('device')}")
+for col in ("precision", "engine MB", "build s", "top-1 %", "agree %", "cosine", "batch", "p50 ms",
+            "compute ms", "h2d ms", "d2h ms", "images/s"):
+    table.add_column(col, justify="right")
+for precision in ("fp32", "fp16", "int8"):
+    comp = json.loads((work / f"compile.{precision}.json").read_text())
+    val = json.loads((work / f"validate.{precision}.json").read_text())
+    bench = json.loads((work / f"bench.{precision}.json").read_text())
+    for i, point in enumerate(bench["results"]):
+        phases = point.get("phases_ms", {})
+        ph = lambda k: f"{phases[k]['p50']:.3f}" if k in phases else "—"
+        head = ([precision, f"{comp['size_mb']:.1f}", f"{comp['seconds']:.0f}", f"{val['top1']:.2f}",
+                 f"{val['agreement']:.2f}", f"{val['cosine']:.5f}"] if i == 0 else [""] * 6)
+        table.add_row(*head, str(point["batch"]), f"{point['latency_ms']['p50']:.3f}", ph("compute"), ph("h2d"),
+                      ph("d2h"), f"{point['throughput_ips']:.0f}")
+Console().print(table)
+EOF

@@ -1,0 +1,140 @@
+"""OpenVINO IR compile and runner on the real runtime: parity with ONNX, FP16, INT8 (QDQ and NNCF), bad inputs."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from toolkit.artifact import read_meta
+from toolkit.backends import RunnerOptions, open_runner
+from toolkit.bench import bench
+from toolkit.compile import compile_model
+from toolkit.errors import RtkError
+from toolkit.validate import validate
+
+
+def trt_form_qdq(source, output, calib_dir, count=8):
+    """INT8 QDQ ONNX in TensorRT's form (signed, symmetric, per-channel weights) from ONNX Runtime's quantizer."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from toolkit.compile import calibration_batches
+
+    xs = calibration_batches(calib_dir, read_meta(source), samples=count)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(xs)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x}
+
+    quantize_static(str(source), str(output), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    return output
+
+
+@pytest.fixture(scope="module")
+def ir_fp32(random_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ov") / "fp32"
+    result = compile_model(random_onnx, target="openvino", output=out)
+    return result
+
+
+def test_compile_writes_xml_and_bin_with_meta(ir_fp32, random_onnx):
+    xml = ir_fp32.output
+    assert xml.endswith("fp32/model.xml")
+    names = sorted(f.path.rsplit("/", 1)[1] for f in ir_fp32.files)
+    assert names == ["model.bin", "model.xml"] and ir_fp32.size_mb > 50
+    meta, source_meta = read_meta(xml), read_meta(random_onnx)
+    assert meta.class_names == source_meta.class_names and meta.precision == "fp32"
+    assert meta.provenance["history"][-1]["step"] == "compile"
+    assert meta.provenance["history"][-1]["parent_sha256"] == ir_fp32.source_sha256
+    assert not any(p.name.startswith(".rtk-ir-") for p in (random_onnx.parent).iterdir())
+
+
+def test_ir_fp32_matches_onnx(ir_fp32, random_onnx, tiny_data):
+    report = validate([ir_fp32.output], tiny_data / "val", reference=random_onnx, measure_latency=False)
+    score = report.artifacts[0]
+    assert score.target == "openvino"
+    assert abs(score.drop_pt) <= 0.1
+    assert score.agreement == 100.0 and score.cosine > 0.9999
+
+
+def test_fp16_ir_runs_close(random_onnx, tiny_data, tmp_path):
+    result = compile_model(random_onnx, target="openvino", output=tmp_path / "fp16.xml", precision="fp16")
+    assert (tmp_path / "fp16.bin").is_file() and result.precision == "fp16"
+    assert read_meta(tmp_path / "fp16.xml").precision == "fp16"
+    report = validate([tmp_path / "fp16.xml"], tiny_data / "val", reference=random_onnx, measure_latency=False)
+    assert report.cosine > 0.99
+
+
+def test_ir_from_qdq_onnx_runs(random_onnx, tiny_data, tmp_path):
+    qdq = trt_form_qdq(random_onnx, tmp_path / "int8.onnx", tiny_data / "train")
+    result = compile_model(qdq, target="openvino", output=tmp_path / "ov")
+    assert result.precision == "int8" and read_meta(result.output).precision == "int8"
+    report = validate([result.output], tiny_data / "val", reference=random_onnx, measure_latency=False)
+    assert report.images == 32 and report.cosine > 0.9
+
+
+def test_nncf_int8_from_calibration_folder(random_onnx, tiny_data, tmp_path):
+    result = compile_model(random_onnx, target="openvino", output=tmp_path / "nncf", precision="int8",
+                           calibration=tiny_data, calibration_samples=4)
+    assert result.precision == "int8"
+    with open_runner(result.output) as runner:
+        x = np.zeros((2, 3, 64, 64), np.float32)
+        assert runner.infer(x).shape == (2, 4)
+
+
+def test_static_batch_and_cache_dir(random_onnx, tmp_path):
+    result = compile_model(random_onnx, target="openvino", output=tmp_path / "b2", batch=2)
+    assert result.batch == "2"
+    cache = tmp_path / "cache"
+    with open_runner(result.output, options=RunnerOptions(cache_dir=cache)) as runner:
+        assert runner.fixed_batch == 2
+        assert runner.infer(np.ones((2, 3, 64, 64), np.float32)).shape == (2, 4)
+        assert runner.describe()["inference_precision"] == "f32"
+    assert any(cache.iterdir())
+
+
+def test_onnx_runs_on_openvino_by_target_override(random_onnx, random_ckpt, tiny_data):
+    report = validate([random_onnx], tiny_data / "val", reference=random_ckpt, targets=["openvino"],
+                      measure_latency=False)
+    assert report.artifacts[0].target == "openvino"
+    assert report.agreement == 100.0 and report.cosine > 0.9999
+
+
+def test_bench_throughput_hint_uses_parallel_requests(ir_fp32):
+    result = bench(ir_fp32.output, batches=[1, 2], runs=3, warmup=1,
+                   options=RunnerOptions(hint="throughput", max_batch=2))
+    assert [p.batch for p in result.results] == [1, 2]
+    assert result.runtime["hint"] == "throughput" and result.runtime["infer_requests"] >= 1
+    assert all(p.throughput_ips > 0 for p in result.results)
+
+
+def test_xml_without_bin_is_refused(ir_fp32, tmp_path, cli):
+    lone = tmp_path / "lone.xml"
+    shutil.copy(ir_fp32.output, lone)
+    with pytest.raises(RtkError, match="lone.bin is missing"):
+        read_meta(lone)
+    res = cli("bench", lone, "--runs", "1")
+    assert res.exit_code == 2 and "lone.bin is missing" in res.stderr
+
+
+def test_bad_inputs_exit_2_and_write_nothing(random_onnx, tmp_path, cli):
+    out = tmp_path / "out"
+    res = cli("compile", random_onnx, "--target", "openvino", "--precision", "int8", "-o", out)
+    assert res.exit_code == 2 and "no Q/DQ" in res.stderr and not out.exists()
+    res = cli("compile", random_onnx, "--target", "openvino", "--precision", "int4", "-o", out)
+    assert res.exit_code == 2 and not out.exists()
+    weird = tmp_path / "model.weird"
+    weird.write_bytes(b"x")
+    res = cli("bench", weird)
+    assert res.exit_code == 2 and "no runtime opens .weird" in res.stderr
+    res = cli("compile", weird, "--target", "openvino", "-o", out)
+    assert res.exit_code == 2 and "takes an ONNX file" in res.stderr and not out.exists()
+    res = cli("compile", random_onnx, "--target", "openvino", "-o", tmp_path / "missing" / "deeper" / "ov")
+    assert res.exit_code == 2 and not (tmp_path / "missing").exists()

@@ -1,0 +1,190 @@
+"""TensorRT: the CPU-side check, refusals and sidecar rules; engine build and run where TensorRT and a GPU exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from toolkit.artifact import read_meta, sidecar_path
+from toolkit.backends.tensorrt import check_compatible
+from toolkit.compile import calibration_batches, compile_model
+from toolkit.errors import RtkError
+from toolkit.trt_check import BatchProfile, check_onnx
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _quantize(source, output, calib_dir, **kwargs):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    xs = calibration_batches(calib_dir, read_meta(source), samples=8)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(xs)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x}
+
+    quantize_static(str(source), str(output), Reader(), quant_format=QuantFormat.QDQ, **kwargs)
+    return output
+
+
+@pytest.fixture(scope="module")
+def trt_form_onnx(random_onnx, tiny_data, tmp_path_factory):
+    """Signed, symmetric, per-channel-weight QDQ: the form TensorRT's explicit quantization takes."""
+    from onnxruntime.quantization import QuantType
+
+    return _quantize(random_onnx, tmp_path_factory.mktemp("q") / "trt.onnx", tiny_data / "train", per_channel=True,
+                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+
+
+@pytest.fixture(scope="module")
+def uint8_onnx(random_onnx, tiny_data, tmp_path_factory):
+    """uint8 activations with zero-points (what NNCF's ONNX PTQ or ORT with QUInt8 writes), quantized biases."""
+    from onnxruntime.quantization import QuantType
+
+    return _quantize(random_onnx, tmp_path_factory.mktemp("q") / "u8.onnx", tiny_data / "train",
+                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def test_check_passes_trt_form_int8(trt_form_onnx, cli, tmp_path):
+    assert [f for f in check_onnx(trt_form_onnx, profile=BatchProfile()) if f.severity == "error"] == []
+    res = cli("compile", trt_form_onnx, "--target", "tensorrt", "--check-only", "--json", tmp_path / "c.json")
+    assert res.exit_code == 0, res.stderr
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["precision"] == "int8" and report["passed"] and report["profile"] == {"min": 1, "opt": 1, "max": 8}
+
+
+def test_check_flags_uint8_qdq(uint8_onnx, cli, tmp_path):
+    errors = [f for f in check_onnx(uint8_onnx) if f.severity == "error"]
+    messages = {f.message.split(";")[0] for f in errors}
+    assert "QuantizeLinear in uint8 (TensorRT needs signed INT8)" in messages
+    assert any("zero-point" in m for m in messages) and any("int32" in m for m in messages)
+    res = cli("compile", uint8_onnx, "--target", "tensorrt", "--check-only", "--json", tmp_path / "c.json")
+    assert res.exit_code == 1 and "TensorRT would refuse" in res.stderr
+    assert not json.loads((tmp_path / "c.json").read_text())["passed"]
+
+
+def test_check_fp32_dynamic_batch_needs_profile(random_onnx):
+    findings = check_onnx(random_onnx)
+    assert [f.severity for f in findings] == ["warning"] and "optimization profile" in findings[0].message
+    assert check_onnx(random_onnx, profile=BatchProfile(min=1, opt=4, max=8)) == []
+
+
+def _graph(nodes, inits, inp_shape, opset=17):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, inp_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_check_flags_ops_int64_dims_opset_and_weight_axis():
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.int8), "w")
+    scale = numpy_helper.from_array(np.full(3, 0.1, np.float32), "s")
+    zp = numpy_helper.from_array(np.zeros(3, np.int8), "z")
+    big = numpy_helper.from_array(np.array([2**40], np.int64), "big")
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wf"], name="dq_w", axis=1),
+             helper.make_node("Conv", ["x", "wf"], ["c"], name="conv"),
+             helper.make_node("Erf", ["c"], ["e"], name="erf"),
+             helper.make_node("QLinearConv", ["e"], ["y"], name="qconv")]
+    model = _graph(nodes, [w, scale, zp, big], ["n", 3, "h", 8], opset=8)
+    found = {(f.severity, f.node) for f in check_onnx(model, profile=BatchProfile())}
+    assert {("error", "(model)"), ("error", "dq_w"), ("warning", "erf"), ("error", "qconv"), ("error", "big"),
+            ("error", "x")} <= found
+    assert ("warning", "x") not in found  # the batch axis is covered by the profile
+
+
+def test_int8_without_qdq_refused(random_onnx, tmp_path, cli):
+    out = tmp_path / "m.engine"
+    res = cli("compile", random_onnx, "--target", "tensorrt", "--precision", "int8", "-o", out)
+    assert res.exit_code == 2 and "rtk quantize --int8 --target tensorrt" in res.stderr
+    assert not out.exists() and not sidecar_path(out).exists()
+
+
+@pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is not installed")
+def test_missing_tensorrt_names_the_extra(random_onnx, tmp_path, cli):
+    out = tmp_path / "m.engine"
+    res = cli("compile", random_onnx, "--target", "tensorrt", "-o", out)
+    assert res.exit_code == 2 and "pip install 'rtk[tensorrt]'" in res.stderr and not out.exists()
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(b"not an engine")
+    res = cli("bench", engine)
+    assert res.exit_code == 2 and "rtk[tensorrt]" in res.stderr
+
+
+def test_engine_from_other_tensorrt_or_gpu_refused(tmp_path):
+    side = {"tensorrt": "10.3.0", "gpu": "NVIDIA A10", "compute_capability": "8.6"}
+    check_compatible(side, tensorrt="10.3.0", gpu="NVIDIA A10", compute_capability="8.6", path=tmp_path / "m.engine")
+    with pytest.raises(RtkError, match="built with TensorRT 10.3.0, this machine has 10.8.0"):
+        check_compatible(side, tensorrt="10.8.0", gpu="NVIDIA A10", compute_capability="8.6", path=tmp_path)
+    with pytest.raises(RtkError, match="built for NVIDIA A10 .*this GPU is NVIDIA L4"):
+        check_compatible(side, tensorrt="10.3.0", gpu="NVIDIA L4", compute_capability="8.9", path=tmp_path)
+
+
+def test_engine_meta_comes_from_sidecar(random_onnx, tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    meta = read_meta(random_onnx)
+    sidecar_path(engine).write_text(json.dumps({"tensorrt": "10.3.0", "meta": meta.model_dump(mode="json")}))
+    assert read_meta(engine).class_names == meta.class_names
+
+
+def test_profile_and_static_batch_rules(random_onnx, tmp_path):
+    with pytest.raises(RtkError, match="min <= opt <= max"):
+        compile_model(random_onnx, target="tensorrt", check_only=True, profile=BatchProfile(min=4, opt=2, max=8))
+    with pytest.raises(RtkError, match="not both"):
+        compile_model(random_onnx, target="tensorrt", check_only=True, batch=2, profile=BatchProfile())
+    result = compile_model(random_onnx, target="tensorrt", check_only=True, batch=4)
+    assert result.profile == BatchProfile(min=4, opt=4, max=4) and result.passed and result.output is None
+
+
+def _gpu_ready() -> bool:
+    if not HAS_TRT:
+        return False
+    try:
+        from toolkit.backends.tensorrt import gpu_facts
+
+        gpu_facts()
+        return True
+    except Exception:
+        return False
+
+
+needs_gpu = pytest.mark.skipif(not _gpu_ready(), reason="needs TensorRT 10 (pip install 'rtk[tensorrt]') and an "
+                                                        "NVIDIA GPU with cuda-python")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_engine_builds_and_matches_onnx(random_onnx, tiny_data, tmp_path, precision):
+    from toolkit.validate import validate
+
+    out = tmp_path / f"{precision}.engine"
+    result = compile_model(random_onnx, target="tensorrt", output=out, precision=precision,
+                           profile=BatchProfile(min=1, opt=4, max=8), timing_cache=tmp_path / "timing.cache")
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["precision"] == precision and side["source_sha256"] == result.source_sha256
+    assert side["profile"]["max"][0] == 8 and (tmp_path / "timing.cache").is_file()
+    report = validate([out], tiny_data / "val", reference=random_onnx, batch_size=8, measure_latency=False)
+    assert report.cosine > (0.9999 if precision == "fp32" else 0.99)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_int8_engine_from_qdq_runs_with_phases(trt_form_onnx, tmp_path):
+    from toolkit.backends import open_runner
+
+    out = tmp_path / "int8.engine"
+    compile_model(trt_form_onnx, target="tensorrt", output=out)
+    with open_runner(out) as runner:
+        x = np.zeros((2, 3, 64, 64), np.float32)
+        assert runner.infer(x).shape == (2, 4)
+        phases = runner.infer_phases(x)
+        assert set(phases) == {"h2d", "compute", "d2h"} and phases["compute"] > 0
