@@ -271,6 +271,61 @@ def compile_(
                          f"{sum(f.severity == 'error' for f in result.findings)} errors")
 
 
+@app.command()
+@command
+def prune(
+    model: Annotated[Path, typer.Argument(help="rtk checkpoint or torchvision state dict (.pt) of a ResNet50.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Pruned checkpoint to write (.pt).")],
+    structured: Annotated[bool, typer.Option("--structured", help="Remove whole channels: fewer MACs on every "
+                                                                  "runtime (the default).")] = False,
+    unstructured: Annotated[bool, typer.Option("--unstructured", help="Zero single weights (nncf.prune); no speed-up "
+                                                                      "on dense runtimes.")] = False,
+    ratio: Annotated[Optional[float], typer.Option(help="Structured: fraction of channels removed (default 0.5).")] = None,
+    sparsity: Annotated[Optional[float], typer.Option(help="Unstructured: fraction of conv/linear weights zeroed "
+                                                           "(default 0.5).")] = None,
+    importance: Annotated[str, typer.Option(help="Channel importance: l1, l2 (magnitude), bn (batch-norm scale), "
+                                                 "taylor (needs --finetune).")] = "l2",
+    global_pruning: Annotated[Optional[bool], typer.Option("--global/--uniform", help="Rank across all layers or "
+                              "prune each layer alike (default: uniform structured, global unstructured).")] = None,
+    round_to: Annotated[int, typer.Option(help="Keep channel counts a multiple of this (8 suits CPU SIMD and "
+                                               "tensor cores).")] = 8,
+    target_latency_ms: Annotated[Optional[float], typer.Option(help="Search the smallest ratio whose batch-1 "
+                                                                    "latency on --target is at most this.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Runtime for --target-latency-ms: onnxruntime, openvino, "
+                                                       "torch.")] = None,
+    keep_best: Annotated[bool, typer.Option(help="Write the best model even if the latency target is missed.")] = False,
+    finetune: Annotated[Optional[Path], typer.Option("--finetune", help="ImageFolder (train/ val/) for BN "
+                        "adaptation, recovery fine-tuning and val top-1 before/after.")] = None,
+    epochs: Annotated[int, typer.Option(help="Recovery epochs with --finetune (0: BN adaptation only).")] = 2,
+    lr: Annotated[float, typer.Option(help="Peak recovery learning rate (AdamW, one-cycle).")] = 5e-4,
+    batch_size: Annotated[int, typer.Option(help="Recovery and calibration batch size.")] = 32,
+    distill: Annotated[bool, typer.Option(help="Distil from the unpruned model: KL on softened logits + CE.")] = False,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 4.0,
+    measure: Annotated[str, typer.Option(help="Runtimes timed before/after, comma-separated, or none (default: "
+                                              "onnxruntime; unstructured adds openvino).")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for calibration and recovery.")] = 0,
+    threads: ThreadsOpt = None,
+    json: JsonOpt = None,
+) -> None:
+    """Prune a ResNet50: structured channels (real speed) or unstructured sparsity, then recover accuracy."""
+    from toolkit.prune import PruneConfig, prune_model
+
+    if structured and unstructured:
+        raise RtkError("give --structured or --unstructured, not both")
+    timed = None if measure == "auto" else [m.strip() for m in measure.split(",") if m.strip() not in ("", "none")]
+    cfg = PruneConfig(mode="unstructured" if unstructured else "structured", ratio=ratio, sparsity=sparsity,
+                      importance=importance, global_pruning=global_pruning, round_to=round_to,
+                      target_latency_ms=target_latency_ms, target=target, keep_best=keep_best, data=finetune,
+                      epochs=epochs if finetune else 0, lr=lr, batch_size=batch_size, distill=distill,
+                      temperature=temperature, measure=timed, seed=seed, threads=threads)
+    with ui.stage_progress() as update:
+        result = prune_model(model, output=output, config=cfg, progress=update)
+    ui.show_prune(result)
+    _emit_json(json, result)
+    if not result:
+        raise GateFailed(result.message)
+
+
 recipe_app = typer.Typer(no_args_is_help=True, help="Recipes: print the schema, check a recipe.")
 app.add_typer(recipe_app, name="recipe")
 
