@@ -169,6 +169,7 @@ def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: i
                 loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            nn.utils.clip_grad_norm_(params, max_norm=2.0)
             opt.step()
             sched.step()
             seen += len(y)

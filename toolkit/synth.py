@@ -54,7 +54,7 @@ Mask = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
 @dataclass(frozen=True)
 class SynthSummary:
-    """What ``synth`` wrote: where, which classes, how many images per split."""
+    """What ``synth`` wrote: where, which classes (in ImageFolder label order), how many images per split."""
 
     root: Path
     classes: list[str]
@@ -90,39 +90,39 @@ def _region(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return np.maximum(np.abs(u), np.abs(v)) <= 0.85
 
 
-def _stripes(u, v, rng):
+def _stripes(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     freq = rng.uniform(2.0, 3.2)
     return _region(u, v, rng) & (np.sin(math.pi * freq * u) > 0)
 
 
-def _checker(u, v, rng):
+def _checker(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cells = rng.uniform(1.6, 2.6)
     parity = (np.floor(u * cells) + np.floor(v * cells)) % 2 == 0
     return _region(u, v, rng) & parity
 
 
-def _dots(u, v, rng):
+def _dots(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cells = rng.uniform(1.6, 2.4)
     fu, fv = np.mod(u * cells, 1.0) - 0.5, np.mod(v * cells, 1.0) - 0.5
     return _region(u, v, rng) & (np.hypot(fu, fv) < rng.uniform(0.22, 0.32))
 
 
-def _cross(u, v, rng):
+def _cross(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     arm = rng.uniform(0.22, 0.38)
     au, av = np.abs(u), np.abs(v)
     return ((au <= arm) & (av <= 1)) | ((av <= arm) & (au <= 1))
 
 
-def _ring(u, v, rng):
+def _ring(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     rho = np.hypot(u, v)
     return (rho <= 1) & (rho >= rng.uniform(0.5, 0.72))
 
 
-def _ellipse(u, v, rng):
+def _ellipse(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u**2 + (v / rng.uniform(0.35, 0.6)) ** 2 <= 1
 
 
-def _crescent(u, v, rng):
+def _crescent(u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     shift, cut = rng.uniform(0.35, 0.55), rng.uniform(0.8, 0.95)
     return (np.hypot(u, v) <= 1) & (np.hypot(u - shift, v) > cut)
 
@@ -165,7 +165,9 @@ def _coverage(mask: np.ndarray, size: int) -> np.ndarray:
     return cover[..., None]
 
 
-def _place(x, y, cx, cy, radius, angle):
+def _place(
+    x: np.ndarray, y: np.ndarray, cx: float, cy: float, radius: float, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Image coordinates to a shape's unit frame: centred, scaled and rotated."""
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = x - cx, y - cy
@@ -181,7 +183,14 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return a + (b - a) * ramp[..., None]
 
 
-def _clutter(img, x, y, rng, size, count):
+def _clutter(
+    img: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    size: int,
+    count: int,
+) -> None:
     """Paint distractor strokes and blobs of random colour that belong to no class."""
     for _ in range(count):
         colour = _colour(rng)
@@ -266,11 +275,11 @@ def synth(
                     if progress is not None:
                         progress(done, total)
         listing = staged[0][0] / "classes.txt"
-        listing.write_text("".join(f"{n}\n" for n in names))
+        listing.write_text("".join(f"{n}\n" for n in sorted(names)))
         listing.replace(root / "classes.txt")
         for tmp, final in staged:
             tmp.rename(final)
     finally:
         for tmp, _ in staged:
             shutil.rmtree(tmp, ignore_errors=True)
-    return SynthSummary(root, names, classes * per_class, classes * val_per_class, size, seed)
+    return SynthSummary(root, sorted(names), classes * per_class, classes * val_per_class, size, seed)
