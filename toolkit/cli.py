@@ -412,6 +412,37 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -
     ui.ok(f"{recipe}: recipe {r.name!r} is valid")
 
 
+@app.command()
+@command
+def quantize(
+    model: Annotated[Path, typer.Argument(help="FP32 model: .onnx, or an OpenVINO IR .xml for --target openvino.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="INT8 model to write (same format as MODEL).")],
+    calib: Annotated[str, typer.Option(help="Calibration images folder (class sub-folders optional), or 'random' "
+                                            "for speed tests only.")],
+    target: Annotated[str, typer.Option(help="onnxruntime, openvino or tensorrt: picks the INT8 form.")] = "onnxruntime",
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization (the only mode).")] = True,
+    subset: Annotated[Optional[int], typer.Option(help="Calibration images (default 300, or all of --calib-list).")] = None,
+    calib_list: Annotated[Optional[Path], typer.Option(help="File of image paths relative to --calib, one per line.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the class-balanced calibration pick.")] = 0,
+    allow_small: Annotated[bool, typer.Option(help="Accept fewer calibration images than asked for.")] = False,
+    max_drop: Annotated[Optional[float], typer.Option(help="Accuracy control: largest top-1 drop in points on --val.")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Labeled folder for top-1 FP32 vs INT8 (and --max-drop).")] = None,
+    bench_runs: Annotated[int, typer.Option(help="Timed batch-1 runs per model for the speed-up (0 skips).")] = 30,
+    json: JsonOpt = None,
+) -> None:
+    """Post-training INT8 for a target (NNCF on CPU, signed QDQ for TensorRT) with size, top-1 and speed vs FP32."""
+    from toolkit.quantize import quantize_int8
+
+    if not int8:
+        raise RtkError("only --int8 is supported; for FP16 use `rtk compile`")
+    result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib), target=target,
+                           subset=subset, seed=seed, allow_small=allow_small, max_drop=max_drop, val=val,
+                           calib_list=calib_list, bench_runs=bench_runs,
+                           progress=lambda msg: ui.err.print(f"[dim]·[/] {msg}", highlight=False))
+    ui.show_quantize(result)
+    _emit_json(json, result)
+
+
 def main() -> None:
     app(prog_name="rtk")
 

@@ -1,0 +1,217 @@
+"""rtk quantize: TensorRT's QDQ form, NNCF INT8 for CPU targets, accuracy control, calibration checks, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from toolkit.artifact import read_meta
+from toolkit.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
+from toolkit.quantize import _control_report, check_trt_qdq, cpu_settings, quantize_int8
+from toolkit.validate import mean_cosine, validate
+
+SMALL = {"subset": 16, "allow_small": True, "bench_runs": 5}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("quantize")
+
+
+@pytest.fixture(scope="module")
+def cpu_int8(work, random_onnx, tiny_data):
+    out = work / "cpu.int8.onnx"
+    return quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="onnxruntime",
+                         val=tiny_data / "val", **SMALL)
+
+
+def _logits(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _val_batch(tiny_data: Path, onnx_path: Path) -> np.ndarray:
+    from toolkit.data import batches, image_folder
+
+    data = image_folder(tiny_data / "val", read_meta(onnx_path).preprocess)
+    return next(batches(data, 32))[0]
+
+
+def test_tensorrt_target_is_signed_symmetric_per_channel_qdq(work, random_onnx, tiny_data):
+    out = work / "model.trt-int8.onnx"
+    result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="tensorrt", **SMALL)
+    model = onnx.load(str(out))
+    inits = {t.name: t for t in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 100
+    for node in qdq:
+        zp = inits[node.input[2]]
+        assert zp.data_type == TensorProto.INT8, node.name
+        assert not numpy_helper.to_array(zp).any(), node.name
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    producers = {n.output[0]: n for n in model.graph.node}
+    for conv in convs:
+        dq = producers[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear", conv.name
+        weight = numpy_helper.to_array(inits[dq.input[0]])
+        scale = numpy_helper.to_array(inits[dq.input[1]])
+        assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],), conv.name
+        assert next((a.i for a in dq.attribute if a.name == "axis"), 1) == 0
+    assert check_trt_qdq(model) == []
+    assert result.speedup is None and "not measurable" in result.speed_note
+    meta = read_meta(out)
+    assert meta.precision == "int8"
+    assert meta.extra["quantization"]["target"] == "tensorrt"
+    assert meta.extra["quantization"]["calibration"]["images"] == 16
+
+
+def test_trt_checker_rejects_nncf_cpu_form(cpu_int8):
+    problems = check_trt_qdq(onnx.load(cpu_int8.output))
+    assert any("UINT8" in p for p in problems)
+
+
+def test_cpu_target_qdq_runs_close_to_fp32(cpu_int8, random_onnx, tiny_data):
+    model = onnx.load(cpu_int8.output)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    x = _val_batch(tiny_data, random_onnx)
+    cos = mean_cosine(_logits(Path(cpu_int8.output), x), _logits(random_onnx, x))
+    assert cos > 0.98, cos   # measured 0.998-0.999; a broken calibration (wrong scales) gives < 0.9
+    assert cpu_int8.size_ratio > 3.0
+    assert cpu_int8.latency_fp32_ms > 0 and cpu_int8.speedup > 0
+    assert cpu_int8.top1_fp32 is not None and cpu_int8.drop_pt == pytest.approx(cpu_int8.top1_fp32 - cpu_int8.top1_int8)
+    q = read_meta(Path(cpu_int8.output)).extra["quantization"]
+    assert q["settings"]["overflow_fix"] == cpu_settings().overflow_fix
+    assert q["calibration"]["per_class"] == {name: 4 for name in q["calibration"]["per_class"]}
+    assert q["facts"]["speedup"] == pytest.approx(cpu_int8.speedup)
+
+
+def test_accuracy_control_drop_matches_validate(work, random_onnx, tiny_data):
+    out = work / "aa.int8.onnx"
+    result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="onnxruntime", max_drop=0.0,
+                           val=tiny_data / "val", **SMALL)
+    assert result.accuracy_control is not None and result.accuracy_control.message
+    report = validate([out], tiny_data / "val", reference=random_onnx, measure_latency=False)
+    assert result.drop_pt == pytest.approx(report.drop_pt)
+    assert result.top1_int8 == pytest.approx(report.top1)
+    assert result.drop_pt <= 0.0
+    reverted = read_meta(out).extra["quantization"]["reverted_layers"]
+    assert reverted == result.accuracy_control.reverted_layers
+
+
+def test_openvino_ir_input_gives_int8_ir_and_records_random_calibration(work, random_onnx, cli):
+    from toolkit.backends.openvino import ir_from_onnx, read_model
+
+    ir = work / "fp32" / "model.xml"
+    ir_from_onnx(random_onnx, ir, meta=read_meta(random_onnx))
+    out = work / "int8" / "model.xml"
+    out.parent.mkdir()
+    res = cli("quantize", "--int8", ir, "--calib", "random", "--subset", "4", "--target", "openvino", "--bench-runs", "5",
+              "-o", out, "--json", work / "ir.json")
+    assert res.exit_code == 0, res.stderr
+    ops = {op.get_type_name() for op in read_model(out).get_ops()}
+    assert "FakeQuantize" in ops and out.with_suffix(".bin").is_file()
+    result = json.loads((work / "ir.json").read_text())
+    assert result["size_ratio"] > 2.5 and result["speedup"] > 0 and result["measured_on"] == "openvino"
+    meta = read_meta(out)
+    assert meta.precision == "int8"
+    assert meta.extra["quantization"]["calibration"]["source"] == "random"
+    assert meta.extra["quantization"]["calibration"]["images"] == 4
+
+
+def test_calibration_pick_is_seeded_balanced_and_listable(tiny_data, tmp_path):
+    files = list_images(tiny_data / "train")
+    first = balanced_order(files, seed=1)[:8]
+    assert [c.label for c in first[:4]] == sorted({c.label for c in files})
+    assert first == balanced_order(files, seed=1)[:8] and first != balanced_order(files, seed=2)[:8]
+    listing = tmp_path / "calib.txt"
+    assert write_list(tiny_data, listing, subset=8, seed=1) == 8
+    from toolkit.artifact import Preprocess
+
+    by_list = calibration_set(tiny_data / "train", Preprocess().at_size(64), list_file=listing)
+    assert by_list.facts.images == 8 and by_list.facts.per_class == {c: 2 for c in by_list.facts.per_class}
+    rnd = calibration_set("random", Preprocess().at_size(64), subset=4)
+    assert rnd.facts.source == "random" and "random" in rnd.facts.warnings[0]
+
+
+def test_stats_warn_on_unnormalised_tensors():
+    assert stats_warnings([0.1, 0.0, -0.1], [1.0, 1.1, 0.9], -2.1, 2.6) == []
+    assert "0-255" in stats_warnings([120.0] * 3, [60.0] * 3, 0.0, 255.0)[0]
+    assert "far from normalised" in stats_warnings([0.45] * 3, [0.05] * 3, 0.0, 1.0)[0]
+
+
+def test_accuracy_control_report_reads_nncf_log():
+    log = ["Accuracy drop: 0.0125 (absolute)", "Changing the scope of quantizer nodes was started",
+           "Reverted 1 operations to the floating-point precision: \n\t/layer4/layer4.2/conv3/Conv",
+           "1 out of 54 were reverted back to the floating-point precision:\n\t/layer4/layer4.2/conv3/Conv",
+           "Algorithm completed: achieved required accuracy drop 0.0 (absolute)"]
+    report = _control_report(log, onnx.ModelProto(), 0.5, is_ir=False)
+    assert report.reverted_layers == ["/layer4/layer4.2/conv3/Conv"]
+    assert report.nncf_drop_pt == pytest.approx(1.25) and report.message.startswith("Algorithm completed")
+    assert _control_report([], onnx.ModelProto(), 0.5, is_ir=False).reverted_layers == []
+
+
+def _bad_folders(root: Path, tiny_data: Path) -> dict[str, Path]:
+    empty = root / "empty" / "a"
+    empty.mkdir(parents=True)
+    corrupt = root / "corrupt" / "a"
+    corrupt.mkdir(parents=True)
+    src = next((tiny_data / "train").rglob("*.png")).read_bytes()
+    for i in range(3):
+        (corrupt / f"{i}.png").write_bytes(src[:60])
+    return {"empty": empty.parent, "corrupt": corrupt.parent}
+
+
+@pytest.mark.parametrize("case", ["empty", "corrupt", "too-few", "quantized", "meta-int8", "target", "no-val",
+                                  "size", "pt-input", "val-classes"])
+def test_bad_input_exits_2_and_writes_nothing(case, cli, tmp_path, random_onnx, random_ckpt, tiny_data, cpu_int8):
+    folders = _bad_folders(tmp_path, tiny_data)
+    model, calib, extra = random_onnx, tiny_data / "train", ["--allow-small", "--subset", "4"]
+    if case in ("empty", "corrupt"):
+        calib = folders[case]
+    elif case == "too-few":
+        extra = []                                    # 48 images < the default 300
+    elif case == "quantized":
+        model = Path(cpu_int8.output)
+    elif case == "meta-int8":
+        proto = onnx.load(str(random_onnx))
+        from toolkit.artifact import write_onnx_meta
+
+        write_onnx_meta(proto, read_meta(random_onnx).model_copy(update={"precision": "int8"}))
+        model = tmp_path / "claims-int8.onnx"
+        onnx.save(proto, str(model))
+    elif case == "target":
+        extra += ["--target", "tflite"]
+    elif case == "no-val":
+        extra += ["--max-drop", "0.5"]
+    elif case == "size":
+        proto = onnx.load(str(random_onnx))
+        from toolkit.artifact import write_onnx_meta
+
+        meta = read_meta(random_onnx)
+        write_onnx_meta(proto, meta.model_copy(update={"preprocess": meta.preprocess.at_size(32)}))
+        model = tmp_path / "wrong-size.onnx"
+        onnx.save(proto, str(model))
+    elif case == "pt-input":
+        model = random_ckpt
+    elif case == "val-classes":
+        other = tmp_path / "other-val" / "zebra"
+        other.mkdir(parents=True)
+        shutil.copy(next((tiny_data / "val").rglob("*.png")), other / "0.png")
+        extra += ["--val", other.parent]
+    out = tmp_path / "out.onnx"
+    res = cli("quantize", "--int8", model, "--calib", calib, "-o", out, *extra)
+    assert res.exit_code == 2, (case, res.stdout, res.stderr)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and res.stderr.strip().endswith(errors[0]), res.stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.onnx")]
+    shutil.rmtree(tmp_path / "empty", ignore_errors=True)

@@ -1,0 +1,533 @@
+"""Post-training INT8 that is fast and accurate on each target: NNCF for the CPU targets, signed QDQ for TensorRT.
+
+| target      | input | tool                                    | output                                         |
+|-------------|-------|-----------------------------------------|------------------------------------------------|
+| onnxruntime | ONNX  | nncf.quantize                           | QDQ ONNX (u8 activations, s8 per-channel weights)|
+| openvino    | ONNX  | nncf.quantize                           | QDQ ONNX, which OpenVINO reads directly        |
+| openvino    | IR    | nncf.quantize                           | INT8 IR (FakeQuantize)                         |
+| tensorrt    | ONNX  | onnxruntime quantize_static (QDQ, S8S8, | QDQ ONNX: all int8, zero-point 0, per-channel  |
+|             |       | symmetric, bias not quantized)          | weights (`check_trt_qdq` proves the form)      |
+
+CPU settings by the ISA tier `toolkit.doctor.cpu_info()` detects (`cpu_settings`; measured numbers are in
+calibration/README.md):
+
+| ISA tier       | preset      | overflow fix | why                                                                 |
+|----------------|-------------|--------------|---------------------------------------------------------------------|
+| amx, vnni      | performance | disable      | VPDPBUSD/TDPBUSD add u8*s8 products straight into int32: nothing   |
+|                |             |              | saturates, so weights keep all 8 bits                              |
+| avx512, avx2   | performance | enable       | without VNNI, VPMADDUBSW sums u8*s8 pairs in int16 and saturates;   |
+|                |             |              | NNCF's overflow fix gives every weight 7 bits so the sum fits      |
+| other          | performance | first_layer_only | NNCF's default                                                      |
+
+`preset=performance` is symmetric (activations after ReLU as u8 with zero-point 0); `model_type` stays unset
+because TRANSFORMER is for attention models, not CNNs. ORT's own quantize_static defaults (U8S8 QDQ) are
+not used for CPU targets: slower than FP32 on AVX2 and prone to the saturation above.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from toolkit.artifact import ModelMeta, check_output, load_onnx, read_meta, sha256_file, write_onnx_meta
+from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_set
+from toolkit.doctor import CpuInfo, cpu_info
+from toolkit.errors import RtkError
+
+QUANT_TARGETS = ("onnxruntime", "openvino", "tensorrt")
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                 "MatMulInteger", "DynamicQuantizeLinear"}
+TRT_NOTE = "not measurable on this machine (TensorRT needs an NVIDIA GPU); build an engine with `rtk compile`"
+
+
+class CpuSettings(BaseModel):
+    preset: str = "performance"
+    overflow_fix: str
+    target_device: str = "CPU"
+    fast_bias_correction: bool = True
+    isa: str
+    reason: str
+
+
+class AccuracyControl(BaseModel):
+    """What NNCF's accuracy control did: the layers it put back in float (none when INT8 met the bound)."""
+
+    max_drop_pt: float
+    reverted_layers: list[str]
+    fp32_layers: list[str] | None
+    nncf_drop_pt: float | None
+    message: str
+
+
+class QuantizeResult(BaseModel):
+    """The INT8 artifact and the three ratios against FP32: size, top-1 drop, speed-up."""
+
+    output: str
+    files: list[str]
+    sha256: str
+    source: str
+    target: str
+    method: str
+    settings: dict[str, Any]
+    calibration: CalibrationFacts
+    calibration_seconds: float
+    size_fp32_mb: float
+    size_int8_mb: float
+    size_ratio: float
+    measured_on: str | None
+    val: str | None = None
+    val_images: int | None = None
+    top1_fp32: float | None = None
+    top1_int8: float | None = None
+    drop_pt: float | None = None
+    agreement: float | None = None
+    latency_fp32_ms: float | None = None
+    latency_int8_ms: float | None = None
+    speedup: float | None = None
+    speed_note: str | None = None
+    accuracy_control: AccuracyControl | None = None
+    warnings: list[str] = Field(default_factory=list)
+    seconds: float
+
+
+def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
+    """NNCF settings for a CPU target, chosen by the INT8 ISA tier (see the module docstring)."""
+    tier = (cpu or cpu_info()).int8_class
+    if tier in ("amx", "vnni"):
+        return CpuSettings(overflow_fix="disable", isa=tier, reason=(
+            f"{tier}: u8*s8 products accumulate in int32 (VNNI/AMX), no saturation, so full 8-bit weights"))
+    if tier in ("avx512", "avx2"):
+        return CpuSettings(overflow_fix="enable", isa=tier, reason=(
+            f"{tier} without VNNI: VPMADDUBSW sums u8*s8 pairs in int16 and can saturate; 7-bit weights avoid it"))
+    return CpuSettings(overflow_fix="first_layer_only", isa=tier, reason=f"{tier}: NNCF's default overflow fix")
+
+
+def check_trt_qdq(model: Any) -> list[str]:
+    """Problems that keep an ONNX model from TensorRT's explicit-quantization form (empty list = fine).
+
+    TensorRT wants QuantizeLinear/DequantizeLinear with signed INT8 and zero-point 0 everywhere, and weight
+    scales per output channel (axis 0); integer operators (QLinearConv, ...) are not accepted.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute}
+    inits.update(consts)
+    problems: list[str] = []
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        return ["no QuantizeLinear/DequantizeLinear nodes: the model is not quantized"]
+    integer_ops = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS} - {
+        "QuantizeLinear", "DequantizeLinear"})
+    if integer_ops:
+        problems.append(f"integer operators {', '.join(integer_ops)} (QOperator format); TensorRT needs QDQ")
+    for node in qdq:
+        if len(node.input) < 3 or not node.input[2]:
+            problems.append(f"{node.name}: no zero-point input, which means uint8")
+            continue
+        zp = inits.get(node.input[2])
+        if zp is None:
+            problems.append(f"{node.name}: zero-point is not a constant")
+            continue
+        if zp.data_type != TensorProto.INT8:
+            problems.append(f"{node.name}: zero-point type {TensorProto.DataType.Name(zp.data_type)}, not INT8")
+        if np.any(numpy_helper.to_array(zp) != 0):
+            problems.append(f"{node.name}: zero-point is not 0 (asymmetric)")
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            scale = inits.get(node.input[1])
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            if scale is None or numpy_helper.to_array(scale).size <= 1:
+                problems.append(f"{node.name}: weight scale is per-tensor, TensorRT wants per-channel")
+            elif axis != 0:
+                problems.append(f"{node.name}: weight scale axis {axis}, TensorRT wants axis 0 (output channels)")
+    return problems
+
+
+def is_quantized_onnx(model: Any) -> bool:
+    return any(n.op_type in QUANTIZED_OPS for n in model.graph.node)
+
+
+def fp32_layers(model: Any) -> list[str]:
+    """Conv/Gemm/MatMul nodes whose weight does not come through a DequantizeLinear (they run in float)."""
+    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and
+            len(n.input) > 1 and n.input[1] not in dq_out]
+
+
+def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"], target: str,
+                  subset: int | None = None, seed: int = 0, allow_small: bool = False, max_drop: float | None = None,
+                  val: Path | None = None, calib_list: Path | None = None, bench_runs: int = 30,
+                  progress: Callable[[str], None] | None = None) -> QuantizeResult:
+    """INT8 `source` (.onnx, or .xml for openvino) for `target`, calibrated on `calib`; facts measured vs FP32.
+
+    `subset` images (default 300, or the whole `calib_list`) are picked seeded and class-balanced. With
+    `max_drop` (top-1 points) and `val`, NNCF's accuracy control keeps the most sensitive layers in float
+    until the drop on `val` is within the bound. Nothing is written unless every step succeeds.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    source, output = Path(source), Path(output)
+    if target not in QUANT_TARGETS:
+        raise RtkError(f"unknown target {target!r}; choose one of {', '.join(QUANT_TARGETS)}")
+    if max_drop is not None and val is None:
+        raise RtkError("--max-drop needs a labeled validation folder to measure the drop on; add --val DIR")
+    if max_drop is not None and max_drop < 0:
+        raise RtkError(f"--max-drop {max_drop}: give a non-negative number of top-1 points")
+    if max_drop is not None and target == "tensorrt":
+        raise RtkError("--max-drop uses NNCF's accuracy control, which makes the CPU form; for tensorrt quantize "
+                       "without it and gate with `rtk validate --max-drop`")
+    if val is not None and not Path(val).is_dir():
+        raise RtkError(f"--val {val}: folder not found; pass a labeled folder with one sub-folder per class")
+    suffix = source.suffix.lower()
+    if suffix not in (".onnx", ".xml"):
+        raise RtkError(f"{source}: quantize takes an ONNX model (.onnx) or an OpenVINO IR (.xml); "
+                       "export a checkpoint first with `rtk export`")
+    if suffix == ".xml" and target != "openvino":
+        raise RtkError(f"{source}: an OpenVINO IR can only be quantized for --target openvino; give the ONNX model")
+    if Path(output).suffix.lower() != suffix:
+        raise RtkError(f"-o {output}: a {suffix} input gives a {suffix} output; name the output *{suffix}")
+    output = check_output(output)
+    if output.resolve() == source.resolve():
+        raise RtkError(f"-o {output} is the input model; choose another output name")
+    meta = read_meta(source)
+    model, input_shape = _load_fp32(source)
+    if meta.precision == "int8":
+        raise RtkError(f"{source} is already INT8 (metadata precision int8); quantize the FP32 model")
+    if input_shape and tuple(input_shape) != meta.preprocess.input_shape:
+        raise RtkError(f"{source} takes input {'x'.join(map(str, input_shape))} but its preprocessing gives "
+                       f"{'x'.join(map(str, meta.preprocess.input_shape))}; these images cannot be fed to it, "
+                       "re-export the model with rtk")
+    if val is not None:
+        from toolkit.data import check_classes, image_folder
+
+        check_classes(meta.class_names, image_folder(val, meta.preprocess), what=str(source))
+    say("preparing calibration images")
+    calset = calibration_set(calib, meta.preprocess, subset=subset, seed=seed, allow_small=allow_small,
+                             list_file=calib_list)
+    return run_quantize(source=source, output=output, model=model, meta=meta, calset=calset, target=target,
+                        max_drop=max_drop, val=Path(val) if val else None, bench_runs=bench_runs, say=say,
+                        started=started)
+
+
+def _load_fp32(source: Path) -> tuple[Any, tuple[int, ...] | None]:
+    """The FP32 model (onnx.ModelProto or ov.Model) and its static C, H, W; refuse an already quantized one."""
+    if source.suffix.lower() == ".onnx":
+        model = load_onnx(source)
+        if is_quantized_onnx(model):
+            raise RtkError(f"{source} already has QuantizeLinear/DequantizeLinear nodes; quantize the FP32 model")
+        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    else:
+        from toolkit.backends.openvino import read_model
+
+        model = read_model(source)
+        if any(op.get_type_name() in ("FakeQuantize", "FakeConvert") for op in model.get_ops()):
+            raise RtkError(f"{source} already has FakeQuantize nodes (INT8 IR); quantize the FP32 model")
+        shape = model.input(0).get_partial_shape()
+        dims = [d.get_length() if d.is_static else 0 for d in shape]
+    static = tuple(dims[1:]) if len(dims) == 4 and all(dims[1:]) else None
+    return model, static
+
+
+@contextmanager
+def nncf_log() -> Iterator[list[str]]:
+    """Collect NNCF's log messages instead of letting them print to stdout."""
+    import nncf  # noqa: F401  (sets up the "nncf" logger)
+
+    logger = logging.getLogger("nncf")
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    saved = list(logger.handlers)
+    handler = Collect(level=logging.INFO)
+    for h in saved:
+        logger.removeHandler(h)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        for h in saved:
+            logger.addHandler(h)
+
+
+@contextmanager
+def staging(output: Path) -> Iterator[Path]:
+    """A temporary folder beside `output`, removed afterwards whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(files: list[Path], folder: Path) -> list[Path]:
+    """Move staged files into `folder`, weights before the file that names them (.bin before .xml)."""
+    moved = []
+    for f in sorted(files, key=lambda p: p.suffix != ".bin"):
+        os.replace(f, folder / f.name)
+        moved.append(folder / f.name)
+    return moved
+
+
+def artifact_meta(meta: ModelMeta, *, source: Path, target: str, method: str, settings: dict[str, Any],
+                  calibration: CalibrationFacts, facts: dict[str, Any] | None = None,
+                  reverted: list[str] | None = None) -> ModelMeta:
+    record = {"target": target, "method": method, "settings": settings,
+              "calibration": calibration.model_dump(mode="json", exclude={"skipped"}),
+              "reverted_layers": reverted, "facts": facts or {}}
+    out = meta.derived("quantize", parent=source, target=target, method=method)
+    return out.model_copy(update={"precision": "int8", "extra": {**out.extra, "quantization": record}})
+
+
+def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, calset: CalibrationSet, target: str,
+                 max_drop: float | None, val: Path | None, bench_runs: int, say: Callable[[str], None],
+                 started: float) -> QuantizeResult:
+    """Quantize into a staging folder, measure FP32 vs INT8 there, then move the finished files into place."""
+    is_ir = source.suffix.lower() == ".xml"
+    runtime = "openvino" if target == "openvino" else "onnxruntime"
+    val_items = _val_items(val, meta) if max_drop is not None else None
+    with staging(output) as tmp:
+        staged = tmp / output.name
+        t0 = time.perf_counter()
+        control = None
+        with nncf_log() as log:
+            if target == "tensorrt":
+                say(f"calibrating {len(calset)} images (onnxruntime quantize_static, TensorRT QDQ form)")
+                method, settings, qmodel = "onnxruntime.quantize_static", TRT_SETTINGS, _trt_qdq(source, calset, tmp)
+                problems = check_trt_qdq(qmodel)
+                if problems:
+                    raise RtkError(f"the TensorRT QDQ form check failed: {problems[0]} (+{len(problems) - 1} more)")
+            else:
+                cpu = cpu_settings()
+                settings = {**cpu.model_dump(), "subset_size": len(calset)}
+                say(f"calibrating {len(calset)} images with NNCF ({cpu.isa}: overflow fix {cpu.overflow_fix})")
+                if max_drop is None:
+                    method, qmodel = "nncf.quantize", _nncf(model, calset, cpu)
+                else:
+                    method = "nncf.quantize_with_accuracy_control"
+                    qmodel = _nncf_accuracy(model, calset, cpu, val_items, max_drop)
+        calib_seconds = time.perf_counter() - t0
+        if max_drop is not None:
+            control = _control_report(log, qmodel, max_drop, is_ir)
+        quant_meta = artifact_meta(meta, source=source, target=target, method=method, settings=settings,
+                                   calibration=calset.facts, reverted=control.reverted_layers if control else None)
+        files = _save(qmodel, staged, quant_meta)
+        size32, size8 = _size_mb(source), _size_mb(staged)
+        facts: dict[str, Any] = {"size_fp32_mb": size32, "size_int8_mb": size8, "size_ratio": size32 / size8,
+                                 "calibration_seconds": calib_seconds, "measured_on": runtime}
+        if val is not None:
+            say(f"top-1 on {val}: FP32 vs INT8 on {runtime}")
+            facts.update(_accuracy(source, staged, val, runtime))
+        if target == "tensorrt":
+            facts["speed_note"] = TRT_NOTE
+        elif bench_runs > 0:
+            say(f"latency at batch 1 on {runtime}: FP32 vs INT8")
+            fp32_ms, int8_ms = _latency([source, staged], runtime, meta.preprocess.input_shape, bench_runs)
+            facts.update(latency_fp32_ms=fp32_ms, latency_int8_ms=int8_ms, speedup=fp32_ms / int8_ms)
+        if control is not None and facts.get("drop_pt") is not None and facts["drop_pt"] > max_drop + 1e-9:
+            from toolkit.errors import GateFailed
+
+            raise GateFailed(f"INT8 top-1 drop {facts['drop_pt']:.2f} pt on {runtime} exceeds --max-drop {max_drop} "
+                             f"with {len(control.reverted_layers)} layers reverted to float; nothing written")
+        quant_meta = artifact_meta(meta, source=source, target=target, method=method, settings=settings,
+                                   calibration=calset.facts, facts=facts,
+                                   reverted=control.reverted_layers if control else None)
+        files = _save(qmodel, staged, quant_meta)
+        final = publish(files, output.parent)
+    warnings = list(calset.facts.warnings)
+    return QuantizeResult(output=str(output), files=[str(f) for f in final], sha256=sha256_file(output),
+                          source=str(source), target=target, method=method, settings=settings,
+                          calibration=calset.facts, val=str(val) if val else None, accuracy_control=control,
+                          warnings=warnings, seconds=time.perf_counter() - started,
+                          **{k: v for k, v in facts.items() if k in QuantizeResult.model_fields})
+
+
+TRT_SETTINGS: dict[str, Any] = {
+    "tool": "onnxruntime.quantization.quantize_static", "quant_format": "QDQ", "activation_type": "QInt8",
+    "weight_type": "QInt8", "per_channel": True, "calibrate_method": "MinMax",
+    "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+}
+
+
+def _input_name(model: Any) -> str:
+    return model.graph.input[0].name
+
+
+def _nncf_args(cpu: CpuSettings, calset: CalibrationSet) -> dict[str, Any]:
+    import nncf
+
+    return {"preset": nncf.QuantizationPreset(cpu.preset), "target_device": nncf.TargetDevice(cpu.target_device),
+            "subset_size": len(calset), "fast_bias_correction": cpu.fast_bias_correction}
+
+
+def _calib_dataset(model: Any, calset: CalibrationSet) -> Any:
+    import nncf
+
+    items = [x[None] for x in calset.samples]
+    if hasattr(model, "graph"):
+        name = _input_name(model)
+        return nncf.Dataset(items, lambda x: {name: x})
+    return nncf.Dataset(items)
+
+
+def _nncf(model: Any, calset: CalibrationSet, cpu: CpuSettings) -> Any:
+    import nncf
+
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(cpu.overflow_fix))
+    return nncf.quantize(model, _calib_dataset(model, calset), advanced_parameters=advanced,
+                         **_nncf_args(cpu, calset))
+
+
+def _val_items(val: Path, meta: ModelMeta) -> list[tuple[np.ndarray, int]]:
+    from toolkit.data import batches, check_classes, image_folder
+
+    data = image_folder(val, meta.preprocess)
+    check_classes(meta.class_names, data, what="the model")
+    return [(x[None], int(y)) for xs, ys in batches(data, 32) for x, y in zip(xs, ys)]
+
+
+def _run_any(model: Any, x: np.ndarray, cache: dict) -> np.ndarray:
+    """Logits from what NNCF hands a validation function: an onnx.ModelProto or an ov.CompiledModel."""
+    if hasattr(model, "graph"):
+        if cache.get("model") is not model:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            cache.update(model=model, session=ort.InferenceSession(model.SerializeToString(), opts,
+                                                                   providers=["CPUExecutionProvider"]))
+        return cache["session"].run(None, {_input_name(model): x})[0]
+    return np.asarray(model(x)[0])
+
+
+def _nncf_accuracy(model: Any, calset: CalibrationSet, cpu: CpuSettings, val_items: list, max_drop: float) -> Any:
+    """nncf.quantize_with_accuracy_control with top-1 as a fraction, so max_drop points / 100 is its unit."""
+    import nncf
+
+    cache: dict = {}
+
+    def validation_fn(compiled: Any, items: Any) -> tuple[float, list]:
+        items = list(items)
+        logits = np.concatenate([_run_any(compiled, np.concatenate([x for x, _ in items[i:i + 32]]), cache)
+                                 for i in range(0, len(items), 32)])
+        labels = np.array([y for _, y in items])
+        return float(np.mean(logits.argmax(1) == labels)), [[row[None]] for row in logits]
+
+    if hasattr(model, "graph"):
+        name = _input_name(model)
+        val_ds = nncf.Dataset(val_items, lambda item: {name: item[0]})
+    else:
+        val_ds = nncf.Dataset(val_items, lambda item: item[0])
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(cpu.overflow_fix))
+    return nncf.quantize_with_accuracy_control(
+        model, _calib_dataset(model, calset), val_ds, validation_fn, max_drop=max_drop / 100.0,
+        drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced, **_nncf_args(cpu, calset))
+
+
+def _control_report(log: list[str], qmodel: Any, max_drop: float, is_ir: bool) -> AccuracyControl:
+    """Read NNCF's log: its final "N out of M were reverted" list, or "Algorithm completed" when none were."""
+    reverted: list[str] = []
+    for msg in log:
+        if "were reverted back to the floating-point precision" in msg:
+            reverted = [line.strip() for line in msg.splitlines()[1:] if line.strip()]
+    drops = [m for m in log if m.startswith("Accuracy drop")]
+    nncf_drop = None
+    if drops:
+        try:
+            nncf_drop = 100.0 * float(drops[0].split(":")[1].split("(")[0])
+        except (IndexError, ValueError):
+            nncf_drop = None
+    ends = [m for m in log if m.startswith("Algorithm completed") or "could not achieve" in m]
+    message = ends[-1] if ends else (log[-1] if log else "")
+    if not reverted and not ends:
+        message = "INT8 met the bound; no layer needed to be reverted"
+    return AccuracyControl(max_drop_pt=max_drop, reverted_layers=reverted, nncf_drop_pt=nncf_drop,
+                           fp32_layers=None if is_ir else fp32_layers(qmodel), message=message)
+
+
+def _trt_qdq(source: Path, calset: CalibrationSet, tmp: Path) -> Any:
+    """Signed, symmetric, per-channel QDQ (TensorRT's explicit quantization) with ONNX Runtime's quantize_static."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    name = _input_name(load_onnx(source, load_external_data=False))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calset.samples)
+
+        def get_next(self) -> dict | None:
+            x = next(self.items, None)
+            return None if x is None else {name: x[None]}
+
+    out = tmp / "trt-qdq.onnx"
+    opts = TRT_SETTINGS["extra_options"]
+    quantize_static(str(source), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, extra_options=dict(opts))
+    model = load_onnx(out)
+    out.unlink()
+    return model
+
+
+def _save(model: Any, path: Path, meta: ModelMeta) -> list[Path]:
+    if hasattr(model, "graph"):
+        import onnx
+
+        write_onnx_meta(model, meta)
+        onnx.save(model, str(path))
+        return [path]
+    import openvino as ov
+
+    from toolkit.backends.openvino import META_PATH, bin_path
+
+    model.set_rt_info(meta.to_json(), META_PATH)
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return [path, bin_path(path)]
+
+
+def _size_mb(path: Path) -> float:
+    files = [path, path.with_suffix(".bin")] if path.suffix.lower() == ".xml" else [path]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
+
+
+def _accuracy(fp32: Path, int8: Path, val: Path, runtime: str) -> dict[str, Any]:
+    """Top-1 of FP32 and INT8 on the same runtime and images, exactly as `toolkit.validate` computes it."""
+    from toolkit.validate import collect_logits, topk_correct
+
+    labels, (ref, got), _, _, images = collect_logits([fp32, int8], val, targets=[runtime, runtime], batch_size=32,
+                                                      measure_latency=False)
+    top1_fp32 = 100.0 * float(topk_correct(ref, labels, 1).mean())
+    top1_int8 = 100.0 * float(topk_correct(got, labels, 1).mean())
+    return {"val_images": images, "top1_fp32": top1_fp32, "top1_int8": top1_int8, "drop_pt": top1_fp32 - top1_int8,
+            "agreement": 100.0 * float(np.mean(ref.argmax(1) == got.argmax(1)))}
+
+
+def _latency(paths: list[Path], runtime: str, shape: tuple[int, ...], runs: int, rounds: int = 5) -> list[float]:
+    """Median batch-1 latency of each artifact, timed in alternating rounds so machine noise hits both alike."""
+    from contextlib import ExitStack
+
+    from toolkit.backends import RunnerOptions, open_runner
+    from toolkit.bench import Latency, time_calls
+
+    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    samples: list[list[float]] = [[] for _ in paths]
+    with ExitStack() as stack:
+        runners = [stack.enter_context(open_runner(p, runtime, options=RunnerOptions(max_batch=1))) for p in paths]
+        for r in range(rounds):
+            for out, runner in zip(samples, runners):
+                out.extend(time_calls(lambda: runner.infer(x), warmup=5 if r == 0 else 1,
+                                      runs=max(1, runs // rounds)))
+    return [Latency.from_ms(s).p50 for s in samples]
