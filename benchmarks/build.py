@@ -1,0 +1,167 @@
+"""Make every artifact the table compares, for the latency model (L) and the trained accuracy model (A).
+
+Each step is one stage in its own process (see stages.py); its wall time and peak memory are recorded.
+A missing or failed stage leaves its rows "not available: <reason>" and the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks.rows import ROWS
+from benchmarks.settings import Settings
+from benchmarks.stages import run_stage
+
+Say = Callable[[str], None]
+
+
+def _here(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run a stage in this process (smoke mode): no per-stage peak memory, but no interpreter start-up either."""
+    import resource
+    import time
+
+    from benchmarks.stages import STAGES
+
+    t0 = time.perf_counter()
+    try:
+        out: dict[str, Any] = {"ok": True, "facts": STAGES[name](**args)}
+    except ModuleNotFoundError as exc:
+        out = {"ok": False, "reason": f"not available: {exc}"}
+    except Exception as exc:
+        out = {"ok": False, "reason": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:250] if str(exc) else ''}"}
+    out["seconds"] = out["process_seconds"] = time.perf_counter() - t0
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_scope"] = "run so far"
+    return out
+
+
+class Builder:
+    def __init__(self, *, settings: Settings, work: Path, cache: Path, say: Say = print):
+        self.s, self.work, self.cache, self.say = settings, work, cache, say
+        self.stages: list[dict[str, Any]] = []
+        self.missing: dict[tuple[str, str], str] = {}    # (model, row key) -> reason
+
+    def step(self, label: str, model: str, name: str, args: dict[str, Any], *, kind: str = "") -> dict[str, Any]:
+        self.say(f"stage {label} ({model})")
+        if self.s.in_process:
+            out = _here(name, args)
+        else:
+            out = run_stage(name, args, self.work / "logs" / model / label)
+        out.update(stage=label, model=model, kind=kind or name)
+        self.stages.append(out)
+        if not out["ok"]:
+            self.say(f"  {label}: {out['reason']}")
+        return out
+
+    def mark(self, model: str, key: str, out: dict[str, Any]) -> None:
+        if not out["ok"]:
+            self.missing[(model, key)] = out["reason"]
+
+    def trained(self) -> tuple[Path, Path, dict[str, Any]] | None:
+        """The accuracy model: synthetic set + rtk finetune from scratch, cached by the settings' hash."""
+        s = self.s
+        folder = self.cache / f"trained-{s.mode}-{s.training_key()}"
+        data, ckpt = folder / "data", folder / "model.pt"
+        facts_file = folder / "train.out.json"
+        if ckpt.is_file() and facts_file.is_file():
+            self.say(f"stage train: cached {ckpt}")
+            import json
+
+            out = json.loads(facts_file.read_text()) | {"cached": True}
+            out.update(stage="train", model="A", kind="train")
+            self.stages.append(out)
+            return data, ckpt, out
+        folder.mkdir(parents=True, exist_ok=True)
+        out = self.step("train", "A", "synth_train", dict(
+            data=str(data), ckpt=str(ckpt), classes=s.synth_classes, per_class=s.synth_per_class,
+            val_per_class=s.synth_val_per_class, size=s.synth_size, epochs=s.train_epochs, batch_size=s.train_batch,
+            seed=s.seed))
+        if not out["ok"]:
+            return None
+        import json
+
+        facts_file.write_text(json.dumps(out))
+        return data, ckpt, out
+
+    def variants(self, model: str, folder: Path, calib: Path, *, val: Path | None) -> None:
+        """OpenVINO FP32, rtk INT8 on both CPU targets, and the two defaults-based alternatives."""
+        onnx, s = str(folder / "model.onnx"), self.s
+        if s.wants("ov_fp32"):
+            self.mark(model, "ov_fp32", self.step("compile", model, "compile_openvino",
+                                                  dict(source=onnx, output=str(folder / "model_fp32.xml"))))
+        for key, target in (("rtk_int8_ort", "onnxruntime"), ("rtk_int8_ov", "openvino")):
+            if not s.wants(key):
+                continue
+            out = self.step(f"calibrate {s.subset} ({target})", model, "rtk_int8",
+                            dict(source=onnx, output=str(folder / f"{key}.onnx"), calib=str(calib), target=target,
+                                 subset=s.subset, seed=s.seed), kind="calibration")
+            self._adopt(out, folder / f"{key}.onnx")
+            self.mark(model, key, out)
+        if s.wants("ort_qs_defaults"):
+            self.mark(model, "ort_qs_defaults", self.step(
+                "ORT quantize_static defaults", model, "ort_quantize_static",
+                dict(source=onnx, output=str(folder / "ort_qs_defaults.onnx"), calib=str(calib), subset=s.subset)))
+        if s.wants("nncf_defaults"):
+            self.mark(model, "nncf_defaults", self.step(
+                "nncf.quantize defaults", model, "nncf_defaults",
+                dict(source=onnx, output=str(folder / "nncf_defaults.xml"), calib=str(calib), subset=s.subset)))
+
+    def pruned(self, model: str, folder: Path, calib: Path, *, data: Path | None) -> None:
+        s = self.s
+        keys = ("pruned_fp32", "pruned_int8_ort", "pruned_int8_ov")
+        if not any(s.wants(k) for k in keys):
+            return
+        out = self.step("prune" + (f" + {s.recovery_epochs} recovery epochs" if data else ""), model, "prune",
+                        dict(source=str(folder / "model.pt"), output=str(folder / "pruned.pt"), ratio=s.prune_ratio,
+                             data=str(data) if data else None, epochs=s.recovery_epochs))
+        if out["ok"]:
+            out = self.step("export pruned", model, "export", dict(ckpt=str(folder / "pruned.pt"),
+                                                                     onnx=str(folder / "pruned.onnx")))
+        if not out["ok"]:
+            for key in keys:
+                self.mark(model, key, out)
+            return
+        for key, target in (("pruned_int8_ort", "onnxruntime"), ("pruned_int8_ov", "openvino")):
+            q = self.step(f"calibrate pruned ({target})", model, "rtk_int8",
+                          dict(source=str(folder / "pruned.onnx"), output=str(folder / f"{key}.onnx"),
+                               calib=str(calib), target=target, subset=s.subset, seed=s.seed))
+            self._adopt(q, folder / f"{key}.onnx")
+            self.mark(model, key, q)
+
+    def calibration_sweep(self, folder: Path, calib: Path) -> None:
+        """Wall time of rtk INT8 calibration at several calibration-set sizes, on the latency model."""
+        for n in self.s.calib_sizes:
+            if n == self.s.subset:
+                continue
+            self.step(f"calibrate {n} (onnxruntime)", "L", "rtk_int8",
+                      dict(source=str(folder / "model.onnx"), output=str(self.work / f"sweep_{n}.onnx"),
+                           calib=str(calib), target="onnxruntime", subset=n, seed=self.s.seed), kind="calibration")
+
+    @staticmethod
+    def _adopt(out: dict[str, Any], expected: Path) -> None:
+        """rtk may write the INT8 artifact under another name (e.g. an IR); keep it under the row's file name."""
+        produced = Path((out.get("facts") or {}).get("output") or expected)
+        if out["ok"] and produced != expected and produced.is_file():
+            if produced.suffix == ".xml":
+                out["facts"]["artifact"] = str(produced)
+            else:
+                shutil.copy(produced, expected)
+
+    def artifact(self, model: str, folder: Path, key: str) -> Path | None:
+        """The file a row runs, or None (with the reason in `missing`)."""
+        row = next(r for r in ROWS if r.key == key)
+        if not self.s.wants(key):
+            self.missing[(model, key)] = f"not measured in {self.s.mode} mode"
+        if (model, key) in self.missing:
+            return None
+        for st in self.stages:
+            art = (st.get("facts") or {}).get("artifact")
+            if st.get("model") == model and art and Path(art).stem == key:
+                return Path(art)
+        path = folder / row.artifact
+        if not path.is_file():
+            self.missing[(model, key)] = f"not available: {path.name} was not produced"
+            return None
+        return path

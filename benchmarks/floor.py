@@ -1,0 +1,80 @@
+"""The floor: MACs of a model and this CPU's peak MAC rate, so each row is also a fraction of the hardware.
+
+peak = cores x clock x MACs per cycle per core. Assumed MACs/cycle/core (stated in every table):
+FP32: AVX-512 with 2 FMA units = 2 x 16 lanes = 32 (1 unit: 16); AVX2+FMA = 2 x 8 = 16.
+INT8: VNNI (vpdpbusd) = 4x the FP32 rate per instruction; AMX (TMUL) = 1024 per core (16x16x64 tile op / 16 cycles).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+
+class CpuPeak(BaseModel):
+    cores: int
+    clock_ghz: float
+    clock_source: str
+    isa: str
+    fp32_macs_per_cycle: int
+    int8_macs_per_cycle: int
+    int8_amx_macs_per_cycle: int | None
+    fp32_gmacs: float
+    int8_gmacs: float
+    int8_amx_gmacs: float | None
+    assumption: str
+
+
+def clock_ghz() -> tuple[float, str]:
+    """Max clock from cpufreq when the kernel exposes it, else the 'cpu MHz' of /proc/cpuinfo."""
+    sysfs = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if sysfs.is_file():
+        return int(sysfs.read_text().strip()) / 1e6, str(sysfs)
+    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+        if line.startswith("cpu MHz"):
+            return float(line.split(":")[1]) / 1e3, "/proc/cpuinfo cpu MHz"
+    return 2.0, "unknown (assumed 2.0 GHz)"
+
+
+def cpu_peak() -> CpuPeak:
+    from toolkit.doctor import cpu_info
+
+    info = cpu_info()
+    ghz, source = clock_ghz()
+    cores = info.cores
+    if info.isa.get("avx512f"):
+        isa, fp32 = "AVX-512 (2 FMA units assumed)", 32
+    elif info.isa.get("avx2") and info.isa.get("fma"):
+        isa, fp32 = "AVX2+FMA (2 FMA units)", 16
+    else:
+        isa, fp32 = "no AVX2 (4 lanes assumed)", 4
+    int8 = fp32 * 4 if info.has_vnni else fp32 * 2
+    amx = 1024 if info.isa.get("amx_int8") else None
+    text = (f"{cores} cores x {ghz:.2f} GHz ({source}); FP32 {isa}: {fp32} MAC/cycle/core; "
+            f"INT8 {'VNNI' if info.has_vnni else 'no VNNI'}: {int8} MAC/cycle/core"
+            + (f"; AMX-INT8 would allow {amx} MAC/cycle/core" if amx else "")
+            + "; os.cpu_count() may count hyper-threads, so these peaks are upper bounds")
+    return CpuPeak(cores=cores, clock_ghz=ghz, clock_source=source, isa=isa, fp32_macs_per_cycle=fp32,
+                   int8_macs_per_cycle=int8, int8_amx_macs_per_cycle=amx, fp32_gmacs=cores * ghz * fp32,
+                   int8_gmacs=cores * ghz * int8, int8_amx_gmacs=cores * ghz * amx if amx else None, assumption=text)
+
+
+def count_macs(ckpt: str | Path) -> tuple[float, int]:
+    """(MACs, parameters) of an rtk checkpoint at its own input size, by torch-pruning's op counter."""
+    import torch
+    import torch_pruning as tp
+
+    from toolkit.models import load_model
+
+    model, meta = load_model(str(ckpt))
+    macs, params = tp.utils.count_ops_and_params(model.eval(), torch.zeros(1, *meta.preprocess.input_shape))
+    return float(macs), int(params)
+
+
+def fraction_of_peak(*, macs: float, batch: int, ms: float, peak_gmacs: float) -> float:
+    """Achieved MAC rate as a fraction of the peak."""
+    return macs * batch / (ms / 1e3) / (peak_gmacs * 1e9)
+
+
+__all__ = ["CpuPeak", "cpu_peak", "count_macs", "fraction_of_peak"]

@@ -1,0 +1,106 @@
+"""The goals of the INT8, compile and pruning issues, each judged met or not met from the measured values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _row(res: dict, key: str) -> dict:
+    return next((r for r in res["rows"] if r["key"] == key), {})
+
+
+def _speed(res: dict, key: str, batch: int = 1) -> float | None:
+    return (_row(res, key).get("speedup_vs_ort_fp32") or {}).get(str(batch))
+
+
+def _ms(res: dict, key: str, batch: int = 1) -> float | None:
+    v = (_row(res, key).get("latency_ms") or {}).get(str(batch))
+    return v["median"] if v else None
+
+
+def _top1(res: dict, key: str) -> float | None:
+    a = _row(res, key).get("accuracy")
+    return a["top1"] if a else None
+
+
+def _why(res: dict, *keys: str) -> str:
+    for k in keys:
+        r = _row(res, k)
+        for field in ("latency_error", "accuracy_error"):
+            if field in r:
+                return f"{r['label']}: {r[field]}"
+    return "not measured"
+
+
+def _goal(goal: str, ok: bool | None, measured: str) -> dict[str, Any]:
+    return {"goal": goal, "verdict": "met" if ok else ("not met" if ok is not None else "not measured"),
+            "met": ok, "measured": measured}
+
+
+def best_int8(res: dict, prefix: str = "rtk_int8") -> str | None:
+    keys = [k for k in (f"{prefix}_ort", f"{prefix}_ov") if _speed(res, k) is not None]
+    return max(keys, key=lambda k: _speed(res, k)) if keys else None
+
+
+def goals(res: dict) -> list[dict[str, Any]]:
+    out = []
+    best = best_int8(res)
+    sp = _speed(res, best) if best else None
+    out.append(_goal("INT8 on the best CPU target >= 2.3x ONNX Runtime FP32 at batch 1", sp >= 2.3 if sp else None,
+                     f"{sp:.2f}x ({_row(res, best)['label']})" if sp else _why(res, "rtk_int8_ov")))
+    drop = (_row(res, best).get("accuracy") or {}).get("drop_pt") if best else None
+    out.append(_goal("INT8 top-1 drop <= 0.5 pt (synthetic val, rtk-trained ResNet50)",
+                     drop <= 0.5 if drop is not None else None,
+                     f"{drop:+.2f} pt ({_row(res, best)['label']})" if drop is not None else _why(res, best or "rtk_int8_ov")))
+    cal = next((st for st in res["stages"] if st["model"] == "L" and st["kind"] == "calibration" and st["ok"]
+                and st["stage"].startswith(f"calibrate {res['settings']['subset']} ")), None)
+    facts = cal["facts"] if cal else {}
+    secs = (facts.get("result") or {}).get("calibration_seconds") or facts.get("quantize_seconds")
+    out.append(_goal(f"calibration with {res['settings']['subset']} images <= 30 s "
+                     f"({res['settings']['latency_size']}x{res['settings']['latency_size']} ResNet50)",
+                     secs <= 30 if secs is not None else None,
+                     f"{secs:.1f} s calibration, {facts.get('quantize_seconds', 0):.1f} s whole quantize call "
+                     f"({cal['stage']})" if secs is not None else "calibration stage failed or not run"))
+    ov, ort = _ms(res, "ov_fp32"), _ms(res, "ort_fp32")
+    out.append(_goal("OpenVINO FP32 within 10% of ONNX Runtime FP32 (batch 1)",
+                     ov <= 1.10 * ort if ov and ort else None,
+                     f"OpenVINO / ORT latency = {ov / ort:.2f}" if ov and ort else _why(res, "ov_fp32")))
+    s = _speed(res, "rtk_int8_ov")
+    out.append(_goal("OpenVINO INT8 >= 2.3x ONNX Runtime FP32 at batch 1", s >= 2.3 if s else None,
+                     f"{s:.2f}x" if s else _why(res, "rtk_int8_ov")))
+    h = res["openvino_hints"]
+    out.append(_goal("OpenVINO THROUGHPUT hint at batch 8 >= 1.2x the images/s of LATENCY at batch 1",
+                     h["ratio"] >= 1.2 if "ratio" in h else None,
+                     f"{h['ratio']:.2f}x ({h['throughput_b8']['median']:.1f} vs {h['latency_b1']['median']:.1f} images/s)"
+                     if "ratio" in h else h.get("error", "")))
+    app = res["benchmark_app"]
+    out.append(_goal("rtk's OpenVINO latency within 5% of benchmark_app (same IR, LATENCY hint)",
+                     app["ratio"] <= 1.05 if "ratio" in app else None,
+                     f"rtk / benchmark_app = {app['ratio']:.3f}" if "ratio" in app else app.get("error", "")))
+    t_full, t_pruned = _top1(res, "ort_fp32"), _top1(res, "pruned_fp32")
+    out.append(_goal(f"50% channel pruning + <= 2 recovery epochs: top-1 within 1.0 pt of unpruned",
+                     t_full - t_pruned <= 1.0 if t_full is not None and t_pruned is not None else None,
+                     f"{t_pruned:.1f} vs {t_full:.1f} ({t_pruned - t_full:+.1f} pt, {res['settings']['recovery_epochs']} "
+                     f"epochs)" if t_full is not None and t_pruned is not None else _why(res, "pruned_fp32")))
+    s = _speed(res, "pruned_fp32")
+    out.append(_goal("pruned model >= 2.5x faster than unpruned in ONNX Runtime FP32 (batch 1)",
+                     s >= 2.5 if s else None, f"{s:.2f}x" if s else _why(res, "pruned_fp32")))
+    pb = best_int8(res, "pruned_int8")
+    s = _speed(res, pb) if pb else None
+    t = _top1(res, pb) if pb else None
+    ok = None if s is None else (s >= 7 and t is not None and t_full is not None and t_full - t <= 1.0)
+    acc_text = f", top-1 {t:.1f} vs {t_full:.1f} ({t - t_full:+.1f} pt)" if t is not None and t_full is not None else ", top-1 not measured"
+    out.append(_goal("pruned + INT8 on the best CPU target >= 7x unpruned ONNX Runtime FP32, top-1 within 1.0 pt",
+                     ok, f"{s:.2f}x ({_row(res, pb)['label']}){acc_text}" if s else _why(res, "pruned_int8_ov")))
+    for alt in ("ort_qs_defaults", "nncf_defaults"):
+        a_ms, r_ms = _ms(res, alt), _ms(res, best) if best else None
+        a_t, r_t = _top1(res, alt), _top1(res, best) if best else None
+        label = _row(res, alt).get("label", alt)
+        if a_ms and r_ms and a_t is not None and r_t is not None:
+            out.append(_goal(f"rtk INT8 ahead of {label} on speed at equal or better accuracy",
+                             r_ms < a_ms and r_t >= a_t,
+                             f"rtk {r_ms:.1f} ms / top-1 {r_t:.1f} vs {a_ms:.1f} ms / top-1 {a_t:.1f}"))
+        else:
+            out.append(_goal(f"rtk INT8 ahead of {label} on speed at equal or better accuracy", None,
+                             _why(res, best or "rtk_int8_ov", alt)))
+    return out

@@ -1,0 +1,153 @@
+"""Timings for the benchmark: interleaved repeats of the compared rows, scaling, OpenVINO hints, benchmark_app.
+
+Every timing goes through `toolkit.bench.time_calls`. Rows compared with each other are measured in one
+process, repeat by repeat (row A, row B, ..., then again), with the order rotated each repeat, so a noisy
+neighbour slows every row alike instead of one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from toolkit.backends import RunnerOptions, open_runner
+from toolkit.bench import Latency, time_calls
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One artifact on one runtime, to be timed."""
+
+    key: str
+    path: Path
+    target: str
+    hint: str = "latency"
+
+
+def spread(values: Sequence[float]) -> dict[str, float | list[float]]:
+    """Median with min-max over repeats (the quoted form)."""
+    a = np.asarray(values, dtype=float)
+    return {"median": float(np.median(a)), "min": float(a.min()), "max": float(a.max()), "repeats": [float(v) for v in a]}
+
+
+def _input(runner, batch: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
+
+
+def interleaved(items: Sequence[Timed], *, batches: Sequence[int], repeats: int, runs_for: Callable[[int], int],
+                warmup: int, threads: int | None = None, say: Say = print) -> tuple[dict, dict[str, str]]:
+    """{key: {batch: spread of p50 ms}} for every item that opens; failures as {key: reason}."""
+    p50: dict[str, dict[int, list[float]]] = {}
+    failed: dict[str, str] = {}
+    with ExitStack() as stack:
+        runners = {}
+        for it in items:
+            opts = RunnerOptions(threads=threads, hint=it.hint, max_batch=max(batches))
+            try:
+                runners[it.key] = stack.enter_context(open_runner(it.path, it.target, options=opts))
+            except Exception as exc:
+                failed[it.key] = f"failed to load: {str(exc).splitlines()[0][:200]}"
+        keys = list(runners)
+        inputs = {(k, b): _input(runners[k], b) for k in keys for b in batches}
+        for r in range(repeats):
+            order = keys[r % len(keys):] + keys[:r % len(keys)] if keys else []
+            for b in batches:
+                say(f"repeat {r + 1}/{repeats}, batch {b}" + (f", {threads} threads" if threads else ""))
+                for k in order:
+                    x = inputs[(k, b)]
+                    ms = time_calls(lambda: runners[k].infer(x), warmup=warmup, runs=runs_for(b))
+                    p50.setdefault(k, {}).setdefault(b, []).append(Latency.from_ms(ms).p50)
+    return {k: {b: spread(v) for b, v in per.items()} for k, per in p50.items()}, failed
+
+
+def scaling(items: Sequence[Timed], *, batches: Sequence[int], threads: Sequence[int], repeats: int,
+            runs_for: Callable[[int], int], warmup: int, say: Say = print) -> list[dict]:
+    """Latency and throughput (batch / latency) per batch size and thread count."""
+    rows = []
+    for t in threads:
+        got, failed = interleaved(items, batches=batches, repeats=repeats, runs_for=runs_for, warmup=warmup,
+                                  threads=t, say=say)
+        for it in items:
+            if it.key in failed:
+                rows.append({"row": it.key, "threads": t, "error": failed[it.key]})
+                continue
+            for b in batches:
+                lat = got[it.key][b]
+                rows.append({"row": it.key, "threads": t, "batch": b, "latency_ms": lat,
+                             "throughput_ips": b * 1e3 / lat["median"]})
+    return rows
+
+
+def openvino_hints(xml: Path, *, repeats: int, count: int, say: Say = print) -> dict:
+    """Images/s of the LATENCY hint at batch 1 vs the THROUGHPUT hint at batch 8 (parallel requests)."""
+    ips: dict[str, list[float]] = {"latency_b1": [], "throughput_b8": []}
+    with open_runner(xml, "openvino", options=RunnerOptions(hint="latency", max_batch=8)) as lat, \
+            open_runner(xml, "openvino", options=RunnerOptions(hint="throughput", max_batch=8)) as thr:
+        cases = {"latency_b1": (lat, _input(lat, 1)), "throughput_b8": (thr, _input(thr, 8))}
+        info = {"latency": lat.describe(), "throughput": thr.describe()}
+        for r in range(repeats):
+            say(f"OpenVINO hints, repeat {r + 1}/{repeats}")
+            for key, (runner, x) in cases.items():
+                ms = time_calls(lambda: runner.infer_many(x, count), warmup=1, runs=1)
+                ips[key].append(len(x) * count * 1e3 / float(ms[0]))
+    out = {k: spread(v) for k, v in ips.items()}
+    out["ratio"] = out["throughput_b8"]["median"] / out["latency_b1"]["median"]
+    out["runtime"] = info
+    return out
+
+
+def benchmark_app(xml: Path, *, seconds: int, batch: int = 1) -> dict:
+    """OpenVINO's own `benchmark_app` on the IR with the LATENCY hint and f32 inference (rtk's FP32 setting)."""
+    exe = Path(sys.executable).with_name("benchmark_app")
+    if not exe.is_file():
+        found = shutil.which("benchmark_app")
+        if not found:
+            return {"error": "not available: benchmark_app is not installed next to python (it ships with openvino)"}
+        exe = Path(found)
+    from toolkit.artifact import read_meta
+
+    side = read_meta(xml).preprocess.crop
+    with tempfile.TemporaryDirectory(prefix="rtk-bench-app-") as tmp:
+        cmd = [str(exe), "-m", str(xml), "-d", "CPU", "-hint", "latency", "-t", str(seconds), "-json_stats",
+               "-report_type", "no_counters", "-report_folder", tmp, "-shape", f"[{batch},3,{side},{side}]",
+               "-infer_precision", "f32"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 120)
+        report = Path(tmp) / "benchmark_report.json"
+        if proc.returncode != 0 or not report.is_file():
+            tail = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+            return {"error": f"benchmark_app failed: {tail[-1][:200] if tail else proc.returncode}",
+                    "command": " ".join(cmd)}
+        res = json.loads(report.read_text())["execution_results"]
+    num = lambda v: float(re.sub(r"[^0-9.]", "", str(v)))  # noqa: E731
+    return {"median_ms": num(res["latency (ms)"]), "avg_ms": num(res["avg latency"]), "min_ms": num(res["min latency"]),
+            "iterations": int(num(res["total number of iterations"])), "command": " ".join(cmd).replace(tmp, "TMP")}
+
+
+def rtk_vs_benchmark_app(xml: Path, *, seconds: int, repeats: int, runs: int, warmup: int, say: Say = print) -> dict:
+    """benchmark_app and rtk's OpenVINO runner on the same IR and hint, alternated `repeats` times."""
+    rtk, app, runs_info = [], [], None
+    for r in range(repeats):
+        say(f"benchmark_app vs rtk, repeat {r + 1}/{repeats}")
+        got = benchmark_app(xml, seconds=seconds)
+        if "error" in got:
+            return got
+        app.append(got["median_ms"])
+        runs_info = got
+        with open_runner(xml, "openvino", options=RunnerOptions(hint="latency", max_batch=1)) as runner:
+            x = _input(runner, 1)
+            rtk.append(Latency.from_ms(time_calls(lambda: runner.infer(x), warmup=warmup, runs=runs)).p50)
+    out = {"benchmark_app_ms": spread(app), "rtk_ms": spread(rtk), "command": runs_info["command"]}
+    out["ratio"] = out["rtk_ms"]["median"] / out["benchmark_app_ms"]["median"]
+    return out

@@ -1,0 +1,64 @@
+"""How much a benchmark run measures: the default (full) run, `--quick`, and the tiny `smoke` mode of the tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    mode: str = "full"
+    latency_size: int = 224            # input side of the random-weight 1000-class latency model
+    latency_classes: int = 1000
+    batches: tuple[int, ...] = (1, 8)  # the side-by-side table
+    scaling_batches: tuple[int, ...] = (1, 2, 4, 8, 16)
+    scaling_threads: tuple[int, ...] = (1, 2)
+    repeats: int = 3                   # interleaved repeats of every timing; median quoted with min-max
+    runs_b1: int = 20                  # timed calls per repeat at batch 1 (fewer at larger batches)
+    warmup: int = 3
+    calib_sizes: tuple[int, ...] = (100, 300, 1000)
+    subset: int = 300                  # calibration images of every INT8 path
+    benchmark_app_seconds: int = 10
+    # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
+    synth_classes: int = 10
+    synth_per_class: int = 240
+    synth_val_per_class: int = 50
+    synth_size: int = 64
+    train_epochs: int = 3
+    train_batch: int = 32
+    prune_ratio: float = 0.5
+    recovery_epochs: int = 2
+    seed: int = 0
+    rows: tuple[str, ...] | None = None   # None: every row; the smoke test times a few
+    in_process: bool = False              # smoke: run stages in this process (peak memory is then the run's)
+    shared_model: bool = False            # smoke: time the trained model instead of a separate latency model
+
+    def wants(self, key: str) -> bool:
+        return self.rows is None or key in self.rows
+
+    def training_key(self) -> str:
+        """Hash of everything that decides the trained model, so a cached one is reused only when it matches."""
+        keys = ("synth_classes", "synth_per_class", "synth_val_per_class", "synth_size", "train_epochs",
+                "train_batch", "seed")
+        blob = json.dumps({k: asdict(self)[k] for k in keys} | {"v": 1}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def runs_for(self, batch: int) -> int:
+        return max(3, self.runs_b1 // max(1, batch // 2))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = Settings()
+QUICK = replace(FULL, mode="quick", repeats=2, runs_b1=8, warmup=2, scaling_batches=(1, 8), scaling_threads=(1, 2),
+                calib_sizes=(100,), subset=100, benchmark_app_seconds=4, synth_classes=4, synth_per_class=60,
+                synth_val_per_class=25, synth_size=32, train_epochs=2, recovery_epochs=1, in_process=True)
+SMOKE = replace(QUICK, mode="smoke", latency_size=64, latency_classes=10, repeats=2, runs_b1=3, warmup=1,
+                scaling_batches=(1, 2), scaling_threads=(1,), calib_sizes=(), subset=16, benchmark_app_seconds=0,
+                rows=("torch_fp32", "ort_fp32", "rtk_int8_ort"), in_process=True, shared_model=True,
+                synth_classes=3, synth_per_class=8, synth_val_per_class=6, synth_size=32, train_epochs=1,
+                train_batch=8, recovery_epochs=1)
+PRESETS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}

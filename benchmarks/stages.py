@@ -1,0 +1,195 @@
+"""Each stage a user runs (train, export, quantize, prune, compile) as one function, run in its own process.
+
+`python -m benchmarks.stages NAME ARGS.json OUT.json` runs one stage and writes its facts, wall time and
+peak resident memory (the child's own `ru_maxrss`, so every stage's peak is its own, not the largest so far).
+A stage whose rtk module is missing or fails is recorded with its one-line reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+STAGES: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def stage(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    STAGES[fn.__name__] = fn
+    return fn
+
+
+@stage
+def synth_train(*, data: str, ckpt: str, classes: int, per_class: int, val_per_class: int, size: int,
+                epochs: int, batch_size: int, seed: int) -> dict[str, Any]:
+    """Draw the built-in synthetic set and train a ResNet50 from scratch on it with `rtk finetune`."""
+    from toolkit.finetune import FinetuneConfig, finetune
+    from toolkit.synth import synth
+
+    root = Path(data)
+    t0 = time.perf_counter()
+    if not (root / "val").is_dir():
+        synth(root, classes=classes, per_class=per_class, val_per_class=val_per_class, size=size, seed=seed)
+    drawn = time.perf_counter() - t0
+    res = finetune(FinetuneConfig(data=root, output=Path(ckpt), weights="none", epochs=epochs, batch_size=batch_size,
+                                  input_size=size, seed=seed))
+    return {"synth_seconds": drawn, "train_seconds": res.seconds, "best_val_acc": res.best_val_acc,
+            "train_images": res.train_images, "val_images": res.val_images, "epochs": epochs, "input_size": size,
+            "history": [h.model_dump() for h in res.history]}
+
+
+@stage
+def latency_model(*, ckpt: str, onnx: str, size: int, classes: int, seed: int) -> dict[str, Any]:
+    """A random-weight ResNet50 (speed does not depend on weights), exported by rtk."""
+    from toolkit.export import export_onnx
+    from toolkit.models import load_model, save_checkpoint
+
+    model, meta = load_model("random", num_classes=classes, seed=seed, input_size=size)
+    save_checkpoint(Path(ckpt), model, meta)
+    res = export_onnx(model, meta, Path(onnx), parent=Path(ckpt))
+    return {"export_seconds": res.seconds, "size_mb": res.size_mb, "parity_max_abs_diff": res.parity.max_abs_diff}
+
+
+@stage
+def export(*, ckpt: str, onnx: str, data: str | None = None) -> dict[str, Any]:
+    from toolkit.export import export_onnx
+    from toolkit.models import load_model
+
+    model, meta = load_model(ckpt)
+    res = export_onnx(model, meta, Path(onnx), data=Path(data) if data else None, parent=Path(ckpt))
+    return {"export_seconds": res.seconds, "size_mb": res.size_mb}
+
+
+@stage
+def compile_openvino(*, source: str, output: str) -> dict[str, Any]:
+    from toolkit.compile import compile_model
+
+    res = compile_model(source, target="openvino", output=output, precision="fp32")
+    return {"compile_seconds": res.seconds, "output": res.output, "size_mb": res.size_mb}
+
+
+@stage
+def rtk_int8(*, source: str, output: str, calib: str, target: str, subset: int, seed: int = 0) -> dict[str, Any]:
+    """`rtk quantize --int8` (toolkit.quantize.quantize_int8) for a CPU target."""
+    from toolkit.quantize import quantize_int8
+
+    t0 = time.perf_counter()
+    res = quantize_int8(Path(source), output=Path(output), calib=Path(calib), target=target, subset=subset, seed=seed,
+                        allow_small=True, bench_runs=0)
+    seconds = time.perf_counter() - t0
+    facts = res.model_dump(mode="json") if hasattr(res, "model_dump") else {}
+    out = facts.get("output") or output
+    return {"quantize_seconds": seconds, "output": str(out),
+            "result": {k: v for k, v in facts.items() if isinstance(v, (int, float, str, bool, type(None)))}}
+
+
+def _images(source: str, calib: str, subset: int):
+    from toolkit.artifact import read_onnx_meta
+    from toolkit.compile import calibration_batches
+
+    meta = read_onnx_meta(Path(source))
+    return meta, calibration_batches(Path(calib), meta, samples=subset)
+
+
+@stage
+def ort_quantize_static(*, source: str, output: str, calib: str, subset: int) -> dict[str, Any]:
+    """What an ONNX Runtime user does instead: `quantize_static(model, out, reader)` with every default."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    from toolkit.artifact import write_onnx_meta
+
+    meta, images = _images(source, calib, subset)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": x} for x in images])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    t0 = time.perf_counter()
+    quantize_static(source, output, Reader())
+    seconds = time.perf_counter() - t0
+    proto = onnx.load(output)
+    write_onnx_meta(proto, meta.derived("ort-quantize_static-defaults").model_copy(update={"precision": "int8"}))
+    onnx.save(proto, output)
+    return {"quantize_seconds": seconds, "images": len(images)}
+
+
+@stage
+def nncf_defaults(*, source: str, output: str, calib: str, subset: int) -> dict[str, Any]:
+    """What an OpenVINO user does instead: `nncf.quantize(ov_model, nncf.Dataset(images))` with every default."""
+    import nncf
+    import openvino as ov
+
+    from toolkit.backends.openvino import META_PATH
+
+    meta, images = _images(source, calib, subset)
+    t0 = time.perf_counter()
+    model = nncf.quantize(ov.convert_model(source), nncf.Dataset(images))
+    seconds = time.perf_counter() - t0
+    model.set_rt_info(meta.derived("nncf-quantize-defaults").model_copy(update={"precision": "int8"}).to_json(),
+                      META_PATH)
+    ov.save_model(model, output)
+    return {"quantize_seconds": seconds, "images": len(images)}
+
+
+@stage
+def prune(*, source: str, output: str, ratio: float, data: str | None = None, epochs: int = 0) -> dict[str, Any]:
+    """`rtk prune --structured --ratio R` (+ recovery fine-tuning with distillation when data is given)."""
+    from toolkit.prune import PruneConfig, prune_model
+
+    cfg = PruneConfig(mode="structured", ratio=ratio, data=Path(data) if data else None, epochs=epochs if data else 0,
+                      distill=bool(data and epochs), measure=[])
+    res = prune_model(Path(source), output=Path(output), config=cfg)
+    return {"prune_seconds": res.seconds, "macs_before": res.macs_before, "macs_after": res.macs_after,
+            "params_before": res.params_before, "params_after": res.params_after, "top1_before": res.top1_before,
+            "top1_pruned": res.top1_pruned, "top1_after": res.top1_after, "recovery_epochs": len(res.recovery)}
+
+
+def run_stage(name: str, args: dict[str, Any], workdir: Path, *, timeout: float = 1800) -> dict[str, Any]:
+    """Run `name` in a child process; returns {ok, seconds, peak_mb, facts} or {ok: False, reason}."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    args_file, out_file = workdir / f"{name}.args.json", workdir / f"{name}.out.json"
+    args_file.write_text(json.dumps(args))
+    out_file.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.stages", name, str(args_file), str(out_file)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "reason": f"timed out after {timeout:.0f} s"}
+    wall = time.perf_counter() - t0
+    if out_file.is_file():
+        out = json.loads(out_file.read_text())
+        out["process_seconds"] = wall
+        return out
+    tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    return {"ok": False, "reason": (tail[-1] if tail else f"exit code {proc.returncode}")[:300]}
+
+
+def _main(name: str, args_file: str, out_file: str) -> int:
+    args = json.loads(Path(args_file).read_text())
+    t0 = time.perf_counter()
+    try:
+        facts = STAGES[name](**args)
+        out: dict[str, Any] = {"ok": True, "facts": facts}
+    except ModuleNotFoundError as exc:
+        out = {"ok": False, "reason": f"not available: {exc}"}
+    except Exception as exc:  # a failed stage is a row's result, not the end of the run
+        traceback.print_exc()
+        out = {"ok": False, "reason": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:250] if str(exc) else ''}"}
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out_file).write_text(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(*sys.argv[1:4]))

@@ -1,0 +1,76 @@
+"""The benchmark harness: a tiny smoke run end to end, the goal verdicts, the CPU floor and a failing stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.floor import cpu_peak, fraction_of_peak
+from benchmarks.goals import goals
+from benchmarks.stages import run_stage
+
+
+def test_smoke_run_writes_results(tmp_path):
+    from benchmarks.run import main
+
+    out = tmp_path / "results"
+    assert main(["--mode", "smoke", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    [js] = out.glob("*-smoke.json")
+    res = json.loads(js.read_text())
+    rows = {r["key"]: r for r in res["rows"]}
+    ref = rows["ort_fp32"]
+    assert ref["speedup_vs_ort_fp32"]["1"] == pytest.approx(1.0)
+    assert len(ref["latency_ms"]["1"]["repeats"]) == res["settings"]["repeats"]
+    assert ref["latency_ms"]["1"]["min"] <= ref["latency_ms"]["1"]["median"] <= ref["latency_ms"]["1"]["max"]
+    assert ref["accuracy"]["drop_pt"] == 0.0 and 0.0 <= ref["accuracy"]["top1"] <= 100.0
+    assert 0.0 < ref["fraction_of_peak"]["1"] < 1.0
+    assert rows["torch_fp32"]["latency_ms"]["8"]["median"] > 0
+    int8 = rows["rtk_int8_ort"]
+    assert "latency_ms" in int8 or int8["latency_error"].startswith(("not available", "failed"))
+    assert rows["nncf_defaults"]["latency_error"] == "not measured in smoke mode"
+    assert {g["verdict"] for g in res["goals"]} <= {"met", "not met", "not measured"}
+    assert len(res["goals"]) == 12
+    assert res["machine"]["cpu"]["cores"] >= 1 and res["machine"]["packages"]["onnxruntime"]
+    assert "benchmarks.run" in res["command"]
+    md = js.with_suffix(".md").read_text()
+    assert "## Goals" in md and "ONNX Runtime FP32 | " in md
+    assert not (out / "LATEST.md").exists(), "only a full run replaces LATEST.md"
+
+
+def _result(**speed: float) -> dict:
+    rows = []
+    for key, sp in speed.items():
+        rows.append({"key": key, "label": key, "latency_ms": {"1": {"median": 100 / sp}},
+                     "speedup_vs_ort_fp32": {"1": sp}, "accuracy": {"top1": 90.0, "drop_pt": 0.0}})
+    return {"rows": rows, "stages": [], "settings": {"subset": 300, "latency_size": 224, "recovery_epochs": 2},
+            "openvino_hints": {"ratio": 1.1, "latency_b1": {"median": 20.0}, "throughput_b8": {"median": 22.0}},
+            "benchmark_app": {"ratio": 1.02}}
+
+
+def test_goal_verdicts_follow_the_numbers():
+    res = _result(ort_fp32=1.0, ov_fp32=0.8, rtk_int8_ort=2.0, rtk_int8_ov=2.4, ort_qs_defaults=0.6,
+                  nncf_defaults=2.5, pruned_fp32=3.0, pruned_int8_ov=6.0)
+    by = {g["goal"]: g for g in goals(res)}
+    first = next(g for g in by.values() if g["goal"].startswith("INT8 on the best"))
+    assert first["verdict"] == "met" and "2.40x" in first["measured"]
+    assert next(g for g in by.values() if g["goal"].startswith("OpenVINO FP32"))["verdict"] == "not met"
+    assert next(g for g in by.values() if "THROUGHPUT" in g["goal"])["verdict"] == "not met"
+    assert next(g for g in by.values() if "benchmark_app" in g["goal"])["verdict"] == "met"
+    assert next(g for g in by.values() if "ort_qs_defaults" in g["goal"])["verdict"] == "met"
+    assert next(g for g in by.values() if "nncf_defaults" in g["goal"])["verdict"] == "not met"
+    assert next(g for g in by.values() if ">= 7x" in g["goal"])["verdict"] == "not met"
+    assert next(g for g in by.values() if "calibration" in g["goal"])["verdict"] == "not measured"
+
+
+def test_fraction_of_peak_is_mac_rate_over_peak():
+    assert fraction_of_peak(macs=4e9, batch=2, ms=100.0, peak_gmacs=160.0) == pytest.approx(0.5)
+    peak = cpu_peak()
+    assert peak.int8_gmacs >= peak.fp32_gmacs > 0 and str(peak.cores) in peak.assumption
+
+
+def test_failed_stage_is_a_reason_not_a_crash(tmp_path):
+    out = run_stage("export", {"ckpt": str(tmp_path / "missing.pt"), "onnx": str(tmp_path / "m.onnx")}, tmp_path)
+    assert out["ok"] is False and out["reason"].startswith("failed: ")
+    assert not (tmp_path / "m.onnx").exists()
