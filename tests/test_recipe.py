@@ -180,3 +180,26 @@ def test_compare_no_change_and_real_slowdown(random_onnx, random_ckpt, tmp_path,
     assert slower.exit_code == 1
     row = json.loads((tmp_path / "slower.json").read_text())["rows"][0]
     assert row["latency"] == "slower" and row["ratio"] > 2
+
+
+def test_demo_recipe_runs_at_small_size(tmp_path):
+    """The demo's whole chain (train -> prune -> INT8 -> OpenVINO -> report), with smaller sizes."""
+    from toolkit.pipeline import run
+
+    demo = demo_recipe()
+    small = demo.model_copy(deep=True, update={
+        "data": demo.data.model_copy(update={"synth": demo.data.synth.model_copy(
+            update={"classes": 3, "per_class": 8, "val_per_class": 6, "size": 32})}),
+        "finetune": demo.finetune.model_copy(update={"epochs": 1, "batch_size": 8}),
+        "prune": demo.prune.model_copy(update={"epochs": 1}),
+        "quantize": demo.quantize.model_copy(update={"subset": 12, "allow_small": True}),
+        "bench": demo.bench.model_copy(update={"runs": 5, "warmup": 1, "repeats": 2}),
+        "gates": demo.gates.model_copy(update={"max_drop_pt": None, "min_agreement_pct": None, "min_speedup": None}),
+    })
+    report = run(small, tmp_path / "demo")
+    assert [r.name for r in report.rows] == ["reference", "fp32", "pruned", "int8", "openvino"]
+    assert report.headline.artifact == "openvino" and report.headline.size_ratio > 3
+    pruned = next(r for r in report.rows if r.name == "pruned")
+    assert pruned.size_mb < 0.5 * next(r for r in report.rows if r.name == "fp32").size_mb
+    assert all(r.top1 is not None for r in report.rows) and report.passed
+    assert (tmp_path / "demo" / "openvino" / "model.bin").is_file()

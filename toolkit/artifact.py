@@ -63,9 +63,13 @@ class ModelMeta(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def derived(self, step: str, parent: Path | None = None, **facts: Any) -> "ModelMeta":
-        """A copy for an artifact made from this one by `step`, recording the parent's hash."""
+        """A copy for an artifact made from this one by `step`, recording the parent's hash.
+
+        No wall-clock time is recorded, so the same inputs give a byte-identical artifact; run times are
+        in the run manifest and the commands' JSON results.
+        """
         history = list(self.provenance.get("history", []))
-        entry: dict[str, Any] = {"step": step, "at": now_iso(), **facts}
+        entry: dict[str, Any] = {"step": step, **facts}
         if parent is not None and parent.is_file():
             entry["parent"] = parent.name
             entry["parent_sha256"] = sha256_file(parent)
@@ -108,14 +112,20 @@ def atomic_path(path: Path) -> Iterator[Path]:
     step never leaves a partial artifact under the final name.
     """
     path = check_output(Path(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RtkError(f"cannot write in {path.parent} ({exc.strerror or type(exc).__name__}); choose another output") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.is_file():
             os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise RtkError(f"cannot write {path} ({exc.strerror or type(exc).__name__}); choose another output") from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -180,9 +190,20 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
         model = load_onnx(path, load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}
     if ONNX_META_KEY in props:
-        return ModelMeta.model_validate_json(props[ONNX_META_KEY])
+        try:
+            return ModelMeta.model_validate_json(props[ONNX_META_KEY])
+        except ValueError as exc:
+            raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({type(exc).__name__}); "
+                           "re-export it with `rtk export`") from None
+    if len(model.graph.input) != 1 or len(model.graph.output) < 1:
+        raise RtkError(f"{path}: not an image classifier (it has {len(model.graph.input)} inputs); "
+                       "rtk runs models with one NCHW image input")
     dims = model.graph.input[0].type.tensor_type.shape.dim
     outs = model.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or dims[1].dim_value not in (0, 3) or len(outs) != 2:
+        shape = "x".join(str(d.dim_value or d.dim_param or "?") for d in dims)
+        raise RtkError(f"{path}: not an image classifier (input {shape or 'without a shape'}, output rank {len(outs)}); "
+                       "rtk runs models with an N x 3 x H x W input and N x classes logits")
     crop = dims[-1].dim_value or 224
     classes = outs[-1].dim_value if len(outs) else 0
     if not classes:

@@ -35,17 +35,36 @@ def command(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            _check_json_path(kwargs.get("json"))
             return fn(*args, **kwargs)
         except (RtkError, GateFailed) as exc:
             if _debug["on"]:
                 raise
             ui.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             ui.error("interrupted; nothing was left half-written")
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
     return wrapper
+
+
+def _check_json_path(path: Path | None) -> None:
+    """Refuse a --json path that cannot be written before the work, not after it."""
+    if not isinstance(path, Path):
+        return
+    if path.is_dir():
+        raise RtkError(f"--json {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    if not path.parent.is_dir():
+        raise RtkError(f"--json {path}: folder {path.parent} does not exist; create it first")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (temporary files removed) but exiting 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _emit_json(path: Path | None, result) -> None:
@@ -444,6 +463,9 @@ def quantize(
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="rtk")
 
 

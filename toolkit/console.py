@@ -52,7 +52,13 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 @contextlib.contextmanager
 def spinner(description: str) -> Iterator[Callable[[str], None]]:
     with err.status(description) as status:
-        yield lambda msg: status.update(f"{description}: {msg}")
+
+        def say(msg: str) -> None:
+            status.update(f"{description}: {msg}")
+            if not err.is_terminal:
+                err.print(f"{description}: {msg}", highlight=False)
+
+        yield say
 
 
 @contextlib.contextmanager
@@ -66,6 +72,8 @@ def training_progress(epochs: int, steps_per_epoch: int) -> Iterator[Callable[..
                 tasks[epoch] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch, info="")
             info = " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
             bar.update(tasks[epoch], completed=step, info=info)
+            if "val_acc" in metrics and not err.is_terminal:
+                err.print(f"epoch {epoch + 1}/{epochs}: {info}", highlight=False)
 
         yield update
 

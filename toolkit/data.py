@@ -7,6 +7,8 @@ no usable image is refused.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,16 +76,33 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _readable_image(path: str) -> bool:
+    """A regular file (not a FIFO or device, which would block) that PIL can verify and is not a decompression bomb."""
     if not path.lower().endswith(IMAGE_EXTENSIONS):
         return False
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.verify()
         return True
     except Exception:
         return False
+
+
+def _symlink_loop(root: Path) -> str | None:
+    """The first folder symlink under `root` that points back at one of its own ancestors (os.walk would loop)."""
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        here = os.path.realpath(dirpath)
+        for name in dirnames:
+            link = os.path.join(dirpath, name)
+            if os.path.islink(link):
+                target = os.path.realpath(link)
+                if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+                    return link
+    return None
 
 
 @dataclass
@@ -117,6 +136,9 @@ def image_folder(root: str | Path, pre: Preprocess, *, train: bool = False) -> I
     root = Path(root)
     if not root.is_dir():
         raise RtkError(f"data folder {root} not found; pass a folder with one sub-folder of images per class")
+    loop = _symlink_loop(root)
+    if loop:
+        raise RtkError(f"{loop} is a symlink back to a folder that contains it (a loop); remove the link")
     seen: list[str] = []
     skipped: list[str] = []
 
@@ -157,9 +179,23 @@ def loader(data: ImageSet, *, batch_size: int, shuffle: bool = False, seed: int 
 
 
 def batches(data: ImageSet, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(images NCHW float32, labels int64) in file order, decoded once, with a loader worker."""
-    for images, labels in loader(data, batch_size=batch_size):
-        yield images.numpy(), labels.numpy()
+    """(images NCHW float32, labels int64) in file order, decoded once, with a loader worker.
+
+    An image that stops decoding after the folder was scanned fails with its own one-line message, not the
+    worker's traceback that torch puts into the re-raised error.
+    """
+    try:
+        for images, labels in loader(data, batch_size=batch_size):
+            yield images.numpy(), labels.numpy()
+    except RtkError as exc:
+        raise RtkError(worker_message(str(exc))) from None
+
+
+def worker_message(text: str) -> str:
+    """The original one-line message of an RtkError re-raised by a DataLoader worker."""
+    marker = "RtkError: "
+    last = text.strip().splitlines()[-1] if text.strip() else text
+    return last.split(marker, 1)[1] if marker in last else last
 
 
 def preprocess_files(paths: Sequence[str | Path], pre: Preprocess) -> np.ndarray:

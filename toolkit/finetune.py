@@ -157,6 +157,9 @@ def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: i
     for epoch in range(epochs):
         started = time.perf_counter()
         model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                m.eval()
         seen, correct, loss_sum = 0, 0, 0.0
         for step, (x, y) in enumerate(batches, 1):
             out = model(x)

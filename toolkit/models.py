@@ -12,16 +12,18 @@ import pickle
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from toolkit.artifact import ModelMeta, Preprocess, atomic_path, default_class_names, now_iso
+from toolkit.artifact import ModelMeta, Preprocess, atomic_path, default_class_names
 from toolkit.errors import RtkError
 
 CHECKPOINT_FORMAT = "rtk.checkpoint"
 CHECKPOINT_VERSION = 1
 PRETRAINED = {"imagenet-v1": ResNet50_Weights.IMAGENET1K_V1, "imagenet-v2": ResNet50_Weights.IMAGENET1K_V2}
 SOURCES = ("imagenet-v1", "imagenet-v2", "random", "none")
+MIN_INPUT, MAX_INPUT = 16, 4096
 
 
 def build_model(meta: ModelMeta) -> nn.Module:
@@ -50,6 +52,10 @@ def load_model(
     `source` is "imagenet-v1" / "imagenet-v2" (torchvision download), "random" / "none" (seeded init),
     or a path to an rtk checkpoint or a plain torchvision state dict.
     """
+    if num_classes is not None and num_classes < 1:
+        raise RtkError(f"--num-classes {num_classes}: a classifier needs at least one class")
+    if input_size is not None and not MIN_INPUT <= input_size <= MAX_INPUT:
+        raise RtkError(f"--input-size {input_size}: give a side between {MIN_INPUT} and {MAX_INPUT} pixels")
     key = str(source).lower()
     if key in PRETRAINED:
         model, meta = _pretrained(key)
@@ -80,7 +86,7 @@ def _pretrained(key: str) -> tuple[nn.Module, ModelMeta]:
         num_classes=1000,
         class_names=list(weights.meta["categories"]),
         preprocess=Preprocess(resize=tf.resize_size[0], crop=tf.crop_size[0]),
-        provenance={"source": f"torchvision:{weights}", "created": now_iso(),
+        provenance={"source": f"torchvision:{weights}",
                     "reference_top1": weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]},
     )
     return model, meta
@@ -91,7 +97,7 @@ def _random(num_classes: int, class_names: list[str] | None, seed: int) -> tuple
     if len(names) != num_classes:
         raise RtkError(f"{len(names)} class names given for {num_classes} classes; make them match")
     meta = ModelMeta(num_classes=num_classes, class_names=names,
-                     provenance={"source": "random", "seed": seed, "created": now_iso()})
+                     provenance={"source": "random", "seed": seed})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = resnet50(weights=None, num_classes=num_classes)
@@ -118,8 +124,13 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
     """Load an rtk checkpoint, or a plain state dict (class count from `fc.weight` or `num_classes`)."""
     obj = _torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        meta = ModelMeta.model_validate(obj["meta"])
-        state = obj["state_dict"]
+        try:
+            meta = ModelMeta.model_validate(obj.get("meta"))
+        except ValidationError as exc:
+            raise RtkError(f"{path}: its rtk metadata is damaged ({_first_error(exc)}); save the checkpoint again") from None
+        state = obj.get("state_dict")
+        if not isinstance(state, dict):
+            raise RtkError(f"{path}: rtk checkpoint without a state_dict; save the checkpoint again")
     else:
         state = _plain_state_dict(obj, path)
         fc = state.get("fc.weight")
@@ -129,7 +140,7 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
         if num_classes is not None and num_classes != found:
             raise RtkError(f"{path}: state dict has {found} classes but --num-classes is {num_classes}; drop or fix it")
         meta = ModelMeta(num_classes=found, class_names=default_class_names(found),
-                         provenance={"source": f"state_dict:{path.name}", "created": now_iso()})
+                         provenance={"source": f"state_dict:{path.name}"})
     model = build_model(meta)
     try:
         model.load_state_dict(state)
@@ -137,6 +148,11 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
         first = str(exc).strip().splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise RtkError(f"{path}: weights do not fit {meta.arch} ({first[:160]})") from None
     return model.eval(), meta
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc'])) or 'meta'}: {first['msg']}"
 
 
 def _plain_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:

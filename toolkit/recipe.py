@@ -178,10 +178,46 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
     return f"{where}: {key}: {first['msg']}; fix the recipe (see `rtk recipe schema`)"
 
 
+MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128
+
+
+def _refuse_deep(text: str, path: Path) -> None:
+    """Refuse huge or deeply nested text up front: PyYAML's time grows with the square of the nesting depth."""
+    if len(text) > MAX_BYTES:
+        raise RtkError(f"{path}: {len(text)} characters is not a recipe (limit {MAX_BYTES}); check the file")
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "\n":
+            quote = ""
+    indent = max((len(line) - len(line.lstrip(" ")) for line in text.splitlines()), default=0)
+    if deepest > MAX_DEPTH or indent > MAX_INDENT:
+        raise RtkError(f"{path}: YAML nested too deeply; a recipe is a few levels of mappings")
+
+
 def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
-    _refuse_aliases(text, path)
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    data = yaml.safe_load(text)
+    """The Recipe in YAML `text`; any problem is an RtkError naming `path` (and the line where known)."""
+    _refuse_deep(text, path)
+    try:
+        _refuse_aliases(text, path)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise RtkError(f"{path}: YAML nested too deeply; a recipe is a few levels of mappings") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RtkError(f"{path}:{where}: YAML not allowed in a recipe: {problem}; write plain values") from None
     if not isinstance(data, dict):
         raise RtkError(f"{path}: a recipe is a YAML mapping (name:, data:, ...); see recipes/demo.yaml")
     try:
