@@ -78,7 +78,7 @@ def goals(res: dict) -> list[dict[str, Any]]:
                      app["ratio"] <= 1.05 if "ratio" in app else None,
                      f"rtk / benchmark_app = {app['ratio']:.3f}" if "ratio" in app else app.get("error", "")))
     t_full, t_pruned = _top1(res, "ort_fp32"), _top1(res, "pruned_fp32")
-    out.append(_goal(f"50% channel pruning + <= 2 recovery epochs: top-1 within 1.0 pt of unpruned",
+    out.append(_goal("50% channel pruning + <= 2 recovery epochs: top-1 within 1.0 pt of unpruned",
                      t_full - t_pruned <= 1.0 if t_full is not None and t_pruned is not None else None,
                      f"{t_pruned:.1f} vs {t_full:.1f} ({t_pruned - t_full:+.1f} pt, {res['settings']['recovery_epochs']} "
                      f"epochs)" if t_full is not None and t_pruned is not None else _why(res, "pruned_fp32")))

@@ -104,7 +104,7 @@ def markdown(res: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Peak assumed: {peak['assumption']}. FP32 peak {peak['fp32_gmacs']:.0f} GMAC/s, INT8 peak "
               f"{peak['int8_gmacs']:.0f} GMAC/s" + (f" (AMX: {peak['int8_amx_gmacs']:.0f})" if peak.get("int8_amx_gmacs") else "")
-              + f". MACs counted by torch-pruning: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["macs"].items())
+              + ". MACs counted by torch-pruning: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["macs"].items())
               + "."]
     lines += ["", "## Scaling (latency model)", "", "| row | threads | batch | ms (min-max) | images/s |", "|---|---|---|---|---|"]
     for sc in res["scaling"]:

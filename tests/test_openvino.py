@@ -14,27 +14,7 @@ from toolkit.compile import compile_model
 from toolkit.errors import RtkError
 from toolkit.validate import validate
 
-
-def trt_form_qdq(source, output, calib_dir, count=8):
-    """INT8 QDQ ONNX in TensorRT's form (signed, symmetric, per-channel weights) from ONNX Runtime's quantizer."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from toolkit.compile import calibration_batches
-
-    xs = calibration_batches(calib_dir, read_meta(source), samples=count)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(xs)
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"input": x}
-
-    quantize_static(str(source), str(output), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
-    return output
+from qdq import trt_form_qdq
 
 
 @pytest.fixture(scope="module")

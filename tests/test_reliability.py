@@ -486,10 +486,6 @@ def test_int8_graph_is_identical_and_records_parent_hash(two_int8, random_onnx):
     assert step["step"] == "quantize" and step["parent_sha256"] == sha256_file(random_onnx)
 
 
-@pytest.mark.xfail(strict=True, reason="quantize.py/calibration.py embed measured wall-clock facts "
-                   "(calibration_seconds, preprocess_seconds, latencies) in the INT8 file's rtk.meta, so the "
-                   "same inputs give a different sha256; the graph itself is identical. Owner: move them to the "
-                   "result JSON.")
 def test_int8_file_is_byte_identical(two_int8):
     from toolkit.artifact import sha256_file
 

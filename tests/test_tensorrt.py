@@ -11,47 +11,26 @@ from onnx import TensorProto, helper, numpy_helper
 
 from toolkit.artifact import read_meta, sidecar_path
 from toolkit.backends.tensorrt import check_compatible
-from toolkit.compile import calibration_batches, compile_model
+from toolkit.compile import compile_model
 from toolkit.errors import RtkError
 from toolkit.trt_check import BatchProfile, check_onnx
 
+from qdq import ort_quantize, trt_form_qdq
+
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-
-
-def _quantize(source, output, calib_dir, **kwargs):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-    xs = calibration_batches(calib_dir, read_meta(source), samples=8)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(xs)
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"input": x}
-
-    quantize_static(str(source), str(output), Reader(), quant_format=QuantFormat.QDQ, **kwargs)
-    return output
 
 
 @pytest.fixture(scope="module")
 def trt_form_onnx(random_onnx, tiny_data, tmp_path_factory):
     """Signed, symmetric, per-channel-weight QDQ: the form TensorRT's explicit quantization takes."""
-    from onnxruntime.quantization import QuantType
-
-    return _quantize(random_onnx, tmp_path_factory.mktemp("q") / "trt.onnx", tiny_data / "train", per_channel=True,
-                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    return trt_form_qdq(random_onnx, tmp_path_factory.mktemp("q") / "trt.onnx", tiny_data / "train")
 
 
 @pytest.fixture(scope="module")
 def uint8_onnx(random_onnx, tiny_data, tmp_path_factory):
     """uint8 activations with zero-points (what NNCF's ONNX PTQ or ORT with QUInt8 writes), quantized biases."""
-    from onnxruntime.quantization import QuantType
-
-    return _quantize(random_onnx, tmp_path_factory.mktemp("q") / "u8.onnx", tiny_data / "train",
-                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return ort_quantize(random_onnx, tmp_path_factory.mktemp("q") / "u8.onnx", tiny_data / "train",
+                        activation_type="QUInt8", weight_type="QInt8")
 
 
 def test_check_passes_trt_form_int8(trt_form_onnx, cli, tmp_path):

@@ -184,8 +184,6 @@ def read_meta(path: Path) -> ModelMeta:
 
 def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
     """Metadata from an ONNX file; an ONNX file rtk did not write gets ImageNet defaults sized to its input."""
-    import onnx
-
     if model is None:
         model = load_onnx(path, load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}

@@ -38,7 +38,7 @@ def eval_transform(pre: Preprocess) -> transforms.Compose:
     ])
 
 
-def train_transform(pre: Preprocess, *, scale: tuple[float, float] = (0.35, 1.0)) -> transforms.Compose:
+def train_transform(pre: Preprocess, *, scale: tuple[float, float] = (0.6, 1.0)) -> transforms.Compose:
     """Standard ImageNet-style training augmentation, sized by the same Preprocess."""
     return transforms.Compose([
         transforms.RandomResizedCrop(pre.crop, scale=scale, interpolation=_INTERP[pre.interpolation], antialias=True),

@@ -72,7 +72,7 @@ class FinetuneResult(BaseModel):
 def default_lr(weights: str, freeze_backbone: bool) -> float:
     if freeze_backbone:
         return 3e-3
-    return 3e-4 if weights != "none" else 2e-3
+    return 3e-4 if weights != "none" else 1e-3
 
 
 def _initial_model(cfg: FinetuneConfig, class_names: list[str], image_side: int) -> tuple[nn.Module, ModelMeta]:

@@ -281,12 +281,17 @@ def publish(files: list[Path], folder: Path) -> list[Path]:
     return moved
 
 
+WALL_CLOCK = {"calibration_seconds", "preprocess_seconds"}
+"""Facts that differ run to run for the same inputs: in the result JSON, never in the artifact (byte-identical INT8)."""
+
+
 def artifact_meta(meta: ModelMeta, *, source: Path, target: str, method: str, settings: dict[str, Any],
                   calibration: CalibrationFacts, facts: dict[str, Any] | None = None,
                   reverted: list[str] | None = None) -> ModelMeta:
+    stable = {k: v for k, v in (facts or {}).items() if k not in WALL_CLOCK}
     record = {"target": target, "method": method, "settings": settings,
-              "calibration": calibration.model_dump(mode="json", exclude={"skipped"}),
-              "reverted_layers": reverted, "facts": facts or {}}
+              "calibration": calibration.model_dump(mode="json", exclude={"skipped"} | WALL_CLOCK),
+              "reverted_layers": reverted, "facts": stable}
     out = meta.derived("quantize", parent=source, target=target, method=method)
     return out.model_copy(update={"precision": "int8", "extra": {**out.extra, "quantization": record}})
 

@@ -4,8 +4,6 @@ compile -> validate -> bench. Each returns the artifacts it made; `pipeline.Run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from pydantic import BaseModel
 
 from toolkit.backends import available

@@ -216,9 +216,9 @@ def draw(label: int, rng: np.random.Generator, size: int) -> Image.Image:
         raise ValueError(f"label must be in 0..{len(CLASS_NAMES) - 1}, got {label}")
     x, y = _grid(size)
     img = _background(rng, size)
-    _clutter(img, x, y, rng, size, int(rng.integers(2, 7)))
+    _clutter(img, x, y, rng, size, int(rng.integers(1, 4)))
 
-    radius = rng.uniform(0.2, 0.36) * size
+    radius = rng.uniform(0.26, 0.4) * size
     margin = radius * 0.8
     cx, cy = rng.uniform(margin, size - margin, 2)
     u, v = _place(x, y, cx, cy, radius, rng.uniform(0, 2 * math.pi))
@@ -226,8 +226,8 @@ def draw(label: int, rng: np.random.Generator, size: int) -> Image.Image:
     centre = img[int(cy), int(cx)]
     img += (_colour(rng, away_from=centre) - img) * _coverage(mask, size)
 
-    _clutter(img, x, y, rng, size, int(rng.integers(0, 3)))
-    img += rng.normal(0, rng.uniform(2, 14), img.shape)
+    _clutter(img, x, y, rng, size, int(rng.integers(0, 2)))
+    img += rng.normal(0, rng.uniform(2, 10), img.shape)
     return Image.fromarray(np.clip(img, 0, 255).round().astype(np.uint8), "RGB")
 
 
