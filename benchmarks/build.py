@@ -76,7 +76,7 @@ class Builder:
         folder.mkdir(parents=True, exist_ok=True)
         out = self.step("train", "A", "synth_train", dict(
             data=str(data), ckpt=str(ckpt), classes=s.synth_classes, per_class=s.synth_per_class,
-            val_per_class=s.synth_val_per_class, size=s.synth_size, epochs=s.train_epochs, batch_size=s.train_batch,
+            val_per_class=s.synth_val_per_class, size=s.synth_size, train_size=s.train_size, epochs=s.train_epochs, batch_size=s.train_batch,
             seed=s.seed))
         if not out["ok"]:
             return None

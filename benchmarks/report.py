@@ -83,7 +83,8 @@ def markdown(res: dict) -> str:
              + 
              f"median of {s['repeats']} interleaved repeats (min-max), each the p50 of "
              f"{s['runs_b1']} calls at batch 1. Accuracy: ResNet50 trained by rtk on the synthetic set "
-             f"({s['synth_classes']} classes, {s['synth_size']}x{s['synth_size']}), top-1 on "
+             f"({s['synth_classes']} classes drawn at {s['synth_size']}px, trained at {s.get('train_size', s['synth_size'])}px, "
+             f"{s['train_epochs']} epochs), top-1 on "
              f"{res.get('accuracy_images') or '?'} val images; drop vs ONNX Runtime FP32 (pruned rows: vs unpruned).",
              "", "| path | " + " | ".join(f"b{b} ms | x ORT FP32 b{b}" for b in bs) + " | % of peak b1 | top-1 % | drop pt |",
              "|---|" + "---|---|" * len(bs) + "---|---|---|"]

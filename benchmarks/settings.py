@@ -23,11 +23,12 @@ class Settings:
     benchmark_app_seconds: int = 10
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
     synth_classes: int = 10
-    synth_per_class: int = 240
+    synth_per_class: int = 300
     synth_val_per_class: int = 50
-    synth_size: int = 64
-    train_epochs: int = 3
-    train_batch: int = 32
+    synth_size: int = 64               # drawn at this side ...
+    train_size: int = 32               # ... trained and evaluated at this one, as recipes/demo.yaml does
+    train_epochs: int = 8
+    train_batch: int = 64
     prune_ratio: float = 0.5
     recovery_epochs: int = 2
     seed: int = 0
@@ -40,8 +41,8 @@ class Settings:
 
     def training_key(self) -> str:
         """Hash of everything that decides the trained model, so a cached one is reused only when it matches."""
-        keys = ("synth_classes", "synth_per_class", "synth_val_per_class", "synth_size", "train_epochs",
-                "train_batch", "seed")
+        keys = ("synth_classes", "synth_per_class", "synth_val_per_class", "synth_size", "train_size",
+                "train_epochs", "train_batch", "seed")
         blob = json.dumps({k: asdict(self)[k] for k in keys} | {"v": 1}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -55,7 +56,8 @@ class Settings:
 FULL = Settings()
 QUICK = replace(FULL, mode="quick", repeats=2, runs_b1=8, warmup=2, scaling_batches=(1, 8), scaling_threads=(1, 2),
                 calib_sizes=(100,), subset=100, benchmark_app_seconds=4, synth_classes=4, synth_per_class=60,
-                synth_val_per_class=25, synth_size=32, train_epochs=2, recovery_epochs=1, in_process=True)
+                synth_val_per_class=25, synth_size=32, train_epochs=2, train_batch=32, recovery_epochs=1,
+                in_process=True)
 SMOKE = replace(QUICK, mode="smoke", latency_size=64, latency_classes=10, repeats=2, runs_b1=3, warmup=1,
                 scaling_batches=(1, 2), scaling_threads=(1,), calib_sizes=(), subset=16, benchmark_app_seconds=0,
                 rows=("torch_fp32", "ort_fp32", "rtk_int8_ort"), in_process=True, shared_model=True,

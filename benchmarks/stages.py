@@ -26,7 +26,7 @@ def stage(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
 
 @stage
 def synth_train(*, data: str, ckpt: str, classes: int, per_class: int, val_per_class: int, size: int,
-                epochs: int, batch_size: int, seed: int) -> dict[str, Any]:
+                train_size: int, epochs: int, batch_size: int, seed: int) -> dict[str, Any]:
     """Draw the built-in synthetic set and train a ResNet50 from scratch on it with `rtk finetune`."""
     from toolkit.finetune import FinetuneConfig, finetune
     from toolkit.synth import synth
@@ -37,9 +37,9 @@ def synth_train(*, data: str, ckpt: str, classes: int, per_class: int, val_per_c
         synth(root, classes=classes, per_class=per_class, val_per_class=val_per_class, size=size, seed=seed)
     drawn = time.perf_counter() - t0
     res = finetune(FinetuneConfig(data=root, output=Path(ckpt), weights="none", epochs=epochs, batch_size=batch_size,
-                                  input_size=size, seed=seed))
+                                  input_size=train_size, seed=seed))
     return {"synth_seconds": drawn, "train_seconds": res.seconds, "best_val_acc": res.best_val_acc,
-            "train_images": res.train_images, "val_images": res.val_images, "epochs": epochs, "input_size": size,
+            "train_images": res.train_images, "val_images": res.val_images, "epochs": epochs, "input_size": train_size,
             "history": [h.model_dump() for h in res.history]}
 
 

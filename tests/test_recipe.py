@@ -203,3 +203,45 @@ def test_demo_recipe_runs_at_small_size(tmp_path):
     assert pruned.size_mb < 0.5 * next(r for r in report.rows if r.name == "fp32").size_mb
     assert all(r.top1 is not None for r in report.rows) and report.passed
     assert (tmp_path / "demo" / "openvino" / "model.bin").is_file()
+
+
+def test_dump_recipe_from_each_command(cli, random_onnx, random_ckpt, tiny_data, tmp_path):
+    """Every stage command writes a valid recipe with --dump-recipe and runs nothing."""
+    from toolkit.recipe import load_recipe
+
+    commands = {
+        "quantize": ["quantize", "--int8", random_onnx, "--calib", tiny_data / "train", "--target", "openvino",
+                     "-o", tmp_path / "q.onnx", "--subset", "8", "--allow-small", "--val", tiny_data / "val"],
+        "compile": ["compile", random_onnx, "--target", "openvino", "-o", tmp_path / "ov"],
+        "prune": ["prune", random_ckpt, "--structured", "--ratio", "0.5", "--finetune", tiny_data, "--epochs", "1",
+                  "-o", tmp_path / "p.pt"],
+        "finetune": ["finetune", "--data", tiny_data, "--weights", "none", "--epochs", "2", "-o", tmp_path / "f.pt"],
+        "export": ["export", random_ckpt, "-o", tmp_path / "e.onnx", "--opset", "13"],
+    }
+    for name, args in commands.items():
+        path = tmp_path / f"{name}.yaml"
+        result = cli(*args, "--dump-recipe", path)
+        assert result.exit_code == 0, (name, result.stderr)
+        recipe = load_recipe(path)
+        assert recipe.name.startswith(name)
+        assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "p.pt").exists()
+    assert load_recipe(tmp_path / "quantize.yaml").quantize.subset == 8
+    assert load_recipe(tmp_path / "quantize.yaml").compile.targets == ["onnxruntime", "openvino"]
+    assert load_recipe(tmp_path / "prune.yaml").prune.ratio == 0.5
+    assert load_recipe(tmp_path / "export.yaml").export.opset == 13
+
+
+def test_dumped_quantize_recipe_replays(cli, random_onnx, tiny_data, tmp_path):
+    path = tmp_path / "q.yaml"
+    dumped = cli("quantize", "--int8", random_onnx, "--calib", tiny_data / "train", "--target", "onnxruntime",
+                 "-o", tmp_path / "q.onnx", "--subset", "8", "--allow-small", "--val", tiny_data / "val",
+                 "--dump-recipe", path)
+    assert dumped.exit_code == 0, dumped.stderr
+    text = path.read_text().replace("bench:\n  batches:\n  - 1\n  warmup: 5\n  runs: 30\n  repeats: 3",
+                                    "bench:\n  batches:\n  - 1\n  warmup: 1\n  runs: 5\n  repeats: 1")
+    path.write_text(text)
+    result = cli("run", path, "-o", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["fp32", "int8"]
+    assert report["rows"][1]["precision"] == "int8" and report["rows"][1]["top1"] is not None

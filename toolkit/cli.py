@@ -21,6 +21,8 @@ JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Also write the 
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Inference threads (default: the runtime's choice).")]
 TargetOpt = Annotated[Optional[str], typer.Option(help="Runtime: torch, onnxruntime, openvino, tensorrt "
                                                        "(default: by file extension).")]
+DumpOpt = Annotated[Optional[Path], typer.Option("--dump-recipe", help="Write the recipe that replays this "
+                                                  "command with `rtk run`, and exit without running it.")]
 _debug = {"on": False}
 
 
@@ -65,6 +67,13 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
+
+
+def _dump(path: Path, recipe, command: str) -> None:
+    from toolkit.replay import write
+
+    write(recipe, path, command)
+    ui.ok(f"wrote {path}; replay it with: rtk run {path} -o runs/{recipe.name}")
 
 
 def _emit_json(path: Path | None, result) -> None:
@@ -129,9 +138,17 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and augmentation.")] = 0,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,
+    dump_recipe: DumpOpt = None,
 ) -> None:
     """Transfer-learn a ResNet50 on a folder of images (new head), or train it from scratch."""
     from toolkit.finetune import FinetuneConfig, finetune as run
+
+    if dump_recipe:
+        from toolkit.replay import finetune_recipe
+
+        return _dump(dump_recipe, finetune_recipe(data=data, weights=weights, epochs=epochs, batch_size=batch_size,
+                                                  lr=lr, freeze_backbone=freeze_backbone, input_size=input_size,
+                                                  seed=seed), "finetune")
 
     cfg = FinetuneConfig(data=data, output=output, weights=weights, freeze_backbone=freeze_backbone, epochs=epochs,
                          batch_size=batch_size, lr=lr, input_size=input_size, seed=seed, threads=threads)
@@ -155,6 +172,7 @@ def export(
     atol: Annotated[float, typer.Option(help="Largest |ONNX - PyTorch| logit difference accepted.")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed of a random model.")] = 0,
     json: JsonOpt = None,
+    dump_recipe: DumpOpt = None,
 ) -> None:
     """Export to ONNX, run the checker and shape inference, and prove ONNX Runtime matches PyTorch."""
     from toolkit.export import export_onnx
@@ -162,6 +180,12 @@ def export(
 
     if (model is None) == (weights is None):
         raise RtkError("give either a checkpoint MODEL or --weights imagenet-v1|imagenet-v2|random")
+    if dump_recipe:
+        from toolkit.replay import export_recipe
+
+        return _dump(dump_recipe, export_recipe(source=model or weights, num_classes=num_classes,
+                                                input_size=input_size, opset=opset, dynamic_batch=dynamic_batch,
+                                                data=data, seed=seed), "export")
     net, meta = load_model(model or weights, num_classes=num_classes, seed=seed, input_size=input_size)
     if data is not None:
         from toolkit.data import split_dir
@@ -268,9 +292,15 @@ def compile_(
                                                               "model without Q/DQ.")] = None,
     calibration_samples: Annotated[int, typer.Option(help="Calibration images used with --calibration.")] = 300,
     json: JsonOpt = None,
+    dump_recipe: DumpOpt = None,
 ) -> None:
     """Compile ONNX for OpenVINO (IR) or TensorRT (engine); --check-only lists what TensorRT would refuse."""
     from toolkit.compile import compile_model
+
+    if dump_recipe:
+        from toolkit.replay import compile_recipe
+
+        return _dump(dump_recipe, compile_recipe(source=source, target=target, precision=precision), "compile")
     from toolkit.trt_check import BatchProfile
 
     given = {k: v for k, v in (("min", min_batch), ("opt", opt_batch), ("max", max_batch)) if v is not None}
@@ -325,12 +355,20 @@ def prune(
     seed: Annotated[int, typer.Option(help="Seed for calibration and recovery.")] = 0,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,
+    dump_recipe: DumpOpt = None,
 ) -> None:
     """Prune a ResNet50: structured channels (real speed) or unstructured sparsity, then recover accuracy."""
     from toolkit.prune import PruneConfig, prune_model
 
     if structured and unstructured:
         raise RtkError("give --structured or --unstructured, not both")
+    if dump_recipe:
+        from toolkit.replay import prune_recipe
+
+        return _dump(dump_recipe, prune_recipe(
+            model=model, mode="unstructured" if unstructured else "structured", ratio=ratio, sparsity=sparsity,
+            importance=importance, round_to=round_to, data=finetune, epochs=epochs, lr=lr, distill=distill,
+            seed=seed), "prune")
     timed = None if measure == "auto" else [m.strip() for m in measure.split(",") if m.strip() not in ("", "none")]
     cfg = PruneConfig(mode="unstructured" if unstructured else "structured", ratio=ratio, sparsity=sparsity,
                       importance=importance, global_pruning=global_pruning, round_to=round_to,
@@ -448,12 +486,19 @@ def quantize(
     val: Annotated[Optional[Path], typer.Option(help="Labeled folder for top-1 FP32 vs INT8 (and --max-drop).")] = None,
     bench_runs: Annotated[int, typer.Option(help="Timed batch-1 runs per model for the speed-up (0 skips).")] = 30,
     json: JsonOpt = None,
+    dump_recipe: DumpOpt = None,
 ) -> None:
     """Post-training INT8 for a target (NNCF on CPU, signed QDQ for TensorRT) with size, top-1 and speed vs FP32."""
     from toolkit.quantize import quantize_int8
 
     if not int8:
         raise RtkError("only --int8 is supported; for FP16 use `rtk compile`")
+    if dump_recipe:
+        from toolkit.replay import quantize_recipe
+
+        return _dump(dump_recipe, quantize_recipe(model=model, calib=calib, target=target, subset=subset,
+                                                  allow_small=allow_small, max_drop=max_drop, val=val, seed=seed),
+                     "quantize")
     result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib), target=target,
                            subset=subset, seed=seed, allow_small=allow_small, max_drop=max_drop, val=val,
                            calib_list=calib_list, bench_runs=bench_runs,

@@ -42,8 +42,8 @@ class DataSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataSpec":
-        if (self.synth is None) == (self.root is None):
-            raise ValueError("give exactly one of data.synth or data.root")
+        if self.synth is not None and self.root is not None:
+            raise ValueError("give data.synth or data.root, not both")
         return self
 
 
@@ -110,7 +110,7 @@ class Recipe(Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seed: int = 0
-    data: DataSpec
+    data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     finetune: FinetuneStage | None = None
     prune: PruneStage | None = None
@@ -124,6 +124,10 @@ class Recipe(Strict):
     def _consistent(self) -> "Recipe":
         if self.model.source.lower() == "none" and self.finetune is None:
             raise ValueError("model.source none (scratch) needs a finetune stage to train it")
+        if (self.finetune or self.prune) and self.data.synth is None and self.data.root is None:
+            raise ValueError("finetune and prune train on data: set data.root (train/ and val/) or data.synth")
+        if self.quantize and self.data.synth is None and self.data.root is None and self.data.calibration is None:
+            raise ValueError("quantize needs calibration images: set data.root, data.synth or data.calibration")
         if self.quantize and "tensorrt" in self.compile.targets and len(set(self.compile.targets)) > 1:
             raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
         extra = sorted(set(self.gates.max_p99_ms) - set(self.compile.targets))

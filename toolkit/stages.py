@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from toolkit.backends import available
+from toolkit.data import split_dir
 from toolkit.errors import RtkError
 
 
@@ -20,7 +21,7 @@ class Artifact(BaseModel):
     role: str  # reference | fp32 | pruned | int8 | compiled
 
 
-def _data_paths(ctx) -> tuple[Path, Path | None, Path | None]:
+def _data_paths(ctx) -> tuple[Path | None, Path | None, Path | None]:
     """(data root with train/ and val/, calibration folder, validation folder)."""
     data = ctx.recipe.data
     if data.synth is not None:
@@ -37,9 +38,9 @@ def _data_paths(ctx) -> tuple[Path, Path | None, Path | None]:
         if not (root / "val").is_dir():
             ctx.stage("data", s.model_dump(), [], [root], make)
     else:
-        root = Path(data.root)
-    calib = Path(data.calibration) if data.calibration else (root / "train" if (root / "train").is_dir() else root)
-    val = Path(data.validation) if data.validation else (root / "val" if (root / "val").is_dir() else None)
+        root = Path(data.root) if data.root else None
+    calib = Path(data.calibration) if data.calibration else (split_dir(root, "train") if root else None)
+    val = Path(data.validation) if data.validation else (root / "val" if root and (root / "val").is_dir() else None)
     return root, calib, val
 
 
@@ -62,7 +63,7 @@ def _model(ctx, root: Path) -> Path:
 
     def load():
         names = None
-        if source.lower() == "random" and (root / "train").is_dir():
+        if source.lower() == "random" and root is not None and (root / "train").is_dir():
             names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
         model, meta = load_model(source, num_classes=r.model.num_classes or (len(names) if names else None),
                                  class_names=names, input_size=r.model.input_size, seed=r.seed)
