@@ -138,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             accuracy = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
     macs = {}
     for key in ("torch_fp32", "pruned_fp32"):
-        ckpt = (work / ("accuracy" if settings.shared_model else "latency")
-                / ("model.pt" if key == "torch_fp32" else "pruned.pt"))
+        ckpt = paths["L"].get(key)
+        if ckpt is None or Path(ckpt).suffix != ".pt":
+            ckpt = work / ("accuracy" if settings.shared_model else "latency") / ("model.pt" if key == "torch_fp32"
+                                                                                else "pruned.pt")
         if Path(ckpt).is_file():
             macs["pruned" if key == "pruned_fp32" else "full"] = count_macs(ckpt)[0]
     result = assemble(settings=settings, builder=b, table=table, scaling=scaling, hints=hints, app=app,
