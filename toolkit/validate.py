@@ -118,7 +118,8 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
             done += len(y)
             if progress:
                 progress(done, len(data))
-        facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None} for r in runners]
+        facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names}
+                 for r in runners]
         if measure_latency:
             for fact, runner in zip(facts, runners):
                 x1 = np.zeros((runner.fixed_batch or 1, *pre.input_shape), np.float32)
@@ -149,7 +150,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         all_paths, Path(data), targets=all_targets, batch_size=batch_size, options=options, progress=progress,
         measure_latency=measure_latency)
 
-    names = read_meta(all_paths[0]).class_names
+    names = facts[0]["classes"]
 
     def score(path: Path, out: np.ndarray, fact: dict) -> ArtifactScore:
         hit = topk_correct(out, labels, 1)
