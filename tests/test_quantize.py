@@ -127,6 +127,23 @@ def test_openvino_ir_input_gives_int8_ir_and_records_random_calibration(work, ra
     assert meta.extra["quantization"]["calibration"]["images"] == 4
 
 
+def test_onnx_to_int8_ir_for_openvino_matches_fp32_on_openvino(work, random_onnx, tiny_data):
+    from toolkit.backends.openvino import read_model
+
+    out = work / "from-onnx" / "model.int8.xml"
+    out.parent.mkdir()
+    result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="openvino",
+                           val=tiny_data / "val", **SMALL)
+    assert {op.get_type_name() for op in read_model(out).get_ops()} >= {"FakeQuantize"}
+    assert sorted(Path(f).name for f in result.files) == ["model.int8.bin", "model.int8.xml"]
+    assert result.measured_on == "openvino" and result.size_ratio > 3.0
+    report = validate([out], tiny_data / "val", reference=random_onnx, targets=["openvino"], measure_latency=False)
+    assert result.top1_int8 == pytest.approx(report.top1)
+    assert report.cosine > 0.98, report.cosine   # same bound as the QDQ ONNX: a wrong calibration gives < 0.9
+    meta = read_meta(out)
+    assert meta.precision == "int8" and meta.extra["quantization"]["target"] == "openvino"
+
+
 def test_calibration_pick_is_seeded_balanced_and_listable(tiny_data, tmp_path):
     files = list_images(tiny_data / "train")
     first = balanced_order(files, seed=1)[:8]
@@ -171,7 +188,7 @@ def _bad_folders(root: Path, tiny_data: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("case", ["empty", "corrupt", "too-few", "quantized", "meta-int8", "target", "no-val",
-                                  "size", "pt-input", "val-classes"])
+                                  "size", "pt-input", "val-classes", "ir-not-openvino"])
 def test_bad_input_exits_2_and_writes_nothing(case, cli, tmp_path, random_onnx, random_ckpt, tiny_data, cpu_int8):
     folders = _bad_folders(tmp_path, tiny_data)
     model, calib, extra = random_onnx, tiny_data / "train", ["--allow-small", "--subset", "4"]
@@ -207,11 +224,11 @@ def test_bad_input_exits_2_and_writes_nothing(case, cli, tmp_path, random_onnx, 
         other.mkdir(parents=True)
         shutil.copy(next((tiny_data / "val").rglob("*.png")), other / "0.png")
         extra += ["--val", other.parent]
-    out = tmp_path / "out.onnx"
+    out = tmp_path / ("out.xml" if case == "ir-not-openvino" else "out.onnx")
     res = cli("quantize", "--int8", model, "--calib", calib, "-o", out, *extra)
     assert res.exit_code == 2, (case, res.stdout, res.stderr)
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and res.stderr.strip().endswith(errors[0]), res.stderr
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.onnx")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".out.onnx", ".out.xml", "out.bin"))]
     shutil.rmtree(tmp_path / "empty", ignore_errors=True)

@@ -473,7 +473,7 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -
 @command
 def quantize(
     model: Annotated[Path, typer.Argument(help="FP32 model: .onnx, or an OpenVINO IR .xml for --target openvino.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="INT8 model to write (same format as MODEL).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="INT8 model to write: .onnx (QDQ), or .xml (INT8 IR) for --target openvino.")],
     calib: Annotated[str, typer.Option(help="Calibration images folder (class sub-folders optional), or 'random' "
                                             "for speed tests only.")],
     target: Annotated[str, typer.Option(help="onnxruntime, openvino or tensorrt: picks the INT8 form.")] = "onnxruntime",

@@ -3,7 +3,8 @@
 | target      | input | tool                                    | output                                         |
 |-------------|-------|-----------------------------------------|------------------------------------------------|
 | onnxruntime | ONNX  | nncf.quantize                           | QDQ ONNX (u8 activations, s8 per-channel weights)|
-| openvino    | ONNX  | nncf.quantize                           | QDQ ONNX, which OpenVINO reads directly        |
+| openvino    | ONNX  | nncf.quantize                           | QDQ ONNX (`-o *.onnx`), which OpenVINO reads,  |
+|             |       |                                         | or INT8 IR (`-o *.xml`, NNCF's OpenVINO backend)|
 | openvino    | IR    | nncf.quantize                           | INT8 IR (FakeQuantize)                         |
 | tensorrt    | ONNX  | onnxruntime quantize_static (QDQ, S8S8, | QDQ ONNX: all int8, zero-point 0, per-channel  |
 |             |       | symmetric, bias not quantized)          | weights (`check_trt_qdq` proves the form)      |
@@ -193,8 +194,12 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
                        "export a checkpoint first with `rtk export`")
     if suffix == ".xml" and target != "openvino":
         raise RtkError(f"{source}: an OpenVINO IR can only be quantized for --target openvino; give the ONNX model")
-    if Path(output).suffix.lower() != suffix:
-        raise RtkError(f"-o {output}: a {suffix} input gives a {suffix} output; name the output *{suffix}")
+    out_suffix = Path(output).suffix.lower()
+    if out_suffix not in (".onnx", ".xml") or (suffix == ".xml" and out_suffix != ".xml"):
+        form = "*.xml (INT8 IR)" if suffix == ".xml" else "*.onnx (QDQ ONNX) or, for --target openvino, *.xml (INT8 IR)"
+        raise RtkError(f"-o {output}: name the output {form}")
+    if out_suffix == ".xml" and target != "openvino":
+        raise RtkError(f"-o {output}: an INT8 IR is for --target openvino; name the output *.onnx for {target}")
     output = check_output(output)
     if output.resolve() == source.resolve():
         raise RtkError(f"-o {output} is the input model; choose another output name")
@@ -202,6 +207,10 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     model, input_shape = _load_fp32(source)
     if meta.precision == "int8":
         raise RtkError(f"{source} is already INT8 (metadata precision int8); quantize the FP32 model")
+    if suffix == ".onnx" and out_suffix == ".xml":
+        from toolkit.backends.openvino import read_model
+
+        model = read_model(source)  # NNCF's OpenVINO backend: faster calibration, the IR OpenVINO runs best
     if input_shape and tuple(input_shape) != meta.preprocess.input_shape:
         raise RtkError(f"{source} takes input {'x'.join(map(str, input_shape))} but its preprocessing gives "
                        f"{'x'.join(map(str, meta.preprocess.input_shape))}; these images cannot be fed to it, "
@@ -300,7 +309,7 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
                  max_drop: float | None, val: Path | None, bench_runs: int, say: Callable[[str], None],
                  started: float) -> QuantizeResult:
     """Quantize into a staging folder, measure FP32 vs INT8 there, then move the finished files into place."""
-    is_ir = source.suffix.lower() == ".xml"
+    is_ir = output.suffix.lower() == ".xml"
     runtime = "openvino" if target == "openvino" else "onnxruntime"
     val_items = _val_items(val, meta) if max_drop is not None else None
     with staging(output) as tmp:
