@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.rows import ROWS
+from benchmarks.rows import BY_KEY, ROWS
 from benchmarks.settings import Settings
 from benchmarks.stages import run_stage
 
@@ -94,10 +94,11 @@ class Builder:
         for key, target in (("rtk_int8_ort", "onnxruntime"), ("rtk_int8_ov", "openvino")):
             if not s.wants(key):
                 continue
+            art = folder / BY_KEY[key].artifact
             out = self.step(f"calibrate {s.subset} ({target})", model, "rtk_int8",
-                            dict(source=onnx, output=str(folder / f"{key}.onnx"), calib=str(calib), target=target,
+                            dict(source=onnx, output=str(art), calib=str(calib), target=target,
                                  subset=s.subset, seed=s.seed), kind="calibration")
-            self._adopt(out, folder / f"{key}.onnx")
+            self._adopt(out, art)
             self.mark(model, key, out)
         if s.wants("ort_qs_defaults"):
             self.mark(model, "ort_qs_defaults", self.step(
@@ -124,10 +125,11 @@ class Builder:
                 self.mark(model, key, out)
             return
         for key, target in (("pruned_int8_ort", "onnxruntime"), ("pruned_int8_ov", "openvino")):
+            art = folder / BY_KEY[key].artifact
             q = self.step(f"calibrate pruned ({target})", model, "rtk_int8",
-                          dict(source=str(folder / "pruned.onnx"), output=str(folder / f"{key}.onnx"),
+                          dict(source=str(folder / "pruned.onnx"), output=str(art),
                                calib=str(calib), target=target, subset=s.subset, seed=s.seed))
-            self._adopt(q, folder / f"{key}.onnx")
+            self._adopt(q, art)
             self.mark(model, key, q)
 
     def calibration_sweep(self, folder: Path, calib: Path) -> None:

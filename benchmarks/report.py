@@ -127,11 +127,14 @@ def markdown(res: dict) -> str:
                      if inner is not None else f"| {st['stage']} | {st['model']} | — | — | — | {what} |")
     h, app = res["openvino_hints"], res["benchmark_app"]
     lines += ["", "## OpenVINO", ""]
-    if "error" in h:
-        lines.append(f"- hints: {h['error']}")
-    else:
-        lines.append(f"- LATENCY hint batch 1: {h['latency_b1']['median']:.1f} images/s; THROUGHPUT hint batch 8: "
-                     f"{h['throughput_b8']['median']:.1f} images/s ({h['ratio']:.2f}x)")
+    for precision, hp in h.items():
+        if "error" in hp:
+            lines.append(f"- {precision.upper()} IR hints: {hp['error']}")
+        else:
+            lines.append(f"- {precision.upper()} IR: LATENCY hint batch 1 {hp['latency_b1']['median']:.1f} images/s; "
+                         f"THROUGHPUT hint batch 8 {hp['throughput_b8']['median']:.1f} images/s ({hp['ratio']:.2f}x; "
+                         f"{hp['runtime']['throughput'].get('streams')} streams, "
+                         f"{hp['runtime']['throughput'].get('infer_requests')} requests)")
     if "error" in app:
         lines.append(f"- benchmark_app: {app['error']}")
     else:

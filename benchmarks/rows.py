@@ -21,7 +21,7 @@ ROWS: tuple[Row, ...] = (
     Row("ort_fp32", "ONNX Runtime FP32", "onnxruntime", "fp32", "model.onnx", "export"),
     Row("ov_fp32", "OpenVINO FP32", "openvino", "fp32", "model_fp32.xml", "compile_openvino"),
     Row("rtk_int8_ort", "rtk INT8 on ONNX Runtime", "onnxruntime", "int8", "rtk_int8_ort.onnx", "rtk_int8"),
-    Row("rtk_int8_ov", "rtk INT8 on OpenVINO", "openvino", "int8", "rtk_int8_ov.onnx", "rtk_int8"),
+    Row("rtk_int8_ov", "rtk INT8 on OpenVINO", "openvino", "int8", "rtk_int8_ov.xml", "rtk_int8"),
     Row("ort_qs_defaults", "ORT quantize_static (defaults) on ONNX Runtime", "onnxruntime", "int8",
         "ort_qs_defaults.onnx", "ort_quantize_static"),
     Row("nncf_defaults", "nncf.quantize (defaults) on OpenVINO", "openvino", "int8", "nncf_defaults.xml",
@@ -29,7 +29,7 @@ ROWS: tuple[Row, ...] = (
     Row("pruned_fp32", "rtk pruned 50% FP32 on ONNX Runtime", "onnxruntime", "fp32", "pruned.onnx", "prune", True),
     Row("pruned_int8_ort", "rtk pruned 50% + INT8 on ONNX Runtime", "onnxruntime", "int8", "pruned_int8_ort.onnx",
         "rtk_int8", True),
-    Row("pruned_int8_ov", "rtk pruned 50% + INT8 on OpenVINO", "openvino", "int8", "pruned_int8_ov.onnx",
+    Row("pruned_int8_ov", "rtk pruned 50% + INT8 on OpenVINO", "openvino", "int8", "pruned_int8_ov.xml",
         "rtk_int8", True),
 )
 BY_KEY = {r.key: r for r in ROWS}

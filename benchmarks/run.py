@@ -112,12 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     scaling = [] if not settings.scaling_batches else M.scaling([M.Timed(k, lat[k], BY_KEY[k].target) for k in scale_keys], batches=settings.scaling_batches,
                         threads=settings.scaling_threads, repeats=max(1, settings.repeats - 1),
                         runs_for=lambda bs: max(3, settings.runs_b1 // (2 * bs)), warmup=1, say=_say)
-    hints = app = {"error": "not available: no OpenVINO FP32 IR"}
+    app = {"error": "not available: no OpenVINO FP32 IR"}
+    hints = {"fp32": app, "int8": app}
     if "ov_fp32" in lat:
-        try:
-            hints = M.openvino_hints(lat["ov_fp32"], repeats=settings.repeats, count=max(4, settings.runs_b1), say=_say)
-        except Exception as exc:
-            hints = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
+        hints = {}
+        for precision, key in (("fp32", "ov_fp32"), ("int8", "rtk_int8_ov")):
+            if key not in lat:
+                hints[precision] = {"error": f"not available: no {BY_KEY[key].label} artifact"}
+                continue
+            try:
+                hints[precision] = M.openvino_hints(lat[key], repeats=settings.repeats,
+                                                    count=max(4, settings.runs_b1), say=_say)
+            except Exception as exc:
+                hints[precision] = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
         app = {"error": f"not run in {mode} mode"} if not settings.benchmark_app_seconds else M.rtk_vs_benchmark_app(lat["ov_fp32"], seconds=settings.benchmark_app_seconds,
                                      repeats=settings.repeats, runs=settings.runs_b1 * 2, warmup=settings.warmup,
                                      say=_say)
