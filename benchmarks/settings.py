@@ -43,7 +43,7 @@ class Settings:
         """Hash of everything that decides the trained model, so a cached one is reused only when it matches."""
         keys = ("synth_classes", "synth_per_class", "synth_val_per_class", "synth_size", "train_size",
                 "train_epochs", "train_batch", "seed")
-        blob = json.dumps({k: asdict(self)[k] for k in keys} | {"v": 1}, sort_keys=True)
+        blob = json.dumps({k: asdict(self)[k] for k in keys} | {"v": 2}, sort_keys=True)  # v2: synth tilt, not rotation
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def runs_for(self, batch: int) -> int:
