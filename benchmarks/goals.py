@@ -52,10 +52,15 @@ def goals(res: dict) -> list[dict[str, Any]]:
     out.append(_goal("INT8 top-1 drop <= 0.5 pt (synthetic val, rtk-trained ResNet50)",
                      drop <= 0.5 if drop is not None else None,
                      f"{drop:+.2f} pt ({_row(res, best)['label']})" if drop is not None else _why(res, best or "rtk_int8_ov")))
-    cal = next((st for st in res["stages"] if st["model"] == "L" and st["kind"] == "calibration" and st["ok"]
-                and st["stage"].startswith(f"calibrate {res['settings']['subset']} ")), None)
+    def _calib_s(st: dict) -> float | None:
+        facts = st.get("facts") or {}
+        return (facts.get("result") or {}).get("calibration_seconds") or facts.get("quantize_seconds")
+
+    cals = [st for st in res["stages"] if st["model"] == "L" and st["kind"] == "calibration" and st["ok"]
+            and st["stage"].startswith(f"calibrate {res['settings']['subset']} ") and _calib_s(st) is not None]
+    cal = min(cals, key=_calib_s, default=None)   # rtk's quicker path (both are listed under "Cost of each stage")
     facts = cal["facts"] if cal else {}
-    secs = (facts.get("result") or {}).get("calibration_seconds") or facts.get("quantize_seconds")
+    secs = _calib_s(cal) if cal else None
     out.append(_goal(f"calibration with {res['settings']['subset']} images <= 30 s "
                      f"({res['settings']['latency_size']}x{res['settings']['latency_size']} ResNet50)",
                      secs <= 30 if secs is not None else None,

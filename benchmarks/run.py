@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = built["paths"]
     lat = {k: v for k, v in paths["L"].items() if v is not None}
     items = [M.Timed(k, v, BY_KEY[k].target) for k, v in lat.items()]
-    _say(f"timing {len(items)} rows at batch {', '.join(map(str, settings.batches))} ({settings.repeats} interleaved repeats)")
-    table, failed = M.interleaved(items, batches=settings.batches, repeats=settings.repeats,
+    _say(f"timing {len(items)} rows at batch {', '.join(map(str, settings.batches))} ({settings.table_repeats} interleaved repeats)")
+    table, failed = M.interleaved(items, batches=settings.batches, repeats=settings.table_repeats,
                                   runs_for=settings.runs_for, warmup=settings.warmup, say=_say)
     for k, why in failed.items():
         b.missing[("L", k)] = why
