@@ -81,7 +81,7 @@ def markdown(res: dict) -> str:
              + ("Latency: the trained model itself (smoke mode), " if s.get("shared_model") else
                 f"Latency: random-weight {s['latency_classes']}-class ResNet50 at {s['latency_size']}x{s['latency_size']}, ")
              + 
-             f"median of {s['repeats']} interleaved repeats (min-max), each the p50 of "
+             f"median of {s.get('table_repeats', s['repeats'])} interleaved repeats (min-max), each the p50 of "
              f"{s['runs_b1']} calls at batch 1. Accuracy: ResNet50 trained by rtk on the synthetic set "
              f"({s['synth_classes']} classes drawn at {s['synth_size']}px, trained at {s.get('train_size', s['synth_size'])}px, "
              f"{s['train_epochs']} epochs), top-1 on "

@@ -26,7 +26,7 @@ class Settings:
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
     synth_classes: int = 10
     synth_per_class: int = 300
-    synth_val_per_class: int = 50
+    synth_val_per_class: int = 150     # 1,500 val images: with 500, one image is 0.2 pt and a 0.5 pt goal is noise
     synth_size: int = 64               # drawn at this side ...
     train_size: int = 32               # ... trained and evaluated at this one, as recipes/demo.yaml does
     train_epochs: int = 8
