@@ -19,6 +19,8 @@ from toolkit.data import load_image
 from toolkit.errors import RtkError
 from toolkit.recipe import Recipe, parse_recipe
 
+from tiny_recipe import TINY
+
 SCALE = float(os.environ.get("RTK_FUZZ_SCALE", "1"))
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -28,16 +30,6 @@ def budget(examples: int) -> settings:
     return settings(max_examples=int(examples * SCALE), deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
 
-VALID = """\
-version: 1
-name: fuzz
-data:
-  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}
-model: {source: random, input_size: 64}
-compile: {targets: [onnxruntime]}
-bench: {runs: 5, warmup: 1, repeats: 2}
-gates: {max_drop_pt: 0.5}
-"""
 YAML_BITS = list("{}[]:,-&*!|>'\"#%@`?\n\t ") + ["name: ", "data:", "synth:", "  ", "- ", "!!python/object:os.system",
                                                  "&a ", "*a", "<<: ", "~", "null", ".inf", "0x1F", "1e999", "---", "..."]
 
@@ -58,9 +50,9 @@ def test_random_yaml_text(text):
 
 
 @budget(1000)
-@given(st.integers(0, len(VALID) - 1), st.integers(0, 40), st.text(max_size=12))
+@given(st.integers(0, len(TINY) - 1), st.integers(0, 40), st.text(max_size=12))
 def test_mutated_valid_recipe(at, cut, insert):
-    _check(VALID[:at] + insert + VALID[at + cut:])
+    _check(TINY[:at] + insert + TINY[at + cut:])
 
 
 KEYS = ["version", "name", "data", "synth", "root", "model", "source", "seed", "bench", "runs", "gates",

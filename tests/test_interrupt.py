@@ -13,15 +13,8 @@ from typing import Callable
 
 import pytest
 
-TINY = """\
-version: 1
-name: tiny
-data:
-  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}
-model: {source: random, input_size: 64}
-compile: {targets: [onnxruntime]}
-bench: {runs: 5, warmup: 1, repeats: 2}
-"""
+from tiny_recipe import TINY
+
 
 
 def _start(*args, cwd: Path) -> subprocess.Popen:

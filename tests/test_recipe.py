@@ -11,26 +11,9 @@ import yaml
 from toolkit.errors import RtkError
 from toolkit.recipe import Recipe, demo_recipe, parse_recipe
 
-RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
+from tiny_recipe import TINY
 
-TINY = """\
-version: 1
-name: tiny
-data:
-  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}
-model:
-  source: random
-  input_size: 64
-compile:
-  targets: [onnxruntime]
-bench:
-  runs: 5
-  warmup: 1
-  repeats: 2
-gates:
-  max_drop_pt: 0.5
-  max_p99_ms: {onnxruntime: 100000}
-"""
+RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
