@@ -340,6 +340,13 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
         calib_seconds = time.perf_counter() - t0
         if max_drop is not None:
             control = _control_report(log, qmodel, max_drop, is_ir)
+            if any("All layers have been checked" in m for m in log):
+                from toolkit.errors import GateFailed
+
+                start = f" (INT8 started {control.nncf_drop_pt:.1f} pt below FP32)" if control.nncf_drop_pt else ""
+                raise GateFailed(f"NNCF's accuracy control reverted every quantized layer to float and still missed "
+                                 f"--max-drop {max_drop}{start}: loosen the bound or check the FP32 model; "
+                                 "nothing written")
         quant_meta = artifact_meta(meta, source=source, target=target, method=method, settings=settings,
                                    calibration=calset.facts, reverted=control.reverted_layers if control else None)
         files = _save(qmodel, staged, quant_meta)
@@ -432,17 +439,23 @@ def _run_any(model: Any, x: np.ndarray, cache: dict) -> np.ndarray:
 
 
 def _nncf_accuracy(model: Any, calset: CalibrationSet, cpu: CpuSettings, val_items: list, max_drop: float) -> Any:
-    """nncf.quantize_with_accuracy_control with top-1 as a fraction, so max_drop points / 100 is its unit."""
+    """nncf.quantize_with_accuracy_control with top-1 as a fraction, so max_drop points / 100 is its unit.
+
+    Layers are ranked by how much reverting them helps: on an IR by the logits' normalised MSE (per-item logits),
+    on ONNX by per-item correctness, since NNCF 3.4 implements the MSE ranking for its OpenVINO backend only.
+    """
     import nncf
 
     cache: dict = {}
+    per_item_logits = not hasattr(model, "graph")
 
     def validation_fn(compiled: Any, items: Any) -> tuple[float, list]:
         items = list(items)
         logits = np.concatenate([_run_any(compiled, np.concatenate([x for x, _ in items[i:i + 32]]), cache)
                                  for i in range(0, len(items), 32)])
-        labels = np.array([y for _, y in items])
-        return float(np.mean(logits.argmax(1) == labels)), [[row[None]] for row in logits]
+        correct = logits.argmax(1) == np.array([y for _, y in items])
+        per_item = [[row[None]] for row in logits] if per_item_logits else [float(c) for c in correct]
+        return float(np.mean(correct)), per_item
 
     if hasattr(model, "graph"):
         name = _input_name(model)
