@@ -85,9 +85,12 @@ class Builder:
         facts_file.write_text(json.dumps(out))
         return data, ckpt, out
 
+    def subset(self, model: str) -> int:
+        return self.s.latency_subset if model == "L" else self.s.subset
+
     def variants(self, model: str, folder: Path, calib: Path, *, val: Path | None) -> None:
         """OpenVINO FP32, rtk INT8 on both CPU targets, and the two defaults-based alternatives."""
-        onnx, s = str(folder / "model.onnx"), self.s
+        onnx, s, n = str(folder / "model.onnx"), self.s, self.subset(model)
         if s.wants("ov_fp32"):
             self.mark(model, "ov_fp32", self.step("compile", model, "compile_openvino",
                                                   dict(source=onnx, output=str(folder / "model_fp32.xml"))))
@@ -95,19 +98,19 @@ class Builder:
             if not s.wants(key):
                 continue
             art = folder / BY_KEY[key].artifact
-            out = self.step(f"calibrate {s.subset} ({target})", model, "rtk_int8",
+            out = self.step(f"calibrate {n} ({target})", model, "rtk_int8",
                             dict(source=onnx, output=str(art), calib=str(calib), target=target,
-                                 subset=s.subset, seed=s.seed), kind="calibration")
+                                 subset=n, seed=s.seed), kind="calibration")
             self._adopt(out, art)
             self.mark(model, key, out)
         if s.wants("ort_qs_defaults"):
             self.mark(model, "ort_qs_defaults", self.step(
                 "ORT quantize_static defaults", model, "ort_quantize_static",
-                dict(source=onnx, output=str(folder / "ort_qs_defaults.onnx"), calib=str(calib), subset=s.subset)))
+                dict(source=onnx, output=str(folder / "ort_qs_defaults.onnx"), calib=str(calib), subset=n)))
         if s.wants("nncf_defaults"):
             self.mark(model, "nncf_defaults", self.step(
                 "nncf.quantize defaults", model, "nncf_defaults",
-                dict(source=onnx, output=str(folder / "nncf_defaults.xml"), calib=str(calib), subset=s.subset)))
+                dict(source=onnx, output=str(folder / "nncf_defaults.xml"), calib=str(calib), subset=n)))
 
     def pruned(self, model: str, folder: Path, calib: Path, *, data: Path | None) -> None:
         s = self.s
@@ -128,7 +131,7 @@ class Builder:
             art = folder / BY_KEY[key].artifact
             q = self.step(f"calibrate pruned ({target})", model, "rtk_int8",
                           dict(source=str(folder / "pruned.onnx"), output=str(art),
-                               calib=str(calib), target=target, subset=s.subset, seed=s.seed))
+                               calib=str(calib), target=target, subset=self.subset(model), seed=s.seed))
             self._adopt(q, art)
             self.mark(model, key, q)
 
@@ -136,8 +139,6 @@ class Builder:
         """Wall time of rtk INT8 calibration at several calibration-set sizes, on the latency model, through the
         quicker of rtk's two NNCF paths (the OpenVINO backend, `-o *.xml`)."""
         for n in self.s.calib_sizes:
-            if n == self.s.subset:
-                continue
             (self.work / f"sweep_{n}").mkdir(exist_ok=True)
             self.step(f"calibrate {n} (openvino)", "L", "rtk_int8",
                       dict(source=str(folder / "model.onnx"), output=str(self.work / f"sweep_{n}" / "model.xml"),

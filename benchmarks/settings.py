@@ -21,7 +21,9 @@ class Settings:
     runs_b1: int = 20                  # timed calls per repeat at batch 1 (fewer at larger batches)
     warmup: int = 3
     calib_sizes: tuple[int, ...] = (100, 300, 1000)
-    subset: int = 300                  # calibration images of every INT8 path
+    subset: int = 300                  # calibration images of every INT8 path of the trained (accuracy) model
+    latency_subset: int = 32           # ... of the random-weight latency model: its INT8 graph runs at the same speed
+                                       # whatever images set the scales; calibration cost is the sweep's (calib_sizes)
     benchmark_app_seconds: int = 10
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
     synth_classes: int = 10
@@ -57,11 +59,11 @@ class Settings:
 
 FULL = Settings()
 QUICK = replace(FULL, mode="quick", repeats=2, table_repeats=2, runs_b1=8, warmup=2, scaling_batches=(1, 8), scaling_threads=(1, 2),
-                calib_sizes=(100,), subset=100, benchmark_app_seconds=4, synth_classes=4, synth_per_class=60,
+                calib_sizes=(), subset=100, latency_subset=16, benchmark_app_seconds=4, synth_classes=4, synth_per_class=60,
                 synth_val_per_class=25, synth_size=32, train_epochs=2, train_batch=32, recovery_epochs=1,
                 in_process=True)
 SMOKE = replace(QUICK, mode="smoke", latency_size=64, latency_classes=10, repeats=2, table_repeats=2, runs_b1=3, warmup=1,
-                scaling_batches=(1, 2), scaling_threads=(1,), calib_sizes=(), subset=16, benchmark_app_seconds=0,
+                scaling_batches=(1, 2), scaling_threads=(1,), calib_sizes=(), subset=16, latency_subset=16, benchmark_app_seconds=0,
                 rows=("torch_fp32", "ort_fp32", "rtk_int8_ort"), in_process=True, shared_model=True,
                 synth_classes=3, synth_per_class=8, synth_val_per_class=6, synth_size=32, train_epochs=1,
                 train_batch=8, recovery_epochs=1)
