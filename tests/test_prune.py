@@ -113,6 +113,7 @@ def test_unreachable_latency_target_exits_1_and_writes_nothing(cli, random_ckpt,
     ["--target-latency-ms", "20"],
     ["--unstructured", "--ratio", "0.5"],
     ["--importance", "magic"],
+    ["--augment", "mixup"],
     ["--distill"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(cli, random_ckpt, tmp_path, args):
@@ -130,6 +131,21 @@ def test_not_a_resnet_exits_2(cli, tmp_path):
     res = cli("prune", src, "--ratio", "0.5", "-o", out)
     assert res.exit_code == 2 and "ResNet" in res.stderr
     assert not out.exists()
+
+
+def test_recovery_augmentation_none_is_the_eval_view_and_flip_only_mirrors_it(tiny_data):
+    from toolkit.artifact import Preprocess
+    from toolkit.data import eval_transform, load_image, train_transform
+
+    pre = Preprocess(resize=48, crop=40)
+    img = load_image(next((tiny_data / "train").rglob("*.png")))
+    view = eval_transform(pre)(img)
+    assert torch.equal(train_transform(pre, augment="none")(img), view)
+    torch.manual_seed(0)
+    flips = [train_transform(pre, augment="flip")(img) for _ in range(16)]
+    assert all(torch.equal(f, view) or torch.equal(f, view.flip(-1)) for f in flips)
+    assert any(torch.equal(f, view.flip(-1)) for f in flips) and not torch.equal(view, view.flip(-1))
+    assert not torch.equal(train_transform(pre, augment="full")(img), view)   # random-resized crop moves it
 
 
 def test_apply_channels_refuses_a_damaged_config():

@@ -350,6 +350,8 @@ def prune(
     batch_size: Annotated[int, typer.Option(help="Recovery and calibration batch size.")] = 32,
     distill: Annotated[bool, typer.Option(help="Distil from the unpruned model: KL on softened logits + CE.")] = False,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 4.0,
+    augment: Annotated[str, typer.Option(help="Recovery augmentation: none (the eval transform; best in 2-epoch "
+                                              "recovery), flip, or full (random-resized crop + flip).")] = "none",
     measure: Annotated[str, typer.Option(help="Runtimes timed before/after, comma-separated, or none (default: "
                                               "onnxruntime; unstructured adds openvino).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for calibration and recovery.")] = 0,
@@ -368,13 +370,13 @@ def prune(
         return _dump(dump_recipe, prune_recipe(
             model=model, mode="unstructured" if unstructured else "structured", ratio=ratio, sparsity=sparsity,
             importance=importance, round_to=round_to, data=finetune, epochs=epochs, lr=lr, distill=distill,
-            seed=seed), "prune")
+            seed=seed, augment=augment), "prune")
     timed = None if measure == "auto" else [m.strip() for m in measure.split(",") if m.strip() not in ("", "none")]
     cfg = PruneConfig(mode="unstructured" if unstructured else "structured", ratio=ratio, sparsity=sparsity,
                       importance=importance, global_pruning=global_pruning, round_to=round_to,
                       target_latency_ms=target_latency_ms, target=target, keep_best=keep_best, data=finetune,
                       epochs=epochs if finetune else 0, lr=lr, batch_size=batch_size, distill=distill,
-                      temperature=temperature, measure=timed, seed=seed, threads=threads)
+                      temperature=temperature, augment=augment, measure=timed, seed=seed, threads=threads)
     with ui.stage_progress() as update:
         result = prune_model(model, output=output, config=cfg, progress=update)
     ui.show_prune(result)

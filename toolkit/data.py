@@ -38,8 +38,18 @@ def eval_transform(pre: Preprocess) -> transforms.Compose:
     ])
 
 
-def train_transform(pre: Preprocess, *, scale: tuple[float, float] = (0.6, 1.0)) -> transforms.Compose:
-    """Standard ImageNet-style training augmentation, sized by the same Preprocess."""
+AUGMENT = ("full", "flip", "none")
+
+
+def train_transform(pre: Preprocess, *, augment: str = "full",
+                    scale: tuple[float, float] = (0.6, 1.0)) -> transforms.Compose:
+    """Training augmentation sized by the same Preprocess: "full" is the ImageNet-style random-resized crop + flip,
+    "flip" the eval transform plus a horizontal flip, "none" the eval transform."""
+    if augment not in AUGMENT:
+        raise RtkError(f"augmentation {augment!r}: use one of {', '.join(AUGMENT)}")
+    if augment != "full":
+        flip = [transforms.RandomHorizontalFlip()] if augment == "flip" else []
+        return transforms.Compose([*flip, eval_transform(pre)])
     return transforms.Compose([
         transforms.RandomResizedCrop(pre.crop, scale=scale, interpolation=_INTERP[pre.interpolation], antialias=True),
         transforms.RandomHorizontalFlip(),
@@ -131,8 +141,8 @@ def split_dir(root: Path, split: str) -> Path:
     return root / split if (root / split).is_dir() else root
 
 
-def image_folder(root: str | Path, pre: Preprocess, *, train: bool = False) -> ImageSet:
-    """Open an ImageFolder with the eval (or train) transform of `pre`; refuse empty or missing folders."""
+def image_folder(root: str | Path, pre: Preprocess, *, train: bool = False, augment: str = "full") -> ImageSet:
+    """Open an ImageFolder with the eval (or `augment`ed train) transform of `pre`; refuse empty or missing folders."""
     root = Path(root)
     if not root.is_dir():
         raise RtkError(f"data folder {root} not found; pass a folder with one sub-folder of images per class")
@@ -147,7 +157,7 @@ def image_folder(root: str | Path, pre: Preprocess, *, train: bool = False) -> I
         (seen if ok else skipped).append(path)
         return ok
 
-    tf = train_transform(pre) if train else eval_transform(pre)
+    tf = train_transform(pre, augment=augment) if train else eval_transform(pre)
     try:
         folder = datasets.ImageFolder(str(root), transform=tf, loader=load_image, is_valid_file=valid,
                                       allow_empty=True)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from toolkit.artifact import ModelMeta, check_output, sha256_file
-from toolkit.data import ImageSet, check_classes, image_folder, loader, split_dir
+from toolkit.data import AUGMENT, ImageSet, check_classes, image_folder, loader, split_dir
 from toolkit.errors import RtkError
 from toolkit.models import build_model, read_checkpoint, save_checkpoint
 
@@ -53,6 +53,7 @@ class PruneConfig(BaseModel):
     lr: float = 5e-4
     batch_size: int = 32
     distill: bool = False
+    augment: str = "none"                 # recovery augmentation (data.AUGMENT); see PruneStage
     temperature: float = 4.0
     distill_alpha: float = 0.7
     bn_batches: int = 20
@@ -194,6 +195,8 @@ def check_config(cfg: PruneConfig) -> None:
             raise RtkError(f"--target {cfg.target}: the latency search measures on {', '.join(SEARCH_TARGETS)}")
     if cfg.importance not in IMPORTANCE:
         raise RtkError(f"--importance {cfg.importance}: choose one of {', '.join(IMPORTANCE)}")
+    if cfg.augment not in AUGMENT:
+        raise RtkError(f"--augment {cfg.augment}: choose one of {', '.join(AUGMENT)}")
     if cfg.round_to < 1:
         raise RtkError(f"--round-to {cfg.round_to}: give a positive channel multiple, e.g. 8")
     if cfg.epochs < 0 or (cfg.epochs and cfg.data is None):
@@ -291,7 +294,7 @@ def _data(cfg: PruneConfig, meta: ModelMeta) -> tuple[ImageSet | None, ImageSet 
         return None, None, None
     train_dir = split_dir(cfg.data, "train")
     calib_set = image_folder(train_dir, meta.preprocess)
-    train_set = image_folder(train_dir, meta.preprocess, train=True) if cfg.epochs else None
+    train_set = image_folder(train_dir, meta.preprocess, train=True, augment=cfg.augment) if cfg.epochs else None
     val_set = image_folder(split_dir(cfg.data, "val"), meta.preprocess)
     for ds in (calib_set, val_set):
         check_classes(meta.class_names, ds)

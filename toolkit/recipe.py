@@ -69,6 +69,8 @@ class PruneStage(Strict):
     epochs: int = Field(2, ge=0, description="Recovery fine-tuning epochs.")
     lr: float = Field(5e-4, gt=0)
     distill: bool = True
+    augment: Literal["full", "flip", "none"] = Field("none", description="Recovery augmentation: none measured best "
+                                                     "for a 2-epoch distillation recovery; flip; full.")
 
 
 class ExportStage(Strict):

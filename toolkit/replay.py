@@ -61,9 +61,10 @@ def compile_recipe(*, source: Path, target: str, precision: str) -> Recipe:
 
 
 def prune_recipe(*, model: Path, mode: str, ratio: float | None, sparsity: float | None, importance: str,
-                 round_to: int, data: Path | None, epochs: int, lr: float, distill: bool, seed: int) -> Recipe:
+                 round_to: int, data: Path | None, epochs: int, lr: float, distill: bool, seed: int,
+                 augment: str = "none") -> Recipe:
     stage: dict[str, Any] = {"mode": mode, "importance": importance, "round_to": round_to,
-                             "epochs": epochs if data else 0, "lr": lr, "distill": distill}
+                             "epochs": epochs if data else 0, "lr": lr, "distill": distill, "augment": augment}
     if ratio is not None:
         stage["ratio"] = ratio
     if sparsity is not None:
