@@ -145,7 +145,10 @@ def test_onnx_to_int8_ir_for_openvino_matches_fp32_on_openvino(work, random_onnx
     out.parent.mkdir()
     result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="openvino",
                            val=tiny_data / "val", **SMALL)
-    assert {op.get_type_name() for op in read_model(out).get_ops()} >= {"FakeQuantize"}
+    ops = {op.get_type_name() for op in read_model(out).get_ops()}
+    # NNCF worked on the folded graph (ov.convert_model): Core.read_model's ONNX graph keeps a ShapeOf/Broadcast
+    # around every conv bias, where bias correction finds no biases to correct
+    assert "FakeQuantize" in ops and "ShapeOf" not in ops and "Broadcast" not in ops
     assert sorted(Path(f).name for f in result.files) == ["model.int8.bin", "model.int8.xml"]
     assert result.measured_on == "openvino" and result.size_ratio > 3.0
     report = validate([out], tiny_data / "val", reference=random_onnx, targets=["openvino"], measure_latency=False)

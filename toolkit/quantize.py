@@ -103,9 +103,10 @@ class QuantizeResult(BaseModel):
 def cpu_settings(cpu: CpuInfo | None = None, *, backend: str = "onnx") -> CpuSettings:
     """NNCF settings for a CPU target, chosen by the INT8 ISA tier and NNCF backend (see the module docstring)."""
     tier = (cpu or cpu_info()).int8_class
-    # Full bias correction: on the OpenVINO backend it cost 3 s more than the fast one at 224x224 (35 vs 32 s for
-    # 300 images) and cut the top-1 drop of the demo model from 0.87 to 0.53 pt (1,500 images); NNCF's ONNX
-    # backend fails with it ("Failed to find node output" from ONNX Runtime), so ONNX keeps the fast one.
+    # Full bias correction on the OpenVINO backend (model from ov.convert_model, see convert_onnx): the benchmark's
+    # model dropped 0.07 pt on 1,500 images (nncf.quantize defaults: 0.53) and the step took about 5 s of a 40 s
+    # 300-image calibration at 224x224. NNCF's ONNX backend fails with it ("Failed to find node output" from
+    # ONNX Runtime), so ONNX keeps the fast one.
     fast_bc = backend != "openvino"
     if tier in ("amx", "vnni"):
         return CpuSettings(overflow_fix="disable", isa=tier, fast_bias_correction=fast_bc, reason=(
@@ -213,9 +214,9 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     if meta.precision == "int8":
         raise RtkError(f"{source} is already INT8 (metadata precision int8); quantize the FP32 model")
     if suffix == ".onnx" and out_suffix == ".xml":
-        from toolkit.backends.openvino import read_model
+        from toolkit.backends.openvino import convert_onnx
 
-        model = read_model(source)  # NNCF's OpenVINO backend: calibrates about twice as fast as the ONNX one
+        model = convert_onnx(source)  # NNCF's OpenVINO backend: calibrates about twice as fast as the ONNX one
     if input_shape and tuple(input_shape) != meta.preprocess.input_shape:
         raise RtkError(f"{source} takes input {'x'.join(map(str, input_shape))} but its preprocessing gives "
                        f"{'x'.join(map(str, meta.preprocess.input_shape))}; these images cannot be fed to it, "
