@@ -491,3 +491,19 @@ def test_int8_file_is_byte_identical(two_int8):
 
     a, b = two_int8
     assert sha256_file(a) == sha256_file(b)
+
+
+def test_a_bug_exits_3_with_one_line_and_debug_shows_the_traceback(cli, monkeypatch):
+    """An unexpected exception is not bad input (2) or a failed gate (1): exit 3, one line, no traceback."""
+    import toolkit.doctor
+
+    def broken():
+        raise ValueError("cpu table has no row\nsecond line")
+
+    monkeypatch.setattr(toolkit.doctor, "doctor", broken)
+    res = cli("doctor")
+    assert res.exit_code == 3
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error (ValueError: cpu table has no row)" in lines[0] and "--debug" in lines[0]
+    with pytest.raises(ValueError):
+        cli("--debug", "doctor")

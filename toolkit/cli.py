@@ -47,6 +47,15 @@ def command(fn: Callable) -> Callable:
         except KeyboardInterrupt as exc:
             ui.error("interrupted; nothing was left half-written")
             raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:    # a bug, not bad input: say so in one line, keep 1 and 2 for gates and input
+            if _debug["on"]:
+                raise
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            ui.error(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); this is a bug in rtk: "
+                     "rerun with `rtk --debug ...` for the traceback and report it")
+            raise typer.Exit(3) from None
 
     return wrapper
 
