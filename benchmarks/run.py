@@ -76,7 +76,7 @@ def build_all(b: Builder, work: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer repeats, a smaller trained model (about 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and rows, a smaller trained model, no calibration sweep or benchmark_app (about 3 minutes)")
     p.add_argument("--mode", choices=sorted(PRESETS), help="preset: full (default), quick, smoke (tests only)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="folder for JSON, Markdown and PNG results")
     p.add_argument("--cache", type=Path, default=HERE / ".cache", help="folder for the trained model and artifacts")
@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ov_fp32" in lat:
         hints = {}
         for precision, key in (("fp32", "ov_fp32"), ("int8", "rtk_int8_ov")):
+            if precision not in settings.hint_precisions:
+                hints[precision] = {"error": f"not measured in {mode} mode"}
+                continue
             if key not in lat:
                 hints[precision] = {"error": f"not available: no {BY_KEY[key].label} artifact"}
                 continue

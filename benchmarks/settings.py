@@ -24,6 +24,7 @@ class Settings:
     subset: int = 300                  # calibration images of every INT8 path of the trained (accuracy) model
     latency_subset: int = 32           # ... of the random-weight latency model: its INT8 graph runs at the same speed
                                        # whatever images set the scales; calibration cost is the sweep's (calib_sizes)
+    hint_precisions: tuple[str, ...] = ("fp32", "int8")   # IRs whose THROUGHPUT vs LATENCY hints are measured
     benchmark_app_seconds: int = 6    # per repeat, each followed (or preceded) by rtk for as long
     benchmark_app_repeats: int = 6     # the order alternates; the second of a pair often runs slower on this VM
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
@@ -59,8 +60,9 @@ class Settings:
 
 
 FULL = Settings()
-QUICK = replace(FULL, mode="quick", repeats=2, table_repeats=2, runs_b1=8, warmup=2, scaling_batches=(1, 8), scaling_threads=(1, 2),
-                calib_sizes=(), subset=100, latency_subset=16, benchmark_app_seconds=4, benchmark_app_repeats=2, synth_classes=4, synth_per_class=60,
+QUICK = replace(FULL, mode="quick", repeats=2, table_repeats=2, runs_b1=6, warmup=1, scaling_batches=(1, 8), scaling_threads=(1, 2),
+                calib_sizes=(), subset=40, latency_subset=8, hint_precisions=("int8",), benchmark_app_seconds=0,
+                benchmark_app_repeats=2, synth_classes=4, synth_per_class=40,
                 synth_val_per_class=25, synth_size=32, train_epochs=2, train_batch=32, recovery_epochs=1,
                 in_process=True)
 SMOKE = replace(QUICK, mode="smoke", latency_size=64, latency_classes=10, repeats=2, table_repeats=2, runs_b1=3, warmup=1,
