@@ -12,6 +12,7 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import bench
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
+from toolkit.quantize import cpu_settings
 from toolkit.validate import validate
 
 from qdq import trt_form_qdq
@@ -60,10 +61,13 @@ def test_ir_from_qdq_onnx_runs(random_onnx, tiny_data, tmp_path):
     assert report.images == 32 and report.cosine > 0.9
 
 
-def test_nncf_int8_from_calibration_folder(random_onnx, tiny_data, tmp_path):
+def test_nncf_int8_from_calibration_folder_uses_rtk_settings(random_onnx, tiny_data, tmp_path):
     result = compile_model(random_onnx, target="openvino", output=tmp_path / "nncf", precision="int8",
                            calibration=tiny_data, calibration_samples=4)
     assert result.precision == "int8"
+    q = read_meta(result.output).extra["quantization"]    # rtk quantize's NNCF settings, not NNCF's defaults
+    assert q["settings"] == {**cpu_settings(backend="openvino").model_dump(), "subset_size": 4}
+    assert q["calibration"]["images"] == 4 and sum(q["calibration"]["per_class"].values()) == 4
     with open_runner(result.output) as runner:
         x = np.zeros((2, 3, 64, 64), np.float32)
         assert runner.infer(x).shape == (2, 4)

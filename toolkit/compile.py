@@ -162,13 +162,18 @@ def compile_model(source: str | Path, *, target: CompileTarget, output: str | Pa
         from toolkit.backends.openvino import ir_from_onnx, ir_output
 
         xml = ir_output(output)
-        calib = None
+        quantize = None
         if precision == "int8" and not qdq:
+            from toolkit.calibration import calibration_set
+            from toolkit.quantize import openvino_int8
+
             say("reading calibration images")
-            calib = calibration_batches(Path(calibration), meta, samples=calibration_samples)
-        say("converting to OpenVINO IR" + (" and quantizing with NNCF" if calib else ""))
+            calset = calibration_set(Path(calibration), meta.preprocess, subset=calibration_samples, allow_small=True)
+            quantize, record = openvino_int8(calset)
+            out_meta = out_meta.model_copy(update={"extra": {**out_meta.extra, "quantization": record}})
+        say("converting to OpenVINO IR" + (" and quantizing with NNCF" if quantize else ""))
         files = ir_from_onnx(source, xml, meta=out_meta, compress_to_fp16=precision == "fp16", batch=static_batch,
-                             calibration=calib)
+                             quantize=quantize)
         main = xml
     else:
         from toolkit.artifact import sidecar_path

@@ -417,6 +417,17 @@ def _nncf(model: Any, calset: CalibrationSet, cpu: CpuSettings) -> Any:
                          **_nncf_args(cpu, calset))
 
 
+def openvino_int8(calset: CalibrationSet) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+    """(ov.Model -> INT8 ov.Model by NNCF with rtk's CPU settings for this machine, the record of how).
+
+    `rtk compile --precision int8 --calibration DIR` uses it, so it gives the same IR as `rtk quantize
+    --target openvino -o *.xml` for the same images."""
+    cpu = cpu_settings(backend="openvino")
+    record = {"target": "openvino", "method": "nncf.quantize", "settings": {**cpu.model_dump(), "subset_size": len(calset)},
+              "calibration": calset.facts.model_dump(mode="json", exclude={"skipped"} | WALL_CLOCK)}
+    return (lambda model: _nncf(model, calset, cpu)), record
+
+
 def _val_items(val: Path, meta: ModelMeta) -> list[tuple[np.ndarray, int]]:
     from toolkit.data import batches, check_classes, image_folder
 

@@ -100,17 +100,16 @@ def convert_onnx(source: Path) -> Any:
 
 
 def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: bool = False,
-                 batch: int | None = None, calibration: Sequence[np.ndarray] | None = None) -> list[Path]:
-    """Convert ONNX to IR at `xml` (+ `.bin`), optionally with a static batch and NNCF INT8; returns both files.
+                 batch: int | None = None, quantize: Callable[[Any], Any] | None = None) -> list[Path]:
+    """Convert ONNX to IR at `xml` (+ `.bin`), optionally with a static batch and INT8 (`quantize` maps the
+    converted ov.Model to its INT8 form); returns both files.
 
     Both files are written into a temporary folder beside the output and moved in `.bin` first, so an `.xml`
     never appears without its weights and a failure leaves nothing behind.
     """
     model = convert_onnx(source)
-    if calibration is not None:
-        import nncf
-
-        model = nncf.quantize(model, nncf.Dataset(list(calibration)), subset_size=len(calibration))
+    if quantize is not None:
+        model = quantize(model)
     if batch is not None:
         shape = model.input(0).get_partial_shape()
         shape[0] = batch
