@@ -89,11 +89,12 @@ def rtk_int8(*, source: str, output: str, calib: str, target: str, subset: int, 
 
 
 def _images(source: str, calib: str, subset: int):
+    """The same images rtk calibrates on (seeded, class-balanced), batch 1 each."""
     from toolkit.artifact import read_onnx_meta
-    from toolkit.compile import calibration_batches
+    from toolkit.calibration import calibration_set
 
     meta = read_onnx_meta(Path(source))
-    return meta, calibration_batches(Path(calib), meta, samples=subset)
+    return meta, [x[None] for x in calibration_set(Path(calib), meta.preprocess, subset=subset, allow_small=True).samples]
 
 
 @stage
