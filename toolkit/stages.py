@@ -98,8 +98,7 @@ def _prune(ctx, checkpoint: Path, root: Path) -> Path:
     cfg = PruneConfig(mode=p.mode, ratio=p.ratio if p.mode == "structured" else None,
                       sparsity=p.sparsity if p.mode == "unstructured" else None, importance=p.importance,
                       round_to=p.round_to, data=root, epochs=p.epochs, lr=p.lr, distill=p.distill, augment=p.augment,
-                      measure=[],
-                      seed=ctx.recipe.seed)
+                      measure=[], seed=ctx.recipe.seed)
     ctx.stage("prune", p.model_dump(), [checkpoint, root], [out],
               lambda: prune_model(checkpoint, output=out, config=cfg))
     return out
