@@ -151,7 +151,7 @@ def rtk_vs_benchmark_app(xml: Path, *, seconds: int, repeats: int, runs: int, wa
 
         for r in range(repeats):
             say(f"benchmark_app vs rtk, repeat {r + 1}/{repeats}")
-            first = time_rtk(app[-1] if app else 50.0) if r % 2 else None
+            first = time_rtk(app[-1]) if r % 2 else None     # odd repeats: rtk first, as long as the last app run
             got = benchmark_app(xml, seconds=seconds)
             if "error" in got:
                 return got

@@ -300,12 +300,18 @@ WALL_CLOCK = {"calibration_seconds", "preprocess_seconds"}
 """Facts that differ run to run for the same inputs: in the result JSON, never in the artifact (byte-identical INT8)."""
 
 
+def quantization_record(*, target: str, method: str, settings: dict[str, Any],
+                        calibration: CalibrationFacts) -> dict[str, Any]:
+    """How an artifact was quantized, as stored in its metadata (no wall-clock facts: same inputs, same bytes)."""
+    return {"target": target, "method": method, "settings": settings,
+            "calibration": calibration.model_dump(mode="json", exclude={"skipped"} | WALL_CLOCK)}
+
+
 def artifact_meta(meta: ModelMeta, *, source: Path, target: str, method: str, settings: dict[str, Any],
                   calibration: CalibrationFacts, facts: dict[str, Any] | None = None,
                   reverted: list[str] | None = None) -> ModelMeta:
     stable = {k: v for k, v in (facts or {}).items() if k not in WALL_CLOCK}
-    record = {"target": target, "method": method, "settings": settings,
-              "calibration": calibration.model_dump(mode="json", exclude={"skipped"} | WALL_CLOCK),
+    record = {**quantization_record(target=target, method=method, settings=settings, calibration=calibration),
               "reverted_layers": reverted, "facts": stable}
     out = meta.derived("quantize", parent=source, target=target, method=method)
     return out.model_copy(update={"precision": "int8", "extra": {**out.extra, "quantization": record}})
@@ -423,8 +429,8 @@ def openvino_int8(calset: CalibrationSet) -> tuple[Callable[[Any], Any], dict[st
     `rtk compile --precision int8 --calibration DIR` uses it, so it gives the same IR as `rtk quantize
     --target openvino -o *.xml` for the same images."""
     cpu = cpu_settings(backend="openvino")
-    record = {"target": "openvino", "method": "nncf.quantize", "settings": {**cpu.model_dump(), "subset_size": len(calset)},
-              "calibration": calset.facts.model_dump(mode="json", exclude={"skipped"} | WALL_CLOCK)}
+    record = quantization_record(target="openvino", method="nncf.quantize", calibration=calset.facts,
+                                 settings={**cpu.model_dump(), "subset_size": len(calset)})
     return (lambda model: _nncf(model, calset, cpu)), record
 
 
@@ -459,17 +465,17 @@ def _nncf_accuracy(model: Any, calset: CalibrationSet, cpu: CpuSettings, val_ite
     import nncf
 
     cache: dict = {}
-    per_item_logits = not hasattr(model, "graph")
+    is_onnx = hasattr(model, "graph")
 
     def validation_fn(compiled: Any, items: Any) -> tuple[float, list]:
         items = list(items)
         logits = np.concatenate([_run_any(compiled, np.concatenate([x for x, _ in items[i:i + 32]]), cache)
                                  for i in range(0, len(items), 32)])
         correct = logits.argmax(1) == np.array([y for _, y in items])
-        per_item = [[row[None]] for row in logits] if per_item_logits else [float(c) for c in correct]
+        per_item = [float(c) for c in correct] if is_onnx else [[row[None]] for row in logits]
         return float(np.mean(correct)), per_item
 
-    if hasattr(model, "graph"):
+    if is_onnx:
         name = _input_name(model)
         val_ds = nncf.Dataset(val_items, lambda item: {name: item[0]})
     else:
