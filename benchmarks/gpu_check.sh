@@ -46,26 +46,7 @@ fi
 
 INT8_ONNX=$WORK/model.trt-int8.onnx
 if [ ! -f "$INT8_ONNX" ]; then
-    if ! "$RTK" quantize "$MODEL" --int8 --target tensorrt --data "$DATA" -o "$INT8_ONNX" 2>/dev/null; then
-        echo "gpu_check: rtk quantize unavailable; making TensorRT-form QDQ with ONNX Runtime's quantizer" >&2
-        "$PY" - "$MODEL" "$INT8_ONNX" "$DATA" <<'EOF'
-import sys
-from pathlib import Path
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-from toolkit.artifact import read_meta
-from toolkit.compile import calibration_batches
-
-src, dst, data = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-xs = iter(calibration_batches(data, read_meta(src), samples=64))
-class Reader(CalibrationDataReader):
-    def get_next(self):
-        x = next(xs, None)
-        return None if x is None else {"input": x}
-quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
-EOF
-    fi
+    "$RTK" quantize "$MODEL" --int8 --target tensorrt --calib "$DATA" --subset 64 -o "$INT8_ONNX"
 fi
 
 VAL=$DATA/val

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from toolkit.artifact import read_meta
-from toolkit.compile import calibration_batches
+from toolkit.calibration import calibration_set
 
 TRT_FORM = dict(per_channel=True, activation_type="QInt8", weight_type="QInt8",
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
@@ -13,7 +13,8 @@ def ort_quantize(source, output, calib_dir, *, samples=8, **kwargs):
     """quantize_static(QDQ, **kwargs) of `source` into `output`; string QuantType names are resolved."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    xs = calibration_batches(calib_dir, read_meta(source), samples=samples)
+    xs = [x[None] for x in calibration_set(calib_dir, read_meta(source).preprocess, subset=samples,
+                                           allow_small=True).samples]
 
     class Reader(CalibrationDataReader):
         def __init__(self):

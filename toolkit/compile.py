@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Callable, Literal
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from toolkit.artifact import check_output, load_onnx, read_onnx_meta, sha256_file
@@ -102,15 +101,6 @@ def _batch_plan(model, *, target: str, batch: int | None, profile: BatchProfile 
 
 def _default_output(source: Path, target: str) -> Path:
     return source.with_suffix(".xml") if target == "openvino" else source.with_suffix(".engine")
-
-
-def calibration_batches(data: Path, meta, *, samples: int) -> list[np.ndarray]:
-    """Up to `samples` preprocessed images (batch 1 each), spread evenly over the folder's files."""
-    from toolkit.data import image_folder, split_dir
-
-    images = image_folder(split_dir(data, "train"), meta.preprocess)
-    idx = np.unique(np.linspace(0, len(images) - 1, num=min(samples, len(images))).astype(int))
-    return [images.folder[i][0].numpy()[None] for i in idx]
 
 
 def compile_model(source: str | Path, *, target: CompileTarget, output: str | Path | None = None,
