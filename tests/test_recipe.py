@@ -133,17 +133,33 @@ def test_gate_failure_exits_1_and_is_named(tiny_run, cli):
     assert "❌ `max_p99_ms`" in (folder / "out" / "report.md").read_text()
 
 
-def _report_with(path: Path, onnx_path: Path, folder: Path, name: str) -> Path:
-    """A report.json whose fp32 row holds real bench repeats of `onnx_path`."""
+def _reports(folder: Path, models: dict[str, Path]) -> dict[str, Path]:
+    """One report.json per model, each an fp32 row of real bench repeats. The repeats are interleaved
+    (A B A B ...) so that this VM's ~2x swings between a slow and a fast state land on every model alike."""
     from toolkit.bench import Latency, bench
 
-    runs = [bench(onnx_path, batches=[1], warmup=2, runs=8) for _ in range(3)]
-    samples = [v for r in runs for v in r.results[0].samples_ms]
-    row = {"name": "fp32", "target": "onnxruntime", "top1": 50.0, "latency_ms": Latency.from_ms(samples).model_dump(),
-           "p50_repeats": [r.results[0].latency_ms.p50 for r in runs]}
-    out = folder / name
-    out.write_text(json.dumps({"rows": [row]}))
+    runs = {name: [] for name in models}
+    for _ in range(3):
+        for name, onnx_path in models.items():
+            runs[name].append(bench(onnx_path, batches=[1], warmup=2, runs=8))
+    out = {}
+    for name, rs in runs.items():
+        samples = [v for r in rs for v in r.results[0].samples_ms]
+        row = {"name": "fp32", "target": "onnxruntime", "top1": 50.0,
+               "latency_ms": Latency.from_ms(samples).model_dump(),
+               "p50_repeats": [r.results[0].latency_ms.p50 for r in rs]}
+        out[name] = folder / f"{name}.json"
+        out[name].write_text(json.dumps({"rows": [row]}))
     return out
+
+
+def test_compare_verdict_needs_ratio_and_interval():
+    from toolkit.compare import latency_verdict
+
+    assert latency_verdict([5.0, 5.1, 5.2], [5.3, 5.4, 5.5], 0.2)[2] == "no change"     # under the tolerance
+    assert latency_verdict([5.0, 5.1, 9.0], [7.0, 7.1, 7.2], 0.2)[2] == "no change"     # ratio 1.39, repeats overlap
+    assert latency_verdict([5.0, 5.1, 5.2], [7.0, 7.1, 7.2], 0.2)[2] == "slower"
+    assert latency_verdict([7.0, 7.1, 7.2], [5.0, 5.1, 5.2], 0.2)[2] == "faster"
 
 
 def test_compare_no_change_and_real_slowdown(random_onnx, random_ckpt, tmp_path, cli):
@@ -153,13 +169,11 @@ def test_compare_no_change_and_real_slowdown(random_onnx, random_ckpt, tmp_path,
     model, meta = load_model(random_ckpt, input_size=160)
     big = tmp_path / "big.onnx"
     export_onnx(model, meta, big)
-    a = _report_with(tmp_path, random_onnx, tmp_path, "a.json")
-    b = _report_with(tmp_path, random_onnx, tmp_path, "b.json")
-    slow = _report_with(tmp_path, big, tmp_path, "slow.json")
-    same = cli("compare", a, b, "--json", tmp_path / "same.json")
+    reports = _reports(tmp_path, {"a": random_onnx, "b": random_onnx, "slow": big})
+    same = cli("compare", reports["a"], reports["b"], "--json", tmp_path / "same.json")
     assert same.exit_code == 0, same.stdout
     assert json.loads((tmp_path / "same.json").read_text())["rows"][0]["latency"] == "no change"
-    slower = cli("compare", a, slow, "--json", tmp_path / "slower.json")
+    slower = cli("compare", reports["a"], reports["slow"], "--json", tmp_path / "slower.json")
     assert slower.exit_code == 1
     row = json.loads((tmp_path / "slower.json").read_text())["rows"][0]
     assert row["latency"] == "slower" and row["ratio"] > 1.2   # 160 px vs 64 px: ~6x the MACs; > tolerance is enough
