@@ -135,32 +135,41 @@ def benchmark_app(xml: Path, *, seconds: int, batch: int = 1) -> dict:
             "iterations": int(num(res["total number of iterations"])), "command": " ".join(cmd).replace(tmp, "TMP")}
 
 
-def rtk_vs_benchmark_app(xml: Path, *, seconds: int, repeats: int, runs: int, warmup: int, say: Say = print) -> dict:
-    """benchmark_app and rtk's OpenVINO runner on the same IR and hint, back to back `repeats` times.
+def rtk_bench_cli(xml: Path, *, seconds: int, warmup: int) -> dict:
+    """`rtk bench` on the IR as a user runs it: its own process, LATENCY hint, batch 1, timed for `seconds`."""
+    with tempfile.TemporaryDirectory(prefix="rtk-bench-cli-") as tmp:
+        out = Path(tmp) / "bench.json"
+        cmd = [sys.executable, "-m", "toolkit.cli", "bench", str(xml), "--target", "openvino", "--hint", "latency",
+               "--batch", "1", "--warmup", str(warmup), "--seconds", str(seconds), "--json", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 120)
+        if proc.returncode != 0 or not out.is_file():
+            tail = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+            return {"error": f"rtk bench failed: {tail[-1][:200] if tail else proc.returncode}"}
+        point = json.loads(out.read_text())["results"][0]
+    return {"median_ms": point["latency_ms"]["p50"], "command": " ".join(cmd[1:]).replace(tmp, "TMP")}
 
-    Each repeat times rtk for about as long as benchmark_app ran (so both see the same share of this VM's slow and
-    fast spells), alternates which goes first, and yields one rtk / benchmark_app ratio; the median ratio is quoted.
+
+def rtk_vs_benchmark_app(xml: Path, *, seconds: int, repeats: int, warmup: int, say: Say = print) -> dict:
+    """`rtk bench` and `benchmark_app` on the same IR and hint, each as its own command, alternating.
+
+    The sequence is rtk, app, rtk, app, ..., rtk: each benchmark_app run is compared with the mean of the rtk runs
+    on either side of it, which cancels a drift of this VM's speed across the three (a plain back-to-back pair
+    charges it to whichever ran second). The median of the `repeats` ratios is quoted.
     """
-    rtk, app, ratios, runs_info = [], [], [], None
-    with open_runner(xml, "openvino", options=RunnerOptions(hint="latency", max_batch=1)) as runner:
-        x = _input(runner, 1)
-
-        def time_rtk(app_ms: float) -> float:
-            n = max(runs, int(seconds * 1e3 / max(app_ms, 1e-3)))
-            return Latency.from_ms(time_calls(lambda: runner.infer(x), warmup=warmup, runs=n)).p50
-
-        for r in range(repeats):
-            say(f"benchmark_app vs rtk, repeat {r + 1}/{repeats}")
-            first = time_rtk(app[-1]) if r % 2 else None     # odd repeats: rtk first, as long as the last app run
-            got = benchmark_app(xml, seconds=seconds)
-            if "error" in got:
-                return got
-            runs_info = got
-            mine = first if first is not None else time_rtk(got["median_ms"])
-            app.append(got["median_ms"])
-            rtk.append(mine)
-            ratios.append(mine / got["median_ms"])
+    rtk, app, ratios = [], [], []
+    for r in range(repeats + 1):
+        say(f"rtk bench vs benchmark_app, {r + 1}/{repeats + 1}")
+        got = rtk_bench_cli(xml, seconds=seconds, warmup=warmup)
+        if "error" in got:
+            return got
+        rtk.append(got["median_ms"])
+        if r < repeats:
+            other = benchmark_app(xml, seconds=seconds)
+            if "error" in other:
+                return other
+            app.append(other["median_ms"])
+    ratios = [(rtk[i] + rtk[i + 1]) / 2 / app[i] for i in range(repeats)]
     out = {"benchmark_app_ms": spread(app), "rtk_ms": spread(rtk), "ratios": spread(ratios),
-           "command": runs_info["command"]}
+           "command": other["command"], "rtk_command": got["command"]}
     out["ratio"] = out["ratios"]["median"]
     return out

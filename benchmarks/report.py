@@ -139,8 +139,8 @@ def markdown(res: dict) -> str:
         lines.append(f"- benchmark_app: {app['error']}")
     else:
         lines.append(f"- same FP32 IR, LATENCY hint, f32: benchmark_app median {_fmt_lat(app['benchmark_app_ms'])} ms, "
-                     f"rtk {_fmt_lat(app['rtk_ms'])} ms (rtk / benchmark_app = {app['ratio']:.3f}, median of the "
-                     f"per-repeat ratios {', '.join(f'{v:.3f}' for v in app.get('ratios', {}).get('repeats', []))}); "
+                     f"`rtk bench` {_fmt_lat(app['rtk_ms'])} ms (rtk / benchmark_app = {app['ratio']:.3f}, median of the "
+                     f"ratios to the rtk runs either side {', '.join(f'{v:.3f}' for v in app.get('ratios', {}).get('repeats', []))}); "
                      f"`{app['command']}`")
     lines += ["", "## Goals", ""]
     for g in res["goals"]:

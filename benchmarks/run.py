@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 hints[precision] = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
         app = {"error": f"not run in {mode} mode"} if not settings.benchmark_app_seconds else M.rtk_vs_benchmark_app(lat["ov_fp32"], seconds=settings.benchmark_app_seconds,
-                                     repeats=settings.benchmark_app_repeats, runs=settings.runs_b1 * 2, warmup=settings.warmup,
-                                     say=_say)
+                                     repeats=settings.benchmark_app_repeats, warmup=settings.warmup, say=_say)
     accuracy = {"error": "not available: the accuracy model could not be trained or exported"}
     acc = {k: v for k, v in paths["A"].items() if v is not None}
     if REFERENCE in acc:

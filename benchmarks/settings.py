@@ -25,8 +25,8 @@ class Settings:
     latency_subset: int = 32           # ... of the random-weight latency model: its INT8 graph runs at the same speed
                                        # whatever images set the scales; calibration cost is the sweep's (calib_sizes)
     hint_precisions: tuple[str, ...] = ("fp32", "int8")   # IRs whose THROUGHPUT vs LATENCY hints are measured
-    benchmark_app_seconds: int = 6    # per repeat, each followed (or preceded) by rtk for as long
-    benchmark_app_repeats: int = 6     # the order alternates; the second of a pair often runs slower on this VM
+    benchmark_app_seconds: int = 3     # per run of each tool: rtk, app, rtk, app, ..., rtk
+    benchmark_app_repeats: int = 8     # benchmark_app runs, each against the mean of the rtk runs either side
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
     synth_classes: int = 10
     synth_per_class: int = 300
