@@ -12,7 +12,7 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import bench
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
-from toolkit.quantize import cpu_settings
+from toolkit.quantize import CALIB_BATCH, calibration_batch, cpu_settings, openvino_int8
 from toolkit.validate import validate
 
 from qdq import trt_form_qdq
@@ -66,7 +66,8 @@ def test_nncf_int8_from_calibration_folder_uses_rtk_settings(random_onnx, tiny_d
                            calibration=tiny_data, calibration_samples=4)
     assert result.precision == "int8"
     q = read_meta(result.output).extra["quantization"]    # rtk quantize's NNCF settings, not NNCF's defaults
-    assert q["settings"] == {**cpu_settings(backend="openvino").model_dump(), "subset_size": 4}
+    assert q["settings"] == {**cpu_settings(backend="openvino").model_dump(), "subset_size": 4,
+                             "calibration_batch": CALIB_BATCH}
     assert q["calibration"]["images"] == 4 and sum(q["calibration"]["per_class"].values()) == 4
     with open_runner(result.output) as runner:
         x = np.zeros((2, 3, 64, 64), np.float32)
@@ -122,3 +123,24 @@ def test_bad_inputs_exit_2_and_write_nothing(random_onnx, tmp_path, cli):
     assert res.exit_code == 2 and "takes an ONNX file" in res.stderr and not out.exists()
     res = cli("compile", random_onnx, "--target", "openvino", "-o", tmp_path / "missing" / "deeper" / "ov")
     assert res.exit_code == 2 and not (tmp_path / "missing").exists()
+
+
+def _fq_ranges(model) -> dict[str, np.ndarray]:
+    return {op.get_friendly_name(): np.concatenate([op.input_value(i).get_node().get_data().ravel() for i in (1, 2)])
+            for op in model.get_ops() if op.get_type_name() == "FakeQuantize"}
+
+
+def test_batched_calibration_gives_batch_1_ranges(random_onnx, tiny_data):
+    """rtk calibrates CALIB_BATCH images per call; NNCF's batchwise statistics must keep per-image min/max."""
+    from toolkit.backends.openvino import convert_onnx
+    from toolkit.calibration import calibration_set
+
+    calset = calibration_set(tiny_data / "train", read_meta(random_onnx).preprocess, subset=20, allow_small=True)
+    model = convert_onnx(random_onnx)
+    assert calibration_batch(model) == CALIB_BATCH > 1
+    one, batched = (_fq_ranges(openvino_int8(calset, b)[0](convert_onnx(random_onnx))) for b in (1, CALIB_BATCH))
+    assert one.keys() == batched.keys() and len(one) > 50
+    for name, ranges in one.items():
+        np.testing.assert_allclose(batched[name], ranges, rtol=1e-5, err_msg=name)
+    model.reshape([1, 3, 64, 64])
+    assert calibration_batch(model) == 1

@@ -155,11 +155,11 @@ def compile_model(source: str | Path, *, target: CompileTarget, output: str | Pa
         quantize = None
         if precision == "int8" and not qdq:
             from toolkit.calibration import calibration_set
-            from toolkit.quantize import openvino_int8
+            from toolkit.quantize import calibration_batch, openvino_int8
 
             say("reading calibration images")
             calset = calibration_set(Path(calibration), meta.preprocess, subset=calibration_samples, allow_small=True)
-            quantize, record = openvino_int8(calset)
+            quantize, record = openvino_int8(calset, calibration_batch(model))
             out_meta = out_meta.model_copy(update={"extra": {**out_meta.extra, "quantization": record}})
         say("converting to OpenVINO IR" + (" and quantizing with NNCF" if quantize else ""))
         files = ir_from_onnx(source, xml, meta=out_meta, compress_to_fp16=precision == "fp16", batch=static_batch,
