@@ -48,7 +48,10 @@ def _input(runner, batch: int, seed: int = 0) -> np.ndarray:
 
 def interleaved(items: Sequence[Timed], *, batches: Sequence[int], repeats: int, runs_for: Callable[[int], int],
                 warmup: int, threads: int | None = None, say: Say = print) -> tuple[dict, dict[str, str]]:
-    """{key: {batch: spread of p50 ms}} for every item that opens; failures as {key: reason}."""
+    """{key: {batch: spread of p50 ms}} for every item that opens; failures as {key: reason}.
+
+    `warmup` calls before each timing at batch 1; one at larger batches (a call there takes 2-16 batch-1 calls'
+    time, and the session is already warm from batch 1)."""
     p50: dict[str, dict[int, list[float]]] = {}
     failed: dict[str, str] = {}
     with ExitStack() as stack:
@@ -67,7 +70,7 @@ def interleaved(items: Sequence[Timed], *, batches: Sequence[int], repeats: int,
                 say(f"repeat {r + 1}/{repeats}, batch {b}" + (f", {threads} threads" if threads else ""))
                 for k in order:
                     x = inputs[(k, b)]
-                    ms = time_calls(lambda: runners[k].infer(x), warmup=warmup, runs=runs_for(b))
+                    ms = time_calls(lambda: runners[k].infer(x), warmup=warmup if b == 1 else 1, runs=runs_for(b))
                     p50.setdefault(k, {}).setdefault(b, []).append(Latency.from_ms(ms).p50)
     return {k: {b: spread(v) for b, v in per.items()} for k, per in p50.items()}, failed
 

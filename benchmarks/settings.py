@@ -26,7 +26,7 @@ class Settings:
                                        # whatever images set the scales; calibration cost is the sweep's (calib_sizes)
     hint_precisions: tuple[str, ...] = ("fp32", "int8")   # IRs whose THROUGHPUT vs LATENCY hints are measured
     benchmark_app_seconds: int = 3     # per run of each tool: rtk, app, rtk, app, ..., rtk
-    benchmark_app_repeats: int = 8     # benchmark_app runs, each against the mean of the rtk runs either side
+    benchmark_app_repeats: int = 6     # benchmark_app runs, each against the mean of the rtk runs either side
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
     synth_classes: int = 10
     synth_per_class: int = 300

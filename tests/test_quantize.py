@@ -96,8 +96,8 @@ def test_cpu_target_qdq_runs_close_to_fp32(cpu_int8, random_onnx, tiny_data):
 
 
 def test_accuracy_control_reverts_layers_and_its_drop_matches_validate(work, accurate_ckpt, tiny_data):
-    """A head fitted by ridge regression has outsized weights that INT8 rounds badly (plain INT8 loses top-1 here),
-    so a bound of 0 pt makes accuracy control revert layers to float, which must show in the graph.
+    """Calibrated on 4 images, the activation ranges miss what the val images reach and plain INT8 loses top-1
+    here (6 pt), so a bound of 0 pt makes accuracy control revert layers to float, which must show in the graph.
     (ONNX model: NNCF 3.4 ranks layers by logits MSE only on its OpenVINO backend; rtk ranks by per-image top-1.)"""
     from toolkit.export import export_onnx
     from toolkit.models import load_model
@@ -107,7 +107,7 @@ def test_accuracy_control_reverts_layers_and_its_drop_matches_validate(work, acc
     export_onnx(model, meta, fp32, data=tiny_data / "val", parent=accurate_ckpt)
     out = work / "aa.int8.onnx"
     result = quantize_int8(fp32, output=out, calib=tiny_data / "train", target="onnxruntime", max_drop=0.0,
-                           val=tiny_data / "val", **SMALL)
+                           val=tiny_data / "val", **{**SMALL, "subset": 4})
     control = result.accuracy_control
     assert control is not None and control.nncf_drop_pt > 0       # the bound was not met without reverting
     assert control.reverted_layers and set(control.reverted_layers) <= set(control.fp32_layers)
