@@ -6,14 +6,16 @@ Everything goes to stderr except result tables, so `rtk ... > file` keeps only r
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.spinner import Spinner
 from rich.table import Table
-
-import sys
 
 _WIDTH = None if sys.stdout.isatty() else 120
 out = Console(width=_WIDTH)
@@ -33,8 +35,23 @@ def ok(message: str) -> None:
 
 
 def _progress(transient: bool = True) -> Progress:
+    # auto_refresh=False everywhere: rich's refresh thread wakes 12.5 times a second and competes with the
+    # runtime's threads for the cores and for the GIL, which shows in latencies timed under a live display.
+    # Displays refresh when their state changes instead (at most 10 times a second).
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=transient)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=transient, auto_refresh=False)
+
+
+def _throttled(refresh: Callable[[], None], interval: float = 0.1) -> Callable[[bool], None]:
+    last = [0.0]
+
+    def maybe(force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - last[0] >= interval:
+            last[0] = now
+            refresh()
+
+    return maybe
 
 
 @contextlib.contextmanager
@@ -42,19 +59,22 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """Yield `advance(done, total)` that drives one bar."""
     with _progress() as bar:
         task = bar.add_task(description, total=None, info="")
+        refresh = _throttled(bar.refresh)
 
         def advance(done: int, total: int, info: str = "") -> None:
             bar.update(task, completed=done, total=total, info=info)
+            refresh(done == total)
 
         yield advance
 
 
 @contextlib.contextmanager
 def spinner(description: str) -> Iterator[Callable[[str], None]]:
-    with err.status(description) as status:
+    """A status line that changes at each step (no animation thread: see `_progress`)."""
+    with Live(Spinner("dots", text=description), console=err, transient=True, auto_refresh=False) as live:
 
         def say(msg: str) -> None:
-            status.update(f"{description}: {msg}")
+            live.update(Spinner("dots", text=f"{description}: {msg}"), refresh=True)
             if not err.is_terminal:
                 err.print(f"{description}: {msg}", highlight=False)
 
@@ -66,12 +86,14 @@ def training_progress(epochs: int, steps_per_epoch: int) -> Iterator[Callable[..
     """Yield `update(epoch, step, **metrics)`: one bar per epoch with running loss and accuracy."""
     with _progress(transient=False) as bar:
         tasks: dict[int, int] = {}
+        refresh = _throttled(bar.refresh)
 
         def update(epoch: int, step: int, **metrics: float) -> None:
             if epoch not in tasks:
                 tasks[epoch] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch, info="")
             info = " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
             bar.update(tasks[epoch], completed=step, info=info)
+            refresh("val_acc" in metrics)
             if "val_acc" in metrics and not err.is_terminal:
                 err.print(f"epoch {epoch + 1}/{epochs}: {info}", highlight=False)
 
