@@ -18,6 +18,11 @@ def _ms(res: dict, key: str, batch: int = 1) -> float | None:
     return v["median"] if v else None
 
 
+def _range(res: dict, key: str, batch: int = 1) -> tuple[float, float]:
+    v = _row(res, key)["latency_ms"][str(batch)]
+    return v["min"], v["max"]
+
+
 def _top1(res: dict, key: str) -> float | None:
     a = _row(res, key).get("accuracy")
     return a["top1"] if a else None
@@ -103,9 +108,15 @@ def goals(res: dict) -> list[dict[str, Any]]:
         a_t, r_t = _top1(res, alt), _top1(res, best) if best else None
         label = _row(res, alt).get("label", alt)
         if a_ms and r_ms and a_t is not None and r_t is not None:
+            # ahead on speed: a lower median and every repeat of rtk faster than every repeat of the alternative;
+            # overlapping repeats are a tie within this VM's noise, not a lead
+            r_max, a_min = _range(res, best)[1], _range(res, alt)[0]
+            tie = r_ms < a_ms and r_max >= a_min
             out.append(_goal(f"rtk INT8 ahead of {label} on speed at equal or better accuracy",
-                             r_ms < a_ms and r_t >= a_t,
-                             f"rtk {r_ms:.1f} ms / top-1 {r_t:.1f} vs {a_ms:.1f} ms / top-1 {a_t:.1f}"))
+                             r_ms < a_ms and r_max < a_min and r_t >= a_t,
+                             f"rtk {r_ms:.1f} ms / top-1 {r_t:.1f} vs {a_ms:.1f} ms / top-1 {a_t:.1f}"
+                             + (f" (speed a tie: the repeats overlap, rtk up to {r_max:.1f} ms, {a_min:.1f} ms at "
+                                "best)" if tie else "")))
         else:
             out.append(_goal(f"rtk INT8 ahead of {label} on speed at equal or better accuracy", None,
                              _why(res, best or "rtk_int8_ov", alt)))

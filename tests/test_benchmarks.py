@@ -41,7 +41,8 @@ def test_smoke_run_writes_results(tmp_path):
 def _result(**speed: float) -> dict:
     rows = []
     for key, sp in speed.items():
-        rows.append({"key": key, "label": key, "latency_ms": {"1": {"median": 100 / sp}},
+        ms = 100 / sp   # repeats spread +-5% around the median
+        rows.append({"key": key, "label": key, "latency_ms": {"1": {"median": ms, "min": 0.95 * ms, "max": 1.05 * ms}},
                      "speedup_vs_ort_fp32": {"1": sp}, "accuracy": {"top1": 90.0, "drop_pt": 0.0}})
     return {"rows": rows, "stages": [], "settings": {"subset": 300, "latency_size": 224, "recovery_epochs": 2},
             "openvino_hints": {"fp32": {"ratio": 1.1, "latency_b1": {"median": 20.0}, "throughput_b8": {"median": 22.0}},
@@ -63,6 +64,11 @@ def test_goal_verdicts_follow_the_numbers():
     assert next(g for g in by.values() if "nncf_defaults" in g["goal"])["verdict"] == "not met"
     assert next(g for g in by.values() if ">= 7x" in g["goal"])["verdict"] == "not met"
     assert next(g for g in by.values() if "calibration" in g["goal"])["verdict"] == "not measured"
+    # a lower median whose repeats overlap the alternative's is a tie, not a lead
+    tie = {g["goal"]: g for g in goals(_result(ort_fp32=1.0, rtk_int8_ov=2.4, nncf_defaults=2.3, ort_qs_defaults=0.6))}
+    nncf = next(g for g in tie.values() if "nncf_defaults" in g["goal"])
+    assert nncf["verdict"] == "not met" and "a tie" in nncf["measured"]
+    assert next(g for g in tie.values() if "ort_qs_defaults" in g["goal"])["verdict"] == "met"
 
 
 def test_fraction_of_peak_is_mac_rate_over_peak():
