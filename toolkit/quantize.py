@@ -346,7 +346,7 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
             else:
                 cpu = cpu_settings(backend="openvino" if is_ir else "onnx")
                 batch = calibration_batch(model) if max_drop is None else 1
-                settings = {**cpu.model_dump(), "subset_size": len(calset), "calibration_batch": batch}
+                settings = _settings_record(cpu, calset, batch)
                 say(f"calibrating {len(calset)} images with NNCF ({cpu.isa}: overflow fix {cpu.overflow_fix})")
                 if max_drop is None:
                     method, qmodel = "nncf.quantize", _nncf(model, calset, cpu, batch)
@@ -423,6 +423,11 @@ def calibration_batch(model: Any) -> int:
     return CALIB_BATCH if dynamic else 1
 
 
+def _settings_record(cpu: CpuSettings, calset: CalibrationSet, batch: int) -> dict[str, Any]:
+    """The NNCF settings as recorded in the artifact and the result: images counted as images, not NNCF items."""
+    return {**cpu.model_dump(), "subset_size": len(calset), "calibration_batch": batch}
+
+
 def _nncf_args(cpu: CpuSettings, calset: CalibrationSet, batch: int) -> dict[str, Any]:
     import nncf
 
@@ -467,7 +472,7 @@ def openvino_int8(calset: CalibrationSet, batch: int) -> tuple[Callable[[Any], A
     --target openvino -o *.xml` for the same images. `batch`: `calibration_batch` of the model to quantize."""
     cpu = cpu_settings(backend="openvino")
     record = quantization_record(target="openvino", method="nncf.quantize", calibration=calset.facts,
-                                 settings={**cpu.model_dump(), "subset_size": len(calset), "calibration_batch": batch})
+                                 settings=_settings_record(cpu, calset, batch))
     return (lambda model: _nncf(model, calset, cpu, batch)), record
 
 
