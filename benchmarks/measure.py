@@ -93,20 +93,32 @@ def scaling(items: Sequence[Timed], *, batches: Sequence[int], threads: Sequence
     return rows
 
 
-def openvino_hints(xml: Path, *, repeats: int, count: int, say: Say = print) -> dict:
-    """Images/s of the LATENCY hint at batch 1 vs the THROUGHPUT hint at batch 8 (parallel requests)."""
+def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print) -> dict:
+    """Images/s of the LATENCY hint at batch 1 vs the THROUGHPUT hint at batch 8 (parallel requests).
+
+    Windows of about `seconds` each, in the order latency, throughput, latency, ..., latency: each throughput
+    window is divided by the mean of the latency windows either side of it (this VM's speed drifts and jumps,
+    and a plain pair charges that to whichever ran second); the median of the `repeats` ratios is quoted."""
     ips: dict[str, list[float]] = {"latency_b1": [], "throughput_b8": []}
     with open_runner(xml, "openvino", options=RunnerOptions(hint="latency", max_batch=8)) as lat, \
             open_runner(xml, "openvino", options=RunnerOptions(hint="throughput", max_batch=8)) as thr:
         cases = {"latency_b1": (lat, _input(lat, 1)), "throughput_b8": (thr, _input(thr, 8))}
         info = {"latency": lat.describe(), "throughput": thr.describe()}
-        for r in range(repeats):
-            say(f"OpenVINO hints, repeat {r + 1}/{repeats}")
-            for key, (runner, x) in cases.items():
-                ms = time_calls(lambda: runner.infer_many(x, count), warmup=1, runs=1)
-                ips[key].append(len(x) * count * 1e3 / float(ms[0]))
-    out = {k: spread(v) for k, v in ips.items()}
-    out["ratio"] = out["throughput_b8"]["median"] / out["latency_b1"]["median"]
+        calls = {}
+        for key, (runner, x) in cases.items():  # warm up, and size each window to about `seconds`
+            per_call = float(time_calls(lambda: runner.infer_many(x, 2), warmup=1, runs=1)[0]) / 2
+            calls[key] = max(2, round(seconds * 1e3 / per_call))
+        for r in range(repeats + 1):
+            say(f"OpenVINO hints, window {r + 1}/{repeats + 1}")
+            for key in ("latency_b1", "throughput_b8")[:1 if r == repeats else 2]:
+                runner, x = cases[key]
+                ms = float(time_calls(lambda: runner.infer_many(x, calls[key]), warmup=0, runs=1)[0])
+                ips[key].append(len(x) * calls[key] * 1e3 / ms)
+    lat_ips, thr_ips = ips["latency_b1"], ips["throughput_b8"]
+    ratios = [thr_ips[i] / ((lat_ips[i] + lat_ips[i + 1]) / 2) for i in range(repeats)]
+    out: dict = {k: spread(v) for k, v in ips.items()}
+    out["ratios"] = spread(ratios)
+    out["ratio"] = out["ratios"]["median"]
     out["runtime"] = info
     return out
 

@@ -73,6 +73,12 @@ def _x(v: float | None) -> str:
     return f"{v:.2f}x" if v is not None else "—"
 
 
+def _ratio_spread(hp: dict) -> str:
+    """", median of N window ratios min-max" when the run recorded them (older results files did not)."""
+    r = hp.get("ratios")
+    return f", median of {len(r['repeats'])} window ratios {r['min']:.2f}-{r['max']:.2f}" if r else ""
+
+
 def markdown(res: dict) -> str:
     m, s, peak = res["machine"], res["settings"], res["cpu_peak"]
     bs = [str(b) for b in s["batches"]]
@@ -132,8 +138,8 @@ def markdown(res: dict) -> str:
             lines.append(f"- {precision.upper()} IR hints: {hp['error']}")
         else:
             lines.append(f"- {precision.upper()} IR: LATENCY hint batch 1 {hp['latency_b1']['median']:.1f} images/s; "
-                         f"THROUGHPUT hint batch 8 {hp['throughput_b8']['median']:.1f} images/s ({hp['ratio']:.2f}x; "
-                         f"{hp['runtime']['throughput'].get('streams')} streams, "
+                         f"THROUGHPUT hint batch 8 {hp['throughput_b8']['median']:.1f} images/s ({hp['ratio']:.2f}x"
+                         f"{_ratio_spread(hp)}; {hp['runtime']['throughput'].get('streams')} streams, "
                          f"{hp['runtime']['throughput'].get('infer_requests')} requests)")
     if "error" in app:
         lines.append(f"- benchmark_app: {app['error']}")

@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 hints[precision] = {"error": f"not available: no {BY_KEY[key].label} artifact"}
                 continue
             try:
-                hints[precision] = M.openvino_hints(lat[key], repeats=settings.repeats,
-                                                    count=max(4, settings.runs_b1), say=_say)
+                hints[precision] = M.openvino_hints(lat[key], repeats=settings.hint_repeats,
+                                                    seconds=settings.hint_seconds, say=_say)
             except Exception as exc:
                 hints[precision] = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
         app = {"error": f"not run in {mode} mode"} if not settings.benchmark_app_seconds else M.rtk_vs_benchmark_app(lat["ov_fp32"], seconds=settings.benchmark_app_seconds,

@@ -25,6 +25,8 @@ class Settings:
     latency_subset: int = 32           # ... of the random-weight latency model: its INT8 graph runs at the same speed
                                        # whatever images set the scales; calibration cost is the sweep's (calib_sizes)
     hint_precisions: tuple[str, ...] = ("fp32", "int8")   # IRs whose THROUGHPUT vs LATENCY hints are measured
+    hint_repeats: int = 4              # THROUGHPUT windows, each against the LATENCY windows either side
+    hint_seconds: float = 2.0          # length of each window
     benchmark_app_seconds: int = 3     # per run of each tool: rtk, app, rtk, app, ..., rtk
     benchmark_app_repeats: int = 6     # benchmark_app runs, each against the mean of the rtk runs either side
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
@@ -61,7 +63,8 @@ class Settings:
 
 FULL = Settings()
 QUICK = replace(FULL, mode="quick", repeats=2, table_repeats=2, runs_b1=6, warmup=1, scaling_batches=(1, 8), scaling_threads=(1, 2),
-                calib_sizes=(), subset=40, latency_subset=8, hint_precisions=("int8",), benchmark_app_seconds=0,
+                calib_sizes=(), subset=40, latency_subset=8, hint_precisions=("int8",), hint_repeats=2, hint_seconds=1.0,
+                benchmark_app_seconds=0,
                 benchmark_app_repeats=2, synth_classes=4, synth_per_class=40,
                 synth_val_per_class=25, synth_size=32, train_epochs=2, train_batch=32, recovery_epochs=1,
                 in_process=True)
