@@ -26,9 +26,10 @@ class Settings:
                                        # whatever images set the scales; calibration cost is the sweep's (calib_sizes)
     hint_precisions: tuple[str, ...] = ("fp32", "int8")   # IRs whose THROUGHPUT vs LATENCY hints are measured
     hint_repeats: int = 4              # THROUGHPUT windows, each against the LATENCY windows either side
-    hint_seconds: float = 2.0          # length of each window
-    benchmark_app_seconds: int = 3     # per run of each tool: rtk, app, rtk, app, ..., rtk
-    benchmark_app_repeats: int = 6     # benchmark_app runs, each against the mean of the rtk runs either side
+    hint_seconds: float = 1.5          # length of each window
+    benchmark_app_seconds: int = 2     # per run of each tool: rtk, app, rtk, app, ..., rtk; short windows, many
+                                       # of them: this VM changes speed within seconds
+    benchmark_app_repeats: int = 8     # benchmark_app runs, each against the mean of the rtk runs either side
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
     synth_classes: int = 10
     synth_per_class: int = 300
