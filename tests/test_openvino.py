@@ -66,7 +66,7 @@ def test_nncf_int8_from_calibration_folder_uses_rtk_settings(random_onnx, tiny_d
                            calibration=tiny_data, calibration_samples=4)
     assert result.precision == "int8"
     q = read_meta(result.output).extra["quantization"]    # rtk quantize's NNCF settings, not NNCF's defaults
-    assert q["settings"] == {**cpu_settings(backend="openvino").model_dump(), "subset_size": 4,
+    assert q["settings"] == {**cpu_settings().model_dump(), "subset_size": 4,
                              "calibration_batch": CALIB_BATCH}
     assert q["calibration"]["images"] == 4 and sum(q["calibration"]["per_class"].values()) == 4
     with open_runner(result.output) as runner:

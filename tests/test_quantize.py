@@ -90,7 +90,7 @@ def test_cpu_target_qdq_runs_close_to_fp32(cpu_int8, random_onnx, tiny_data):
     assert cpu_int8.top1_fp32 is not None and cpu_int8.drop_pt == pytest.approx(cpu_int8.top1_fp32 - cpu_int8.top1_int8)
     q = read_meta(Path(cpu_int8.output)).extra["quantization"]
     assert q["settings"]["overflow_fix"] == cpu_settings().overflow_fix
-    assert q["settings"]["fast_bias_correction"] is True     # NNCF's ONNX backend fails with the full one
+    assert q["settings"]["fast_bias_correction"] is True     # NNCF's default, on both backends
     assert q["calibration"]["per_class"] == {name: 4 for name in q["calibration"]["per_class"]}
     assert q["facts"]["speedup"] == pytest.approx(cpu_int8.speedup)
 
@@ -156,7 +156,7 @@ def test_onnx_to_int8_ir_for_openvino_matches_fp32_on_openvino(work, random_onnx
     assert report.cosine > 0.98, report.cosine   # same bound as the QDQ ONNX: a wrong calibration gives < 0.9
     meta = read_meta(out)
     assert meta.precision == "int8" and meta.extra["quantization"]["target"] == "openvino"
-    assert meta.extra["quantization"]["settings"]["fast_bias_correction"] is False   # full on the OpenVINO backend
+    assert meta.extra["quantization"]["settings"]["fast_bias_correction"] is True
 
 
 def test_calibration_pick_is_seeded_balanced_and_listable(tiny_data, tmp_path):

@@ -59,7 +59,7 @@ class CpuSettings(BaseModel):
     preset: str = "performance"
     overflow_fix: str
     target_device: str = "CPU"
-    fast_bias_correction: bool = True
+    fast_bias_correction: bool = True   # NNCF's default; see calibration/README.md for the full one's cost
     activations_range: str = "minmax"
     isa: str
     reason: str
@@ -106,22 +106,16 @@ class QuantizeResult(BaseModel):
     seconds: float
 
 
-def cpu_settings(cpu: CpuInfo | None = None, *, backend: str = "onnx") -> CpuSettings:
-    """NNCF settings for a CPU target, chosen by the INT8 ISA tier and NNCF backend (see the module docstring)."""
+def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
+    """NNCF settings for a CPU target, chosen by the INT8 ISA tier (see the module docstring)."""
     tier = (cpu or cpu_info()).int8_class
-    # Full bias correction on the OpenVINO backend (model from ov.convert_model, see convert_onnx): the benchmark's
-    # model dropped 0.07 pt on 1,500 images (nncf.quantize defaults: 0.53) and the step took about 5 s of a 40 s
-    # 300-image calibration at 224x224. NNCF's ONNX backend fails with it ("Failed to find node output" from
-    # ONNX Runtime), so ONNX keeps the fast one.
-    fast_bc = backend != "openvino"
     if tier in ("amx", "vnni"):
-        return CpuSettings(overflow_fix="disable", isa=tier, fast_bias_correction=fast_bc, reason=(
+        return CpuSettings(overflow_fix="disable", isa=tier, reason=(
             f"{tier}: u8*s8 products accumulate in int32 (VNNI/AMX), no saturation, so full 8-bit weights"))
     if tier in ("avx512", "avx2"):
-        return CpuSettings(overflow_fix="enable", isa=tier, fast_bias_correction=fast_bc, reason=(
+        return CpuSettings(overflow_fix="enable", isa=tier, reason=(
             f"{tier} without VNNI: VPMADDUBSW sums u8*s8 pairs in int16 and can saturate; 7-bit weights avoid it"))
-    return CpuSettings(overflow_fix="first_layer_only", isa=tier, fast_bias_correction=fast_bc,
-                       reason=f"{tier}: NNCF's default overflow fix")
+    return CpuSettings(overflow_fix="first_layer_only", isa=tier, reason=f"{tier}: NNCF's default overflow fix")
 
 
 def check_trt_qdq(model: Any) -> list[str]:
@@ -344,7 +338,7 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
                 if problems:
                     raise RtkError(f"the TensorRT QDQ form check failed: {problems[0]} (+{len(problems) - 1} more)")
             else:
-                cpu = cpu_settings(backend="openvino" if is_ir else "onnx")
+                cpu = cpu_settings()
                 batch = calibration_batch(model) if max_drop is None else 1
                 settings = _settings_record(cpu, calset, batch)
                 say(f"calibrating {len(calset)} images with NNCF ({cpu.isa}: overflow fix {cpu.overflow_fix})")
@@ -470,7 +464,7 @@ def openvino_int8(calset: CalibrationSet, batch: int) -> tuple[Callable[[Any], A
 
     `rtk compile --precision int8 --calibration DIR` uses it, so it gives the same IR as `rtk quantize
     --target openvino -o *.xml` for the same images. `batch`: `calibration_batch` of the model to quantize."""
-    cpu = cpu_settings(backend="openvino")
+    cpu = cpu_settings()
     record = quantization_record(target="openvino", method="nncf.quantize", calibration=calset.facts,
                                  settings=_settings_record(cpu, calset, batch))
     return (lambda model: _nncf(model, calset, cpu, batch)), record
