@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"scaling: {', '.join(scale_keys)} over batch {settings.scaling_batches} and threads {settings.scaling_threads}")
     scaling = [] if not settings.scaling_batches else M.scaling([M.Timed(k, lat[k], BY_KEY[k].target) for k in scale_keys], batches=settings.scaling_batches,
                         threads=settings.scaling_threads, repeats=max(1, settings.repeats - 1),
-                        runs_for=lambda bs: max(3, settings.runs_b1 // (2 * bs)), warmup=1, say=_say)
+                        runs_for=lambda bs: max(3, settings.runs_b1 // bs), warmup=1, say=_say)
     app = {"error": "not available: no OpenVINO FP32 IR"}
     hints = {"fp32": app, "int8": app}
     if "ov_fp32" in lat:
