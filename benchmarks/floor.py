@@ -53,7 +53,8 @@ def cpu_peak() -> CpuPeak:
     amx = 1024 if info.isa.get("amx_int8") else None
     text = (f"{cores} cores x {ghz:.2f} GHz ({source}); FP32 {isa}: {fp32} MAC/cycle/core; "
             f"INT8 {'VNNI' if info.has_vnni else 'no VNNI'}: {int8} MAC/cycle/core"
-            + (f"; AMX-INT8 would allow {amx} MAC/cycle/core" if amx else "")
+            + (f"; AMX-INT8: {amx} MAC/cycle/core, the INT8 peak used (oneDNN and ONNX Runtime's MLAS have AMX "
+                 "INT8 kernels, and OpenVINO's INT8 runs above the VNNI rate here)" if amx else "")
             + "; os.cpu_count() may count hyper-threads, so these peaks are upper bounds")
     return CpuPeak(cores=cores, clock_ghz=ghz, clock_source=source, isa=isa, fp32_macs_per_cycle=fp32,
                    int8_macs_per_cycle=int8, int8_amx_macs_per_cycle=amx, fp32_gmacs=cores * ghz * fp32,

@@ -37,7 +37,7 @@ def assemble(*, settings: Settings, builder, table: dict, scaling: list, hints: 
             row["speedup_vs_ort_fp32"] = {str(b): _ratio(table, r.key, b) for b in table[r.key]}
             m = macs.get("pruned" if r.pruned else "full")
             if m:
-                gmacs = peak.fp32_gmacs if r.precision == "fp32" else peak.int8_gmacs
+                gmacs = peak.fp32_gmacs if r.precision == "fp32" else (peak.int8_amx_gmacs or peak.int8_gmacs)
                 row["macs"] = m
                 row["fraction_of_peak"] = {str(b): fraction_of_peak(macs=m, batch=b, ms=v["median"], peak_gmacs=gmacs)
                                            for b, v in table[r.key].items()}
@@ -109,10 +109,11 @@ def markdown(res: dict) -> str:
         else:
             cells += [row["accuracy_error"], "—"]
         lines.append("| " + " | ".join(cells) + " |")
+    int8_peak = (f"{peak['int8_amx_gmacs']:.0f} GMAC/s with AMX (VNNI alone: {peak['int8_gmacs']:.0f})"
+                 if peak.get("int8_amx_gmacs") else f"{peak['int8_gmacs']:.0f} GMAC/s")
     lines += ["", f"Peak assumed: {peak['assumption']}. FP32 peak {peak['fp32_gmacs']:.0f} GMAC/s, INT8 peak "
-              f"{peak['int8_gmacs']:.0f} GMAC/s" + (f" (AMX: {peak['int8_amx_gmacs']:.0f})" if peak.get("int8_amx_gmacs") else "")
-              + ". MACs counted by torch-pruning: " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["macs"].items())
-              + "."]
+              f"{int8_peak}. MACs counted by torch-pruning: "
+              + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["macs"].items()) + "."]
     lines += ["", "## Scaling (latency model)", "", "| row | threads | batch | ms (min-max) | images/s |", "|---|---|---|---|---|"]
     for sc in res["scaling"]:
         if "error" in sc:
