@@ -137,7 +137,8 @@ class Builder:
 
     def calibration_sweep(self, folder: Path, calib: Path) -> None:
         """Wall time of rtk INT8 calibration at several calibration-set sizes, on the latency model, through the
-        quicker of rtk's two NNCF paths (the OpenVINO backend, `-o *.xml`)."""
+        path rtk takes to an OpenVINO IR (NNCF's OpenVINO backend, `-o *.xml`; its ONNX backend takes about as
+        long)."""
         for n in self.s.calib_sizes:
             (self.work / f"sweep_{n}").mkdir(exist_ok=True)
             self.step(f"calibrate {n} (openvino)", "L", "rtk_int8",

@@ -218,7 +218,7 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     if suffix == ".onnx" and out_suffix == ".xml":
         from toolkit.backends.openvino import convert_onnx
 
-        model = convert_onnx(source)  # NNCF's OpenVINO backend: calibrates about twice as fast as the ONNX one
+        model = convert_onnx(source)  # NNCF's OpenVINO backend, for an IR output
     if input_shape and tuple(input_shape) != meta.preprocess.input_shape:
         raise RtkError(f"{source} takes input {'x'.join(map(str, input_shape))} but its preprocessing gives "
                        f"{'x'.join(map(str, meta.preprocess.input_shape))}; these images cannot be fed to it, "
