@@ -74,7 +74,7 @@ def _x(v: float | None) -> str:
 
 
 def _ratio_spread(hp: dict) -> str:
-    """", median of N window ratios min-max" when the run recorded them (older results files did not)."""
+    """The hint line's "median of N window ratios, min-max" part (older results files have no ratios)."""
     r = hp.get("ratios")
     return f", median of {len(r['repeats'])} window ratios {r['min']:.2f}-{r['max']:.2f}" if r else ""
 
