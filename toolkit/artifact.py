@@ -13,7 +13,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -104,6 +104,14 @@ def check_output(path: Path) -> Path:
     return path
 
 
+def fresh_temp_name(folder: Path, prefix: str, suffix: str = "") -> Path:
+    """A hidden name in `folder` for a temporary file or folder, not yet created.
+
+    Create it inside the `try` whose `finally` removes it. `tempfile.mkstemp`/`mkdtemp` create it before that
+    `try` is entered, and a Ctrl-C landing in between leaves it behind (the interrupt test caught one)."""
+    return Path(folder) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary name in the same folder; rename it to `path` only if the block succeeds.
@@ -112,13 +120,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
     step never leaves a partial artifact under the final name.
     """
     path = check_output(Path(path))
+    tmp_path = fresh_temp_name(path.parent, f".{path.name}.", ".tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise RtkError(f"cannot write in {path.parent} ({exc.strerror or type(exc).__name__}); choose another output") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+        try:
+            os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise RtkError(f"cannot write in {path.parent} ({exc.strerror or type(exc).__name__}); "
+                           "choose another output") from None
         yield tmp_path
         if tmp_path.is_file():
             os.chmod(tmp_path, 0o666 & ~_umask())

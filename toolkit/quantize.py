@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +43,8 @@ from typing import Any, Callable, Iterator, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from toolkit.artifact import ModelMeta, check_output, load_onnx, read_meta, sha256_file, write_onnx_meta
+from toolkit.artifact import (ModelMeta, check_output, fresh_temp_name, load_onnx, read_meta, sha256_file,
+                              write_onnx_meta)
 from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_set
 from toolkit.doctor import CpuInfo, cpu_info
 from toolkit.errors import RtkError
@@ -282,8 +282,9 @@ def nncf_log() -> Iterator[list[str]]:
 @contextmanager
 def staging(output: Path) -> Iterator[Path]:
     """A temporary folder beside `output`, removed afterwards whatever happens."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    tmp = fresh_temp_name(output.parent, f".{output.name}.")
     try:
+        tmp.mkdir()
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

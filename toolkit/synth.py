@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from toolkit.artifact import fresh_temp_name
 
 __all__ = ["CLASS_NAMES", "SynthSummary", "draw", "synth"]
 
@@ -268,9 +269,10 @@ def synth(
     staged: list[tuple[Path, Path]] = []
     try:
         for split, split_id in SPLITS:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=root))
-            tmp.chmod(0o755)
+            tmp = fresh_temp_name(root, f".{split}-")
             staged.append((tmp, root / split))
+            tmp.mkdir()
+            tmp.chmod(0o755)
             for label, name in enumerate(names):
                 (tmp / name).mkdir()
                 for index in range(counts[split]):

@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.artifact import ModelMeta, Preprocess, default_class_names
+from toolkit.artifact import ModelMeta, Preprocess, default_class_names, fresh_temp_name
 from toolkit.backends.base import Runner
 from toolkit.errors import RtkError
 
@@ -124,9 +123,10 @@ def _save_atomic(model: Any, xml: Path, *, compress_to_fp16: bool) -> list[Path]
 
     folder = xml.parent
     created = not folder.exists()
-    folder.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".rtk-ir-", dir=folder))
+    tmp = fresh_temp_name(folder, ".rtk-ir-")
     try:
+        folder.mkdir(exist_ok=True)
+        tmp.mkdir()
         ov.save_model(model, str(tmp / xml.name), compress_to_fp16=compress_to_fp16)
         os.replace(tmp / bin_path(xml).name, bin_path(xml))
         os.replace(tmp / xml.name, xml)
