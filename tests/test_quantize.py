@@ -159,6 +159,14 @@ def test_onnx_to_int8_ir_for_openvino_matches_fp32_on_openvino(work, random_onnx
     assert meta.extra["quantization"]["settings"]["fast_bias_correction"] is True
 
 
+def test_full_bias_correction_on_request_for_an_ir(work, random_onnx, tiny_data):
+    out = work / "full-bc" / "model.xml"
+    out.parent.mkdir()
+    quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="openvino", bias_correction="full",
+                  **{**SMALL, "bench_runs": 0})
+    assert read_meta(out).extra["quantization"]["settings"]["fast_bias_correction"] is False
+
+
 def test_calibration_pick_is_seeded_balanced_and_listable(tiny_data, tmp_path):
     files = list_images(tiny_data / "train")
     first = balanced_order(files, seed=1)[:8]
@@ -203,7 +211,7 @@ def _bad_folders(root: Path, tiny_data: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("case", ["empty", "corrupt", "too-few", "quantized", "meta-int8", "target", "no-val",
-                                  "size", "pt-input", "val-classes", "ir-not-openvino"])
+                                  "size", "pt-input", "val-classes", "ir-not-openvino", "full-bc-onnx"])
 def test_bad_input_exits_2_and_writes_nothing(case, cli, tmp_path, random_onnx, random_ckpt, tiny_data, cpu_int8):
     folders = _bad_folders(tmp_path, tiny_data)
     model, calib, extra = random_onnx, tiny_data / "train", ["--allow-small", "--subset", "4"]
@@ -239,6 +247,8 @@ def test_bad_input_exits_2_and_writes_nothing(case, cli, tmp_path, random_onnx, 
         other.mkdir(parents=True)
         shutil.copy(next((tiny_data / "val").rglob("*.png")), other / "0.png")
         extra += ["--val", other.parent]
+    elif case == "full-bc-onnx":
+        extra += ["--target", "openvino", "--bias-correction", "full"]    # NNCF's ONNX backend fails with it
     out = tmp_path / ("out.xml" if case == "ir-not-openvino" else "out.onnx")
     res = cli("quantize", "--int8", model, "--calib", calib, "-o", out, *extra)
     assert res.exit_code == 2, (case, res.stdout, res.stderr)
