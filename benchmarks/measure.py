@@ -42,6 +42,12 @@ def spread(values: Sequence[float]) -> dict[str, float | list[float]]:
     return {"median": float(np.median(a)), "min": float(a.min()), "max": float(a.max()), "repeats": [float(v) for v in a]}
 
 
+def neighbour_means(outer: Sequence[float]) -> list[float]:
+    """For windows timed outer, inner, outer, ..., outer: the mean of the two outer windows around each inner
+    one, which cancels a drift of this VM's speed across the three."""
+    return [(outer[i] + outer[i + 1]) / 2 for i in range(len(outer) - 1)]
+
+
 def _input(runner, batch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
 
@@ -114,8 +120,7 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print)
                 runner, x = cases[key]
                 ms = float(time_calls(lambda: runner.infer_many(x, calls[key]), warmup=0, runs=1)[0])
                 ips[key].append(len(x) * calls[key] * 1e3 / ms)
-    lat_ips, thr_ips = ips["latency_b1"], ips["throughput_b8"]
-    ratios = [thr_ips[i] / ((lat_ips[i] + lat_ips[i + 1]) / 2) for i in range(repeats)]
+    ratios = [t / m for t, m in zip(ips["throughput_b8"], neighbour_means(ips["latency_b1"]))]
     out: dict = {k: spread(v) for k, v in ips.items()}
     out["ratios"] = spread(ratios)
     out["ratio"] = out["ratios"]["median"]
@@ -183,7 +188,7 @@ def rtk_vs_benchmark_app(xml: Path, *, seconds: int, repeats: int, warmup: int, 
             if "error" in other:
                 return other
             app.append(other["median_ms"])
-    ratios = [(rtk[i] + rtk[i + 1]) / 2 / app[i] for i in range(repeats)]
+    ratios = [m / a for m, a in zip(neighbour_means(rtk), app)]
     out = {"benchmark_app_ms": spread(app), "rtk_ms": spread(rtk), "ratios": spread(ratios),
            "command": other["command"], "rtk_command": got["command"]}
     out["ratio"] = out["ratios"]["median"]
