@@ -13,7 +13,8 @@ from onnx import TensorProto, numpy_helper
 
 from toolkit.artifact import read_meta
 from toolkit.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
-from toolkit.quantize import _control_report, check_trt_qdq, cpu_settings, quantize_int8
+from toolkit.quantize import _control_report, cpu_settings, quantize_int8
+from toolkit.trt_check import qdq_form
 from toolkit.validate import mean_cosine, validate
 
 SMALL = {"subset": 16, "allow_small": True, "bench_runs": 5}
@@ -65,7 +66,7 @@ def test_tensorrt_target_is_signed_symmetric_per_channel_qdq(work, random_onnx, 
         scale = numpy_helper.to_array(inits[dq.input[1]])
         assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],), conv.name
         assert next((a.i for a in dq.attribute if a.name == "axis"), 1) == 0
-    assert check_trt_qdq(model) == []
+    assert qdq_form(model) == []
     assert result.speedup is None and "not measurable" in result.speed_note
     meta = read_meta(out)
     assert meta.precision == "int8"
@@ -74,8 +75,8 @@ def test_tensorrt_target_is_signed_symmetric_per_channel_qdq(work, random_onnx, 
 
 
 def test_trt_checker_rejects_nncf_cpu_form(cpu_int8):
-    problems = check_trt_qdq(onnx.load(cpu_int8.output))
-    assert any("UINT8" in p for p in problems)
+    problems = {f.message.split(";")[0] for f in qdq_form(onnx.load(cpu_int8.output))}
+    assert "QuantizeLinear in uint8 (TensorRT needs signed INT8)" in problems
 
 
 def test_cpu_target_qdq_runs_close_to_fp32(cpu_int8, random_onnx, tiny_data):

@@ -13,7 +13,7 @@ from toolkit.artifact import read_meta, sidecar_path
 from toolkit.backends.tensorrt import check_compatible
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
-from toolkit.trt_check import BatchProfile, check_onnx
+from toolkit.trt_check import BatchProfile, check_onnx, qdq_form
 
 from qdq import ort_quantize, trt_form_qdq
 
@@ -167,3 +167,16 @@ def test_int8_engine_from_qdq_runs_with_phases(trt_form_onnx, tmp_path):
         assert runner.infer(x).shape == (2, 4)
         phases = runner.infer_phases(x)
         assert set(phases) == {"h2d", "compute", "d2h"} and phases["compute"] > 0
+
+
+def test_qdq_form_wants_per_channel_weights_and_qdq():
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.int8), "w")
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    zp = numpy_helper.from_array(np.array(0, np.int8), "z")
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wf"], name="dq_w"),
+             helper.make_node("Conv", ["x", "wf"], ["y"], name="conv")]
+    model = _graph(nodes, [w, scale, zp], [1, 3, 8, 8])
+    assert [(f.severity, f.node) for f in check_onnx(model)] == [("warning", "dq_w")]   # TensorRT builds it
+    assert [(f.severity, f.node) for f in qdq_form(model)] == [("error", "dq_w")]      # rtk's TensorRT form does not
+    plain = _graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], [], [1, 3, 8, 8])
+    assert "not quantized" in qdq_form(plain)[0].message

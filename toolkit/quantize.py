@@ -7,7 +7,7 @@
 |             |       |                                         | or INT8 IR (`-o *.xml`, NNCF's OpenVINO backend)|
 | openvino    | IR    | nncf.quantize                           | INT8 IR (FakeQuantize)                         |
 | tensorrt    | ONNX  | onnxruntime quantize_static (QDQ, S8S8, | QDQ ONNX: all int8, zero-point 0, per-channel  |
-|             |       | symmetric, bias not quantized)          | weights (`check_trt_qdq` proves the form)      |
+|             |       | symmetric, bias not quantized)          | weights (`trt_check.qdq_form` proves the form)|
 
 CPU settings by the ISA tier `toolkit.doctor.cpu_info()` detects (`cpu_settings`; measured numbers are in
 calibration/README.md):
@@ -48,10 +48,10 @@ from toolkit.artifact import (ModelMeta, check_output, fresh_temp_name, load_onn
 from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_set
 from toolkit.doctor import CpuInfo, cpu_info
 from toolkit.errors import RtkError
+from toolkit.trt_check import REFUSED_OPS, qdq_form
 
 QUANT_TARGETS = ("onnxruntime", "openvino", "tensorrt")
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
-                 "MatMulInteger", "DynamicQuantizeLinear"}
+QUANTIZED_OPS = REFUSED_OPS | {"QuantizeLinear", "DequantizeLinear"}   # QDQ and ONNX Runtime's integer operators
 TRT_NOTE = "not measurable on this machine (TensorRT needs an NVIDIA GPU); build an engine with `rtk compile`"
 
 
@@ -116,47 +116,6 @@ def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
         return CpuSettings(overflow_fix="enable", isa=tier, reason=(
             f"{tier} without VNNI: VPMADDUBSW sums u8*s8 pairs in int16 and can saturate; 7-bit weights avoid it"))
     return CpuSettings(overflow_fix="first_layer_only", isa=tier, reason=f"{tier}: NNCF's default overflow fix")
-
-
-def check_trt_qdq(model: Any) -> list[str]:
-    """Problems that keep an ONNX model from TensorRT's explicit-quantization form (empty list = fine).
-
-    TensorRT wants QuantizeLinear/DequantizeLinear with signed INT8 and zero-point 0 everywhere, and weight
-    scales per output channel (axis 0); integer operators (QLinearConv, ...) are not accepted.
-    """
-    from onnx import TensorProto, numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    consts = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute}
-    inits.update(consts)
-    problems: list[str] = []
-    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    if not qdq:
-        return ["no QuantizeLinear/DequantizeLinear nodes: the model is not quantized"]
-    integer_ops = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS} - {
-        "QuantizeLinear", "DequantizeLinear"})
-    if integer_ops:
-        problems.append(f"integer operators {', '.join(integer_ops)} (QOperator format); TensorRT needs QDQ")
-    for node in qdq:
-        if len(node.input) < 3 or not node.input[2]:
-            problems.append(f"{node.name}: no zero-point input, which means uint8")
-            continue
-        zp = inits.get(node.input[2])
-        if zp is None:
-            problems.append(f"{node.name}: zero-point is not a constant")
-            continue
-        if zp.data_type != TensorProto.INT8:
-            problems.append(f"{node.name}: zero-point type {TensorProto.DataType.Name(zp.data_type)}, not INT8")
-        if np.any(numpy_helper.to_array(zp) != 0):
-            problems.append(f"{node.name}: zero-point is not 0 (asymmetric)")
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            scale = inits.get(node.input[1])
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-            if scale is None or numpy_helper.to_array(scale).size <= 1:
-                problems.append(f"{node.name}: weight scale is per-tensor, TensorRT wants per-channel")
-            elif axis != 0:
-                problems.append(f"{node.name}: weight scale axis {axis}, TensorRT wants axis 0 (output channels)")
-    return problems
 
 
 def is_quantized_onnx(model: Any) -> bool:
@@ -342,9 +301,10 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
             if target == "tensorrt":
                 say(f"calibrating {len(calset)} images (onnxruntime quantize_static, TensorRT QDQ form)")
                 method, settings, qmodel = "onnxruntime.quantize_static", TRT_SETTINGS, _trt_qdq(source, calset, tmp)
-                problems = check_trt_qdq(qmodel)
+                problems = qdq_form(qmodel)
                 if problems:
-                    raise RtkError(f"the TensorRT QDQ form check failed: {problems[0]} (+{len(problems) - 1} more)")
+                    raise RtkError(f"the TensorRT QDQ form check failed: {problems[0].node}: {problems[0].message} "
+                                   f"(+{len(problems) - 1} more)")
             else:
                 cpu = cpu_settings().model_copy(update={"fast_bias_correction": fast_bias_correction})
                 batch = calibration_batch(model) if max_drop is None else 1

@@ -66,6 +66,18 @@ def check_onnx(source: Path | Any, *, profile: BatchProfile | None = None) -> li
     return sorted(findings, key=lambda f: f.severity != "error")
 
 
+def qdq_form(model: Any) -> list[Finding]:
+    """TensorRT's explicit-quantization form alone, as `rtk quantize --target tensorrt` promises it (empty = the
+    form holds): Q/DQ present, no integer operators, signed INT8 with zero-point 0, per-tensor activation scales,
+    weight scales per output channel. Every finding is an error here, per-tensor weight scales included (TensorRT
+    builds them, but they cost accuracy)."""
+    if not has_qdq(model):
+        return [Finding(severity="error", node="(model)",
+                        message="no QuantizeLinear/DequantizeLinear nodes: the model is not quantized")]
+    found = [f for f in _ops(model) if f.severity == "error"] + _qdq(model)
+    return [f.model_copy(update={"severity": "error"}) for f in found]
+
+
 def has_qdq(model: Any) -> bool:
     """True when the graph carries explicit quantization (QuantizeLinear / DequantizeLinear nodes)."""
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
@@ -179,9 +191,13 @@ def _qdq(model: Any) -> list[Finding]:
             found.append(Finding(severity="error", node=name,
                                  message="scale is computed at run time; TensorRT needs a constant Q/DQ scale"))
             continue
+        on_weights = node.input[0] in inits or node.input[0] in consts
         if scale.size > 1:
-            found.extend(_per_channel(node, name, attrs, node.input[0] in inits or node.input[0] in consts,
-                                      consumers))
+            found.extend(_per_channel(node, name, attrs, on_weights, consumers))
+        elif on_weights and node.op_type == "DequantizeLinear":
+            found.append(Finding(severity="warning", node=name,
+                                 message="per-tensor weight scale; TensorRT builds it, but per-channel scales "
+                                         "(axis 0) keep more accuracy"))
     return found
 
 
