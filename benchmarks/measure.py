@@ -128,8 +128,8 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print)
     return out
 
 
-def benchmark_app(xml: Path, *, seconds: int, batch: int = 1) -> dict:
-    """OpenVINO's own `benchmark_app` on the IR with the LATENCY hint and f32 inference (rtk's FP32 setting)."""
+def benchmark_app(xml: Path, *, seconds: int, batch: int = 1, hint: str = "latency") -> dict:
+    """OpenVINO's own `benchmark_app` on the IR with a performance hint and f32 inference (rtk's FP32 setting)."""
     exe = Path(sys.executable).with_name("benchmark_app")
     if not exe.is_file():
         found = shutil.which("benchmark_app")
@@ -140,7 +140,7 @@ def benchmark_app(xml: Path, *, seconds: int, batch: int = 1) -> dict:
 
     side = read_meta(xml).preprocess.crop
     with tempfile.TemporaryDirectory(prefix="rtk-bench-app-") as tmp:
-        cmd = [str(exe), "-m", str(xml), "-d", "CPU", "-hint", "latency", "-t", str(seconds), "-json_stats",
+        cmd = [str(exe), "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(seconds), "-json_stats",
                "-report_type", "no_counters", "-report_folder", tmp, "-shape", f"[{batch},3,{side},{side}]",
                "-infer_precision", "f32"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 120)
@@ -152,7 +152,27 @@ def benchmark_app(xml: Path, *, seconds: int, batch: int = 1) -> dict:
         res = json.loads(report.read_text())["execution_results"]
     num = lambda v: float(re.sub(r"[^0-9.]", "", str(v)))  # noqa: E731
     return {"median_ms": num(res["latency (ms)"]), "avg_ms": num(res["avg latency"]), "min_ms": num(res["min latency"]),
-            "iterations": int(num(res["total number of iterations"])), "command": " ".join(cmd).replace(tmp, "TMP")}
+            "images_per_s": num(res["throughput"]), "iterations": int(num(res["total number of iterations"])),
+            "command": " ".join(cmd).replace(tmp, "TMP")}
+
+
+def benchmark_app_hints(xml: Path, *, seconds: int, repeats: int, say: Say = print) -> dict:
+    """What OpenVINO's own tool reaches for THROUGHPUT at batch 8 vs LATENCY at batch 1 on the same IR: the
+    hardware's headroom, next to rtk's `openvino_hints` ratio. Runs alternate latency, throughput, ..., latency
+    and each throughput run is divided by the mean of the latency runs either side, as in `openvino_hints`."""
+    lat: list[float] = []
+    thr: list[float] = []
+    for r in range(repeats + 1):
+        say(f"benchmark_app hints, {r + 1}/{repeats + 1}")
+        for hint, batch, into in (("latency", 1, lat), ("throughput", 8, thr))[:1 if r == repeats else 2]:
+            got = benchmark_app(xml, seconds=seconds, batch=batch, hint=hint)
+            if "error" in got:
+                return got
+            into.append(got["images_per_s"])
+    out: dict = {"latency_b1": spread(lat), "throughput_b8": spread(thr),
+                 "ratios": spread([t / m for t, m in zip(thr, neighbour_means(lat))])}
+    out["ratio"] = out["ratios"]["median"]
+    return out
 
 
 def rtk_bench_cli(xml: Path, *, seconds: int, warmup: int) -> dict:

@@ -142,6 +142,13 @@ def markdown(res: dict) -> str:
                          f"THROUGHPUT hint batch 8 {hp['throughput_b8']['median']:.1f} images/s ({hp['ratio']:.2f}x"
                          f"{_ratio_spread(hp)}; {hp['runtime']['throughput'].get('streams')} streams, "
                          f"{hp['runtime']['throughput'].get('infer_requests')} requests)")
+            app_h = hp.get("benchmark_app") or {}
+            if "ratio" in app_h:
+                lines.append(f"  - benchmark_app on the same IR (f32): LATENCY batch 1 {app_h['latency_b1']['median']:.1f} "
+                             f"images/s, THROUGHPUT batch 8 {app_h['throughput_b8']['median']:.1f} images/s "
+                             f"({app_h['ratio']:.2f}x{_ratio_spread(app_h)})")
+            elif "error" in app_h:
+                lines.append(f"  - benchmark_app on the same IR: {app_h['error']}")
     if "error" in app:
         lines.append(f"- benchmark_app: {app['error']}")
     else:
