@@ -12,7 +12,8 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import bench
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
-from toolkit.quantize import CALIB_BATCH, calibration_batch, cpu_settings, openvino_int8
+from toolkit.nncf_ptq import CALIB_BATCH, calibration_batch, cpu_settings
+from toolkit.quantize import openvino_int8
 from toolkit.validate import validate
 
 from qdq import trt_form_qdq

@@ -13,7 +13,8 @@ from onnx import TensorProto, numpy_helper
 
 from toolkit.artifact import read_meta
 from toolkit.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
-from toolkit.quantize import _control_report, cpu_settings, quantize_int8
+from toolkit.nncf_ptq import control_report, cpu_settings
+from toolkit.quantize import quantize_int8
 from toolkit.trt_check import qdq_form
 from toolkit.validate import mean_cosine, validate
 
@@ -194,10 +195,10 @@ def test_accuracy_control_report_reads_nncf_log():
            "Reverted 1 operations to the floating-point precision: \n\t/layer4/layer4.2/conv3/Conv",
            "1 out of 54 were reverted back to the floating-point precision:\n\t/layer4/layer4.2/conv3/Conv",
            "Algorithm completed: achieved required accuracy drop 0.0 (absolute)"]
-    report = _control_report(log, onnx.ModelProto(), 0.5, is_ir=False)
+    report = control_report(log, onnx.ModelProto(), 0.5, is_ir=False)
     assert report.reverted_layers == ["/layer4/layer4.2/conv3/Conv"]
     assert report.nncf_drop_pt == pytest.approx(1.25) and report.message.startswith("Algorithm completed")
-    assert _control_report([], onnx.ModelProto(), 0.5, is_ir=False).reverted_layers == []
+    assert control_report([], onnx.ModelProto(), 0.5, is_ir=False).reverted_layers == []
 
 
 def _bad_folders(root: Path, tiny_data: Path) -> dict[str, Path]:

@@ -155,7 +155,8 @@ def compile_model(source: str | Path, *, target: CompileTarget, output: str | Pa
         quantize = None
         if precision == "int8" and not qdq:
             from toolkit.calibration import calibration_set
-            from toolkit.quantize import calibration_batch, openvino_int8
+            from toolkit.nncf_ptq import calibration_batch
+            from toolkit.quantize import openvino_int8
 
             say("reading calibration images")
             calset = calibration_set(Path(calibration), meta.preprocess, subset=calibration_samples, allow_small=True)

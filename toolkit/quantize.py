@@ -9,30 +9,12 @@
 | tensorrt    | ONNX  | onnxruntime quantize_static (QDQ, S8S8, | QDQ ONNX: all int8, zero-point 0, per-channel  |
 |             |       | symmetric, bias not quantized)          | weights (`trt_check.qdq_form` proves the form)|
 
-CPU settings by the ISA tier `toolkit.doctor.cpu_info()` detects (`cpu_settings`; measured numbers are in
-calibration/README.md):
-
-| ISA tier       | preset      | overflow fix | why                                                                 |
-|----------------|-------------|--------------|---------------------------------------------------------------------|
-| amx, vnni      | performance | disable      | VPDPBUSD/TDPBUSD add u8*s8 products straight into int32: nothing   |
-|                |             |              | saturates, so weights keep all 8 bits                              |
-| avx512, avx2   | performance | enable       | without VNNI, VPMADDUBSW sums u8*s8 pairs in int16 and saturates;   |
-|                |             |              | NNCF's overflow fix gives every weight 7 bits so the sum fits      |
-| other          | performance | first_layer_only | NNCF's default                                                      |
-
-Activation ranges on every tier: the min and max over all calibration images (`activations_range=minmax`, as
-ONNX Runtime's MinMax and PyTorch's MinMaxObserver), not NNCF's default mean of per-image min/max, which clips
-the largest activations: on the benchmark's trained ResNet50, top-1 drop 0.07 -> -0.2 pt on its val split and
-0.53 -> 0.07 pt on 1,500 fresh images (calibration/README.md).
-
-`preset=performance` is symmetric (activations after ReLU as u8 with zero-point 0); `model_type` stays unset
-because TRANSFORMER is for attention models, not CNNs. ORT's own quantize_static defaults (U8S8 QDQ) are
-not used for CPU targets: slower than FP32 on AVX2 and prone to the saturation above.
+CPU settings (preset, overflow fix by ISA tier, activation ranges) and the NNCF calls are in
+`toolkit.nncf_ptq`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
@@ -46,33 +28,14 @@ from pydantic import BaseModel, Field
 from toolkit.artifact import (ModelMeta, check_output, fresh_temp_name, load_onnx, read_meta, sha256_file,
                               write_onnx_meta)
 from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_set
-from toolkit.doctor import CpuInfo, cpu_info
 from toolkit.errors import RtkError
+from toolkit.nncf_ptq import (AccuracyControl, calibration_batch, control_report, cpu_settings, input_name,
+                              labeled_items, nncf_log, quantize_cpu, quantize_with_accuracy, settings_record)
 from toolkit.trt_check import REFUSED_OPS, qdq_form
 
 QUANT_TARGETS = ("onnxruntime", "openvino", "tensorrt")
 QUANTIZED_OPS = REFUSED_OPS | {"QuantizeLinear", "DequantizeLinear"}   # QDQ and ONNX Runtime's integer operators
 TRT_NOTE = "not measurable on this machine (TensorRT needs an NVIDIA GPU); build an engine with `rtk compile`"
-
-
-class CpuSettings(BaseModel):
-    preset: str = "performance"
-    overflow_fix: str
-    target_device: str = "CPU"
-    fast_bias_correction: bool = True   # NNCF's default; see calibration/README.md for the full one's cost
-    activations_range: str = "minmax"
-    isa: str
-    reason: str
-
-
-class AccuracyControl(BaseModel):
-    """What NNCF's accuracy control did: the layers it put back in float (none when INT8 met the bound)."""
-
-    max_drop_pt: float
-    reverted_layers: list[str]
-    fp32_layers: list[str] | None
-    nncf_drop_pt: float | None
-    message: str
 
 
 class QuantizeResult(BaseModel):
@@ -106,29 +69,8 @@ class QuantizeResult(BaseModel):
     seconds: float
 
 
-def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
-    """NNCF settings for a CPU target, chosen by the INT8 ISA tier (see the module docstring)."""
-    tier = (cpu or cpu_info()).int8_class
-    if tier in ("amx", "vnni"):
-        return CpuSettings(overflow_fix="disable", isa=tier, reason=(
-            f"{tier}: u8*s8 products accumulate in int32 (VNNI/AMX), no saturation, so full 8-bit weights"))
-    if tier in ("avx512", "avx2"):
-        return CpuSettings(overflow_fix="enable", isa=tier, reason=(
-            f"{tier} without VNNI: VPMADDUBSW sums u8*s8 pairs in int16 and can saturate; 7-bit weights avoid it"))
-    return CpuSettings(overflow_fix="first_layer_only", isa=tier, reason=f"{tier}: NNCF's default overflow fix")
-
-
 def is_quantized_onnx(model: Any) -> bool:
     return any(n.op_type in QUANTIZED_OPS for n in model.graph.node)
-
-
-def fp32_layers(model: Any) -> list[str]:
-    """Nodes that run in float: Conv/Gemm/MatMul whose weight does not come through a DequantizeLinear, and
-    residual Adds none of whose inputs do (NNCF quantizes both inputs of each Add and can revert them)."""
-    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    return [n.name for n in model.graph.node
-            if (n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] not in dq_out)
-            or (n.op_type == "Add" and not any(i in dq_out for i in n.input))]
 
 
 def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"], target: str,
@@ -221,31 +163,6 @@ def _load_fp32(source: Path) -> tuple[Any, tuple[int, ...] | None]:
 
 
 @contextmanager
-def nncf_log() -> Iterator[list[str]]:
-    """Collect NNCF's log messages instead of letting them print to stdout."""
-    import nncf  # noqa: F401  (sets up the "nncf" logger)
-
-    logger = logging.getLogger("nncf")
-    records: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage())
-
-    saved = list(logger.handlers)
-    handler = Collect(level=logging.INFO)
-    for h in saved:
-        logger.removeHandler(h)
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        for h in saved:
-            logger.addHandler(h)
-
-
-@contextmanager
 def staging(output: Path) -> Iterator[Path]:
     """A temporary folder beside `output`, removed afterwards whatever happens."""
     tmp = fresh_temp_name(output.parent, f".{output.name}.")
@@ -292,7 +209,7 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
     """Quantize into a staging folder, measure FP32 vs INT8 there, then move the finished files into place."""
     is_ir = output.suffix.lower() == ".xml"
     runtime = "openvino" if target == "openvino" else "onnxruntime"
-    val_items = _val_items(val, meta) if max_drop is not None else None
+    val_items = labeled_items(val, meta) if max_drop is not None else None
     with staging(output) as tmp:
         staged = tmp / output.name
         t0 = time.perf_counter()
@@ -308,16 +225,16 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
             else:
                 cpu = cpu_settings().model_copy(update={"fast_bias_correction": fast_bias_correction})
                 batch = calibration_batch(model) if max_drop is None else 1
-                settings = _settings_record(cpu, calset, batch)
+                settings = settings_record(cpu, calset, batch)
                 say(f"calibrating {len(calset)} images with NNCF ({cpu.isa}: overflow fix {cpu.overflow_fix})")
                 if max_drop is None:
-                    method, qmodel = "nncf.quantize", _nncf(model, calset, cpu, batch)
+                    method, qmodel = "nncf.quantize", quantize_cpu(model, calset, cpu, batch)
                 else:
                     method = "nncf.quantize_with_accuracy_control"
-                    qmodel = _nncf_accuracy(model, calset, cpu, val_items, max_drop)
+                    qmodel = quantize_with_accuracy(model, calset, cpu, val_items, max_drop)
         calib_seconds = time.perf_counter() - t0
         if max_drop is not None:
-            control = _control_report(log, qmodel, max_drop, is_ir)
+            control = control_report(log, qmodel, max_drop, is_ir)
             if any("All layers have been checked" in m for m in log):
                 from toolkit.errors import GateFailed
 
@@ -365,68 +282,6 @@ TRT_SETTINGS: dict[str, Any] = {
 }
 
 
-def _input_name(model: Any) -> str:
-    return model.graph.input[0].name
-
-
-# Images per call in NNCF's statistics pass. NNCF's batchwise statistics keep per-image minima, maxima and means,
-# so the ranges equal batch 1's (bit-identical on the benchmark's ResNet50); it saves about 2 s of a 300-image
-# calibration at 224x224 on 2 cores (NNCF's per-call bookkeeping, and OpenVINO runs a batch a little faster).
-CALIB_BATCH = 8
-
-
-def calibration_batch(model: Any) -> int:
-    """CALIB_BATCH for an ONNX model or ov.Model whose batch dimension is dynamic; 1 when it is fixed."""
-    if hasattr(model, "graph"):
-        dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-        dynamic = bool(dim.dim_param) or not dim.HasField("dim_value")
-    else:
-        dynamic = model.input(0).get_partial_shape()[0].is_dynamic
-    return CALIB_BATCH if dynamic else 1
-
-
-def _settings_record(cpu: CpuSettings, calset: CalibrationSet, batch: int) -> dict[str, Any]:
-    """The NNCF settings as recorded in the artifact and the result: images counted as images, not NNCF items."""
-    return {**cpu.model_dump(), "subset_size": len(calset), "calibration_batch": batch}
-
-
-def _nncf_args(cpu: CpuSettings, calset: CalibrationSet, batch: int) -> dict[str, Any]:
-    import nncf
-
-    return {"preset": nncf.QuantizationPreset(cpu.preset), "target_device": nncf.TargetDevice(cpu.target_device),
-            "subset_size": -(-len(calset) // batch), "fast_bias_correction": cpu.fast_bias_correction}
-
-
-def _calib_dataset(model: Any, calset: CalibrationSet, batch: int) -> Any:
-    """The calibration images in batches of `batch` (NNCF counts its subset_size in these items)."""
-    import nncf
-
-    stacked = np.stack(calset.samples)
-    items = [stacked[i:i + batch] for i in range(0, len(stacked), batch)]
-    if hasattr(model, "graph"):
-        name = _input_name(model)
-        return nncf.Dataset(items, lambda x: {name: x})
-    return nncf.Dataset(items)
-
-
-def _advanced(cpu: CpuSettings, *, batchwise_statistics: bool) -> Any:
-    import nncf
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    ranges = {"minmax": RangeEstimatorParametersSet.MINMAX, "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX}
-    return nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(cpu.overflow_fix),
-                                               activations_range_estimator_params=ranges[cpu.activations_range],
-                                               batchwise_statistics=batchwise_statistics)
-
-
-def _nncf(model: Any, calset: CalibrationSet, cpu: CpuSettings, batch: int) -> Any:
-    import nncf
-
-    advanced = _advanced(cpu, batchwise_statistics=batch > 1)
-    return nncf.quantize(model, _calib_dataset(model, calset, batch), advanced_parameters=advanced,
-                         **_nncf_args(cpu, calset, batch))
-
-
 def openvino_int8(calset: CalibrationSet, batch: int) -> tuple[Callable[[Any], Any], dict[str, Any]]:
     """(ov.Model -> INT8 ov.Model by NNCF with rtk's CPU settings for this machine, the record of how).
 
@@ -434,81 +289,8 @@ def openvino_int8(calset: CalibrationSet, batch: int) -> tuple[Callable[[Any], A
     --target openvino -o *.xml` for the same images. `batch`: `calibration_batch` of the model to quantize."""
     cpu = cpu_settings()
     record = quantization_record(target="openvino", method="nncf.quantize", calibration=calset.facts,
-                                 settings=_settings_record(cpu, calset, batch))
-    return (lambda model: _nncf(model, calset, cpu, batch)), record
-
-
-def _val_items(val: Path, meta: ModelMeta) -> list[tuple[np.ndarray, int]]:
-    from toolkit.data import batches, check_classes, image_folder
-
-    data = image_folder(val, meta.preprocess)
-    check_classes(meta.class_names, data, what="the model")
-    return [(x[None], int(y)) for xs, ys in batches(data, 32) for x, y in zip(xs, ys)]
-
-
-def _run_any(model: Any, x: np.ndarray, cache: dict) -> np.ndarray:
-    """Logits from what NNCF hands a validation function: an onnx.ModelProto or an ov.CompiledModel."""
-    if hasattr(model, "graph"):
-        if cache.get("model") is not model:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            cache.update(model=model, session=ort.InferenceSession(model.SerializeToString(), opts,
-                                                                   providers=["CPUExecutionProvider"]))
-        return cache["session"].run(None, {_input_name(model): x})[0]
-    return np.asarray(model(x)[0])
-
-
-def _nncf_accuracy(model: Any, calset: CalibrationSet, cpu: CpuSettings, val_items: list, max_drop: float) -> Any:
-    """nncf.quantize_with_accuracy_control with top-1 as a fraction, so max_drop points / 100 is its unit.
-
-    Layers are ranked by how much reverting them helps: on an IR by the logits' normalised MSE (per-item logits),
-    on ONNX by per-item correctness, since NNCF 3.4 implements the MSE ranking for its OpenVINO backend only.
-    """
-    import nncf
-
-    cache: dict = {}
-    is_onnx = hasattr(model, "graph")
-
-    def validation_fn(compiled: Any, items: Any) -> tuple[float, list]:
-        items = list(items)
-        logits = np.concatenate([_run_any(compiled, np.concatenate([x for x, _ in items[i:i + 32]]), cache)
-                                 for i in range(0, len(items), 32)])
-        correct = logits.argmax(1) == np.array([y for _, y in items])
-        per_item = [float(c) for c in correct] if is_onnx else [[row[None]] for row in logits]
-        return float(np.mean(correct)), per_item
-
-    if is_onnx:
-        name = _input_name(model)
-        val_ds = nncf.Dataset(val_items, lambda item: {name: item[0]})
-    else:
-        val_ds = nncf.Dataset(val_items, lambda item: item[0])
-    advanced = _advanced(cpu, batchwise_statistics=False)
-    return nncf.quantize_with_accuracy_control(
-        model, _calib_dataset(model, calset, 1), val_ds, validation_fn, max_drop=max_drop / 100.0,
-        drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced, **_nncf_args(cpu, calset, 1))
-
-
-def _control_report(log: list[str], qmodel: Any, max_drop: float, is_ir: bool) -> AccuracyControl:
-    """Read NNCF's log: its final "N out of M were reverted" list, or "Algorithm completed" when none were."""
-    reverted: list[str] = []
-    for msg in log:
-        if "were reverted back to the floating-point precision" in msg:
-            reverted = [line.strip() for line in msg.splitlines()[1:] if line.strip()]
-    drops = [m for m in log if m.startswith("Accuracy drop")]
-    nncf_drop = None
-    if drops:
-        try:
-            nncf_drop = 100.0 * float(drops[0].split(":")[1].split("(")[0])
-        except (IndexError, ValueError):
-            nncf_drop = None
-    ends = [m for m in log if m.startswith("Algorithm completed") or "could not achieve" in m]
-    message = ends[-1] if ends else (log[-1] if log else "")
-    if not reverted and not ends:
-        message = "INT8 met the bound; no layer needed to be reverted"
-    return AccuracyControl(max_drop_pt=max_drop, reverted_layers=reverted, nncf_drop_pt=nncf_drop,
-                           fp32_layers=None if is_ir else fp32_layers(qmodel), message=message)
+                                 settings=settings_record(cpu, calset, batch))
+    return (lambda model: quantize_cpu(model, calset, cpu, batch)), record
 
 
 def _trt_qdq(source: Path, calset: CalibrationSet, tmp: Path) -> Any:
@@ -516,7 +298,7 @@ def _trt_qdq(source: Path, calset: CalibrationSet, tmp: Path) -> Any:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    name = _input_name(load_onnx(source, load_external_data=False))
+    name = input_name(load_onnx(source, load_external_data=False))
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
