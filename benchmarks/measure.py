@@ -112,8 +112,9 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print)
         info = {"latency": lat.describe(), "throughput": thr.describe()}
         calls = {}
         for key, (runner, x) in cases.items():  # warm up, and size each window to about `seconds`
-            per_call = float(time_calls(lambda: runner.infer_many(x, 2), warmup=1, runs=1)[0]) / 2
-            calls[key] = max(2, round(seconds * 1e3 / per_call))
+            n = runner.parallel_requests      # in whole rounds of the parallel requests (an odd count idles one)
+            per_call = float(time_calls(lambda: runner.infer_many(x, 2 * n), warmup=1, runs=1)[0]) / (2 * n)
+            calls[key] = n * max(2, round(seconds * 1e3 / per_call / n))
         for r in range(repeats + 1):
             say(f"OpenVINO hints, window {r + 1}/{repeats + 1}")
             for key in ("latency_b1", "throughput_b8")[:1 if r == repeats else 2]:

@@ -66,6 +66,12 @@ class Runner(abc.ABC):
         """Milliseconds per phase of one call (e.g. h2d/compute/d2h), for runtimes that can tell."""
         return None
 
+    @property
+    def parallel_requests(self) -> int:
+        """Inferences `infer_many` keeps in flight at once. Time it over whole multiples of this: with 2 requests,
+        7 inferences take as long as 8, since the last one runs while the other request idles."""
+        return 1
+
     def infer_many(self, batch: np.ndarray, count: int) -> None:
         """Run `count` inferences of `batch`; runtimes with parallel requests (OpenVINO THROUGHPUT) overlap them.
 

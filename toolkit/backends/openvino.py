@@ -178,12 +178,16 @@ class OpenVINORunner(Runner):
         self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
         return self.request.get_output_tensor(0).data.copy()
 
+    @property
+    def parallel_requests(self) -> int:
+        return int(self._property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1)
+
     def infer_many(self, batch: np.ndarray, count: int) -> None:
         """`count` inferences spread over the device's optimal number of parallel requests."""
         import openvino as ov
 
         if self._queue is None:
-            self._queue = ov.AsyncInferQueue(self.compiled, self._property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1)
+            self._queue = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
         x = np.ascontiguousarray(batch, dtype=np.float32)
         for _ in range(count):
             self._queue.start_async({0: x}, share_inputs=True)
