@@ -48,6 +48,34 @@ def neighbour_means(outer: Sequence[float]) -> list[float]:
     return [(outer[i] + outer[i + 1]) / 2 for i in range(len(outer) - 1)]
 
 
+def alternate(outer: Callable[[], float], inner: Callable[[], float], *, repeats: int, label: str,
+              say: Say = print) -> tuple[list[float], list[float]]:
+    """Run outer, inner, outer, ..., outer (`repeats` inner runs) and return both series; compare each inner value
+    with `neighbour_means(outer)`, which cancels a drift of this VM's speed across the three runs."""
+    outs: list[float] = []
+    ins: list[float] = []
+    for r in range(repeats + 1):
+        say(f"{label}, {r + 1}/{repeats + 1}")
+        outs.append(outer())
+        if r < repeats:
+            ins.append(inner())
+    return outs, ins
+
+
+class CommandFailed(Exception):
+    """A measuring command failed; `record` is its {"error": ...} result, which the measurement returns."""
+
+    def __init__(self, record: dict) -> None:
+        super().__init__(record["error"])
+        self.record = record
+
+
+def _ok(got: dict) -> dict:
+    if "error" in got:
+        raise CommandFailed(got)
+    return got
+
+
 def _input(runner, batch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
 
@@ -105,7 +133,6 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print)
     Windows of about `seconds` each, in the order latency, throughput, latency, ..., latency: each throughput
     window is divided by the mean of the latency windows either side of it (this VM's speed drifts and jumps,
     and a plain pair charges that to whichever ran second); the median of the `repeats` ratios is quoted."""
-    ips: dict[str, list[float]] = {"latency_b1": [], "throughput_b8": []}
     with open_runner(xml, "openvino", options=RunnerOptions(hint="latency", max_batch=8)) as lat, \
             open_runner(xml, "openvino", options=RunnerOptions(hint="throughput", max_batch=8)) as thr:
         cases = {"latency_b1": (lat, _input(lat, 1)), "throughput_b8": (thr, _input(thr, 8))}
@@ -115,14 +142,16 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print)
             n = runner.parallel_requests      # in whole rounds of the parallel requests (an odd count idles one)
             per_call = float(time_calls(lambda: runner.infer_many(x, 2 * n), warmup=1, runs=1)[0]) / (2 * n)
             calls[key] = n * max(2, round(seconds * 1e3 / per_call / n))
-        for r in range(repeats + 1):
-            say(f"OpenVINO hints, window {r + 1}/{repeats + 1}")
-            for key in ("latency_b1", "throughput_b8")[:1 if r == repeats else 2]:
-                runner, x = cases[key]
-                ms = float(time_calls(lambda: runner.infer_many(x, calls[key]), warmup=0, runs=1)[0])
-                ips[key].append(len(x) * calls[key] * 1e3 / ms)
-    ratios = [t / m for t, m in zip(ips["throughput_b8"], neighbour_means(ips["latency_b1"]))]
-    out: dict = {k: spread(v) for k, v in ips.items()}
+
+        def window(key: str) -> Callable[[], float]:
+            runner, x = cases[key]
+            return lambda: len(x) * calls[key] * 1e3 / float(
+                time_calls(lambda: runner.infer_many(x, calls[key]), warmup=0, runs=1)[0])
+
+        lat_ips, thr_ips = alternate(window("latency_b1"), window("throughput_b8"), repeats=repeats,
+                                     label="OpenVINO hint windows", say=say)
+    ratios = [t / m for t, m in zip(thr_ips, neighbour_means(lat_ips))]
+    out: dict = {"latency_b1": spread(lat_ips), "throughput_b8": spread(thr_ips)}
     out["ratios"] = spread(ratios)
     out["ratio"] = out["ratios"]["median"]
     out["runtime"] = info
@@ -161,15 +190,14 @@ def benchmark_app_hints(xml: Path, *, seconds: int, repeats: int, say: Say = pri
     """What OpenVINO's own tool reaches for THROUGHPUT at batch 8 vs LATENCY at batch 1 on the same IR: the
     hardware's headroom, next to rtk's `openvino_hints` ratio. Runs alternate latency, throughput, ..., latency
     and each throughput run is divided by the mean of the latency runs either side, as in `openvino_hints`."""
-    lat: list[float] = []
-    thr: list[float] = []
-    for r in range(repeats + 1):
-        say(f"benchmark_app hints, {r + 1}/{repeats + 1}")
-        for hint, batch, into in (("latency", 1, lat), ("throughput", 8, thr))[:1 if r == repeats else 2]:
-            got = benchmark_app(xml, seconds=seconds, batch=batch, hint=hint)
-            if "error" in got:
-                return got
-            into.append(got["images_per_s"])
+    def run(hint: str, batch: int) -> Callable[[], float]:
+        return lambda: _ok(benchmark_app(xml, seconds=seconds, batch=batch, hint=hint))["images_per_s"]
+
+    try:
+        lat, thr = alternate(run("latency", 1), run("throughput", 8), repeats=repeats, label="benchmark_app hints",
+                             say=say)
+    except CommandFailed as exc:
+        return exc.record
     out: dict = {"latency_b1": spread(lat), "throughput_b8": spread(thr),
                  "ratios": spread([t / m for t, m in zip(thr, neighbour_means(lat))])}
     out["ratio"] = out["ratios"]["median"]
@@ -197,20 +225,22 @@ def rtk_vs_benchmark_app(xml: Path, *, seconds: int, repeats: int, warmup: int, 
     on either side of it, which cancels a drift of this VM's speed across the three (a plain back-to-back pair
     charges it to whichever ran second). The median of the `repeats` ratios is quoted.
     """
-    rtk, app, ratios = [], [], []
-    for r in range(repeats + 1):
-        say(f"rtk bench vs benchmark_app, {r + 1}/{repeats + 1}")
-        got = rtk_bench_cli(xml, seconds=seconds, warmup=warmup)
-        if "error" in got:
-            return got
-        rtk.append(got["median_ms"])
-        if r < repeats:
-            other = benchmark_app(xml, seconds=seconds)
-            if "error" in other:
-                return other
-            app.append(other["median_ms"])
+    last: dict[str, dict] = {}
+
+    def run(name: str, command: Callable[[], dict]) -> Callable[[], float]:
+        def once() -> float:
+            last[name] = _ok(command())
+            return last[name]["median_ms"]
+        return once
+
+    try:
+        rtk, app = alternate(run("rtk", lambda: rtk_bench_cli(xml, seconds=seconds, warmup=warmup)),
+                             run("app", lambda: benchmark_app(xml, seconds=seconds)), repeats=repeats,
+                             label="rtk bench vs benchmark_app", say=say)
+    except CommandFailed as exc:
+        return exc.record
     ratios = [m / a for m, a in zip(neighbour_means(rtk), app)]
     out = {"benchmark_app_ms": spread(app), "rtk_ms": spread(rtk), "ratios": spread(ratios),
-           "command": other["command"], "rtk_command": got["command"]}
+           "command": last["app"]["command"], "rtk_command": last["rtk"]["command"]}
     out["ratio"] = out["ratios"]["median"]
     return out

@@ -31,6 +31,7 @@ class Settings:
     benchmark_app_seconds: int = 2     # per run of each tool: rtk, app, rtk, app, ..., rtk; short windows, many
                                        # of them: this VM changes speed within seconds
     benchmark_app_repeats: int = 8     # benchmark_app runs, each against the mean of the rtk runs either side
+    benchmark_app_hint_seconds: int = 3  # per benchmark_app run of its own LATENCY b1 vs THROUGHPUT b8 comparison
     # the accuracy model: trained by rtk on the built-in synthetic set (the recipe's size and schedule)
     synth_classes: int = 10
     synth_per_class: int = 300
