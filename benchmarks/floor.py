@@ -3,10 +3,13 @@
 peak = cores x clock x MACs per cycle per core. Assumed MACs/cycle/core (stated in every table):
 FP32: AVX-512 with 2 FMA units = 2 x 16 lanes = 32 (1 unit: 16); AVX2+FMA = 2 x 8 = 16.
 INT8: VNNI (vpdpbusd) = 4x the FP32 rate per instruction; AMX (TMUL) = 1024 per core (16x16x64 tile op / 16 cycles).
+The assumption is checked against a measured ceiling: the rate of a large f32 GEMM on all cores (`gemm_fp32_gmacs`).
 """
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -24,6 +27,7 @@ class CpuPeak(BaseModel):
     int8_gmacs: float
     int8_amx_gmacs: float | None
     assumption: str
+    gemm_fp32_gmacs: float | None = None   # measured: the best rate of a 2048x2048 f32 GEMM on all cores
 
 
 def clock_ghz() -> tuple[float, str]:
@@ -37,7 +41,28 @@ def clock_ghz() -> tuple[float, str]:
     return 2.0, "unknown (assumed 2.0 GHz)"
 
 
-def cpu_peak() -> CpuPeak:
+def gemm_fp32_gmacs(*, n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
+    """The f32 MAC rate this CPU reaches right now on the easiest dense work there is: an n x n x n GEMM (torch's
+    BLAS) on `threads` threads, best of `repeats` after a warm-up. Convolutions run as GEMM kernels do the same MACs and can't beat it
+    (OpenVINO runs all 53 of ResNet50's as oneDNN brgconv f32 kernels here, no Winograd)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        torch.mm(a, b, out=c)
+        best = 0.0
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch.mm(a, b, out=c)
+            best = max(best, n ** 3 / (time.perf_counter() - t) / 1e9)
+        return best
+    finally:
+        torch.set_num_threads(before)
+
+
+def cpu_peak(*, measure: bool = False) -> CpuPeak:
     from toolkit.doctor import cpu_info
 
     info = cpu_info()
@@ -58,7 +83,8 @@ def cpu_peak() -> CpuPeak:
             + "; os.cpu_count() may count hyper-threads, so these peaks are upper bounds")
     return CpuPeak(cores=cores, clock_ghz=ghz, clock_source=source, isa=isa, fp32_macs_per_cycle=fp32,
                    int8_macs_per_cycle=int8, int8_amx_macs_per_cycle=amx, fp32_gmacs=cores * ghz * fp32,
-                   int8_gmacs=cores * ghz * int8, int8_amx_gmacs=cores * ghz * amx if amx else None, assumption=text)
+                   int8_gmacs=cores * ghz * int8, int8_amx_gmacs=cores * ghz * amx if amx else None, assumption=text,
+                   gemm_fp32_gmacs=gemm_fp32_gmacs(threads=cores) if measure else None)
 
 
 def count_macs(ckpt: str | Path) -> tuple[float, int]:
@@ -78,4 +104,4 @@ def fraction_of_peak(*, macs: float, batch: int, ms: float, peak_gmacs: float) -
     return macs * batch / (ms / 1e3) / (peak_gmacs * 1e9)
 
 
-__all__ = ["CpuPeak", "cpu_peak", "count_macs", "fraction_of_peak"]
+__all__ = ["CpuPeak", "cpu_peak", "count_macs", "fraction_of_peak", "gemm_fp32_gmacs"]

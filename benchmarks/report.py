@@ -113,7 +113,10 @@ def markdown(res: dict) -> str:
                  if peak.get("int8_amx_gmacs") else f"{peak['int8_gmacs']:.0f} GMAC/s")
     lines += ["", f"Peak assumed: {peak['assumption']}. FP32 peak {peak['fp32_gmacs']:.0f} GMAC/s, INT8 peak "
               f"{int8_peak}. MACs counted by torch-pruning: "
-              + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["macs"].items()) + "."]
+              + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in res["macs"].items()) + "."
+              + (f" Measured ceiling: a 2048x2048 f32 GEMM on all cores (torch, best of 5) ran at "
+                 f"{peak['gemm_fp32_gmacs']:.0f} GMAC/s, {100 * peak['gemm_fp32_gmacs'] / peak['fp32_gmacs']:.0f}% of "
+                 "the assumed FP32 peak." if peak.get("gemm_fp32_gmacs") else "")]
     lines += ["", "## Scaling (latency model)", "", "| row | threads | batch | ms (min-max) | images/s |", "|---|---|---|---|---|"]
     for sc in res["scaling"]:
         if "error" in sc:

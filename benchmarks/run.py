@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         if Path(ckpt).is_file():
             macs["pruned" if key == "pruned_fp32" else "full"] = count_macs(ckpt)[0]
     result = assemble(settings=settings, builder=b, table=table, scaling=scaling, hints=hints, app=app,
-                      accuracy=accuracy, macs=macs, peak=cpu_peak(),
+                      accuracy=accuracy, macs=macs, peak=cpu_peak(measure=True),
                       command=" ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "benchmarks.run",
                                                                  *(argv if argv is not None else sys.argv[1:])]),
                       seconds=time.perf_counter() - started, trained=b)

@@ -35,6 +35,7 @@ def test_smoke_run_writes_results(tmp_path):
     assert "benchmarks.run" in res["command"]
     md = js.with_suffix(".md").read_text()
     assert "## Goals" in md and "ONNX Runtime FP32 | " in md
+    assert res["cpu_peak"]["gemm_fp32_gmacs"] > 0 and "Measured ceiling: a 2048x2048 f32 GEMM" in md
     assert not (out / "LATEST.md").exists(), "only a full run replaces LATEST.md"
 
 
@@ -49,7 +50,7 @@ def _result(**speed: float) -> dict:
                                         "benchmark_app": {"ratio": 1.05, "latency_b1": {"median": 21.0},
                                                           "throughput_b8": {"median": 22.0}}},
                                "int8": {"ratio": 2.5, "latency_b1": {"median": 80.0}, "throughput_b8": {"median": 200.0}}},
-            "benchmark_app": {"ratio": 1.02}}
+            "benchmark_app": {"ratio": 1.02}, "cpu_peak": {"gemm_fp32_gmacs": 100.0}, "macs": {"full": 4e9}}
 
 
 def test_goal_verdicts_follow_the_numbers():
@@ -61,6 +62,8 @@ def test_goal_verdicts_follow_the_numbers():
     assert next(g for g in by.values() if g["goal"].startswith("OpenVINO FP32"))["verdict"] == "not met"
     fp32_hint = next(g for g in by.values() if "THROUGHPUT" in g["goal"] and "FP32" in g["goal"])
     assert fp32_hint["verdict"] == "not met" and "benchmark_app on the same IR: 1.05x" in fp32_hint["measured"]
+    # 20 images/s x 4 GMAC = 80 GMAC/s at batch 1 against a 100 GMAC/s GEMM: batching can add at most 1.25x
+    assert "80% of the 100 GMAC/s" in fp32_hint["measured"] and "at most 1.25x" in fp32_hint["measured"]
     assert next(g for g in by.values() if "THROUGHPUT" in g["goal"] and "INT8" in g["goal"])["verdict"] == "met"
     assert next(g for g in by.values() if "benchmark_app" in g["goal"])["verdict"] == "met"
     assert next(g for g in by.values() if "ort_qs_defaults" in g["goal"])["verdict"] == "met"
@@ -78,6 +81,13 @@ def test_fraction_of_peak_is_mac_rate_over_peak():
     assert fraction_of_peak(macs=4e9, batch=2, ms=100.0, peak_gmacs=160.0) == pytest.approx(0.5)
     peak = cpu_peak()
     assert peak.int8_gmacs >= peak.fp32_gmacs > 0 and str(peak.cores) in peak.assumption
+    assert peak.gemm_fp32_gmacs is None   # measured only when asked (a full run does)
+
+
+def test_gemm_ceiling_is_a_real_rate():
+    from benchmarks.floor import gemm_fp32_gmacs
+
+    assert 0 < gemm_fp32_gmacs(n=512, repeats=3, threads=1) < 1000   # one core can't do a tera-MAC/s of f32
 
 
 def test_failed_stage_is_a_reason_not_a_crash(tmp_path):
