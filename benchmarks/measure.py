@@ -127,12 +127,15 @@ def scaling(items: Sequence[Timed], *, batches: Sequence[int], threads: Sequence
     return rows
 
 
-def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print) -> dict:
+def openvino_hints(xml: Path, *, repeats: int, seconds: float, ceiling: Callable[[], float] | None = None,
+                   say: Say = print) -> dict:
     """Images/s of the LATENCY hint at batch 1 vs the THROUGHPUT hint at batch 8 (parallel requests).
 
     Windows of about `seconds` each, in the order latency, throughput, latency, ..., latency: each throughput
     window is divided by the mean of the latency windows either side of it (this VM's speed drifts and jumps,
-    and a plain pair charges that to whichever ran second); the median of the `repeats` ratios is quoted."""
+    and a plain pair charges that to whichever ran second); the median of the `repeats` ratios is quoted.
+    `ceiling` (e.g. floor.gemm_fp32_gmacs) is measured right after each latency window, so the batch-1 rate can be
+    set against what the CPU could do at that moment."""
     with open_runner(xml, "openvino", options=RunnerOptions(hint="latency", max_batch=8)) as lat, \
             open_runner(xml, "openvino", options=RunnerOptions(hint="throughput", max_batch=8)) as thr:
         cases = {"latency_b1": (lat, _input(lat, 1)), "throughput_b8": (thr, _input(thr, 8))}
@@ -148,10 +151,20 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, say: Say = print)
             return lambda: len(x) * calls[key] * 1e3 / float(
                 time_calls(lambda: runner.infer_many(x, calls[key]), warmup=0, runs=1)[0])
 
-        lat_ips, thr_ips = alternate(window("latency_b1"), window("throughput_b8"), repeats=repeats,
+        ceilings: list[float] = []
+
+        def latency_then_ceiling() -> float:
+            ips = window("latency_b1")()
+            if ceiling is not None:
+                ceilings.append(ceiling())
+            return ips
+
+        lat_ips, thr_ips = alternate(latency_then_ceiling, window("throughput_b8"), repeats=repeats,
                                      label="OpenVINO hint windows", say=say)
     ratios = [t / m for t, m in zip(thr_ips, neighbour_means(lat_ips))]
     out: dict = {"latency_b1": spread(lat_ips), "throughput_b8": spread(thr_ips)}
+    if ceilings:
+        out["ceiling_gmacs"] = spread(ceilings)   # one per latency window, in the same order
     out["ratios"] = spread(ratios)
     out["ratio"] = out["ratios"]["median"]
     out["runtime"] = info

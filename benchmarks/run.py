@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = args.mode or ("quick" if args.quick else "full")
     settings = PRESETS[mode]
     started = time.perf_counter()
-    from benchmarks.floor import count_macs, cpu_peak
+    from benchmarks.floor import count_macs, cpu_peak, gemm_fp32_gmacs
     from benchmarks.report import assemble, write_results
     from benchmarks import measure as M
 
@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                 hints[precision] = {"error": f"not available: no {BY_KEY[key].label} artifact"}
                 continue
             try:
+                ceiling = (lambda: gemm_fp32_gmacs(repeats=3)) if precision == "fp32" else None
                 hints[precision] = M.openvino_hints(lat[key], repeats=settings.hint_repeats,
-                                                    seconds=settings.hint_seconds, say=_say)
+                                                    seconds=settings.hint_seconds, ceiling=ceiling, say=_say)
             except Exception as exc:
                 hints[precision] = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
         if settings.benchmark_app_seconds and "ratio" in hints.get("fp32", {}):
