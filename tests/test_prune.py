@@ -12,7 +12,8 @@ from torch import nn
 
 from toolkit.errors import RtkError
 from toolkit.models import build_model, read_checkpoint
-from toolkit.prune import PruneConfig, apply_channels, prune_model, weight_sparsity
+from toolkit.channels import apply_channels
+from toolkit.prune import PruneConfig, prune_model, weight_sparsity
 
 
 @pytest.fixture(scope="module")

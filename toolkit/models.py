@@ -33,7 +33,7 @@ def build_model(meta: ModelMeta) -> nn.Module:
     model = resnet50(weights=None, num_classes=meta.num_classes)
     channels = meta.arch_config.get("channels")
     if channels:
-        from toolkit.prune import apply_channels
+        from toolkit.channels import apply_channels
 
         apply_channels(model, channels)
     return model

@@ -2,8 +2,8 @@
 unstructured sparsity (nncf.prune), batch-norm adaptation and recovery fine-tuning with distillation.
 
 Structured pruning removes channels, so every dense runtime runs fewer MACs. The pruned network is stored as
-plain tensors plus its per-conv output widths in `meta.arch_config["channels"]`; `apply_channels` rebuilds
-that shape from a torchvision ResNet50, so pruned checkpoints load with `torch.load(weights_only=True)`.
+plain tensors plus its per-conv output widths in `meta.arch_config["channels"]`; `channels.apply_channels`
+rebuilds that shape from a torchvision ResNet50, so pruned checkpoints load with `torch.load(weights_only=True)`.
 Unstructured sparsity only zeroes weights: the checkpoint is dense, no faster on ORT/OpenVINO/TensorRT,
 and the result says so with measured latencies.
 """
@@ -15,20 +15,20 @@ import importlib.util
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from toolkit.artifact import ModelMeta, check_output, sha256_file
+from toolkit.channels import channel_config
 from toolkit.data import AUGMENT, ImageSet, check_classes, image_folder, loader, split_dir
 from toolkit.errors import RtkError
 from toolkit.models import build_model, read_checkpoint, save_checkpoint
+from toolkit.prune_search import Progress, SearchStep, latencies, search
 
 IMPORTANCE = ("l1", "l2", "bn", "taylor")
-Progress = Callable[..., None]          # progress(stage, done, total, **facts)
 SEARCH_TARGETS = ("torch", "onnxruntime", "openvino")
 
 
@@ -69,12 +69,6 @@ class LatencyFact(BaseModel):
     speedup: float
 
 
-class SearchStep(BaseModel):
-    ratio: float
-    latency_ms: float
-    meets: bool
-
-
 class PruneResult(BaseModel):
     """What pruning did and what it bought; falsy when a latency target was not reached."""
 
@@ -110,66 +104,6 @@ class PruneResult(BaseModel):
 
     def __bool__(self) -> bool:
         return self.passed
-
-
-def apply_channels(model: nn.Module, channels: dict[str, int]) -> nn.Module:
-    """Resize a torchvision bottleneck ResNet in place to the conv output widths in `channels`.
-
-    Input widths follow from the topology (a block's input is the previous block's conv3 output), batch norms
-    follow their conv, and fc takes the last block's width with its class count unchanged.
-    """
-    from torchvision.models.resnet import Bottleneck
-
-    convs = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    bad = [k for k, v in channels.items() if k not in convs or not isinstance(v, int) or v < 1]
-    if bad:
-        raise RtkError(f"arch_config channels entry {bad[0]!r} does not fit resnet50; the checkpoint is damaged, prune again")
-
-    def width(name: str, conv: nn.Conv2d) -> int:
-        return int(channels.get(name, conv.out_channels))
-
-    prev = width("conv1", model.conv1)
-    model.conv1, model.bn1 = _conv(model.conv1, 3, prev), _bn(model.bn1, prev)
-    for lname in ("layer1", "layer2", "layer3", "layer4"):
-        for i, block in enumerate(getattr(model, lname)):
-            if not isinstance(block, Bottleneck):
-                raise RtkError(f"{lname}.{i} is not a bottleneck block; only resnet50 channel configs are supported")
-            p = f"{lname}.{i}"
-            c1, c2, c3 = width(f"{p}.conv1", block.conv1), width(f"{p}.conv2", block.conv2), width(f"{p}.conv3", block.conv3)
-            block.conv1, block.bn1 = _conv(block.conv1, prev, c1), _bn(block.bn1, c1)
-            block.conv2, block.bn2 = _conv(block.conv2, c1, c2), _bn(block.bn2, c2)
-            block.conv3, block.bn3 = _conv(block.conv3, c2, c3), _bn(block.bn3, c3)
-            if block.downsample is not None:
-                if width(f"{p}.downsample.0", block.downsample[0]) != c3:
-                    raise RtkError(f"arch_config channels: {p}.downsample.0 and {p}.conv3 differ; the checkpoint is damaged")
-                block.downsample[0] = _conv(block.downsample[0], prev, c3)
-                block.downsample[1] = _bn(block.downsample[1], c3)
-            elif prev != c3:
-                raise RtkError(f"arch_config channels: {p} adds {prev} to {c3} channels; the checkpoint is damaged")
-            prev = c3
-    if model.fc.in_features != prev:
-        model.fc = nn.Linear(prev, model.fc.out_features)
-    return model
-
-
-def _conv(conv: nn.Conv2d, cin: int, cout: int) -> nn.Conv2d:
-    if (conv.in_channels, conv.out_channels) == (cin, cout):
-        return conv
-    return nn.Conv2d(cin, cout, conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                     groups=conv.groups, bias=conv.bias is not None)
-
-
-def _bn(bn: nn.BatchNorm2d, n: int) -> nn.BatchNorm2d:
-    return bn if bn.num_features == n else nn.BatchNorm2d(n, eps=bn.eps, momentum=bn.momentum)
-
-
-def channel_config(model: nn.Module, num_classes: int) -> dict[str, int]:
-    """{conv name: out_channels} for every conv whose width differs from a stock resnet50."""
-    from torchvision.models import resnet50
-
-    stock = {n: m.out_channels for n, m in resnet50(num_classes=num_classes).named_modules() if isinstance(m, nn.Conv2d)}
-    return {n: m.out_channels for n, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and m.out_channels != stock[n]}
 
 
 def check_config(cfg: PruneConfig) -> None:
@@ -239,7 +173,7 @@ def prune_model(source: Path, *, output: Path, config: PruneConfig, progress: Pr
             prune_at = lambda r: _prune_channels(copy.deepcopy(model), ratio=r, cfg=cfg, glob=glob,  # noqa: E731
                                                  example=example, calib=calib)
             if cfg.target_latency_ms is not None:
-                ratio, pruned, steps, msg = _search(model, meta, cfg, prune_at, Path(tmp), say)
+                ratio, pruned, steps, msg = search(model, meta, cfg, prune_at, Path(tmp), say)
                 result.update(search=steps, passed=msg == "", message=msg)
             else:
                 ratio = cfg.ratio or 0.5
@@ -268,7 +202,7 @@ def prune_model(source: Path, *, output: Path, config: PruneConfig, progress: Pr
                       sparsity_reached=weight_sparsity(final.state_dict()))
         for i, t in enumerate(measure if written else []):
             say("timing before/after", i, len(measure), target=t)
-            before, after = _latencies([(model, meta), (final, out_meta)], t, Path(tmp), cfg.threads)
+            before, after = latencies([(model, meta), (final, out_meta)], t, Path(tmp), cfg.threads)
             result.setdefault("latency", []).append(
                 LatencyFact(target=t, before_ms=before, after_ms=after, speedup=before / after))
         if measure and written:
@@ -443,87 +377,4 @@ def _finalize(pruned: nn.Module, meta: ModelMeta, source: Path, cfg: PruneConfig
     return out_meta, final.eval()
 
 
-def _latencies(models: list[tuple[nn.Module, ModelMeta]], target: str, tmp: Path, threads: int | None,
-               rounds: int = 6, runs: int = 5) -> list[float]:
-    """Median batch-1 latency (ms) of each model on `target`, through the runtime's runner.
-
-    Calls alternate between the models in short rounds, so load from other processes hits them alike.
-    """
-    from contextlib import ExitStack
-
-    from toolkit.backends import RunnerOptions, open_runner
-    from toolkit.bench import Latency, time_calls
-
-    paths = [_probe(model, meta, target, tmp / f"probe{i}") for i, (model, meta) in enumerate(models)]
-    x = np.random.default_rng(0).standard_normal((1, *models[0][1].preprocess.input_shape)).astype(np.float32)
-    samples: list[list[float]] = [[] for _ in models]
-    with ExitStack() as stack:
-        runners = [stack.enter_context(open_runner(path, target, meta=meta, options=RunnerOptions(
-            threads=threads, max_batch=1))) for path, (_, meta) in zip(paths, models)]
-        for r in range(rounds):
-            for runner, out in zip(runners, samples):
-                out.extend(time_calls(lambda: runner.infer(x), warmup=5 if r == 0 else 1, runs=runs))
-    return [Latency.from_ms(s).p50 for s in samples]
-
-
-def _probe(model: nn.Module, meta: ModelMeta, target: str, stem: Path) -> Path:
-    """`model` as the artifact `target` runs: an rtk checkpoint for torch, else a batch-1 ONNX export.
-
-    The ONNX graph is what `rtk export` writes (same exporter and opset) without its parity check: the probe only
-    exists to be timed.
-    """
-    model = model.eval()
-    if target == "torch":
-        channels = channel_config(model, meta.num_classes)
-        return save_checkpoint(stem.with_suffix(".pt"), model, meta.model_copy(
-            update={"arch_config": {**meta.arch_config, "channels": channels}}))
-    import warnings
-
-    path = stem.with_suffix(".onnx")
-    size = meta.preprocess.crop
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), opset_version=17, dynamo=False,
-                          do_constant_folding=True, input_names=["input"], output_names=["logits"])
-    return path
-
-
-def _search(model, meta, cfg: PruneConfig, prune_at, tmp: Path, say: Progress):
-    """Bisection over the channel ratio for the smallest pruning whose latency on `cfg.target` meets the target.
-
-    Returns (ratio, pruned model, steps, message); the message is empty when the target was met.
-    """
-    goal, target = cfg.target_latency_ms, cfg.target
-    total = cfg.search_steps + 1
-    say("latency search", 0, total)
-    (base,) = _latencies([(model, meta)], target, tmp, cfg.threads)
-    if base <= goal:
-        raise RtkError(f"the unpruned model already runs at {base:.2f} ms <= {goal} ms on {target}; no pruning needed")
-    steps: list[SearchStep] = []
-
-    def trial(ratio: float):
-        net = prune_at(ratio)
-        (ms,) = _latencies([(net, meta)], target, tmp, cfg.threads)
-        steps.append(SearchStep(ratio=round(ratio, 4), latency_ms=ms, meets=ms <= goal))
-        say("latency search", len(steps), total, ratio=ratio, ms=ms)
-        return net, ms
-
-    lo, hi = 0.0, cfg.max_ratio
-    best, best_ms = trial(hi)
-    if best_ms > goal:
-        say("latency search", total, total)
-        return hi, best, steps, (f"target {goal} ms on {target} not reached: the best was {best_ms:.2f} ms at ratio "
-                                 f"{hi:.2f} (unpruned {base:.2f} ms)")
-    for _ in range(cfg.search_steps - 1):
-        mid = (lo + hi) / 2
-        net, ms = trial(mid)
-        if ms <= goal:
-            hi, best = mid, net
-        else:
-            lo = mid
-    say("latency search", total, total)
-    return hi, best, steps, ""
-
-
-__all__ = ["PruneConfig", "PruneResult", "prune_model", "apply_channels", "channel_config", "adapt_batchnorm",
-           "weight_sparsity"]
+__all__ = ["PruneConfig", "PruneResult", "prune_model", "adapt_batchnorm", "weight_sparsity"]
