@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from statistics import median
 from typing import Any
 
 
@@ -83,14 +84,12 @@ def _headroom(res: dict, h: dict) -> str:
     macs, ceil = (res.get("macs") or {}).get("full"), h.get("ceiling_gmacs")
     if not macs or not ceil:
         return ""
-    import numpy as np
-
     lat = h["latency_b1"]["repeats"]
     used = [ips * macs / 1e9 / g for ips, g in zip(lat, ceil["repeats"])]
-    return (f"; LATENCY at batch 1 ran at {100 * float(np.median(used)):.0f}% (median, {100 * min(used):.0f}-"
+    return (f"; LATENCY at batch 1 ran at {100 * median(used):.0f}% (median, {100 * min(used):.0f}-"
             f"{100 * max(used):.0f}%) of the f32 GEMM rate measured right after each of its windows "
             f"({ceil['median']:.0f} GMAC/s median), so batching could add at most about "
-            f"{float(np.median([1 / u for u in used])):.2f}x here")
+            f"{median([1 / u for u in used]):.2f}x here")
 
 
 def goals(res: dict) -> list[dict[str, Any]]:
