@@ -62,27 +62,4 @@ for precision in fp32 fp16 int8; do
     "$RTK" bench "$engine" --batch 1,8,32 --seconds 5 --json "$WORK/bench.$precision.json"
 done
 
-"$PY" - "$WORK" <<'EOF'
-import json, sys
-from pathlib import Path
-from rich.console import Console
-from rich.table import Table
-
-work = Path(sys.argv[1])
-table = Table(title=f"TensorRT on {json.loads((work / 'bench.fp32.json').read_text())['runtime'].get('device')}")
-for col in ("precision", "engine MB", "build s", "top-1 %", "agree %", "cosine", "batch", "p50 ms",
-            "compute ms", "h2d ms", "d2h ms", "images/s"):
-    table.add_column(col, justify="right")
-for precision in ("fp32", "fp16", "int8"):
-    comp = json.loads((work / f"compile.{precision}.json").read_text())
-    val = json.loads((work / f"validate.{precision}.json").read_text())
-    bench = json.loads((work / f"bench.{precision}.json").read_text())
-    for i, point in enumerate(bench["results"]):
-        phases = point.get("phases_ms", {})
-        ph = lambda k: f"{phases[k]['p50']:.3f}" if k in phases else "—"
-        head = ([precision, f"{comp['size_mb']:.1f}", f"{comp['seconds']:.0f}", f"{val['top1']:.2f}",
-                 f"{val['agreement']:.2f}", f"{val['cosine']:.5f}"] if i == 0 else [""] * 6)
-        table.add_row(*head, str(point["batch"]), f"{point['latency_ms']['p50']:.3f}", ph("compute"), ph("h2d"),
-                      ph("d2h"), f"{point['throughput_ips']:.0f}")
-Console().print(table)
-EOF
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m benchmarks.gpu_table "$WORK"

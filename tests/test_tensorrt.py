@@ -180,3 +180,26 @@ def test_qdq_form_wants_per_channel_weights_and_qdq():
     assert [(f.severity, f.node) for f in qdq_form(model)] == [("error", "dq_w")]      # rtk's TensorRT form does not
     plain = _graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], [], [1, 3, 8, 8])
     assert "not quantized" in qdq_form(plain)[0].message
+
+
+def test_gpu_check_table_reads_what_the_commands_write(random_onnx, tiny_data, tmp_path, cli):
+    """gpu_check.sh's table over the JSON that `rtk compile/validate/bench --json` really write (an OpenVINO IR
+    here, so no per-phase GPU times: those columns show a dash)."""
+    from rich.console import Console
+
+    from benchmarks.gpu_table import PRECISIONS, gpu_table
+
+    xml = tmp_path / "ov" / "model.xml"
+    assert cli("compile", random_onnx, "--target", "openvino", "-o", xml, "--json", tmp_path / "c.json").exit_code == 0
+    assert cli("validate", xml, "--data", tiny_data / "val", "--reference", random_onnx,
+               "--json", tmp_path / "v.json").exit_code == 0
+    assert cli("bench", xml, "--batch", "1,2", "--runs", "5", "--json", tmp_path / "b.json").exit_code == 0
+    for precision in PRECISIONS:
+        for kind, name in (("compile", "c"), ("validate", "v"), ("bench", "b")):
+            (tmp_path / f"{kind}.{precision}.json").write_text((tmp_path / f"{name}.json").read_text())
+    table = gpu_table(tmp_path)
+    assert table.row_count == 2 * len(PRECISIONS) and table.title == "TensorRT on CPU"
+    console = Console(record=True, width=200)
+    console.print(table)
+    text = console.export_text()
+    assert all(p in text for p in PRECISIONS) and "100.00" in text and "—" in text
