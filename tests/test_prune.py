@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from toolkit.channels import apply_channels
 from toolkit.errors import RtkError
 from toolkit.models import build_model, read_checkpoint
-from toolkit.channels import apply_channels
 from toolkit.prune import PruneConfig, prune_model, weight_sparsity
 
 

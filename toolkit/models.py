@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
 from toolkit.artifact import ModelMeta, Preprocess, atomic_path, default_class_names
+from toolkit.channels import apply_channels
 from toolkit.errors import RtkError
 
 CHECKPOINT_FORMAT = "rtk.checkpoint"
@@ -33,8 +34,6 @@ def build_model(meta: ModelMeta) -> nn.Module:
     model = resnet50(weights=None, num_classes=meta.num_classes)
     channels = meta.arch_config.get("channels")
     if channels:
-        from toolkit.channels import apply_channels
-
         apply_channels(model, channels)
     return model
 
