@@ -43,8 +43,8 @@ def clock_ghz() -> tuple[float, str]:
 
 def gemm_fp32_gmacs(*, n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
     """The f32 MAC rate this CPU reaches right now on the easiest dense work there is: an n x n x n GEMM (torch's
-    BLAS) on `threads` threads, best of `repeats` after a warm-up. Convolutions run as GEMM kernels do the same MACs and can't beat it
-    (OpenVINO runs all 53 of ResNet50's as oneDNN brgconv f32 kernels here, no Winograd)."""
+    BLAS) on `threads` threads, best of `repeats` after a warm-up. Convolutions run as GEMM kernels do the same
+    MACs and can't beat it (OpenVINO runs all 53 of ResNet50's as oneDNN brgconv f32 kernels here, no Winograd)."""
     import torch
 
     before = torch.get_num_threads()

@@ -151,10 +151,11 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, ceiling: Callable
             return lambda: len(x) * calls[key] * 1e3 / float(
                 time_calls(lambda: runner.infer_many(x, calls[key]), warmup=0, runs=1)[0])
 
+        latency = window("latency_b1")
         ceilings: list[float] = []
 
         def latency_then_ceiling() -> float:
-            ips = window("latency_b1")()
+            ips = latency()
             if ceiling is not None:
                 ceilings.append(ceiling())
             return ips
