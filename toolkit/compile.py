@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from toolkit.artifact import check_output, load_onnx, read_onnx_meta, sha256_file
 from toolkit.errors import RtkError
-from toolkit.trt_check import BatchProfile, Finding, check_onnx, has_qdq
+from toolkit.backends.tensorrt.check import BatchProfile, Finding, check_onnx, has_qdq
 
 CompileTarget = Literal["openvino", "tensorrt"]
 PrecisionChoice = Literal["auto", "fp32", "fp16", "int8"]

@@ -31,7 +31,7 @@ from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_se
 from toolkit.errors import RtkError
 from toolkit.nncf_ptq import (AccuracyControl, calibration_batch, control_report, cpu_settings, input_name,
                               labeled_items, nncf_log, quantize_cpu, quantize_with_accuracy, settings_record)
-from toolkit.trt_check import REFUSED_OPS, qdq_form
+from toolkit.backends.tensorrt.check import REFUSED_OPS, qdq_form
 
 QUANT_TARGETS = ("onnxruntime", "openvino", "tensorrt")
 QUANTIZED_OPS = REFUSED_OPS | {"QuantizeLinear", "DequantizeLinear"}   # QDQ and ONNX Runtime's integer operators

@@ -22,11 +22,11 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("torch", "toolkit.backends.torch:TorchRunner", (".pt",), "torch", "pip install rtk"),
-    Target("onnxruntime", "toolkit.backends.onnxruntime:OnnxRuntimeRunner", (".onnx",), "onnxruntime",
+    Target("torch", "toolkit.backends.torch.runner:TorchRunner", (".pt",), "torch", "pip install rtk"),
+    Target("onnxruntime", "toolkit.backends.onnxruntime.runner:OnnxRuntimeRunner", (".onnx",), "onnxruntime",
            "pip install rtk"),
-    Target("openvino", "toolkit.backends.openvino:OpenVINORunner", (".xml", ".onnx"), "openvino", "pip install rtk"),
-    Target("tensorrt", "toolkit.backends.tensorrt:TensorRTRunner", (".engine", ".plan"), "tensorrt",
+    Target("openvino", "toolkit.backends.openvino.runner:OpenVINORunner", (".xml", ".onnx"), "openvino", "pip install rtk"),
+    Target("tensorrt", "toolkit.backends.tensorrt.runner:TensorRTRunner", (".engine", ".plan"), "tensorrt",
            "pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU"),
 )}
 

@@ -20,7 +20,7 @@ import numpy as np
 from toolkit.artifact import ModelMeta, atomic_path, now_iso, sidecar_path, write_json
 from toolkit.backends.base import Runner
 from toolkit.errors import RtkError
-from toolkit.trt_check import BatchProfile
+from toolkit.backends.tensorrt.check import BatchProfile
 
 INSTALL = "pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU"
 
