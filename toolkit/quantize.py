@@ -7,7 +7,7 @@
 |             |       |                                         | or INT8 IR (`-o *.xml`, NNCF's OpenVINO backend)|
 | openvino    | IR    | nncf.quantize                           | INT8 IR (FakeQuantize)                         |
 | tensorrt    | ONNX  | onnxruntime quantize_static (QDQ, S8S8, | QDQ ONNX: all int8, zero-point 0, per-channel  |
-|             |       | symmetric, bias not quantized)          | weights (`trt_check.qdq_form` proves the form)|
+|             |       | symmetric, bias not quantized)          | weights (`tensorrt.check.qdq_form` proves it) |
 
 CPU settings (preset, overflow fix by ISA tier, activation ranges) and the NNCF calls are in
 `toolkit.nncf_ptq`.

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend."""
+"""ONNX Runtime: the runner for `.onnx` on the CPU execution provider (the FP32 baseline every report compares to)."""
 
 from toolkit.backends.onnxruntime.runner import OnnxRuntimeRunner
 
