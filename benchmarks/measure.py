@@ -180,7 +180,7 @@ def benchmark_app(xml: Path, *, seconds: int, batch: int = 1, hint: str = "laten
         if not found:
             return {"error": "not available: benchmark_app is not installed next to python (it ships with openvino)"}
         exe = Path(found)
-    from toolkit.artifact import read_meta
+    from toolkit.backends import read_meta
 
     side = read_meta(xml).preprocess.crop
     with tempfile.TemporaryDirectory(prefix="rtk-bench-app-") as tmp:

@@ -11,7 +11,7 @@ from benchmarks.floor import CpuPeak, fraction_of_peak
 from benchmarks.goals import goals
 from benchmarks.rows import BY_KEY, REFERENCE, ROWS
 from benchmarks.settings import Settings
-from toolkit.artifact import write_json, write_text_atomic
+from toolkit.io import write_json, write_text_atomic
 
 
 def _ratio(table: dict, key: str, batch: int) -> float | None:
@@ -188,9 +188,9 @@ def plot(res: dict, path: Path) -> Path | None:
            title="latency vs accuracy")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    from toolkit.artifact import atomic_path
+    from toolkit.io import atomic_outputs
 
-    with atomic_path(path) as tmp:
+    with atomic_outputs(path) as (tmp,):
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path

@@ -105,7 +105,7 @@ def rtk_int8(*, source: str, output: str, calib: str, target: str, subset: int, 
 
 def _images(source: str, calib: str, subset: int):
     """The same images rtk calibrates on (seeded, class-balanced), batch 1 each."""
-    from toolkit.artifact import read_onnx_meta
+    from toolkit.onnx_file import read_onnx_meta
     from toolkit.calibration import calibration_set
 
     meta = read_onnx_meta(Path(source))
@@ -118,7 +118,7 @@ def ort_quantize_static(*, source: str, output: str, calib: str, subset: int) ->
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
-    from toolkit.artifact import write_onnx_meta
+    from toolkit.onnx_file import write_onnx_meta
 
     meta, images = _images(source, calib, subset)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.artifact import read_meta
+from toolkit.backends import read_meta
 from toolkit.calibration import calibration_set
 
 TRT_FORM = dict(per_channel=True, activation_type="QInt8", weight_type="QInt8",

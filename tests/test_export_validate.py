@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from toolkit.artifact import read_meta
+from toolkit.backends import read_meta
 from toolkit.backends import open_runner
 from toolkit.errors import RtkError
 from toolkit.export import export_onnx

@@ -66,7 +66,7 @@ def test_interrupt_mid_step_leaves_nothing(command, sig, tmp_path, random_ckpt, 
         proc = _start("quantize", random_onnx, "-o", final, "--calib", tiny_data / "train", "--subset", "8",
                       "--allow-small", "--bench-runs", "200", cwd=tmp_path)
     else:
-        final, prefix = out / "ir" / "model.xml", ".rtk-ir-"
+        final, prefix = out / "ir" / "model.xml", ".model.xml."
         proc = _start("compile", random_onnx, "--target", "openvino", "-o", out / "ir", cwd=tmp_path)
         folder = out / "ir"
         code, err = _interrupt_when(proc, _temp_appears(folder, prefix), sig)

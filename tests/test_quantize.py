@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from toolkit.artifact import read_meta
+from toolkit.backends import read_meta
 from toolkit.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
 from toolkit.nncf_ptq import control_report, cpu_settings
 from toolkit.quantize import quantize_int8
@@ -225,7 +225,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, cli, tmp_path, random_onnx, 
         model = Path(cpu_int8.output)
     elif case == "meta-int8":
         proto = onnx.load(str(random_onnx))
-        from toolkit.artifact import write_onnx_meta
+        from toolkit.onnx_file import write_onnx_meta
 
         write_onnx_meta(proto, read_meta(random_onnx).model_copy(update={"precision": "int8"}))
         model = tmp_path / "claims-int8.onnx"
@@ -236,7 +236,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, cli, tmp_path, random_onnx, 
         extra += ["--max-drop", "0.5"]
     elif case == "size":
         proto = onnx.load(str(random_onnx))
-        from toolkit.artifact import write_onnx_meta
+        from toolkit.onnx_file import write_onnx_meta
 
         meta = read_meta(random_onnx)
         write_onnx_meta(proto, meta.model_copy(update={"preprocess": meta.preprocess.at_size(32)}))

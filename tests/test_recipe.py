@@ -102,7 +102,7 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
     fp32 = next(r for r in report["rows"] if r["name"] == "fp32")
     assert len(fp32["p50_repeats"]) == 2 and fp32["latency_ms"]["runs"] == 10
     manifest = json.loads((out / "manifest.json").read_text())
-    from toolkit.artifact import sha256_file
+    from toolkit.io import sha256_file
 
     assert manifest["outputs"]["model.onnx"] == sha256_file(out / "model.onnx")
     assert manifest["packages"]["onnxruntime"] and "isa" in manifest["machine"]["cpu"]

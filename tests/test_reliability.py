@@ -438,7 +438,8 @@ def test_traceback_only_with_debug(tmp_path):
 # ---------------------------------------------------------------- reproducibility
 
 def test_export_is_byte_identical_and_records_parent_hash(cli, tmp_path, random_ckpt):
-    from toolkit.artifact import read_onnx_meta, sha256_file
+    from toolkit.io import sha256_file
+    from toolkit.onnx_file import read_onnx_meta
 
     hashes = []
     for name in ("a.onnx", "b.onnx"):
@@ -478,7 +479,8 @@ def _graph_sha(path: Path) -> str:
 
 
 def test_int8_graph_is_identical_and_records_parent_hash(two_int8, random_onnx):
-    from toolkit.artifact import read_onnx_meta, sha256_file
+    from toolkit.io import sha256_file
+    from toolkit.onnx_file import read_onnx_meta
 
     a, b = two_int8
     assert _graph_sha(a) == _graph_sha(b), "NNCF gave different scales/weights for the same inputs and seed"
@@ -487,7 +489,7 @@ def test_int8_graph_is_identical_and_records_parent_hash(two_int8, random_onnx):
 
 
 def test_int8_file_is_byte_identical(two_int8):
-    from toolkit.artifact import sha256_file
+    from toolkit.io import sha256_file
 
     a, b = two_int8
     assert sha256_file(a) == sha256_file(b)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from toolkit.artifact import read_meta, sidecar_path
+from toolkit.backends import read_meta
+from toolkit.backends.tensorrt.sidecar import sidecar_path
 from toolkit.backends.tensorrt import check_compatible
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from toolkit.artifact import sha256_file
+from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.errors import RtkError
 

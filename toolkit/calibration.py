@@ -20,7 +20,8 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from toolkit.artifact import Preprocess, write_text_atomic
+from toolkit.artifact import Preprocess
+from toolkit.io import write_text_atomic
 from toolkit.data import IMAGE_EXTENSIONS, eval_transform, load_image, split_dir
 from toolkit.errors import RtkError
 

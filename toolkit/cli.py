@@ -87,7 +87,7 @@ def _dump(path: Path, recipe, command: str) -> None:
 
 def _emit_json(path: Path | None, result) -> None:
     if path is not None:
-        from toolkit.artifact import write_json
+        from toolkit.io import write_json
 
         write_json(path, result)
 

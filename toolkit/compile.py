@@ -14,7 +14,8 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, Field
 
-from toolkit.artifact import load_onnx, read_onnx_meta, sha256_file
+from toolkit.io import sha256_file
+from toolkit.onnx_file import load_onnx, read_onnx_meta
 from toolkit.backends import BACKENDS, CompileJob, compiler, load
 from toolkit.backends.tensorrt.builder import BatchProfile
 from toolkit.backends.tensorrt.check import Finding, has_qdq

@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from toolkit.artifact import ModelMeta, atomic_path, check_output, sha256_file, write_onnx_meta
+from toolkit.artifact import ModelMeta
+from toolkit.io import atomic_outputs, check_output, sha256_file
+from toolkit.onnx_file import write_onnx_meta
 from toolkit.errors import RtkError
 from toolkit.validate import mean_cosine
 
@@ -79,7 +81,7 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, output: Path, *, opset:
     size = meta.preprocess.crop
     dummy = torch.zeros(1 if dynamic_batch else batch, 3, size, size)
     out_meta = meta.derived("export", parent=parent, opset=opset, dynamic_batch=dynamic_batch)
-    with atomic_path(output) as tmp:
+    with atomic_outputs(output) as (tmp,):
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
             torch.onnx.export(

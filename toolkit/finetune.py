@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
-from toolkit.artifact import ModelMeta, Preprocess, atomic_path, check_output, write_json
+from toolkit.artifact import ModelMeta, Preprocess
+from toolkit.io import atomic_outputs, check_output, write_json
 from toolkit.data import ImageSet, check_classes, image_folder, loader
 from toolkit.errors import RtkError
 from toolkit.models import PRETRAINED, load_model, save_checkpoint
@@ -259,7 +260,7 @@ def plot_history(history: list[EpochStats], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_outputs(path) as (tmp,):
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from toolkit.artifact import ModelMeta, Preprocess, atomic_path, default_class_names
+from toolkit.artifact import ModelMeta, Preprocess, default_class_names
+from toolkit.io import atomic_outputs
 from toolkit.channels import apply_channels
 from toolkit.errors import RtkError
 
@@ -149,6 +150,11 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
     return model.eval(), meta
 
 
+def checkpoint_meta(path: Path) -> ModelMeta:
+    """The metadata of a checkpoint, after proving its weights load into the network it describes."""
+    return read_checkpoint(Path(path))[1]
+
+
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     return f"{'.'.join(map(str, first['loc'])) or 'meta'}: {first['msg']}"
@@ -173,6 +179,6 @@ def save_checkpoint(path: Path, model: nn.Module, meta: ModelMeta) -> Path:
         "meta": meta.model_dump(mode="json"),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    with atomic_path(Path(path)) as tmp:
+    with atomic_outputs(Path(path)) as (tmp,):
         torch.save(payload, tmp)
     return Path(path)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from toolkit import __version__
-from toolkit.artifact import now_iso, sha256_file, write_json
+from toolkit.io import now_iso, sha256_file, write_json
 from toolkit.errors import RtkError
 from toolkit.recipe import Recipe, dump_recipe
 

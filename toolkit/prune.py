@@ -20,7 +20,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from toolkit.artifact import ModelMeta, check_output, sha256_file
+from toolkit.artifact import ModelMeta
+from toolkit.io import check_output, sha256_file
 from toolkit.channels import channel_config
 from toolkit.data import AUGMENT, ImageSet, check_classes, image_folder, loader, split_dir
 from toolkit.errors import RtkError

@@ -15,23 +15,22 @@ CPU settings (preset, overflow fix by ISA tier, activation ranges) and the NNCF 
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from toolkit.artifact import (ModelMeta, check_output, fresh_temp_name, load_onnx, read_meta, sha256_file,
-                              write_onnx_meta)
+from toolkit.artifact import ModelMeta
+from toolkit.backends import read_meta
+from toolkit.backends.tensorrt.check import REFUSED_OPS, qdq_form
 from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_set
 from toolkit.errors import RtkError
+from toolkit.io import atomic_outputs, check_output, sha256_file
 from toolkit.nncf_ptq import (AccuracyControl, calibration_batch, control_report, cpu_settings, input_name,
                               labeled_items, nncf_log, quantize_cpu, quantize_with_accuracy, settings_record)
-from toolkit.backends.tensorrt.check import REFUSED_OPS, qdq_form
+from toolkit.onnx_file import load_onnx, write_onnx_meta
 
 QUANT_TARGETS = ("onnxruntime", "openvino", "tensorrt")
 QUANTIZED_OPS = REFUSED_OPS | {"QuantizeLinear", "DequantizeLinear"}   # QDQ and ONNX Runtime's integer operators
@@ -162,26 +161,6 @@ def _load_fp32(source: Path) -> tuple[Any, tuple[int, ...] | None]:
     return model, static
 
 
-@contextmanager
-def staging(output: Path) -> Iterator[Path]:
-    """A temporary folder beside `output`, removed afterwards whatever happens."""
-    tmp = fresh_temp_name(output.parent, f".{output.name}.")
-    try:
-        tmp.mkdir()
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def publish(files: list[Path], folder: Path) -> list[Path]:
-    """Move staged files into `folder`, weights before the file that names them (.bin before .xml)."""
-    moved = []
-    for f in sorted(files, key=lambda p: p.suffix != ".bin"):
-        os.replace(f, folder / f.name)
-        moved.append(folder / f.name)
-    return moved
-
-
 WALL_CLOCK = {"calibration_seconds", "preprocess_seconds"}
 """Facts that differ run to run for the same inputs: in the result JSON, never in the artifact (byte-identical INT8)."""
 
@@ -210,8 +189,9 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
     is_ir = output.suffix.lower() == ".xml"
     runtime = "openvino" if target == "openvino" else "onnxruntime"
     val_items = labeled_items(val, meta) if max_drop is not None else None
-    with staging(output) as tmp:
-        staged = tmp / output.name
+    outputs = [output, output.with_suffix(".bin")] if is_ir else [output]
+    with atomic_outputs(*outputs) as staged_files:
+        staged, tmp = staged_files[0], staged_files[0].parent
         t0 = time.perf_counter()
         control = None
         with nncf_log() as log:
@@ -244,7 +224,7 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
                                  "nothing written")
         quant_meta = artifact_meta(meta, source=source, target=target, method=method, settings=settings,
                                    calibration=calset.facts, reverted=control.reverted_layers if control else None)
-        files = _save(qmodel, staged, quant_meta)
+        _save(qmodel, staged, quant_meta)
         size32, size8 = _size_mb(source), _size_mb(staged)
         facts: dict[str, Any] = {"size_fp32_mb": size32, "size_int8_mb": size8, "size_ratio": size32 / size8,
                                  "calibration_seconds": calib_seconds, "measured_on": runtime}
@@ -265,8 +245,8 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
         quant_meta = artifact_meta(meta, source=source, target=target, method=method, settings=settings,
                                    calibration=calset.facts, facts=facts,
                                    reverted=control.reverted_layers if control else None)
-        files = _save(qmodel, staged, quant_meta)
-        final = publish(files, output.parent)
+        _save(qmodel, staged, quant_meta)
+    final = outputs
     warnings = list(calset.facts.warnings)
     return QuantizeResult(output=str(output), files=[str(f) for f in final], sha256=sha256_file(output),
                           source=str(source), target=target, method=method, settings=settings,

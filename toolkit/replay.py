@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.artifact import write_text_atomic
+from toolkit.io import write_text_atomic
 from toolkit.errors import RtkError
 from toolkit.recipe import Recipe, dump_recipe
 

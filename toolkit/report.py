@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from toolkit import __version__
-from toolkit.artifact import now_iso, write_json, write_text_atomic
+from toolkit.io import now_iso, write_json, write_text_atomic
 from toolkit.bench import Latency
 from toolkit.validate import Gate
 
@@ -233,12 +233,12 @@ def plots(report: Report, folder: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toolkit.artifact import atomic_path
+    from toolkit.io import atomic_outputs
 
     made: list[str] = []
 
     def save(fig, name: str) -> None:
-        with atomic_path(folder / name) as tmp:
+        with atomic_outputs(folder / name) as (tmp,):
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
         made.append(name)

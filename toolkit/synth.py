@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toolkit.artifact import fresh_temp_name
+from toolkit.io import fresh_temp_name
 
 __all__ = ["CLASS_NAMES", "SynthSummary", "draw", "synth"]
 

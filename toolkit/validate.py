@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from toolkit.artifact import read_meta
+from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import Latency, time_calls
 from toolkit.data import batches, check_classes, image_folder

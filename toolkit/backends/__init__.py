@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.artifact import ModelMeta, read_meta
+from toolkit.artifact import ModelMeta
 from toolkit.backends.base import CompileJob, Compiled, Runner, RunnerOptions
 from toolkit.errors import RtkError
 
@@ -28,6 +28,7 @@ class Backend:
     runner: str                         # "module:Class" of its Runner
     runs: tuple[str, ...]               # file extensions it can run
     owns: tuple[str, ...] = ()          # extensions of its own artifact format: it is their default runtime
+    meta: str | None = None             # "module:function" reading the ModelMeta of a file it owns
     compiler: str | None = None         # "module:function" of `rtk compile --target NAME` (CompileJob -> Compiled)
     check_only: bool = False            # `rtk compile --check-only`: what it would refuse, without the runtime
     calibrates: bool = False            # `rtk compile --calibration DIR`: INT8 from a float ONNX at compile time
@@ -35,15 +36,17 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="torch", package="torch", install="pip install rtk", runner="toolkit.backends.torch.runner:TorchRunner",
-            runs=(".pt",), owns=(".pt",)),
+            runs=(".pt",), owns=(".pt",), meta="toolkit.models:checkpoint_meta"),
     Backend(name="onnxruntime", package="onnxruntime", install="pip install rtk",
-            runner="toolkit.backends.onnxruntime.runner:OnnxRuntimeRunner", runs=(".onnx",), owns=(".onnx",)),
+            runner="toolkit.backends.onnxruntime.runner:OnnxRuntimeRunner", runs=(".onnx",), owns=(".onnx",),
+            meta="toolkit.onnx_file:read_onnx_meta"),
     Backend(name="openvino", package="openvino", install="pip install rtk",
             runner="toolkit.backends.openvino.runner:OpenVINORunner", runs=(".xml", ".onnx"), owns=(".xml",),
-            compiler="toolkit.backends.openvino.builder:compile_ir", calibrates=True),
+            meta="toolkit.backends.openvino.loader:read_ir_meta", compiler="toolkit.backends.openvino.builder:compile_ir", calibrates=True),
     Backend(name="tensorrt", package="tensorrt", install="pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU",
             runner="toolkit.backends.tensorrt.runner:TensorRTRunner", runs=(".engine", ".plan"),
-            owns=(".engine", ".plan"), compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True),
+            owns=(".engine", ".plan"), meta="toolkit.backends.tensorrt.sidecar:read_engine_meta",
+            compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True),
 )}
 
 DEFAULT_TARGET = {suffix: b.name for b in BACKENDS.values() for suffix in b.owns}
@@ -58,6 +61,18 @@ def load(ref: str) -> Any:
 
 def available(name: str) -> bool:
     return importlib.util.find_spec(BACKENDS[name].package) is not None
+
+
+def read_meta(path: str | Path) -> ModelMeta:
+    """The metadata stored in an artifact of any format rtk writes, read by the runtime that owns the format."""
+    path = Path(path)
+    owner = DEFAULT_TARGET.get(path.suffix.lower())
+    if owner is not None:
+        return load(BACKENDS[owner].meta)(path)
+    side = Path(f"{path}.json")
+    if side.is_file():
+        return load(BACKENDS["tensorrt"].meta)(path)
+    raise RtkError(f"{path}: no rtk metadata found (expected a .pt, .onnx, .xml or a {side.name} sidecar)")
 
 
 def resolve_target(path: Path, target: str | None = None) -> Backend:
@@ -99,4 +114,4 @@ def compiler(target: str) -> Backend:
 
 
 __all__ = ["BACKENDS", "COMPILE_TARGETS", "Backend", "CompileJob", "Compiled", "Runner", "RunnerOptions", "available",
-           "compiler", "load", "open_runner", "resolve_target"]
+           "compiler", "load", "open_runner", "read_meta", "resolve_target"]

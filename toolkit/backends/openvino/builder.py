@@ -7,11 +7,11 @@ write, in that order, every bad input refused before anything is written.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from toolkit.artifact import ModelMeta, fresh_temp_name
+from toolkit.artifact import ModelMeta
+from toolkit.io import atomic_outputs
 from toolkit.backends.base import CompileJob, Compiled
 from toolkit.backends.openvino.loader import META_PATH, bin_path, one_line
 from toolkit.errors import RtkError
@@ -49,8 +49,8 @@ def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: 
     """Convert ONNX to IR at `xml` (+ `.bin`), optionally with a static batch and INT8 (`quantize` maps the
     converted ov.Model to its INT8 form); returns both files.
 
-    Both files are written into a temporary folder beside the output and moved in `.bin` first, so an `.xml`
-    never appears without its weights and a failure leaves nothing behind.
+    Both files are written by `toolkit.io.atomic_outputs`: `.bin` moved into place first, so an `.xml` never
+    appears without its weights, and a failure leaves nothing behind.
     """
     model = convert_onnx(source)
     if quantize is not None:
@@ -66,21 +66,8 @@ def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: 
 def _save_atomic(model: Any, xml: Path, *, compress_to_fp16: bool) -> list[Path]:
     import openvino as ov
 
-    folder = xml.parent
-    created = not folder.exists()
-    tmp = fresh_temp_name(folder, ".rtk-ir-")
-    try:
-        folder.mkdir(exist_ok=True)
-        tmp.mkdir()
-        ov.save_model(model, str(tmp / xml.name), compress_to_fp16=compress_to_fp16)
-        os.replace(tmp / bin_path(xml).name, bin_path(xml))
-        os.replace(tmp / xml.name, xml)
-    except BaseException:
-        if created:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_outputs(xml, bin_path(xml), make_folder=True) as (tmp_xml, _):
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
     return [xml, bin_path(xml)]
 
 

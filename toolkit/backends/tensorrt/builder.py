@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from toolkit.artifact import ModelMeta, atomic_path, check_output, now_iso, sidecar_path, write_json
+from toolkit.artifact import ModelMeta
+from toolkit.backends.tensorrt.sidecar import sidecar_path
+from toolkit.io import atomic_outputs, check_output, json_text, now_iso
 from toolkit.backends.base import CompileJob, Compiled
 from toolkit.backends.tensorrt.bindings import gpu_facts, import_tensorrt
 from toolkit.backends.tensorrt.check import check_onnx
@@ -71,11 +73,11 @@ def engine_from_onnx(source: Path, output: Path, *, meta: ModelMeta, precision: 
                "input_shape": list(inp.shape), "profile": shapes and {k: list(v) for k, v in shapes.items()},
                "workspace_mb": workspace_mb, "source": Path(source).name, "source_sha256": source_sha256,
                "built_at": now_iso(), "meta": meta.model_dump(mode="json")}
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(bytes(serialized))
-        write_json(sidecar_path(output), sidecar)
+    with atomic_outputs(output, sidecar_path(output)) as (engine, side):
+        engine.write_bytes(bytes(serialized))
+        side.write_text(json_text(sidecar))
     if timing_cache is not None:
-        with atomic_path(timing_cache) as tmp:
+        with atomic_outputs(timing_cache) as (tmp,):
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return sidecar
 

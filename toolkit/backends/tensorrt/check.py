@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from toolkit.artifact import load_onnx
+from toolkit.onnx_file import load_onnx
 
 if TYPE_CHECKING:
     from toolkit.backends.tensorrt.builder import BatchProfile

@@ -7,8 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.artifact import ModelMeta, sidecar_path
+from toolkit.artifact import ModelMeta
 from toolkit.errors import RtkError
+
+
+def sidecar_path(path: Path) -> Path:
+    """`model.engine` -> `model.engine.json`."""
+    return Path(f"{path}.json")
 
 
 def check_compatible(sidecar: dict[str, Any], *, tensorrt: str, gpu: str, compute_capability: str,

@@ -1,0 +1,127 @@
+"""Files out: one atomic write for single- and multi-file artifacts, strict JSON, hashes and timestamps.
+
+Every file rtk writes goes through `atomic_outputs`, so a failure or Ctrl-C never leaves a half-written
+artifact under its final name, and an artifact made of several files (an IR's `.xml` + `.bin`, an engine and
+its sidecar) appears as a unit: the file that names the others is moved into place last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel
+
+from toolkit.errors import RtkError
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_output(path: Path) -> Path:
+    """Refuse an output path whose folder is missing or which names a folder, before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise RtkError(f"output {path} is a folder; give a file name, e.g. {path / 'model'}{path.suffix or '.onnx'}")
+    if not path.parent.is_dir():
+        raise RtkError(f"output folder {path.parent} does not exist; create it first or choose another -o")
+    if not os.access(path.parent, os.W_OK):
+        raise RtkError(f"output folder {path.parent} is not writable; choose another -o")
+    return path
+
+
+def fresh_temp_name(folder: Path, prefix: str, suffix: str = "") -> Path:
+    """A hidden name in `folder` for a temporary file or folder, not yet created.
+
+    Create it inside the `try` whose `finally` removes it. `tempfile.mkstemp`/`mkdtemp` create it before that
+    `try` is entered, and a Ctrl-C landing in between leaves it behind (the interrupt test caught one)."""
+    return Path(folder) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Path, ...]]:
+    """Temporary names for `paths` (all in one folder), moved to those paths only if the block succeeds.
+
+    The temporaries live in a hidden staging folder beside the outputs (`.<first name>.<random>/`) under the
+    outputs' own names, so the files of one artifact find each other there (an `.xml` names its `.bin`).
+    On success they are moved in reverse order, the first path last: give the file that refers to the others
+    first (the `.xml` before its `.bin`, an engine before its sidecar) and it never appears without them.
+    Any exception, Ctrl-C included, removes the staging folder, and with `make_folder` the output folder too
+    when this call created it.
+    """
+    paths = tuple(Path(p) for p in paths)
+    folder = paths[0].parent
+    if any(p.parent != folder for p in paths):
+        raise ValueError("atomic_outputs: every output must be in one folder")
+    created = make_folder and not folder.exists()
+    if not created:
+        for p in paths:
+            check_output(p)
+    elif not folder.parent.is_dir():
+        raise RtkError(f"output folder {folder.parent} does not exist; create it first or choose another -o")
+    stage = fresh_temp_name(folder, f".{paths[0].name}.")
+    try:
+        try:
+            folder.mkdir(exist_ok=True)
+            stage.mkdir()
+        except OSError as exc:
+            raise RtkError(f"cannot write in {folder} ({exc.strerror or type(exc).__name__}); "
+                           "choose another output") from None
+        yield tuple(stage / p.name for p in paths)
+        missing = [p.name for p in paths if not (stage / p.name).is_file()]
+        if missing:
+            raise RuntimeError(f"atomic_outputs: the block did not write {', '.join(missing)}")
+        for p in reversed(paths):
+            try:
+                os.replace(stage / p.name, p)
+            except OSError as exc:
+                raise RtkError(f"cannot write {p} ({exc.strerror or type(exc).__name__}); "
+                               "choose another output") from None
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_outputs(path) as (tmp,):
+        tmp.write_text(text)
+
+
+def json_text(data: Any) -> str:
+    """`data` (a pydantic model or plain JSON value) as indented JSON text."""
+    return json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON, atomically."""
+    write_text_atomic(Path(path), json_text(data))
+
+
+def jsonable(data: Any) -> Any:
+    """Pydantic models (also inside lists and dicts) as plain JSON values."""
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, (list, tuple)):
+        return [jsonable(v) for v in data]
+    if isinstance(data, dict):
+        return {k: jsonable(v) for k, v in data.items()}
+    return data

@@ -1,0 +1,69 @@
+"""An ONNX file: loaded with one-line errors, and the rtk metadata it carries in `metadata_props`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from toolkit.artifact import ModelMeta, Preprocess, default_class_names
+from toolkit.errors import RtkError
+
+ONNX_META_KEY = "rtk.meta"
+
+
+def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
+    """Metadata from an ONNX file; an ONNX file rtk did not write gets ImageNet defaults sized to its input."""
+    if model is None:
+        model = load_onnx(path, load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if ONNX_META_KEY in props:
+        try:
+            return ModelMeta.model_validate_json(props[ONNX_META_KEY])
+        except ValueError as exc:
+            raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({type(exc).__name__}); "
+                           "re-export it with `rtk export`") from None
+    if len(model.graph.input) != 1 or len(model.graph.output) < 1:
+        raise RtkError(f"{path}: not an image classifier (it has {len(model.graph.input)} inputs); "
+                       "rtk runs models with one NCHW image input")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    outs = model.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or dims[1].dim_value not in (0, 3) or len(outs) != 2:
+        shape = "x".join(str(d.dim_value or d.dim_param or "?") for d in dims)
+        raise RtkError(f"{path}: not an image classifier (input {shape or 'without a shape'}, output rank {len(outs)}); "
+                       "rtk runs models with an N x 3 x H x W input and N x classes logits")
+    crop = dims[-1].dim_value or 224
+    classes = outs[-1].dim_value if len(outs) else 0
+    if not classes:
+        raise RtkError(f"{path}: the ONNX output has no static class dimension and no rtk metadata; export it with rtk")
+    return ModelMeta(
+        num_classes=classes,
+        class_names=default_class_names(classes),
+        preprocess=Preprocess().at_size(crop),
+        provenance={"source": "foreign-onnx", "file": path.name},
+    )
+
+
+def load_onnx(path: Path, load_external_data: bool = True) -> Any:
+    """onnx.load with one-line errors for missing, empty and non-ONNX files."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise RtkError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise RtkError(f"{path}: file is empty (0 bytes); re-export it with `rtk export`")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # protobuf raises several unrelated types for garbage input
+        raise RtkError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it with `rtk export`") from None
+
+
+def write_onnx_meta(model: Any, meta: ModelMeta) -> None:
+    """Store `meta` in the model's metadata_props (replacing any previous rtk entry)."""
+    keep = [p for p in model.metadata_props if p.key not in (ONNX_META_KEY, "class_names")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in ((ONNX_META_KEY, meta.to_json()), ("class_names", json.dumps(meta.class_names))):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
