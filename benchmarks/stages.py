@@ -28,7 +28,8 @@ def stage(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
 def synth_train(*, data: str, ckpt: str, classes: int, per_class: int, val_per_class: int, size: int,
                 train_size: int, epochs: int, batch_size: int, seed: int) -> dict[str, Any]:
     """Draw the built-in synthetic set and train a ResNet50 from scratch on it with `rtk finetune`."""
-    from toolkit.finetune import FinetuneConfig, finetune
+    from toolkit.finetune import finetune
+    from toolkit.settings import FinetuneSettings
     from toolkit.synth import synth
 
     root = Path(data)
@@ -36,8 +37,8 @@ def synth_train(*, data: str, ckpt: str, classes: int, per_class: int, val_per_c
     if not (root / "val").is_dir():
         synth(root, classes=classes, per_class=per_class, val_per_class=val_per_class, size=size, seed=seed)
     drawn = time.perf_counter() - t0
-    res = finetune(FinetuneConfig(data=root, output=Path(ckpt), weights="none", epochs=epochs, batch_size=batch_size,
-                                  input_size=train_size, seed=seed))
+    res = finetune(FinetuneSettings(epochs=epochs, batch_size=batch_size), data=root, output=Path(ckpt),
+                   weights="none", input_size=train_size, seed=seed)
     return {"synth_seconds": drawn, "train_seconds": res.seconds, "best_val_acc": res.best_val_acc,
             "train_images": res.train_images, "val_images": res.val_images, "epochs": epochs, "input_size": train_size,
             "history": [h.model_dump() for h in res.history]}
@@ -83,8 +84,9 @@ def export(*, ckpt: str, onnx: str, data: str | None = None) -> dict[str, Any]:
 @stage
 def compile_openvino(*, source: str, output: str) -> dict[str, Any]:
     from toolkit.compile import compile_model
+    from toolkit.settings import CompileSettings
 
-    res = compile_model(source, target="openvino", output=output, precision="fp32")
+    res = compile_model(source, target="openvino", output=output, settings=CompileSettings(precision="fp32"))
     return {"compile_seconds": res.seconds, "output": res.output, "size_mb": res.size_mb}
 
 
@@ -92,10 +94,11 @@ def compile_openvino(*, source: str, output: str) -> dict[str, Any]:
 def rtk_int8(*, source: str, output: str, calib: str, target: str, subset: int, seed: int = 0) -> dict[str, Any]:
     """`rtk quantize --int8` (toolkit.quantize.quantize_int8) for a CPU target."""
     from toolkit.quantize import quantize_int8
+    from toolkit.settings import QuantizeSettings
 
     t0 = time.perf_counter()
-    res = quantize_int8(Path(source), output=Path(output), calib=Path(calib), target=target, subset=subset, seed=seed,
-                        allow_small=True, bench_runs=0)
+    res = quantize_int8(Path(source), output=Path(output), calib=Path(calib), target=target, seed=seed,
+                        settings=QuantizeSettings(subset=subset, allow_small=True, bench_runs=0))
     seconds = time.perf_counter() - t0
     facts = res.model_dump(mode="json") if hasattr(res, "model_dump") else {}
     out = facts.get("output") or output
@@ -106,7 +109,7 @@ def rtk_int8(*, source: str, output: str, calib: str, target: str, subset: int, 
 def _images(source: str, calib: str, subset: int):
     """The same images rtk calibrates on (seeded, class-balanced), batch 1 each."""
     from toolkit.onnx_file import read_onnx_meta
-    from toolkit.calibration import calibration_set
+    from toolkit.quantize.calibration import calibration_set
 
     meta = read_onnx_meta(Path(source))
     return meta, [x[None] for x in calibration_set(Path(calib), meta.preprocess, subset=subset, allow_small=True).samples]
@@ -159,11 +162,11 @@ def nncf_defaults(*, source: str, output: str, calib: str, subset: int) -> dict[
 @stage
 def prune(*, source: str, output: str, ratio: float, data: str | None = None, epochs: int = 0) -> dict[str, Any]:
     """`rtk prune --structured --ratio R` (+ recovery fine-tuning with distillation when data is given)."""
-    from toolkit.prune import PruneConfig, prune_model
+    from toolkit.prune import prune_model
+    from toolkit.settings import PruneSettings
 
-    cfg = PruneConfig(mode="structured", ratio=ratio, data=Path(data) if data else None, epochs=epochs if data else 0,
-                      distill=bool(data and epochs), measure=[])
-    res = prune_model(Path(source), output=Path(output), config=cfg)
+    settings = PruneSettings(mode="structured", ratio=ratio, epochs=epochs, distill=bool(data and epochs), measure=[])
+    res = prune_model(Path(source), output=Path(output), settings=settings, data=Path(data) if data else None)
     return {"prune_seconds": res.seconds, "macs_before": res.macs_before, "macs_after": res.macs_after,
             "params_before": res.params_before, "params_after": res.params_after, "top1_before": res.top1_before,
             "top1_pruned": res.top1_pruned, "top1_after": res.top1_after, "recovery_epochs": len(res.recovery)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from toolkit.calibration import DEFAULT_SUBSET, write_list
+from toolkit.quantize.calibration import DEFAULT_SUBSET, write_list
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from toolkit.backends import read_meta
-from toolkit.calibration import calibration_set
+from toolkit.quantize.calibration import calibration_set
 
 TRT_FORM = dict(per_channel=True, activation_type="QInt8", weight_type="QInt8",
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})

@@ -14,6 +14,7 @@ from toolkit.backends import open_runner
 from toolkit.errors import RtkError
 from toolkit.export import export_onnx
 from toolkit.models import load_model, save_checkpoint
+from toolkit.settings import ExportSettings, Gates, ValidateSettings
 from toolkit.validate import validate
 
 
@@ -32,7 +33,7 @@ def test_onnx_matches_torch_on_val(accurate_ckpt, tiny_data, tmp_path):
     onnx_path = tmp_path / "accurate.onnx"
     result = export_onnx(model, meta, onnx_path, data=tiny_data / "val", parent=accurate_ckpt)
     assert result.parity.passed and result.parity.max_abs_diff < 1e-3
-    report = validate([onnx_path], tiny_data / "val", reference=accurate_ckpt, max_drop=0.5)
+    report = validate([onnx_path], tiny_data / "val", reference=accurate_ckpt, gates=Gates(max_drop_pt=0.5))
     assert report.reference.top1 >= 90.0
     assert abs(report.top1 - report.reference.top1) <= 0.1
     assert report.agreement >= 99.5 and report.cosine > 0.9999
@@ -42,11 +43,13 @@ def test_onnx_matches_torch_on_val(accurate_ckpt, tiny_data, tmp_path):
 def test_static_batch_export_and_opset(random_ckpt, tmp_path, tiny_data):
     model, meta = load_model(random_ckpt)
     out = tmp_path / "static.onnx"
-    export_onnx(model, meta, out, opset=13, dynamic_batch=False, batch=4, data=tiny_data / "val")
+    export_onnx(model, meta, out, settings=ExportSettings(opset=13, dynamic_batch=False, batch=4),
+                data=tiny_data / "val")
     proto = onnx.load(str(out))
     assert proto.opset_import[0].version == 13
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
-    report = validate([out], tiny_data / "val", reference=random_ckpt, batch_size=32, measure_latency=False)
+    report = validate([out], tiny_data / "val", reference=random_ckpt, settings=ValidateSettings(batch_size=32),
+                      measure_latency=False)
     assert report.images == 32 and report.agreement == 100.0
 
 
@@ -111,6 +114,6 @@ def test_runners_agree_on_one_batch(random_onnx, random_ckpt):
 
 def test_export_refuses_unsupported_opset(random_ckpt, tmp_path):
     model, meta = load_model(random_ckpt)
-    with pytest.raises(RtkError, match="opset"):
-        export_onnx(model, meta, tmp_path / "x.onnx", opset=5)
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(model, meta, tmp_path / "x.onnx", settings=ExportSettings(opset=5))
     assert not list(tmp_path.iterdir())

@@ -34,3 +34,37 @@ def test_frozen_backbone_trains_only_the_head(cli, random_ckpt, tiny_data, tmp_p
     sd_before, sd_after = before.state_dict(), after.state_dict()
     changed = {k for k in sd_before if not torch.equal(sd_before[k], sd_after[k])}
     assert changed == {"fc.weight", "fc.bias"}, sorted(changed)[:5]
+
+
+def test_augment_none_feeds_training_the_eval_view_and_full_does_not(tiny_data):
+    """What the training loop is fed: with `none` every training image is exactly the eval transform of its file
+    (no crop, no flip: orientation-sensitive data keeps its meaning); with `full` the random-resized crops and
+    flips change it; with `flip` each image is the eval view or its mirror."""
+    from toolkit.artifact import Preprocess
+    from toolkit.data import eval_transform, load_image
+    from toolkit.finetune import training_sets
+
+    pre = Preprocess(resize=48, crop=40)
+    view = eval_transform(pre)
+    torch.manual_seed(0)
+    sets = {a: training_sets(tiny_data, pre, augment=a)[0] for a in ("none", "flip", "full")}
+    files = [path for path, _ in sets["none"].folder.samples]
+    expected = [view(load_image(f)) for f in files]
+    assert all(torch.equal(sets["none"].folder[i][0], x) for i, x in enumerate(expected))
+    flipped = [sets["flip"].folder[i][0] for i in range(len(files))]
+    assert all(torch.equal(f, x) or torch.equal(f, x.flip(-1)) for f, x in zip(flipped, expected))
+    assert sum(not torch.equal(f, x) for f, x in zip(flipped, expected)) > 0
+    assert sum(not torch.equal(sets["full"].folder[i][0], x) for i, x in enumerate(expected)) > len(files) // 2
+
+
+def test_finetune_augment_flag_is_recorded_and_checked(cli, tiny_data, tmp_path):
+    out = tmp_path / "none.pt"
+    result = cli("finetune", "--data", tiny_data, "--weights", "none", "--epochs", "1", "--batch-size", "16",
+                 "--input-size", "32", "--augment", "none", "-o", out, "--json", tmp_path / "ft.json")
+    assert result.exit_code == 0, result.stderr
+    _, meta = read_checkpoint(out)
+    assert meta.provenance["history"][-1]["augment"] == "none"
+    assert json.loads((tmp_path / "ft.json").read_text())["augment"] == "none"
+    bad = cli("finetune", "--data", tiny_data, "--augment", "mixup", "-o", tmp_path / "bad.pt")
+    assert bad.exit_code == 2 and "--augment 'mixup'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()

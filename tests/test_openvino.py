@@ -13,8 +13,9 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import bench
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
-from toolkit.nncf_ptq import CALIB_BATCH, calibration_batch, cpu_settings
-from toolkit.quantize import openvino_int8
+from toolkit.settings import BenchSettings, CompileSettings, QuantizeSettings
+from toolkit.quantize.nncf_cpu import CALIB_BATCH, calibration_batch, cpu_settings
+from toolkit.quantize.nncf_cpu import openvino_int8
 from toolkit.validate import validate
 
 from qdq import trt_form_qdq
@@ -60,7 +61,7 @@ def test_int8_ir_matches_the_int8_onnx_it_came_from(accurate_ckpt, tiny_data, tm
     model, meta = load_model(accurate_ckpt)
     fp32 = export_onnx(model, meta, tmp_path / "fp32.onnx", data=tiny_data / "val", parent=accurate_ckpt).output
     qdq = Path(quantize_int8(Path(fp32), output=tmp_path / "int8.onnx", calib=tiny_data / "train",
-                             target="openvino", subset=32, bench_runs=0).output)
+                             target="openvino", settings=QuantizeSettings(subset=32, bench_runs=0)).output)
     ir = compile_model(qdq, target="openvino", output=tmp_path / "ov").output
     x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
     with open_runner(ir) as on_ir, open_runner(qdq, "openvino") as on_qdq:
@@ -72,7 +73,8 @@ def test_int8_ir_matches_the_int8_onnx_it_came_from(accurate_ckpt, tiny_data, tm
 
 
 def test_fp16_ir_runs_close(random_onnx, tiny_data, tmp_path):
-    result = compile_model(random_onnx, target="openvino", output=tmp_path / "fp16.xml", precision="fp16")
+    result = compile_model(random_onnx, target="openvino", output=tmp_path / "fp16.xml",
+                           settings=CompileSettings(precision="fp16"))
     assert (tmp_path / "fp16.bin").is_file() and result.precision == "fp16"
     assert read_meta(tmp_path / "fp16.xml").precision == "fp16"
     report = validate([tmp_path / "fp16.xml"], tiny_data / "val", reference=random_onnx, measure_latency=False)
@@ -88,8 +90,8 @@ def test_ir_from_qdq_onnx_runs(random_onnx, tiny_data, tmp_path):
 
 
 def test_nncf_int8_from_calibration_folder_uses_rtk_settings(random_onnx, tiny_data, tmp_path):
-    result = compile_model(random_onnx, target="openvino", output=tmp_path / "nncf", precision="int8",
-                           calibration=tiny_data, calibration_samples=4)
+    result = compile_model(random_onnx, target="openvino", output=tmp_path / "nncf", calibration=tiny_data,
+                           settings=CompileSettings(precision="int8", calibration_samples=4))
     assert result.precision == "int8"
     q = read_meta(result.output).extra["quantization"]    # rtk quantize's NNCF settings, not NNCF's defaults
     assert q["settings"] == {**cpu_settings().model_dump(), "subset_size": 4,
@@ -101,7 +103,7 @@ def test_nncf_int8_from_calibration_folder_uses_rtk_settings(random_onnx, tiny_d
 
 
 def test_static_batch_and_cache_dir(random_onnx, tmp_path):
-    result = compile_model(random_onnx, target="openvino", output=tmp_path / "b2", batch=2)
+    result = compile_model(random_onnx, target="openvino", output=tmp_path / "b2", settings=CompileSettings(batch=2))
     assert result.batch == "2"
     cache = tmp_path / "cache"
     with open_runner(result.output, options=RunnerOptions(cache_dir=cache)) as runner:
@@ -119,8 +121,7 @@ def test_onnx_runs_on_openvino_by_target_override(random_onnx, random_ckpt, tiny
 
 
 def test_bench_throughput_hint_uses_parallel_requests(ir_fp32):
-    result = bench(ir_fp32.output, batches=[1, 2], runs=3, warmup=1,
-                   options=RunnerOptions(hint="throughput", max_batch=2))
+    result = bench(ir_fp32.output, settings=BenchSettings(batches=[1, 2], runs=3, warmup=1, hint="throughput"))
     assert [p.batch for p in result.results] == [1, 2]
     assert result.runtime["hint"] == "throughput" and result.runtime["infer_requests"] >= 1
     assert all(p.throughput_ips > 0 for p in result.results)
@@ -159,7 +160,7 @@ def _fq_ranges(model) -> dict[str, np.ndarray]:
 def test_batched_calibration_gives_batch_1_ranges(random_onnx, tiny_data):
     """rtk calibrates CALIB_BATCH images per call; NNCF's batchwise statistics must keep per-image min/max."""
     from toolkit.backends.openvino import convert_onnx
-    from toolkit.calibration import calibration_set
+    from toolkit.quantize.calibration import calibration_set
 
     calset = calibration_set(tiny_data / "train", read_meta(random_onnx).preprocess, subset=20, allow_small=True)
     model = convert_onnx(random_onnx)

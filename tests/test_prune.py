@@ -13,7 +13,8 @@ from torch import nn
 from toolkit.channels import apply_channels
 from toolkit.errors import RtkError
 from toolkit.models import build_model, read_checkpoint
-from toolkit.prune import PruneConfig, prune_model, weight_sparsity
+from toolkit.prune import prune_model, weight_sparsity
+from toolkit.settings import BenchSettings, PruneSettings
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +67,13 @@ def test_pruned_checkpoint_flows_into_export_validate_bench(pruned, tiny_data, t
     report = validate([onnx_path], tiny_data / "val", reference=path, measure_latency=False)
     assert report.artifacts[0].agreement == 100.0
     assert abs(report.reference.top1 - rep["top1_after"]) < 1e-6
-    timing = bench(onnx_path, runs=5, warmup=1)
+    timing = bench(onnx_path, settings=BenchSettings(runs=5, warmup=1))
     assert timing.results[0].latency_ms.p50 > 0
 
 
 def test_channel_counts_follow_round_to(random_ckpt, tmp_path):
     out = tmp_path / "r16.pt"
-    res = prune_model(random_ckpt, output=out, config=PruneConfig(ratio=0.3, round_to=16, measure=[]))
+    res = prune_model(random_ckpt, output=out, settings=PruneSettings(ratio=0.3, round_to=16, measure=[]))
     _, meta = read_checkpoint(out)
     widths = meta.arch_config["channels"]
     assert widths and all(v % 16 == 0 for v in widths.values())
@@ -82,7 +83,7 @@ def test_channel_counts_follow_round_to(random_ckpt, tmp_path):
 
 def test_unstructured_reaches_sparsity_and_saves_plain_state_dict(random_ckpt, tmp_path):
     out = tmp_path / "sparse.pt"
-    res = prune_model(random_ckpt, output=out, config=PruneConfig(mode="unstructured", sparsity=0.7,
+    res = prune_model(random_ckpt, output=out, settings=PruneSettings(mode="unstructured", sparsity=0.7,
                                                                   measure=["onnxruntime"]))
     raw = torch.load(out, weights_only=True)
     state = raw["state_dict"]

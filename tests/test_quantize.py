@@ -12,13 +12,18 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from toolkit.backends import read_meta
-from toolkit.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
-from toolkit.nncf_ptq import control_report, cpu_settings
+from toolkit.quantize.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
+from toolkit.quantize.nncf_cpu import cpu_settings, float_layers
 from toolkit.quantize import quantize_int8
+from toolkit.settings import QuantizeSettings
 from toolkit.backends.tensorrt import qdq_form
 from toolkit.validate import mean_cosine, validate
 
 SMALL = {"subset": 16, "allow_small": True, "bench_runs": 5}
+
+
+def small(**overrides) -> QuantizeSettings:
+    return QuantizeSettings(**{**SMALL, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def work(tmp_path_factory) -> Path:
 def cpu_int8(work, random_onnx, tiny_data):
     out = work / "cpu.int8.onnx"
     return quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="onnxruntime",
-                         val=tiny_data / "val", **SMALL)
+                         val=tiny_data / "val", settings=small())
 
 
 def _logits(path: Path, x: np.ndarray) -> np.ndarray:
@@ -49,7 +54,7 @@ def _val_batch(tiny_data: Path, onnx_path: Path) -> np.ndarray:
 
 def test_tensorrt_target_is_signed_symmetric_per_channel_qdq(work, random_onnx, tiny_data):
     out = work / "model.trt-int8.onnx"
-    result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="tensorrt", **SMALL)
+    result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="tensorrt", settings=small())
     model = onnx.load(str(out))
     inits = {t.name: t for t in model.graph.initializer}
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -108,12 +113,12 @@ def test_accuracy_control_reverts_layers_and_its_drop_matches_validate(work, acc
     model, meta = load_model(accurate_ckpt)
     export_onnx(model, meta, fp32, data=tiny_data / "val", parent=accurate_ckpt)
     out = work / "aa.int8.onnx"
-    result = quantize_int8(fp32, output=out, calib=tiny_data / "train", target="onnxruntime", max_drop=0.0,
-                           val=tiny_data / "val", **{**SMALL, "subset": 4})
+    result = quantize_int8(fp32, output=out, calib=tiny_data / "train", target="onnxruntime",
+                           val=tiny_data / "val", settings=small(subset=4, max_drop=0.0))
     control = result.accuracy_control
     assert control is not None and control.nncf_drop_pt > 0       # the bound was not met without reverting
-    assert control.reverted_layers and set(control.reverted_layers) <= set(control.fp32_layers)
-    assert "achieved required accuracy drop" in control.message
+    assert control.reverted_layers and control.reverted_layers == float_layers(onnx.load(str(out)))
+    assert f"{len(control.reverted_layers)} layers reverted to float" in control.message
     report = validate([out], tiny_data / "val", reference=fp32, measure_latency=False)
     assert result.drop_pt == pytest.approx(report.drop_pt) and result.drop_pt <= 0.0
     assert result.top1_int8 == pytest.approx(report.top1)
@@ -146,11 +151,12 @@ def test_onnx_to_int8_ir_for_openvino_matches_fp32_on_openvino(work, random_onnx
     out = work / "from-onnx" / "model.int8.xml"
     out.parent.mkdir()
     result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="openvino",
-                           val=tiny_data / "val", **SMALL)
+                           val=tiny_data / "val", settings=small())
     ops = {op.get_type_name() for op in read_model(out).get_ops()}
     # NNCF worked on the folded graph (ov.convert_model): Core.read_model's ONNX graph keeps a ShapeOf/Broadcast
     # around every conv bias, where bias correction finds no biases to correct
     assert "FakeQuantize" in ops and "ShapeOf" not in ops and "Broadcast" not in ops
+    assert float_layers(read_model(out)) == []            # every Convolution/MatMul weight and residual Add quantized
     assert sorted(Path(f).name for f in result.files) == ["model.int8.bin", "model.int8.xml"]
     assert result.measured_on == "openvino" and result.size_ratio > 3.0
     report = validate([out], tiny_data / "val", reference=random_onnx, targets=["openvino"], measure_latency=False)
@@ -164,8 +170,8 @@ def test_onnx_to_int8_ir_for_openvino_matches_fp32_on_openvino(work, random_onnx
 def test_full_bias_correction_on_request_for_an_ir(work, random_onnx, tiny_data):
     out = work / "full-bc" / "model.xml"
     out.parent.mkdir()
-    quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="openvino", bias_correction="full",
-                  **{**SMALL, "bench_runs": 0})
+    quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="openvino",
+                  settings=small(bias_correction="full", bench_runs=0))
     assert read_meta(out).extra["quantization"]["settings"]["fast_bias_correction"] is False
 
 
@@ -190,15 +196,13 @@ def test_stats_warn_on_unnormalised_tensors():
     assert "far from normalised" in stats_warnings([0.45] * 3, [0.05] * 3, 0.0, 1.0)[0]
 
 
-def test_accuracy_control_report_reads_nncf_log():
-    log = ["Accuracy drop: 0.0125 (absolute)", "Changing the scope of quantizer nodes was started",
-           "Reverted 1 operations to the floating-point precision: \n\t/layer4/layer4.2/conv3/Conv",
-           "1 out of 54 were reverted back to the floating-point precision:\n\t/layer4/layer4.2/conv3/Conv",
-           "Algorithm completed: achieved required accuracy drop 0.0 (absolute)"]
-    report = control_report(log, onnx.ModelProto(), 0.5, is_ir=False)
-    assert report.reverted_layers == ["/layer4/layer4.2/conv3/Conv"]
-    assert report.nncf_drop_pt == pytest.approx(1.25) and report.message.startswith("Algorithm completed")
-    assert control_report([], onnx.ModelProto(), 0.5, is_ir=False).reverted_layers == []
+def test_float_layers_are_read_from_the_graph(cpu_int8, random_onnx):
+    """Plain NNCF INT8 of a ResNet leaves no layer in float (so any float layer after accuracy control is one it
+    reverted); the FP32 graph is all float: every Conv, the Gemm and every residual Add."""
+    assert float_layers(onnx.load(cpu_int8.output)) == []
+    fp32 = onnx.load(str(random_onnx))
+    expected = [n.name for n in fp32.graph.node if n.op_type in ("Conv", "Gemm", "Add")]
+    assert float_layers(fp32) == expected and len(expected) == 53 + 1 + 16
 
 
 def _bad_folders(root: Path, tiny_data: Path) -> dict[str, Path]:

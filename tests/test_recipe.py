@@ -137,11 +137,12 @@ def _reports(folder: Path, models: dict[str, Path]) -> dict[str, Path]:
     """One report.json per model, each an fp32 row of real bench repeats. The repeats are interleaved
     (A B A B ...) so that this VM's ~2x swings between a slow and a fast state land on every model alike."""
     from toolkit.bench import Latency, bench
+    from toolkit.settings import BenchSettings
 
     runs = {name: [] for name in models}
     for _ in range(3):
         for name, onnx_path in models.items():
-            runs[name].append(bench(onnx_path, batches=[1], warmup=2, runs=8))
+            runs[name].append(bench(onnx_path, settings=BenchSettings(warmup=2, runs=8)))
     out = {}
     for name, rs in runs.items():
         samples = [v for r in rs for v in r.results[0].samples_ms]
@@ -234,9 +235,9 @@ def test_dumped_quantize_recipe_replays(cli, random_onnx, tiny_data, tmp_path):
                  "-o", tmp_path / "q.onnx", "--subset", "8", "--allow-small", "--val", tiny_data / "val",
                  "--dump-recipe", path)
     assert dumped.exit_code == 0, dumped.stderr
-    text = path.read_text().replace("bench:\n  batches:\n  - 1\n  warmup: 5\n  runs: 30\n  repeats: 3",
-                                    "bench:\n  batches:\n  - 1\n  warmup: 1\n  runs: 5\n  repeats: 1")
-    path.write_text(text)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["bench"].update(warmup=1, runs=5, repeats=1)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     result = cli("run", path, "-o", tmp_path / "run")
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())

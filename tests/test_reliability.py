@@ -457,13 +457,14 @@ def test_export_is_byte_identical_and_records_parent_hash(cli, tmp_path, random_
 @pytest.fixture(scope="module")
 def two_int8(tmp_path_factory, random_onnx, tiny_data) -> tuple[Path, Path]:
     from toolkit.quantize import quantize_int8
+    from toolkit.settings import QuantizeSettings
 
     folder = tmp_path_factory.mktemp("int8")
     outs = []
     for name in ("a.onnx", "b.onnx"):
         out = folder / name
-        quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="onnxruntime", subset=8,
-                      allow_small=True, bench_runs=0)
+        quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="onnxruntime",
+                      settings=QuantizeSettings(subset=8, allow_small=True, bench_runs=0))
         outs.append(out)
     return outs[0], outs[1]
 

@@ -96,3 +96,16 @@ def test_no_import_cycle_in_toolkit():
 def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_toolkit_file_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in TOOLKIT.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
+
+
+def test_one_target_vocabulary():
+    """The registry's runtimes are exactly the settings' Target values, in the same order."""
+    from toolkit.backends import BACKENDS
+    from toolkit.settings import TARGETS
+
+    assert tuple(BACKENDS) == TARGETS

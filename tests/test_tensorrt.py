@@ -14,6 +14,7 @@ from toolkit.backends.tensorrt.sidecar import sidecar_path
 from toolkit.backends.tensorrt import check_compatible
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
+from toolkit.settings import CompileSettings
 from toolkit.backends.tensorrt import BatchProfile, check_onnx, qdq_form
 
 from qdq import ort_quantize, trt_form_qdq
@@ -117,10 +118,11 @@ def test_engine_meta_comes_from_sidecar(random_onnx, tmp_path):
 
 def test_profile_and_static_batch_rules(random_onnx, tmp_path):
     with pytest.raises(RtkError, match="min <= opt <= max"):
-        compile_model(random_onnx, target="tensorrt", check_only=True, profile=BatchProfile(min=4, opt=2, max=8))
-    with pytest.raises(RtkError, match="not both"):
-        compile_model(random_onnx, target="tensorrt", check_only=True, batch=2, profile=BatchProfile())
-    result = compile_model(random_onnx, target="tensorrt", check_only=True, batch=4)
+        compile_model(random_onnx, target="tensorrt",
+                      settings=CompileSettings(check_only=True, min_batch=4, opt_batch=2, max_batch=8))
+    with pytest.raises(ValueError, match="not both"):
+        CompileSettings(check_only=True, batch=2, min_batch=1)
+    result = compile_model(random_onnx, target="tensorrt", settings=CompileSettings(check_only=True, batch=4))
     assert result.profile == BatchProfile(min=4, opt=4, max=4) and result.passed and result.output is None
 
 
@@ -144,15 +146,17 @@ needs_gpu = pytest.mark.skipif(not _gpu_ready(), reason="needs TensorRT 10 (pip 
 @needs_gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_builds_and_matches_onnx(random_onnx, tiny_data, tmp_path, precision):
+    from toolkit.settings import ValidateSettings
     from toolkit.validate import validate
 
     out = tmp_path / f"{precision}.engine"
-    result = compile_model(random_onnx, target="tensorrt", output=out, precision=precision,
-                           profile=BatchProfile(min=1, opt=4, max=8), timing_cache=tmp_path / "timing.cache")
+    result = compile_model(random_onnx, target="tensorrt", output=out, settings=CompileSettings(
+        precision=precision, min_batch=1, opt_batch=4, max_batch=8, timing_cache=tmp_path / "timing.cache"))
     side = json.loads(sidecar_path(out).read_text())
     assert side["precision"] == precision and side["source_sha256"] == result.source_sha256
     assert side["profile"]["max"][0] == 8 and (tmp_path / "timing.cache").is_file()
-    report = validate([out], tiny_data / "val", reference=random_onnx, batch_size=8, measure_latency=False)
+    report = validate([out], tiny_data / "val", reference=random_onnx, settings=ValidateSettings(batch_size=8),
+                      measure_latency=False)
     assert report.cosine > (0.9999 if precision == "fp32" else 0.99)
 
 

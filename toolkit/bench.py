@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.errors import RtkError
+from toolkit.settings import BenchSettings
 
 
 class Latency(BaseModel):
@@ -77,22 +78,13 @@ class BenchResult(BaseModel):
     results: list[BenchPoint]
 
 
-def parse_batches(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise RtkError(f"--batch {text!r}: give batch sizes as integers separated by commas, e.g. 1,8") from None
-    if not values or any(v < 1 for v in values):
-        raise RtkError(f"--batch {text!r}: batch sizes must be positive integers, e.g. 1,8")
-    return values
-
-
-def bench(path: str | Path, *, target: str | None = None, batches: Sequence[int] = (1,), warmup: int = 10,
-          runs: int | None = None, seconds: float | None = None, options: RunnerOptions | None = None,
-          seed: int = 0, progress: Callable[[str], None] | None = None) -> BenchResult:
+def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
+          progress: Callable[[str], None] | None = None) -> BenchResult:
     """Latency and throughput of one artifact on one runtime, per batch size."""
     path = Path(path)
-    options = options or RunnerOptions(max_batch=max(batches))
+    s = settings or BenchSettings()
+    batches, warmup = s.batches, s.warmup
+    options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(batches))
     points = []
     with open_runner(path, target, options=options) as runner:
         fixed = runner.fixed_batch
@@ -104,7 +96,7 @@ def bench(path: str | Path, *, target: str | None = None, batches: Sequence[int]
             if progress:
                 progress(f"batch {batch}")
             x = rng.standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
-            ms = time_calls(lambda: runner.infer(x), warmup=warmup, runs=runs, seconds=seconds)
+            ms = time_calls(lambda: runner.infer(x), warmup=warmup, runs=s.runs, seconds=s.seconds)
             lat = Latency.from_ms(ms)
             rounds = runner.parallel_requests
             count = -(-max(len(ms) // 2, 10) // rounds) * rounds   # whole rounds of the parallel requests

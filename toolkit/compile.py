@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 from pydantic import BaseModel, Field
 
 from toolkit.io import sha256_file
 from toolkit.onnx_file import load_onnx, read_onnx_meta
-from toolkit.backends import BACKENDS, CompileJob, compiler, load
+from toolkit.backends import BACKENDS, CompileJob, compiler, load, targets_with
 from toolkit.backends.tensorrt.builder import BatchProfile
 from toolkit.backends.tensorrt.check import Finding, has_qdq
 from toolkit.errors import RtkError
+from toolkit.settings import CompileSettings
 
-CompileTarget = Literal["openvino", "tensorrt"]
-PrecisionChoice = Literal["auto", "fp32", "fp16", "int8"]
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 class OutputFile(BaseModel):
@@ -54,8 +52,6 @@ class CompileResult(BaseModel):
 
 
 def _resolve_precision(precision: str, qdq: bool, *, target: str, calibration: Path | None, source: Path) -> str:
-    if precision not in PRECISIONS:
-        raise RtkError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "int8" if qdq else "fp32"
     if qdq and precision != "int8":
@@ -71,45 +67,38 @@ def _resolve_precision(precision: str, qdq: bool, *, target: str, calibration: P
     return precision
 
 
-def compile_model(source: str | Path, *, target: CompileTarget, output: str | Path | None = None,
-                  precision: PrecisionChoice = "auto", batch: int | None = None, profile: BatchProfile | None = None,
-                  workspace_mb: int | None = None, timing_cache: str | Path | None = None,
-                  check_only: bool = False, calibration: str | Path | None = None, calibration_samples: int = 300,
+def compile_model(source: str | Path, *, target: str, settings: CompileSettings | None = None,
+                  output: str | Path | None = None, calibration: str | Path | None = None,
                   progress: Callable[[str], None] | None = None) -> CompileResult:
     """Compile an ONNX model for `target`; every bad input is refused before anything is written.
 
-    `batch` fixes the batch size; `profile` (TensorRT) sets min/opt/max of a dynamic batch (default 1/1/8).
-    `calibration` (OpenVINO only) is an image folder for NNCF INT8 when the ONNX has no Q/DQ nodes.
+    `settings.batch` fixes the batch size; min/opt/max_batch (TensorRT) set a dynamic batch's profile (default
+    1/1/8). `calibration` (OpenVINO only) is an image folder for NNCF INT8 when the ONNX has no Q/DQ nodes.
     """
     started = time.perf_counter()
+    settings = settings or CompileSettings()
     source = Path(source)
     backend = compiler(target)
     if source.suffix.lower() != ".onnx":
         raise RtkError(f"{source}: rtk compile takes an ONNX file; make one with `rtk export`")
-    if check_only and not backend.check_only:
-        checkers = " or ".join(name for name, b in BACKENDS.items() if b.check_only)
-        raise RtkError(f"--check-only reports what TensorRT would refuse; use it with --target {checkers}")
+    if settings.check_only and not backend.check_only:
+        raise RtkError(f"--check-only reports what TensorRT would refuse; use it with --target "
+                       f"{' or '.join(targets_with('check_only'))}")
     if calibration is not None and not backend.calibrates:
         raise RtkError(f"--calibration is for OpenVINO (NNCF); for {target} run `rtk quantize --int8 --target "
                        f"{target}` and compile its output")
     model = load_onnx(source, load_external_data=False)
     meta = read_onnx_meta(source, model)
     qdq = has_qdq(model)
-    precision = _resolve_precision(precision, qdq, target=target,
+    precision = _resolve_precision(settings.precision, qdq, target=target,
                                    calibration=Path(calibration) if calibration else None, source=source)
-    if batch is not None and profile is not None:
-        raise RtkError("give --batch (a fixed batch) or --min-batch/--opt-batch/--max-batch (a range), not both")
-    if batch is not None and batch < 1:
-        raise RtkError(f"--batch {batch}: give a positive batch size")
-    job = CompileJob(source=source, source_sha256=sha256_file(source), model=model, meta=meta, precision=precision,
-                     qdq=qdq, output=Path(output) if output is not None else None, batch=batch, profile=profile,
-                     workspace_mb=workspace_mb, timing_cache=Path(timing_cache) if timing_cache else None,
-                     check_only=check_only, calibration=Path(calibration) if calibration else None,
-                     calibration_samples=calibration_samples, say=progress or (lambda _msg: None))
+    job = CompileJob(source=source, source_sha256=sha256_file(source), model=model, meta=meta, settings=settings,
+                     precision=precision, qdq=qdq, output=Path(output) if output is not None else None,
+                     calibration=Path(calibration) if calibration else None, say=progress or (lambda _msg: None))
     built = load(backend.compiler)(job)
     outs = [OutputFile(path=str(p), bytes=p.stat().st_size, sha256=sha256_file(p)) for p in built.files]
     return CompileResult(source=str(source), source_sha256=job.source_sha256, target=target, precision=precision,
-                         check_only=check_only, batch=built.batch, profile=built.profile,
+                         check_only=settings.check_only, batch=built.batch, profile=built.profile,
                          output=str(built.main) if built.main else None, files=outs,
                          size_mb=sum(f.bytes for f in outs) / 1e6, findings=built.findings,
                          passed=not any(f.severity == "error" for f in built.findings),

@@ -14,10 +14,9 @@ from toolkit.artifact import ModelMeta
 from toolkit.io import atomic_outputs, check_output, sha256_file
 from toolkit.onnx_file import write_onnx_meta
 from toolkit.errors import RtkError
+from toolkit.settings import ExportSettings
 from toolkit.validate import mean_cosine
 
-DEFAULT_OPSET = 17
-SUPPORTED_OPSETS = range(11, 22)
 
 
 class Parity(BaseModel):
@@ -63,18 +62,18 @@ def parity_images(meta: ModelMeta, data: Path | None, count: int = 16) -> tuple[
     return np.stack([tf(p).numpy() for p in pics]), "built-in synthetic images"
 
 
-def export_onnx(model: torch.nn.Module, meta: ModelMeta, output: Path, *, opset: int = DEFAULT_OPSET,
-                dynamic_batch: bool = True, batch: int = 1, data: Path | None = None, atol: float = 1e-3,
-                parent: Path | None = None) -> ExportResult:
-    """Export `model` to ONNX at `meta.preprocess.crop`, check it, store metadata, and prove parity.
+def export_onnx(model: torch.nn.Module, meta: ModelMeta, output: Path, *, settings: ExportSettings | None = None,
+                data: Path | None = None, parent: Path | None = None) -> ExportResult:
+    """Export `model` to ONNX at `meta.preprocess.crop`, check it, store metadata, and prove parity on `data`
+    (default: built-in drawings).
 
     The file appears at `output` only if the checker passes and ONNX Runtime agrees with PyTorch
     (max |diff| <= atol and top-1 agreement >= 99%); otherwise RtkError and nothing is written.
     """
     import onnx
 
-    if opset not in SUPPORTED_OPSETS:
-        raise RtkError(f"--opset {opset} is not supported; choose {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}")
+    s = settings or ExportSettings()
+    opset, dynamic_batch, batch, atol = s.opset, s.dynamic_batch, s.batch, s.atol
     output = check_output(Path(output))
     started = time.perf_counter()
     model = model.eval()

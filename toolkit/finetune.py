@@ -1,7 +1,7 @@
 """Transfer learning (new head on a pretrained backbone), training from scratch, and recovery fine-tuning.
 
 The recipe is the practitioner's default for ResNet50: AdamW with a one-cycle schedule, label smoothing,
-RandomResizedCrop + flip augmentation from the model's own Preprocess, best checkpoint kept by val top-1.
+augmentation from the model's own Preprocess (`augment`: full, flip or none), best checkpoint kept by val top-1.
 `train()` is the shared loop; pruning reuses it for recovery, with optional distillation from a teacher.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
 
@@ -25,24 +24,9 @@ from toolkit.io import atomic_outputs, check_output, write_json
 from toolkit.data import ImageSet, check_classes, image_folder, loader
 from toolkit.errors import RtkError
 from toolkit.models import PRETRAINED, load_model, save_checkpoint
+from toolkit.settings import FinetuneSettings
 
 ProgressFactory = Callable[[int, int], ContextManager[Callable[..., None]]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class FinetuneConfig:
-    data: Path
-    output: Path
-    weights: str = "none"
-    freeze_backbone: bool = False
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float | None = None
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    input_size: int | None = None
-    seed: int = 0
-    threads: int | None = None
 
 
 class EpochStats(BaseModel):
@@ -60,6 +44,7 @@ class FinetuneResult(BaseModel):
     plot_png: str | None
     weights: str
     freeze_backbone: bool
+    augment: str = "full"
     classes: list[str]
     input_size: int
     train_images: int
@@ -76,35 +61,37 @@ def default_lr(weights: str, freeze_backbone: bool) -> float:
     return 3e-4 if weights != "none" else 1e-3
 
 
-def _initial_model(cfg: FinetuneConfig, class_names: list[str], image_side: int) -> tuple[nn.Module, ModelMeta]:
+def _initial_model(weights: str, *, freeze_backbone: bool, input_size: int | None, seed: int,
+                   class_names: list[str], image_side: int) -> tuple[nn.Module, ModelMeta]:
     """The starting network with a head for `class_names`."""
-    if cfg.weights.lower() in ("none", "random"):
-        if cfg.freeze_backbone:
+    if weights.lower() in ("none", "random"):
+        if freeze_backbone:
             raise RtkError("--freeze-backbone needs pretrained weights; use --weights imagenet-v2 or drop the flag")
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(seed)
         from torchvision.models import resnet50
 
         model = resnet50(weights=None, num_classes=len(class_names), zero_init_residual=True)
-        side = cfg.input_size or image_side
+        side = input_size or image_side
         meta = ModelMeta(num_classes=len(class_names), class_names=class_names,
                          preprocess=Preprocess(resize=side, crop=side), provenance={"source": "scratch"})
         return model, meta
-    model, meta = load_model(cfg.weights, input_size=cfg.input_size)
+    model, meta = load_model(weights, input_size=input_size)
     if meta.num_classes != len(class_names) or meta.class_names != class_names:
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(seed)
         model.fc = nn.Linear(model.fc.in_features, len(class_names))
     meta = meta.model_copy(update={"num_classes": len(class_names), "class_names": class_names})
-    if cfg.weights.lower() not in PRETRAINED:
-        meta = meta.derived("finetune-from", parent=Path(cfg.weights))
+    if weights.lower() not in PRETRAINED:
+        meta = meta.derived("finetune-from", parent=Path(weights))
     return model, meta
 
 
-def _splits(root: Path, pre: Preprocess) -> tuple[ImageSet, ImageSet]:
+def training_sets(root: Path, pre: Preprocess, *, augment: str) -> tuple[ImageSet, ImageSet]:
+    """(train/ with the `augment` transform, val/ with the eval transform): what the training loop is fed."""
     root = Path(root)
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise RtkError(f"{root} needs train/ and val/ sub-folders, each with one folder per class "
                        "(rtk data synth makes one)")
-    train_set = image_folder(root / "train", pre, train=True)
+    train_set = image_folder(root / "train", pre, train=True, augment=augment)
     val_set = image_folder(root / "val", pre)
     check_classes(train_set.classes, val_set, what=f"{root / 'train'}")
     return train_set, val_set
@@ -196,19 +183,19 @@ def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: i
     return model.eval(), history
 
 
-def finetune(cfg: FinetuneConfig, progress: ProgressFactory | None = None) -> FinetuneResult:
-    """Train on `cfg.data` and save the best checkpoint (atomically, each time val top-1 improves)."""
-    if cfg.epochs < 1:
-        raise RtkError(f"--epochs {cfg.epochs}: train for at least 1 epoch")
-    if cfg.batch_size < 2:
-        raise RtkError(f"--batch-size {cfg.batch_size}: use at least 2 (batch norm needs it)")
-    output = check_output(Path(cfg.output))
+def finetune(settings: FinetuneSettings, *, data: Path, output: Path, weights: str = "none",
+             input_size: int | None = None, seed: int = 0, progress: ProgressFactory | None = None) -> FinetuneResult:
+    """Train on `data` (train/ and val/) from `weights` and save the best checkpoint at `output` (atomically, each
+    time val top-1 improves). `input_size` overrides the model's (or, from scratch, the images') side."""
+    cfg = settings
+    output = check_output(Path(output))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
-    probe = image_folder(Path(cfg.data) / "train" if (Path(cfg.data) / "train").is_dir() else cfg.data, Preprocess())
-    model, meta = _initial_model(cfg, probe.classes, _image_side(probe))
-    train_set, val_set = _splits(Path(cfg.data), meta.preprocess)
+    probe = image_folder(Path(data) / "train" if (Path(data) / "train").is_dir() else data, Preprocess())
+    model, meta = _initial_model(weights, freeze_backbone=cfg.freeze_backbone, input_size=input_size, seed=seed,
+                                 class_names=probe.classes, image_side=_image_side(probe))
+    train_set, val_set = training_sets(Path(data), meta.preprocess, augment=cfg.augment)
     params = None
     if cfg.freeze_backbone:
         for p in model.parameters():
@@ -216,9 +203,10 @@ def finetune(cfg: FinetuneConfig, progress: ProgressFactory | None = None) -> Fi
         for p in model.fc.parameters():
             p.requires_grad = True
         params = list(model.fc.parameters())
-    lr = cfg.lr or default_lr(cfg.weights, cfg.freeze_backbone)
-    meta = meta.derived("finetune", weights=cfg.weights, freeze_backbone=cfg.freeze_backbone, epochs=cfg.epochs,
-                        lr=lr, batch_size=cfg.batch_size, seed=cfg.seed, data=str(cfg.data))
+    lr = cfg.lr or default_lr(weights, cfg.freeze_backbone)
+    meta = meta.derived("finetune", weights=weights, freeze_backbone=cfg.freeze_backbone, epochs=cfg.epochs,
+                        lr=lr, batch_size=cfg.batch_size, seed=seed, data=str(data),
+                        **({"augment": cfg.augment} if cfg.augment != "full" else {}))
 
     def save_best(net: nn.Module, stats: EpochStats) -> None:
         best = meta.model_copy(update={"extra": {**meta.extra, "val_top1": stats.val_acc, "best_epoch": stats.epoch}})
@@ -228,16 +216,16 @@ def finetune(cfg: FinetuneConfig, progress: ProgressFactory | None = None) -> Fi
     scope = progress(cfg.epochs, steps) if progress else contextlib.nullcontext(None)
     with scope as update:
         model, history = train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=lr,
-                               batch_size=cfg.batch_size, seed=cfg.seed, weight_decay=cfg.weight_decay,
+                               batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay,
                                label_smoothing=cfg.label_smoothing, params=params, progress=update, on_best=save_best)
     best = max(history, key=lambda h: h.val_acc)
     history_json = output.with_suffix(".history.json")
     write_json(history_json, [h.model_dump() for h in history])
     plot = plot_history(history, output.with_suffix(".history.png"))
     return FinetuneResult(output=str(output), history_json=str(history_json), plot_png=str(plot) if plot else None,
-                          weights=cfg.weights, freeze_backbone=cfg.freeze_backbone, classes=meta.class_names,
-                          input_size=meta.preprocess.crop, train_images=len(train_set), val_images=len(val_set),
-                          best_epoch=best.epoch, best_val_acc=best.val_acc, history=history,
+                          weights=weights, freeze_backbone=cfg.freeze_backbone, augment=cfg.augment,
+                          classes=meta.class_names, input_size=meta.preprocess.crop, train_images=len(train_set),
+                          val_images=len(val_set), best_epoch=best.epoch, best_val_acc=best.val_acc, history=history,
                           seconds=time.perf_counter() - started)
 
 

@@ -67,3 +67,13 @@ def write_onnx_meta(model: Any, meta: ModelMeta) -> None:
     for key, value in ((ONNX_META_KEY, meta.to_json()), ("class_names", json.dumps(meta.class_names))):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def input_name(model: Any) -> str:
+    return model.graph.input[0].name
+
+
+def input_dims(model: Any) -> list[int | None]:
+    """The first input's dimensions: ints where static, None where dynamic (a named or missing dimension)."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]

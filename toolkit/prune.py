@@ -14,52 +14,20 @@ import copy
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import nn
 
 from toolkit.artifact import ModelMeta
 from toolkit.io import check_output, sha256_file
 from toolkit.channels import channel_config
-from toolkit.data import AUGMENT, ImageSet, check_classes, image_folder, loader, split_dir
+from toolkit.data import ImageSet, check_classes, image_folder, loader, split_dir
 from toolkit.errors import RtkError
 from toolkit.models import build_model, read_checkpoint, save_checkpoint
 from toolkit.prune_search import Progress, SearchStep, latencies, search
+from toolkit.settings import PruneSettings
 
-IMPORTANCE = ("l1", "l2", "bn", "taylor")
-SEARCH_TARGETS = ("torch", "onnxruntime", "openvino")
-
-
-class PruneConfig(BaseModel):
-    """Everything `rtk prune` can be asked; `None` ratio/sparsity means 0.5."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["structured", "unstructured"] = "structured"
-    ratio: float | None = None
-    sparsity: float | None = None
-    importance: str = "l2"
-    global_pruning: bool | None = None    # default: uniform for structured, global for unstructured
-    round_to: int = 8
-    target_latency_ms: float | None = None
-    target: str | None = None
-    max_ratio: float = 0.9
-    search_steps: int = 5
-    keep_best: bool = False
-    data: Path | None = None              # ImageFolder (train/ val/) for BN adaptation, Taylor, recovery, top-1
-    epochs: int = 0
-    lr: float = 5e-4
-    batch_size: int = 32
-    distill: bool = False
-    augment: str = "none"                 # recovery augmentation (data.AUGMENT); see PruneStage
-    temperature: float = 4.0
-    distill_alpha: float = 0.7
-    bn_batches: int = 20
-    measure: list[str] | None = None      # runtimes timed before/after; None = onnxruntime (+ openvino if unstructured)
-    seed: int = 0
-    threads: int | None = None
 
 
 class LatencyFact(BaseModel):
@@ -106,11 +74,8 @@ class PruneResult(BaseModel):
         return self.passed
 
 
-def check_config(cfg: PruneConfig) -> None:
-    """Refuse impossible requests before any work is done."""
-    for flag, value in (("--ratio", cfg.ratio), ("--sparsity", cfg.sparsity)):
-        if value is not None and not 0.0 < value < 1.0:
-            raise RtkError(f"{flag} {value}: give a fraction strictly between 0 and 1, e.g. 0.5")
+def check_settings(cfg: PruneSettings, data: Path | None) -> None:
+    """Refuse impossible combinations before any work is done (each field's own range is the model's)."""
     if cfg.mode == "structured" and cfg.sparsity is not None:
         raise RtkError("--sparsity is for --unstructured; use --ratio with --structured")
     if cfg.mode == "unstructured":
@@ -121,43 +86,30 @@ def check_config(cfg: PruneConfig) -> None:
     if cfg.target_latency_ms is not None:
         if cfg.target is None:
             raise RtkError("--target-latency-ms needs --target RUNTIME to measure on, e.g. --target onnxruntime")
-        if cfg.target_latency_ms <= 0:
-            raise RtkError(f"--target-latency-ms {cfg.target_latency_ms}: give a positive number of milliseconds")
         if cfg.ratio is not None:
             raise RtkError("give --ratio or --target-latency-ms, not both")
-        if cfg.target not in SEARCH_TARGETS:
-            raise RtkError(f"--target {cfg.target}: the latency search measures on {', '.join(SEARCH_TARGETS)}")
-    if cfg.importance not in IMPORTANCE:
-        raise RtkError(f"--importance {cfg.importance}: choose one of {', '.join(IMPORTANCE)}")
-    if cfg.augment not in AUGMENT:
-        raise RtkError(f"--augment {cfg.augment}: choose one of {', '.join(AUGMENT)}")
-    if cfg.round_to < 1:
-        raise RtkError(f"--round-to {cfg.round_to}: give a positive channel multiple, e.g. 8")
-    if cfg.epochs < 0 or (cfg.epochs and cfg.data is None):
-        raise RtkError("--epochs needs --finetune DATA (and a count of 0 or more)")
-    if cfg.distill and not cfg.epochs:
+    if cfg.distill and not (data is not None and cfg.epochs):
         raise RtkError("--distill needs recovery training: add --finetune DATA --epochs N")
-    if cfg.importance == "taylor" and cfg.mode == "structured" and cfg.data is None:
+    if cfg.importance == "taylor" and cfg.mode == "structured" and data is None:
         raise RtkError("--importance taylor needs images for gradients: add --finetune DATA")
-    for name in cfg.measure or []:
-        if name not in SEARCH_TARGETS:
-            raise RtkError(f"--measure {name}: choose from {', '.join(SEARCH_TARGETS)} or none")
 
 
-def prune_model(source: Path, *, output: Path, config: PruneConfig, progress: Progress | None = None) -> PruneResult:
-    """Prune the checkpoint at `source`, optionally recover accuracy, and write a plain rtk checkpoint.
+def prune_model(source: Path, *, output: Path, settings: PruneSettings, data: Path | None = None, seed: int = 0,
+                progress: Progress | None = None) -> PruneResult:
+    """Prune the checkpoint at `source`, optionally recover accuracy on `data` (train/ and val/), and write a
+    plain rtk checkpoint at `output`. Without `data` there is no batch-norm adaptation, recovery or top-1.
 
     Nothing is written when a latency target is missed (unless `keep_best`); the result is then falsy.
     """
-    cfg = config
-    check_config(cfg)
+    cfg = settings.model_copy(update={"epochs": settings.epochs if data is not None else 0})
+    check_settings(cfg, data)
     started = time.perf_counter()
     source, output = Path(source), check_output(Path(output))
     say = progress or (lambda *a, **k: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model, meta = read_checkpoint(source)
-    calib_set, train_set, val_set = _data(cfg, meta)
+    calib_set, train_set, val_set = _data(cfg, data, meta)
     size = meta.preprocess.crop
     example = torch.zeros(1, 3, size, size)
     glob = cfg.global_pruning if cfg.global_pruning is not None else cfg.mode == "unstructured"
@@ -169,7 +121,7 @@ def prune_model(source: Path, *, output: Path, config: PruneConfig, progress: Pr
                   target=cfg.target)
     with tempfile.TemporaryDirectory(prefix="rtk-prune-") as tmp:
         if cfg.mode == "structured":
-            calib = _calibration(calib_set, cfg) if cfg.importance == "taylor" else None
+            calib = _calibration(calib_set, cfg, seed) if cfg.importance == "taylor" else None
             prune_at = lambda r: _prune_channels(copy.deepcopy(model), ratio=r, cfg=cfg, glob=glob,  # noqa: E731
                                                  example=example, calib=calib)
             if cfg.target_latency_ms is not None:
@@ -190,7 +142,7 @@ def prune_model(source: Path, *, output: Path, config: PruneConfig, progress: Pr
                                                           batch_size=cfg.batch_size)
             result["top1_pruned"] = _top1(pruned, val_set)
             if cfg.epochs:
-                pruned, history = _recover(pruned, model if cfg.distill else None, train_set, val_set, cfg, say)
+                pruned, history = _recover(pruned, model if cfg.distill else None, train_set, val_set, cfg, seed, say)
                 result["recovery"] = [h.model_dump() for h in history]
         out_meta, final = _finalize(pruned, meta, source, cfg, result)
         if written:
@@ -222,20 +174,21 @@ def weight_sparsity(state: dict[str, torch.Tensor]) -> float:
     return float(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights))
 
 
-def _data(cfg: PruneConfig, meta: ModelMeta) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None]:
+def _data(cfg: PruneSettings, data: Path | None,
+          meta: ModelMeta) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None]:
     """(calibration images with the eval transform, augmented training images if training, validation images)."""
-    if cfg.data is None:
+    if data is None:
         return None, None, None
-    train_dir = split_dir(cfg.data, "train")
+    train_dir = split_dir(data, "train")
     calib_set = image_folder(train_dir, meta.preprocess)
     train_set = image_folder(train_dir, meta.preprocess, train=True, augment=cfg.augment) if cfg.epochs else None
-    val_set = image_folder(split_dir(cfg.data, "val"), meta.preprocess)
+    val_set = image_folder(split_dir(data, "val"), meta.preprocess)
     for ds in (calib_set, val_set):
         check_classes(meta.class_names, ds)
     return calib_set, train_set, val_set
 
 
-def _measure_targets(cfg: PruneConfig) -> list[str]:
+def _measure_targets(cfg: PruneSettings) -> list[str]:
     if cfg.measure is not None:
         return list(cfg.measure)
     from toolkit.backends import available
@@ -260,9 +213,10 @@ def _top1(model: nn.Module, val_set: ImageSet | None) -> float | None:
     return evaluate(model, val_set)[1]
 
 
-def _calibration(train_set: ImageSet | None, cfg: PruneConfig, batches: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _calibration(train_set: ImageSet | None, cfg: PruneSettings, seed: int,
+                 batches: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
     out = []
-    for x, y in loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed):
+    for x, y in loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=seed):
         out.append((x, y))
         if len(out) >= batches:
             break
@@ -278,7 +232,7 @@ def _importance(name: str):
             "taylor": tp.importance.GroupTaylorImportance}[name]()
 
 
-def _prune_channels(model: nn.Module, *, ratio: float, cfg: PruneConfig, glob: bool, example: torch.Tensor,
+def _prune_channels(model: nn.Module, *, ratio: float, cfg: PruneSettings, glob: bool, example: torch.Tensor,
                     calib: list | None) -> nn.Module:
     """torch-pruning MetaPruner over the dependency graph; fc outputs (the classes) are never pruned."""
     import torch_pruning as tp
@@ -347,7 +301,7 @@ def adapt_batchnorm(model: nn.Module, data: ImageSet, *, batches: int, batch_siz
     return done
 
 
-def _recover(model, teacher, train_set, val_set, cfg: PruneConfig, say: Progress):
+def _recover(model, teacher, train_set, val_set, cfg: PruneSettings, seed: int, say: Progress):
     """Recovery fine-tuning with finetune.train (AdamW one-cycle), with the unpruned model as teacher if asked."""
     from toolkit.finetune import train
 
@@ -357,11 +311,11 @@ def _recover(model, teacher, train_set, val_set, cfg: PruneConfig, say: Progress
         say(f"recovery epoch {epoch + 1}/{cfg.epochs}", step, steps, **metrics)
 
     return train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=cfg.lr,
-                 batch_size=cfg.batch_size, seed=cfg.seed, teacher=teacher, distill_alpha=cfg.distill_alpha,
+                 batch_size=cfg.batch_size, seed=seed, teacher=teacher, distill_alpha=cfg.distill_alpha,
                  temperature=cfg.temperature, progress=update)
 
 
-def _finalize(pruned: nn.Module, meta: ModelMeta, source: Path, cfg: PruneConfig, facts: dict):
+def _finalize(pruned: nn.Module, meta: ModelMeta, source: Path, cfg: PruneSettings, facts: dict):
     """The output metadata and the network rebuilt from it (proving the checkpoint will load)."""
     if cfg.mode == "structured":
         channels = channel_config(pruned, meta.num_classes)
@@ -379,4 +333,4 @@ def _finalize(pruned: nn.Module, meta: ModelMeta, source: Path, cfg: PruneConfig
     return out_meta, final.eval()
 
 
-__all__ = ["PruneConfig", "PruneResult", "prune_model", "adapt_batchnorm", "weight_sparsity"]
+__all__ = ["PruneResult", "prune_model", "adapt_batchnorm", "weight_sparsity"]

@@ -21,7 +21,7 @@ from toolkit.models import save_checkpoint
 Progress = Callable[..., None]          # progress(stage, done, total, **facts)
 
 if TYPE_CHECKING:
-    from toolkit.prune import PruneConfig
+    from toolkit.settings import PruneSettings
 
 
 class SearchStep(BaseModel):
@@ -75,7 +75,7 @@ def probe(model: nn.Module, meta: ModelMeta, target: str, stem: Path) -> Path:
     return path
 
 
-def search(model, meta, cfg: PruneConfig, prune_at, tmp: Path, say: Progress):
+def search(model, meta, cfg: PruneSettings, prune_at, tmp: Path, say: Progress):
     """Bisection over the channel ratio for the smallest pruning whose latency on `cfg.target` meets the target.
 
     Returns (ratio, pruned model, steps, message); the message is empty when the target was met.

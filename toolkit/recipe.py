@@ -1,4 +1,5 @@
-"""A whole pipeline as one typed object: YAML recipes and CLI flags build the same `Recipe`.
+"""A whole pipeline as one typed object: each stage's section is that stage's settings model (toolkit.settings),
+so a recipe and the command line build the same objects.
 
 Recipes are versioned (`version: 1`), strict (an unknown key is an error naming the key and its line) and
 safe (YAML aliases are refused, so an alias bomb cannot expand). `rtk recipe schema` prints the JSON Schema.
@@ -10,32 +11,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit.errors import RtkError
+from toolkit.settings import (BenchSettings, CompileSettings, ExportSettings, FinetuneSettings, Gates, PruneSettings,
+                              QuantizeSettings, SynthSettings, Target, ValidateSettings)
 
 RECIPE_VERSION = 1
-Target = Literal["onnxruntime", "openvino", "tensorrt"]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SynthData(Strict):
-    """The built-in synthetic set, drawn into `<output>/data` on first use."""
-
-    classes: int = Field(10, ge=2, le=12)
-    per_class: int = Field(300, ge=1)
-    val_per_class: int = Field(50, ge=1)
-    size: int = Field(64, ge=16, le=512)
-    seed: int = 0
-
-
 class DataSpec(Strict):
     """Where images come from: `synth` or an ImageFolder `root` with train/ and val/."""
 
-    synth: SynthData | None = None
+    synth: SynthSettings | None = Field(None, description="The built-in synthetic set, drawn into <output>/data.")
     root: Path | None = None
     calibration: Path | None = Field(None, description="Calibration images (default: the train split).")
     validation: Path | None = Field(None, description="Labeled validation images (default: the val split).")
@@ -53,58 +45,27 @@ class ModelSpec(Strict):
     input_size: int | None = Field(None, ge=16, le=1024)
 
 
-class FinetuneStage(Strict):
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(32, ge=2)
-    lr: float | None = Field(None, gt=0)
-    freeze_backbone: bool = False
+class CompileStage(CompileSettings):
+    """The compile stage: `CompileSettings` for each of `targets` (onnxruntime runs the ONNX as it is)."""
 
-
-class PruneStage(Strict):
-    mode: Literal["structured", "unstructured"] = "structured"
-    ratio: float = Field(0.5, gt=0, lt=1, description="Structured: fraction of channels removed.")
-    sparsity: float = Field(0.5, gt=0, lt=1, description="Unstructured: fraction of weights zeroed.")
-    importance: Literal["l1", "l2", "bn", "taylor"] = "l2"
-    round_to: int = Field(8, ge=1)
-    epochs: int = Field(2, ge=0, description="Recovery fine-tuning epochs.")
-    lr: float = Field(5e-4, gt=0)
-    distill: bool = True
-    augment: Literal["full", "flip", "none"] = Field("none", description="Recovery augmentation: none measured best "
-                                                     "for a 2-epoch distillation recovery; flip; full.")
-
-
-class ExportStage(Strict):
-    opset: int = Field(17, ge=11, le=21)
-    dynamic_batch: bool = True
-
-
-class QuantizeStage(Strict):
-    subset: int = Field(300, ge=1, description="Calibration images.")
-    max_drop: float | None = Field(None, ge=0, description="Accuracy-aware mode: largest top-1 drop in points.")
-    allow_small: bool = False
-
-
-class CompileStage(Strict):
     targets: list[Target] = Field(default_factory=lambda: ["onnxruntime"], min_length=1)
-    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
+
+    @field_validator("targets")
+    @classmethod
+    def _deployable(cls, v: list[str]) -> list[str]:
+        from toolkit.backends import targets_with
+
+        allowed = targets_with("int8")
+        bad = [t for t in v if t not in allowed]
+        if bad:
+            raise ValueError(f"{bad[0]} is not a deployment target; choose from {', '.join(allowed)}")
+        return v
 
 
-class BenchStage(Strict):
-    batches: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    warmup: int = Field(5, ge=0)
-    runs: int = Field(30, ge=5)
+class BenchStage(BenchSettings):
+    """The bench stage: `BenchSettings` for every artifact but the PyTorch reference, `repeats` times."""
+
     repeats: int = Field(3, ge=1, description="Independent measurements per artifact, for a confidence interval.")
-    threads: int | None = Field(None, ge=1)
-
-
-class Gates(Strict):
-    """CI gates; a failed gate makes `rtk run` exit 1 and is named in the report."""
-
-    max_drop_pt: float | None = Field(None, ge=0, description="Largest top-1 drop vs FP32, in points.")
-    max_drop_rel_pct: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in % of FP32.")
-    min_agreement_pct: float | None = Field(None, ge=0, le=100, description="Smallest top-1 agreement with FP32.")
-    max_p99_ms: dict[Target, float] = Field(default_factory=dict, description="Largest p99 latency per target, ms.")
-    min_speedup: float | None = Field(None, gt=0, description="Smallest p50 speed-up of the deployed artifact vs FP32 ONNX Runtime.")
 
 
 class Recipe(Strict):
@@ -114,13 +75,16 @@ class Recipe(Strict):
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
-    finetune: FinetuneStage | None = None
-    prune: PruneStage | None = None
-    export: ExportStage = Field(default_factory=ExportStage)
-    quantize: QuantizeStage | None = None
+    finetune: FinetuneSettings | None = None
+    prune: PruneSettings | None = None
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    quantize: QuantizeSettings | None = None
     compile: CompileStage = Field(default_factory=CompileStage)
+    validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
     bench: BenchStage = Field(default_factory=BenchStage)
     gates: Gates = Field(default_factory=Gates)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":
@@ -132,6 +96,8 @@ class Recipe(Strict):
             raise ValueError("quantize needs calibration images: set data.root, data.synth or data.calibration")
         if self.quantize and "tensorrt" in self.compile.targets and len(set(self.compile.targets)) > 1:
             raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
+        if self.quantize and self.quantize.form == "ir" and self.quantize_target != "openvino":
+            raise ValueError("quantize.form ir makes an INT8 IR for openvino: add openvino to compile.targets")
         extra = sorted(set(self.gates.max_p99_ms) - set(self.compile.targets))
         if extra:
             raise ValueError(f"gates.max_p99_ms names {extra}, which compile.targets does not build")
@@ -247,8 +213,9 @@ def load_recipe(path: str | Path) -> Recipe:
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     """Relative paths in a recipe are relative to the working directory; check that named inputs exist."""
     data = recipe.data
+    calib_list = recipe.quantize.calib_list if recipe.quantize else None
     for label, value in (("data.root", data.root), ("data.calibration", data.calibration),
-                         ("data.validation", data.validation)):
+                         ("data.validation", data.validation), ("quantize.calib_list", calib_list)):
         if value is not None and not Path(value).exists():
             raise RtkError(f"{label}: {value} not found; fix the path in the recipe (relative to the current folder)")
     source = recipe.model.source
@@ -258,7 +225,7 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
 
 
 def dump_recipe(recipe: Recipe) -> str:
-    data: dict[str, Any] = recipe.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    data: dict[str, Any] = recipe.model_dump(mode="json", exclude_none=True, by_alias=True)
     return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -18,6 +18,8 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import Latency, time_calls
 from toolkit.data import batches, check_classes, image_folder
 from toolkit.errors import RtkError
+from toolkit.pipeline.gates import Gate, Scored, evaluate
+from toolkit.settings import Gates, ValidateSettings
 
 
 class ArtifactScore(BaseModel):
@@ -31,18 +33,6 @@ class ArtifactScore(BaseModel):
     cosine: float | None = None
     p50_ms: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
-
-
-class Gate(BaseModel):
-    name: str
-    artifact: str
-    limit: float
-    value: float
-    passed: bool
-
-    def __str__(self) -> str:
-        verdict = "passed" if self.passed else "FAILED"
-        return f"gate {self.name} {verdict} for {self.artifact}: {self.value:.3f} (limit {self.limit})"
 
 
 class ValidationReport(BaseModel):
@@ -128,14 +118,17 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
 
 
 def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
-             targets: Sequence[str | None] | None = None, max_drop: float | None = None,
-             min_agreement: float | None = None, batch_size: int = 32, options: RunnerOptions | None = None,
-             progress: Callable[[int, int], None] | None = None, measure_latency: bool = True) -> ValidationReport:
+             targets: Sequence[str | None] | None = None, settings: ValidateSettings | None = None,
+             gates: Gates | None = None, progress: Callable[[int, int], None] | None = None,
+             measure_latency: bool = True) -> ValidationReport:
     """Top-1/top-5 of each artifact, and drop, agreement and cosine against `reference` when given.
 
-    `max_drop` (points of top-1) and `min_agreement` (percent) are gates: the report's `passed` is False
-    when any artifact is outside them. `targets` runs an artifact on a runtime other than its default.
+    `gates` (max_drop_pt, min_agreement_pct) make it a check: the report's `passed` is False when any artifact
+    is outside them. `targets` runs an artifact on a runtime other than its default.
     """
+    settings = settings or ValidateSettings()
+    gates = gates or Gates()
+    max_drop, min_agreement = gates.max_drop_pt, gates.min_agreement_pct
     if not artifacts:
         raise RtkError("give at least one artifact to validate")
     if (max_drop is not None or min_agreement is not None) and reference is None:
@@ -147,7 +140,8 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
     labels, logits, facts, skipped, images = collect_logits(
-        all_paths, Path(data), targets=all_targets, batch_size=batch_size, options=options, progress=progress,
+        all_paths, Path(data), targets=all_targets, batch_size=settings.batch_size,
+        options=RunnerOptions(threads=settings.threads, max_batch=settings.batch_size), progress=progress,
         measure_latency=measure_latency)
 
     names = facts[0]["classes"]
@@ -161,7 +155,6 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
 
     ref = score(all_paths[0], logits[0], facts[0]) if reference else None
     scores = []
-    gates: list[Gate] = []
     offset = 1 if reference else 0
     for i, path in enumerate(paths):
         s = score(path, logits[i + offset], facts[i + offset])
@@ -169,14 +162,10 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
             s.drop_pt = ref.top1 - s.top1
             s.agreement = 100.0 * float(np.mean(logits[i + offset].argmax(1) == logits[0].argmax(1)))
             s.cosine = mean_cosine(logits[i + offset], logits[0])
-            if max_drop is not None:
-                gates.append(Gate(name="max_drop_pt", artifact=str(path), limit=max_drop, value=s.drop_pt,
-                                  passed=s.drop_pt <= max_drop))
-            if min_agreement is not None:
-                gates.append(Gate(name="min_agreement_pct", artifact=str(path), limit=min_agreement,
-                                  value=s.agreement, passed=s.agreement >= min_agreement))
         scores.append(s)
+    results = evaluate(gates, [Scored(name=s.artifact, target=s.target, top1=s.top1, drop_pt=s.drop_pt,
+                                      agreement=s.agreement) for s in scores])
     first = scores[0]
     return ValidationReport(data=str(data), images=images, skipped=skipped, top1=first.top1, top5=first.top5,
                             drop_pt=first.drop_pt, agreement=first.agreement, cosine=first.cosine, reference=ref,
-                            artifacts=scores, gates=gates, passed=all(g.passed for g in gates))
+                            artifacts=scores, gates=results, passed=all(results))

@@ -32,6 +32,12 @@ class Backend:
     compiler: str | None = None         # "module:function" of `rtk compile --target NAME` (CompileJob -> Compiled)
     check_only: bool = False            # `rtk compile --check-only`: what it would refuse, without the runtime
     calibrates: bool = False            # `rtk compile --calibration DIR`: INT8 from a float ONNX at compile time
+    int8: str | None = None             # the INT8 form `rtk quantize --target NAME` makes for it ("nncf", "trt_qdq")
+
+    @property
+    def searches(self) -> bool:
+        """It can time a pruning candidate (a checkpoint or an ONNX export), as the latency search does."""
+        return ".pt" in self.runs or ".onnx" in self.runs
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
@@ -39,18 +45,26 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             runs=(".pt",), owns=(".pt",), meta="toolkit.models:checkpoint_meta"),
     Backend(name="onnxruntime", package="onnxruntime", install="pip install rtk",
             runner="toolkit.backends.onnxruntime.runner:OnnxRuntimeRunner", runs=(".onnx",), owns=(".onnx",),
-            meta="toolkit.onnx_file:read_onnx_meta"),
+            meta="toolkit.onnx_file:read_onnx_meta", int8="nncf"),
     Backend(name="openvino", package="openvino", install="pip install rtk",
             runner="toolkit.backends.openvino.runner:OpenVINORunner", runs=(".xml", ".onnx"), owns=(".xml",),
-            meta="toolkit.backends.openvino.loader:read_ir_meta", compiler="toolkit.backends.openvino.builder:compile_ir", calibrates=True),
+            meta="toolkit.backends.openvino.loader:read_ir_meta", compiler="toolkit.backends.openvino.builder:compile_ir",
+            calibrates=True, int8="nncf"),
     Backend(name="tensorrt", package="tensorrt", install="pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU",
             runner="toolkit.backends.tensorrt.runner:TensorRTRunner", runs=(".engine", ".plan"),
             owns=(".engine", ".plan"), meta="toolkit.backends.tensorrt.sidecar:read_engine_meta",
-            compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True),
+            compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True, int8="trt_qdq"),
 )}
 
 DEFAULT_TARGET = {suffix: b.name for b in BACKENDS.values() for suffix in b.owns}
 COMPILE_TARGETS = tuple(name for name, b in BACKENDS.items() if b.compiler)
+CAPABILITIES = {"compile": lambda b: b.compiler is not None, "int8": lambda b: b.int8 is not None,
+                "search": lambda b: b.searches, "check_only": lambda b: b.check_only}
+
+
+def targets_with(capability: str) -> tuple[str, ...]:
+    """The runtimes that have `capability` (a key of CAPABILITIES), in table order."""
+    return tuple(name for name, b in BACKENDS.items() if CAPABILITIES[capability](b))
 
 
 def load(ref: str) -> Any:
@@ -114,4 +128,4 @@ def compiler(target: str) -> Backend:
 
 
 __all__ = ["BACKENDS", "COMPILE_TARGETS", "Backend", "CompileJob", "Compiled", "Runner", "RunnerOptions", "available",
-           "compiler", "load", "open_runner", "read_meta", "resolve_target"]
+           "compiler", "load", "open_runner", "read_meta", "resolve_target", "targets_with"]

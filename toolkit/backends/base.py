@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.artifact import ModelMeta
+from toolkit.settings import CompileSettings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,16 +101,11 @@ class CompileJob:
     source_sha256: str
     model: Any                        # the source as an onnx.ModelProto (external data not loaded)
     meta: ModelMeta                   # the source's metadata
-    precision: str                    # resolved: fp32 | fp16 | int8
+    settings: CompileSettings
+    precision: str                    # settings.precision resolved: fp32 | fp16 | int8
     qdq: bool                         # the source carries Q/DQ nodes
     output: Path | None = None        # None: beside the source, with the format's extension
-    batch: int | None = None          # a fixed batch size
-    profile: Any = None               # TensorRT BatchProfile over a dynamic batch
-    workspace_mb: int | None = None
-    timing_cache: Path | None = None
-    check_only: bool = False
     calibration: Path | None = None   # images for NNCF INT8 at compile time (OpenVINO)
-    calibration_samples: int = 300
     say: Callable[[str], None] = lambda _msg: None
 
     def output_meta(self, *, target: str, batch: str) -> ModelMeta:

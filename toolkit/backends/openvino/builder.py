@@ -73,14 +73,15 @@ def _save_atomic(model: Any, xml: Path, *, compress_to_fp16: bool) -> list[Path]
 
 def _batch_plan(job: CompileJob) -> tuple[int | None, str]:
     """(static batch to set, label): `--batch` fixes a dynamic batch; a static ONNX batch stays as it is."""
-    if job.profile is not None:
+    s = job.settings
+    if (s.min_batch, s.opt_batch, s.max_batch) != (None, None, None):
         raise RtkError("--min-batch/--opt-batch/--max-batch are TensorRT profiles; for OpenVINO use --batch "
                        "or keep the dynamic batch")
     dim = job.model.graph.input[0].type.tensor_type.shape.dim[0]
     onnx_batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
     if onnx_batch is not None:
-        return job.batch, str(job.batch or onnx_batch)
-    return job.batch, str(job.batch) if job.batch else "dynamic"
+        return s.batch, str(s.batch or onnx_batch)
+    return s.batch, str(s.batch) if s.batch else "dynamic"
 
 
 def compile_ir(job: CompileJob) -> Compiled:
@@ -92,12 +93,12 @@ def compile_ir(job: CompileJob) -> Compiled:
     out_meta = job.output_meta(target="openvino", batch=batch_label)
     quantize = None
     if job.precision == "int8" and not job.qdq:
-        from toolkit.calibration import calibration_set
-        from toolkit.nncf_ptq import calibration_batch
-        from toolkit.quantize import openvino_int8
+        from toolkit.quantize.calibration import calibration_set
+        from toolkit.quantize.nncf_cpu import calibration_batch
+        from toolkit.quantize.nncf_cpu import openvino_int8
 
         job.say("reading calibration images")
-        calset = calibration_set(Path(job.calibration), job.meta.preprocess, subset=job.calibration_samples,
+        calset = calibration_set(Path(job.calibration), job.meta.preprocess, subset=job.settings.calibration_samples,
                                  allow_small=True)
         quantize, record = openvino_int8(calset, calibration_batch(job.model))
         out_meta = out_meta.model_copy(update={"extra": {**out_meta.extra, "quantization": record}})

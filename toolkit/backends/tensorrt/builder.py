@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from toolkit.artifact import ModelMeta
 from toolkit.backends.tensorrt.sidecar import sidecar_path
+from toolkit.settings import CompileSettings
 from toolkit.io import atomic_outputs, check_output, json_text, now_iso
 from toolkit.backends.base import CompileJob, Compiled
 from toolkit.backends.tensorrt.bindings import gpu_facts, import_tensorrt
@@ -82,23 +83,33 @@ def engine_from_onnx(source: Path, output: Path, *, meta: ModelMeta, precision: 
     return sidecar
 
 
+def batch_profile(settings: CompileSettings) -> BatchProfile | None:
+    """The profile min/opt/max_batch ask for, the missing ones filled in (min 1, opt min, max 8 or opt)."""
+    s = settings
+    if (s.min_batch, s.opt_batch, s.max_batch) == (None, None, None):
+        return None
+    lo = s.min_batch or 1
+    opt = s.opt_batch or lo
+    return BatchProfile(min=lo, opt=opt, max=s.max_batch or max(8, opt))
+
+
 def _batch_plan(job: CompileJob) -> tuple[BatchProfile | None, str]:
     """(profile, label): a static ONNX batch builds as it is; a dynamic one over `--batch` or the profile."""
-    profile = job.profile
+    profile, batch = batch_profile(job.settings), job.settings.batch
     if profile is not None and not 1 <= profile.min <= profile.opt <= profile.max:
         raise RtkError(f"batch profile {profile.min}/{profile.opt}/{profile.max}: need 1 <= min <= opt <= max")
     dim = job.model.graph.input[0].type.tensor_type.shape.dim[0]
     onnx_batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
     if onnx_batch is not None:
-        if job.batch not in (None, onnx_batch):
+        if batch not in (None, onnx_batch):
             raise RtkError(f"{job.source} has a static batch of {onnx_batch}; export with a dynamic batch to build "
-                           f"for batch {job.batch}")
+                           f"for batch {batch}")
         if profile is not None:
             raise RtkError(f"{job.source} has a static batch of {onnx_batch}; a batch profile needs a dynamic-batch "
                            "export")
-        return None, str(job.batch or onnx_batch)
-    if job.batch is not None:
-        return BatchProfile(min=job.batch, opt=job.batch, max=job.batch), str(job.batch)
+        return None, str(batch or onnx_batch)
+    if batch is not None:
+        return BatchProfile(min=batch, opt=batch, max=batch), str(batch)
     profile = profile or BatchProfile()
     return profile, f"dynamic {profile.min}-{profile.max} (opt {profile.opt})"
 
@@ -106,13 +117,14 @@ def _batch_plan(job: CompileJob) -> tuple[BatchProfile | None, str]:
 def compile_engine(job: CompileJob) -> Compiled:
     """`rtk compile --target tensorrt`: the CPU-side check, then (unless `check_only`) the engine and its sidecar."""
     profile, batch_label = _batch_plan(job)
-    if job.check_only:
+    if job.settings.check_only:
         job.say("checking the graph against TensorRT's rules")
         return Compiled(batch=batch_label, profile=profile, findings=check_onnx(job.model, profile=profile))
     output = check_output(job.output if job.output is not None else job.source.with_suffix(".engine"))
     if output.suffix.lower() not in ENGINE_SUFFIXES:
         raise RtkError(f"-o {output}: a TensorRT engine is written as .engine or .plan")
-    timing_cache = check_output(Path(job.timing_cache)) if job.timing_cache is not None else None
+    cache = job.settings.timing_cache
+    timing_cache = check_output(Path(cache)) if cache is not None else None
     import_tensorrt()
     findings = check_onnx(job.model, profile=profile)
     errors = [f for f in findings if f.severity == "error"]
@@ -121,7 +133,7 @@ def compile_engine(job: CompileJob) -> Compiled:
                        f"{errors[0].message}); see `rtk compile --target tensorrt --check-only`")
     job.say(f"building a TensorRT {job.precision} engine (minutes for ResNet50)")
     engine_from_onnx(job.source, output, meta=job.output_meta(target="tensorrt", batch=batch_label),
-                     precision=job.precision, profile=profile, workspace_mb=job.workspace_mb,
+                     precision=job.precision, profile=profile, workspace_mb=job.settings.workspace_mb,
                      timing_cache=timing_cache, source_sha256=job.source_sha256)
     return Compiled(batch=batch_label, profile=profile, files=[output, sidecar_path(output)], main=output,
                     findings=findings)

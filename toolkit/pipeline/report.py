@@ -1,4 +1,5 @@
-"""The run report: one typed result -> report.json, report.md and PNG plots.
+"""The run report: one typed result -> report.json, report.md and PNG plots. It runs nothing: it is built from
+what the stages returned.
 
 It leads with the three ratios against FP32 that NNCF's PTQ examples end with (accuracy drop, size,
 speed-up), then one pass/fail line per gate, then the parity matrix and the plots.
@@ -9,14 +10,15 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from toolkit import __version__
-from toolkit.io import now_iso, write_json, write_text_atomic
 from toolkit.bench import Latency
-from toolkit.validate import Gate
+from toolkit.io import now_iso, write_json, write_text_atomic
+from toolkit.pipeline.gates import Gate, Scored, evaluate
+from toolkit.pipeline.stages import Outcome
+from toolkit.recipe import Recipe
 
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
@@ -88,45 +90,9 @@ def artifact_size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
 
 
-def _validate(ctx, arts) -> dict[str, Any] | None:
-    from toolkit.validate import validate
-
-    val, reference = ctx.paths["validation"], ctx.paths["reference"]
-    if val is None:
-        ctx.say("validate: no validation images; accuracy is not reported")
-        return None
-    rows = [a for a in arts if a.role != "reference"]
-    return ctx.stage("validate", {"artifacts": [a.path for a in rows], "targets": [a.target for a in rows]},
-                     [Path(a.path) for a in arts] + [val], [],
-                     lambda: validate([a.path for a in rows], val, reference=reference,
-                                      targets=[a.target for a in rows], measure_latency=False))
-
-
-def _bench(ctx, arts) -> dict[str, list[dict]]:
-    """Every artifact but the PyTorch reference, `repeats` times, interleaved so drift hits all alike."""
-    from toolkit.backends import RunnerOptions
-    from toolkit.bench import bench
-
-    b = ctx.recipe.bench
-    timed = [a for a in arts if a.role != "reference"]
-
-    def run():
-        out: dict[str, list[dict]] = {a.name: [] for a in timed}
-        for repeat in range(b.repeats):
-            for a in timed:
-                ctx.say(f"bench: {a.name} on {a.target}, repeat {repeat + 1}/{b.repeats}")
-                result = bench(a.path, target=a.target, batches=b.batches, warmup=b.warmup, runs=b.runs,
-                               options=RunnerOptions(threads=b.threads, max_batch=max(b.batches)))
-                out[a.name].append(result.model_dump(mode="json"))
-        return out
-
-    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed]},
-                     [Path(a.path) for a in timed], [], run)
-
-
-def build_report(ctx, arts) -> Report:
-    validation = _validate(ctx, arts)
-    benches = _bench(ctx, arts)
+def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
+    """The report of a run from what its stages returned (`records`: the stage records, for their times)."""
+    arts, validation, benches = outcome.artifacts, outcome.validation, outcome.benches
     scores = {}
     if validation:
         for score in [validation["reference"], *validation["artifacts"]]:
@@ -157,41 +123,12 @@ def build_report(ctx, arts) -> Report:
     deployed = rows[-1]
     headline = Headline(artifact=deployed.name, accuracy_drop_pt=deployed.drop_pt, size_ratio=deployed.size_ratio,
                         speedup=deployed.speedup)
-    gates = evaluate_gates(ctx.recipe.gates, rows)
-    return Report(recipe=ctx.recipe.name, rtk=__version__, created=now_iso(), passed=all(g.passed for g in gates),
-                  headline=headline, gates=gates, rows=rows,
-                  validation_images=validation["images"] if validation else None,
-                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in ctx.records])
-
-
-def evaluate_gates(gates, rows: list[Row]) -> list[Gate]:
-    """Every gate on every artifact it applies to (accuracy gates: all but the references)."""
-    out: list[Gate] = []
-    checked = [r for r in rows if r.role not in ("reference",)]
-    for r in checked:
-        if r.drop_pt is not None:
-            if gates.max_drop_pt is not None:
-                out.append(Gate(name="max_drop_pt", artifact=r.name, limit=gates.max_drop_pt, value=r.drop_pt,
-                                passed=r.drop_pt <= gates.max_drop_pt))
-            ref_top1 = r.top1 + r.drop_pt if r.top1 is not None else None
-            if gates.max_drop_rel_pct is not None and ref_top1:
-                rel = 100.0 * r.drop_pt / ref_top1
-                out.append(Gate(name="max_drop_rel_pct", artifact=r.name, limit=gates.max_drop_rel_pct, value=rel,
-                                passed=rel <= gates.max_drop_rel_pct))
-        if gates.min_agreement_pct is not None and r.agreement is not None:
-            out.append(Gate(name="min_agreement_pct", artifact=r.name, limit=gates.min_agreement_pct,
-                            value=r.agreement, passed=r.agreement >= gates.min_agreement_pct))
-    for target, limit in gates.max_p99_ms.items():
-        deployed = [r for r in rows if r.target == target and r.latency_ms]
-        if deployed:
-            r = deployed[-1]
-            out.append(Gate(name="max_p99_ms", artifact=r.name, limit=limit, value=r.latency_ms.p99,
-                            passed=r.latency_ms.p99 <= limit))
-    if gates.min_speedup is not None and rows[-1].speedup is not None:
-        r = rows[-1]
-        out.append(Gate(name="min_speedup", artifact=r.name, limit=gates.min_speedup, value=r.speedup,
-                        passed=r.speedup >= gates.min_speedup))
-    return out
+    gates = evaluate(recipe.gates, [Scored(name=r.name, target=r.target, role=r.role, top1=r.top1, drop_pt=r.drop_pt,
+                                           agreement=r.agreement, p99_ms=r.latency_ms.p99 if r.latency_ms else None,
+                                           speedup=r.speedup) for r in rows])
+    return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
+                  gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
+                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records])
 
 
 def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:

@@ -1,4 +1,4 @@
-"""`run(recipe, output)`: the stages in order, each artifact -> artifact, with a manifest and a report.
+"""`run(recipe, output)`: the run folder, the stage cache, the stages in order, the manifest and the report.
 
 Stages whose configuration and input hashes are unchanged since the last run in the same folder are
 skipped (state in `<output>/.rtk/state.json`), so an interrupted or edited run resumes where it can.
@@ -16,8 +16,8 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from toolkit import __version__
-from toolkit.io import now_iso, sha256_file, write_json
 from toolkit.errors import RtkError
+from toolkit.io import now_iso, sha256_file, write_json, write_text_atomic
 from toolkit.recipe import Recipe, dump_recipe
 
 STATE = ".rtk/state.json"
@@ -55,7 +55,6 @@ class Run:
     training_progress: Any = None
     records: list[StageRecord] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
-    paths: dict[str, Path | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         state = self.root / STATE
@@ -110,22 +109,22 @@ def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, say: Say = lambda _: None,
         training_progress: Any = None):
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
-    from toolkit.report import build_report, write_report
-    from toolkit.stages import run_stages
+    from toolkit.pipeline.report import build_report, write_report
+    from toolkit.pipeline.stages import run_stages
 
     output = Path(output)
     prepare_output(output, resume=resume, force=force)
     started = now_iso()
     ctx = Run(recipe=recipe, root=output, say=say, training_progress=training_progress)
-    (output / "recipe.yaml").write_text(dump_recipe(recipe))
-    artifacts = run_stages(ctx)
-    report = build_report(ctx, artifacts)
-    write_manifest(ctx, artifacts, started)
+    write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
+    outcome = run_stages(ctx)
+    report = build_report(recipe, outcome, ctx.records)
+    write_manifest(ctx, started)
     write_report(report, output)
     return report
 
 
-def write_manifest(ctx: Run, artifacts: dict[str, Any], started: str) -> Path:
+def write_manifest(ctx: Run, started: str) -> Path:
     """sha256 of every input and output, versions, machine, recipe, seeds and stage times."""
     from toolkit.doctor import doctor
 

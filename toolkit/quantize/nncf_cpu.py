@@ -26,14 +26,18 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from pydantic import BaseModel
 
 from toolkit.artifact import ModelMeta
-from toolkit.calibration import CalibrationSet
 from toolkit.doctor import CpuInfo, cpu_info
+from toolkit.errors import GateFailed
+from toolkit.onnx_file import input_name
+from toolkit.quantize.calibration import CalibrationSet
+from toolkit.quantize.result import AccuracyControl, Quantized, quantization_record
+from toolkit.settings import QuantizeSettings
 
 
 class CpuSettings(BaseModel):
@@ -44,16 +48,6 @@ class CpuSettings(BaseModel):
     activations_range: str = "minmax"
     isa: str
     reason: str
-
-
-class AccuracyControl(BaseModel):
-    """What NNCF's accuracy control did: the layers it put back in float (none when INT8 met the bound)."""
-
-    max_drop_pt: float
-    reverted_layers: list[str]
-    fp32_layers: list[str] | None
-    nncf_drop_pt: float | None
-    message: str
 
 
 def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
@@ -68,13 +62,41 @@ def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
     return CpuSettings(overflow_fix="first_layer_only", isa=tier, reason=f"{tier}: NNCF's default overflow fix")
 
 
-def fp32_layers(model: Any) -> list[str]:
-    """Nodes that run in float: Conv/Gemm/MatMul whose weight does not come through a DequantizeLinear, and
-    residual Adds none of whose inputs do (NNCF quantizes both inputs of each Add and can revert them)."""
+def float_layers(model: Any) -> list[str]:
+    """Layers of a quantized graph that run in float: Conv/Gemm/MatMul (Convolution/MatMul in an ov.Model) whose
+    weight is not dequantized, and residual Adds none of whose inputs is. NNCF's CPU preset quantizes every one of
+    them in a ResNet, so in its output these are the layers accuracy control reverted."""
+    if not hasattr(model, "graph"):
+        return _float_layers_ov(model)
     dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     return [n.name for n in model.graph.node
             if (n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] not in dq_out)
             or (n.op_type == "Add" and not any(i in dq_out for i in n.input))]
+
+
+def _float_layers_ov(model: Any) -> list[str]:
+    def quantized(node: Any) -> bool:
+        for _ in range(8):           # Constant(i8) -> Convert -> Subtract -> Multiply, or a FakeQuantize
+            kind = node.get_type_name()
+            if kind in ("FakeQuantize", "FakeConvert"):
+                return True
+            if kind == "Constant":
+                return node.get_element_type().is_integral()
+            if node.get_input_size() == 0:
+                return False
+            node = node.input_value(0).get_node()
+        return False
+
+    found = []
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        sources = [op.input_value(i).get_node() for i in range(op.get_input_size())]
+        if kind in ("Convolution", "MatMul") and not quantized(sources[1]):
+            found.append(op.get_friendly_name())
+        elif kind == "Add" and all(s.get_type_name() != "Constant" for s in sources) and not any(
+                s.get_type_name() == "FakeQuantize" for s in sources):
+            found.append(op.get_friendly_name())
+    return found
 
 
 @contextmanager
@@ -100,10 +122,6 @@ def nncf_log() -> Iterator[list[str]]:
         logger.removeHandler(handler)
         for h in saved:
             logger.addHandler(h)
-
-
-def input_name(model: Any) -> str:
-    return model.graph.input[0].name
 
 
 # Images per call in NNCF's statistics pass. NNCF's batchwise statistics keep per-image minima, maxima and means,
@@ -188,11 +206,13 @@ def _run_any(model: Any, x: np.ndarray, cache: dict) -> np.ndarray:
 
 
 def quantize_with_accuracy(model: Any, calset: CalibrationSet, cpu: CpuSettings, val_items: list,
-                           max_drop: float) -> Any:
+                           max_drop: float, metrics: list[tuple[int, float]]) -> Any:
     """nncf.quantize_with_accuracy_control with top-1 as a fraction, so max_drop points / 100 is its unit.
 
     Layers are ranked by how much reverting them helps: on an IR by the logits' normalised MSE (per-item logits),
     on ONNX by per-item correctness, since NNCF 3.4 implements the MSE ranking for its OpenVINO backend only.
+    `metrics` receives (images, top-1) of every validation call: NNCF's first two calls on the whole set are the
+    FP32 model and the plain INT8 one (a one-image call to learn the metric's form comes before them).
     """
     import nncf
 
@@ -205,7 +225,8 @@ def quantize_with_accuracy(model: Any, calset: CalibrationSet, cpu: CpuSettings,
                                  for i in range(0, len(items), 32)])
         correct = logits.argmax(1) == np.array([y for _, y in items])
         per_item = [float(c) for c in correct] if is_onnx else [[row[None]] for row in logits]
-        return float(np.mean(correct)), per_item
+        metrics.append((len(items), float(np.mean(correct))))
+        return metrics[-1][1], per_item
 
     if is_onnx:
         name = input_name(model)
@@ -218,22 +239,55 @@ def quantize_with_accuracy(model: Any, calset: CalibrationSet, cpu: CpuSettings,
         drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced, **_nncf_args(cpu, calset, 1))
 
 
-def control_report(log: list[str], qmodel: Any, max_drop: float, is_ir: bool) -> AccuracyControl:
-    """Read NNCF's log: its final "N out of M were reverted" list, or "Algorithm completed" when none were."""
-    reverted: list[str] = []
-    for msg in log:
-        if "were reverted back to the floating-point precision" in msg:
-            reverted = [line.strip() for line in msg.splitlines()[1:] if line.strip()]
-    drops = [m for m in log if m.startswith("Accuracy drop")]
-    nncf_drop = None
-    if drops:
-        try:
-            nncf_drop = 100.0 * float(drops[0].split(":")[1].split("(")[0])
-        except (IndexError, ValueError):
-            nncf_drop = None
-    ends = [m for m in log if m.startswith("Algorithm completed") or "could not achieve" in m]
-    message = ends[-1] if ends else (log[-1] if log else "")
-    if not reverted and not ends:
-        message = "INT8 met the bound; no layer needed to be reverted"
-    return AccuracyControl(max_drop_pt=max_drop, reverted_layers=reverted, nncf_drop_pt=nncf_drop,
-                           fp32_layers=None if is_ir else fp32_layers(qmodel), message=message)
+def accuracy_control(qmodel: Any, max_drop: float, metrics: list[tuple[int, float]],
+                     images: int) -> AccuracyControl:
+    """What accuracy control did, read from the graph it returned (the layers left in float) and from the top-1
+    NNCF measured through rtk's validation function on all `images` (FP32 first, then plain INT8)."""
+    reverted = float_layers(qmodel)
+    whole = [top1 for n, top1 in metrics if n == images]
+    start = 100.0 * (whole[0] - whole[1]) if len(whole) >= 2 else None
+    began = f" (INT8 started {start:.2f} pt below FP32)" if start is not None else ""
+    message = (f"{len(reverted)} layers reverted to float to keep the top-1 drop within {max_drop} pt{began}"
+               if reverted else f"INT8 met the bound; no layer needed to be reverted{began}")
+    return AccuracyControl(max_drop_pt=max_drop, reverted_layers=reverted, nncf_drop_pt=start,
+                           fp32_layers=reverted if hasattr(qmodel, "graph") else None, message=message)
+
+
+def fully_reverted(qmodel: Any) -> bool:
+    """No quantizer left: accuracy control put every layer back in float."""
+    if hasattr(qmodel, "graph"):
+        return not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in qmodel.graph.node)
+    return not any(op.get_type_name() in ("FakeQuantize", "FakeConvert") for op in qmodel.get_ops())
+
+
+def quantize(model: Any, calset: CalibrationSet, *, source: Path, settings: QuantizeSettings, val_items: list | None,
+             workdir: Path, say: Callable[[str], None]) -> Quantized:
+    """NNCF INT8 for a CPU target (ONNX or ov.Model in, the same kind out), with accuracy control when
+    `settings.max_drop` is set (`val_items`: the labeled validation images)."""
+    cpu = cpu_settings().model_copy(update={"fast_bias_correction": settings.bias_correction == "fast"})
+    batch = calibration_batch(model) if settings.max_drop is None else 1
+    record = settings_record(cpu, calset, batch)
+    say(f"calibrating {len(calset)} images with NNCF ({cpu.isa}: overflow fix {cpu.overflow_fix})")
+    with nncf_log():
+        if settings.max_drop is None:
+            return Quantized(quantize_cpu(model, calset, cpu, batch), "nncf.quantize", record)
+        metrics: list[tuple[int, float]] = []
+        qmodel = quantize_with_accuracy(model, calset, cpu, val_items, settings.max_drop, metrics)
+    control = accuracy_control(qmodel, settings.max_drop, metrics, len(val_items))
+    if fully_reverted(qmodel):
+        start = f" (INT8 started {control.nncf_drop_pt:.1f} pt below FP32)" if control.nncf_drop_pt else ""
+        raise GateFailed(f"NNCF's accuracy control reverted every quantized layer to float and still missed "
+                         f"--max-drop {settings.max_drop}{start}: loosen the bound or check the FP32 model; "
+                         "nothing written")
+    return Quantized(qmodel, "nncf.quantize_with_accuracy_control", record, control)
+
+
+def openvino_int8(calset: CalibrationSet, batch: int) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+    """(ov.Model -> INT8 ov.Model by NNCF with rtk's CPU settings for this machine, the record of how).
+
+    `rtk compile --precision int8 --calibration DIR` uses it, so it gives the same IR as `rtk quantize
+    --target openvino -o *.xml` for the same images. `batch`: `calibration_batch` of the model to quantize."""
+    cpu = cpu_settings()
+    record = quantization_record(target="openvino", method="nncf.quantize", calibration=calset.facts,
+                                 settings=settings_record(cpu, calset, batch))
+    return (lambda model: quantize_cpu(model, calset, cpu, batch)), record

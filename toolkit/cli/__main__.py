@@ -1,0 +1,5 @@
+"""`python -m toolkit.cli`: the same entry point as the `rtk` script."""
+
+from toolkit.cli import main
+
+main()

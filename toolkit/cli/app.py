@@ -1,0 +1,116 @@
+"""The typer application, the error handling every command shares, and the helpers for --json and --dump-recipe."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from toolkit import console as ui
+from toolkit.errors import GateFailed, RtkError
+from toolkit.settings import TARGETS
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="rtk: take a ResNet50 classifier from PyTorch to an edge runtime and prove it still works.")
+data_app = typer.Typer(no_args_is_help=True, help="Data sets: the built-in synthetic set.")
+app.add_typer(data_app, name="data")
+recipe_app = typer.Typer(no_args_is_help=True, help="Recipes: print the schema, check a recipe.")
+app.add_typer(recipe_app, name="recipe")
+
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON to this file.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Inference threads (default: the runtime's choice).")]
+TargetOpt = Annotated[Optional[str], typer.Option(help=f"Runtime: {', '.join(TARGETS)} (default: by file "
+                                                       "extension).")]
+DumpOpt = Annotated[Optional[Path], typer.Option("--dump-recipe", help="Write the recipe that replays this "
+                                                  "command with `rtk run`, and exit without running it.")]
+_debug = {"on": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    _debug["on"] = debug
+
+
+def command(fn: Callable) -> Callable:
+    """Turn library errors into one line on stderr and the documented exit codes (2 input, 1 gate)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            _check_json_path(kwargs.get("json"))
+            return fn(*args, **kwargs)
+        except (RtkError, GateFailed) as exc:
+            if _debug["on"]:
+                raise
+            ui.error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            ui.error("interrupted; nothing was left half-written")
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:    # a bug, not bad input: say so in one line, keep 1 and 2 for gates and input
+            if _debug["on"]:
+                raise
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            ui.error(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); this is a bug in rtk: "
+                     "rerun with `rtk --debug ...` for the traceback and report it")
+            raise typer.Exit(3) from None
+
+    return wrapper
+
+
+def _check_json_path(path: Path | None) -> None:
+    """Refuse a --json path that cannot be written before the work, not after it."""
+    if not isinstance(path, Path):
+        return
+    if path.is_dir():
+        raise RtkError(f"--json {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    if not path.parent.is_dir():
+        raise RtkError(f"--json {path}: folder {path.parent} does not exist; create it first")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (temporary files removed) but exiting 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def dump(path: Path, command: str, **recipe) -> None:
+    """Write the recipe that replays `rtk <command>` (its settings model plus its inputs) and say how to run it."""
+    from pydantic import ValidationError
+
+    from toolkit.io import write_text_atomic
+    from toolkit.recipe import Recipe, dump_recipe
+
+    try:
+        built = Recipe(**recipe)
+    except ValidationError as exc:
+        raise RtkError(f"--dump-recipe: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    text = f"# Replays `rtk {command}` (written by --dump-recipe): rtk run {path} -o runs/{built.name}\n"
+    write_text_atomic(Path(path), text + dump_recipe(built))
+    ui.ok(f"wrote {path}; replay it with: rtk run {path} -o runs/{built.name}")
+
+
+def recipe_name(command: str, model: str | Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(str(model)).stem) or "model"
+    return f"{command}-{stem}"
+
+
+def emit_json(path: Path | None, result) -> None:
+    if path is not None:
+        from toolkit.io import write_json
+
+        write_json(path, result)
+
+
+def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    app(prog_name="rtk")
+

@@ -1,0 +1,64 @@
+"""The one place where command-line flags become settings models (toolkit.settings).
+
+Flags are named after the fields they set (`--batch-size` sets `batch_size`), take their help text and default
+from the field, and are checked by the field's range: `build(FinetuneSettings, epochs=0)` fails as
+`--epochs 0: Input should be greater than or equal to 1`, the same rule a recipe gets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from toolkit.errors import RtkError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def flag_name(field: str, flags: dict[str, str] | None = None) -> str:
+    return (flags or {}).get(field, "--" + field.replace("_", "-"))
+
+
+def opt(model: type[BaseModel], field: str, *names: str, **kwargs: Any) -> Any:
+    """A typer option for `model.field`: the field's description is its help."""
+    return typer.Option(*names, help=model.model_fields[field].description, **kwargs)
+
+
+def default(model: type[BaseModel], field: str) -> Any:
+    """The field's default, so the CLI shows and uses the one the model defines."""
+    return model.model_fields[field].get_default(call_default_factory=True)
+
+
+def build(model: type[M], *, flags: dict[str, str] | None = None, **values: Any) -> M:
+    """`model` from flag values named after its fields; `flags` names the flags that are not `--<field>`.
+
+    A value outside its field's range is one line naming the flag, exit 2 (RtkError)."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise RtkError(explain(exc, values, flags)) from None
+
+
+def explain(exc: ValidationError, values: dict[str, Any], flags: dict[str, str] | None = None) -> str:
+    """The first validation error as one line in the command line's terms."""
+    first = exc.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    fields = [p for p in first["loc"] if isinstance(p, str)]
+    if not fields:
+        return message
+    field = fields[0]
+    value = values.get(field)
+    shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    if first["type"] == "literal_error":
+        return f"{flag_name(field, flags)} {shown!r}: unknown {field.replace('_', ' ')}; {message.lower()}"
+    return f"{flag_name(field, flags)} {shown}: {message}"
+
+
+def int_list(text: str, flag: str, example: str = "1,8") -> list[int]:
+    """A comma-separated list of integers, e.g. `--batch 1,8`."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RtkError(f"{flag} {text!r}: give integers separated by commas, e.g. {example}") from None

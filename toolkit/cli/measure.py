@@ -1,0 +1,119 @@
+"""The commands that run an artifact or read results: doctor, validate, bench, predict, compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolkit import console as ui
+from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json
+from toolkit.cli.flags import build, default, int_list, opt
+from toolkit.errors import GateFailed
+from toolkit.settings import BenchSettings as B, Gates, ValidateSettings as V
+
+
+@app.command()
+@command
+def doctor(json: JsonOpt = None) -> None:
+    """Versions, runtimes that import, CPU model and the ISA features that decide INT8 speed."""
+    from toolkit.doctor import doctor as run
+
+    report = run()
+    ui.show_doctor(report)
+    emit_json(json, report)
+
+
+@app.command()
+@command
+def validate(
+    artifacts: Annotated[list[Path], typer.Argument(help="One or more artifacts (.pt, .onnx, .xml, .engine).")],
+    data: Annotated[Path, typer.Option(help="Labeled ImageFolder (class folders), e.g. data/shapes/val.")],
+    reference: Annotated[Optional[Path], typer.Option(help="The FP32 reference to compare against (.pt or .onnx).")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Gate: largest top-1 drop in points vs the reference.")] = None,
+    min_agreement: Annotated[Optional[float], typer.Option(help="Gate: smallest top-1 agreement (%) with the reference.")] = None,
+    target: Annotated[Optional[list[str]], typer.Option(help="Runtime per artifact (repeat), default by extension.")] = None,
+    batch_size: Annotated[int, opt(V, "batch_size")] = default(V, "batch_size"),
+    threads: ThreadsOpt = None,
+    json: JsonOpt = None,
+) -> None:
+    """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
+    from toolkit.validate import validate as run
+
+    settings = build(V, batch_size=batch_size, threads=threads)
+    gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
+                  flags={"max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement"})
+    targets = list(target or [])
+    if len(targets) == 1 and len(artifacts) > 1:
+        targets = targets * len(artifacts)
+    with ui.progress_bar("validating") as advance:
+        report = run(artifacts, data, reference=reference, targets=targets or None, settings=settings, gates=gates,
+                     progress=advance)
+    ui.show_validation(report)
+    emit_json(json, report)
+    if not report:
+        raise GateFailed("; ".join(str(g) for g in report.gates if not g.passed))
+
+
+@app.command()
+@command
+def bench(
+    artifact: Annotated[Path, typer.Argument(help="Artifact to time (.pt, .onnx, .xml, .engine).")],
+    target: TargetOpt = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = ",".join(map(str, default(B, "batches"))),
+    warmup: Annotated[int, opt(B, "warmup")] = default(B, "warmup"),
+    runs: Annotated[Optional[int], opt(B, "runs")] = default(B, "runs"),
+    seconds: Annotated[Optional[float], opt(B, "seconds")] = default(B, "seconds"),
+    threads: ThreadsOpt = None,
+    hint: Annotated[str, opt(B, "hint")] = default(B, "hint"),
+    json: JsonOpt = None,
+) -> None:
+    """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime."""
+    from toolkit.bench import bench as run
+
+    settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
+                     threads=threads, hint=hint, flags={"batches": "--batch"})
+    with ui.spinner("benchmarking") as status:
+        result = run(artifact, target=target, settings=settings, progress=status)
+    ui.show_bench(result)
+    emit_json(json, result)
+
+
+@app.command()
+@command
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    model: Annotated[Path, typer.Option(help="Artifact to run (.pt, .onnx, .xml, .engine).")],
+    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    target: TargetOpt = None,
+    json: JsonOpt = None,
+) -> None:
+    """Classify images: the top-K class names with probabilities."""
+    from toolkit.predict import predict as run
+
+    results = run(images, model, top=top, target=target)
+    ui.show_predictions(results)
+    emit_json(json, results)
+
+
+@app.command()
+@command
+def compare(
+    a: Annotated[Path, typer.Argument(help="Baseline report.json.")],
+    b: Annotated[Path, typer.Argument(help="Candidate report.json.")],
+    tolerance: Annotated[float, typer.Option(help="Latency change within this fraction counts as noise.")] = 0.2,
+    max_drop: Annotated[float, typer.Option(help="Top-1 loss in points that counts as a regression.")] = 0.5,
+    json: JsonOpt = None,
+) -> None:
+    """Compare two run reports: latency beyond the noise, top-1 changes. Exit 1 on a regression."""
+    from toolkit.compare import compare as run
+
+    result = run(a, b, tolerance=tolerance, max_drop=max_drop)
+    ui.show_comparison(result)
+    emit_json(json, result)
+    if not result:
+        raise GateFailed("regression beyond noise: " + ", ".join(result.regressions))
+
+
+__all__ = ["bench", "compare", "doctor", "predict", "validate"]

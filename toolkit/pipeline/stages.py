@@ -1,0 +1,248 @@
+"""The pipeline's stages, each one call into the library with the recipe's settings model for it:
+data -> model (or finetune) -> export -> prune -> quantize -> compile -> validate -> bench.
+
+`run_stages` returns everything the report needs (`Outcome`); `Run.stage` (run.py) caches each stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from toolkit.backends import available
+from toolkit.errors import GateFailed, RtkError
+from toolkit.settings import CompileSettings
+
+
+class Artifact(BaseModel):
+    """One deployable file and where it runs; `role` says what it is in the report."""
+
+    name: str
+    path: str
+    target: str
+    precision: str
+    role: str  # reference | fp32 | pruned | int8 | compiled
+
+
+def _data_paths(ctx) -> tuple[Path | None, Path | None, Path | None]:
+    """(data root with train/ and val/, calibration folder, validation folder)."""
+    data = ctx.recipe.data
+    if data.synth is not None:
+        root = ctx.root / "data"
+        s = data.synth
+
+        def make():
+            from toolkit.synth import synth
+
+            synth(root, classes=s.classes, per_class=s.per_class, val_per_class=s.val_per_class, size=s.size,
+                  seed=s.seed)
+            return {"root": str(root)}
+
+        if not (root / "val").is_dir():
+            ctx.stage("data", s.model_dump(), [], [root], make)
+    else:
+        root = Path(data.root) if data.root else None
+    train = root / "train" if root is not None and (root / "train").is_dir() else root
+    calib = Path(data.calibration) if data.calibration else train
+    val = Path(data.validation) if data.validation else (root / "val" if root and (root / "val").is_dir() else None)
+    return root, calib, val
+
+
+def _model(ctx, root: Path) -> Path:
+    """The FP32 checkpoint: fine-tuned when the recipe says so, else the source as an rtk checkpoint."""
+    r = ctx.recipe
+    out = ctx.root / "model.pt"
+    source = r.model.source
+    if r.finetune is not None:
+        from toolkit.finetune import finetune
+
+        inputs = [root] + ([Path(source)] if Path(source).is_file() else [])
+        ctx.stage("finetune", {**r.finetune.model_dump(), "source": source, "input_size": r.model.input_size},
+                  inputs, [out], lambda: finetune(r.finetune, data=root, output=out, weights=source,
+                                                  input_size=r.model.input_size, seed=r.seed,
+                                                  progress=ctx.training_progress))
+        return out
+    from toolkit.models import load_model, save_checkpoint
+
+    def load():
+        names = None
+        if source.lower() == "random" and root is not None and (root / "train").is_dir():
+            names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+        model, meta = load_model(source, num_classes=r.model.num_classes or (len(names) if names else None),
+                                 class_names=names, input_size=r.model.input_size, seed=r.seed)
+        save_checkpoint(out, model, meta)
+        return {"source": source, "classes": meta.num_classes}
+
+    inputs = [Path(source)] if Path(source).is_file() else []
+    ctx.stage("model", {**r.model.model_dump(), "seed": r.seed}, inputs, [out], load)
+    return out
+
+
+def _export(ctx, checkpoint: Path, name: str, val: Path | None) -> Path:
+    from toolkit.export import export_onnx
+    from toolkit.models import load_model
+
+    e = ctx.recipe.export
+    out = ctx.root / f"{name}.onnx"
+
+    def run():
+        model, meta = load_model(checkpoint)
+        return export_onnx(model, meta, out, settings=e, data=val, parent=checkpoint)
+
+    ctx.stage(f"export:{name}", e.model_dump(), [checkpoint], [out], run)
+    return out
+
+
+def _prune(ctx, checkpoint: Path, root: Path) -> Path:
+    from toolkit.prune import prune_model
+
+    p = ctx.recipe.prune
+    out = ctx.root / "pruned.pt"
+    def run():
+        result = prune_model(checkpoint, output=out, settings=p, data=root, seed=ctx.recipe.seed)
+        if not result:
+            raise GateFailed(result.message)
+        return result
+
+    ctx.stage("prune", p.model_dump(), [checkpoint, root], [out], run)
+    return out
+
+
+def _quantize(ctx, onnx_path: Path, calib: Path, val: Path | None) -> Path:
+    from toolkit.quantize import quantize_int8
+
+    q, target = ctx.recipe.quantize, ctx.recipe.quantize_target
+    if q.form == "ir":
+        out = ctx.root / "openvino" / "model.xml"
+        out.parent.mkdir(exist_ok=True)
+    else:
+        out = ctx.root / ("model.trt-int8.onnx" if target == "tensorrt" else "model.int8.onnx")
+    if q.max_drop is not None and val is None:
+        raise RtkError("quantize.max_drop needs validation images; set data.validation or use data with val/")
+    inputs = [onnx_path, calib] + ([q.calib_list] if q.calib_list else [])
+    outputs = [out, out.with_suffix(".bin")] if q.form == "ir" else [out]
+    ctx.stage("quantize", {**q.model_dump(mode="json"), "target": target, "seed": ctx.recipe.seed}, inputs, outputs,
+              lambda: quantize_int8(onnx_path, output=out, calib=calib, target=target, settings=q, val=val,
+                                    seed=ctx.recipe.seed))
+    return out
+
+
+def _compile(ctx, onnx_path: Path, target: str, calib: Path | None) -> Path | None:
+    from toolkit.compile import compile_model
+
+    c = ctx.recipe.compile
+    settings = CompileSettings(**c.model_dump(exclude={"targets"}))
+    config = c.model_dump(mode="json", exclude={"targets"})
+    if target == "openvino":
+        out = ctx.root / "openvino" / "model.xml"
+        calibration = calib if c.precision == "int8" and not ctx.recipe.quantize else None
+        ctx.stage("compile:openvino", config, [onnx_path] + ([calibration] if calibration else []),
+                  [out, out.with_suffix(".bin")],
+                  lambda: compile_model(onnx_path, target="openvino", settings=settings, output=out.parent,
+                                        calibration=calibration))
+        return out
+    if c.check_only or not available("tensorrt"):
+        if not c.check_only:
+            ctx.say("compile:tensorrt: TensorRT is not installed here; running the CPU-side check only")
+        ctx.stage("check:tensorrt", config, [onnx_path], [],
+                  lambda: compile_model(onnx_path, target="tensorrt",
+                                        settings=settings.model_copy(update={"check_only": True})))
+        return None
+    out = ctx.root / "model.engine"
+    ctx.stage("compile:tensorrt", config, [onnx_path], [out, Path(f"{out}.json")],
+              lambda: compile_model(onnx_path, target="tensorrt", settings=settings, output=out))
+    return out
+
+
+def _artifacts(ctx) -> tuple[list[Artifact], Path | None, Path]:
+    """Make every artifact the recipe asks for: (artifacts in order, validation folder, FP32 reference)."""
+    r = ctx.recipe
+    root, calib, val = _data_paths(ctx)
+    arts: list[Artifact] = []
+    if Path(r.model.source).suffix.lower() == ".onnx":
+        if r.prune or r.finetune:
+            raise RtkError("model.source is an ONNX file: prune and finetune need a .pt checkpoint")
+        fp32_onnx = Path(r.model.source)
+        reference = fp32_onnx
+        arts.append(Artifact(name="fp32", path=str(fp32_onnx), target="onnxruntime", precision="fp32", role="fp32"))
+    else:
+        reference = _model(ctx, root)
+        arts.append(Artifact(name="reference", path=str(reference), target="torch", precision="fp32", role="reference"))
+        fp32_onnx = _export(ctx, reference, "model", val)
+        arts.append(Artifact(name="fp32", path=str(fp32_onnx), target="onnxruntime", precision="fp32", role="fp32"))
+    deploy = fp32_onnx
+    if r.prune:
+        pruned = _prune(ctx, reference, root)
+        deploy = _export(ctx, pruned, "pruned", val)
+        arts.append(Artifact(name="pruned", path=str(deploy), target="onnxruntime", precision="fp32", role="pruned"))
+    if r.quantize and r.quantize.form == "ir":
+        deploy = _quantize(ctx, deploy, calib, val)
+        arts.append(Artifact(name="openvino", path=str(deploy), target="openvino", precision="int8", role="compiled"))
+    elif r.quantize:
+        deploy = _quantize(ctx, deploy, calib, val)
+        name = "int8-trt-form" if r.quantize_target == "tensorrt" else "int8"
+        arts.append(Artifact(name=name, path=str(deploy), target="onnxruntime", precision="int8", role="int8"))
+    for target in r.compile.targets:
+        if target == "onnxruntime" or deploy.suffix == ".xml":
+            continue
+        compiled = _compile(ctx, deploy, target, calib)
+        if compiled is not None:
+            precision = "int8" if r.quantize or r.compile.precision == "int8" else (
+                "fp16" if r.compile.precision == "fp16" else "fp32")
+            arts.append(Artifact(name=target, path=str(compiled), target=target, precision=precision, role="compiled"))
+    return arts, val, reference
+
+
+def _validate(ctx, arts: list[Artifact], val: Path | None, reference: Path) -> dict[str, Any] | None:
+    """Every artifact against the FP32 reference on the validation images, in one pass over them."""
+    from toolkit.validate import validate
+
+    if val is None:
+        ctx.say("validate: no validation images; accuracy is not reported")
+        return None
+    rows = [a for a in arts if a.role != "reference"]
+    v = ctx.recipe.validate_
+    return ctx.stage("validate", {"artifacts": [a.path for a in rows], "targets": [a.target for a in rows],
+                                  **v.model_dump()},
+                     [Path(a.path) for a in arts] + [val], [],
+                     lambda: validate([a.path for a in rows], val, reference=reference,
+                                      targets=[a.target for a in rows], settings=v, measure_latency=False))
+
+
+def _bench(ctx, arts: list[Artifact]) -> dict[str, list[dict]]:
+    """Every artifact but the PyTorch reference, `repeats` times, interleaved so drift hits all alike."""
+    from toolkit.bench import bench
+
+    b = ctx.recipe.bench
+    timed = [a for a in arts if a.role != "reference"]
+
+    def run():
+        out: dict[str, list[dict]] = {a.name: [] for a in timed}
+        for repeat in range(b.repeats):
+            for a in timed:
+                ctx.say(f"bench: {a.name} on {a.target}, repeat {repeat + 1}/{b.repeats}")
+                out[a.name].append(bench(a.path, target=a.target, settings=b).model_dump(mode="json"))
+        return out
+
+    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed]},
+                     [Path(a.path) for a in timed], [], run)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run made and measured: the artifacts in order (the deployed one last), the validation result
+    (None without validation images) and the bench results per artifact name, one per repeat."""
+
+    artifacts: list[Artifact]
+    validation: dict[str, Any] | None
+    benches: dict[str, list[dict]]
+
+
+def run_stages(ctx) -> Outcome:
+    """Every stage of the recipe, in order."""
+    arts, val, reference = _artifacts(ctx)
+    validation = _validate(ctx, arts, val, reference)
+    return Outcome(artifacts=arts, validation=validation, benches=_bench(ctx, arts))

@@ -1,0 +1,208 @@
+"""Every stage's settings, defined once: the library takes these models, the CLI builds them from its flags,
+a recipe builds them from YAML, and `--dump-recipe` writes them back out.
+
+A field's default, range and description live here and nowhere else; `rtk <command> --help` and
+`rtk recipe schema` are generated from them. Inputs and outputs (files and folders) are not settings: they
+are the arguments of the library calls, and in a recipe they come from its `data:` and `model:` sections.
+
+`Target` is the one vocabulary of runtimes (the keys of `toolkit.backends.BACKENDS`), `Precision` the one
+vocabulary of numeric formats; which runtime can do what (compile, INT8, a latency search) is a capability
+in the backends registry, checked here by the fields that need it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Target = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+Precision = Literal["fp32", "fp16", "int8"]
+Augment = Literal["none", "flip", "full"]
+TARGETS: tuple[str, ...] = get_args(Target)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+AUGMENT: tuple[str, ...] = get_args(Augment)
+
+AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + center crop), flip (that plus random "
+                "horizontal flips) or full (random-resized crops + flips). Use none or flip for orientation- or "
+                "position-sensitive images (digits, text, gauges), none when recovering a pruned model in a few "
+                "epochs.")
+
+
+class Settings(BaseModel):
+    """A stage's settings: unknown keys are errors, so a misspelt setting never silently falls back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _capable(target: str | None, capability: str, what: str) -> str | None:
+    from toolkit.backends import targets_with
+
+    allowed = targets_with(capability)
+    if target is not None and target not in allowed:
+        raise ValueError(f"{target} cannot {what}; choose one of {', '.join(allowed)}")
+    return target
+
+
+class SynthSettings(Settings):
+    """The built-in synthetic data set (`rtk data synth`, a recipe's `data.synth`)."""
+
+    classes: int = Field(10, ge=2, le=12, description="Number of classes.")
+    per_class: int = Field(300, ge=1, description="Training images per class.")
+    val_per_class: int = Field(50, ge=1, description="Validation images per class.")
+    size: int = Field(64, ge=16, le=512, description="Image side in pixels.")
+    seed: int = Field(0, description="Seed; the same seed gives the same files.")
+
+
+class FinetuneSettings(Settings):
+    """`rtk finetune`: AdamW with a one-cycle schedule, label smoothing, best checkpoint by val top-1."""
+
+    epochs: int = Field(3, ge=1, description="Passes over the training set.")
+    batch_size: int = Field(32, ge=2, description="Training batch size.")
+    lr: float | None = Field(None, gt=0, description="Peak learning rate (default: 3e-3 for a frozen backbone, "
+                                                     "3e-4 from pretrained weights, 1e-3 from scratch).")
+    freeze_backbone: bool = Field(False, description="Train only the new classifier head.")
+    augment: Augment = Field("full", description=AUGMENT_HELP + " Default full, the ImageNet recipe.")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
+    threads: int | None = Field(None, ge=1, description="PyTorch threads (default: PyTorch's choice).")
+
+
+class ExportSettings(Settings):
+    """`rtk export`: PyTorch -> ONNX, checked and proven equal to PyTorch on images."""
+
+    opset: int = Field(17, ge=11, le=21, description="ONNX opset.")
+    dynamic_batch: bool = Field(True, description="Batch axis dynamic (or fixed at `batch`).")
+    batch: int = Field(1, ge=1, description="The batch size of a static-batch export.")
+    atol: float = Field(1e-3, gt=0, description="Largest |ONNX - PyTorch| logit difference accepted.")
+
+
+class PruneSettings(Settings):
+    """`rtk prune`: structured channels (real speed) or unstructured sparsity, then recovery."""
+
+    mode: Literal["structured", "unstructured"] = Field("structured", description="Remove whole channels "
+                                                        "(structured) or zero single weights (unstructured).")
+    ratio: float | None = Field(None, gt=0, lt=1, description="Structured: fraction of channels removed "
+                                                              "(default 0.5).")
+    sparsity: float | None = Field(None, gt=0, lt=1, description="Unstructured: fraction of conv/linear weights "
+                                                                 "zeroed (default 0.5).")
+    importance: Literal["l1", "l2", "bn", "taylor"] = Field("l2", description="Channel importance: l1, l2 "
+                                                            "(magnitude), bn (batch-norm scale), taylor (needs data).")
+    global_pruning: bool | None = Field(None, description="Rank across all layers (true) or prune each layer "
+                                        "alike (default: uniform structured, global unstructured).")
+    round_to: int = Field(8, ge=1, description="Keep channel counts a multiple of this (8 suits CPU SIMD and "
+                                               "tensor cores).")
+    target_latency_ms: float | None = Field(None, gt=0, description="Search the smallest ratio whose batch-1 "
+                                                                    "latency on `target` is at most this.")
+    target: Target | None = Field(None, description="Runtime the latency search measures on.")
+    max_ratio: float = Field(0.9, gt=0, lt=1, description="Largest ratio the latency search tries.")
+    search_steps: int = Field(5, ge=1, description="Latency measurements of the search (bisection steps).")
+    keep_best: bool = Field(False, description="Write the best model even if the latency target is missed.")
+    epochs: int = Field(2, ge=0, description="Recovery epochs when data is given (0: batch-norm adaptation only).")
+    lr: float = Field(5e-4, gt=0, description="Peak recovery learning rate (AdamW, one-cycle).")
+    batch_size: int = Field(32, ge=2, description="Recovery and calibration batch size.")
+    distill: bool = Field(False, description="Distil from the unpruned model during recovery: KL on softened "
+                                             "logits + CE.")
+    temperature: float = Field(4.0, gt=0, description="Distillation temperature.")
+    distill_alpha: float = Field(0.7, ge=0, le=1, description="Weight of the distillation term against CE.")
+    augment: Augment = Field("none", description=AUGMENT_HELP + " Default none: best measured for a 2-epoch "
+                                                                "distilled recovery.")
+    bn_batches: int = Field(20, ge=1, description="Batches of batch-norm adaptation after pruning.")
+    measure: list[Target] | None = Field(None, description="Runtimes timed before/after (default: onnxruntime; "
+                                                           "unstructured adds openvino).")
+    threads: int | None = Field(None, ge=1, description="PyTorch and runtime threads (default: their choice).")
+
+    @field_validator("target")
+    @classmethod
+    def _search_target(cls, v: str | None) -> str | None:
+        return _capable(v, "search", "time a pruning candidate")
+
+    @field_validator("measure")
+    @classmethod
+    def _measure_targets(cls, v: list[str] | None) -> list[str] | None:
+        for t in v or []:
+            _capable(t, "search", "time a pruning candidate")
+        return v
+
+
+class QuantizeSettings(Settings):
+    """`rtk quantize --int8`: post-training INT8 in the form the target runs fastest (the target is the call's)."""
+
+    form: Literal["onnx", "ir"] | None = Field(None, description="The INT8 artifact: onnx (QDQ) or, for openvino, "
+                                               "ir (NNCF's OpenVINO backend); default: by the output's extension "
+                                               "(.xml: ir), in a recipe onnx.")
+    subset: int | None = Field(None, ge=1, description="Calibration images (default 300, or all of calib_list).")
+    calib_list: Path | None = Field(None, description="File of calibration image paths relative to the "
+                                                      "calibration folder, one per line.")
+    allow_small: bool = Field(False, description="Accept fewer calibration images than asked for.")
+    max_drop: float | None = Field(None, ge=0, description="Accuracy control: largest top-1 drop in points on the "
+                                                           "validation images.")
+    bench_runs: int = Field(30, ge=0, description="Timed batch-1 runs per model for the speed-up (0 skips).")
+    bias_correction: Literal["fast", "full"] = Field("fast", description="NNCF bias correction: fast (its "
+                                                     "default) or full (INT8 IR only; ~0.2-0.3 pt better, "
+                                                     "calibration ~2x longer).")
+
+
+class CompileSettings(Settings):
+    """`rtk compile`: ONNX -> a runtime's own artifact (OpenVINO IR, TensorRT engine; the target is the call's)."""
+
+    precision: Precision | Literal["auto"] = Field("auto", description="auto (INT8 when the ONNX has Q/DQ, else "
+                                                                       "FP32), fp32, fp16, int8.")
+    batch: int | None = Field(None, ge=1, description="Fix the batch size (default: keep the ONNX's).")
+    min_batch: int | None = Field(None, ge=1, description="TensorRT profile: smallest batch (default 1).")
+    opt_batch: int | None = Field(None, ge=1, description="TensorRT profile: batch to tune for (default min).")
+    max_batch: int | None = Field(None, ge=1, description="TensorRT profile: largest batch (default 8).")
+    workspace_mb: int | None = Field(None, ge=1, description="TensorRT workspace memory limit in MiB.")
+    timing_cache: Path | None = Field(None, description="TensorRT timing cache file (read, then updated).")
+    check_only: bool = Field(False, description="Only report what TensorRT would refuse (no TensorRT needed).")
+    calibration_samples: int = Field(300, ge=1, description="Calibration images used for NNCF INT8 at compile "
+                                                            "time (OpenVINO, an ONNX without Q/DQ).")
+
+    @model_validator(mode="after")
+    def _batch_or_range(self) -> "CompileSettings":
+        if self.batch is not None and (self.min_batch, self.opt_batch, self.max_batch) != (None, None, None):
+            raise ValueError("give batch (a fixed batch) or min_batch/opt_batch/max_batch (a range), not both")
+        return self
+
+
+class ValidateSettings(Settings):
+    """`rtk validate`: top-1/top-5 on a labeled folder, drop and agreement against a reference."""
+
+    batch_size: int = Field(32, ge=1, description="Inference batch size.")
+    threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
+
+
+class BenchSettings(Settings):
+    """`rtk bench`: latency percentiles and throughput per batch size, on one runtime."""
+
+    batches: list[int] = Field(default_factory=lambda: [1], min_length=1, description="Batch sizes.")
+    warmup: int = Field(10, ge=0, description="Untimed calls before timing.")
+    runs: int | None = Field(None, ge=1, description="Timed calls per batch size (default 50).")
+    seconds: float | None = Field(None, gt=0, description="Time each batch size for this long instead of runs.")
+    threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
+    hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
+
+    @field_validator("batches")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError("batch sizes must be positive integers, e.g. 1,8")
+        return v
+
+    @model_validator(mode="after")
+    def _runs_or_seconds(self) -> "BenchSettings":
+        if self.runs is not None and self.seconds is not None:
+            raise ValueError("give runs or seconds, not both")
+        return self
+
+
+class Gates(Settings):
+    """CI gates; a failed gate makes `rtk validate` and `rtk run` exit 1 and is named in the report."""
+
+    max_drop_pt: float | None = Field(None, ge=0, description="Largest top-1 drop vs FP32, in points.")
+    max_drop_rel_pct: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in % of FP32.")
+    min_agreement_pct: float | None = Field(None, ge=0, le=100, description="Smallest top-1 agreement with FP32.")
+    max_p99_ms: dict[Target, float] = Field(default_factory=dict, description="Largest p99 latency per target, ms.")
+    min_speedup: float | None = Field(None, gt=0, description="Smallest p50 speed-up of the deployed artifact vs "
+                                                              "FP32 ONNX Runtime.")
