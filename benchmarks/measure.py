@@ -1,6 +1,6 @@
 """Timings for the benchmark: interleaved repeats of the compared rows, scaling, OpenVINO hints, benchmark_app.
 
-Every timing goes through `toolkit.bench.time_calls`. Rows compared with each other are measured in one
+Every timing goes through `toolkit.bench` (`interleaved`, `time_calls`). Rows compared with each other are measured in one
 process, repeat by repeat (row A, row B, ..., then again), with the order rotated each repeat, so a noisy
 neighbour slows every row alike instead of one of them.
 """
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from toolkit.backends import RunnerOptions, open_runner
-from toolkit.bench import Latency, time_calls
+from toolkit.bench import Latency, Timed as Call, interleaved as interleave, time_calls
 
 Say = Callable[[str], None]
 
@@ -98,14 +98,17 @@ def interleaved(items: Sequence[Timed], *, batches: Sequence[int], repeats: int,
                 failed[it.key] = f"failed to load: {str(exc).splitlines()[0][:200]}"
         keys = list(runners)
         inputs = {(k, b): _input(runners[k], b) for k in keys for b in batches}
-        for r in range(repeats):
-            order = keys[r % len(keys):] + keys[:r % len(keys)] if keys else []
-            for b in batches:
-                say(f"repeat {r + 1}/{repeats}, batch {b}" + (f", {threads} threads" if threads else ""))
-                for k in order:
-                    x = inputs[(k, b)]
-                    ms = time_calls(lambda: runners[k].infer(x), warmup=warmup if b == 1 else 1, runs=runs_for(b))
-                    p50.setdefault(k, {}).setdefault(b, []).append(Latency.from_ms(ms).p50)
+        cells = [(k, b) for b in batches for k in keys]
+        calls = [Call(call=lambda r=runners[k], x=inputs[(k, b)]: r.infer(x), runs=runs_for(b),
+                      warmup=warmup if b == 1 else 1, rewarm=warmup if b == 1 else 1) for k, b in cells]
+
+        def order(r: int) -> list[int]:
+            say(f"repeat {r + 1}/{repeats}" + (f", {threads} threads" if threads else ""))
+            turn = keys[r % len(keys):] + keys[:r % len(keys)] if keys else []
+            return [cells.index((k, b)) for b in batches for k in turn]
+
+        for (k, b), rounds in zip(cells, interleave(calls, rounds=repeats, order=order)):
+            p50.setdefault(k, {})[b] = [Latency.from_ms(ms).p50 for ms in rounds]
     return {k: {b: spread(v) for b, v in per.items()} for k, per in p50.items()}, failed
 
 

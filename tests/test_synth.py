@@ -36,7 +36,7 @@ def test_layout_and_classes_txt(tmp_path: Path) -> None:
     from PIL import Image
 
     calls: list[tuple[int, int]] = []
-    summary = synth(tmp_path, progress=lambda done, total: calls.append((done, total)), **SMALL)
+    summary = synth(tmp_path, progress=lambda stage, done, total: calls.append((done, total)), **SMALL)
     names = sorted(CLASS_NAMES[:3])  # label order as ImageFolder assigns it
     assert summary == SynthSummary(tmp_path, names, train=6, val=3, size=32, seed=0)
     assert (tmp_path / "classes.txt").read_text().splitlines() == names
@@ -56,7 +56,7 @@ def test_no_temporary_folders_left(tmp_path: Path) -> None:
 
 
 def test_interrupted_run_leaves_nothing(tmp_path: Path) -> None:
-    def stop(done: int, total: int) -> None:
+    def stop(stage: str, done: int, total: int) -> None:
         if done == 5:
             raise KeyboardInterrupt
 

@@ -15,12 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.io import sha256_file
+from toolkit.settings import Precision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-Precision = Literal["fp32", "fp16", "int8", "mixed"]
-
 
 class Preprocess(BaseModel):
     """The one preprocessing definition: eval = resize shorter side, center crop, scale to [0, 1], normalise."""

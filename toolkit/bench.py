@@ -1,8 +1,14 @@
-"""The one place that times things: warm-up, enough runs, perf_counter, percentiles."""
+"""The one place that times things: warm-up, enough runs, perf_counter, percentiles.
+
+`time_calls` times one call repeatedly; `interleaved` times several against each other in alternating rounds
+(quantize's FP32 vs INT8, the pruning search's candidates, validate's p50 and the benchmarks all use it);
+`bench` is `rtk bench`. Runners never time themselves beyond one call.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -12,6 +18,7 @@ from pydantic import BaseModel, Field
 from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.errors import RtkError
+from toolkit.progress import Progress, silent
 from toolkit.settings import BenchSettings
 
 
@@ -59,6 +66,38 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 10, runs: int | None =
     return np.asarray(samples)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Timed:
+    """One call to time against others: `warmup` untimed calls before its first round, `rewarm` before each later
+    one (the runtime is already warm then), `runs` timed calls per round."""
+
+    call: Callable[[], object]
+    runs: int
+    warmup: int = 5
+    rewarm: int = 1
+
+
+def interleaved(items: Sequence[Timed], *, rounds: int,
+                order: Callable[[int], Sequence[int]] | None = None) -> list[list[np.ndarray]]:
+    """Milliseconds of each item's calls, per round: `samples[item][round]`.
+
+    The items take turns within every round (in `order(round)`, default as given), so a drift of the machine's
+    speed or a noisy neighbour hits all of them alike instead of whichever ran last.
+    """
+    samples: list[list[np.ndarray]] = [[] for _ in items]
+    for r in range(rounds):
+        for i in (order(r) if order else range(len(items))):
+            it = items[i]
+            samples[i].append(time_calls(it.call, warmup=it.warmup if r == 0 else it.rewarm, runs=it.runs))
+    return samples
+
+
+def interleaved_p50(calls: Sequence[Callable[[], object]], *, rounds: int, runs: int, warmup: int = 5) -> list[float]:
+    """Median latency (ms) of each call over all its rounds of `interleaved`."""
+    got = interleaved([Timed(call=c, runs=runs, warmup=warmup) for c in calls], rounds=rounds)
+    return [Latency.from_ms(np.concatenate(rs)).p50 for rs in got]
+
+
 class BenchPoint(BaseModel):
     batch: int
     latency_ms: Latency
@@ -79,7 +118,7 @@ class BenchResult(BaseModel):
 
 
 def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
-          progress: Callable[[str], None] | None = None) -> BenchResult:
+          progress: Progress = silent) -> BenchResult:
     """Latency and throughput of one artifact on one runtime, per batch size."""
     path = Path(path)
     s = settings or BenchSettings()
@@ -93,8 +132,7 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
                            "or export with a dynamic batch")
         rng = np.random.default_rng(seed)
         for batch in batches:
-            if progress:
-                progress(f"batch {batch}")
+            progress(f"batch {batch}")
             x = rng.standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
             ms = time_calls(lambda: runner.infer(x), warmup=warmup, runs=s.runs, seconds=s.seconds)
             lat = Latency.from_ms(ms)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +19,7 @@ from toolkit.backends import BACKENDS, CompileJob, compiler, load, targets_with
 from toolkit.backends.tensorrt.builder import BatchProfile
 from toolkit.backends.tensorrt.check import Finding, has_qdq
 from toolkit.errors import RtkError
+from toolkit.progress import Progress, silent
 from toolkit.settings import CompileSettings
 
 
@@ -69,7 +69,7 @@ def _resolve_precision(precision: str, qdq: bool, *, target: str, calibration: P
 
 def compile_model(source: str | Path, *, target: str, settings: CompileSettings | None = None,
                   output: str | Path | None = None, calibration: str | Path | None = None,
-                  progress: Callable[[str], None] | None = None) -> CompileResult:
+                  progress: Progress = silent) -> CompileResult:
     """Compile an ONNX model for `target`; every bad input is refused before anything is written.
 
     `settings.batch` fixes the batch size; min/opt/max_batch (TensorRT) set a dynamic batch's profile (default
@@ -94,7 +94,7 @@ def compile_model(source: str | Path, *, target: str, settings: CompileSettings 
                                    calibration=Path(calibration) if calibration else None, source=source)
     job = CompileJob(source=source, source_sha256=sha256_file(source), model=model, meta=meta, settings=settings,
                      precision=precision, qdq=qdq, output=Path(output) if output is not None else None,
-                     calibration=Path(calibration) if calibration else None, say=progress or (lambda _msg: None))
+                     calibration=Path(calibration) if calibration else None, say=progress)
     built = load(backend.compiler)(job)
     outs = [OutputFile(path=str(p), bytes=p.stat().st_size, sha256=sha256_file(p)) for p in built.files]
     return CompileResult(source=str(source), source_sha256=job.source_sha256, target=target, precision=precision,

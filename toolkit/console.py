@@ -11,11 +11,12 @@ import time
 from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.spinner import Spinner
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as Bars
 from rich.table import Table
+
+from toolkit.progress import Progress
 
 _WIDTH = None if sys.stdout.isatty() else 120
 out = Console(width=_WIDTH)
@@ -34,11 +35,11 @@ def ok(message: str) -> None:
     err.print(f"[green]✓[/] {message}", highlight=False, soft_wrap=True)
 
 
-def _progress(transient: bool = True) -> Progress:
+def _progress(transient: bool = True) -> Bars:
     # auto_refresh=False everywhere: rich's refresh thread wakes 12.5 times a second and competes with the
     # runtime's threads for the cores and for the GIL, which shows in latencies timed under a live display.
     # Displays refresh when their state changes instead (at most 10 times a second).
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+    return Bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=transient, auto_refresh=False)
 
 
@@ -55,49 +56,45 @@ def _throttled(refresh: Callable[[], None], interval: float = 0.1) -> Callable[[
 
 
 @contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yield `advance(done, total)` that drives one bar."""
-    with _progress() as bar:
-        task = bar.add_task(description, total=None, info="")
-        refresh = _throttled(bar.refresh)
+def progress(title: str, *, keep: bool = False) -> Iterator[Progress]:
+    """Render the progress protocol (toolkit.progress): a status line shows `title` and then each
+    `progress(stage)`; `progress(stage, done, total, **facts)` drives one bar per stage. `keep` leaves the bars
+    on screen afterwards (training epochs). Off a terminal, stage lines and finished epochs are printed."""
+    bar = _progress(transient=not keep)
+    tasks: dict[str, int] = {}
+    refresh = _throttled(bar.refresh)
 
-        def advance(done: int, total: int, info: str = "") -> None:
-            bar.update(task, completed=done, total=total, info=info)
-            refresh(done == total)
+    def start() -> None:
+        if not bar.live.is_started:
+            bar.start()
 
-        yield advance
-
-
-@contextlib.contextmanager
-def spinner(description: str) -> Iterator[Callable[[str], None]]:
-    """A status line that changes at each step (no animation thread: see `_progress`)."""
-    with Live(Spinner("dots", text=description), console=err, transient=True, auto_refresh=False) as live:
-
-        def say(msg: str) -> None:
-            live.update(Spinner("dots", text=f"{description}: {msg}"), refresh=True)
+    def update(stage: str, done: int | None = None, total: int | None = None, **facts: float | str) -> None:
+        start()
+        info = " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in facts.items())
+        if total is None:
+            if "" not in tasks:
+                tasks[""] = bar.add_task(title, total=None, info="")
+            bar.update(tasks[""], description=f"{title}: {stage}", info=info)
+            refresh(True)
             if not err.is_terminal:
-                err.print(f"{description}: {msg}", highlight=False)
+                err.print(f"{title}: {stage}", highlight=False)
+            return
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, info="")
+        bar.update(tasks[stage], completed=done, total=total, info=info)
+        refresh(done == total)
+        if "val_acc" in facts and not err.is_terminal:
+            err.print(f"{stage}: {info}", highlight=False)
 
-        yield say
-
-
-@contextlib.contextmanager
-def training_progress(epochs: int, steps_per_epoch: int) -> Iterator[Callable[..., None]]:
-    """Yield `update(epoch, step, **metrics)`: one bar per epoch with running loss and accuracy."""
-    with _progress(transient=False) as bar:
-        tasks: dict[int, int] = {}
-        refresh = _throttled(bar.refresh)
-
-        def update(epoch: int, step: int, **metrics: float) -> None:
-            if epoch not in tasks:
-                tasks[epoch] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch, info="")
-            info = " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-            bar.update(tasks[epoch], completed=step, info=info)
-            refresh("val_acc" in metrics)
-            if "val_acc" in metrics and not err.is_terminal:
-                err.print(f"epoch {epoch + 1}/{epochs}: {info}", highlight=False)
-
+    if not keep and err.is_terminal:  # a status line with the title from the start, gone at the end
+        tasks[""] = bar.add_task(title, total=None, info="")
+        start()
+        bar.refresh()
+    try:
         yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -214,27 +211,6 @@ def show_compile(result, *, max_findings: int = 15) -> None:
             ok(f"TensorRT check passed: 0 errors, {warnings} warnings (batch {result.batch})")
     else:
         ok(f"wrote {result.output} ({result.size_mb:.1f} MB) in {result.seconds:.1f} s")
-
-
-@contextlib.contextmanager
-def stage_progress() -> Iterator[Callable[..., None]]:
-    """Yield `update(stage, done, total, **facts)`: one bar per named stage (search, recovery epochs)."""
-    bar = _progress()
-    tasks: dict[str, int] = {}
-
-    def update(stage: str, done: int, total: int, **facts: float) -> None:
-        if not tasks:
-            bar.start()
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total, info="")
-        info = " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in facts.items())
-        bar.update(tasks[stage], completed=done, total=total, info=info)
-
-    try:
-        yield update
-    finally:
-        if tasks:
-            bar.stop()
 
 
 def show_prune(result) -> None:

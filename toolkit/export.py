@@ -62,6 +62,19 @@ def parity_images(meta: ModelMeta, data: Path | None, count: int = 16) -> tuple[
     return np.stack([tf(p).numpy() for p in pics]), "built-in synthetic images"
 
 
+def torch_to_onnx(model: torch.nn.Module, path: Path, *, size: int, settings: ExportSettings) -> Path:
+    """The one call of the ONNX exporter: TorchScript-based, constant-folded, input "input" and output "logits",
+    batch dynamic or fixed at `settings.batch`. No checks: `export_onnx` adds them."""
+    dummy = torch.zeros(1 if settings.dynamic_batch else settings.batch, 3, size, size)
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (dummy,), str(path), opset_version=settings.opset, dynamo=False,
+                          do_constant_folding=True, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if settings.dynamic_batch
+                          else None)
+    return Path(path)
+
+
 def export_onnx(model: torch.nn.Module, meta: ModelMeta, output: Path, *, settings: ExportSettings | None = None,
                 data: Path | None = None, parent: Path | None = None) -> ExportResult:
     """Export `model` to ONNX at `meta.preprocess.crop`, check it, store metadata, and prove parity on `data`
@@ -78,16 +91,9 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, output: Path, *, settin
     started = time.perf_counter()
     model = model.eval()
     size = meta.preprocess.crop
-    dummy = torch.zeros(1 if dynamic_batch else batch, 3, size, size)
     out_meta = meta.derived("export", parent=parent, opset=opset, dynamic_batch=dynamic_batch)
     with atomic_outputs(output) as (tmp,):
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (dummy,), str(tmp), opset_version=opset, dynamo=False, do_constant_folding=True,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
-            )
+        torch_to_onnx(model, tmp, size=size, settings=s)
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto, full_check=True)
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)

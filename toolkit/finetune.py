@@ -7,11 +7,10 @@ augmentation from the model's own Preprocess (`augment`: full, flip or none), be
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,9 +23,9 @@ from toolkit.io import atomic_outputs, check_output, write_json
 from toolkit.data import ImageSet, check_classes, image_folder, loader
 from toolkit.errors import RtkError
 from toolkit.models import PRETRAINED, load_model, save_checkpoint
+from toolkit.progress import Progress, silent
 from toolkit.settings import FinetuneSettings
 
-ProgressFactory = Callable[[int, int], ContextManager[Callable[..., None]]]
 
 
 class EpochStats(BaseModel):
@@ -129,9 +128,11 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
 def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: int, lr: float, batch_size: int = 32,
           seed: int = 0, weight_decay: float = 0.05, label_smoothing: float = 0.1,
           params: list[nn.Parameter] | None = None, teacher: nn.Module | None = None, distill_alpha: float = 0.7,
-          temperature: float = 4.0, progress: Callable[..., None] | None = None,
+          temperature: float = 4.0, progress: Progress = silent, stage: str = "epoch",
           on_best: Callable[[nn.Module, EpochStats], None] | None = None) -> tuple[nn.Module, list[EpochStats]]:
-    """Train with AdamW + one-cycle; returns the model with its best-val-top-1 weights and the history."""
+    """Train with AdamW + one-cycle; returns the model with its best-val-top-1 weights and the history.
+
+    Progress is one bar per epoch, named `stage` and its number ("epoch 2/8")."""
     torch.manual_seed(seed)
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -166,14 +167,13 @@ def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: i
             seen += len(y)
             correct += (out.argmax(1) == y).sum().item()
             loss_sum += loss.item() * len(y)
-            if progress:
-                progress(epoch, step, loss=loss_sum / seen, acc=100.0 * correct / seen)
+            progress(f"{stage} {epoch + 1}/{epochs}", step, steps, loss=loss_sum / seen, acc=100.0 * correct / seen)
         val_loss, val_acc = evaluate(model, val_set)
         stats = EpochStats(epoch=epoch, train_loss=loss_sum / seen, train_acc=100.0 * correct / seen,
                            val_loss=val_loss, val_acc=val_acc, seconds=time.perf_counter() - started)
         history.append(stats)
-        if progress:
-            progress(epoch, steps, loss=stats.train_loss, acc=stats.train_acc, val_acc=val_acc)
+        progress(f"{stage} {epoch + 1}/{epochs}", steps, steps, loss=stats.train_loss, acc=stats.train_acc,
+                 val_acc=val_acc)
         if val_acc > best_acc:
             best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
             if on_best:
@@ -184,7 +184,7 @@ def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: i
 
 
 def finetune(settings: FinetuneSettings, *, data: Path, output: Path, weights: str = "none",
-             input_size: int | None = None, seed: int = 0, progress: ProgressFactory | None = None) -> FinetuneResult:
+             input_size: int | None = None, seed: int = 0, progress: Progress = silent) -> FinetuneResult:
     """Train on `data` (train/ and val/) from `weights` and save the best checkpoint at `output` (atomically, each
     time val top-1 improves). `input_size` overrides the model's (or, from scratch, the images') side."""
     cfg = settings
@@ -212,12 +212,9 @@ def finetune(settings: FinetuneSettings, *, data: Path, output: Path, weights: s
         best = meta.model_copy(update={"extra": {**meta.extra, "val_top1": stats.val_acc, "best_epoch": stats.epoch}})
         save_checkpoint(output, net, best)
 
-    steps = -(-len(train_set) // cfg.batch_size)
-    scope = progress(cfg.epochs, steps) if progress else contextlib.nullcontext(None)
-    with scope as update:
-        model, history = train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=lr,
-                               batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay,
-                               label_smoothing=cfg.label_smoothing, params=params, progress=update, on_best=save_best)
+    model, history = train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=lr,
+                           batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay,
+                           label_smoothing=cfg.label_smoothing, params=params, progress=progress, on_best=save_best)
     best = max(history, key=lambda h: h.val_acc)
     history_json = output.with_suffix(".history.json")
     write_json(history_json, [h.model_dump() for h in history])

@@ -26,13 +26,14 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
     if len(model.graph.input) != 1 or len(model.graph.output) < 1:
         raise RtkError(f"{path}: not an image classifier (it has {len(model.graph.input)} inputs); "
                        "rtk runs models with one NCHW image input")
-    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims = input_dims(model)
     outs = model.graph.output[0].type.tensor_type.shape.dim
-    if len(dims) != 4 or dims[1].dim_value not in (0, 3) or len(outs) != 2:
-        shape = "x".join(str(d.dim_value or d.dim_param or "?") for d in dims)
+    if len(dims) != 4 or dims[1] not in (None, 3) or len(outs) != 2:
+        named = model.graph.input[0].type.tensor_type.shape.dim
+        shape = "x".join(str(d.dim_value or d.dim_param or "?") for d in named)
         raise RtkError(f"{path}: not an image classifier (input {shape or 'without a shape'}, output rank {len(outs)}); "
                        "rtk runs models with an N x 3 x H x W input and N x classes logits")
-    crop = dims[-1].dim_value or 224
+    crop = dims[-1] or 224
     classes = outs[-1].dim_value if len(outs) else 0
     if not classes:
         raise RtkError(f"{path}: the ONNX output has no static class dimension and no rtk metadata; export it with rtk")

@@ -25,7 +25,8 @@ from toolkit.channels import channel_config
 from toolkit.data import ImageSet, check_classes, image_folder, loader, split_dir
 from toolkit.errors import RtkError
 from toolkit.models import build_model, read_checkpoint, save_checkpoint
-from toolkit.prune_search import Progress, SearchStep, latencies, search
+from toolkit.progress import Progress, silent
+from toolkit.prune_search import SearchStep, latencies, search
 from toolkit.settings import PruneSettings
 
 
@@ -95,7 +96,7 @@ def check_settings(cfg: PruneSettings, data: Path | None) -> None:
 
 
 def prune_model(source: Path, *, output: Path, settings: PruneSettings, data: Path | None = None, seed: int = 0,
-                progress: Progress | None = None) -> PruneResult:
+                progress: Progress = silent) -> PruneResult:
     """Prune the checkpoint at `source`, optionally recover accuracy on `data` (train/ and val/), and write a
     plain rtk checkpoint at `output`. Without `data` there is no batch-norm adaptation, recovery or top-1.
 
@@ -105,7 +106,7 @@ def prune_model(source: Path, *, output: Path, settings: PruneSettings, data: Pa
     check_settings(cfg, data)
     started = time.perf_counter()
     source, output = Path(source), check_output(Path(output))
-    say = progress or (lambda *a, **k: None)
+    say = progress
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model, meta = read_checkpoint(source)
@@ -305,14 +306,9 @@ def _recover(model, teacher, train_set, val_set, cfg: PruneSettings, seed: int, 
     """Recovery fine-tuning with finetune.train (AdamW one-cycle), with the unpruned model as teacher if asked."""
     from toolkit.finetune import train
 
-    steps = max(1, -(-len(train_set) // cfg.batch_size))
-
-    def update(epoch: int, step: int, **metrics: float) -> None:
-        say(f"recovery epoch {epoch + 1}/{cfg.epochs}", step, steps, **metrics)
-
     return train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=cfg.lr,
                  batch_size=cfg.batch_size, seed=seed, teacher=teacher, distill_alpha=cfg.distill_alpha,
-                 temperature=cfg.temperature, progress=update)
+                 temperature=cfg.temperature, progress=say, stage="recovery epoch")
 
 
 def _finalize(pruned: nn.Module, meta: ModelMeta, source: Path, cfg: PruneSettings, facts: dict):

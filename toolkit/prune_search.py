@@ -6,10 +6,8 @@ the target.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 from torch import nn
 
@@ -17,11 +15,8 @@ from toolkit.artifact import ModelMeta
 from toolkit.channels import channel_config
 from toolkit.errors import RtkError
 from toolkit.models import save_checkpoint
-
-Progress = Callable[..., None]          # progress(stage, done, total, **facts)
-
-if TYPE_CHECKING:
-    from toolkit.settings import PruneSettings
+from toolkit.progress import Progress
+from toolkit.settings import ExportSettings, PruneSettings
 
 
 class SearchStep(BaseModel):
@@ -39,24 +34,20 @@ def latencies(models: list[tuple[nn.Module, ModelMeta]], target: str, tmp: Path,
     from contextlib import ExitStack
 
     from toolkit.backends import RunnerOptions, open_runner
-    from toolkit.bench import Latency, time_calls
+    from toolkit.bench import interleaved_p50
 
     paths = [probe(model, meta, target, tmp / f"probe{i}") for i, (model, meta) in enumerate(models)]
     x = np.random.default_rng(0).standard_normal((1, *models[0][1].preprocess.input_shape)).astype(np.float32)
-    samples: list[list[float]] = [[] for _ in models]
     with ExitStack() as stack:
         runners = [stack.enter_context(open_runner(path, target, meta=meta, options=RunnerOptions(
             threads=threads, max_batch=1))) for path, (_, meta) in zip(paths, models)]
-        for r in range(rounds):
-            for runner, out in zip(runners, samples):
-                out.extend(time_calls(lambda: runner.infer(x), warmup=5 if r == 0 else 1, runs=runs))
-    return [Latency.from_ms(s).p50 for s in samples]
+        return interleaved_p50([lambda r=r: r.infer(x) for r in runners], rounds=rounds, runs=runs)
 
 
 def probe(model: nn.Module, meta: ModelMeta, target: str, stem: Path) -> Path:
     """`model` as the artifact `target` runs: an rtk checkpoint for torch, else a batch-1 ONNX export.
 
-    The ONNX graph is what `rtk export` writes (same exporter and opset) without its parity check: the probe only
+    The ONNX graph is what `rtk export` writes (`export.torch_to_onnx`, batch 1) without its checks: the probe only
     exists to be timed.
     """
     model = model.eval()
@@ -64,15 +55,10 @@ def probe(model: nn.Module, meta: ModelMeta, target: str, stem: Path) -> Path:
         channels = channel_config(model, meta.num_classes)
         return save_checkpoint(stem.with_suffix(".pt"), model, meta.model_copy(
             update={"arch_config": {**meta.arch_config, "channels": channels}}))
-    import warnings
+    from toolkit.export import torch_to_onnx
 
-    path = stem.with_suffix(".onnx")
-    size = meta.preprocess.crop
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), opset_version=17, dynamo=False,
-                          do_constant_folding=True, input_names=["input"], output_names=["logits"])
-    return path
+    return torch_to_onnx(model, stem.with_suffix(".onnx"), size=meta.preprocess.crop,
+                         settings=ExportSettings(dynamic_batch=False))
 
 
 def search(model, meta, cfg: PruneSettings, prune_at, tmp: Path, say: Progress):

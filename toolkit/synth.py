@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from toolkit.io import fresh_temp_name
+from toolkit.progress import Progress, silent
 
 __all__ = ["CLASS_NAMES", "SynthSummary", "draw", "synth"]
 
@@ -245,7 +246,7 @@ def synth(
     val_per_class: int = 50,
     size: int = 64,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = silent,
 ) -> SynthSummary:
     """Write a train/val ``ImageFolder`` tree of the first ``classes`` classes under ``root``.
 
@@ -279,8 +280,7 @@ def synth(
                     rng = np.random.default_rng([seed, split_id, label, index])
                     draw(label, rng, size).save(tmp / name / f"{index:05d}.png", format="PNG")
                     done += 1
-                    if progress is not None:
-                        progress(done, total)
+                    progress("drawing images", done, total)
         listing = staged[0][0] / "classes.txt"
         listing.write_text("".join(f"{n}\n" for n in sorted(names)))
         listing.replace(root / "classes.txt")

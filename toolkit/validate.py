@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
-from toolkit.bench import Latency, time_calls
+from toolkit.bench import interleaved_p50
 from toolkit.data import batches, check_classes, image_folder
 from toolkit.errors import RtkError
 from toolkit.pipeline.gates import Gate, Scored, evaluate
+from toolkit.progress import Progress, silent
 from toolkit.settings import Gates, ValidateSettings
 
 
@@ -83,7 +84,7 @@ def _infer_padded(runner, x: np.ndarray) -> np.ndarray:
 
 
 def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[str | None], batch_size: int,
-                   options: RunnerOptions | None = None, progress: Callable[[int, int], None] | None = None,
+                   options: RunnerOptions | None = None, progress: Progress = silent,
                    measure_latency: bool = True) -> tuple[np.ndarray, list[np.ndarray], list[dict], int, int]:
     """Run every artifact over the data once; returns labels, logits per artifact, runner facts, skipped, p50s."""
     metas = [read_meta(p) for p in paths]
@@ -106,20 +107,21 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
             for out, runner in zip(logits, runners):
                 out.append(_infer_padded(runner, x))
             done += len(y)
-            if progress:
-                progress(done, len(data))
+            progress("validating", done, len(data))
         facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names}
                  for r in runners]
         if measure_latency:
-            for fact, runner in zip(facts, runners):
-                x1 = np.zeros((runner.fixed_batch or 1, *pre.input_shape), np.float32)
-                fact["p50_ms"] = Latency.from_ms(time_calls(lambda: runner.infer(x1), warmup=3, runs=20)).p50
+            inputs = [np.zeros((r.fixed_batch or 1, *pre.input_shape), np.float32) for r in runners]
+            p50s = interleaved_p50([lambda r=r, x=x: r.infer(x) for r, x in zip(runners, inputs)], rounds=4, runs=5,
+                                   warmup=3)
+            for fact, p50 in zip(facts, p50s):
+                fact["p50_ms"] = p50
     return np.concatenate(labels), [np.concatenate(o) for o in logits], facts, len(data.skipped), len(data)
 
 
 def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
              targets: Sequence[str | None] | None = None, settings: ValidateSettings | None = None,
-             gates: Gates | None = None, progress: Callable[[int, int], None] | None = None,
+             gates: Gates | None = None, progress: Progress = silent,
              measure_latency: bool = True) -> ValidationReport:
     """Top-1/top-5 of each artifact, and drop, agreement and cosine against `reference` when given.
 

@@ -38,10 +38,10 @@ def data_synth(
         raise RtkError(f"{root} already exists and is not empty; choose a new folder or delete it")
     if not root.parent.is_dir():
         raise RtkError(f"parent folder {root.parent} does not exist; create it first")
-    with ui.progress_bar("drawing images") as advance:
+    with ui.progress("data synth") as progress:
         try:
             summary = synth(root, classes=s.classes, per_class=s.per_class, val_per_class=s.val_per_class,
-                            size=s.size, seed=s.seed, progress=advance)
+                            size=s.size, seed=s.seed, progress=progress)
         except ValueError as exc:
             raise RtkError(str(exc)) from None
     ui.ok(f"wrote {summary.train} train + {summary.val} val images of {len(summary.classes)} classes to {root}")
@@ -75,8 +75,9 @@ def finetune(
                     data={"root": str(data)}, model={"source": weights, "input_size": input_size}, finetune=settings)
     from toolkit.finetune import finetune as run
 
-    result = run(settings, data=data, output=output, weights=weights, input_size=input_size, seed=seed,
-                 progress=ui.training_progress)
+    with ui.progress("finetune", keep=True) as progress:
+        result = run(settings, data=data, output=output, weights=weights, input_size=input_size, seed=seed,
+                     progress=progress)
     ui.show_finetune(result)
     emit_json(json, result)
 
@@ -123,7 +124,7 @@ def export(
         from toolkit.data import split_dir
 
         data = split_dir(data, "val")
-    with ui.spinner("exporting and checking parity"):
+    with ui.progress("exporting and checking parity"):
         result = export_onnx(net, meta, output, settings=settings, data=data, parent=model)
     ui.show_export(result)
     emit_json(json, result)
@@ -177,8 +178,8 @@ def prune(
                     model={"source": _source(model)}, prune=settings)
     from toolkit.prune import prune_model
 
-    with ui.stage_progress() as update:
-        result = prune_model(model, output=output, settings=settings, data=finetune, seed=seed, progress=update)
+    with ui.progress("prune") as progress:
+        result = prune_model(model, output=output, settings=settings, data=finetune, seed=seed, progress=progress)
     ui.show_prune(result)
     emit_json(json, result)
     if not result:
@@ -222,7 +223,7 @@ def quantize(
 
     result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib), target=target,
                            settings=settings, val=val, seed=seed,
-                           progress=lambda msg: ui.err.print(f"[dim]·[/] {msg}", highlight=False))
+                           progress=lambda stage, *_, **__: ui.err.print(f"[dim]·[/] {stage}", highlight=False))
     ui.show_quantize(result)
     emit_json(json, result)
 
@@ -259,9 +260,9 @@ def compile_(
                     model={"source": _source(source)}, compile={**settings.model_dump(), "targets": targets})
     from toolkit.compile import compile_model
 
-    with ui.spinner("compiling") as status:
+    with ui.progress("compiling") as progress:
         result = compile_model(source, target=target, settings=settings, output=output, calibration=calibration,
-                               progress=status)
+                               progress=progress)
     ui.show_compile(result)
     emit_json(json, result)
     if not result:

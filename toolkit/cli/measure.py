@@ -47,9 +47,9 @@ def validate(
     targets = list(target or [])
     if len(targets) == 1 and len(artifacts) > 1:
         targets = targets * len(artifacts)
-    with ui.progress_bar("validating") as advance:
+    with ui.progress("validate") as progress:
         report = run(artifacts, data, reference=reference, targets=targets or None, settings=settings, gates=gates,
-                     progress=advance)
+                     progress=progress)
     ui.show_validation(report)
     emit_json(json, report)
     if not report:
@@ -74,8 +74,8 @@ def bench(
 
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
                      threads=threads, hint=hint, flags={"batches": "--batch"})
-    with ui.spinner("benchmarking") as status:
-        result = run(artifact, target=target, settings=settings, progress=status)
+    with ui.progress("benchmarking") as progress:
+        result = run(artifact, target=target, settings=settings, progress=progress)
     ui.show_bench(result)
     emit_json(json, result)
 

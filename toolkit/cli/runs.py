@@ -15,9 +15,8 @@ from toolkit.errors import GateFailed
 def _run_recipe(recipe, output: Path, *, resume: bool, force: bool, json: Path | None) -> None:
     from toolkit.pipeline import run as run_pipeline
 
-    with ui.spinner(f"running {recipe.name}") as status:
-        report = run_pipeline(recipe, output, resume=resume, force=force, say=status,
-                              training_progress=ui.training_progress)
+    with ui.progress(f"running {recipe.name}") as progress:
+        report = run_pipeline(recipe, output, resume=resume, force=force, progress=progress)
     ui.show_report(report)
     ui.ok(f"report: {output / 'report.md'} · manifest: {output / 'manifest.json'}")
     emit_json(json, report)

@@ -18,10 +18,10 @@ from pydantic import BaseModel
 from toolkit import __version__
 from toolkit.errors import RtkError
 from toolkit.io import now_iso, sha256_file, write_json, write_text_atomic
+from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
 STATE = ".rtk/state.json"
-Say = Callable[[str], None]
 
 
 class StageRecord(BaseModel):
@@ -51,14 +51,16 @@ class Run:
 
     recipe: Recipe
     root: Path
-    say: Say
-    training_progress: Any = None
+    progress: Progress = silent
     records: list[StageRecord] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         state = self.root / STATE
         self.state: dict[str, Any] = json.loads(state.read_text()) if state.is_file() else {}
+
+    def say(self, message: str) -> None:
+        self.progress(message)
 
     def inputs(self) -> list[Path]:
         """Files and folders the recipe names (not the ones the run makes)."""
@@ -106,8 +108,7 @@ def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
         (root / STATE).unlink(missing_ok=True)
 
 
-def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, say: Say = lambda _: None,
-        training_progress: Any = None):
+def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent):
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
     from toolkit.pipeline.report import build_report, write_report
     from toolkit.pipeline.stages import run_stages
@@ -115,7 +116,7 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     output = Path(output)
     prepare_output(output, resume=resume, force=force)
     started = now_iso()
-    ctx = Run(recipe=recipe, root=output, say=say, training_progress=training_progress)
+    ctx = Run(recipe=recipe, root=output, progress=progress)
     write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
     outcome = run_stages(ctx)
     report = build_report(recipe, outcome, ctx.records)

@@ -63,7 +63,7 @@ def _model(ctx, root: Path) -> Path:
         ctx.stage("finetune", {**r.finetune.model_dump(), "source": source, "input_size": r.model.input_size},
                   inputs, [out], lambda: finetune(r.finetune, data=root, output=out, weights=source,
                                                   input_size=r.model.input_size, seed=r.seed,
-                                                  progress=ctx.training_progress))
+                                                  progress=ctx.progress))
         return out
     from toolkit.models import load_model, save_checkpoint
 

@@ -27,6 +27,7 @@ from toolkit.backends.tensorrt.check import REFUSED_OPS
 from toolkit.errors import GateFailed, RtkError
 from toolkit.io import atomic_outputs, check_output, sha256_file
 from toolkit.onnx_file import input_dims, load_onnx
+from toolkit.progress import Progress, silent
 from toolkit.quantize.calibration import CalibrationSet, calibration_set
 from toolkit.quantize.result import (TRT_NOTE, QuantizeResult, accuracy, artifact_meta, latency, save_int8,
                                      size_mb)
@@ -42,7 +43,7 @@ def is_quantized_onnx(model: Any) -> bool:
 
 def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"], target: str,
                   settings: QuantizeSettings | None = None, val: Path | None = None, seed: int = 0,
-                  progress: Callable[[str], None] | None = None) -> QuantizeResult:
+                  progress: Progress = silent) -> QuantizeResult:
     """INT8 `source` (.onnx, or .xml for openvino) for `target`, calibrated on `calib`; facts measured vs FP32.
 
     `settings.subset` images (default 300, or the whole `calib_list`) are picked seeded and class-balanced. With
@@ -53,7 +54,7 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     """
     started = time.perf_counter()
     cfg = settings or QuantizeSettings()
-    say = progress or (lambda _msg: None)
+    say = progress
     source, output = Path(source), Path(output)
     if target not in targets_with("int8"):
         raise RtkError(f"unknown target {target!r}; choose one of {', '.join(targets_with('int8'))}")

@@ -15,13 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from toolkit.artifact import Preprocess
 from toolkit.io import write_text_atomic
+from toolkit.progress import Progress, silent
 from toolkit.data import IMAGE_EXTENSIONS, eval_transform, load_image, split_dir
 from toolkit.errors import RtkError
 
@@ -120,7 +121,7 @@ def select_files(root: Path, *, subset: int | None, seed: int, list_file: Path |
 
 def calibration_set(calib: Path | Literal["random"], pre: Preprocess, *, subset: int | None = None, seed: int = 0,
                     allow_small: bool = False, list_file: Path | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> CalibrationSet:
+                    progress: Progress = silent) -> CalibrationSet:
     """Preprocessed calibration images (or seeded random tensors), with the facts and warnings about them."""
     if subset is not None and subset < 1:
         raise RtkError(f"--subset {subset}: give a positive number of calibration images")
@@ -146,8 +147,7 @@ def calibration_set(calib: Path | Literal["random"], pre: Preprocess, *, subset:
             continue
         tensors.append(x)
         chosen.append(cand)
-        if progress:
-            progress(len(chosen), target)
+        progress("calibration images", len(chosen), target)
     root = split_dir(Path(calib), "train")
     if not tensors:
         raise RtkError(f"calibration folder {root}: none of its images can be decoded; pass a folder of readable images")

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from toolkit.artifact import ModelMeta
 from toolkit.doctor import CpuInfo, cpu_info
 from toolkit.errors import GateFailed
-from toolkit.onnx_file import input_name
+from toolkit.onnx_file import input_dims, input_name
 from toolkit.quantize.calibration import CalibrationSet
 from toolkit.quantize.result import AccuracyControl, Quantized, quantization_record
 from toolkit.settings import QuantizeSettings
@@ -133,8 +133,7 @@ CALIB_BATCH = 8
 def calibration_batch(model: Any) -> int:
     """CALIB_BATCH for an ONNX model or ov.Model whose batch dimension is dynamic; 1 when it is fixed."""
     if hasattr(model, "graph"):
-        dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-        dynamic = bool(dim.dim_param) or not dim.HasField("dim_value")
+        dynamic = input_dims(model)[0] is None
     else:
         dynamic = model.input(0).get_partial_shape()[0].is_dynamic
     return CALIB_BATCH if dynamic else 1

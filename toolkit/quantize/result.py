@@ -126,14 +126,9 @@ def latency(paths: list[Path], runtime: str, shape: tuple[int, ...], runs: int, 
     from contextlib import ExitStack
 
     from toolkit.backends import RunnerOptions, open_runner
-    from toolkit.bench import Latency, time_calls
+    from toolkit.bench import interleaved_p50
 
     x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-    samples: list[list[float]] = [[] for _ in paths]
     with ExitStack() as stack:
         runners = [stack.enter_context(open_runner(p, runtime, options=RunnerOptions(max_batch=1))) for p in paths]
-        for r in range(rounds):
-            for out, runner in zip(samples, runners):
-                out.extend(time_calls(lambda: runner.infer(x), warmup=5 if r == 0 else 1,
-                                      runs=max(1, runs // rounds)))
-    return [Latency.from_ms(s).p50 for s in samples]
+        return interleaved_p50([lambda r=r: r.infer(x) for r in runners], rounds=rounds, runs=max(1, runs // rounds))

@@ -15,6 +15,7 @@ from toolkit.io import atomic_outputs
 from toolkit.backends.base import CompileJob, Compiled
 from toolkit.backends.openvino.loader import META_PATH, bin_path, one_line
 from toolkit.errors import RtkError
+from toolkit.onnx_file import input_dims
 
 
 def ir_output(output: Path) -> Path:
@@ -77,8 +78,7 @@ def _batch_plan(job: CompileJob) -> tuple[int | None, str]:
     if (s.min_batch, s.opt_batch, s.max_batch) != (None, None, None):
         raise RtkError("--min-batch/--opt-batch/--max-batch are TensorRT profiles; for OpenVINO use --batch "
                        "or keep the dynamic batch")
-    dim = job.model.graph.input[0].type.tensor_type.shape.dim[0]
-    onnx_batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+    onnx_batch = input_dims(job.model)[0]
     if onnx_batch is not None:
         return s.batch, str(s.batch or onnx_batch)
     return s.batch, str(s.batch) if s.batch else "dynamic"

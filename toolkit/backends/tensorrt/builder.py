@@ -20,6 +20,7 @@ from toolkit.backends.base import CompileJob, Compiled
 from toolkit.backends.tensorrt.bindings import gpu_facts, import_tensorrt
 from toolkit.backends.tensorrt.check import check_onnx
 from toolkit.errors import RtkError
+from toolkit.onnx_file import input_dims
 
 ENGINE_SUFFIXES = (".engine", ".plan")
 
@@ -98,8 +99,7 @@ def _batch_plan(job: CompileJob) -> tuple[BatchProfile | None, str]:
     profile, batch = batch_profile(job.settings), job.settings.batch
     if profile is not None and not 1 <= profile.min <= profile.opt <= profile.max:
         raise RtkError(f"batch profile {profile.min}/{profile.opt}/{profile.max}: need 1 <= min <= opt <= max")
-    dim = job.model.graph.input[0].type.tensor_type.shape.dim[0]
-    onnx_batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+    onnx_batch = input_dims(job.model)[0]
     if onnx_batch is not None:
         if batch not in (None, onnx_batch):
             raise RtkError(f"{job.source} has a static batch of {onnx_batch}; export with a dynamic batch to build "
