@@ -26,8 +26,9 @@ def test_smoke_run_writes_results(tmp_path):
     assert ref["accuracy"]["drop_pt"] == 0.0 and 0.0 <= ref["accuracy"]["top1"] <= 100.0
     assert 0.0 < ref["fraction_of_peak"]["1"] < 1.0
     assert rows["torch_fp32"]["latency_ms"]["8"]["median"] > 0
-    int8 = rows["rtk_int8_ort"]
-    assert "latency_ms" in int8 or int8["latency_error"].startswith(("not available", "failed"))
+    int8 = rows["rtk_int8_ort"]                 # the INT8 stage ran and its artifact was timed
+    assert "latency_error" not in int8, int8.get("latency_error")
+    assert int8["latency_ms"]["1"]["min"] <= int8["latency_ms"]["1"]["median"] <= int8["latency_ms"]["1"]["max"]
     assert rows["nncf_defaults"]["latency_error"] == "not measured in smoke mode"
     assert {g["verdict"] for g in res["goals"]} <= {"met", "not met", "not measured"}
     assert len(res["goals"]) == 13   # the THROUGHPUT-hint goal is listed for the FP32 and the INT8 IR

@@ -1,15 +1,18 @@
 """Interrupting a real `rtk` process mid-step (SIGINT like Ctrl-C, and SIGTERM) leaves no final artifact and no
-temporary file, exits 130 (SIGINT) or 143 (SIGTERM), and an interrupted `rtk run` resumes with --resume."""
+temporary file, exits 130 (SIGINT) or 143 (SIGTERM), and an interrupted `rtk run` resumes with --resume.
+
+The child holds at the worst moment (every output file staged, none published) until the signal lands, through
+the RTK_TEST_HOLD hook in toolkit/io.py, so the race is decided the same way on every run and nothing skips."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -17,20 +20,23 @@ from tiny_recipe import TINY
 
 
 
-def _start(*args, cwd: Path) -> subprocess.Popen:
+def _start(*args, cwd: Path, hold: str, ready: Path) -> subprocess.Popen:
+    """rtk as a child process that stops when it is about to publish the output named `hold` (every file staged,
+    RTK_TEST_HOLD in toolkit/io.py) and creates `ready`: the signal then lands mid-write every time."""
     # a child of a shell that ignores SIGINT would inherit that; give it the default so Python installs its handler
+    env = {**os.environ, "RTK_TEST_HOLD": f"{hold}:{ready}"}
     return subprocess.Popen([sys.executable, "-m", "toolkit.cli", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def _interrupt_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int, timeout: float = 300) -> tuple[int, str]:
-    """Send `sig` as soon as `ready()` holds (mid-step); returns (exit code, stderr). Skips if the step won the race."""
+def _interrupt_when_ready(proc: subprocess.Popen, ready: Path, sig: int, timeout: float = 600) -> tuple[int, str]:
+    """Send `sig` once the child holds mid-write; returns (exit code, stderr)."""
     deadline = time.monotonic() + timeout
-    while not ready():
+    while not ready.exists():
         if proc.poll() is not None:
             _, err = proc.communicate()
-            pytest.fail(f"rtk exited {proc.returncode} before the step under test started: {err[-800:]}")
+            pytest.fail(f"rtk exited {proc.returncode} before the step under test held: {err[-800:]}")
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail("the step under test never started")
@@ -45,12 +51,8 @@ def _interrupt_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int,
 
 
 def _hidden(folder: Path) -> list[str]:
-    """Temporary files and staging folders (`.name.*.tmp`, `.name.*/`) anywhere under `folder`."""
+    """Temporary files and staging folders (`.name.*/`) anywhere under `folder`."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if ".rtk" not in p.parts)
-
-
-def _temp_appears(folder: Path, prefix: str) -> Callable[[], bool]:
-    return lambda: any(p.name.startswith(prefix) for p in folder.iterdir()) if folder.is_dir() else False
 
 
 @pytest.mark.parametrize("command, sig", [("export", signal.SIGINT), ("quantize", signal.SIGTERM),
@@ -58,42 +60,33 @@ def _temp_appears(folder: Path, prefix: str) -> Callable[[], bool]:
 def test_interrupt_mid_step_leaves_nothing(command, sig, tmp_path, random_ckpt, random_onnx, tiny_data):
     out = tmp_path / "out"
     out.mkdir()
+    ready = tmp_path / "ready"
     if command == "export":
-        final, prefix = out / "m.onnx", ".m.onnx."
-        proc = _start("export", random_ckpt, "-o", final, cwd=tmp_path)
+        final = out / "m.onnx"
+        proc = _start("export", random_ckpt, "-o", final, cwd=tmp_path, hold=final.name, ready=ready)
     elif command == "quantize":
-        final, prefix = out / "q.onnx", ".q.onnx."
+        final = out / "q.onnx"
         proc = _start("quantize", random_onnx, "-o", final, "--calib", tiny_data / "train", "--subset", "8",
-                      "--allow-small", "--bench-runs", "200", cwd=tmp_path)
+                      "--allow-small", "--bench-runs", "0", cwd=tmp_path, hold=final.name, ready=ready)
     else:
-        final, prefix = out / "ir" / "model.xml", ".model.xml."
-        proc = _start("compile", random_onnx, "--target", "openvino", "-o", out / "ir", cwd=tmp_path)
-        folder = out / "ir"
-        code, err = _interrupt_when(proc, _temp_appears(folder, prefix), sig)
-        if code == 0:
-            pytest.skip("the IR was saved before the signal arrived (the staging window is short)")
-        assert code == 130, err[-800:]
-        assert not final.exists() and not final.with_suffix(".bin").exists()
-        assert _hidden(out) == []
-        return
-    code, err = _interrupt_when(proc, _temp_appears(out, prefix), sig)
-    if code == 0:
-        pytest.skip(f"{command} finished before the signal arrived (the staging window is short)")
-    expected = 130 if sig == signal.SIGINT else 143
-    assert code == expected, err[-800:]
+        final = out / "ir" / "model.xml"
+        proc = _start("compile", random_onnx, "--target", "openvino", "-o", out / "ir", cwd=tmp_path,
+                      hold=final.name, ready=ready)
+    code, err = _interrupt_when_ready(proc, ready, sig)
+    assert code == (130 if sig == signal.SIGINT else 143), err[-800:]
     assert "interrupted" in err and "Traceback" not in err
-    assert not final.exists()
+    assert not final.exists() and not final.with_suffix(".bin").exists()
     assert _hidden(out) == [], _hidden(out)
-    assert list(out.iterdir()) == []
+    assert list(out.iterdir()) == []      # the IR's folder, made by the step, is gone too
 
 
 def test_interrupted_run_resumes(tmp_path, cli):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY)
     out = tmp_path / "run"
-    proc = _start("run", recipe, "-o", out, cwd=tmp_path)
-    code, err = _interrupt_when(proc, lambda: (out / "model.pt").is_file() and _temp_appears(out, ".model.onnx.")(),
-                                signal.SIGINT)
+    ready = tmp_path / "ready"
+    proc = _start("run", recipe, "-o", out, cwd=tmp_path, hold="model.onnx", ready=ready)
+    code, err = _interrupt_when_ready(proc, ready, signal.SIGINT)
     assert code == 130, err[-800:]
     assert not (out / "model.onnx").exists() and _hidden(out) == [], _hidden(out)
     state = json.loads((out / ".rtk" / "state.json").read_text())

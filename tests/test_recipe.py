@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,8 @@ def test_dump_round_trips():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """One real `rtk run` of the tiny recipe (random ResNet50, synthetic data, ONNX Runtime)."""
+    """One real `rtk run` of the tiny recipe (random ResNet50, synthetic data, ONNX Runtime). Shared and never
+    written to by the tests: one that runs into a run folder again copies it first or makes its own."""
     from typer.testing import CliRunner
 
     from toolkit.cli import app
@@ -111,8 +113,18 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
     assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md
 
 
-def test_rerun_refuses_then_resumes(tiny_run, cli):
+def _copy_run(tiny_run, tmp_path: Path) -> Path:
+    """A private copy of the shared run, for a test that runs into it again (the shared one stays as made; stages
+    whose cache names the old folder's paths run again in the copy)."""
     folder, _ = tiny_run
+    shutil.copytree(folder, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_rerun_refuses_then_resumes(cli, tmp_path):
+    folder = tmp_path
+    (folder / "tiny.yaml").write_text(TINY)
+    assert cli("run", folder / "tiny.yaml", "-o", folder / "out").exit_code == 0
     refused = cli("run", folder / "tiny.yaml", "-o", folder / "out")
     assert refused.exit_code == 2 and "--resume" in refused.stderr
     resumed = cli("run", folder / "tiny.yaml", "-o", folder / "out", "--resume")
@@ -121,8 +133,8 @@ def test_rerun_refuses_then_resumes(tiny_run, cli):
     assert all(s["skipped"] for s in stages), stages
 
 
-def test_gate_failure_exits_1_and_is_named(tiny_run, cli):
-    folder, _ = tiny_run
+def test_gate_failure_exits_1_and_is_named(tiny_run, cli, tmp_path):
+    folder = _copy_run(tiny_run, tmp_path)
     strict = folder / "strict.yaml"
     strict.write_text(TINY.replace("onnxruntime: 100000", "onnxruntime: 0.001"))
     result = cli("run", strict, "-o", folder / "out", "--resume", "--json", folder / "strict.json")

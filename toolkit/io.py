@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -87,6 +88,7 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
         missing = [p.name for p in paths if not (stage / p.name).is_file()]
         if missing:
             raise RuntimeError(f"atomic_outputs: the block did not write {', '.join(missing)}")
+        _hold_for_test(paths[0])
         for p in reversed(paths):
             try:
                 os.replace(stage / p.name, p)
@@ -99,6 +101,19 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+HOLD = "RTK_TEST_HOLD"
+
+
+def _hold_for_test(path: Path) -> None:
+    """For tests only: with RTK_TEST_HOLD=NAME:READY, writing the output named NAME stops with every file staged,
+    creates the file READY and waits for a signal, so an interrupt lands mid-write every time."""
+    name, _, ready = os.environ.get(HOLD, "").partition(":")
+    if name and path.name == name:
+        Path(ready).touch()
+        while True:
+            time.sleep(0.05)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
