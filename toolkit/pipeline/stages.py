@@ -101,6 +101,7 @@ def _prune(ctx, checkpoint: Path, root: Path) -> Path:
 
     p = ctx.recipe.prune
     out = ctx.root / "pruned.pt"
+
     def run():
         result = prune_model(checkpoint, output=out, settings=p, data=root, seed=ctx.recipe.seed)
         if not result:
