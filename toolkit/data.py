@@ -130,6 +130,11 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.folder)
 
+    @property
+    def samples(self) -> list[tuple[str, int]]:
+        """(path, class index) of every usable image, in order."""
+        return self.folder.samples
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.folder.targets, minlength=len(self.classes))
         return {name: int(n) for name, n in zip(self.classes, counts)}
@@ -166,6 +171,28 @@ def image_folder(root: str | Path, pre: Preprocess, *, train: bool = False, augm
     if len(folder) == 0:
         raise RtkError(f"data folder {root} holds no readable images; it needs one sub-folder of images per class")
     return ImageSet(root=root, folder=folder, skipped=sorted(skipped))
+
+
+class _Listed(datasets.ImageFolder):
+    """An ImageFolder over (path, class index) pairs already known, e.g. one shard of a scanned folder: the
+    folder is not scanned again."""
+
+    def __init__(self, root: Path, classes: Sequence[str], samples: Sequence[tuple[str, int]], transform) -> None:
+        self._known = (list(classes), [(str(p), int(c)) for p, c in samples])
+        super().__init__(str(root), transform=transform, loader=load_image, allow_empty=True)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = self._known[0]
+        return classes, {name: i for i, name in enumerate(classes)}
+
+    def make_dataset(self, *args, **kwargs) -> list[tuple[str, int]]:
+        return self._known[1]
+
+
+def from_samples(root: str | Path, classes: Sequence[str], samples: Sequence[tuple[str, int]],
+                 pre: Preprocess) -> ImageSet:
+    """The ImageSet of listed images (a shard of `image_folder(root)`'s samples), with the eval transform."""
+    return ImageSet(root=Path(root), folder=_Listed(Path(root), classes, samples, eval_transform(pre)))
 
 
 def check_classes(model_classes: Sequence[str], data: ImageSet, what: str = "model") -> None:
