@@ -115,3 +115,14 @@ def accurate_ckpt(cache_dir, random_ckpt, tiny_data) -> Path:
         fit_head_on(model, tiny_data / "val", meta.preprocess)
         save_checkpoint(path, model, meta)
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (2 CPUs, like this machine), started by rtk's own code and
+    stopped at the end; code under test that finds it running uses it instead of starting its own."""
+    pytest.importorskip("ray", reason="needs the ray extra: pip install 'rtk[ray]'")
+    from toolkit.distributed import cluster
+
+    with cluster(cpus=2) as ray:
+        yield ray

@@ -28,7 +28,7 @@ def error(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def ok(message: str) -> None:
@@ -274,7 +274,7 @@ def show_sweep(result) -> None:
     out.print(table)
     for c in result.candidates:
         if c.status != "ok":
-            warn(f"{c.id} {c.status} at {c.stage}: {escape(c.error or '')}")
+            warn(f"{c.id} {c.status} at {c.stage}: {c.error}")
     if result.winner:
         ok(f"winner: {result.winner} ({escape(next(c.label for c in result.candidates if c.id == result.winner))})")
 

@@ -72,11 +72,12 @@ def stage_key(config: Any, inputs: list[Path], root: Path) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _hold_for_test(name: str, hold: str) -> None:
-    """For tests only: with RTK_TEST_HOLD_STAGE=NAME:READY, stage NAME writes its process id to READY and waits
-    to be killed or interrupted, once (a later attempt finds READY and goes on), so a fault lands mid-run."""
-    stage, _, ready = hold.partition(":")
-    if stage != name or not ready or Path(ready).exists():
+def _hold_for_test(names: tuple[str, ...], hold: str) -> None:
+    """For tests only: with RTK_TEST_HOLD_STAGE=NAME:READY, stage NAME (e.g. `bench`, or `c1/bench` for the run
+    in folder c1) writes its process id to READY and waits to be killed or interrupted, once: a later attempt
+    finds READY and goes on. So a fault lands mid-run, every time."""
+    stage, _, ready = hold.rpartition(":")      # stage names hold colons (compile:openvino), READY does not
+    if stage not in names or not ready or Path(ready).exists():
         return
     tmp = Path(f"{ready}.{os.getpid()}")
     tmp.write_text(str(os.getpid()))
@@ -109,7 +110,7 @@ class Step:
     hold: str = field(default_factory=lambda: os.environ.get(HOLD_STAGE, ""))
 
     def __call__(self) -> Done:
-        _hold_for_test(self.name, self.hold)
+        _hold_for_test((self.name, f"{self.root.name}/{self.name}"), self.hold)
         key = stage_key(self.config, self.inputs, self.root)
         prev = self.previous
         if prev and prev["key"] == key and all(p.exists() for p in self.outputs) \
