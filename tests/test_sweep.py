@@ -91,6 +91,21 @@ def test_sweep_refuses_bad_input_and_writes_nothing(cli, tmp_path):
     assert check.exit_code == 0 and "4 sweep candidates" in check.stderr
 
 
+def test_one_sweep_per_folder(cli, tmp_path):
+    """While a sweep holds its folder's lock, a second one (--resume) is refused and changes nothing there."""
+    import fcntl
+
+    recipe, out = tmp_path / "sweep.yaml", tmp_path / "out"
+    recipe.write_text(PRUNED)
+    (out / ".rtk").mkdir(parents=True)
+    (out / ".rtk" / "sweep-state.json").write_text('{"candidates": []}')
+    with open(out / ".rtk" / "sweep.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = cli("sweep", recipe, "-o", out, "--resume", "--no-ray")
+    assert result.exit_code == 2 and "another rtk sweep is running" in result.stderr
+    assert sorted(p.name for p in out.rglob("*")) == [".rtk", "sweep-state.json", "sweep.lock"]
+
+
 def test_sweep_on_ray_shares_stages_and_names_a_winner(ray_local, cli, tmp_path):
     recipe = tmp_path / "sweep.yaml"
     recipe.write_text(PRUNED)

@@ -142,6 +142,8 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     _prepare(output, resume=resume, force=force)
     with _only_sweep(output):
         kept = {} if force else _kept(output, candidates)
+        if not (output / STATE).is_file():
+            write_json(output / STATE, {"candidates": []})     # from now on the folder holds a sweep to resume
         write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
         todo = [c for c in leaders_first(candidates) if c.id not in kept]
         if use_ray is None and not on_ray:
@@ -166,7 +168,7 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
         winner = pick_winner(results, recipe.sweep.objective)
         result = new_result(recipe, engine=engine, seconds=time.perf_counter() - started, candidates=results,
                             winner=winner.id if winner else None, resumed=sorted(kept))
-        best = next(c.recipe for c in candidates if winner and c.id == winner.id) if winner else None
+        best = next((c.recipe for c in candidates if winner and c.id == winner.id), None)
         write_results(result, recipe, output, best, source)
     return result
 
