@@ -218,12 +218,20 @@ def validate(
     target: Annotated[Optional[list[str]], typer.Option(help="Runtime per artifact (repeat), default by extension.")] = None,
     batch_size: Annotated[int, typer.Option(help="Inference batch size.")] = 32,
     threads: ThreadsOpt = None,
+    isa: Annotated[Optional[str], typer.Option(help="Validate under a lower oneDNN ISA tier, e.g. AVX2 or "
+                   "AVX512_CORE (`rtk doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the "
+                   "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and runs on the "
+                   "native tier. The JSON records each artifact's tier.")] = None,
     json: JsonOpt = None,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
     from toolkit.backends import RunnerOptions
     from toolkit.validate import validate as run
 
+    if isa is not None:
+        from toolkit.isa import capped
+
+        run = capped(isa, run)
     targets = list(target or [])
     if len(targets) == 1 and len(artifacts) > 1:
         targets = targets * len(artifacts)

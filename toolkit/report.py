@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from toolkit import __version__
 from toolkit.artifact import now_iso, write_json, write_text_atomic
 from toolkit.bench import Latency
+from toolkit.isa import effective_tier
 from toolkit.validate import Gate
 
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
@@ -41,6 +42,7 @@ class Row(BaseModel):
     throughput_ips: dict[int, float] = Field(default_factory=dict)
     speedup: float | None = None
     size_ratio: float | None = None
+    isa: str | None = None   # oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa)
 
 
 class Headline(BaseModel):
@@ -96,7 +98,8 @@ def _validate(ctx, arts) -> dict[str, Any] | None:
         ctx.say("validate: no validation images; accuracy is not reported")
         return None
     rows = [a for a in arts if a.role != "reference"]
-    return ctx.stage("validate", {"artifacts": [a.path for a in rows], "targets": [a.target for a in rows]},
+    return ctx.stage("validate", {"artifacts": [a.path for a in rows], "targets": [a.target for a in rows],
+                                  "isa": effective_tier("openvino")},
                      [Path(a.path) for a in arts] + [val], [],
                      lambda: validate([a.path for a in rows], val, reference=reference,
                                       targets=[a.target for a in rows], measure_latency=False))
@@ -120,7 +123,8 @@ def _bench(ctx, arts) -> dict[str, list[dict]]:
                 out[a.name].append(result.model_dump(mode="json"))
         return out
 
-    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed]},
+    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed],
+                               "isa": effective_tier("openvino")},
                      [Path(a.path) for a in timed], [], run)
 
 
@@ -137,8 +141,9 @@ def build_report(ctx, arts) -> Report:
         row = Row(name=a.name, path=a.path, target=a.target, precision=a.precision, role=a.role,
                   size_mb=artifact_size_mb(Path(a.path)), top1=s.get("top1"), top5=s.get("top5"),
                   drop_pt=s.get("drop_pt"), agreement=s.get("agreement"), cosine=s.get("cosine"),
-                  per_class_top1=s.get("per_class_top1", {}))
+                  per_class_top1=s.get("per_class_top1", {}), isa=s.get("isa"))
         runs = benches.get(a.name, [])
+        row.isa = row.isa or (runs[0].get("isa") if runs else None)
         if runs:
             first = [r["results"][0] for r in runs]
             row.batch = first[0]["batch"]
@@ -220,6 +225,9 @@ def markdown(report: Report) -> str:
     if report.validation_images:
         lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
                       f"{len(report.rows[-1].p50_repeats)} interleaved repeats."]
+    tiers = {r.target: r.isa for r in report.rows if r.isa}
+    if tiers:
+        lines += ["", "ISA tier (oneDNN) per runtime: " + ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
     lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report.plots]
     lines += ["", "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
     lines += [f"| {s.name} | {s.seconds:.1f} | {'skipped (unchanged)' if s.skipped else ''} |" for s in report.stages]

@@ -18,6 +18,7 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import Latency, time_calls
 from toolkit.data import batches, check_classes, image_folder
 from toolkit.errors import RtkError
+from toolkit.isa import effective_tier
 
 
 class ArtifactScore(BaseModel):
@@ -31,6 +32,7 @@ class ArtifactScore(BaseModel):
     cosine: float | None = None
     p50_ms: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
+    isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
 
 
 class Gate(BaseModel):
@@ -157,7 +159,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         per_class = {names[c]: 100.0 * float(hit[labels == c].mean()) for c in np.unique(labels)}
         return ArtifactScore(artifact=str(path), target=fact["target"], precision=fact["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * topk_correct(out, labels, 5).mean(),
-                             p50_ms=fact["p50_ms"], per_class_top1=per_class)
+                             p50_ms=fact["p50_ms"], per_class_top1=per_class, isa=effective_tier(fact["target"]))
 
     ref = score(all_paths[0], logits[0], facts[0]) if reference else None
     scores = []
