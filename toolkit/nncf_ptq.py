@@ -12,9 +12,9 @@ calibration/README.md):
 | other                 | performance | first_layer_only | NNCF's default                                           |
 
 The tier is the build machine's. An artifact made on a VNNI CPU and run on one without saturates in its first
-convolution (signed input); on a trained ResNet50 that quadrupled the logits error but moved no top-1, while the
-first-layer fix that prevents it cost 0.5 pt everywhere (calibration/README.md). `rtk validate --isa` checks a
-deployment tier.
+convolution (signed input); on a trained ResNet50 that quadrupled the logits error but did not lower top-1, while
+the first-layer fix that prevents it cost about 0.5 pt on every tier (calibration/README.md). `rtk validate --isa`
+checks a deployment tier.
 
 Activation ranges on every tier: the min and max over all calibration images (`activations_range=minmax`, as
 ONNX Runtime's MinMax and PyTorch's MinMaxObserver), not NNCF's default mean of per-image min/max, which clips
