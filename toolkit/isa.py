@@ -139,15 +139,20 @@ def capped(tier: str, fn: Callable[..., Any]) -> Callable[..., Any]:
                                     env={**os.environ, ENV: tier}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True)
             failure, tail = None, []
-            for line in proc.stdout:
-                if line.startswith(PROGRESS):
-                    if progress:
-                        progress(*json.loads(line[len(PROGRESS):]))
-                elif line.startswith(FAILED):
-                    failure = line[len(FAILED):].strip()
-                else:
-                    sys.stderr.write(line)
-                    tail = (tail + [line.rstrip()])[-5:]
+            try:
+                for line in proc.stdout:
+                    if line.startswith(PROGRESS):
+                        if progress:
+                            progress(*json.loads(line[len(PROGRESS):]))
+                    elif line.startswith(FAILED):
+                        failure = line[len(FAILED):].strip()
+                    else:
+                        sys.stderr.write(line)
+                        tail = (tail + [line.rstrip()])[-5:]
+            except BaseException:   # Ctrl-C or SIGTERM here: the child must not outlive this process
+                proc.kill()
+                proc.wait()
+                raise
             code = proc.wait()
             if failure is not None:
                 raise RtkError(failure)
