@@ -13,6 +13,7 @@ from onnx import TensorProto, numpy_helper
 
 from toolkit.artifact import read_meta
 from toolkit.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
+from toolkit.isa import effective_tier
 from toolkit.nncf_ptq import control_report, cpu_settings
 from toolkit.quantize import quantize_int8
 from toolkit.trt_check import qdq_form
@@ -134,6 +135,7 @@ def test_openvino_ir_input_gives_int8_ir_and_records_random_calibration(work, ra
     assert "FakeQuantize" in ops and out.with_suffix(".bin").is_file()
     result = json.loads((work / "ir.json").read_text())
     assert result["size_ratio"] > 2.5 and result["speedup"] > 0 and result["measured_on"] == "openvino"
+    assert result["measured_isa"] == effective_tier("openvino") is not None
     meta = read_meta(out)
     assert meta.precision == "int8"
     assert meta.extra["quantization"]["calibration"]["source"] == "random"

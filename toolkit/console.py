@@ -314,7 +314,8 @@ def show_quantize(r) -> None:
     table = _table(f"INT8 for {r.target}: {r.output}", "fact", "FP32", "INT8", "ratio")
     table.add_row("size MB", _f(r.size_fp32_mb, ".1f"), _f(r.size_int8_mb, ".1f"), f"{r.size_ratio:.2f}x smaller")
     if r.top1_fp32 is not None:
-        table.add_row(f"top-1 % ({r.val_images} images, {r.measured_on})", _f(r.top1_fp32), _f(r.top1_int8),
+        where = " ".join(filter(None, (r.measured_on, r.measured_isa)))
+        table.add_row(f"top-1 % ({r.val_images} images, {where})", _f(r.top1_fp32), _f(r.top1_int8),
                       f"drop {_f(r.drop_pt)} pt, agree {_f(r.agreement, '.1f')}%")
     if r.speedup is not None:
         table.add_row(f"p50 ms batch 1 ({r.measured_on})", _f(r.latency_fp32_ms), _f(r.latency_int8_ms),

@@ -29,6 +29,7 @@ from toolkit.artifact import (ModelMeta, check_output, fresh_temp_name, load_onn
                               write_onnx_meta)
 from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_set
 from toolkit.errors import RtkError
+from toolkit.isa import effective_tier
 from toolkit.nncf_ptq import (AccuracyControl, calibration_batch, control_report, cpu_settings, input_name,
                               labeled_items, nncf_log, quantize_cpu, quantize_with_accuracy, settings_record)
 from toolkit.trt_check import REFUSED_OPS, qdq_form
@@ -54,6 +55,7 @@ class QuantizeResult(BaseModel):
     size_int8_mb: float
     size_ratio: float
     measured_on: str | None
+    measured_isa: str | None = None   # oneDNN ISA tier of measured_on's kernels (toolkit.isa)
     val: str | None = None
     val_images: int | None = None
     top1_fp32: float | None = None
@@ -247,7 +249,8 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
         files = _save(qmodel, staged, quant_meta)
         size32, size8 = _size_mb(source), _size_mb(staged)
         facts: dict[str, Any] = {"size_fp32_mb": size32, "size_int8_mb": size8, "size_ratio": size32 / size8,
-                                 "calibration_seconds": calib_seconds, "measured_on": runtime}
+                                 "calibration_seconds": calib_seconds, "measured_on": runtime,
+                                 "measured_isa": effective_tier(runtime)}
         if val is not None:
             say(f"top-1 on {val}: FP32 vs INT8 on {runtime}")
             facts.update(_accuracy(source, staged, val, runtime))
