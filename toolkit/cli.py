@@ -221,7 +221,7 @@ def validate(
     isa: Annotated[Optional[str], typer.Option(help="Validate under a lower oneDNN ISA tier, e.g. AVX2 or "
                    "AVX512_CORE (`rtk doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the "
                    "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and runs on the "
-                   "native tier. The JSON records each artifact's tier.")] = None,
+                   "native tier. A tier above this CPU is refused; the JSON records each artifact's tier.")] = None,
     json: JsonOpt = None,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
