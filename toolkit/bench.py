@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.errors import RtkError
+from toolkit.isa import effective_tier
 from toolkit.progress import Progress, silent
 from toolkit.settings import BenchSettings
 
@@ -115,6 +116,7 @@ class BenchResult(BaseModel):
     runtime: dict[str, object]
     warmup: int
     results: list[BenchPoint]
+    isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
 
 
 def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
@@ -151,4 +153,5 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
         runtime = runner.describe()
         meta = runner.meta
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
-                       input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points)
+                       input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
+                       isa=effective_tier(runner.target))

@@ -114,6 +114,11 @@ def show_doctor(report) -> None:
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
+    tiers = report.isa_tiers
+    if tiers:
+        table.add_row("isa tiers (--isa)", " ".join(tiers["runnable"]) or "none")
+        if tiers["cap"]:
+            table.add_row("openvino tier", f"{tiers['openvino']} (ONEDNN_MAX_CPU_ISA={tiers['cap']})")
     table.add_row("torch threads", str(report.threads))
     table.add_row("gpu", report.gpu or "none")
     for name, ok_ in report.runtimes.items():
@@ -146,6 +151,12 @@ def show_validation(report) -> None:
         table.add_row(name, s.target, s.precision, _f(s.top1), _f(s.top5), _f(s.drop_pt), _f(s.agreement),
                       _f(s.cosine, ".5f"), _f(s.p50_ms))
     out.print(table)
+    tiers = {s.target: s.isa for s in rows if s.isa}
+    if tiers:
+        capped = len(set(tiers.values())) > 1
+        out.print("[dim]ISA tier (oneDNN): " + ", ".join(
+            f"{t} {i}" + (" (native: MLAS ignores the cap)" if capped and t == "onnxruntime" else "")
+            for t, i in tiers.items()) + "[/]", highlight=False)
     if report.skipped:
         warn(f"{report.skipped} unreadable or non-image files in {report.data} were skipped")
     for gate in report.gates:
@@ -279,7 +290,8 @@ def show_quantize(r) -> None:
     table = _table(f"INT8 for {r.target}: {r.output}", "fact", "FP32", "INT8", "ratio")
     table.add_row("size MB", _f(r.size_fp32_mb, ".1f"), _f(r.size_int8_mb, ".1f"), f"{r.size_ratio:.2f}x smaller")
     if r.top1_fp32 is not None:
-        table.add_row(f"top-1 % ({r.val_images} images, {r.measured_on})", _f(r.top1_fp32), _f(r.top1_int8),
+        where = " ".join(filter(None, (r.measured_on, r.measured_isa)))
+        table.add_row(f"top-1 % ({r.val_images} images, {where})", _f(r.top1_fp32), _f(r.top1_int8),
                       f"drop {_f(r.drop_pt)} pt, agree {_f(r.agreement, '.1f')}%")
     if r.speedup is not None:
         table.add_row(f"p50 ms batch 1 ({r.measured_on})", _f(r.latency_fp32_ms), _f(r.latency_int8_ms),

@@ -6,12 +6,15 @@ import importlib.metadata
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
 ISA_FLAGS = {  # feature -> /proc/cpuinfo flag
     "avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
     "avx512_bf16": "avx512_bf16", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16",
+    "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512dq": "avx512dq", "avx512_fp16": "avx512_fp16",
+    "amx_tile": "amx_tile",
 }
 PACKAGES = ("rtk", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning",
             "tensorrt", "numpy", "typer", "pydantic")
@@ -29,14 +32,10 @@ class CpuInfo(BaseModel):
 
     @property
     def int8_class(self) -> str:
-        """The ISA tier that decides INT8 speed: amx > vnni > avx512 > avx2 > other."""
-        if self.isa.get("amx_int8"):
-            return "amx"
-        if self.has_vnni:
-            return "vnni"
-        if self.isa.get("avx512f"):
-            return "avx512"
-        return "avx2" if self.isa.get("avx2") else "other"
+        """The ISA tier that decides INT8 speed and accuracy, as oneDNN names it (`toolkit.isa`), or "other"."""
+        from toolkit.isa import native_tier
+
+        return native_tier(self) or "other"
 
 
 class DoctorReport(BaseModel):
@@ -47,6 +46,7 @@ class DoctorReport(BaseModel):
     packages: dict[str, str | None]
     runtimes: dict[str, bool]
     gpu: str | None
+    isa_tiers: dict[str, Any] = {}
 
 
 def cpu_info() -> CpuInfo:
@@ -85,9 +85,10 @@ def doctor() -> DoctorReport:
     import torch
 
     from toolkit.backends import BACKENDS, available
+    from toolkit.isa import record as isa_record
 
     return DoctorReport(
         python=platform.python_version(), platform=platform.platform(), cpu=cpu_info(),
         threads=torch.get_num_threads(), packages={p: _version(p) for p in PACKAGES},
-        runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(),
+        runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(), isa_tiers=isa_record(),
     )

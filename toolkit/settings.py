@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Target = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
 Augment = Literal["none", "flip", "full"]
+IsaTier = Literal["AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX"]
 TARGETS: tuple[str, ...] = get_args(Target)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 AUGMENT: tuple[str, ...] = get_args(Augment)
+ISA_TIERS: tuple[str, ...] = get_args(IsaTier)   # oneDNN's names, lowest first; what each needs is toolkit.isa.TIERS
 
 AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + center crop), flip (that plus random "
                 "horizontal flips) or full (random-resized crops + flips). Use none or flip for orientation- or "
@@ -171,6 +173,18 @@ class ValidateSettings(Settings):
 
     batch_size: int = Field(32, ge=1, description="Inference batch size.")
     threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
+    isa: IsaTier | None = Field(None, description="Validate under a lower oneDNN ISA tier, e.g. AVX2 or AVX512_CORE "
+                                "(`rtk doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the "
+                                "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
+                                "runs on the native tier. A tier above this CPU is refused; the JSON records each "
+                                "artifact's tier.")
+
+    @field_validator("isa", mode="before")
+    @classmethod
+    def _tier(cls, v: object) -> object:
+        if isinstance(v, str) and v.strip().upper() not in ISA_TIERS:
+            raise ValueError(f"unknown tier; choose one of {', '.join(ISA_TIERS)}")
+        return v.strip().upper() if isinstance(v, str) else v
 
 
 class BenchSettings(Settings):

@@ -18,6 +18,7 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import interleaved_p50
 from toolkit.data import batches, check_classes, image_folder
 from toolkit.errors import RtkError
+from toolkit.isa import capped, effective_tier, running_under
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
 from toolkit.settings import Gates, ValidateSettings
@@ -34,6 +35,7 @@ class ArtifactScore(BaseModel):
     cosine: float | None = None
     p50_ms: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
+    isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
 
 
 class ValidationReport(BaseModel):
@@ -126,10 +128,15 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
     """Top-1/top-5 of each artifact, and drop, agreement and cosine against `reference` when given.
 
     `gates` (max_drop_pt, min_agreement_pct) make it a check: the report's `passed` is False when any artifact
-    is outside them. `targets` runs an artifact on a runtime other than its default.
+    is outside them. `targets` runs an artifact on a runtime other than its default. `settings.isa` runs the
+    whole check in a fresh process with oneDNN capped at that tier (`toolkit.isa.capped`).
     """
     settings = settings or ValidateSettings()
     gates = gates or Gates()
+    if settings.isa is not None and not running_under(settings.isa):
+        return capped(settings.isa, validate)(artifacts, data, reference=reference, targets=targets,
+                                              settings=settings, gates=gates, progress=progress,
+                                              measure_latency=measure_latency)
     max_drop, min_agreement = gates.max_drop_pt, gates.min_agreement_pct
     if not artifacts:
         raise RtkError("give at least one artifact to validate")
@@ -153,7 +160,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         per_class = {names[c]: 100.0 * float(hit[labels == c].mean()) for c in np.unique(labels)}
         return ArtifactScore(artifact=str(path), target=fact["target"], precision=fact["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * topk_correct(out, labels, 5).mean(),
-                             p50_ms=fact["p50_ms"], per_class_top1=per_class)
+                             p50_ms=fact["p50_ms"], per_class_top1=per_class, isa=effective_tier(fact["target"]))
 
     ref = score(all_paths[0], logits[0], facts[0]) if reference else None
     scores = []

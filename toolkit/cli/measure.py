@@ -36,12 +36,13 @@ def validate(
     target: Annotated[Optional[list[str]], typer.Option(help="Runtime per artifact (repeat), default by extension.")] = None,
     batch_size: Annotated[int, opt(V, "batch_size")] = default(V, "batch_size"),
     threads: ThreadsOpt = None,
+    isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
     json: JsonOpt = None,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
     from toolkit.validate import validate as run
 
-    settings = build(V, batch_size=batch_size, threads=threads)
+    settings = build(V, batch_size=batch_size, threads=threads, isa=isa)
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
                   flags={"max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement"})
     targets = list(target or [])
