@@ -15,7 +15,7 @@ from toolkit.artifact import read_meta
 from toolkit.calibration import balanced_order, calibration_set, list_images, stats_warnings, write_list
 from toolkit.nncf_ptq import control_report, cpu_settings
 from toolkit.quantize import quantize_int8
-from toolkit.trt_check import qdq_form
+from toolkit.backends.tensorrt import qdq_form
 from toolkit.validate import mean_cosine, validate
 
 SMALL = {"subset": 16, "allow_small": True, "bench_runs": 5}

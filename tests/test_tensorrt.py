@@ -13,7 +13,7 @@ from toolkit.artifact import read_meta, sidecar_path
 from toolkit.backends.tensorrt import check_compatible
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
-from toolkit.trt_check import BatchProfile, check_onnx, qdq_form
+from toolkit.backends.tensorrt import BatchProfile, check_onnx, qdq_form
 
 from qdq import ort_quantize, trt_form_qdq
 

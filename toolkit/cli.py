@@ -310,7 +310,7 @@ def compile_(
         from toolkit.replay import compile_recipe
 
         return _dump(dump_recipe, compile_recipe(source=source, target=target, precision=precision), "compile")
-    from toolkit.trt_check import BatchProfile
+    from toolkit.backends.tensorrt import BatchProfile
 
     given = {k: v for k, v in (("min", min_batch), ("opt", opt_batch), ("max", max_batch)) if v is not None}
     profile = None

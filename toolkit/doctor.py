@@ -84,10 +84,10 @@ def _gpu() -> str | None:
 def doctor() -> DoctorReport:
     import torch
 
-    from toolkit.backends import TARGETS, available
+    from toolkit.backends import BACKENDS, available
 
     return DoctorReport(
         python=platform.python_version(), platform=platform.platform(), cpu=cpu_info(),
         threads=torch.get_num_threads(), packages={p: _version(p) for p in PACKAGES},
-        runtimes={name: available(name) for name in TARGETS}, gpu=_gpu(),
+        runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(),
     )

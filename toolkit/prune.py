@@ -11,7 +11,6 @@ and the result says so with measured latencies.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -238,7 +237,9 @@ def _data(cfg: PruneConfig, meta: ModelMeta) -> tuple[ImageSet | None, ImageSet 
 def _measure_targets(cfg: PruneConfig) -> list[str]:
     if cfg.measure is not None:
         return list(cfg.measure)
-    if cfg.mode == "unstructured" and importlib.util.find_spec("toolkit.backends.openvino") is not None:
+    from toolkit.backends import available
+
+    if cfg.mode == "unstructured" and available("openvino"):
         return ["onnxruntime", "openvino"]
     return ["onnxruntime"]
 

@@ -7,7 +7,7 @@
 |             |       |                                         | or INT8 IR (`-o *.xml`, NNCF's OpenVINO backend)|
 | openvino    | IR    | nncf.quantize                           | INT8 IR (FakeQuantize)                         |
 | tensorrt    | ONNX  | onnxruntime quantize_static (QDQ, S8S8, | QDQ ONNX: all int8, zero-point 0, per-channel  |
-|             |       | symmetric, bias not quantized)          | weights (`trt_check.qdq_form` proves the form)|
+|             |       | symmetric, bias not quantized)          | weights (`tensorrt.check.qdq_form` proves it) |
 
 CPU settings (preset, overflow fix by ISA tier, activation ranges) and the NNCF calls are in
 `toolkit.nncf_ptq`.
@@ -31,7 +31,7 @@ from toolkit.calibration import CalibrationFacts, CalibrationSet, calibration_se
 from toolkit.errors import RtkError
 from toolkit.nncf_ptq import (AccuracyControl, calibration_batch, control_report, cpu_settings, input_name,
                               labeled_items, nncf_log, quantize_cpu, quantize_with_accuracy, settings_record)
-from toolkit.trt_check import REFUSED_OPS, qdq_form
+from toolkit.backends.tensorrt.check import REFUSED_OPS, qdq_form
 
 QUANT_TARGETS = ("onnxruntime", "openvino", "tensorrt")
 QUANTIZED_OPS = REFUSED_OPS | {"QuantizeLinear", "DequantizeLinear"}   # QDQ and ONNX Runtime's integer operators

@@ -1,4 +1,9 @@
-"""Runtimes by name: which files each opens, how to import it lazily, what to install when it is missing."""
+"""Runtimes by name: one table of what each can run, build and read, imported lazily.
+
+Each runtime is a package (`backends/<name>/`) holding its loader/builder, runner and checks; this table is
+the only place that knows them all. Entries name code as "module:attribute" strings, so importing the
+registry imports no runtime: `rtk --help` works without TensorRT, and a missing runtime says what to install.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +11,56 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit.artifact import ModelMeta, read_meta
-from toolkit.backends.base import Runner, RunnerOptions
+from toolkit.backends.base import CompileJob, Compiled, Runner, RunnerOptions
 from toolkit.errors import RtkError
 
 
-@dataclass(frozen=True)
-class Target:
+@dataclass(frozen=True, kw_only=True)
+class Backend:
+    """One runtime's capabilities."""
+
     name: str
-    runner: str                    # "module:Class", imported only when used
-    opens: tuple[str, ...]         # file extensions this runtime can run
-    package: str                   # import name that must be present
-    install: str                   # what to tell the user when it is missing
+    package: str                        # import name that must be present
+    install: str                        # what to tell the user when it is missing
+    runner: str                         # "module:Class" of its Runner
+    runs: tuple[str, ...]               # file extensions it can run
+    owns: tuple[str, ...] = ()          # extensions of its own artifact format: it is their default runtime
+    compiler: str | None = None         # "module:function" of `rtk compile --target NAME` (CompileJob -> Compiled)
+    check_only: bool = False            # `rtk compile --check-only`: what it would refuse, without the runtime
+    calibrates: bool = False            # `rtk compile --calibration DIR`: INT8 from a float ONNX at compile time
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("torch", "toolkit.backends.torch:TorchRunner", (".pt",), "torch", "pip install rtk"),
-    Target("onnxruntime", "toolkit.backends.onnxruntime:OnnxRuntimeRunner", (".onnx",), "onnxruntime",
-           "pip install rtk"),
-    Target("openvino", "toolkit.backends.openvino:OpenVINORunner", (".xml", ".onnx"), "openvino", "pip install rtk"),
-    Target("tensorrt", "toolkit.backends.tensorrt:TensorRTRunner", (".engine", ".plan"), "tensorrt",
-           "pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU"),
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend(name="torch", package="torch", install="pip install rtk", runner="toolkit.backends.torch.runner:TorchRunner",
+            runs=(".pt",), owns=(".pt",)),
+    Backend(name="onnxruntime", package="onnxruntime", install="pip install rtk",
+            runner="toolkit.backends.onnxruntime.runner:OnnxRuntimeRunner", runs=(".onnx",), owns=(".onnx",)),
+    Backend(name="openvino", package="openvino", install="pip install rtk",
+            runner="toolkit.backends.openvino.runner:OpenVINORunner", runs=(".xml", ".onnx"), owns=(".xml",),
+            compiler="toolkit.backends.openvino.builder:compile_ir", calibrates=True),
+    Backend(name="tensorrt", package="tensorrt", install="pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU",
+            runner="toolkit.backends.tensorrt.runner:TensorRTRunner", runs=(".engine", ".plan"),
+            owns=(".engine", ".plan"), compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True),
 )}
 
-DEFAULT_TARGET = {".pt": "torch", ".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt",
-                  ".plan": "tensorrt"}
+DEFAULT_TARGET = {suffix: b.name for b in BACKENDS.values() for suffix in b.owns}
+COMPILE_TARGETS = tuple(name for name, b in BACKENDS.items() if b.compiler)
+
+
+def load(ref: str) -> Any:
+    """The object a "module:attribute" string names, importing its module now."""
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def available(name: str) -> bool:
-    return importlib.util.find_spec(TARGETS[name].package) is not None
+    return importlib.util.find_spec(BACKENDS[name].package) is not None
 
 
-def resolve_target(path: Path, target: str | None = None) -> Target:
+def resolve_target(path: Path, target: str | None = None) -> Backend:
     """The runtime for `path`: `target` when given (checked against the file type), else by extension."""
     suffix = Path(path).suffix.lower()
     if target is None:
@@ -46,11 +68,11 @@ def resolve_target(path: Path, target: str | None = None) -> Target:
             raise RtkError(f"{path}: no runtime opens {suffix or 'files without an extension'}; "
                            f"expected one of {', '.join(DEFAULT_TARGET)}")
         target = DEFAULT_TARGET[suffix]
-    if target not in TARGETS:
-        raise RtkError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    spec = TARGETS[target]
-    if suffix not in spec.opens:
-        raise RtkError(f"{path}: target {target} cannot run {suffix} files (it runs {', '.join(spec.opens)})")
+    if target not in BACKENDS:
+        raise RtkError(f"unknown target {target!r}; choose one of {', '.join(BACKENDS)}")
+    spec = BACKENDS[target]
+    if suffix not in spec.runs:
+        raise RtkError(f"{path}: target {target} cannot run {suffix} files (it runs {', '.join(spec.runs)})")
     if not available(target):
         raise RtkError(f"target {target} needs the {spec.package} package: {spec.install}")
     return spec
@@ -65,9 +87,16 @@ def open_runner(path: str | Path, target: str | None = None, *, meta: ModelMeta 
     if path.stat().st_size == 0:
         raise RtkError(f"{path}: file is empty (0 bytes); produce it again")
     spec = resolve_target(path, target)
-    module_name, cls_name = spec.runner.split(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(path, meta=meta or read_meta(path), options=options)
+    return load(spec.runner)(path, meta=meta or read_meta(path), options=options)
 
 
-__all__ = ["TARGETS", "Target", "Runner", "RunnerOptions", "open_runner", "resolve_target", "available"]
+def compiler(target: str) -> Backend:
+    """The backend `rtk compile --target` builds for; refuses a runtime without an artifact format of its own."""
+    spec = BACKENDS.get(target)
+    if spec is None or spec.compiler is None:
+        raise RtkError(f"--target {target!r}: rtk compiles for {' or '.join(COMPILE_TARGETS)}")
+    return spec
+
+
+__all__ = ["BACKENDS", "COMPILE_TARGETS", "Backend", "CompileJob", "Compiled", "Runner", "RunnerOptions", "available",
+           "compiler", "load", "open_runner", "resolve_target"]

@@ -7,13 +7,17 @@ A runner is a context manager around one loaded artifact:
 
 Runners never time themselves beyond one call; `toolkit.bench` does the timing and the statistics.
 A runtime that can split one call into phases (TensorRT: h2d, compute, d2h) also implements `infer_phases`.
+
+A runtime with its own artifact format also has a builder, `compile_<format>(job: CompileJob) -> Compiled`,
+which `rtk compile` reaches through the registry (`toolkit.backends.BACKENDS`).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -86,3 +90,40 @@ class Runner(abc.ABC):
     def describe(self) -> dict[str, object]:
         """Runtime facts for reports (version, device, threads)."""
         return {"target": self.target}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompileJob:
+    """One `rtk compile` request after the checks every target shares: what a runtime's builder is given."""
+
+    source: Path
+    source_sha256: str
+    model: Any                        # the source as an onnx.ModelProto (external data not loaded)
+    meta: ModelMeta                   # the source's metadata
+    precision: str                    # resolved: fp32 | fp16 | int8
+    qdq: bool                         # the source carries Q/DQ nodes
+    output: Path | None = None        # None: beside the source, with the format's extension
+    batch: int | None = None          # a fixed batch size
+    profile: Any = None               # TensorRT BatchProfile over a dynamic batch
+    workspace_mb: int | None = None
+    timing_cache: Path | None = None
+    check_only: bool = False
+    calibration: Path | None = None   # images for NNCF INT8 at compile time (OpenVINO)
+    calibration_samples: int = 300
+    say: Callable[[str], None] = lambda _msg: None
+
+    def output_meta(self, *, target: str, batch: str) -> ModelMeta:
+        """The compiled artifact's metadata: the source's, with this step in its history."""
+        out = self.meta.derived("compile", parent=self.source, target=target, precision=self.precision, batch=batch)
+        return out.model_copy(update={"precision": self.precision})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compiled:
+    """What a builder made (or, for a check only, found)."""
+
+    batch: str                        # the batch as a label: "1", "dynamic", "dynamic 1-8 (opt 1)"
+    files: list[Path] = field(default_factory=list)
+    main: Path | None = None          # the file to run
+    profile: Any = None
+    findings: list[Any] = field(default_factory=list)

@@ -11,12 +11,15 @@ per-tensor scales on activations, per-channel weight scales on the output-channe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
 from toolkit.artifact import load_onnx
+
+if TYPE_CHECKING:
+    from toolkit.backends.tensorrt.builder import BatchProfile
 
 Severity = Literal["error", "warning"]
 
@@ -46,14 +49,6 @@ class Finding(BaseModel):
     severity: Severity
     node: str
     message: str
-
-
-class BatchProfile(BaseModel):
-    """A TensorRT optimization profile over the batch axis (min <= opt <= max)."""
-
-    min: int = 1
-    opt: int = 1
-    max: int = 8
 
 
 def check_onnx(source: Path | Any, *, profile: BatchProfile | None = None) -> list[Finding]:

@@ -1,0 +1,90 @@
+"""OpenVINO runner for `.xml` and `.onnx`, compiled with a performance hint: LATENCY for one request at a time,
+THROUGHPUT for parallel requests, which `infer_many` drives through an AsyncInferQueue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.backends.base import Runner
+from toolkit.backends.openvino.loader import core, one_line, require_bin
+from toolkit.errors import RtkError
+
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+
+
+class OpenVINORunner(Runner):
+    """One `.xml` or `.onnx` compiled for an OpenVINO device with a LATENCY or THROUGHPUT hint."""
+
+    target = "openvino"
+
+    def load(self) -> None:
+        hint = self.options.hint.lower()
+        if hint not in HINTS:
+            raise RtkError(f"--hint {self.options.hint!r}: choose latency or throughput")
+        if self.path.suffix.lower() == ".xml":
+            require_bin(self.path)
+        ov_core = core()
+        config: dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint]}
+        if self.options.cache_dir is not None:
+            Path(self.options.cache_dir).mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(self.options.cache_dir)
+        if self.options.threads:
+            config["INFERENCE_NUM_THREADS"] = self.options.threads
+        precision = self.options.inference_precision or ("f32" if self.meta.precision == "fp32" else None)
+        if precision and self.options.device.upper().startswith("CPU"):
+            config["INFERENCE_PRECISION_HINT"] = precision
+        try:
+            self.compiled = ov_core.compile_model(str(self.path), self.options.device, config)
+        except Exception as exc:
+            raise RtkError(f"{self.path}: OpenVINO cannot compile it for {self.options.device} "
+                           f"({one_line(exc)})") from None
+        self.request = self.compiled.create_infer_request()
+        self._queue = None
+        shape = self.compiled.input(0).get_partial_shape()
+        self._batch = shape[0].get_length() if shape[0].is_static else None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self._batch
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
+        return self.request.get_output_tensor(0).data.copy()
+
+    @property
+    def parallel_requests(self) -> int:
+        return int(self._property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1)
+
+    def infer_many(self, batch: np.ndarray, count: int) -> None:
+        """`count` inferences spread over the device's optimal number of parallel requests."""
+        import openvino as ov
+
+        if self._queue is None:
+            self._queue = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        for _ in range(count):
+            self._queue.start_async({0: x}, share_inputs=True)
+        self._queue.wait_all()
+
+    def _property(self, name: str) -> Any:
+        try:
+            return self.compiled.get_property(name)
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        self._queue = self.request = self.compiled = None
+
+    def describe(self) -> dict[str, object]:
+        import openvino as ov
+
+        precision = self._property("INFERENCE_PRECISION_HINT")
+        return {"target": self.target, "version": ov.get_version(), "device": self.options.device,
+                "hint": self.options.hint.lower(), "streams": self._property("NUM_STREAMS"),
+                "infer_requests": self._property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
+                "threads": self._property("INFERENCE_NUM_THREADS") or "default",
+                "inference_precision": precision.get_type_name() if precision is not None else None,
+                "cache_dir": str(self.options.cache_dir) if self.options.cache_dir else None}
