@@ -1,6 +1,6 @@
 """Every TensorRT and cuda-python name rtk uses exists in the real Python bindings of each supported major.
 
-The list is toolkit/trt_api.py, the one the backend checks an installed TensorRT against. The bindings are
+The list is toolkit/backends/tensorrt/api.py, the one the backend checks an installed TensorRT against. The bindings are
 the real wheels from PyPI, imported on this CPU machine with a stand-in for TensorRT's native libraries
 (tests/trt_bindings.py says how and why). The static test reads the backend's source, so a call into
 TensorRT or cuda-python that is not in the list fails here before it can fail on a user's GPU.
@@ -13,20 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import trt_api
+from toolkit.backends.tensorrt import api as trt_api
 
 from trt_bindings import CUDART, TENSORRT, check
 
 ROOT = Path(__file__).parents[1]
-BACKEND = [ROOT / "toolkit" / "backends" / "tensorrt.py"]
+# every module of the TensorRT backend but the list itself and check.py, which reads ONNX graphs only
+BACKEND = sorted(p for p in (ROOT / "toolkit" / "backends" / "tensorrt").glob("*.py")
+                 if p.name not in ("api.py", "check.py"))
 
 
-FP16_FLAG = pytest.mark.xfail(strict=True, reason="#20: the builder still sets BuilderFlag.FP16, which TensorRT 11 "
-                                                 "removed (FP16 moves into the ONNX)")
-
-
-@pytest.mark.parametrize("bindings", [pytest.param(b, marks=FP16_FLAG) if b.major == 11 else b for b in TENSORRT]
-                         + list(CUDART), ids=lambda b: b.label)
+@pytest.mark.parametrize("bindings", TENSORRT + CUDART, ids=lambda b: b.label)
 def test_every_name_rtk_uses_exists(bindings):
     found = check(bindings)
     assert found["version"] == bindings.requirements[0].split("==")[1]
@@ -69,11 +66,13 @@ def backend_uses(sources: dict[str, str]) -> tuple[set[str], list[str]]:
             if not isinstance(node, ast.Attribute) or id(node) in inner:
                 continue
             base, attrs = _chain(node)
+            if not attrs:
+                continue
             if base == "trt":
                 table, parts = trt_api.TENSORRT, attrs
             elif base == "cudart":
                 table, parts = trt_api.CUDART, attrs
-            elif base in trt_api.RECEIVERS and attrs:
+            elif base in trt_api.RECEIVERS:
                 cls = trt_api.RECEIVERS[base]
                 table = trt_api.CUDART if cls.startswith("cuda") else trt_api.TENSORRT
                 parts = [cls, *attrs]
@@ -82,7 +81,7 @@ def backend_uses(sources: dict[str, str]) -> tuple[set[str], list[str]]:
             where, dotted = f"{filename}:{node.lineno}", ".".join(parts)
             unlisted = _listed(table, parts)
             if unlisted:
-                problems.append(f"{where}: {unlisted} is not in toolkit/trt_api.py")
+                problems.append(f"{where}: {unlisted} is not in backends/tensorrt/api.py")
                 continue
             if dotted in table and id(node) in calls and calls[id(node)].keywords:
                 problems.append(f"{where}: call {dotted} positionally (keyword names are not checked)")
@@ -90,21 +89,19 @@ def backend_uses(sources: dict[str, str]) -> tuple[set[str], list[str]]:
     return used, problems
 
 
-@pytest.mark.xfail(strict=True, reason="#20: the builder reaches ITimingCache, ParserError and cudaMemcpyKind "
-                                       "through unnamed objects and passes ignore_mismatch by keyword")
 def test_backend_uses_only_listed_names():
     used, problems = backend_uses({p.name: p.read_text() for p in BACKEND})
     assert problems == []
     stale = sorted((set(trt_api.TENSORRT) | set(trt_api.CUDART)) - used)
-    assert stale == [], f"listed in toolkit/trt_api.py but not used by the backend: {stale}"
+    assert stale == [], f"listed in backends/tensorrt/api.py but not used by the backend: {stale}"
 
 
 def test_static_check_catches_unlisted_calls():
     source = ("config.set_flag(trt.BuilderFlag.INT8)\nshape = self.engine.get_binding_shape(0)\n"
               "cudart.cudaDeviceReset()\nbuilder.create_network(flags=0)\nname = trt.__version__.split('.')\n")
     used, problems = backend_uses({"new.py": source})
-    assert problems == ["new.py:1: BuilderFlag.INT8 is not in toolkit/trt_api.py",
-                        "new.py:2: ICudaEngine.get_binding_shape is not in toolkit/trt_api.py",
-                        "new.py:3: cudaDeviceReset is not in toolkit/trt_api.py",
+    assert problems == ["new.py:1: BuilderFlag.INT8 is not in backends/tensorrt/api.py",
+                        "new.py:2: ICudaEngine.get_binding_shape is not in backends/tensorrt/api.py",
+                        "new.py:3: cudaDeviceReset is not in backends/tensorrt/api.py",
                         "new.py:4: call Builder.create_network positionally (keyword names are not checked)"]
     assert used == {"IBuilderConfig.set_flag", "Builder.create_network", "__version__"}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
-API = HERE.parent / "toolkit" / "trt_api.py"
+API = HERE.parent / "toolkit" / "backends" / "tensorrt" / "api.py"
 STANDIN = HERE / "trt_standin.c"
 NV_LIBS = ("nvinfer", "nvinfer_plugin", "nvonnxparser")
 
@@ -53,7 +53,7 @@ TENSORRT = tuple(Bindings("tensorrt", int(v.split(".")[0]), (f"tensorrt-cu12-bin
 CUDART = (Bindings("cudart", 12, ("cuda-bindings==12.9.10", "cuda-pathfinder==1.9.1")),
           Bindings("cudart", 13, ("cuda-bindings==13.5.0", "cuda-pathfinder==1.9.1")))
 
-# Run inside `python -S`: load toolkit/trt_api.py by path (it imports nothing), import the bindings, report.
+# Run inside `python -S`: load the backend's api.py by path (it imports nothing), import the bindings, report.
 _CHECK = r"""
 import importlib.util, json, sys, types
 site, api_path, kind, major = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -145,10 +145,34 @@ def env_for(bindings: Bindings) -> dict[str, str]:
 
 
 def check(bindings: Bindings) -> dict:
-    """{"version", "missing"}: the names toolkit/trt_api.py lists for this major that the real bindings lack."""
+    """{"version", "missing"}: the names backends/tensorrt/api.py lists for this major that the real bindings lack."""
     site = install(bindings)
     done = subprocess.run([sys.executable, "-S", "-c", _CHECK, str(site), str(API), bindings.kind,
                            str(bindings.major)], capture_output=True, text=True, env=env_for(bindings))
     if done.returncode != 0:
         raise RuntimeError(f"importing {bindings.label} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
+
+
+def tensorrt_package() -> Path:
+    """A folder holding the `tensorrt` package exactly as NVIDIA's `tensorrt-cu1x` sdist writes it: two lines over
+    `tensorrt_bindings` (see the module docstring for why the sdist itself is not installed)."""
+    folder = cache_root() / "tensorrt-package"
+    init = folder / "tensorrt" / "__init__.py"
+    if not init.is_file():
+        init.parent.mkdir(parents=True, exist_ok=True)
+        init.write_text("from tensorrt_bindings import *\nfrom tensorrt_bindings import __version__\n")
+    return folder
+
+
+def run_rtk(args: list[str], *, tensorrt: Bindings | None, cudart: Bindings,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python ARGS` in the project's interpreter with rtk's sources and, ahead of everything installed, the real
+    `tensorrt` (with the stand-in libraries) and cuda-python bindings given."""
+    paths = [str(install(cudart))]
+    env = env_for(cudart)
+    if tensorrt is not None:
+        paths += [str(install(tensorrt)), str(tensorrt_package())]
+        env = env_for(tensorrt)
+    env["PYTHONPATH"] = os.pathsep.join([*paths, str(HERE.parent)])
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd)

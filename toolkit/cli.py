@@ -284,17 +284,20 @@ def predict(
 @app.command("compile")
 @command
 def compile_(
-    source: Annotated[Path, typer.Argument(help="ONNX model (FP32, or INT8 with Q/DQ nodes).")],
+    source: Annotated[Path, typer.Argument(help="ONNX model (FP32, FP16, or INT8 with Q/DQ nodes).")],
     target: Annotated[str, typer.Option(help="openvino (IR .xml + .bin) or tensorrt (.engine + .json sidecar).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="OpenVINO: a folder (model.xml inside) "
                                                    "or a .xml path; TensorRT: a .engine path.")] = None,
-    precision: Annotated[str, typer.Option(help="auto (INT8 when the ONNX has Q/DQ, else FP32), fp32, fp16, int8.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (what the ONNX is: INT8 with Q/DQ, FP16, else FP32), fp32, fp16, "
+                                                "int8.")] = "auto",
     batch: Annotated[Optional[int], typer.Option(help="Fix the batch size (default: keep the ONNX's).")] = None,
     min_batch: Annotated[Optional[int], typer.Option(help="TensorRT profile: smallest batch (default 1).")] = None,
     opt_batch: Annotated[Optional[int], typer.Option(help="TensorRT profile: batch to tune for (default 1).")] = None,
     max_batch: Annotated[Optional[int], typer.Option(help="TensorRT profile: largest batch (default 8).")] = None,
     workspace_mb: Annotated[Optional[int], typer.Option(help="TensorRT workspace memory limit in MiB.")] = None,
     timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (read, then updated).")] = None,
+    version_compatible: Annotated[bool, typer.Option(help="TensorRT: an engine later TensorRT versions can run "
+                                                          "too (may be slower).")] = False,
     check_only: Annotated[bool, typer.Option(help="Only report what TensorRT would refuse (no TensorRT needed); "
                                                   "exit 1 on errors.")] = False,
     calibration: Annotated[Optional[Path], typer.Option(help="OpenVINO INT8 with NNCF: image folder for a "
@@ -320,7 +323,7 @@ def compile_(
     with ui.spinner("compiling") as status:
         result = compile_model(source, target=target, output=output, precision=precision, batch=batch,
                                profile=profile, workspace_mb=workspace_mb, timing_cache=timing_cache,
-                               check_only=check_only, calibration=calibration,
+                               version_compatible=version_compatible, check_only=check_only, calibration=calibration,
                                calibration_samples=calibration_samples, progress=status)
     ui.show_compile(result)
     _emit_json(json, result)

@@ -1,8 +1,8 @@
 """`rtk compile`: ONNX -> a runtime's own artifact, through that runtime's builder in `toolkit.backends`.
 
 This module holds only what every target shares: the source checks, the precision rule and the result.
-Precision follows the ONNX: a graph with Q/DQ nodes compiles to INT8 (`auto`), a float graph to FP32 or,
-on request, FP16. The builders (`backends/openvino/builder.py`: IR `.xml` + `.bin`;
+Precision follows the ONNX: a graph with Q/DQ nodes compiles to INT8 (`auto`), an FP16 graph to FP16, an FP32
+graph to FP32 or, on request, FP16. The builders (`backends/openvino/builder.py`: IR `.xml` + `.bin`;
 `backends/tensorrt/builder.py`: engine + sidecar, and `--check-only` without TensorRT) do the rest.
 """
 
@@ -19,6 +19,7 @@ from toolkit.backends import BACKENDS, CompileJob, compiler, load
 from toolkit.backends.tensorrt.builder import BatchProfile
 from toolkit.backends.tensorrt.check import Finding, has_qdq
 from toolkit.errors import RtkError
+from toolkit.fp16 import is_fp16_onnx
 
 CompileTarget = Literal["openvino", "tensorrt"]
 PrecisionChoice = Literal["auto", "fp32", "fp16", "int8"]
@@ -52,11 +53,15 @@ class CompileResult(BaseModel):
         return self.passed
 
 
-def _resolve_precision(precision: str, qdq: bool, *, target: str, calibration: Path | None, source: Path) -> str:
+def _resolve_precision(precision: str, qdq: bool, fp16: bool, *, target: str, calibration: Path | None,
+                       source: Path) -> str:
     if precision not in PRECISIONS:
         raise RtkError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "int8" if qdq else "fp32"
+        return "int8" if qdq else ("fp16" if fp16 else "fp32")
+    if fp16 and precision != "fp16":
+        raise RtkError(f"{source} is FP16; compile it with --precision fp16 or auto, or compile the FP32 ONNX for "
+                       f"{precision}")
     if qdq and precision != "int8":
         raise RtkError(f"{source} is INT8 (it has Q/DQ nodes); compile it with --precision int8 or auto, "
                        f"or compile the FP32 ONNX for {precision}")
@@ -73,11 +78,12 @@ def _resolve_precision(precision: str, qdq: bool, *, target: str, calibration: P
 def compile_model(source: str | Path, *, target: CompileTarget, output: str | Path | None = None,
                   precision: PrecisionChoice = "auto", batch: int | None = None, profile: BatchProfile | None = None,
                   workspace_mb: int | None = None, timing_cache: str | Path | None = None,
-                  check_only: bool = False, calibration: str | Path | None = None, calibration_samples: int = 300,
+                  version_compatible: bool = False, check_only: bool = False, calibration: str | Path | None = None, calibration_samples: int = 300,
                   progress: Callable[[str], None] | None = None) -> CompileResult:
     """Compile an ONNX model for `target`; every bad input is refused before anything is written.
 
     `batch` fixes the batch size; `profile` (TensorRT) sets min/opt/max of a dynamic batch (default 1/1/8).
+    `version_compatible` (TensorRT) builds an engine that later TensorRT versions can run too.
     `calibration` (OpenVINO only) is an image folder for NNCF INT8 when the ONNX has no Q/DQ nodes.
     """
     started = time.perf_counter()
@@ -94,7 +100,7 @@ def compile_model(source: str | Path, *, target: CompileTarget, output: str | Pa
     model = load_onnx(source, load_external_data=False)
     meta = read_onnx_meta(source, model)
     qdq = has_qdq(model)
-    precision = _resolve_precision(precision, qdq, target=target,
+    precision = _resolve_precision(precision, qdq, is_fp16_onnx(model), target=target,
                                    calibration=Path(calibration) if calibration else None, source=source)
     if batch is not None and profile is not None:
         raise RtkError("give --batch (a fixed batch) or --min-batch/--opt-batch/--max-batch (a range), not both")
@@ -103,7 +109,7 @@ def compile_model(source: str | Path, *, target: CompileTarget, output: str | Pa
     job = CompileJob(source=source, source_sha256=sha256_file(source), model=model, meta=meta, precision=precision,
                      qdq=qdq, output=Path(output) if output is not None else None, batch=batch, profile=profile,
                      workspace_mb=workspace_mb, timing_cache=Path(timing_cache) if timing_cache else None,
-                     check_only=check_only, calibration=Path(calibration) if calibration else None,
+                     version_compatible=version_compatible, check_only=check_only, calibration=Path(calibration) if calibration else None,
                      calibration_samples=calibration_samples, say=progress or (lambda _msg: None))
     built = load(backend.compiler)(job)
     outs = [OutputFile(path=str(p), bytes=p.stat().st_size, sha256=sha256_file(p)) for p in built.files]

@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -14,7 +15,7 @@ ISA_FLAGS = {  # feature -> /proc/cpuinfo flag
     "avx512_bf16": "avx512_bf16", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16",
 }
 PACKAGES = ("rtk", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning",
-            "tensorrt", "numpy", "typer", "pydantic")
+            "numpy", "typer", "pydantic")   # TensorRT and cuda-python: DoctorReport.tensorrt
 
 
 class CpuInfo(BaseModel):
@@ -47,6 +48,7 @@ class DoctorReport(BaseModel):
     packages: dict[str, str | None]
     runtimes: dict[str, bool]
     gpu: str | None
+    tensorrt: Any = None   # backends.tensorrt.gpu.TensorRTReport when TensorRT or cuda-python is installed
 
 
 def cpu_info() -> CpuInfo:
@@ -89,5 +91,16 @@ def doctor() -> DoctorReport:
     return DoctorReport(
         python=platform.python_version(), platform=platform.platform(), cpu=cpu_info(),
         threads=torch.get_num_threads(), packages={p: _version(p) for p in PACKAGES},
-        runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(),
+        runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(), tensorrt=_tensorrt(),
     )
+
+
+def _tensorrt():
+    """TensorRT's and CUDA's versions and origins, when either TensorRT or cuda-python is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("cuda") is None:
+        return None
+    from toolkit.backends.tensorrt.gpu import tensorrt_report
+
+    return tensorrt_report()

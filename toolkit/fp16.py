@@ -61,11 +61,11 @@ class Fp16Check(BaseModel):
 
 
 class Fp16Onnx(BaseModel):
-    """What `fp16_onnx_from_onnx` wrote and how the conversion went."""
+    """How an FP16 ONNX was made from its FP32 source and how it compared on CPU (`output` once written)."""
 
     source: str
     source_sha256: str
-    output: str
+    output: str | None = None
     converter: str
     nodes: int
     weights_above_fp16_max: int
@@ -82,9 +82,9 @@ def is_fp16_onnx(model) -> bool:
     return TensorProto.FLOAT16 in kinds and TensorProto.FLOAT not in kinds
 
 
-def fp16_onnx_from_onnx(source: str | Path, output: str | Path, *, check_inputs: np.ndarray | None = None,
-                        inputs_label: str | None = None) -> Fp16Onnx:
-    """Write the FP16 form of an FP32 ONNX to `output`, only if it passes the CPU check.
+def fp16_model(model, *, source: Path, check_inputs: np.ndarray | None = None,
+               inputs_label: str | None = None):
+    """(the FP16 ModelProto of an FP32 one read from `source`, Fp16Onnx): converted and checked on CPU, in memory.
 
     `check_inputs` (N x C x H x W, preprocessed) are what both models run on; by default CHECK_IMAGES
     synthetic images drawn at the model's input size with its preprocessing.
@@ -94,10 +94,6 @@ def fp16_onnx_from_onnx(source: str | Path, output: str | Path, *, check_inputs:
     from onnxconverter_common.float16 import convert_float_to_float16
 
     started = time.perf_counter()
-    source, output = Path(source), Path(output)
-    if source.resolve() == output.resolve():
-        raise RtkError(f"-o {output} is the input model; choose another output name")
-    model = load_onnx(source)
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         raise RtkError(f"{source} is INT8 (it has Q/DQ nodes); make FP16 from the FP32 ONNX")
     if is_fp16_onnx(model):
@@ -116,16 +112,26 @@ def fp16_onnx_from_onnx(source: str | Path, output: str | Path, *, check_inputs:
     if check_inputs is None:
         check_inputs, inputs_label = synthetic_inputs(meta.preprocess, CHECK_IMAGES), "synthetic images"
     check = check_on_cpu(fp16, model, check_inputs, label=inputs_label or "given inputs")
-    if not check:
-        raise RtkError(f"{source}: its FP16 form differs from it on CPU (logits cosine {check.cosine:.5f}, "
-                       f"finite: {check.finite}; needs >= {MIN_COSINE}); build this model in FP32")
-    with atomic_path(output) as tmp:
-        import onnx
+    return fp16, Fp16Onnx(source=str(source), source_sha256=sha256_file(source), converter=converter,
+                          nodes=len(fp16.graph.node), weights_above_fp16_max=above, weights_below_fp16_tiny=below,
+                          seconds=time.perf_counter() - started, check=check)
 
+
+def fp16_onnx_from_onnx(source: str | Path, output: str | Path, *, check_inputs: np.ndarray | None = None,
+                        inputs_label: str | None = None) -> Fp16Onnx:
+    """Write the FP16 form of an FP32 ONNX to `output`, only if it passes the CPU check (see `fp16_model`)."""
+    import onnx
+
+    source, output = Path(source), Path(output)
+    if source.resolve() == output.resolve():
+        raise RtkError(f"-o {output} is the input model; choose another output name")
+    fp16, made = fp16_model(load_onnx(source), source=source, check_inputs=check_inputs, inputs_label=inputs_label)
+    if not made.check:
+        raise RtkError(f"{source}: its FP16 form differs from it on CPU (logits cosine {made.check.cosine:.5f}, "
+                       f"finite: {made.check.finite}; needs >= {MIN_COSINE}); build this model in FP32")
+    with atomic_path(output) as tmp:
         onnx.save(fp16, str(tmp))
-    return Fp16Onnx(source=str(source), source_sha256=sha256_file(source), output=str(output), converter=converter,
-                    nodes=len(fp16.graph.node), weights_above_fp16_max=above, weights_below_fp16_tiny=below,
-                    seconds=time.perf_counter() - started, check=check)
+    return made.model_copy(update={"output": str(output)})
 
 
 def synthetic_inputs(preprocess, count: int) -> np.ndarray:

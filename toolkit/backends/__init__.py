@@ -41,7 +41,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(name="openvino", package="openvino", install="pip install rtk",
             runner="toolkit.backends.openvino.runner:OpenVINORunner", runs=(".xml", ".onnx"), owns=(".xml",),
             compiler="toolkit.backends.openvino.builder:compile_ir", calibrates=True),
-    Backend(name="tensorrt", package="tensorrt", install="pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU",
+    Backend(name="tensorrt", package="tensorrt",
+            install=("pip install 'rtk[tensorrt-cu13]' (NVIDIA driver 580+) or 'rtk[tensorrt-cu12]' (driver 525+); "
+                     "on a Jetson use JetPack's TensorRT"),
             runner="toolkit.backends.tensorrt.runner:TensorRTRunner", runs=(".engine", ".plan"),
             owns=(".engine", ".plan"), compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True),
 )}

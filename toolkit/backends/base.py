@@ -107,6 +107,7 @@ class CompileJob:
     profile: Any = None               # TensorRT BatchProfile over a dynamic batch
     workspace_mb: int | None = None
     timing_cache: Path | None = None
+    version_compatible: bool = False  # TensorRT: an engine later TensorRT versions can run too
     check_only: bool = False
     calibration: Path | None = None   # images for NNCF INT8 at compile time (OpenVINO)
     calibration_samples: int = 300

@@ -10,6 +10,7 @@ get_tensor_name`); a method used on an object is listed under its class, and REC
 names the backend gives objects of each class.
 
 This module imports nothing, so the conformance test can load it by path into a bare interpreter.
+tests/trt_bindings.py names the releases it is checked against (the oldest and newest of each major).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ TENSORRT: dict[str, frozenset[int]] = {
     "Builder.create_builder_config": _TRT,
     "Builder.create_optimization_profile": _TRT,
     "Builder.build_serialized_network": _TRT,
-    "BuilderFlag.FP16": _TRT,
-    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": _TRT,
+    "BuilderFlag.VERSION_COMPATIBLE": _TRT,
+    "BuilderFlag.TF32": _TRT,
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": frozenset({10}),  # 11 is always strongly typed (flag deprecated)
     "INetworkDefinition.get_input": _TRT,
     "ITensor.name": _TRT,
     "ITensor.shape": _TRT,
@@ -44,6 +46,7 @@ TENSORRT: dict[str, frozenset[int]] = {
     "ParserError.desc": _TRT,
     "IBuilderConfig.set_memory_pool_limit": _TRT,
     "IBuilderConfig.set_flag": _TRT,
+    "IBuilderConfig.get_flag": _TRT,
     "IBuilderConfig.create_timing_cache": _TRT,
     "IBuilderConfig.set_timing_cache": _TRT,
     "IBuilderConfig.get_timing_cache": _TRT,
@@ -53,6 +56,7 @@ TENSORRT: dict[str, frozenset[int]] = {
     "IOptimizationProfile.set_shape": _TRT,
     "Runtime": _TRT,
     "Runtime.deserialize_cuda_engine": _TRT,
+    "Runtime.engine_host_code_allowed": _TRT,
     "ICudaEngine.create_execution_context": _TRT,
     "ICudaEngine.num_io_tensors": _TRT,
     "ICudaEngine.get_tensor_name": _TRT,
@@ -69,6 +73,10 @@ TENSORRT: dict[str, frozenset[int]] = {
 
 # name in cuda-python's runtime API (`cuda.bindings.runtime`) -> the cuda-python majors rtk uses it on
 CUDART: dict[str, frozenset[int]] = {
+    "cudaDriverGetVersion": _CUDA,
+    "cudaRuntimeGetVersion": _CUDA,
+    "cudaGetDeviceCount": _CUDA,
+    "cudaGetErrorString": _CUDA,
     "cudaGetDeviceProperties": _CUDA,
     "cudaDeviceProp.name": _CUDA,
     "cudaDeviceProp.major": _CUDA,
