@@ -31,7 +31,8 @@ def fp16_onnx(accurate_onnx):
 
 def _model(nodes, inits, shape, out_shape, name="x"):
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_shape)], initializer=inits)
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_shape)],
+                              initializer=inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 

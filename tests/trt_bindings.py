@@ -105,11 +105,22 @@ def install(bindings: Bindings) -> Path:
     try:
         _pip("install", "--no-deps", "--no-index", "--target", str(tmp), *files)
         (tmp / ".complete").write_text(json.dumps({"requirements": bindings.requirements, "wheels": files}))
-        shutil.rmtree(site, ignore_errors=True)
-        tmp.rename(site)
+        _publish(tmp, site, done=site / ".complete")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return site
+
+
+def _publish(tmp: Path, final: Path, *, done: Path) -> None:
+    """Rename a finished folder into place, unless another test run got there first (theirs is kept)."""
+    if done.exists():
+        return
+    shutil.rmtree(final, ignore_errors=True)   # an unfinished one, left by an interrupted run
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not done.exists():
+            raise
 
 
 def standin(major: int) -> Path:
@@ -128,8 +139,7 @@ def standin(major: int) -> Path:
         subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(STANDIN)], check=True)
         for name in NV_LIBS:
             (tmp / f"lib{name}.so.{major}").symlink_to(lib.name)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        _publish(tmp, folder, done=folder / f"libnvinfer.so.{major}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
