@@ -125,6 +125,14 @@ def show_doctor(report) -> None:
         table.add_row(f"runtime {name}", "[green]available[/]" if ok_ else "[dim]not installed[/]")
     for name, version in report.packages.items():
         table.add_row(name, version or "[dim]not installed[/]")
+    if report.tensorrt is not None:
+        t = report.tensorrt
+        found = lambda version, how: f"{version} ({how})" if version else "[dim]not installed[/]"  # noqa: E731
+        table.add_row("tensorrt", found(t.tensorrt, t.tensorrt_found))
+        table.add_row("cuda-python", found(t.cuda_python, t.cuda_python_found))
+        table.add_row("cuda driver / runtime", f"{t.cuda_driver or '?'} / {t.cuda_runtime or '?'}")
+        table.add_row("tensorrt status", f"[green]ready on {escape(t.gpu)}[/]" if t.problem is None
+                      else f"[yellow]{escape(t.problem)}[/]")
     out.print(table)
 
 

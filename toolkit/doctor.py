@@ -17,7 +17,7 @@ ISA_FLAGS = {  # feature -> /proc/cpuinfo flag
     "amx_tile": "amx_tile",
 }
 PACKAGES = ("rtk", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning",
-            "tensorrt", "numpy", "typer", "pydantic")
+            "numpy", "typer", "pydantic")   # TensorRT and cuda-python: DoctorReport.tensorrt
 
 
 class CpuInfo(BaseModel):
@@ -47,6 +47,7 @@ class DoctorReport(BaseModel):
     runtimes: dict[str, bool]
     gpu: str | None
     isa_tiers: dict[str, Any] = {}
+    tensorrt: Any = None   # backends.tensorrt.gpu.TensorRTReport when TensorRT or cuda-python is installed
 
 
 def cpu_info() -> CpuInfo:
@@ -91,4 +92,16 @@ def doctor() -> DoctorReport:
         python=platform.python_version(), platform=platform.platform(), cpu=cpu_info(),
         threads=torch.get_num_threads(), packages={p: _version(p) for p in PACKAGES},
         runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(), isa_tiers=isa_record(),
+        tensorrt=_tensorrt(),
     )
+
+
+def _tensorrt():
+    """TensorRT's and CUDA's versions and origins, when either TensorRT or cuda-python is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("cuda") is None:
+        return None
+    from toolkit.backends.tensorrt.gpu import tensorrt_report
+
+    return tensorrt_report()

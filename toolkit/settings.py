@@ -149,14 +149,16 @@ class QuantizeSettings(Settings):
 class CompileSettings(Settings):
     """`rtk compile`: ONNX -> a runtime's own artifact (OpenVINO IR, TensorRT engine; the target is the call's)."""
 
-    precision: Precision | Literal["auto"] = Field("auto", description="auto (INT8 when the ONNX has Q/DQ, else "
-                                                                       "FP32), fp32, fp16, int8.")
+    precision: Precision | Literal["auto"] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
+                                                                       "FP16, else FP32), fp32, fp16, int8.")
     batch: int | None = Field(None, ge=1, description="Fix the batch size (default: keep the ONNX's).")
     min_batch: int | None = Field(None, ge=1, description="TensorRT profile: smallest batch (default 1).")
     opt_batch: int | None = Field(None, ge=1, description="TensorRT profile: batch to tune for (default min).")
     max_batch: int | None = Field(None, ge=1, description="TensorRT profile: largest batch (default 8).")
     workspace_mb: int | None = Field(None, ge=1, description="TensorRT workspace memory limit in MiB.")
     timing_cache: Path | None = Field(None, description="TensorRT timing cache file (read, then updated).")
+    version_compatible: bool = Field(False, description="TensorRT: an engine later TensorRT versions can run too "
+                                                        "(may be slower).")
     check_only: bool = Field(False, description="Only report what TensorRT would refuse (no TensorRT needed).")
     calibration_samples: int = Field(300, ge=1, description="Calibration images used for NNCF INT8 at compile "
                                                             "time (OpenVINO, an ONNX without Q/DQ).")

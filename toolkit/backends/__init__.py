@@ -50,7 +50,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             runner="toolkit.backends.openvino.runner:OpenVINORunner", runs=(".xml", ".onnx"), owns=(".xml",),
             meta="toolkit.backends.openvino.loader:read_ir_meta", compiler="toolkit.backends.openvino.builder:compile_ir",
             calibrates=True, int8="nncf"),
-    Backend(name="tensorrt", package="tensorrt", install="pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU",
+    Backend(name="tensorrt", package="tensorrt",
+            install=("pip install 'rtk[tensorrt-cu13]' (NVIDIA driver 580+) or 'rtk[tensorrt-cu12]' (driver 525+); "
+                     "on a Jetson use JetPack's TensorRT"),
             runner="toolkit.backends.tensorrt.runner:TensorRTRunner", runs=(".engine", ".plan"),
             owns=(".engine", ".plan"), meta="toolkit.backends.tensorrt.sidecar:read_engine_meta",
             compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True, int8="trt_qdq"),
