@@ -113,11 +113,12 @@ def _f(value: float | None, fmt: str = ".2f") -> str:
 
 def show_doctor(report) -> None:
     table = _table("rtk doctor", "item", "value")
+    table.add_row("host", f"{report.hostname} ({report.os})")
     table.add_row("python", report.python)
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
-    table.add_row("torch threads", str(report.threads))
+    table.add_row("usable cpus", str(report.threads))
     table.add_row("gpu", report.gpu or "none")
     for name, ok_ in report.runtimes.items():
         table.add_row(f"runtime {name}", "[green]available[/]" if ok_ else "[dim]not installed[/]")

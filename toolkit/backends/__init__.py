@@ -9,7 +9,7 @@ from pathlib import Path
 
 from toolkit.artifact import ModelMeta, read_meta
 from toolkit.backends.base import Runner, RunnerOptions
-from toolkit.errors import RtkError
+from toolkit.errors import RtkError, install_command
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,11 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("torch", "toolkit.backends.torch:TorchRunner", (".pt",), "torch", "pip install rtk"),
+    Target("torch", "toolkit.backends.torch:TorchRunner", (".pt",), "torch", install_command("torch")),
     Target("onnxruntime", "toolkit.backends.onnxruntime:OnnxRuntimeRunner", (".onnx",), "onnxruntime",
-           "pip install rtk"),
-    Target("openvino", "toolkit.backends.openvino:OpenVINORunner", (".xml", ".onnx"), "openvino", "pip install rtk"),
+           install_command("onnxruntime")),
+    Target("openvino", "toolkit.backends.openvino:OpenVINORunner", (".xml", ".onnx"), "openvino",
+           install_command("openvino")),
     Target("tensorrt", "toolkit.backends.tensorrt:TensorRTRunner", (".engine", ".plan"), "tensorrt",
            "pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU"),
 )}
