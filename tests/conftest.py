@@ -115,3 +115,35 @@ def accurate_ckpt(cache_dir, random_ckpt, tiny_data) -> Path:
         fit_head_on(model, tiny_data / "val", meta.preprocess)
         save_checkpoint(path, model, meta)
     return path
+
+
+@pytest.fixture(scope="session")
+def random_ir(cache_dir, random_onnx) -> Path:
+    """`random_onnx` compiled to an FP32 OpenVINO IR (model.xml + model.bin)."""
+    from toolkit.compile import compile_model
+
+    xml = cache_dir / "random-ir" / "model.xml"
+    if not xml.is_file():
+        compile_model(random_onnx, target="openvino", output=xml.parent)
+    return xml
+
+
+@pytest.fixture(scope="session")
+def random_qdq(cache_dir, random_onnx, tiny_data) -> Path:
+    """`random_onnx` quantized to INT8 QDQ ONNX for ONNX Runtime (NNCF, 16 calibration images)."""
+    from toolkit.quantize import quantize_int8
+
+    path = cache_dir / "random.int8.onnx"
+    if not path.is_file():
+        quantize_int8(random_onnx, output=path, calib=tiny_data / "train", target="onnxruntime", subset=16,
+                      allow_small=True, bench_runs=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def device_rtk() -> Path:
+    """The rtk of a torch-free venv built from this checkout (core + openvino extra), as a device installs it;
+    built once in .venv-device/ and reinstalled only when the sources change (tests/rig.py)."""
+    from rig import device_venv
+
+    return device_venv()
