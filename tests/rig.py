@@ -11,7 +11,6 @@ config that would accept it), device-wrongkey (a key the server refuses) and dev
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import getpass
 import hashlib
@@ -100,6 +99,8 @@ class SshRig:
     port: int
     process: subprocess.Popen
     log: Path
+    home: Path                   # $HOME of its sessions: the device's ~/.cache/rtk is under it
+    rtk: Path | None = None      # the device's rtk (the torch-free venv's), also on its sessions' PATH
     alias: str = "device-a"
 
     def stop(self) -> None:
@@ -144,14 +145,18 @@ def _launch(config: Path, log: Path) -> tuple[subprocess.Popen, bool]:
     return proc, proc.poll() is None
 
 
-def start_sshd(root: Path) -> SshRig:
-    """sshd on 127.0.0.1 (a free port) for the current user, with keys, known_hosts and a client config."""
+def start_sshd(root: Path, *, rtk: Path | None = None) -> SshRig:
+    """sshd on 127.0.0.1 (a free port) for the current user, with keys, known_hosts and a client config. Its
+    sessions get HOME=root/home (so the device's cache stays in the test's folder) and, with `rtk`, that
+    folder first on PATH, as on a device where rtk is installed."""
     if not Path(SSHD).is_file():
         raise FileNotFoundError("sshd not found: apt-get install --no-install-recommends openssh-server")
     root.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)    # sshd's privilege separation folder
     user = getpass.getuser()
+    home = root / "home"
+    home.mkdir(exist_ok=True)
     host_pub = _keygen(root / "host_ed25519")
     (root / "authorized_keys").write_text(_keygen(root / "id_ed25519") + "\n")
     _keygen(root / "id_other")
@@ -164,7 +169,8 @@ def start_sshd(root: Path) -> SshRig:
             f"PidFile {root / 'sshd.pid'}", f"AuthorizedKeysFile {root / 'authorized_keys'}",
             "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password", f"AllowUsers {user}",
-            "MaxStartups 50", "MaxSessions 50", "LogLevel VERBOSE", ""]))
+            "MaxStartups 50", "MaxSessions 50", "LogLevel VERBOSE",
+            f"SetEnv HOME={home} PATH={f'{rtk.parent}:' if rtk else ''}/usr/local/bin:/usr/bin:/bin", ""]))
         proc, up = _launch(config, log)
         if up:
             break
@@ -184,17 +190,10 @@ def start_sshd(root: Path) -> SshRig:
         "Host device-wrongkey", f"  Port {port}", f"  IdentityFile {root / 'id_other'}",
         f"  UserKnownHostsFile {root / 'known_hosts'}", *common,
         "Host device-down", f"  Port {down}", f"  IdentityFile {root / 'id_ed25519'}",
-        f"  UserKnownHostsFile {root / 'known_hosts'}", *common, ""]))
-    return SshRig(root=root, config=client, port=port, process=proc, log=log)
-
-
-@contextlib.contextmanager
-def ssh_rig(root: Path):
-    rig = start_sshd(root)
-    try:
-        yield rig
-    finally:
-        rig.stop()
+        f"  UserKnownHostsFile {root / 'known_hosts'}", *common,
+        "Host 127.0.0.1", f"  IdentityFile {root / 'id_ed25519'}", f"  UserKnownHostsFile {root / 'known_hosts'}",
+        "  IdentitiesOnly yes", "  IdentityAgent none", "  GlobalKnownHostsFile /dev/null", ""]))
+    return SshRig(root=root, config=client, port=port, process=proc, log=log, home=home, rtk=rtk)
 
 
 if __name__ == "__main__":

@@ -254,15 +254,28 @@ def bench(
     seconds: Annotated[Optional[float], typer.Option(help="Time each batch size for this long instead of --runs.")] = None,
     threads: ThreadsOpt = None,
     hint: Annotated[str, typer.Option(help="OpenVINO performance hint: latency or throughput.")] = "latency",
+    remote: Annotated[Optional[str], typer.Option(help="Time it on this SSH device (user@host, an ~/.ssh/config "
+                                                       "alias, ssh://user@host:port) with the rtk installed there.")] = None,
     json: JsonOpt = None,
 ) -> None:
     """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime."""
     from toolkit.backends import RunnerOptions
-    from toolkit.bench import bench as run, parse_batches
+    from toolkit.bench import BenchResult, bench as run, parse_batches
 
     batches = parse_batches(batch)
     if runs is not None and seconds is not None:
         raise RtkError("give --runs or --seconds, not both")
+    if remote:
+        from toolkit.remote import Device, remote_run
+
+        flags = {"--target": target, "--batch": batch, "--warmup": warmup, "--runs": runs, "--seconds": seconds,
+                 "--threads": threads, "--hint": hint}
+        argv = ["bench", artifact, *[str(x) for k, v in flags.items() if v is not None for x in (k, v)]]
+        with ui.spinner("benchmarking") as status:
+            done = remote_run(Device(dest=remote), argv, say=status)
+        ui.show_bench(BenchResult.model_validate(done.result))
+        ui.ok(f"on {done.device.name}: {done.device.hostname}, {done.device.cpu} ({done.device.cores} cores)")
+        return _emit_json(json, done.as_json())
     with ui.spinner("benchmarking") as status:
         result = run(artifact, target=target, batches=batches, warmup=warmup, runs=runs, seconds=seconds,
                      options=RunnerOptions(threads=threads, hint=hint, max_batch=max(batches)), progress=status)
