@@ -88,7 +88,8 @@ def test_bench_on_the_device_and_its_cache(ssh_device, random_ir, tmp_path):
 
 
 def test_validate_on_the_device_equals_local(ssh_device, random_qdq, random_onnx, tiny_data, tmp_path):
-    """QDQ ONNX against its FP32 reference, both copied: the same top-1, agreement and per-class top-1 as here."""
+    """QDQ ONNX against its FP32 reference, both copied: the same top-1, agreement and per-class top-1 as here;
+    a gate failing there comes back as exit code 1 with its JSON and its line."""
     from toolkit.validate import validate
 
     val = str(tiny_data / "val")           # the rig's device shares this file system: the folder is not copied
@@ -99,6 +100,10 @@ def test_validate_on_the_device_equals_local(ssh_device, random_qdq, random_onnx
     assert run.exit_code == 0 and got["artifact"] == str(random_qdq)
     assert (got["top1"], got["agreement"], got["per_class_top1"]) == (
         local.artifacts[0].top1, local.artifacts[0].agreement, local.artifacts[0].per_class_top1)
+    gated = remote_run(_device(ssh_device, tmp_path / "cache"), ["validate", random_qdq, "--data", val,
+                                                                 "--reference", random_onnx, "--min-agreement", "101"])
+    assert gated.exit_code == 1 and "gate min_agreement_pct FAILED" in gated.message
+    assert gated.result["passed"] is False and gated.result["gates"][0]["limit"] == 101
 
 
 def test_one_job_per_device_at_a_time(ssh_device, random_onnx, tmp_path):

@@ -351,14 +351,15 @@ def remote_run(device: Device, argv: Sequence[str | Path], *,
         raise fault
     flags, _, doctor_json = out.decode(errors="replace").partition("\n")
     try:
-        info = device_info(device, json.loads(doctor_json))
-    except (ValueError, TypeError):
+        doctor = json.loads(doctor_json)
+        info = device_info(device, doctor)
+    except (ValueError, TypeError, AttributeError):
         raise RemoteError(f"{device.name}: its rtk doctor gave no readable JSON; install rtk there: "
                           f"{DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}") from None
     if _version(info.rtk) < _version(MIN_DEVICE_RTK):
         raise RemoteError(f"{device.name} runs rtk {info.rtk}, too old to read this host's artifact metadata; "
                           f"install a newer one there: {DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}")
-    _check_runtimes(device, argv, uploads, doctor=json.loads(doctor_json))
+    _check_runtimes(device, argv, uploads, doctor=doctor)
     for (i, upload), have in zip(uploads.items(), flags.strip()):
         if have != "1":
             say(f"copying {Path(argv[i]).name} ({upload.bytes / 2**20:.1f} MB) to {device.name}")
