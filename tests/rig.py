@@ -4,8 +4,8 @@ The venv (core + openvino extra, as `pip install 'rtk[openvino]'` makes it on a 
 .venv-device/ and is built once: its dependencies are keyed on pyproject.toml (a fresh build: ~25 s with a
 warm pip cache), and rtk itself is reinstalled, without dependencies, when the sources change (~4 s).
 `python tests/rig.py` builds it (.ci/run does). The server is Debian's sshd (.ci/run installs
-openssh-server when it is missing) with its own host key, a client key pair made here, and a client config
-whose aliases cover the faults: device-a (the device), device-stranger (a host key not in known_hosts, and a
+openssh-server when it is missing; without it, tests/ssh_fallback.py on AsyncSSH) with its own host key, a
+client key pair made here, and a client config whose aliases cover the faults: device-a (the device), device-stranger (a host key not in known_hosts, and a
 config that would accept it), device-wrongkey (a key the server refuses) and device-down (a closed port).
 """
 
@@ -16,6 +16,7 @@ import getpass
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def _install_rtk(venv: Path, flags: list[str]) -> None:
 
 @dataclass
 class SshRig:
-    """A running sshd and a client config for it; `alias` is the device, the others are its faults."""
+    """A running SSH server and a client config for it; `alias` is the device, the other aliases its faults."""
 
     root: Path
     config: Path
@@ -100,6 +101,7 @@ class SshRig:
     process: subprocess.Popen
     log: Path
     home: Path                   # $HOME of its sessions: the device's ~/.cache/rtk is under it
+    server: str                  # "openssh" or "asyncssh"
     rtk: Path | None = None      # the device's rtk (the torch-free venv's), also on its sessions' PATH
     alias: str = "device-a"
 
@@ -108,10 +110,14 @@ class SshRig:
             self.process.terminate()
             self.process.wait(timeout=10)
 
-    def session_pids(self) -> list[int]:
-        """Processes sshd forked for open connections (killing them drops those connections)."""
+    def drop_connections(self) -> None:
+        """Cut every open connection from the server side, as a crashed link or a rebooting device would."""
+        if self.server == "asyncssh":
+            self.process.send_signal(signal.SIGUSR1)
+            return
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        for pid in out.stdout.split():      # sshd's per-connection processes
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def _keygen(path: Path) -> str:
@@ -125,42 +131,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(config: Path, log: Path) -> tuple[subprocess.Popen, bool]:
-    """Start sshd and wait until it says it listens (True) or exits (False, e.g. its port was taken)."""
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    listening = threading.Event()
+def _launch(argv: list[str], log: Path, ready: str) -> tuple[subprocess.Popen, str | None]:
+    """Start a server and wait for its `ready` line (returned), or for its exit (None: e.g. its port was taken)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    seen: list[str] = []
+    done = threading.Event()
 
-    def pump() -> None:                    # keep reading, or a full pipe would block sshd
+    def pump() -> None:                    # keep reading, or a full pipe would block the server
         with open(log, "a") as out:
-            for line in proc.stderr:
+            for line in proc.stdout:
                 out.write(line)
                 out.flush()
-                if "Server listening on" in line:
-                    listening.set()
-        listening.set()
+                if ready in line and not seen:
+                    seen.append(line)
+                    done.set()
+        done.set()
 
     threading.Thread(target=pump, daemon=True).start()
-    listening.wait(timeout=30)
-    return proc, proc.poll() is None
+    done.wait(timeout=30)
+    return proc, (seen[0] if seen and proc.poll() is None else None)
 
 
-def start_sshd(root: Path, *, rtk: Path | None = None) -> SshRig:
-    """sshd on 127.0.0.1 (a free port) for the current user, with keys, known_hosts and a client config. Its
-    sessions get HOME=root/home (so the device's cache stays in the test's folder) and, with `rtk`, that
-    folder first on PATH, as on a device where rtk is installed."""
-    if not Path(SSHD).is_file():
-        raise FileNotFoundError("sshd not found: apt-get install --no-install-recommends openssh-server")
-    root.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)    # sshd's privilege separation folder
-    user = getpass.getuser()
-    home = root / "home"
-    home.mkdir(exist_ok=True)
-    host_pub = _keygen(root / "host_ed25519")
-    (root / "authorized_keys").write_text(_keygen(root / "id_ed25519") + "\n")
-    _keygen(root / "id_other")
-    log = root / "sshd.log"
+def _openssh(root: Path, user: str, env: str, log: Path) -> tuple[subprocess.Popen, int]:
     for _ in range(5):
         port = _free_port()
         config = root / "sshd_config"
@@ -169,13 +162,42 @@ def start_sshd(root: Path, *, rtk: Path | None = None) -> SshRig:
             f"PidFile {root / 'sshd.pid'}", f"AuthorizedKeysFile {root / 'authorized_keys'}",
             "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password", f"AllowUsers {user}",
-            "MaxStartups 50", "MaxSessions 50", "LogLevel VERBOSE",
-            f"SetEnv HOME={home} PATH={f'{rtk.parent}:' if rtk else ''}/usr/local/bin:/usr/bin:/bin", ""]))
-        proc, up = _launch(config, log)
-        if up:
-            break
+            "MaxStartups 50", "MaxSessions 50", "LogLevel VERBOSE", f"SetEnv {env}", ""]))
+        proc, line = _launch([SSHD, "-D", "-e", "-f", str(config)], log, "Server listening on")
+        if line:
+            return proc, port
+    raise RuntimeError(f"sshd did not start; see {log}")
+
+
+def _asyncssh(root: Path, home: Path, path: str, log: Path) -> tuple[subprocess.Popen, int]:
+    proc, line = _launch([sys.executable, str(Path(__file__).with_name("ssh_fallback.py")), str(root / "host_ed25519"),
+                          str(root / "authorized_keys"), str(home), path], log, "listening ")
+    if not line:
+        raise RuntimeError(f"the AsyncSSH server did not start; see {log}")
+    return proc, int(line.split()[1])
+
+
+def start_sshd(root: Path, *, rtk: Path | None = None) -> SshRig:
+    """An SSH server on 127.0.0.1 (a free port) for the current user, with keys, known_hosts and a client config:
+    OpenSSH's sshd where installed (RTK_TEST_SSHD=asyncssh forces the fallback), else AsyncSSH. Its sessions get
+    HOME=root/home (so the device's cache stays in the test's folder) and, with `rtk`, that folder first on
+    PATH, as on a device where rtk is installed."""
+    root.mkdir(parents=True, exist_ok=True)
+    user = getpass.getuser()
+    home = root / "home"
+    home.mkdir(exist_ok=True)
+    host_pub = _keygen(root / "host_ed25519")
+    (root / "authorized_keys").write_text(_keygen(root / "id_ed25519") + "\n")
+    _keygen(root / "id_other")
+    log = root / "sshd.log"
+    path = f"{f'{rtk.parent}:' if rtk else ''}/usr/local/bin:/usr/bin:/bin"
+    server = "openssh" if Path(SSHD).is_file() and os.environ.get("RTK_TEST_SSHD") != "asyncssh" else "asyncssh"
+    if server == "openssh":
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)    # sshd's privilege separation folder
+        proc, port = _openssh(root, user, f"HOME={home} PATH={path}", log)
     else:
-        raise RuntimeError(f"sshd did not start; see {log}")
+        proc, port = _asyncssh(root, home, path, log)
     (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
     (root / "empty_known_hosts").write_text("")
     down = _free_port()
@@ -193,7 +215,7 @@ def start_sshd(root: Path, *, rtk: Path | None = None) -> SshRig:
         f"  UserKnownHostsFile {root / 'known_hosts'}", *common,
         "Host 127.0.0.1", f"  IdentityFile {root / 'id_ed25519'}", f"  UserKnownHostsFile {root / 'known_hosts'}",
         "  IdentitiesOnly yes", "  IdentityAgent none", "  GlobalKnownHostsFile /dev/null", ""]))
-    return SshRig(root=root, config=client, port=port, process=proc, log=log, home=home, rtk=rtk)
+    return SshRig(root=root, config=client, port=port, process=proc, log=log, home=home, server=server, rtk=rtk)
 
 
 if __name__ == "__main__":
