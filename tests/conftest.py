@@ -159,6 +159,30 @@ def accurate_ckpt(cache_dir, random_ckpt, tiny_data) -> Path:
 
 
 @pytest.fixture(scope="session")
+def random_ir(cache_dir, random_onnx) -> Path:
+    """`random_onnx` compiled to an FP32 OpenVINO IR (model.xml + model.bin)."""
+    from toolkit.compile import compile_model
+
+    xml = cache_dir / "random-ir" / "model.xml"
+    if not xml.is_file():
+        compile_model(random_onnx, target="openvino", output=xml.parent)
+    return xml
+
+
+@pytest.fixture(scope="session")
+def random_qdq(cache_dir, random_onnx, tiny_data) -> Path:
+    """`random_onnx` quantized to INT8 QDQ ONNX for ONNX Runtime (NNCF, 16 calibration images)."""
+    from toolkit.quantize import quantize_int8
+    from toolkit.settings import QuantizeSettings
+
+    path = cache_dir / "random.int8.onnx"
+    if not path.is_file():
+        quantize_int8(random_onnx, output=path, calib=tiny_data / "train", target="onnxruntime",
+                      settings=QuantizeSettings(subset=16, allow_small=True, bench_runs=0))
+    return path
+
+
+@pytest.fixture(scope="session")
 def accurate_int8(cache_dir, accurate_ckpt, tiny_data) -> tuple[Path, Path, Path]:
     """`accurate_ckpt` as FP32 ONNX, rtk's INT8 QDQ ONNX of it for OpenVINO (32 calibration images) and the INT8
     IR compiled from that: (fp32, qdq, ir), built once and shared by the native and the ISA-capped checks."""
@@ -178,3 +202,30 @@ def accurate_int8(cache_dir, accurate_ckpt, tiny_data) -> tuple[Path, Path, Path
                       settings=QuantizeSettings(subset=32, bench_runs=0))
         compile_model(qdq, target="openvino", output=ir.parent)
     return fp32, qdq, ir
+
+
+@pytest.fixture(scope="session")
+def device_rtk() -> Path:
+    """The rtk of a torch-free venv built from this checkout (core + openvino extra), as a device installs it;
+    built once in .venv-device/ and reinstalled only when the sources change (tests/rig.py)."""
+    from rig import device_venv
+
+    return device_venv()
+
+
+@pytest.fixture(scope="session")
+def ssh_device(tmp_path_factory, device_rtk):
+    """A real SSH server on 127.0.0.1 (OpenSSH's sshd, else AsyncSSH) acting as the device: `.alias` (device-a),
+    `.config` (the ssh -F file, strict host key checking, the test's own key pair) and `.rtk` (the torch-free
+    venv's rtk, on the PATH of its sessions). Other aliases in the config are faults: device-stranger,
+    device-wrongkey, device-down."""
+    import importlib.util
+
+    from rig import SSHD, start_sshd
+
+    if not Path(SSHD).is_file() and importlib.util.find_spec("asyncssh") is None:
+        pytest.skip("no SSH server here: apt-get install --no-install-recommends openssh-server (.ci/run does), "
+                    "or pip install asyncssh")
+    rig = start_sshd(tmp_path_factory.mktemp("sshd"), rtk=device_rtk)
+    yield rig
+    rig.stop()

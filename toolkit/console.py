@@ -110,6 +110,7 @@ def _f(value: float | None, fmt: str = ".2f") -> str:
 
 def show_doctor(report) -> None:
     table = _table("rtk doctor", "item", "value")
+    table.add_row("host", f"{report.hostname} ({report.os})")
     table.add_row("python", report.python)
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
@@ -119,7 +120,7 @@ def show_doctor(report) -> None:
         table.add_row("isa tiers (--isa)", " ".join(tiers["runnable"]) or "none")
         if tiers["cap"]:
             table.add_row("openvino tier", f"{tiers['openvino']} (ONEDNN_MAX_CPU_ISA={tiers['cap']})")
-    table.add_row("torch threads", str(report.threads))
+    table.add_row("usable cpus", str(report.threads))
     table.add_row("gpu", report.gpu or "none")
     for name, ok_ in report.runtimes.items():
         table.add_row(f"runtime {name}", "[green]available[/]" if ok_ else "[dim]not installed[/]")
@@ -181,6 +182,9 @@ def show_bench(result) -> None:
         for phase, plat in p.phases_ms.items():
             table.add_row(f"  {phase}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
     out.print(table)
+    if result.device is not None:
+        d = result.device
+        ok(f"on {escape(d.name)}: {escape(d.hostname)}, {escape(d.cpu)} ({d.cores} cores)")
 
 
 def show_predictions(results) -> None:

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from toolkit.errors import RtkError
 from toolkit.io import atomic_outputs, sha256_file
 from toolkit.onnx_file import load_onnx, read_onnx_meta, write_onnx_meta
+from toolkit.preprocess import sample_inputs
 
 FP16_MAX = 65504.0
 FP16_TINY = 2.0 ** -24  # the smallest FP16 subnormal
@@ -111,9 +112,7 @@ def fp16_model(model, *, source: Path, check_inputs: np.ndarray | None = None,
     out_meta = meta.derived("fp16", parent=source, converter=converter).model_copy(update={"precision": "fp16"})
     write_onnx_meta(fp16, out_meta)
     if check_inputs is None:
-        from toolkit.export import parity_images
-
-        check_inputs, inputs_label = parity_images(meta, None, CHECK_IMAGES)
+        check_inputs, inputs_label = sample_inputs(meta.preprocess, None, CHECK_IMAGES)
     check = check_on_cpu(fp16, model, check_inputs, label=inputs_label or "given inputs")
     return fp16, Fp16Onnx(source=str(source), source_sha256=sha256_file(source), converter=converter,
                           nodes=len(fp16.graph.node), weights_above_fp16_max=above, weights_below_fp16_tiny=below,

@@ -198,6 +198,8 @@ class BenchSettings(Settings):
     seconds: float | None = Field(None, gt=0, description="Time each batch size for this long instead of runs.")
     threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
+    remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
+                               "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
 
     @field_validator("batches")
     @classmethod

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import interleaved_p50
-from toolkit.data import batches, check_classes, image_folder
+from toolkit.images import check_classes, scan_folder
+from toolkit.preprocess import batches
 from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
 from toolkit.pipeline.gates import Gate, Scored, evaluate
@@ -94,7 +95,7 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
     for path, meta in zip(paths, metas):
         if meta.preprocess != pre:
             raise RtkError(f"{path}: its preprocessing differs from {paths[0]}; compare artifacts of one model")
-    data = image_folder(data_dir, pre)
+    data = scan_folder(data_dir)
     for path, meta in zip(paths, metas):
         check_classes(meta.class_names, data, what=str(path))
     options = options or RunnerOptions(max_batch=batch_size)
@@ -104,7 +105,7 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
         runners = [stack.enter_context(open_runner(p, t, meta=m, options=options))
                    for p, t, m in zip(paths, targets, metas)]
         done = 0
-        for x, y in batches(data, batch_size):
+        for x, y in batches(data, pre, batch_size):
             labels.append(y)
             for out, runner in zip(logits, runners):
                 out.append(_infer_padded(runner, x))

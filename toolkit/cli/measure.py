@@ -68,13 +68,14 @@ def bench(
     seconds: Annotated[Optional[float], opt(B, "seconds")] = default(B, "seconds"),
     threads: ThreadsOpt = None,
     hint: Annotated[str, opt(B, "hint")] = default(B, "hint"),
+    remote: Annotated[Optional[str], opt(B, "remote")] = default(B, "remote"),
     json: JsonOpt = None,
 ) -> None:
-    """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime."""
+    """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime (here, or on --remote)."""
     from toolkit.bench import bench as run
 
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
-                     threads=threads, hint=hint, flags={"batches": "--batch"})
+                     threads=threads, hint=hint, remote=remote, flags={"batches": "--batch"})
     with ui.progress("benchmarking") as progress:
         result = run(artifact, target=target, settings=settings, progress=progress)
     ui.show_bench(result)
