@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU and TensorRT 10: build FP32 / FP16 / INT8 engines from one ResNet50,
+# On a machine with an NVIDIA GPU and TensorRT 10.x or 11.x: build FP32 / FP16 / INT8 engines from one ResNet50,
 # validate each against the FP32 ONNX, bench each (GPU compute and copies separately), print one table.
 #
-#   benchmarks/gpu_check.sh [WORK_DIR]        (default runs/gpu_check)
+#   benchmarks/gpu_check.sh [WORK_DIR]        (default runs/gpu_check; stops after LIMIT, default 45m)
 #   MODEL=path/to/model.onnx DATA=path/to/data benchmarks/gpu_check.sh   to use your own model and data
 #
 # Without a model it exports a random-weight 224x224 ResNet50 (numbers are about speed and parity, not
-# accuracy); without data it draws the built-in synthetic set.
+# accuracy); without data it draws the built-in synthetic set. FP16 is built from the FP16 ONNX rtk makes and
+# checks on the CPU first (model.fp16.onnx beside the engine), the same way on TensorRT 10 and 11.
 set -euo pipefail
+
+if [ -z "${GPU_CHECK_LIMITED:-}" ]; then
+    GPU_CHECK_LIMITED=1 exec timeout --foreground "${LIMIT:-45m}" bash "$0" "$@"
+fi
 
 RTK=${RTK:-rtk}
 PY=${PYTHON:-python}
@@ -18,10 +23,10 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
     echo "gpu_check: no NVIDIA GPU here (nvidia-smi finds none); run this on a GPU machine" >&2
     exit 2
 fi
-if ! "$PY" -c "import tensorrt" >/dev/null 2>&1; then
-    echo "gpu_check: TensorRT is not installed; pip install 'rtk[tensorrt]'" >&2
-    exit 2
-fi
+# rtk's own check: TensorRT and cuda-python importable and supported, the driver new enough, a GPU present
+"$PY" -c "from toolkit.backends.tensorrt import import_tensorrt, require_gpu; import_tensorrt(); require_gpu()" \
+    || { echo "gpu_check: TensorRT cannot run here (the line above says why); see README: TensorRT" >&2; exit 2; }
+"$RTK" doctor
 
 mkdir -p "$WORK"
 DATA=${DATA:-$WORK/data}

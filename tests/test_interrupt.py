@@ -97,3 +97,38 @@ def test_interrupted_run_resumes(tmp_path, cli):
     stages = {s["name"]: s["skipped"] for s in json.loads((out / "manifest.json").read_text())["stages"]}
     assert stages["model"] is True and stages["export:model"] is False
     assert (out / "model.onnx").is_file() and _hidden(out) == []
+
+
+def _children(pid: int, marker: bytes) -> list[int]:
+    """Live processes whose parent is `pid` and whose command line holds `marker` (read from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z" and marker in (stat.parent / "cmdline").read_bytes():
+                out.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return out
+
+
+def test_sigterm_during_isa_capped_validate_stops_its_process(tmp_path, random_onnx, tiny_data):
+    """`rtk validate --isa` works in a child process; SIGTERM to rtk must take the child down too. The child holds
+    while writing its answer (result.json, RTK_TEST_HOLD), so the signal lands while it runs, every time."""
+    from toolkit.isa import runnable
+
+    if "AVX2" not in runnable():
+        pytest.skip("this CPU has no AVX2: no tier to cap to")
+    out = tmp_path / "v.json"
+    ready = tmp_path / "ready"
+    proc = _start("validate", random_onnx, "--data", tiny_data / "val", "--isa", "AVX2", "--json", out, cwd=tmp_path,
+                  hold="result.json", ready=ready)
+    deadline = time.monotonic() + 600
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child = _children(proc.pid, b"toolkit.isa")     # it holds mid-write now, alive
+    assert child or not ready.exists(), "no capped process found under rtk"
+    code, err = _interrupt_when_ready(proc, ready, signal.SIGTERM)
+    assert code == 143, err[-800:]
+    assert "interrupted" in err and "Traceback" not in err and not out.exists()
+    assert not Path(f"/proc/{child[0]}").exists(), "the capped process outlived rtk"

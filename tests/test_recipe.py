@@ -108,9 +108,13 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
 
     assert manifest["outputs"]["model.onnx"] == sha256_file(out / "model.onnx")
     assert manifest["packages"]["onnxruntime"] and "isa" in manifest["machine"]["cpu"]
+    from toolkit.isa import effective_tier, native_tier
+
+    assert manifest["machine"]["isa_tiers"]["native"] == native_tier()
+    assert all(r["isa"] == effective_tier(r["target"]) for r in report["rows"]), report["rows"]   # every row, measured
     assert [s["name"] for s in manifest["stages"]][:3] == ["data", "model", "export:model"]
     md = (out / "report.md").read_text()
-    assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md
+    assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md and "ISA tier (oneDNN)" in md
 
 
 def _copy_run(tiny_run, tmp_path: Path) -> Path:

@@ -220,6 +220,15 @@ def _recipe(ctx: Ctx, text: str | bytes, name: str = "r.yaml") -> Path:
     return _write(ctx.work / name, text)
 
 
+def _above_this_cpu() -> str | None:
+    from toolkit.isa import TIERS, runnable
+
+    return next((t for t in TIERS if t not in runnable()), None)
+
+
+ABOVE = _above_this_cpu()
+NO_ABOVE = pytest.mark.skipif(ABOVE is None, reason="this CPU runs every oneDNN tier rtk knows (AMX): none is above it")
+NO_AVX2 = pytest.mark.skipif(_above_this_cpu() == "AVX2", reason="this CPU has no AVX2: no tier to cap to")
 ALIAS_BOMB = "name: x\na: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
 RECIPE = "version: 1\nname: t\ndata:\n  synth: {classes: 4}\nmodel:\n  source: random\n"
 VAL_ARGS = ("--batch-size", "16")
@@ -261,6 +270,13 @@ CASES = [
          ("--input-size",)),
     Case("export-zero-classes", "export", lambda c: ["export", "--weights", "random", "--num-classes", "0",
                                                     "-o", c.work / "m.onnx"], ("--num-classes",)),
+    Case("isa-unknown-tier", "validate", lambda c: ["validate", c.onnx, "--data", c.data / "val", "--isa", "SSE9"],
+         ("--isa", "unknown tier", "AVX2")),
+    Case("isa-above-this-cpu", "validate", lambda c: ["validate", c.onnx, "--data", c.data / "val", "--isa", ABOVE],
+         ("--isa", "lacks", "can only go down"), marks=[NO_ABOVE]),
+    Case("isa-capped-process-bad-data", "validate", lambda c: ["validate", c.onnx, "--data", c.work / "missing",
+                                                              "--isa", "AVX2"], ("missing", "not found"),
+         marks=[NO_AVX2]),
     # single images
     Case("image-truncated-jpeg", "predict", lambda c: ["predict", _write(c.work / "cut.jpg", jpeg_bytes()[:600]),
                                                       "--model", c.onnx], ("cut.jpg", "truncated")),

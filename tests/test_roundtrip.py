@@ -126,10 +126,10 @@ def test_compile_flags_round_trip(cli, tmp_path, random_onnx):
 def test_compile_check_only_round_trip(cli, tmp_path, random_onnx):
     path, recipe = _dump(cli, tmp_path, "check", [
         "compile", random_onnx, "--target", "tensorrt", "--check-only", "--min-batch", "1", "--opt-batch", "2",
-        "--max-batch", "4", "--workspace-mb", "512", "--timing-cache", tmp_path / "t.cache"])
+        "--max-batch", "4", "--workspace-mb", "512", "--timing-cache", tmp_path / "t.cache", "--version-compatible"])
     c = recipe.compile
-    assert (c.check_only, c.min_batch, c.opt_batch, c.max_batch, c.workspace_mb, c.timing_cache, c.targets) == (
-        True, 1, 2, 4, 512, tmp_path / "t.cache", ["tensorrt"])
+    assert (c.check_only, c.min_batch, c.opt_batch, c.max_batch, c.workspace_mb, c.timing_cache,
+            c.version_compatible, c.targets) == (True, 1, 2, 4, 512, tmp_path / "t.cache", True, ["tensorrt"])
     result = _replay(cli, path, tmp_path / "run")
     assert result.exit_code == 0, result.stderr
     state = json.loads((tmp_path / "run" / ".rtk" / "state.json").read_text())

@@ -10,12 +10,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from toolkit.backends import read_meta
-from toolkit.backends.tensorrt.sidecar import sidecar_path
-from toolkit.backends.tensorrt import check_compatible
+from toolkit.backends.tensorrt import BatchProfile, check_compatible, check_onnx, qdq_form
+from toolkit.backends.tensorrt.sidecar import sidecar_path, timing_cache_bytes
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
+from toolkit.fp16 import fp16_onnx_from_onnx
 from toolkit.settings import CompileSettings
-from toolkit.backends.tensorrt import BatchProfile, check_onnx, qdq_form
 
 from qdq import ort_quantize, trt_form_qdq
 
@@ -89,23 +89,65 @@ def test_int8_without_qdq_refused(random_onnx, tmp_path, cli):
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is not installed")
-def test_missing_tensorrt_names_the_extra(random_onnx, tmp_path, cli):
+def test_missing_tensorrt_names_the_extras(random_onnx, tmp_path, cli):
     out = tmp_path / "m.engine"
     res = cli("compile", random_onnx, "--target", "tensorrt", "-o", out)
-    assert res.exit_code == 2 and "pip install 'rtk[tensorrt]'" in res.stderr and not out.exists()
+    assert res.exit_code == 2 and not out.exists()
+    assert "needs TensorRT 10.x or 11.x: pip install 'rtk[tensorrt-cu13]' (NVIDIA driver 580+) or " in res.stderr
     engine = tmp_path / "x.engine"
     engine.write_bytes(b"not an engine")
     res = cli("bench", engine)
-    assert res.exit_code == 2 and "rtk[tensorrt]" in res.stderr
+    assert res.exit_code == 2 and "rtk[tensorrt-cu12]" in res.stderr
 
 
 def test_engine_from_other_tensorrt_or_gpu_refused(tmp_path):
     side = {"tensorrt": "10.3.0", "gpu": "NVIDIA A10", "compute_capability": "8.6"}
     check_compatible(side, tensorrt="10.3.0", gpu="NVIDIA A10", compute_capability="8.6", path=tmp_path / "m.engine")
-    with pytest.raises(RtkError, match="built with TensorRT 10.3.0, this machine has 10.8.0"):
+    with pytest.raises(RtkError, match="built with TensorRT 10.3.0, this machine has 10.8.0; .*--version-compatible"):
         check_compatible(side, tensorrt="10.8.0", gpu="NVIDIA A10", compute_capability="8.6", path=tmp_path)
     with pytest.raises(RtkError, match="built for NVIDIA A10 .*this GPU is NVIDIA L4"):
         check_compatible(side, tensorrt="10.3.0", gpu="NVIDIA L4", compute_capability="8.9", path=tmp_path)
+
+
+def test_version_compatible_engine_runs_on_later_tensorrt_only(tmp_path):
+    side = {"tensorrt": "10.8.0.43", "version_compatible": True, "gpu": "NVIDIA L4", "compute_capability": "8.9"}
+    for later in ("10.8.0.43", "10.16.1.11", "11.4.0.106"):
+        check_compatible(side, tensorrt=later, gpu="NVIDIA L4", compute_capability="8.9", path=tmp_path)
+    with pytest.raises(RtkError, match=r"version-compatible: it runs on 10.8.0.43 or newer\), this machine has 10.3.0"):
+        check_compatible(side, tensorrt="10.3.0", gpu="NVIDIA L4", compute_capability="8.9", path=tmp_path)
+
+
+def test_timing_cache_from_elsewhere_is_ignored_with_a_warning(tmp_path):
+    here = {"tensorrt": "11.4.0.106", "gpu": "NVIDIA L4", "compute_capability": "8.9"}
+    cache = tmp_path / "timing.cache"
+    assert timing_cache_bytes(cache, here) == (b"", None)
+    cache.write_bytes(b"timings")
+    start, warning = timing_cache_bytes(cache, here)
+    assert start == b"" and "made without a record of where it was made" in warning
+    sidecar_path(cache).write_text(json.dumps({**here, "tensorrt": "10.16.1.11"}))
+    start, warning = timing_cache_bytes(cache, here)
+    assert start == b"" and warning == ("timing cache timing.cache was made by TensorRT 10.16.1.11 on NVIDIA L4; this "
+                                        "is TensorRT 11.4.0.106 on NVIDIA L4: starting a new one (the old one is "
+                                        "replaced)")
+    sidecar_path(cache).write_text(json.dumps(here))
+    assert timing_cache_bytes(cache, here) == (b"timings", None)
+
+
+def test_fp16_check_only_makes_and_checks_the_fp16_graph(random_onnx, tmp_path, cli):
+    """--precision fp16 --check-only on a CPU: the FP16 ONNX is made and compared in memory, nothing is written."""
+    res = cli("compile", random_onnx, "--target", "tensorrt", "--precision", "fp16", "--check-only",
+              "--json", tmp_path / "c.json")
+    assert res.exit_code == 0, res.stderr
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["precision"] == "fp16" and report["passed"] and [p.name for p in tmp_path.iterdir()] == ["c.json"]
+
+
+def test_an_fp16_onnx_compiles_as_fp16(random_onnx, tmp_path, cli):
+    fp16 = tmp_path / "m.fp16.onnx"
+    fp16_onnx_from_onnx(random_onnx, fp16)
+    assert compile_model(fp16, target="tensorrt", settings=CompileSettings(check_only=True)).precision == "fp16"
+    res = cli("compile", fp16, "--target", "tensorrt", "--precision", "fp32", "--check-only")
+    assert res.exit_code == 2 and "is FP16; compile it with --precision fp16 or auto" in res.stderr
 
 
 def test_engine_meta_comes_from_sidecar(random_onnx, tmp_path):
@@ -126,20 +168,20 @@ def test_profile_and_static_batch_rules(random_onnx, tmp_path):
     assert result.profile == BatchProfile(min=4, opt=4, max=4) and result.passed and result.output is None
 
 
-def _gpu_ready() -> bool:
-    if not HAS_TRT:
-        return False
+def _gpu_missing() -> str | None:
+    """Why the engine tests cannot run here (the message rtk itself gives), or None on a GPU machine."""
+    from toolkit.backends.tensorrt import import_tensorrt, require_gpu
+
     try:
-        from toolkit.backends.tensorrt import gpu_facts
+        import_tensorrt()
+        require_gpu()
+    except RtkError as exc:
+        return str(exc)
+    return None
 
-        gpu_facts()
-        return True
-    except Exception:
-        return False
 
-
-needs_gpu = pytest.mark.skipif(not _gpu_ready(), reason="needs TensorRT 10 (pip install 'rtk[tensorrt]') and an "
-                                                        "NVIDIA GPU with cuda-python")
+GPU_MISSING = _gpu_missing()
+needs_gpu = pytest.mark.skipif(GPU_MISSING is not None, reason=f"needs TensorRT and an NVIDIA GPU: {GPU_MISSING}")
 
 
 @pytest.mark.gpu
@@ -154,10 +196,15 @@ def test_engine_builds_and_matches_onnx(random_onnx, tiny_data, tmp_path, precis
         precision=precision, min_batch=1, opt_batch=4, max_batch=8, timing_cache=tmp_path / "timing.cache"))
     side = json.loads(sidecar_path(out).read_text())
     assert side["precision"] == precision and side["source_sha256"] == result.source_sha256
+    assert side["strongly_typed"] and side["tensorrt_major"] in (10, 11) and side["version_compatible"] is False
     assert side["profile"]["max"][0] == 8 and (tmp_path / "timing.cache").is_file()
+    assert json.loads(sidecar_path(tmp_path / "timing.cache").read_text())["gpu"] == side["gpu"]
+    if precision == "fp16":   # built from the FP16 ONNX written beside it, checked on CPU first
+        assert side["fp16_onnx"]["file"] == "fp16.fp16.onnx" and side["fp16_onnx"]["cpu_check"]["passed"]
+        assert (tmp_path / "fp16.fp16.onnx").is_file()
     report = validate([out], tiny_data / "val", reference=random_onnx, settings=ValidateSettings(batch_size=8),
                       measure_latency=False)
-    assert report.cosine > (0.9999 if precision == "fp32" else 0.99)
+    assert report.cosine > (0.9999 if precision == "fp32" else 0.999)
 
 
 @pytest.mark.gpu

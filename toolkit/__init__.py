@@ -1,3 +1,3 @@
 """rtk: take a ResNet50 classifier from PyTorch to an edge runtime and prove it still works."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

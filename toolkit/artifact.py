@@ -73,9 +73,14 @@ class ModelMeta(BaseModel):
 
 
 def default_class_names(num_classes: int) -> list[str]:
-    """Names for a model that carries none: ImageNet's for 1000 classes (torchvision, imported only then)."""
-    if num_classes == 1000:
-        from torchvision.models import ResNet50_Weights
+    """ImageNet's class names for a 1000-class model, else class_0, class_1, ...
 
-        return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+    The names ship with rtk (imagenet_classes.txt, torchvision's list; a test keeps the two equal) rather than
+    coming from torchvision, so a device with the runtime-only install labels a foreign model as the build
+    machine does.
+    """
+    if num_classes == 1000:
+        from importlib.resources import files
+
+        return files("toolkit").joinpath("imagenet_classes.txt").read_text().splitlines()
     return [f"class_{i}" for i in range(num_classes)]

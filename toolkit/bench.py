@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.errors import RtkError
+from toolkit.isa import effective_tier
 from toolkit.progress import Progress, silent
+from toolkit.remote import DeviceInfo
 from toolkit.settings import BenchSettings
 
 
@@ -115,13 +117,18 @@ class BenchResult(BaseModel):
     runtime: dict[str, object]
     warmup: int
     results: list[BenchPoint]
+    device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
+    isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
 
 
 def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
           progress: Progress = silent) -> BenchResult:
-    """Latency and throughput of one artifact on one runtime, per batch size."""
+    """Latency and throughput of one artifact on one runtime, per batch size; on the SSH device `settings.remote`
+    names, by the rtk installed there, when it is set."""
     path = Path(path)
     s = settings or BenchSettings()
+    if s.remote:
+        return _on_device(path, target=target, settings=s, progress=progress)
     batches, warmup = s.batches, s.warmup
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(batches))
     points = []
@@ -151,4 +158,17 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
         runtime = runner.describe()
         meta = runner.meta
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
-                       input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points)
+                       input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
+                       isa=effective_tier(runner.target))
+
+
+def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progress: Progress) -> BenchResult:
+    """`rtk bench` with these settings run by the rtk on the device `settings.remote` names (toolkit.remote: the
+    artifact is copied there once, by sha256); its JSON comes back with the device block."""
+    from toolkit.cli.flags import to_argv
+    from toolkit.remote import Device, remote_run
+
+    flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"}, exclude=("remote",))
+    done = remote_run(Device(dest=settings.remote), ["bench", path, *(["--target", target] if target else []), *flags],
+                      say=progress)
+    return BenchResult.model_validate(done.as_json())

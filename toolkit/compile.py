@@ -1,8 +1,8 @@
 """`rtk compile`: ONNX -> a runtime's own artifact, through that runtime's builder in `toolkit.backends`.
 
 This module holds only what every target shares: the source checks, the precision rule and the result.
-Precision follows the ONNX: a graph with Q/DQ nodes compiles to INT8 (`auto`), a float graph to FP32 or,
-on request, FP16. The builders (`backends/openvino/builder.py`: IR `.xml` + `.bin`;
+Precision follows the ONNX: a graph with Q/DQ nodes compiles to INT8 (`auto`), an FP16 graph to FP16, an FP32
+graph to FP32 or, on request, FP16. The builders (`backends/openvino/builder.py`: IR `.xml` + `.bin`;
 `backends/tensorrt/builder.py`: engine + sidecar, and `--check-only` without TensorRT) do the rest.
 """
 
@@ -19,6 +19,7 @@ from toolkit.backends import BACKENDS, CompileJob, compiler, load, targets_with
 from toolkit.backends.tensorrt.builder import BatchProfile
 from toolkit.backends.tensorrt.check import Finding, has_qdq
 from toolkit.errors import RtkError
+from toolkit.fp16 import is_fp16_onnx
 from toolkit.progress import Progress, silent
 from toolkit.settings import CompileSettings
 
@@ -51,9 +52,13 @@ class CompileResult(BaseModel):
         return self.passed
 
 
-def _resolve_precision(precision: str, qdq: bool, *, target: str, calibration: Path | None, source: Path) -> str:
+def _resolve_precision(precision: str, qdq: bool, fp16: bool, *, target: str, calibration: Path | None,
+                       source: Path) -> str:
     if precision == "auto":
-        return "int8" if qdq else "fp32"
+        return "int8" if qdq else ("fp16" if fp16 else "fp32")
+    if fp16 and precision != "fp16":
+        raise RtkError(f"{source} is FP16; compile it with --precision fp16 or auto, or compile the FP32 ONNX for "
+                       f"{precision}")
     if qdq and precision != "int8":
         raise RtkError(f"{source} is INT8 (it has Q/DQ nodes); compile it with --precision int8 or auto, "
                        f"or compile the FP32 ONNX for {precision}")
@@ -90,7 +95,7 @@ def compile_model(source: str | Path, *, target: str, settings: CompileSettings 
     model = load_onnx(source, load_external_data=False)
     meta = read_onnx_meta(source, model)
     qdq = has_qdq(model)
-    precision = _resolve_precision(settings.precision, qdq, target=target,
+    precision = _resolve_precision(settings.precision, qdq, is_fp16_onnx(model), target=target,
                                    calibration=Path(calibration) if calibration else None, source=source)
     job = CompileJob(source=source, source_sha256=sha256_file(source), model=model, meta=meta, settings=settings,
                      precision=precision, qdq=qdq, output=Path(output) if output is not None else None,

@@ -110,16 +110,30 @@ def _f(value: float | None, fmt: str = ".2f") -> str:
 
 def show_doctor(report) -> None:
     table = _table("rtk doctor", "item", "value")
+    table.add_row("host", f"{report.hostname} ({report.os})")
     table.add_row("python", report.python)
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
-    table.add_row("torch threads", str(report.threads))
+    tiers = report.isa_tiers
+    if tiers:
+        table.add_row("isa tiers (--isa)", " ".join(tiers["runnable"]) or "none")
+        if tiers["cap"]:
+            table.add_row("openvino tier", f"{tiers['openvino']} (ONEDNN_MAX_CPU_ISA={tiers['cap']})")
+    table.add_row("usable cpus", str(report.threads))
     table.add_row("gpu", report.gpu or "none")
     for name, ok_ in report.runtimes.items():
         table.add_row(f"runtime {name}", "[green]available[/]" if ok_ else "[dim]not installed[/]")
     for name, version in report.packages.items():
         table.add_row(name, version or "[dim]not installed[/]")
+    if report.tensorrt is not None:
+        t = report.tensorrt
+        found = lambda version, how: f"{version} ({how})" if version else "[dim]not installed[/]"  # noqa: E731
+        table.add_row("tensorrt", found(t.tensorrt, t.tensorrt_found))
+        table.add_row("cuda-python", found(t.cuda_python, t.cuda_python_found))
+        table.add_row("cuda driver / runtime", f"{t.cuda_driver or '?'} / {t.cuda_runtime or '?'}")
+        table.add_row("tensorrt status", f"[green]ready on {escape(t.gpu)}[/]" if t.problem is None
+                      else f"[yellow]{escape(t.problem)}[/]")
     out.print(table)
 
 
@@ -146,6 +160,12 @@ def show_validation(report) -> None:
         table.add_row(name, s.target, s.precision, _f(s.top1), _f(s.top5), _f(s.drop_pt), _f(s.agreement),
                       _f(s.cosine, ".5f"), _f(s.p50_ms))
     out.print(table)
+    tiers = {s.target: s.isa for s in rows if s.isa}
+    if tiers:
+        capped = len(set(tiers.values())) > 1
+        out.print("[dim]ISA tier (oneDNN): " + ", ".join(
+            f"{t} {i}" + (" (native: MLAS ignores the cap)" if capped and t == "onnxruntime" else "")
+            for t, i in tiers.items()) + "[/]", highlight=False)
     if report.skipped:
         warn(f"{report.skipped} unreadable or non-image files in {report.data} were skipped")
     for gate in report.gates:
@@ -162,6 +182,9 @@ def show_bench(result) -> None:
         for phase, plat in p.phases_ms.items():
             table.add_row(f"  {phase}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
     out.print(table)
+    if result.device is not None:
+        d = result.device
+        ok(f"on {escape(d.name)}: {escape(d.hostname)}, {escape(d.cpu)} ({d.cores} cores)")
 
 
 def show_predictions(results) -> None:
@@ -295,7 +318,8 @@ def show_quantize(r) -> None:
     table = _table(f"INT8 for {r.target}: {r.output}", "fact", "FP32", "INT8", "ratio")
     table.add_row("size MB", _f(r.size_fp32_mb, ".1f"), _f(r.size_int8_mb, ".1f"), f"{r.size_ratio:.2f}x smaller")
     if r.top1_fp32 is not None:
-        table.add_row(f"top-1 % ({r.val_images} images, {r.measured_on})", _f(r.top1_fp32), _f(r.top1_int8),
+        where = " ".join(filter(None, (r.measured_on, r.measured_isa)))
+        table.add_row(f"top-1 % ({r.val_images} images, {where})", _f(r.top1_fp32), _f(r.top1_int8),
                       f"drop {_f(r.drop_pt)} pt, agree {_f(r.agreement, '.1f')}%")
     if r.speedup is not None:
         table.add_row(f"p50 ms batch 1 ({r.measured_on})", _f(r.latency_fp32_ms), _f(r.latency_int8_ms),

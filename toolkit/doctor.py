@@ -5,16 +5,22 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shutil
+import socket
+import subprocess
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
 ISA_FLAGS = {  # feature -> /proc/cpuinfo flag
     "avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
     "avx512_bf16": "avx512_bf16", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16",
+    "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512dq": "avx512dq", "avx512_fp16": "avx512_fp16",
+    "amx_tile": "amx_tile",
 }
 PACKAGES = ("rtk", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning",
-            "tensorrt", "numpy", "typer", "pydantic")
+            "numpy", "pillow", "typer", "pydantic")   # TensorRT and cuda-python: DoctorReport.tensorrt
 
 
 class CpuInfo(BaseModel):
@@ -29,24 +35,24 @@ class CpuInfo(BaseModel):
 
     @property
     def int8_class(self) -> str:
-        """The ISA tier that decides INT8 speed: amx > vnni > avx512 > avx2 > other."""
-        if self.isa.get("amx_int8"):
-            return "amx"
-        if self.has_vnni:
-            return "vnni"
-        if self.isa.get("avx512f"):
-            return "avx512"
-        return "avx2" if self.isa.get("avx2") else "other"
+        """The ISA tier that decides INT8 speed and accuracy, as oneDNN names it (`toolkit.isa`), or "other"."""
+        from toolkit.isa import native_tier
+
+        return native_tier(self) or "other"
 
 
 class DoctorReport(BaseModel):
+    hostname: str
+    os: str
     python: str
     platform: str
     cpu: CpuInfo
-    threads: int
+    threads: int                      # CPUs this process may run on (its affinity mask)
     packages: dict[str, str | None]
     runtimes: dict[str, bool]
     gpu: str | None
+    isa_tiers: dict[str, Any] = {}
+    tensorrt: Any = None   # backends.tensorrt.gpu.TensorRTReport when TensorRT or cuda-python is installed
 
 
 def cpu_info() -> CpuInfo:
@@ -73,21 +79,49 @@ def _version(name: str) -> str | None:
 
 
 def _gpu() -> str | None:
-    try:
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception:
+    """The first NVIDIA GPU's name from nvidia-smi (the driver's own tool), without importing a framework."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
         return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return names[0].strip() if names else None
+
+
+def os_name() -> str:
+    """The distribution's own name (/etc/os-release PRETTY_NAME), else the kernel's."""
+    release = Path("/etc/os-release")
+    if release.is_file():
+        for line in release.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key == "PRETTY_NAME" and value.strip().strip('"'):
+                return value.strip().strip('"')
+    return f"{platform.system()} {platform.release()}".strip()
 
 
 def doctor() -> DoctorReport:
-    import torch
-
     from toolkit.backends import BACKENDS, available
+    from toolkit.isa import record as isa_record
 
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return DoctorReport(
-        python=platform.python_version(), platform=platform.platform(), cpu=cpu_info(),
-        threads=torch.get_num_threads(), packages={p: _version(p) for p in PACKAGES},
-        runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(),
+        hostname=socket.gethostname(), os=os_name(), python=platform.python_version(), platform=platform.platform(),
+        cpu=cpu_info(), threads=threads, packages={p: _version(p) for p in PACKAGES},
+        runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(), isa_tiers=isa_record(),
+        tensorrt=_tensorrt(),
     )
+
+
+def _tensorrt():
+    """TensorRT's and CUDA's versions and origins, when either TensorRT or cuda-python is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("cuda") is None:
+        return None
+    from toolkit.backends.tensorrt.gpu import tensorrt_report
+
+    return tensorrt_report()

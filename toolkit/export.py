@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from toolkit.artifact import ModelMeta
 from toolkit.io import atomic_outputs, check_output, sha256_file
 from toolkit.onnx_file import write_onnx_meta
+from toolkit.preprocess import sample_inputs
 from toolkit.errors import RtkError
 from toolkit.settings import ExportSettings
 from toolkit.validate import mean_cosine
@@ -43,23 +44,6 @@ class ExportResult(BaseModel):
     size_mb: float
     seconds: float
     parity: Parity
-
-
-def parity_images(meta: ModelMeta, data: Path | None, count: int = 16) -> tuple[np.ndarray, str]:
-    """Preprocessed images for parity: the first `count` of `data`, else drawings from the built-in set."""
-    from toolkit.data import image_folder
-
-    if data is not None:
-        images = image_folder(data, meta.preprocess)
-        idx = np.linspace(0, len(images) - 1, num=min(count, len(images))).astype(int)
-        return np.stack([images.folder[i][0].numpy() for i in idx]), str(data)
-    from toolkit.data import eval_transform
-    from toolkit.synth import CLASS_NAMES, draw
-
-    rng = np.random.default_rng(0)
-    tf = eval_transform(meta.preprocess)
-    pics = [draw(i % len(CLASS_NAMES), rng, meta.preprocess.resize) for i in range(count)]
-    return np.stack([tf(p).numpy() for p in pics]), "built-in synthetic images"
 
 
 def torch_to_onnx(model: torch.nn.Module, path: Path, *, size: int, settings: ExportSettings) -> Path:
@@ -114,7 +98,7 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, meta: ModelMeta, *, da
                  batch: int | None = None) -> Parity:
     from toolkit.backends.onnxruntime import OnnxRuntimeRunner
 
-    images, source = parity_images(meta, data)
+    images, source = sample_inputs(meta.preprocess, data)
     with torch.inference_mode():
         ref = model(torch.from_numpy(images)).numpy()
     with OnnxRuntimeRunner(onnx_path, meta=meta) as runner:

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from toolkit.backends import RunnerOptions, open_runner
-from toolkit.data import preprocess_files
+from toolkit.preprocess import preprocess_files
 from toolkit.errors import RtkError
 
 

@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Target = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
 Augment = Literal["none", "flip", "full"]
+IsaTier = Literal["AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX"]
 TARGETS: tuple[str, ...] = get_args(Target)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 AUGMENT: tuple[str, ...] = get_args(Augment)
+ISA_TIERS: tuple[str, ...] = get_args(IsaTier)   # oneDNN's names, lowest first; what each needs is toolkit.isa.TIERS
 
 AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + center crop), flip (that plus random "
                 "horizontal flips) or full (random-resized crops + flips). Use none or flip for orientation- or "
@@ -147,14 +149,16 @@ class QuantizeSettings(Settings):
 class CompileSettings(Settings):
     """`rtk compile`: ONNX -> a runtime's own artifact (OpenVINO IR, TensorRT engine; the target is the call's)."""
 
-    precision: Precision | Literal["auto"] = Field("auto", description="auto (INT8 when the ONNX has Q/DQ, else "
-                                                                       "FP32), fp32, fp16, int8.")
+    precision: Precision | Literal["auto"] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
+                                                                       "FP16, else FP32), fp32, fp16, int8.")
     batch: int | None = Field(None, ge=1, description="Fix the batch size (default: keep the ONNX's).")
     min_batch: int | None = Field(None, ge=1, description="TensorRT profile: smallest batch (default 1).")
     opt_batch: int | None = Field(None, ge=1, description="TensorRT profile: batch to tune for (default min).")
     max_batch: int | None = Field(None, ge=1, description="TensorRT profile: largest batch (default 8).")
     workspace_mb: int | None = Field(None, ge=1, description="TensorRT workspace memory limit in MiB.")
     timing_cache: Path | None = Field(None, description="TensorRT timing cache file (read, then updated).")
+    version_compatible: bool = Field(False, description="TensorRT: an engine later TensorRT versions can run too "
+                                                        "(may be slower).")
     check_only: bool = Field(False, description="Only report what TensorRT would refuse (no TensorRT needed).")
     calibration_samples: int = Field(300, ge=1, description="Calibration images used for NNCF INT8 at compile "
                                                             "time (OpenVINO, an ONNX without Q/DQ).")
@@ -175,6 +179,18 @@ class ValidateSettings(Settings):
     shards: int | None = Field(None, ge=1, description="Split the images into this many shards validated in "
                                                        "parallel on Ray workers and merged exactly (needs "
                                                        "the ray extra); default: one process.")
+    isa: IsaTier | None = Field(None, description="Validate under a lower oneDNN ISA tier, e.g. AVX2 or AVX512_CORE "
+                                "(`rtk doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the "
+                                "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
+                                "runs on the native tier. A tier above this CPU is refused; the JSON records each "
+                                "artifact's tier.")
+
+    @field_validator("isa", mode="before")
+    @classmethod
+    def _tier(cls, v: object) -> object:
+        if isinstance(v, str) and v.strip().upper() not in ISA_TIERS:
+            raise ValueError(f"unknown tier; choose one of {', '.join(ISA_TIERS)}")
+        return v.strip().upper() if isinstance(v, str) else v
 
 
 class BenchSettings(Settings):
@@ -186,6 +202,8 @@ class BenchSettings(Settings):
     seconds: float | None = Field(None, gt=0, description="Time each batch size for this long instead of runs.")
     threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
+    remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
+                               "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
 
     @field_validator("batches")
     @classmethod

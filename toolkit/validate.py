@@ -19,8 +19,10 @@ from toolkit.artifact import Preprocess
 from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import interleaved_p50
-from toolkit.data import ImageSet, batches, check_classes, image_folder
+from toolkit.images import ImageSet, check_classes, scan_folder
+from toolkit.preprocess import batches
 from toolkit.errors import RtkError
+from toolkit.isa import capped, effective_tier, running_under
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
 from toolkit.settings import Gates, ValidateSettings
@@ -37,6 +39,7 @@ class ArtifactScore(BaseModel):
     cosine: float | None = None
     p50_ms: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
+    isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
 
 
 class ValidationReport(BaseModel):
@@ -98,17 +101,17 @@ def _open_data(paths: Sequence[Path], data_dir: Path) -> tuple[list, Preprocess,
     for path, meta in zip(paths, metas):
         if meta.preprocess != pre:
             raise RtkError(f"{path}: its preprocessing differs from {paths[0]}; compare artifacts of one model")
-    data = image_folder(data_dir, pre)
+    data = scan_folder(data_dir)
     for path, meta in zip(paths, metas):
         check_classes(meta.class_names, data, what=str(path))
     return metas, pre, data
 
 
-def _passes(runners: list, data: ImageSet, batch_size: int,
+def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int,
             progress: Progress) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
     """(labels, logits of each runner) per batch, the images decoded once for all runners."""
     done = 0
-    for x, y in batches(data, batch_size):
+    for x, y in batches(data, pre, batch_size):
         yield y, [_infer_padded(r, x) for r in runners]
         done += len(y)
         progress("validating", done, len(data))
@@ -135,7 +138,7 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
     labels: list[np.ndarray] = []
     logits: list[list[np.ndarray]] = [[] for _ in paths]
     with open_runners(paths, metas, targets, options) as runners:
-        for y, outs in _passes(runners, data, batch_size, progress):
+        for y, outs in _passes(runners, data, pre, batch_size, progress):
             labels.append(y)
             for got, out in zip(logits, outs):
                 got.append(out)
@@ -176,9 +179,11 @@ def open_runners(paths: Sequence[Path], metas: Sequence, targets: Sequence[str |
                for p, t, m in zip(paths, targets, metas)]
 
 
-def score_images(runners: list, data: ImageSet, *, batch_size: int, progress: Progress = silent) -> ImageScores:
-    """One pass of every runner over `data`: the per-image scores."""
-    return ImageScores.concat([ImageScores.of(y, outs) for y, outs in _passes(runners, data, batch_size, progress)])
+def score_images(runners: list, data: ImageSet, *, pre: Preprocess, batch_size: int,
+                 progress: Progress = silent) -> ImageScores:
+    """One pass of every runner over `data` (decoded and transformed by `pre`): the per-image scores."""
+    passes = _passes(runners, data, pre, batch_size, progress)
+    return ImageScores.concat([ImageScores.of(y, outs) for y, outs in passes])
 
 
 def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
@@ -188,10 +193,18 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
     """Top-1/top-5 of each artifact, and drop, agreement and cosine against `reference` when given.
 
     `gates` (max_drop_pt, min_agreement_pct) make it a check: the report's `passed` is False when any artifact
-    is outside them. `targets` runs an artifact on a runtime other than its default.
+    is outside them. `targets` runs an artifact on a runtime other than its default. `settings.isa` runs the
+    whole check in a fresh process with oneDNN capped at that tier (`toolkit.isa.capped`).
     """
     settings = settings or ValidateSettings()
     gates = gates or Gates()
+    if settings.isa is not None and settings.shards:
+        raise RtkError("--isa caps the ISA of this process and its children, not of Ray workers; validate with "
+                       "--isa or in shards (--ray), not both")
+    if settings.isa is not None and not running_under(settings.isa):
+        return capped(settings.isa, validate)(artifacts, data, reference=reference, targets=targets,
+                                              settings=settings, gates=gates, progress=progress,
+                                              measure_latency=measure_latency)
     max_drop, min_agreement = gates.max_drop_pt, gates.min_agreement_pct
     if not artifacts:
         raise RtkError("give at least one artifact to validate")
@@ -211,7 +224,8 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
     else:
         options = RunnerOptions(threads=settings.threads, max_batch=settings.batch_size)
         with open_runners(all_paths, metas, all_targets, options) as runners:
-            per_image = score_images(runners, images, batch_size=settings.batch_size, progress=progress)
+            per_image = score_images(runners, images, pre=metas[0].preprocess, batch_size=settings.batch_size,
+                                     progress=progress)
             facts = runner_facts(runners, metas[0].preprocess, measure_latency)
     names, labels = facts[0]["classes"], per_image.labels
 
@@ -220,7 +234,8 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         per_class = {names[c]: 100.0 * float(hit[labels == c].mean()) for c in np.unique(labels)}
         return ArtifactScore(artifact=str(all_paths[i]), target=facts[i]["target"], precision=facts[i]["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * per_image.top5[i].mean(),
-                             p50_ms=facts[i]["p50_ms"], per_class_top1=per_class)
+                             p50_ms=facts[i]["p50_ms"], per_class_top1=per_class,
+                             isa=effective_tier(facts[i]["target"]))
 
     ref = score(0) if reference else None
     scores = []

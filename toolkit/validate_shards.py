@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from toolkit.backends import RunnerOptions, read_meta
-from toolkit.data import ImageSet, from_samples
+from toolkit.images import ImageSet
 from toolkit.progress import Progress, silent
 from toolkit.settings import ValidateSettings
 from toolkit.validate import ImageScores, runner_facts, open_runners, score_images
@@ -61,11 +61,11 @@ def score_shard(job: ShardJob) -> ShardResult:
     started, t0 = time.time(), time.perf_counter()
     paths = [Path(p) for p in job.artifacts]
     metas = [read_meta(p) for p in paths]
-    data = from_samples(job.root, job.classes, job.samples, metas[0].preprocess)
+    data = ImageSet(root=Path(job.root), classes=job.classes, samples=job.samples)
     options = RunnerOptions(threads=job.threads, max_batch=job.batch_size)
     with open_runners(paths, metas, job.targets, options) as runners:
         open_s = time.perf_counter() - t0
-        scores = score_images(runners, data, batch_size=job.batch_size)
+        scores = score_images(runners, data, pre=metas[0].preprocess, batch_size=job.batch_size)
         facts = runner_facts(runners, metas[0].preprocess, measure_latency=False)
     return ShardResult(scores=scores, facts=facts, started=started, open_s=open_s, seconds=time.perf_counter() - t0)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from toolkit.artifact import ModelMeta
 from toolkit.backends.base import CompileJob, Compiled, Runner, RunnerOptions
-from toolkit.errors import RtkError
+from toolkit.errors import RtkError, install_command
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,16 +41,17 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend(name="torch", package="torch", install="pip install rtk", runner="toolkit.backends.torch.runner:TorchRunner",
-            runs=(".pt",), owns=(".pt",), meta="toolkit.models:checkpoint_meta"),
-    Backend(name="onnxruntime", package="onnxruntime", install="pip install rtk",
+    Backend(name="torch", package="torch", install=install_command("torch"),
+            runner="toolkit.backends.torch.runner:TorchRunner", runs=(".pt",), owns=(".pt",),
+            meta="toolkit.models:checkpoint_meta"),
+    Backend(name="onnxruntime", package="onnxruntime", install=install_command("onnxruntime"),
             runner="toolkit.backends.onnxruntime.runner:OnnxRuntimeRunner", runs=(".onnx",), owns=(".onnx",),
             meta="toolkit.onnx_file:read_onnx_meta", int8="nncf"),
-    Backend(name="openvino", package="openvino", install="pip install rtk",
+    Backend(name="openvino", package="openvino", install=install_command("openvino"),
             runner="toolkit.backends.openvino.runner:OpenVINORunner", runs=(".xml", ".onnx"), owns=(".xml",),
             meta="toolkit.backends.openvino.loader:read_ir_meta", compiler="toolkit.backends.openvino.builder:compile_ir",
             calibrates=True, int8="nncf"),
-    Backend(name="tensorrt", package="tensorrt", install="pip install 'rtk[tensorrt]' on a machine with an NVIDIA GPU",
+    Backend(name="tensorrt", package="tensorrt", install=install_command("tensorrt"),
             runner="toolkit.backends.tensorrt.runner:TensorRTRunner", runs=(".engine", ".plan"),
             owns=(".engine", ".plan"), meta="toolkit.backends.tensorrt.sidecar:read_engine_meta",
             compiler="toolkit.backends.tensorrt.builder:compile_engine", check_only=True, int8="trt_qdq"),

@@ -9,7 +9,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from toolkit import console as ui
-from toolkit.errors import GateFailed, RtkError
+from toolkit.errors import GateFailed, RtkError, missing_extra
 from toolkit.settings import TARGETS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -34,13 +34,19 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 def command(fn: Callable) -> Callable:
-    """Turn library errors into one line on stderr and the documented exit codes (2 input, 1 gate)."""
+    """Turn library errors into one line on stderr and the documented exit codes (2 input, 1 gate).
+
+    An optional package missing from this install (torch for a making command, openvino for an IR) is bad
+    input too: the line names the extra to install."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             _check_json_path(kwargs.get("json"))
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except ImportError as exc:
+                raise missing_extra(exc, what=f"rtk {fn.__name__.strip('_').replace('_', ' ')}") or exc
         except (RtkError, GateFailed) as exc:
             if _debug["on"]:
                 raise

@@ -41,6 +41,23 @@ def build(model: type[M], *, flags: dict[str, str] | None = None, **values: Any)
         raise RtkError(explain(exc, values, flags)) from None
 
 
+def to_argv(settings: BaseModel, *, model: type[BaseModel] | None = None, flags: dict[str, str] | None = None,
+            exclude: tuple[str, ...] = ()) -> list[str]:
+    """The flags that `build` turns back into `settings` (the fields of `model`, default its own type): how a
+    command is handed to another rtk (`toolkit.remote`). A field left at None is left out (its default)."""
+    out: list[str] = []
+    for field in (model or type(settings)).model_fields:
+        value = getattr(settings, field)
+        if field in exclude or value is None:
+            continue
+        if isinstance(value, bool):
+            on, _, off = flag_name(field, flags).partition("/")        # "--x", or "--x/--y" as typer spells it
+            out.append(on if value else off or "--no-" + on.removeprefix("--"))
+        else:
+            out += [flag_name(field, flags), ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return out
+
+
 def explain(exc: ValidationError, values: dict[str, Any], flags: dict[str, str] | None = None) -> str:
     """The first validation error as one line in the command line's terms."""
     first = exc.errors()[0]

@@ -231,7 +231,7 @@ def quantize(
 @app.command("compile")
 @command
 def compile_(
-    source: Annotated[Path, typer.Argument(help="ONNX model (FP32, or INT8 with Q/DQ nodes).")],
+    source: Annotated[Path, typer.Argument(help="ONNX model (FP32, FP16, or INT8 with Q/DQ nodes).")],
     target: Annotated[str, typer.Option(help="openvino (IR .xml + .bin) or tensorrt (.engine + .json sidecar).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="OpenVINO: a folder (model.xml inside) "
                                                    "or a .xml path; TensorRT: a .engine path.")] = None,
@@ -242,6 +242,7 @@ def compile_(
     max_batch: Annotated[Optional[int], opt(C, "max_batch")] = default(C, "max_batch"),
     workspace_mb: Annotated[Optional[int], opt(C, "workspace_mb")] = default(C, "workspace_mb"),
     timing_cache: Annotated[Optional[Path], opt(C, "timing_cache")] = default(C, "timing_cache"),
+    version_compatible: Annotated[bool, opt(C, "version_compatible")] = default(C, "version_compatible"),
     check_only: Annotated[bool, opt(C, "check_only")] = default(C, "check_only"),
     calibration: Annotated[Optional[Path], typer.Option(help="OpenVINO INT8 with NNCF: image folder for a "
                                                               "model without Q/DQ.")] = None,
@@ -251,7 +252,8 @@ def compile_(
 ) -> None:
     """Compile ONNX for OpenVINO (IR) or TensorRT (engine); --check-only lists what TensorRT would refuse."""
     settings = build(C, precision=precision, batch=batch, min_batch=min_batch, opt_batch=opt_batch,
-                     max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache, check_only=check_only,
+                     max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
+                     version_compatible=version_compatible, check_only=check_only,
                      calibration_samples=calibration_samples)
     if dump_recipe:
         targets = ["tensorrt"] if target == "tensorrt" else ["onnxruntime", target]

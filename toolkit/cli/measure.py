@@ -41,12 +41,13 @@ def validate(
                                                     "--address) and merge them exactly; needs the ray extra.")] = False,
     shards: Annotated[Optional[int], opt(V, "shards")] = None,
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
+    isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
     json: JsonOpt = None,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
     from toolkit.validate import validate as run
 
-    settings = build(V, batch_size=batch_size, threads=threads, shards=shards)
+    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa)
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
                   flags={"max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement"})
     targets = list(target or [])
@@ -87,13 +88,14 @@ def bench(
     seconds: Annotated[Optional[float], opt(B, "seconds")] = default(B, "seconds"),
     threads: ThreadsOpt = None,
     hint: Annotated[str, opt(B, "hint")] = default(B, "hint"),
+    remote: Annotated[Optional[str], opt(B, "remote")] = default(B, "remote"),
     json: JsonOpt = None,
 ) -> None:
-    """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime."""
+    """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime (here, or on --remote)."""
     from toolkit.bench import bench as run
 
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
-                     threads=threads, hint=hint, flags={"batches": "--batch"})
+                     threads=threads, hint=hint, remote=remote, flags={"batches": "--batch"})
     with ui.progress("benchmarking") as progress:
         result = run(artifact, target=target, settings=settings, progress=progress)
     ui.show_bench(result)

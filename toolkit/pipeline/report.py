@@ -43,6 +43,8 @@ class Row(BaseModel):
     throughput_ips: dict[int, float] = Field(default_factory=dict)
     speedup: float | None = None
     size_ratio: float | None = None
+    isa: str | None = None   # oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa)
+    device: str | None = None   # the SSH device it was timed on (bench.remote): name, host, CPU
 
 
 class Headline(BaseModel):
@@ -104,8 +106,12 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
         row = Row(name=a.name, path=a.path, target=a.target, precision=a.precision, role=a.role,
                   size_mb=artifact_size_mb(Path(a.path)), top1=s.get("top1"), top5=s.get("top5"),
                   drop_pt=s.get("drop_pt"), agreement=s.get("agreement"), cosine=s.get("cosine"),
-                  per_class_top1=s.get("per_class_top1", {}))
+                  per_class_top1=s.get("per_class_top1", {}), isa=s.get("isa"))
         runs = benches.get(a.name, [])
+        row.isa = row.isa or (runs[0].get("isa") if runs else None)
+        device = runs[0].get("device") if runs else None
+        if device:
+            row.device = f"{device['name']} ({device['hostname']}, {device['cpu']}, {device['cores']} cores)"
         if runs:
             first = [r["results"][0] for r in runs]
             row.batch = first[0]["batch"]
@@ -160,6 +166,12 @@ def markdown(report: Report) -> str:
     if report.validation_images:
         lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
                       f"{len(report.rows[-1].p50_repeats)} interleaved repeats."]
+    devices = sorted({r.device for r in report.rows if r.device})
+    if devices:
+        lines += ["", "Latency measured on " + "; ".join(devices) + "."]
+    tiers = {r.target: r.isa for r in report.rows if r.isa}
+    if tiers:
+        lines += ["", "ISA tier (oneDNN) per runtime: " + ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
     lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report.plots]
     lines += ["", "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
     lines += [f"| {s.name} | {s.seconds:.1f} | {_stage_note(s)} |" for s in report.stages]

@@ -247,7 +247,7 @@ def write_manifest(ctx: Run, started: str) -> Path:
         "recipe": ctx.recipe.model_dump(mode="json"),
         "seeds": {"recipe": ctx.recipe.seed},
         "machine": {"cpu": machine.cpu.model_dump(), "gpu": machine.gpu, "python": machine.python,
-                    "platform": machine.platform},
+                    "platform": machine.platform, "isa_tiers": machine.isa_tiers},
         "packages": machine.packages,
         "inputs": {k: v for k, v in _hash_inputs(ctx.inputs()).items()},
         "outputs": {str(p.relative_to(ctx.root)): sha256_file(p) for p in files},

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from toolkit.backends import available
 from toolkit.errors import GateFailed, RtkError
+from toolkit.isa import effective_tier
 from toolkit.settings import CompileSettings
 
 
@@ -209,7 +210,7 @@ def _validate(ctx, arts: list[Artifact], val: Path | None, reference: Path) -> d
     rows = [a for a in arts if a.role != "reference"]
     v = ctx.recipe.validate_
     return ctx.stage("validate", {"artifacts": [a.path for a in rows], "targets": [a.target for a in rows],
-                                  **v.model_dump()},
+                                  **v.model_dump(), "tier": effective_tier("openvino")},
                      [Path(a.path) for a in arts] + [val], [],
                      lambda: validate([a.path for a in rows], val, reference=reference,
                                       targets=[a.target for a in rows], settings=v, measure_latency=False))
@@ -230,7 +231,8 @@ def _bench(ctx, arts: list[Artifact]) -> dict[str, list[dict]]:
                 out[a.name].append(bench(a.path, target=a.target, settings=b).model_dump(mode="json"))
         return out
 
-    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed]},
+    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed],
+                               "tier": effective_tier("openvino")},
                      [Path(a.path) for a in timed], [], run, timing="node")
 
 

@@ -26,6 +26,7 @@ from toolkit.backends import BACKENDS, load, read_meta, targets_with
 from toolkit.backends.tensorrt.check import REFUSED_OPS
 from toolkit.errors import GateFailed, RtkError
 from toolkit.io import atomic_outputs, check_output, sha256_file
+from toolkit.isa import effective_tier
 from toolkit.onnx_file import input_dims, load_onnx
 from toolkit.progress import Progress, silent
 from toolkit.quantize.calibration import CalibrationSet, calibration_set
@@ -154,7 +155,8 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
         save_int8(made.model, staged, quant_meta)
         size32, size8 = size_mb(source), size_mb(staged)
         facts: dict[str, Any] = {"size_fp32_mb": size32, "size_int8_mb": size8, "size_ratio": size32 / size8,
-                                 "calibration_seconds": calib_seconds, "measured_on": runtime}
+                                 "calibration_seconds": calib_seconds, "measured_on": runtime,
+                                 "measured_isa": effective_tier(runtime)}
         if val is not None:
             say(f"top-1 on {val}: FP32 vs INT8 on {runtime}")
             facts.update(accuracy(source, staged, val, runtime))

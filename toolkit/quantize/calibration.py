@@ -4,7 +4,7 @@ Images come from a folder (an ImageFolder with one sub-folder per class, or a fl
 from a definition file (`--calib-list`: one path per line relative to the folder, as in MLPerf's
 `cal_image_list_option_1.txt`). The pick is seeded and class-balanced: classes are shuffled independently
 and taken in turn, so 300 images from 10 classes are 30 per class. Preprocessing is the artifact's own
-`ModelMeta.preprocess` through `data.eval_transform`, the same path validation uses.
+`ModelMeta.preprocess` through `preprocess.eval_array`, the same path validation uses.
 
 Random tensors (`calib="random"`) exist only for speed tests: the artifact records that source, and its
 accuracy means nothing.
@@ -21,9 +21,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from toolkit.artifact import Preprocess
+from toolkit.images import IMAGE_EXTENSIONS, load_image, split_dir
 from toolkit.io import write_text_atomic
+from toolkit.preprocess import eval_array
 from toolkit.progress import Progress, silent
-from toolkit.data import IMAGE_EXTENSIONS, eval_transform, load_image, split_dir
 from toolkit.errors import RtkError
 
 DEFAULT_SUBSET = 300
@@ -135,13 +136,12 @@ def calibration_set(calib: Path | Literal["random"], pre: Preprocess, *, subset:
     wanted = subset if subset is not None or list_file is not None else DEFAULT_SUBSET
     ordered = select_files(Path(calib), subset=subset, seed=seed, list_file=list_file)
     target = len(ordered) if wanted is None else min(wanted, len(ordered))
-    tf = eval_transform(pre)
     tensors, chosen, skipped = [], [], []
     for cand in ordered:
         if len(chosen) == target:
             break
         try:
-            x = tf(load_image(cand.path)).numpy()
+            x = eval_array(load_image(cand.path), pre)
         except RtkError:
             skipped.append(str(cand.path))
             continue

@@ -1,15 +1,20 @@
 """NNCF post-training quantization for the CPU targets (ONNX Runtime, OpenVINO): settings, calls, accuracy control.
 
-CPU settings by the ISA tier `toolkit.doctor.cpu_info()` detects (`cpu_settings`; measured numbers are in
+CPU settings by the oneDNN ISA tier `toolkit.isa` finds on this CPU (`cpu_settings`; measured numbers are in
 calibration/README.md):
 
-| ISA tier       | preset      | overflow fix | why                                                                 |
-|----------------|-------------|--------------|---------------------------------------------------------------------|
-| amx, vnni      | performance | disable      | VPDPBUSD/TDPBUSD add u8*s8 products straight into int32: nothing   |
-|                |             |              | saturates, so weights keep all 8 bits                              |
-| avx512, avx2   | performance | enable       | without VNNI, VPMADDUBSW sums u8*s8 pairs in int16 and saturates;   |
-|                |             |              | NNCF's overflow fix gives every weight 7 bits so the sum fits      |
-| other          | performance | first_layer_only | NNCF's default                                                      |
+| ISA tier              | preset      | overflow fix | why                                                          |
+|-----------------------|-------------|--------------|--------------------------------------------------------------|
+| *_VNNI, *_BF16, *_AMX | performance | disable      | VPDPBUSD/TDPBUSD add u8*s8 products straight into int32:     |
+|                       |             |              | nothing saturates, so weights keep all 8 bits                |
+| AVX512_CORE, AVX2     | performance | enable       | without VNNI, VPMADDUBSW sums u8*s8 pairs in int16 and can   |
+|                       |             |              | saturate; NNCF's overflow fix gives every weight 7 bits      |
+| other                 | performance | first_layer_only | NNCF's default                                           |
+
+The tier is the build machine's. An artifact made on a VNNI CPU and run on one without saturates in its first
+convolution (signed input); on a trained ResNet50 that quadrupled the logits error but did not lower top-1, while
+the first-layer fix that prevents it cost about 0.5 pt on every tier (calibration/README.md). `rtk validate --isa`
+checks a deployment tier.
 
 Activation ranges on every tier: the min and max over all calibration images (`activations_range=minmax`, as
 ONNX Runtime's MinMax and PyTorch's MinMaxObserver), not NNCF's default mean of per-image min/max, which clips
@@ -34,6 +39,7 @@ from pydantic import BaseModel
 from toolkit.artifact import ModelMeta
 from toolkit.doctor import CpuInfo, cpu_info
 from toolkit.errors import GateFailed
+from toolkit.isa import has_vnni
 from toolkit.onnx_file import input_dims, input_name
 from toolkit.quantize.calibration import CalibrationSet
 from toolkit.quantize.result import AccuracyControl, Quantized, quantization_record
@@ -53,10 +59,10 @@ class CpuSettings(BaseModel):
 def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
     """NNCF settings for a CPU target, chosen by the INT8 ISA tier (see the module docstring)."""
     tier = (cpu or cpu_info()).int8_class
-    if tier in ("amx", "vnni"):
+    if has_vnni(tier):
         return CpuSettings(overflow_fix="disable", isa=tier, reason=(
             f"{tier}: u8*s8 products accumulate in int32 (VNNI/AMX), no saturation, so full 8-bit weights"))
-    if tier in ("avx512", "avx2"):
+    if tier in ("AVX512_CORE", "AVX2"):
         return CpuSettings(overflow_fix="enable", isa=tier, reason=(
             f"{tier} without VNNI: VPMADDUBSW sums u8*s8 pairs in int16 and can saturate; 7-bit weights avoid it"))
     return CpuSettings(overflow_fix="first_layer_only", isa=tier, reason=f"{tier}: NNCF's default overflow fix")

@@ -52,6 +52,7 @@ class QuantizeResult(BaseModel):
     size_int8_mb: float
     size_ratio: float
     measured_on: str | None
+    measured_isa: str | None = None   # oneDNN ISA tier of measured_on's kernels (toolkit.isa)
     val: str | None = None
     val_images: int | None = None
     top1_fp32: float | None = None

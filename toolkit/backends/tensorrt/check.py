@@ -1,7 +1,7 @@
 """What TensorRT will refuse or run badly in an ONNX model, found on a CPU without TensorRT installed.
 
 `rtk compile --target tensorrt --check-only` runs this. It reads the graph with `onnx` only and reports
-typed findings: an *error* is something the TensorRT 10 ONNX parser or builder rejects (or silently
+typed findings: an *error* is something TensorRT's ONNX parser or builder (10.x and 11.x) rejects (or silently
 computes differently), a *warning* is something that builds but may be slow or surprising.
 
 The quantization rules are TensorRT's explicit-quantization rules: Q/DQ in signed INT8, zero-point 0,
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 Severity = Literal["error", "warning"]
 
-OPSET_RANGE = range(9, 23)  # opsets the TensorRT 10 ONNX parser documents
+OPSET_RANGE = range(9, 23)  # opsets the ONNX parsers of TensorRT 10.x and 11.x both document (11.x: up to 25)
 
-# Ops a ResNet-style classifier (and its QDQ form) uses, all supported by the TensorRT 10 ONNX parser.
+# Ops a ResNet-style classifier (and its FP16 and QDQ forms) uses, all supported by TensorRT's ONNX parser.
 SUPPORTED_OPS = frozenset({
     "Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid",
     "HardSwish", "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add", "Sub",
@@ -88,8 +88,9 @@ def _opset(model: Any) -> list[Finding]:
                                 f"({OPSET_RANGE.start}+); re-export with --opset 17")]
     if opset >= OPSET_RANGE.stop:
         return [Finding(severity="warning", node="(model)",
-                        message=f"opset {opset} is newer than the TensorRT 10 parser documents "
-                                f"(up to {OPSET_RANGE.stop - 1}); re-export with --opset 17 if parsing fails")]
+                        message=f"opset {opset} is newer than TensorRT 10's ONNX parser documents "
+                                f"(up to {OPSET_RANGE.stop - 1}; TensorRT 11: 25); re-export with --opset 17 if "
+                                "parsing fails")]
     return []
 
 

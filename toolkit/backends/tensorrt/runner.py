@@ -1,4 +1,8 @@
-"""TensorRT runner: a deserialized engine with device buffers and CUDA events (h2d / compute / d2h phases)."""
+"""TensorRT runner: a deserialized engine with device buffers and CUDA events (h2d / compute / d2h phases).
+
+Before TensorRT is asked to load anything, the GPU is checked (`gpu.require_gpu`) and the sidecar is held
+against this TensorRT and GPU (`sidecar.check_compatible`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.backends.base import Runner
-from toolkit.backends.tensorrt.bindings import cuda_call, gpu_facts, import_cudart, import_tensorrt
+from toolkit.backends.tensorrt.bindings import cuda_call, import_cudart, import_tensorrt, new_runtime
+from toolkit.backends.tensorrt.gpu import gpu_facts, require_gpu
 from toolkit.backends.tensorrt.sidecar import check_compatible, read_sidecar
 from toolkit.errors import RtkError
 
@@ -21,10 +26,13 @@ class TensorRTRunner(Runner):
         trt = import_tensorrt()
         self.cudart = cudart = import_cudart()
         self.sidecar = read_sidecar(self.path)
+        require_gpu()
         check_compatible(self.sidecar, tensorrt=trt.__version__, path=self.path, **gpu_facts())
         self._allocs: list[Any] = []
         self._hosts: list[Any] = []
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        runtime, self._logger = new_runtime(trt)
+        if self.sidecar.get("version_compatible"):
+            runtime.engine_host_code_allowed = True   # the plan carries its lean runtime; rtk built it (sidecar)
         self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise RtkError(f"{self.path}: TensorRT could not deserialize it; rebuild with "
@@ -75,16 +83,15 @@ class TensorRTRunner(Runner):
         in_bytes = n * self.h_in[0].nbytes
         out_bytes = n * self.h_out[0].nbytes
         start, h2d, compute, d2h = self.events
-        kind = cudart.cudaMemcpyKind
         cuda_call(cudart.cudaEventRecord(start, self.stream))
         cuda_call(cudart.cudaMemcpyAsync(self.d_in, self.h_in.ctypes.data, in_bytes,
-                                         kind.cudaMemcpyHostToDevice, self.stream))
+                                         cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
         cuda_call(cudart.cudaEventRecord(h2d, self.stream))
         if not self.context.execute_async_v3(int(self.stream)):
             raise RtkError(f"{self.path}: TensorRT execution failed (see the log above)")
         cuda_call(cudart.cudaEventRecord(compute, self.stream))
         cuda_call(cudart.cudaMemcpyAsync(self.h_out.ctypes.data, self.d_out, out_bytes,
-                                         kind.cudaMemcpyDeviceToHost, self.stream))
+                                         cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
         cuda_call(cudart.cudaEventRecord(d2h, self.stream))
         cuda_call(cudart.cudaStreamSynchronize(self.stream))
         phases = None
@@ -122,6 +129,9 @@ class TensorRTRunner(Runner):
         self.events, self._allocs, self._hosts = [], [], []
 
     def describe(self) -> dict[str, object]:
-        return {"target": self.target, "version": self.sidecar.get("tensorrt"), "device": self.sidecar.get("gpu"),
-                "compute_capability": self.sidecar.get("compute_capability"),
+        import tensorrt as trt
+
+        return {"target": self.target, "version": trt.__version__, "built_with": self.sidecar.get("tensorrt"),
+                "version_compatible": self.sidecar.get("version_compatible", False),
+                "device": self.sidecar.get("gpu"), "compute_capability": self.sidecar.get("compute_capability"),
                 "precision": self.sidecar.get("precision"), "profile": self.sidecar.get("profile")}

@@ -1,0 +1,124 @@
+"""oneDNN ISA tiers: the tier logic on described CPUs, and rtk's INT8 accuracy under every tier this CPU can emulate.
+
+The per-tier case runs `rtk validate --isa TIER` (a fresh process with ONEDNN_MAX_CPU_ISA) on the INT8 IR and the
+QDQ ONNX on OpenVINO; a tier above this CPU is skipped with the reason, so an AMX machine runs all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from toolkit.doctor import ISA_FLAGS, CpuInfo
+from toolkit.errors import RtkError
+from toolkit.isa import TIERS, capped_tier, check_tier, effective_tier, has_vnni, native_tier, runnable
+
+
+def cpu(*flags: str) -> CpuInfo:
+    return CpuInfo(model="test", machine="x86_64", cores=2, isa={f: f in flags for f in ISA_FLAGS})
+
+
+AVX512 = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq")
+ZEN4 = cpu(*AVX512, "avx512_vnni", "avx512_bf16", "avx_vnni")
+CASCADE_LAKE = cpu(*AVX512, "avx512_vnni")
+SAPPHIRE_RAPIDS = cpu(*AVX512, "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512_fp16", "amx_tile", "amx_int8",
+                      "amx_bf16")
+
+
+def test_every_flag_a_tier_needs_is_one_doctor_reads():
+    assert set().union(*TIERS.values()) <= set(ISA_FLAGS)
+
+
+def test_the_isa_setting_is_the_tier_vocabulary_in_cli_and_recipe():
+    """`validate.isa` takes exactly the tiers toolkit.isa knows, in any case, from a flag or a recipe."""
+    from toolkit.cli.flags import build
+    from toolkit.recipe import parse_recipe
+    from toolkit.settings import ISA_TIERS, ValidateSettings
+
+    assert tuple(TIERS) == ISA_TIERS
+    assert build(ValidateSettings, isa=" avx2 ").isa == "AVX2"
+    recipe = parse_recipe("name: t\nmodel: {source: random}\nvalidate:\n  isa: avx512_core\n")
+    assert recipe.validate_.isa == "AVX512_CORE"
+    with pytest.raises(RtkError, match="^--isa SSE9: unknown tier; choose one of AVX2, AVX2_VNNI"):
+        build(ValidateSettings, isa="SSE9")
+    with pytest.raises(RtkError, match=r"<recipe>:4: validate.isa: .*unknown tier"):
+        parse_recipe("name: t\nmodel: {source: random}\nvalidate:\n  isa: SSE9\n")
+
+
+def test_native_and_runnable_tiers_follow_the_flags():
+    assert runnable(ZEN4) == ["AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16"]
+    assert native_tier(ZEN4) == ZEN4.int8_class == "AVX512_CORE_BF16"
+    assert runnable(CASCADE_LAKE) == ["AVX2", "AVX512_CORE", "AVX512_CORE_VNNI"]    # no AVX-VNNI before Alder Lake
+    assert runnable(SAPPHIRE_RAPIDS) == list(TIERS)
+    assert native_tier(cpu("avx2", "fma")) == "AVX2" and native_tier(cpu()) is None and cpu().int8_class == "other"
+
+
+def test_a_cap_runs_the_highest_tier_at_or_below_it():
+    """oneDNN's partial order: AVX2_VNNI is below AMX only, so capping a Cascade Lake there leaves plain AVX2."""
+    assert capped_tier("avx512_core", ZEN4) == "AVX512_CORE"
+    assert capped_tier("AVX2_VNNI", CASCADE_LAKE) == "AVX2"
+    assert capped_tier("AVX512_CORE_AMX", ZEN4) == "AVX512_CORE_BF16"
+    assert capped_tier(None, ZEN4) == capped_tier("DEFAULT", ZEN4) == "AVX512_CORE_BF16"
+    assert capped_tier("nonsense", ZEN4) == "AVX512_CORE_BF16"     # oneDNN ignores a value it does not know
+    assert capped_tier("SSE41", ZEN4) == "SSE41"
+    assert effective_tier("openvino", ZEN4, cap="AVX2") == effective_tier("torch", ZEN4, cap="AVX2") == "AVX2"
+    assert effective_tier("onnxruntime", ZEN4, cap="AVX2") == "AVX512_CORE_BF16"     # MLAS ignores the cap
+    assert effective_tier("tensorrt", ZEN4, cap="AVX2") is None
+    assert [t for t in TIERS if has_vnni(t)] == ["AVX2_VNNI", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX"]
+
+
+def test_nncf_settings_follow_the_tier():
+    """The overflow fix by tier (toolkit.quantize.nncf_cpu): off where VNNI/AMX accumulate in int32, on without VNNI."""
+    from toolkit.quantize.nncf_cpu import cpu_settings
+
+    fixes = {c.int8_class: cpu_settings(c).overflow_fix
+             for c in (ZEN4, CASCADE_LAKE, SAPPHIRE_RAPIDS, cpu(*AVX512), cpu("avx2", "fma"), cpu())}
+    assert fixes == {"AVX512_CORE_BF16": "disable", "AVX512_CORE_VNNI": "disable", "AVX512_CORE_AMX": "disable",
+                     "AVX512_CORE": "enable", "AVX2": "enable", "other": "first_layer_only"}
+    assert cpu_settings(ZEN4).isa == "AVX512_CORE_BF16"
+
+
+def test_check_tier_refuses_unknown_names_and_tiers_above_the_cpu():
+    assert check_tier(" avx2_vnni ", ZEN4) == "AVX2_VNNI"
+    with pytest.raises(RtkError, match="unknown tier; choose one of AVX2, AVX2_VNNI"):
+        check_tier("AVX", ZEN4)
+    with pytest.raises(RtkError, match="lacks amx_bf16 amx_int8 amx_tile avx512_fp16 .*can only go down"):
+        check_tier("AVX512_CORE_AMX", ZEN4)
+    with pytest.raises(RtkError, match="lacks avx_vnni"):
+        check_tier("AVX2_VNNI", CASCADE_LAKE)
+
+
+def test_doctor_json_names_the_tiers(cli, tmp_path):
+    out = tmp_path / "doctor.json"
+    assert cli("doctor", "--json", out).exit_code == 0
+    report = json.loads(out.read_text())
+    tiers = report["isa_tiers"]
+    assert tiers["native"] == native_tier() and tiers["runnable"] == runnable() and tiers["native"] in TIERS
+    assert tiers["openvino"] == effective_tier("openvino")
+
+
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_int8_accuracy_holds_on_every_isa_tier(tier, accurate_int8, tiny_data, cli, tmp_path, monkeypatch):
+    """rtk's INT8 IR and QDQ ONNX on OpenVINO keep FP32's top-1 and logits under `tier`, and the capped process
+    really ran convolutions of that tier: oneDNN's verbose log names each one's kernel, e.g. brg_conv_fwd:avx2_vnni
+    (VNNI or not, AVX-512 or not)."""
+    if tier not in runnable():
+        pytest.skip(f"{tier} is above this CPU (native tier {native_tier()}); a CPU that has it runs this case")
+    fp32, qdq, ir = accurate_int8
+    monkeypatch.setenv("ONEDNN_VERBOSE", "profile_create")
+    out = tmp_path / "v.json"
+    res = cli("validate", ir, qdq, "--target", "openvino", "--data", tiny_data / "val", "--reference", fp32,
+              "--max-drop", "0.1", "--isa", tier, "--json", out)
+    assert res.exit_code == 0, res.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["reference"]["isa"] == native_tier() and report["reference"]["target"] == "onnxruntime"
+    for score in report["artifacts"]:
+        assert score["target"] == "openvino" and score["isa"] == tier
+        assert score["drop_pt"] <= 0.1 and score["cosine"] > 0.999, score
+    kernels = {m.rsplit(":", 1)[-1] for m in re.findall(r",convolution,([^,]+),", res.stderr)}
+    assert kernels, res.stderr[-2000:]
+    for isa in kernels:
+        assert (("vnni" in isa) or ("amx" in isa)) == has_vnni(tier), kernels
+        assert (("avx512" in isa) or ("avx10" in isa)) == tier.startswith("AVX512"), kernels

@@ -1,0 +1,155 @@
+"""Image files in, 8-bit RGB out, and labeled image folders scanned: no torch, so a device install can validate.
+
+A labeled folder is an ImageFolder tree (one sub-folder per class), read by the rules of torchvision's
+`datasets.ImageFolder`: class folders sorted by name, files under each (sub-folders included) in sorted
+`os.walk` order. Files that are not images, or that cannot be decoded, are skipped and counted
+(`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
+to torchvision's on a tree with nested folders, hidden files, broken images and a symlinked class.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from toolkit.errors import RtkError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode any common image into 8-bit RGB (grayscale, RGBA, CMYK, palette, 16-bit included)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise RtkError(f"{path}: image is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} px); resize it") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise RtkError(f"{path}: cannot decode image ({exc}); remove or replace the file") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB: 16-bit scaled to 8 bits, transparency composited onto black, every other mode converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (0, 0, 0))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def readable_image(path: str) -> bool:
+    """A regular file (not a FIFO or device, which would block) that PIL can verify and is not a decompression bomb."""
+    if not path.lower().endswith(IMAGE_EXTENSIONS):
+        return False
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.verify()
+        return True
+    except Exception:
+        return False
+
+
+def symlink_loop(root: Path) -> str | None:
+    """The first folder symlink under `root` that points back at one of its own ancestors (os.walk would loop)."""
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        here = os.path.realpath(dirpath)
+        for name in dirnames:
+            link = os.path.join(dirpath, name)
+            if os.path.islink(link):
+                target = os.path.realpath(link)
+                if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+                    return link
+    return None
+
+
+@dataclass
+class ImageSet:
+    """The usable images of a labeled folder, in ImageFolder order, plus what was left out of it."""
+
+    root: Path
+    classes: list[str]
+    samples: list[tuple[str, int]]          # (path, class index)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def targets(self) -> list[int]:
+        return [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.targets, dtype=np.int64), minlength=len(self.classes))
+        return {name: int(n) for name, n in zip(self.classes, counts)}
+
+
+def scan_folder(root: str | Path) -> ImageSet:
+    """The images of an ImageFolder tree in torchvision's order; refuses missing, empty or looping folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RtkError(f"data folder {root} not found; pass a folder with one sub-folder of images per class")
+    loop = symlink_loop(root)
+    if loop:
+        raise RtkError(f"{loop} is a symlink back to a folder that contains it (a loop); remove the link")
+    try:
+        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    except OSError as exc:
+        raise RtkError(f"data folder {root}: {exc}; it needs one sub-folder of images per class") from None
+    if not classes:
+        raise RtkError(f"data folder {root}: no class folder in it; it needs one sub-folder of images per class")
+    samples: list[tuple[str, int]] = []
+    skipped: list[str] = []
+    for index, name in enumerate(classes):
+        class_dir = os.path.join(str(root), name)
+        if not os.path.isdir(class_dir):
+            continue
+        for dirpath, _, files in sorted(os.walk(class_dir, followlinks=True)):
+            for fname in sorted(files):
+                path = os.path.join(dirpath, fname)
+                if readable_image(path):
+                    samples.append((path, index))
+                else:
+                    skipped.append(path)
+    if not samples:
+        raise RtkError(f"data folder {root} holds no readable images; it needs one sub-folder of images per class")
+    return ImageSet(root=root, classes=classes, samples=samples, skipped=sorted(skipped))
+
+
+def split_dir(root: Path, split: str) -> Path:
+    """`root/split` when the data set has splits, else `root` itself."""
+    root = Path(root)
+    return root / split if (root / split).is_dir() else root
+
+
+def check_classes(model_classes: Sequence[str], data: ImageSet, what: str = "model") -> None:
+    """Refuse data whose class folders are not the model's classes in the model's order."""
+    if list(model_classes) == data.classes:
+        return
+    missing = [c for c in model_classes if c not in data.classes]
+    extra = [c for c in data.classes if c not in model_classes]
+    if missing or extra:
+        raise RtkError(f"{what} classes do not match the folders of {data.root}: missing {missing[:5]}, "
+                       f"unexpected {extra[:5]}; use data with the model's classes")
+    raise RtkError(f"{what} lists its classes in another order than {data.root} (folders sort alphabetically); "
+                   "re-train or re-export with the folder order")

@@ -1,0 +1,394 @@
+"""The SSH channel to a device: copy an artifact there once (by sha256), run the device's own rtk, collect its JSON.
+
+    run = remote_run(Device(dest="nuc"), ["bench", Path("model.xml"), "--runs", "50"])
+    run.as_json()          # what `rtk bench --json` writes on the device, plus a "device" block
+
+Transport: the system OpenSSH client, not paramiko or asyncssh. The user's ~/.ssh/config (aliases, ProxyJump,
+Match, ControlMaster), keys, agent, hardware keys and known_hosts then work exactly as in their shell, with no
+code of ours; the libraries re-implement a subset (paramiko reads ssh_config but follows neither ProxyJump nor
+Match) and would add a dependency to every install, while `ssh` is on every Linux and macOS host. rtk adds
+BatchMode (no password or host-key prompt behind a progress bar) and StrictHostKeyChecking=yes (an unknown host
+key is refused whatever the config says: connect once by hand and check it).
+
+The device side is toolkit/remote.sh (probe, upload, run). Artifacts land in <cache>/artifacts/<key>/<name>
+(cache ~/.cache/rtk): <key> is the file's sha256, or for an artifact with companions (an IR's .bin, an engine's
+sidecar) the sha256 of their `sha256sum`-style list; each file is verified on arrival and the artifact is
+moved in last, so its presence means a complete set and a second call copies nothing. Copies and runs hold
+<cache>/device.lock, so two hosts (as the same device user) never time on one device at once.
+
+Failures are one line (RemoteError): exit 2 for what the user fixes (a bad DEST, an unknown or changed host
+key, authentication refused, rtk, a tool or a runtime missing on the device, a device rtk too old, its disk
+full), 4 when the device dropped out (unreachable, connection lost mid-run: a retry may succeed). Ctrl-C
+(KeyboardInterrupt, exit 130 in the CLI) returns once the device stopped its job and removed its temporary
+files. The device rtk's own failures keep its exit code and message, prefixed with the device's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import tarfile
+import threading
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path, PurePosixPath
+from typing import IO, Callable, Sequence
+
+from pydantic import BaseModel
+
+from toolkit.backends.tensorrt.sidecar import sidecar_path
+from toolkit.errors import RtkError
+from toolkit.io import sha256_file
+
+# The oldest device rtk this host works with: it reads ModelMeta as rtk writes it today and runs artifacts
+# without torch. Raise it (with the package version) when ModelMeta gains a field or remote.sh changes.
+MIN_DEVICE_RTK = "0.2.0"
+DEVICE_INSTALL = "pip install 'rtk[openvino]>={version}'"
+UNREACHABLE = 4
+STOP_SECONDS = 30          # how long a stopped job may take to clean up on the device before ssh is killed
+MARK = "rtk-remote:"
+
+
+class RemoteError(RtkError):
+    """A device fault, one line; `exit_code` 2 (fix something), 4 (device unreachable or lost), or the device's."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True, kw_only=True)
+class Device:
+    """Where and how to run: an SSH destination, the rtk to run there, its cache folder, an ssh config."""
+
+    dest: str                        # user@host, an alias from ~/.ssh/config, or ssh://user@host:port
+    label: str = ""                  # the device's name in reports (default: dest)
+    rtk: str = "rtk"                 # on the device's PATH, or a path (~/ or relative to the login folder)
+    cache: str = "~/.cache/rtk"      # on the device (~/ allowed)
+    ssh_config: Path | None = None   # ssh -F; default $RTK_SSH_CONFIG, else ssh's own (~/.ssh/config)
+    connect_timeout: int = 10
+
+    @property
+    def name(self) -> str:
+        return self.label or self.dest
+
+
+class DeviceInfo(BaseModel):
+    """The device block every remote result carries, from the device's own `rtk doctor`."""
+
+    name: str
+    hostname: str
+    cpu: str
+    cores: int
+    isa: list[str]
+    os: str
+    arch: str
+    python: str
+    rtk: str
+    runtimes: dict[str, str]
+
+
+@dataclass
+class RemoteRun:
+    result: dict               # the device rtk's --json
+    device: DeviceInfo
+    exit_code: int             # the device rtk's: 0, or 1 when a gate failed there
+    message: str | None        # the device rtk's error line when it exited 1
+
+    def as_json(self) -> dict:
+        return {**self.result, "device": self.device.model_dump()}
+
+
+_URI = re.compile(r"ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]]+)(?::(?P<port>\d{1,5}))?/?")
+_PLAIN = re.compile(r"(?:[^@/:\s]+@)?[A-Za-z0-9_.\[\]:%-]+")
+
+
+def ssh_destination(dest: str) -> list[str]:
+    """ssh arguments naming `dest`: `user@host`, an alias, or `ssh://user@host:port` (-p PORT user@host)."""
+    if dest.startswith("ssh://"):
+        match = _URI.fullmatch(dest)
+        if match and (match["port"] is None or 0 < int(match["port"]) < 65536):
+            host = match["host"].strip("[]")
+            target = f"{match['user']}@{host}" if match["user"] else host
+            return (["-p", match["port"]] if match["port"] else []) + [target]
+    elif not dest.startswith("-") and _PLAIN.fullmatch(dest):
+        return [dest]
+    raise RemoteError(f"--remote {dest!r}: give an SSH destination as user@host, an alias from ~/.ssh/config, "
+                      "or ssh://user@host:port")
+
+
+def ssh_command(device: Device) -> list[str]:
+    """ssh with the user's own setup plus rtk's four rules: never prompt, never accept an unknown host key, give up
+    connecting after `connect_timeout` s, and notice a silent network drop within 15 s."""
+    config = device.ssh_config or os.environ.get("RTK_SSH_CONFIG")
+    return ["ssh", *(["-F", str(config)] if config else []),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={device.connect_timeout}",
+            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
+            *ssh_destination(device.dest)]
+
+
+SCRIPT = files("toolkit").joinpath("remote.sh").read_text()   # the device side: probe, upload, run
+
+
+def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[bytes]], None] | None = None,
+          say: Callable[[str], None] | None = None) -> tuple[int, bytes, list[str]]:
+    """Run remote.sh's `task` on the device with `args`; (exit code, stdout, stderr lines). `feed` writes its stdin
+    once the device says it is receiving (it holds the lock by then).
+
+    ssh runs in its own session so a Ctrl-C reaches only rtk, which then closes the channel's stdin: the job on
+    the device stops its rtk, cleans up and exits, and only then does this return (or re-raise)."""
+    remote = shlex.join(["sh", "-c", SCRIPT, "rtk-remote", task, device.cache, device.rtk, *args])
+    proc = subprocess.Popen([*ssh_command(device), remote], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    lines: list[str] = []
+    out = bytearray()
+    receiving = threading.Event()
+
+    def read_err() -> None:
+        for raw in proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            lines.append(line)
+            if line == f"{MARK} receiving":
+                receiving.set()
+            elif say and line.startswith(MARK) and " error " not in line:
+                say(line[len(MARK):].strip())
+        receiving.set()
+
+    readers = [threading.Thread(target=read_err, daemon=True),
+               threading.Thread(target=lambda: out.extend(proc.stdout.read()), daemon=True)]
+    for t in readers:
+        t.start()
+    try:
+        if feed is not None:
+            receiving.wait()
+            try:
+                if proc.poll() is None:
+                    feed(proc.stdin)
+                proc.stdin.close()
+            except BrokenPipeError:     # the device stopped reading: its stderr says why
+                pass
+        for t in readers:
+            t.join()
+        return proc.wait(), bytes(out), lines
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        if not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Close the channel's stdin (the device job stops and cleans up) and wait for it; kill ssh if it hangs."""
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+_SSH_FAULTS = (  # (what ssh prints, exit code, what to tell the user)
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED", 2, "{n}: its host key changed since you recorded it (a reinstalled "
+     "device, or an attack); check it, then replace it with `ssh-keygen -R HOST` and `ssh {d}`"),
+    ("Host key verification failed", 2, "{n}: its host key is not in your known_hosts and rtk never accepts an "
+     "unknown key; connect once with `ssh {d}`, check the fingerprint, then retry"),
+    ("Permission denied", 2, "{n}: authentication refused; check the user and key with `ssh {d} true` (rtk uses "
+     "your ssh config, keys and agent, and never asks for a password)"),
+    ("Too many authentication failures", 2, "{n}: authentication refused (too many keys offered); set "
+     "IdentitiesOnly and IdentityFile for it in ~/.ssh/config"),
+    ("Could not resolve hostname", UNREACHABLE, "{n}: unknown host name; check the name or its ~/.ssh/config entry"),
+    ("Connection refused", UNREACHABLE, "{n}: unreachable (connection refused: no SSH server on that port)"),
+    ("timed out", UNREACHABLE, "{n}: unreachable (connection timed out); check the device is on and on the network"),
+    ("No route to host", UNREACHABLE, "{n}: unreachable (no route to host); check the network"),
+    ("Network is unreachable", UNREACHABLE, "{n}: unreachable (network is unreachable); check the network"),
+)
+
+
+def _device_message(lines: list[str]) -> str | None:
+    """The device rtk's own one-line error: its `error:` line, else the text of a usage-error box."""
+    said = [ln[len("error:"):].strip() for ln in lines if ln.startswith("error:")]
+    if said:
+        return said[-1]
+    boxed = " ".join(ln.strip("│ ") for ln in lines if ln.startswith("│"))
+    return " ".join(boxed.split()) or next((ln.strip() for ln in reversed(lines) if ln.strip()), None)
+
+
+def _fault(device: Device, code: int, lines: list[str], during: str) -> RemoteError | None:
+    """The one-line error for a failed ssh call, or None when it did not fail."""
+    n, d = device.name, device.dest
+    text = "\n".join(lines)
+    script = [ln[len(MARK):].strip()[len("error "):] for ln in lines if ln.startswith(f"{MARK} error ")]
+    full = next((s[len("no space: "):] for s in script if s.startswith("no space: ")), None)
+    if full or "No space left on device" in text:
+        return RemoteError(f"{n}: the device's disk is full ({full or 'while ' + during}, in {device.cache}); free "
+                           "space there and retry; nothing was left half-written")
+    if code == 255:
+        for words, exit_code, message in _SSH_FAULTS:
+            if words in text:
+                return RemoteError(message.format(n=n, d=d), exit_code)
+        last = next((ln.strip()[:200] for ln in reversed(lines) if ln.strip()), "")
+        return RemoteError(f"{n}: connection lost while {during}{f' ({last})' if last else ''}; the device stops "
+                           "the job when it sees the connection drop; retry", UNREACHABLE)
+    if code in (126, 127):
+        return RemoteError(f"{n}: cannot run {device.rtk!r} there; install rtk on the device: "
+                           f"{DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)} (or give the path of its rtk)")
+    if script and script[-1].startswith("tools"):
+        return RemoteError(f"{n}: the device lacks{script[-1][len('tools'):]}; install them there "
+                           "(Debian/Ubuntu: apt-get install tar coreutils util-linux gawk)")
+    if script:
+        return RemoteError(f"{n}: {script[-1]} while {during}; nothing was left half-written, retry", UNREACHABLE)
+    if code in (130, 143):
+        return RemoteError(f"{n}: the job was stopped on the device while {during}", UNREACHABLE)
+    if code != 0:
+        return RemoteError(f"{n}: {_device_message(lines) or f'exit code {code}'}",
+                           code if code in (1, 2, 3) else UNREACHABLE)
+    return None
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", (text or "0").split("+")[0])[:3])
+
+
+def device_info(device: Device, doctor: dict) -> DeviceInfo:
+    """The device block from the device's `rtk doctor --json`."""
+    cpu, packages = doctor.get("cpu", {}), doctor.get("packages", {})
+    runtimes = {name: packages.get(name) for name, ok in doctor.get("runtimes", {}).items() if ok}
+    return DeviceInfo(name=device.name, hostname=doctor.get("hostname", "unknown"), cpu=cpu.get("model", "unknown"),
+                      cores=cpu.get("cores", 0), isa=[k for k, v in cpu.get("isa", {}).items() if v],
+                      os=doctor.get("os", doctor.get("platform", "unknown")), arch=cpu.get("machine", "unknown"),
+                      python=doctor.get("python", "unknown"), rtk=packages.get("rtk") or "unknown",
+                      runtimes={k: v or "unknown" for k, v in runtimes.items()})
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An artifact and its companions, under one content key."""
+
+    key: str
+    files: tuple[tuple[Path, str], ...]     # (local path, sha256), companions first, the artifact last
+
+    @property
+    def folder(self) -> str:
+        return f"artifacts/{self.key}"
+
+    @property
+    def bytes(self) -> int:
+        return sum(path.stat().st_size for path, _ in self.files)
+
+    def remote(self, path: Path) -> str:
+        return str(PurePosixPath(self.folder, path.name))
+
+
+def companions(path: Path) -> list[Path]:
+    """Files an artifact needs beside it: an IR's weights, an engine's sidecar."""
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        return [path.with_suffix(".bin")]
+    if suffix in (".engine", ".plan") and sidecar_path(path).is_file():
+        return [sidecar_path(path)]
+    return []
+
+
+def upload_of(path: Path) -> Upload:
+    if path.is_dir():
+        raise RemoteError(f"{path}: a folder; remote runs copy artifact files only")
+    files = [p for p in (*companions(path), path)]
+    for f in files:
+        if not f.is_file():
+            raise RemoteError(f"{f}: file not found" + ("" if f == path else f" (it belongs with {path.name})"))
+    sums = [(f, sha256_file(f)) for f in files]
+    key = sums[0][1] if len(sums) == 1 else hashlib.sha256(
+        "".join(f"{s}  {f.name}\n" for f, s in sorted(sums, key=lambda fs: fs[0].name)).encode()).hexdigest()
+    return Upload(key=key, files=tuple(sums))
+
+
+def _tar(upload: Upload) -> Callable[[IO[bytes]], None]:
+    def feed(stream: IO[bytes]) -> None:
+        with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for path, _ in upload.files:
+                info = tar.gettarinfo(str(path), arcname=path.name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mode = 0o644
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+    return feed
+
+
+def _check_runtimes(device: Device, argv: Sequence[str | Path], uploads: dict[int, Upload], *, doctor: dict) -> None:
+    """Refuse before copying anything when the device lacks the runtime an artifact needs."""
+    from toolkit.backends import DEFAULT_TARGET
+    from toolkit.errors import install_command
+
+    given = [str(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a == "--target"]
+    needed = given or [DEFAULT_TARGET.get(Path(argv[i]).suffix.lower(), "") for i in uploads]
+    for target in dict.fromkeys(needed):
+        if target in doctor.get("runtimes", {}) and not doctor["runtimes"][target]:
+            raise RemoteError(f"{device.name} has no {target} runtime; install it there: {install_command(target)}")
+
+
+def remote_run(device: Device, argv: Sequence[str | Path], *,
+               say: Callable[[str], None] | None = None) -> RemoteRun:
+    """Run `rtk <argv>` on `device` and collect its --json. Every Path in `argv` is an artifact: it is copied
+    (with its companions) into the device's cache unless already there, and the device's rtk gets its copy."""
+    say = say or (lambda _msg: None)
+    uploads = {i: upload_of(Path(a)) for i, a in enumerate(argv) if isinstance(a, Path)}
+    wanted = [u.remote(Path(argv[i])) for i, u in uploads.items()]
+    say(f"asking {device.name} what it has")
+    code, out, lines = _call(device, "probe", wanted)
+    fault = _fault(device, code, lines, "asking the device")
+    if fault:
+        raise fault
+    flags, _, doctor_json = out.decode(errors="replace").partition("\n")
+    try:
+        doctor = json.loads(doctor_json)
+        info = device_info(device, doctor)
+    except (ValueError, TypeError, AttributeError):
+        raise RemoteError(f"{device.name}: its rtk doctor gave no readable JSON; install rtk there: "
+                          f"{DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}") from None
+    if _version(info.rtk) < _version(MIN_DEVICE_RTK):
+        raise RemoteError(f"{device.name} runs rtk {info.rtk}, too old to read this host's artifact metadata; "
+                          f"install a newer one there: {DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}")
+    _check_runtimes(device, argv, uploads, doctor=doctor)
+    for (i, upload), have in zip(uploads.items(), flags.strip()):
+        if have != "1":
+            say(f"copying {Path(argv[i]).name} ({upload.bytes / 2**20:.1f} MB) to {device.name}")
+            pairs = [x for path, digest in upload.files for x in (digest, path.name)]
+            code, _, lines = _call(device, "upload", [upload.folder, str(upload.bytes), *pairs], feed=_tar(upload),
+                                   say=say)
+            fault = _fault(device, code, lines, f"copying {Path(argv[i]).name}")
+            if fault:
+                raise fault
+    args = [uploads[i].remote(Path(a)) if i in uploads else str(a) for i, a in enumerate(argv)]
+    say(f"running rtk {argv[0]} on {device.name}")
+    code, out, lines = _call(device, "run", args, say=say)
+    if code not in (0, 1) or not out.strip():
+        raise _fault(device, code, lines, f"running rtk {argv[0]}") or RemoteError(
+            f"{device.name}: rtk {argv[0]} wrote no JSON result there", UNREACHABLE)
+    try:
+        result = json.loads(out)
+    except ValueError:
+        raise RemoteError(f"{device.name}: the result JSON arrived damaged; retry", UNREACHABLE) from None
+    local = {uploads[i].remote(Path(a)): str(a) for i, a in enumerate(argv) if i in uploads}
+    return RemoteRun(result=_localize(result, local), device=info, exit_code=code,
+                     message=_device_message(lines) if code else None)
+
+
+def _localize(value: object, paths: dict[str, str]) -> object:
+    """The device's JSON with its cache paths replaced by the host's paths of the same artifacts."""
+    if isinstance(value, dict):
+        return {k: _localize(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_localize(v, paths) for v in value]
+    return paths.get(value, value) if isinstance(value, str) else value

@@ -1,0 +1,90 @@
+# rtk's device side. toolkit/remote.py sends this file over ssh and runs it as
+#     sh -c "<this file>" rtk-remote TASK CACHE RTK ARGS...
+# every argument quoted for the device's shell. TASK is probe, upload or run; CACHE is the device's rtk cache
+# folder and RTK the rtk command there (both may start with ~/). Needs POSIX sh, tar, sha256sum, flock, mktemp,
+# df and awk.
+#
+# `watch` stops the task when the host goes away: a `read` loop on the channel's stdin (one process, reading a
+# byte at a time, so it never takes data meant for tar) sends TERM to the task when stdin ends. `stop` turns
+# TERM/HUP/PIPE into: stop the child, wait for its clean-up, exit 143; the EXIT trap then removes the task's
+# temporary folder. Lines starting "rtk-remote:" are for the host: progress, or "error <what>" (exit 100).
+set -u
+exec 3<&0
+home() { case $1 in "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}";; *) printf '%s' "$1";; esac; }
+task=$1; cache=$(home "$2"); rtk=$(home "$3"); shift 3
+case $cache in /*) ;; *) cache="$PWD/$cache";; esac
+case $rtk in /*) ;; */*) rtk="$PWD/$rtk";; esac
+job=; tmp=; watch=
+stop() { trap "" HUP INT TERM PIPE; [ -n "$job" ] && kill -TERM "$job" 2>/dev/null && wait "$job"; exit 143; }
+trap stop HUP INT TERM PIPE
+trap '[ -n "$tmp" ] && rm -rf "$tmp"; [ -n "$watch" ] && kill "$watch" 2>/dev/null' EXIT
+fail() { echo "rtk-remote: error $*" >&2; exit 100; }
+watch() {
+  ( trap - HUP INT TERM PIPE EXIT; while IFS= read -r _; do :; done; kill -TERM $$ ) <&3 >/dev/null 2>&1 &
+  watch=$!
+}
+free_kb() { df -Pk "$cache" | awk 'NR == 2 { print $4 }'; }
+unwatch() { kill "$watch" 2>/dev/null; wait "$watch" 2>/dev/null; watch=; }
+lock() {  # one job at a time on this device: held by this shell and its children until they exit
+  exec 9>>"$cache/device.lock" || fail "cannot open $cache/device.lock"
+  if ! flock -n 9; then
+    echo "rtk-remote: waiting for the device lock (another job is using the device)" >&2
+    flock 9 & job=$!; wait "$job" || exit 1; job=
+  fi
+}
+
+# ARGS: files under CACHE to look for. Prints one 0/1 per file, a newline, then `rtk doctor --json`.
+probe() {
+  missing=
+  for tool in tar sha256sum flock mktemp df awk; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+  [ -z "$missing" ] || fail "tools$missing"
+  mkdir -p "$cache/artifacts" || exit 1
+  tmp=$(mktemp -d "$cache/.probe.XXXXXX") || exit 1
+  "$rtk" doctor --json "$tmp/doctor.json" >/dev/null || exit $?
+  for f in "$@"; do if [ -f "$cache/$f" ]; then printf 1; else printf 0; fi; done
+  echo
+  cat "$tmp/doctor.json"
+}
+
+# ARGS: FOLDER (under CACHE), BYTES (their total size), then SHA256 NAME pairs. stdin: a tar of those files,
+# sent once this prints "receiving". Each file is checked, then moved into FOLDER in the order given (the
+# artifact last). A disk without room for them is refused before anything is copied.
+upload() {
+  dir=$1; bytes=$2; shift 2
+  watch
+  lock
+  free=$(free_kb)
+  [ "$free" -ge "$((bytes / 1024 + 1024))" ] || fail "no space: $((bytes >> 20)) MB to copy, $((free >> 10)) MB free"
+  tmp=$(mktemp -d "$cache/artifacts/.upload.XXXXXX") || exit 1
+  unwatch
+  echo "rtk-remote: receiving" >&2
+  if ! tar -xof - -C "$tmp"; then
+    [ "$(free_kb)" -ge 1024 ] || fail "no space: the disk filled up during the copy"
+    fail "copy cut short"
+  fi
+  mkdir -p "$cache/$dir" || exit 1
+  while [ $# -ge 2 ]; do
+    sum=$(sha256sum < "$tmp/$2") || exit 1
+    [ "${sum%% *}" = "$1" ] || fail "damaged $2"
+    mv -f "$tmp/$2" "$cache/$dir/$2" || exit 1
+    shift 2
+  done
+}
+
+# ARGS: rtk's own arguments, files relative to CACHE. Prints the --json result; exits with rtk's code.
+run() {
+  watch
+  cd "$cache" || exit 1
+  lock
+  tmp=$(mktemp -d "$cache/.run.XXXXXX") || exit 1
+  echo "rtk-remote: started" >&2
+  "$rtk" "$@" --json "$tmp/result.json" </dev/null 3<&- >&2 & job=$!
+  wait "$job"; status=$?; job=
+  [ -f "$tmp/result.json" ] && cat "$tmp/result.json"
+  exit "$status"
+}
+
+case $task in
+  probe|upload|run) "$task" "$@" ;;
+  *) fail "unknown task $task" ;;
+esac
