@@ -233,7 +233,7 @@ def _bench(ctx, arts: list[Artifact]) -> dict[str, list[dict]]:
 
     return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed],
                                "tier": effective_tier("openvino")},
-                     [Path(a.path) for a in timed], [], run, timing="node")
+                     [Path(a.path) for a in timed], [], run, timing=f"device:{b.remote}" if b.remote else "node")
 
 
 @dataclass(frozen=True)
