@@ -140,6 +140,25 @@ def test_sweep_on_ray_shares_stages_and_names_a_winner(ray_local, cli, tmp_path)
     assert f"**Winner: {winner['id']}**" in (out / "sweep.md").read_text()
 
 
+def test_a_timed_stage_has_the_node_to_itself(ray_local):
+    """bench asks Ray for every CPU of the node and runs at niceness 0 like a stand-alone `rtk bench`; other stages
+    take their declared CPUs in Ray's ordinary workers (niceness 15); a device's timing takes no CPU here."""
+    from toolkit.distributed import RayPool
+
+    def _priority_and_cpus() -> tuple[int, float]:     # defined here: Ray ships it by value to the worker
+        import os
+        import ray
+
+        return os.nice(0), ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+
+    pool = RayPool(ray_local, train_cpus=2, retries=0)
+    assert pool.run("bench", _priority_and_cpus, "node", []) == (0, 2.0)
+    nice, cpus = pool.run("validate", _priority_and_cpus, None, [])
+    assert nice > 0 and cpus == 1.0
+    assert pool.options("bench", "device:jetson")[0] == "device:jetson"
+    assert pool.options("bench", "device:jetson")[1]["num_cpus"] == 0
+
+
 def _wait_for_pid(ready: Path, timeout: float = 240.0) -> int:
     deadline = time.monotonic() + timeout
     while not ready.is_file():

@@ -159,6 +159,9 @@ NEEDS: dict[str, Needs] = {
     "validate": Needs(1, 2), "report": Needs(1, 1),
 }
 TIMING_MEMORY_GB = 2
+# Ray starts its workers at niceness 15 so they yield to the raylet and to other processes; a timed stage runs in
+# a worker at niceness 0, as a stand-alone `rtk bench` does, or a busy machine would slow it and not the other.
+TIMING_ENV = {"env_vars": {"RAY_worker_niceness": "0"}}
 
 
 class WorkerDied(Exception):
@@ -227,7 +230,7 @@ class RayPool:
         """(timing slot key or None, Ray task options) for stage `name`."""
         if timing == "node":
             return f"node:{self.node}", {"num_cpus": self.node_cpus, "memory": TIMING_MEMORY_GB * GB,
-                                         "scheduling_strategy": self.on_node}
+                                         "scheduling_strategy": self.on_node, "runtime_env": TIMING_ENV}
         if timing and timing.startswith("device:"):
             return timing, {"num_cpus": 0, "memory": int(0.5 * GB)}
         kind = "report" if name == "report" else name.split(":")[0]
