@@ -186,6 +186,13 @@ def score_images(runners: list, data: ImageSet, *, pre: Preprocess, batch_size: 
     return ImageScores.concat([ImageScores.of(y, outs) for y, outs in passes])
 
 
+def check_sharding(settings: ValidateSettings, *, sharded: bool = False) -> None:
+    """Refuse --isa with sharded validation: the cap holds for this process and its children, not Ray workers."""
+    if settings.isa is not None and (sharded or settings.shards):
+        raise RtkError("--isa caps the ISA of this process and its children, not of Ray workers; validate with "
+                       "--isa or in shards (--ray, --shards), not both")
+
+
 def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
              targets: Sequence[str | None] | None = None, settings: ValidateSettings | None = None,
              gates: Gates | None = None, progress: Progress = silent,
@@ -198,9 +205,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
     """
     settings = settings or ValidateSettings()
     gates = gates or Gates()
-    if settings.isa is not None and settings.shards:
-        raise RtkError("--isa caps the ISA of this process and its children, not of Ray workers; validate with "
-                       "--isa or in shards (--ray), not both")
+    check_sharding(settings)
     if settings.isa is not None and not running_under(settings.isa):
         return capped(settings.isa, validate)(artifacts, data, reference=reference, targets=targets,
                                               settings=settings, gates=gates, progress=progress,

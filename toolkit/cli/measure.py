@@ -45,7 +45,7 @@ def validate(
     json: JsonOpt = None,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
-    from toolkit.validate import validate as run
+    from toolkit.validate import check_sharding, validate as run
 
     settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa)
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
@@ -54,6 +54,7 @@ def validate(
     if len(targets) == 1 and len(artifacts) > 1:
         targets = targets * len(artifacts)
     sharded = ray or shards is not None or address is not None
+    check_sharding(settings, sharded=sharded)
     with _ray_for(sharded, address) as cpus, ui.progress("validate") as progress:
         if sharded and settings.shards is None:
             settings = settings.model_copy(update={"shards": max(1, cpus // (settings.threads or 1))})
