@@ -106,7 +106,10 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
     manifest = json.loads((out / "manifest.json").read_text())
     from toolkit.io import sha256_file
 
-    assert manifest["outputs"]["model.onnx"] == sha256_file(out / "model.onnx")
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                  if p.is_file() and ".rtk" not in p.parts and p.name != "manifest.json")
+    assert "report.json" in made and "report.md" in made and "latency.png" in made
+    assert manifest["outputs"] == {name: sha256_file(out / name) for name in made}   # written last: every output
     assert manifest["packages"]["onnxruntime"] and "isa" in manifest["machine"]["cpu"]
     from toolkit.isa import effective_tier, native_tier
 

@@ -120,8 +120,8 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
     outcome = run_stages(ctx)
     report = build_report(recipe, outcome, ctx.records)
-    write_manifest(ctx, started)
     write_report(report, output)
+    write_manifest(ctx, started)   # last, so its sha256s cover the report and plots of this run
     return report
 
 
