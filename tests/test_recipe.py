@@ -114,10 +114,35 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
     from toolkit.isa import effective_tier, native_tier
 
     assert manifest["machine"]["isa_tiers"]["native"] == native_tier()
-    assert all(r["isa"] == effective_tier(r["target"]) for r in report["rows"]), report["rows"]   # every row, measured
+    for r in report["rows"]:   # every row, measured; uncapped, so accuracy and latency ran on the same tier
+        assert r["latency_isa"] == effective_tier(r["target"]) or r["role"] == "reference", r
+        assert r["accuracy_isa"] == effective_tier(r["target"]), r
+    assert manifest["measured_isa"]["latency"]["onnxruntime"] == effective_tier("onnxruntime")
+    assert "validate" in manifest["recipe"] and "validate_" not in manifest["recipe"]   # the recipe's own key
     assert [s["name"] for s in manifest["stages"]][:3] == ["data", "model", "export:model"]
     md = (out / "report.md").read_text()
-    assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md and "ISA tier (oneDNN)" in md
+    assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md
+    assert "ISA tier (oneDNN) per runtime for accuracy" in md and "ISA tier (oneDNN) per runtime for latency" in md
+
+
+def test_report_names_the_tier_each_number_ran_on():
+    """validate.isa caps the accuracy check only: the row's latency keeps the tier bench ran on."""
+    from toolkit.bench import BenchPoint, BenchResult, Latency
+    from toolkit.pipeline.report import build_report, markdown
+    from toolkit.pipeline.stages import Artifact, Outcome
+
+    recipe = parse_recipe(TINY.replace("gates:", "validate: {isa: avx2}\ngates:"))
+    art = Artifact(name="fp32", path="m.onnx", target="openvino", precision="fp32", role="fp32")
+    score = {"artifact": "m.onnx", "top1": 50.0, "drop_pt": 0.0, "isa": "AVX2"}
+    point = BenchPoint(batch=1, latency_ms=Latency.from_ms([2.0, 3.0]), throughput_ips=400.0, samples_ms=[2.0, 3.0])
+    timed = BenchResult(artifact="m.onnx", sha256="0", target="openvino", precision="fp32", input_size=64, runtime={},
+                        warmup=1, results=[point], isa="AVX512_CORE").model_dump(mode="json")
+    outcome = Outcome(artifacts=[art], validation={"reference": {"artifact": "ref"}, "artifacts": [score], "images": 8},
+                      benches={"fp32": [timed]})
+    report = build_report(recipe, outcome, [])
+    assert (report.rows[0].accuracy_isa, report.rows[0].latency_isa) == ("AVX2", "AVX512_CORE")
+    md = markdown(report)
+    assert "for accuracy: openvino AVX2." in md and "for latency: openvino AVX512_CORE." in md
 
 
 def _copy_run(tiny_run, tmp_path: Path) -> Path:

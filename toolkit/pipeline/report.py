@@ -43,7 +43,10 @@ class Row(BaseModel):
     throughput_ips: dict[int, float] = Field(default_factory=dict)
     speedup: float | None = None
     size_ratio: float | None = None
-    isa: str | None = None   # oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa)
+    # oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa), per measurement: validate may run capped
+    # (validate.isa) while bench runs uncapped, so each number names the tier it came from
+    accuracy_isa: str | None = None
+    latency_isa: str | None = None
     device: str | None = None   # the SSH device it was timed on (bench.remote): name, host, CPU
 
 
@@ -105,9 +108,9 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
         row = Row(name=a.name, path=a.path, target=a.target, precision=a.precision, role=a.role,
                   size_mb=artifact_size_mb(Path(a.path)), top1=s.get("top1"), top5=s.get("top5"),
                   drop_pt=s.get("drop_pt"), agreement=s.get("agreement"), cosine=s.get("cosine"),
-                  per_class_top1=s.get("per_class_top1", {}), isa=s.get("isa"))
+                  per_class_top1=s.get("per_class_top1", {}), accuracy_isa=s.get("isa"))
         runs = benches.get(a.name, [])
-        row.isa = row.isa or (runs[0].get("isa") if runs else None)
+        row.latency_isa = runs[0].get("isa") if runs else None
         device = runs[0].get("device") if runs else None
         if device:
             row.device = f"{device['name']} ({device['hostname']}, {device['cpu']}, {device['cores']} cores)"
@@ -166,13 +169,20 @@ def markdown(report: Report) -> str:
     devices = sorted({r.device for r in report.rows if r.device})
     if devices:
         lines += ["", "Latency measured on " + "; ".join(devices) + "."]
-    tiers = {r.target: r.isa for r in report.rows if r.isa}
-    if tiers:
-        lines += ["", "ISA tier (oneDNN) per runtime: " + ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
+    for kind in ("accuracy", "latency"):
+        tiers = isa_tiers(report, kind)
+        if tiers:
+            lines += ["", f"ISA tier (oneDNN) per runtime for {kind}: " +
+                      ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
     lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report.plots]
     lines += ["", "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
     lines += [f"| {s.name} | {s.seconds:.1f} | {'skipped (unchanged)' if s.skipped else ''} |" for s in report.stages]
     return "\n".join(lines) + "\n"
+
+
+def isa_tiers(report: Report, kind: str) -> dict[str, str]:
+    """{target: oneDNN tier} the `kind` ("accuracy" or "latency") numbers of the report were measured on."""
+    return {r.target: getattr(r, f"{kind}_isa") for r in report.rows if getattr(r, f"{kind}_isa")}
 
 
 def plots(report: Report, folder: Path) -> list[str]:

@@ -121,13 +121,15 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     outcome = run_stages(ctx)
     report = build_report(recipe, outcome, ctx.records)
     write_report(report, output)
-    write_manifest(ctx, started)   # last, so its sha256s cover the report and plots of this run
+    write_manifest(ctx, started, report)   # last, so its sha256s cover the report and plots of this run
     return report
 
 
-def write_manifest(ctx: Run, started: str) -> Path:
-    """sha256 of every input and output, versions, machine, recipe, seeds and stage times."""
+def write_manifest(ctx: Run, started: str, report) -> Path:
+    """sha256 of every input and output, versions, machine, recipe, seeds, stage times and the oneDNN tier each
+    runtime's accuracy and latency were measured on."""
     from toolkit.doctor import doctor
+    from toolkit.pipeline.report import isa_tiers
 
     machine = doctor()
     files = sorted(p for p in ctx.root.rglob("*") if p.is_file() and ".rtk" not in p.parts and p.name != "manifest.json")
@@ -135,7 +137,7 @@ def write_manifest(ctx: Run, started: str) -> Path:
         "rtk": __version__,
         "started": started,
         "finished": now_iso(),
-        "recipe": ctx.recipe.model_dump(mode="json"),
+        "recipe": ctx.recipe.model_dump(mode="json", by_alias=True),
         "seeds": {"recipe": ctx.recipe.seed},
         "machine": {"cpu": machine.cpu.model_dump(), "gpu": machine.gpu, "python": machine.python,
                     "platform": machine.platform, "isa_tiers": machine.isa_tiers},
@@ -143,6 +145,7 @@ def write_manifest(ctx: Run, started: str) -> Path:
         "inputs": {k: v for k, v in _hash_inputs(ctx.inputs()).items()},
         "outputs": {str(p.relative_to(ctx.root)): sha256_file(p) for p in files},
         "stages": [r.model_dump() for r in ctx.records],
+        "measured_isa": {"accuracy": isa_tiers(report, "accuracy"), "latency": isa_tiers(report, "latency")},
     }
     path = ctx.root / "manifest.json"
     write_json(path, manifest)
