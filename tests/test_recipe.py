@@ -258,7 +258,8 @@ def test_dump_recipe_from_each_command(cli, random_onnx, random_ckpt, tiny_data,
         "prune": ["prune", random_ckpt, "--structured", "--ratio", "0.5", "--finetune", tiny_data, "--epochs", "1",
                   "-o", tmp_path / "p.pt"],
         "finetune": ["finetune", "--data", tiny_data, "--weights", "none", "--epochs", "2", "-o", tmp_path / "f.pt"],
-        "export": ["export", random_ckpt, "-o", tmp_path / "e.onnx", "--opset", "13"],
+        "export": ["export", random_ckpt, "-o", tmp_path / "e.onnx", "--opset", "13", "--data", tiny_data,
+                   "--static-batch", "--batch", "2"],
     }
     for name, args in commands.items():
         path = tmp_path / f"{name}.yaml"
@@ -270,7 +271,14 @@ def test_dump_recipe_from_each_command(cli, random_onnx, random_ckpt, tiny_data,
     assert load_recipe(tmp_path / "quantize.yaml").quantize.subset == 8
     assert load_recipe(tmp_path / "quantize.yaml").compile.targets == ["onnxruntime", "openvino"]
     assert load_recipe(tmp_path / "prune.yaml").prune.ratio == 0.5
-    assert load_recipe(tmp_path / "export.yaml").export.opset == 13
+    exported = load_recipe(tmp_path / "export.yaml")
+    assert exported.export.opset == 13
+    assert exported.data.validation == tiny_data / "val"   # the split `rtk export --data ROOT` checks parity on
+    assert exported.bench.batches == [2]                    # what a static batch-2 ONNX can be timed with
+    static = TINY.replace("compile:", "export: {dynamic_batch: false, batch: 2}\ncompile:")
+    with pytest.raises(RtkError, match=r"export.dynamic_batch false makes an ONNX of batch 2 only: set bench.batches"):
+        parse_recipe(static)
+    assert parse_recipe(static.replace("bench:", "bench:\n  batches: [2]")).bench.batches == [2]
 
 
 def test_dumped_quantize_recipe_replays(cli, random_onnx, tiny_data, tmp_path):

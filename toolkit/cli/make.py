@@ -111,11 +111,13 @@ def export(
         raise RtkError("give either a checkpoint MODEL or --weights imagenet-v1|imagenet-v2|random")
     settings = build(E, opset=opset, dynamic_batch=dynamic_batch, batch=batch, atol=atol)
     if dump_recipe:
+        from toolkit.images import split_dir
+
         source = model or weights
         return dump(dump_recipe, "export", name=recipe_name("export", source), seed=seed,
-                    data={"validation": str(data)} if data else {},
+                    data={"validation": str(split_dir(data, "val"))} if data else {},   # as the export below reads it
                     model={"source": _source(source), "num_classes": num_classes, "input_size": input_size},
-                    export=settings)
+                    export=settings, **({} if settings.dynamic_batch else {"bench": {"batches": [settings.batch]}}))
     from toolkit.export import export_onnx
     from toolkit.models import load_model
 
