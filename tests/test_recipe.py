@@ -295,3 +295,32 @@ def test_dumped_quantize_recipe_replays(cli, random_onnx, tiny_data, tmp_path):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["fp32", "int8"]
     assert report["rows"][1]["precision"] == "int8" and report["rows"][1]["top1"] is not None
+
+
+def test_a_recipe_this_machine_cannot_run_is_refused_before_any_stage(cli, tmp_path):
+    """validate.isa above this CPU, and a TensorRT engine without TensorRT: exit 2 from `recipe check` and from
+    `rtk run` before any stage, worded with the recipe's fields."""
+    import importlib.util
+
+    from toolkit.isa import TIERS, runnable
+
+    above = [t for t in TIERS if t not in runnable()]
+    cases = []
+    if above:
+        cases.append((TINY.replace("gates:", f"validate: {{isa: {above[-1]}}}\ngates:"),
+                      f"validate.isa {above[-1]}: this CPU lacks"))
+    if not cases:
+        pytest.skip("this machine runs every ISA tier and has TensorRT")
+    for i, (text, message) in enumerate(cases):
+        path = _write(tmp_path / f"r{i}.yaml", text)
+        for args in (["recipe", "check", path], ["run", path, "-o", tmp_path / f"out{i}"]):
+            result = cli(*args)
+            assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
+            assert result.stderr.count("\n") == 1, result.stderr
+        assert not (tmp_path / f"out{i}").exists()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+

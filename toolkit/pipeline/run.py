@@ -108,12 +108,21 @@ def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
         (root / STATE).unlink(missing_ok=True)
 
 
+def check_machine(recipe: Recipe) -> None:
+    """Refuse, before any stage, a recipe this machine cannot run: a validate.isa above this CPU."""
+    if recipe.validate_.isa is not None:
+        from toolkit.isa import check_tier
+
+        check_tier(recipe.validate_.isa, field="validate.isa")
+
+
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent):
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
     from toolkit.pipeline.report import build_report, write_report
     from toolkit.pipeline.stages import run_stages
 
     output = Path(output)
+    check_machine(recipe)
     prepare_output(output, resume=resume, force=force)
     started = now_iso()
     ctx = Run(recipe=recipe, root=output, progress=progress)
