@@ -309,6 +309,12 @@ def test_a_recipe_this_machine_cannot_run_is_refused_before_any_stage(cli, tmp_p
     if above:
         cases.append((TINY.replace("gates:", f"validate: {{isa: {above[-1]}}}\ngates:"),
                       f"validate.isa {above[-1]}: this CPU lacks"))
+    if importlib.util.find_spec("tensorrt") is None:
+        trt = TINY.replace("targets: [onnxruntime]", "targets: [tensorrt]").replace(
+            "  max_p99_ms: {onnxruntime: 100000}\n", "")
+        cases.append((trt, "target tensorrt needs TensorRT 10.x or 11.x"))
+        assert cli("recipe", "check", _write(tmp_path / "ok.yaml", trt.replace(
+            "targets: [tensorrt]", "targets: [tensorrt]\n  check_only: true"))).exit_code == 0
     if not cases:
         pytest.skip("this machine runs every ISA tier and has TensorRT")
     for i, (text, message) in enumerate(cases):
@@ -324,3 +330,16 @@ def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
 
+
+def test_check_only_tensorrt_report_says_no_engine_was_built():
+    from toolkit.pipeline.report import build_report, markdown
+    from toolkit.pipeline.run import StageRecord
+    from toolkit.pipeline.stages import Artifact, Outcome
+
+    recipe = parse_recipe(TINY)
+    art = Artifact(name="fp32", path="m.onnx", target="onnxruntime", precision="fp32", role="fp32")
+    outcome = Outcome(artifacts=[art], validation=None, benches={})
+    checked = build_report(recipe, outcome, [StageRecord(name="check:tensorrt", seconds=1.0, skipped=False,
+                                                         outputs={})])
+    assert "No TensorRT engine was built" in markdown(checked)
+    assert not build_report(recipe, outcome, []).notes

@@ -134,6 +134,7 @@ def test_compile_check_only_round_trip(cli, tmp_path, random_onnx):
     assert result.exit_code == 0, result.stderr
     state = json.loads((tmp_path / "run" / ".rtk" / "state.json").read_text())
     assert state["check:tensorrt"]["result"]["profile"] == {"min": 1, "opt": 2, "max": 4}
+    assert "No TensorRT engine was built" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("args, reason", [

@@ -282,6 +282,8 @@ def show_report(report) -> None:
     out.print(table)
     out.print(f"[bold]{h.artifact}[/] vs FP32: accuracy drop {_f(h.accuracy_drop_pt)} pt · "
               f"size {_f(h.size_ratio)}x smaller · speed-up {_f(h.speedup)}x", highlight=False)
+    for note in report.notes:
+        warn(note)
     for gate in report.gates:
         (ok if gate.passed else error)(str(gate))
 

@@ -20,6 +20,8 @@ from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.pipeline.stages import Outcome
 from toolkit.recipe import Recipe
 
+NO_ENGINE = ("No TensorRT engine was built: compile.check_only ran only the CPU-side check of what TensorRT would "
+             "refuse (it passed); the rows below do not include TensorRT.")
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
 
@@ -76,6 +78,7 @@ class Report(BaseModel):
     validation_images: int | None
     stages: list[StageTime]
     plots: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the rows do not show, e.g. no engine built.")
 
     def __bool__(self) -> bool:
         return self.passed
@@ -135,9 +138,10 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
     gates = evaluate(recipe.gates, [Scored(name=r.name, target=r.target, role=r.role, top1=r.top1, drop_pt=r.drop_pt,
                                            agreement=r.agreement, p99_ms=r.latency_ms.p99 if r.latency_ms else None,
                                            speedup=r.speedup) for r in rows])
+    notes = [NO_ENGINE] if any(r.name == "check:tensorrt" for r in records) else []
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
-                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records])
+                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records], notes=notes)
 
 
 def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
@@ -151,7 +155,8 @@ def markdown(report: Report) -> str:
              f"Deployed artifact **{h.artifact}** against FP32 (ONNX Runtime):", "",
              f"- accuracy drop: **{_fmt(h.accuracy_drop_pt, '.2f', ' pt')}** top-1",
              f"- size: **{_fmt(h.size_ratio, '.2f', 'x')}** smaller",
-             f"- speed-up: **{_fmt(h.speedup, '.2f', 'x')}** (p50, batch {report.rows[-1].batch})", "", "## Gates", ""]
+             f"- speed-up: **{_fmt(h.speedup, '.2f', 'x')}** (p50, batch {report.rows[-1].batch})", ""]
+    lines += [f"**{note}**" for note in report.notes] + ([""] if report.notes else []) + ["## Gates", ""]
     lines += [f"- {'✅' if g.passed else '❌'} `{g.name}` on {g.artifact}: {g.value:.3f} (limit {g.limit})"
               for g in report.gates] or ["- no gates set"]
     lines += ["", "## Artifacts", "",

@@ -109,11 +109,20 @@ def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
 
 
 def check_machine(recipe: Recipe) -> None:
-    """Refuse, before any stage, a recipe this machine cannot run: a validate.isa above this CPU."""
+    """Refuse, before any stage, a recipe this machine cannot run: a validate.isa above this CPU, or a TensorRT
+    engine without TensorRT and a GPU (compile.check_only asks for the CPU-side check alone)."""
     if recipe.validate_.isa is not None:
         from toolkit.isa import check_tier
 
         check_tier(recipe.validate_.isa, field="validate.isa")
+    if "tensorrt" in recipe.compile.targets and not recipe.compile.check_only:
+        from toolkit.backends.tensorrt import import_tensorrt, require_gpu
+
+        try:
+            import_tensorrt()
+            require_gpu()
+        except RtkError as exc:
+            raise RtkError(f"{exc}; or set compile.check_only: true to run only the CPU-side check") from None
 
 
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent):
