@@ -34,10 +34,14 @@ def data_synth(
     from toolkit.synth import synth
 
     s = build(S, classes=classes, per_class=per_class, val_per_class=val_per_class, size=size, seed=seed)
+    if root.exists() and not root.is_dir():
+        raise RtkError(f"{root} is a file; give a folder to create")
     if root.exists() and any(root.iterdir()):
         raise RtkError(f"{root} already exists and is not empty; choose a new folder or delete it")
-    if not root.parent.is_dir():
-        raise RtkError(f"parent folder {root.parent} does not exist; create it first")
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)   # `rtk data synth data/shapes` on a fresh clone makes data/
+    except OSError as exc:
+        raise RtkError(f"cannot create {root.parent} ({exc.strerror}); choose another folder") from None
     with ui.progress("data synth") as progress:
         try:
             summary = synth(root, classes=s.classes, per_class=s.per_class, val_per_class=s.val_per_class,

@@ -94,16 +94,18 @@ class Run:
 
 
 def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
-    """Refuse a folder holding another run unless --resume (reuse unchanged stages) or --force (re-run all)."""
+    """Refuse a folder holding another run unless --resume (reuse unchanged stages) or --force (re-run all);
+    make the folder and its missing parents."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise RtkError(f"output {root} is a file; give a folder for the run")
-    if not root.parent.is_dir():
-        raise RtkError(f"parent folder {root.parent} does not exist; create it first")
     if root.is_dir() and any(root.iterdir()) and not (resume or force):
         raise RtkError(f"{root} already holds files (another run?); pass --resume to continue it, --force to redo "
                        "every stage, or choose a new -o")
-    root.mkdir(exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)   # a run folder's parents (runs/) are made, as the replay hint assumes
+    except OSError as exc:
+        raise RtkError(f"cannot create the run folder {root} ({exc.strerror}); choose another -o") from None
     if force:
         (root / STATE).unlink(missing_ok=True)
 
