@@ -46,12 +46,21 @@ def test_schema_is_json_schema(cli):
     ("- just\n- a list\n", "a recipe is a YAML mapping"),
     (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
     (TINY + "quantize: {max_drop: 2.0}\n", "allows more than gates.max_drop_pt"),
+    (TINY.replace("runs: 5", "runs: 5\n  seconds: 1"), ":10: bench: give runs or seconds, not both; fix"),
 ])
 def test_bad_recipes_name_the_problem(text, fragment):
     with pytest.raises(RtkError) as err:
         parse_recipe(text, Path("r.yaml"))
     assert fragment in str(err.value)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "Value error" not in str(err.value)
+
+
+def test_cross_field_errors_name_the_flags(cli, random_onnx):
+    result = cli("bench", random_onnx, "--runs", "5", "--seconds", "1")
+    assert result.exit_code == 2 and "give --runs or --seconds, not both" in result.stderr, result.stderr
+    result = cli("compile", random_onnx, "--target", "tensorrt", "--check-only", "--batch", "2", "--max-batch", "4")
+    assert result.exit_code == 2 and "give --batch (a fixed batch) or --min-batch/--opt-batch/--max-batch" in \
+        result.stderr, result.stderr
 
 
 def test_alias_bombs_are_refused():

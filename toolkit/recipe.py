@@ -151,7 +151,7 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
     key = ".".join(str(p) for p in loc) or "recipe"
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown key {key!r}; check its spelling against `rtk recipe schema`"
-    return f"{where}: {key}: {first['msg']}; fix the recipe (see `rtk recipe schema`)"
+    return f"{where}: {key}: {first['msg'].removeprefix('Value error, ')}; fix the recipe (see `rtk recipe schema`)"
 
 
 MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128
