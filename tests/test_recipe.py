@@ -55,6 +55,11 @@ def test_bad_recipes_name_the_problem(text, fragment):
     assert "\n" not in str(err.value) and "Value error" not in str(err.value)
 
 
+def test_choice_and_dump_path_messages(cli, random_onnx, tmp_path):
+    result = cli("compile", random_onnx, "--target", "tensorrt", "--precision", "FP16")
+    assert result.exit_code == 2 and "'auto', 'fp32', 'fp16' or 'int8'" in result.stderr, result.stderr
+
+
 def test_cross_field_errors_name_the_flags(cli, random_onnx):
     result = cli("bench", random_onnx, "--runs", "5", "--seconds", "1")
     assert result.exit_code == 2 and "give --runs or --seconds, not both" in result.stderr, result.stderr

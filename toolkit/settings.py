@@ -149,7 +149,7 @@ class QuantizeSettings(Settings):
 class CompileSettings(Settings):
     """`rtk compile`: ONNX -> a runtime's own artifact (OpenVINO IR, TensorRT engine; the target is the call's)."""
 
-    precision: Precision | Literal["auto"] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
+    precision: Literal[("auto", *PRECISIONS)] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
                                                                        "FP16, else FP32), fp32, fp16, int8.")
     batch: int | None = Field(None, ge=1, description="Fix the batch size (default: keep the ONNX's).")
     min_batch: int | None = Field(None, ge=1, description="TensorRT profile: smallest batch (default 1).")
