@@ -265,7 +265,8 @@ def compile_(
         targets = ["tensorrt"] if target == "tensorrt" else ["onnxruntime", target]
         return dump(dump_recipe, "compile", name=recipe_name("compile", source),
                     data={"calibration": str(calibration)} if calibration else {},
-                    model={"source": _source(source)}, compile={**settings.model_dump(), "targets": targets})
+                    model={"source": _source(source)}, compile={**settings.model_dump(), "targets": targets},
+                    **({"bench": {"batches": [settings.batch]}} if settings.batch else {}))   # a fixed-batch artifact
     from toolkit.compile import compile_model
 
     with ui.progress("compiling") as progress:
