@@ -29,7 +29,7 @@ from toolkit.errors import GateFailed, RtkError
 from toolkit.io import write_json, write_text_atomic
 from toolkit.pipeline.cache import StageCache
 from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first
-from toolkit.pipeline.run import Executor, Run, inline, prepare_output
+from toolkit.pipeline.run import Executor, Run, check_machine, inline, prepare_output
 from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, from_report, mark_pareto, new_result
 from toolkit.pipeline.sweep_report import pick_winner, write_results
 from toolkit.progress import Progress, silent
@@ -131,6 +131,8 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     from toolkit.distributed import check_address, ray_installed, RAY_EXTRA
 
     candidates = expand(recipe, source)
+    for c in candidates:
+        check_machine(c.recipe)
     if address and use_ray is False:
         raise RtkError("--address joins a Ray cluster; drop --no-ray to use it")
     on_ray = use_ray is not False and ray_installed()
