@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.errors import RtkError
 from toolkit.settings import (BenchSettings, CompileSettings, ExportSettings, FinetuneSettings, Gates, PruneSettings,
-                              QuantizeSettings, SynthSettings, Target, ValidateSettings)
+                              QuantizeSettings, SweepSettings, SynthSettings, Target, ValidateSettings)
 
 RECIPE_VERSION = 1
 
@@ -83,6 +83,8 @@ class Recipe(Strict):
     validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
     bench: BenchStage = Field(default_factory=BenchStage)
     gates: Gates = Field(default_factory=Gates)
+    sweep: SweepSettings | None = Field(None, description="Candidates for `rtk sweep`: value lists over the fields "
+                                                           "above and the objective.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -98,9 +100,11 @@ class Recipe(Strict):
             raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
         if self.quantize and self.quantize.form == "ir" and self.quantize_target != "openvino":
             raise ValueError("quantize.form ir makes an INT8 IR for openvino: add openvino to compile.targets")
-        extra = sorted(set(self.gates.max_p99_ms) - set(self.compile.targets))
-        if extra:
-            raise ValueError(f"gates.max_p99_ms names {extra}, which compile.targets does not build")
+        built = set(self.compile.targets) | set(self.sweep.swept_targets() if self.sweep else ())
+        for name in ("max_p50_ms", "max_p99_ms"):
+            extra = sorted(set(getattr(self.gates, name)) - built)
+            if extra:
+                raise ValueError(f"gates.{name} names {extra}, which compile.targets does not build")
         e, exported = self.export, Path(self.model.source).suffix.lower() != ".onnx"
         if exported and not e.dynamic_batch and self.bench.batches != [e.batch]:
             raise ValueError(f"export.dynamic_batch false makes an ONNX of batch {e.batch} only: set bench.batches "

@@ -39,13 +39,14 @@ class Scored:
     top1: float | None = None
     drop_pt: float | None = None     # top-1 points below the reference
     agreement: float | None = None   # % of images with the reference's top-1 class
+    p50_ms: float | None = None
     p99_ms: float | None = None
     speedup: float | None = None     # p50 speed-up against FP32 ONNX Runtime
 
 
 def evaluate(gates: Gates, rows: Sequence[Scored]) -> list[Gate]:
-    """Accuracy gates on every row compared with a reference; the p99 gate on the last timed row of its target;
-    the speed-up gate on the last row (the deployed artifact)."""
+    """Accuracy gates on every row compared with a reference; the p50 and p99 gates on the last timed row of their
+    target; the speed-up gate on the last row (the deployed artifact)."""
     out: list[Gate] = []
     for r in (r for r in rows if r.role != "reference"):
         if r.drop_pt is not None:
@@ -60,11 +61,13 @@ def evaluate(gates: Gates, rows: Sequence[Scored]) -> list[Gate]:
         if gates.min_agreement_pct is not None and r.agreement is not None:
             out.append(Gate(name="min_agreement_pct", artifact=r.name, limit=gates.min_agreement_pct,
                             value=r.agreement, passed=r.agreement >= gates.min_agreement_pct))
-    for target, limit in gates.max_p99_ms.items():
-        timed = [r for r in rows if r.target == target and r.p99_ms is not None]
-        if timed:
-            r = timed[-1]
-            out.append(Gate(name="max_p99_ms", artifact=r.name, limit=limit, value=r.p99_ms, passed=r.p99_ms <= limit))
+    for name, limits in (("max_p50_ms", gates.max_p50_ms), ("max_p99_ms", gates.max_p99_ms)):
+        field = name.removeprefix("max_")
+        for target, limit in limits.items():
+            timed = [r for r in rows if r.target == target and getattr(r, field) is not None]
+            if timed:
+                value = getattr(timed[-1], field)
+                out.append(Gate(name=name, artifact=timed[-1].name, limit=limit, value=value, passed=value <= limit))
     if gates.min_speedup is not None and rows and rows[-1].speedup is not None:
         r = rows[-1]
         out.append(Gate(name="min_speedup", artifact=r.name, limit=gates.min_speedup, value=r.speedup,

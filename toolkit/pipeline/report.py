@@ -65,6 +65,7 @@ class StageTime(BaseModel):
     name: str
     seconds: float
     skipped: bool
+    reused: bool = False
 
 
 class Report(BaseModel):
@@ -136,12 +137,14 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
     headline = Headline(artifact=deployed.name, accuracy_drop_pt=deployed.drop_pt, size_ratio=deployed.size_ratio,
                         speedup=deployed.speedup)
     gates = evaluate(recipe.gates, [Scored(name=r.name, target=r.target, role=r.role, top1=r.top1, drop_pt=r.drop_pt,
-                                           agreement=r.agreement, p99_ms=r.latency_ms.p99 if r.latency_ms else None,
+                                           agreement=r.agreement, p50_ms=r.latency_ms.p50 if r.latency_ms else None,
+                                           p99_ms=r.latency_ms.p99 if r.latency_ms else None,
                                            speedup=r.speedup) for r in rows])
     notes = [NO_ENGINE] if any(r.name == "check:tensorrt" for r in records) else []
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
-                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records], notes=notes)
+                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped, reused=r.reused)
+                          for r in records], notes=notes)
 
 
 def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
@@ -181,8 +184,12 @@ def markdown(report: Report) -> str:
                       ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
     lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report.plots]
     lines += ["", "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
-    lines += [f"| {s.name} | {s.seconds:.1f} | {'skipped (unchanged)' if s.skipped else ''} |" for s in report.stages]
+    lines += [f"| {s.name} | {s.seconds:.1f} | {_stage_note(s)} |" for s in report.stages]
     return "\n".join(lines) + "\n"
+
+
+def _stage_note(s: StageTime) -> str:
+    return "reused (another run of the sweep made it)" if s.reused else ("skipped (unchanged)" if s.skipped else "")
 
 
 def isa_tiers(report: Report, kind: str) -> dict[str, str]:

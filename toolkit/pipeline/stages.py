@@ -108,7 +108,9 @@ def _prune(ctx, checkpoint: Path, root: Path) -> Path:
             raise GateFailed(result.message)
         return result
 
-    ctx.stage("prune", p.model_dump(), [checkpoint, root], [out], run)
+    # the latency-targeted search times its candidates: like bench, it gets its machine to itself
+    ctx.stage("prune", p.model_dump(), [checkpoint, root], [out], run,
+              timing="node" if p.target_latency_ms is not None else None)
     return out
 
 
@@ -233,7 +235,7 @@ def _bench(ctx, arts: list[Artifact]) -> dict[str, list[dict]]:
 
     return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed],
                                "tier": effective_tier("openvino")},
-                     [Path(a.path) for a in timed], [], run)
+                     [Path(a.path) for a in timed], [], run, timing=f"device:{b.remote}" if b.remote else "node")
 
 
 @dataclass(frozen=True)
