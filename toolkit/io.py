@@ -16,7 +16,7 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from pydantic import BaseModel
 
@@ -45,6 +45,75 @@ def check_output(path: Path) -> Path:
     if not os.access(path.parent, os.W_OK):
         raise RtkError(f"output folder {path.parent} is not writable; choose another -o")
     return path
+
+
+FOLDER = ("/",)        # an output that is a folder (a run folder), not a file with an extension
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """The files one artifact path stands for: an IR's `.xml` and its `.bin`, an engine and its `.json` sidecar."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        return [path, path.with_suffix(".bin")]
+    if suffix in (".engine", ".plan"):
+        return [path, Path(f"{path}.json")]
+    return [path]
+
+
+def _same_file_keys(path: Path) -> set:
+    """Names under which `path` is the same file: its resolved path (links followed), and its inode if it exists
+    (a hard link has another name but the same inode)."""
+    keys: set = {str(Path(os.path.abspath(path)).resolve())}
+    try:
+        st = os.stat(path)
+        keys.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).resolve().is_relative_to(Path(os.path.abspath(folder)).resolve())
+
+
+def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple[str, ...]]]) -> None:
+    """Refuse, before any work, an output that would replace an input or another output, or whose extension is
+    not the format written there.
+
+    `outputs` are (flag, path, suffixes the format takes; FOLDER for a folder). Paths are compared with links
+    followed (symbolic and hard), and an artifact stands for all its files (`artifact_files`): `-o m.xml` also
+    writes `m.bin`. A folder output may not hold an input (a run folder is rewritten by `--force`).
+    """
+    taken: dict[Any, Path] = {}
+    for given in inputs:
+        given = Path(given)
+        for f in artifact_files(given):
+            for key in _same_file_keys(f):
+                taken.setdefault(key, given)
+    written: dict[Any, tuple[str, Path]] = {}
+    for flag, path, suffixes in outputs:
+        path = Path(path)
+        if suffixes == FOLDER:
+            for key, given in taken.items():
+                if isinstance(key, str) and (key == str(Path(os.path.abspath(path)).resolve()) or _inside(Path(key), path)):
+                    raise RtkError(f"{flag} {path}: the input {given} is inside this folder, which the run rewrites; "
+                                   "choose another folder")
+            continue
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise RtkError(f"{flag} {path}: this output is written as {' or '.join(suffixes)}; give a file name with "
+                           f"that extension, e.g. {path.with_suffix(suffixes[0]).name}")
+        for f in artifact_files(path):
+            keys = _same_file_keys(f)
+            hit = next((taken[k] for k in keys if k in taken), None)
+            if hit is not None:
+                raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
+            other = next((written[k] for k in keys if k in written), None)
+            if other is not None:
+                raise RtkError(f"{flag} {path} is also the output of {other[0]} ({other[1]}); give each output its "
+                               "own file")
+            for key in keys:
+                written[key] = (flag, path)
 
 
 def fresh_temp_name(folder: Path, prefix: str, suffix: str = "") -> Path:

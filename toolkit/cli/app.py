@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -33,16 +34,28 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
     _debug["on"] = debug
 
 
-def command(fn: Callable) -> Callable:
+Writes = dict[str, "tuple[str, ...] | Callable[[dict], list[tuple[str, Path, tuple[str, ...]]]]"]
+OUTPUT_FLAGS = {"output": "-o", "json": "--json", "dump_recipe": "--dump-recipe"}
+ALWAYS: Writes = {"json": (".json",), "dump_recipe": (".yaml", ".yml")}
+
+
+def command(fn: Callable | None = None, *, writes: Writes | None = None) -> Callable:
     """Turn library errors into one line on stderr and the documented exit codes (2 input, 1 gate).
 
+    Before the command runs, every path it writes (`writes`: parameter -> the extensions of its format, or a
+    function of the arguments giving (flag, path, extensions); --json and --dump-recipe always) is checked
+    against every path it reads (`toolkit.io.check_io`), so no command can write over its input.
     An optional package missing from this install (torch for a making command, openvino for an IR) is bad
     input too: the line names the extra to install."""
+    if fn is None:
+        return functools.partial(command, writes=writes)
+    plan = {**ALWAYS, **(writes or {})}
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             _check_json_path(kwargs.get("json"))
+            _check_paths(plan, kwargs)
             try:
                 return fn(*args, **kwargs)
             except ImportError as exc:
@@ -66,6 +79,26 @@ def command(fn: Callable) -> Callable:
             raise typer.Exit(3) from None
 
     return wrapper
+
+
+def _check_paths(plan: Writes, kwargs: dict) -> None:
+    """Every output of the call against every input (any other path argument, or a string naming a file)."""
+    from toolkit.io import check_io
+
+    outputs: list[tuple[str, Path, tuple[str, ...]]] = []
+    for name, rule in plan.items():
+        if callable(rule):
+            outputs += rule(kwargs)
+        elif isinstance(kwargs.get(name), Path):
+            outputs.append((OUTPUT_FLAGS.get(name, "--" + name.replace("_", "-")), kwargs[name], rule))
+    inputs: list[Path] = []
+    for name, value in kwargs.items():
+        if name in plan or name in OUTPUT_FLAGS:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, Path) or (isinstance(v, str) and v and os.path.exists(v)):
+                inputs.append(Path(v))
+    check_io(inputs=inputs, outputs=outputs)
 
 
 def _check_json_path(path: Path | None) -> None:

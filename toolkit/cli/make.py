@@ -50,7 +50,7 @@ def data_synth(
 
 
 @app.command()
-@command
+@command(writes={"output": (".pt",)})
 def finetune(
     data: Annotated[Path, typer.Option(help="ImageFolder root with train/ and val/ (or class folders).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint to write (.pt).")],
@@ -90,7 +90,7 @@ def _source(model: str | Path) -> str:
 
 
 @app.command()
-@command
+@command(writes={"output": (".onnx",)})
 def export(
     model: Annotated[Optional[Path], typer.Argument(help="rtk checkpoint or torchvision state dict (.pt).")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write.")] = Path("model.onnx"),
@@ -131,7 +131,7 @@ def export(
 
 
 @app.command()
-@command
+@command(writes={"output": (".pt",)})
 def prune(
     model: Annotated[Path, typer.Argument(help="rtk checkpoint or torchvision state dict (.pt) of a ResNet50.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pruned checkpoint to write (.pt).")],
@@ -187,7 +187,7 @@ def prune(
 
 
 @app.command()
-@command
+@command(writes={"output": (".onnx", ".xml")})
 def quantize(
     model: Annotated[Path, typer.Argument(help="FP32 model: .onnx, or an OpenVINO IR .xml for --target openvino.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="INT8 model to write: .onnx (QDQ), or .xml (INT8 IR) for --target openvino.")],
@@ -228,8 +228,19 @@ def quantize(
     emit_json(json, result)
 
 
+def _compiled(kw: dict) -> list:
+    """What `rtk compile` writes: the IR `.xml` (+ `.bin`) or the engine (+ sidecar), from -o or beside the source."""
+    source, output, target = Path(kw["source"]), kw.get("output"), kw.get("target")
+    if kw.get("check_only") or target not in ("openvino", "tensorrt"):
+        return []
+    if target == "openvino":
+        out = output or source.with_suffix(".xml")
+        return [("-o", out if out.suffix.lower() == ".xml" else out / "model.xml", (".xml",))]
+    return [("-o", output or source.with_suffix(".engine"), (".engine", ".plan"))]
+
+
 @app.command("compile")
-@command
+@command(writes={"output": _compiled})
 def compile_(
     source: Annotated[Path, typer.Argument(help="ONNX model (FP32, FP16, or INT8 with Q/DQ nodes).")],
     target: Annotated[str, typer.Option(help="openvino (IR .xml + .bin) or tensorrt (.engine + .json sidecar).")],

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from toolkit import __version__
 from toolkit.errors import RtkError
-from toolkit.io import now_iso, sha256_file, write_json, write_text_atomic
+from toolkit.io import FOLDER, check_io, now_iso, sha256_file, write_json, write_text_atomic
 from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
@@ -45,6 +45,14 @@ def _hash_inputs(paths: list[Path]) -> dict[str, str]:
     return out
 
 
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """Files and folders the recipe names (not the ones the run makes)."""
+    data, source = recipe.data, recipe.model.source
+    calib_list = recipe.quantize.calib_list if recipe.quantize else None
+    named = [data.root, data.calibration, data.validation, Path(source) if Path(source).suffix else None, calib_list]
+    return [Path(p) for p in named if p is not None]
+
+
 @dataclass
 class Run:
     """One pipeline run in one folder: the stage cache and the records of what ran."""
@@ -63,10 +71,7 @@ class Run:
         self.progress(message)
 
     def inputs(self) -> list[Path]:
-        """Files and folders the recipe names (not the ones the run makes)."""
-        data, source = self.recipe.data, self.recipe.model.source
-        named = [data.root, data.calibration, data.validation, Path(source) if Path(source).suffix else None]
-        return [Path(p) for p in named if p is not None]
+        return recipe_inputs(self.recipe)
 
     def stage(self, name: str, config: Any, inputs: list[Path], outputs: list[Path], fn: Callable[[], Any]) -> Any:
         """Run `fn` unless a previous run had the same config and inputs and its outputs are intact."""
@@ -114,6 +119,7 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     from toolkit.pipeline.stages import run_stages
 
     output = Path(output)
+    check_io(inputs=recipe_inputs(recipe), outputs=[("-o", output, FOLDER)])
     prepare_output(output, resume=resume, force=force)
     started = now_iso()
     ctx = Run(recipe=recipe, root=output, progress=progress)
