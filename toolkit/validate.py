@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
+from toolkit.backends.base import finite
 from toolkit.bench import interleaved_p50
 from toolkit.images import check_classes, scan_folder
 from toolkit.preprocess import batches
@@ -108,7 +109,7 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
         for x, y in batches(data, pre, batch_size):
             labels.append(y)
             for out, runner in zip(logits, runners):
-                out.append(_infer_padded(runner, x))
+                out.append(finite(_infer_padded(runner, x), runner.path))
             done += len(y)
             progress("validating", done, len(data))
         facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names}

@@ -221,9 +221,9 @@ def quantize(
                     model={"source": _source(model)}, quantize=settings, compile={"targets": targets})
     from toolkit.quantize import quantize_int8
 
-    result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib), target=target,
-                           settings=settings, val=val, seed=seed,
-                           progress=lambda stage, *_, **__: ui.err.print(f"[dim]·[/] {stage}", highlight=False))
+    with ui.progress("quantize") as progress:
+        result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib),
+                               target=target, settings=settings, val=val, seed=seed, progress=progress)
     ui.show_quantize(result)
     emit_json(json, result)
 
