@@ -20,6 +20,7 @@ from toolkit.artifact import ModelMeta, Preprocess, default_class_names
 from toolkit.io import atomic_outputs
 from toolkit.channels import apply_channels
 from toolkit.errors import RtkError
+from toolkit.settings import MAX_CLASSES
 
 CHECKPOINT_FORMAT = "rtk.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -54,6 +55,8 @@ def load_model(
     """
     if num_classes is not None and num_classes < 1:
         raise RtkError(f"--num-classes {num_classes}: a classifier needs at least one class")
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise RtkError(f"--num-classes {num_classes}: give at most {MAX_CLASSES} classes")
     if input_size is not None and not MIN_INPUT <= input_size <= MAX_INPUT:
         raise RtkError(f"--input-size {input_size}: give a side between {MIN_INPUT} and {MAX_INPUT} pixels")
     key = str(source).lower()

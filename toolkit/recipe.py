@@ -15,13 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.errors import RtkError
 from toolkit.settings import (BenchSettings, CompileSettings, ExportSettings, FinetuneSettings, Gates, PruneSettings,
-                              QuantizeSettings, SynthSettings, Target, ValidateSettings)
+                              QuantizeSettings, SEED_MAX, MAX_CLASSES, SynthSettings, Target,
+                              ValidateSettings)
 
 RECIPE_VERSION = 1
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataSpec(Strict):
@@ -41,7 +42,7 @@ class DataSpec(Strict):
 
 class ModelSpec(Strict):
     source: str = Field("none", description="imagenet-v1, imagenet-v2, random, none (scratch) or a checkpoint path.")
-    num_classes: int | None = Field(None, ge=2)
+    num_classes: int | None = Field(None, ge=2, le=MAX_CLASSES)
     input_size: int | None = Field(None, ge=16, le=1024)
 
 
@@ -65,14 +66,14 @@ class CompileStage(CompileSettings):
 class BenchStage(BenchSettings):
     """The bench stage: `BenchSettings` for every artifact but the PyTorch reference, `repeats` times."""
 
-    repeats: int = Field(3, ge=1, description="Independent measurements per artifact, for a confidence interval.")
+    repeats: int = Field(3, ge=1, le=100, description="Independent measurements per artifact, for a confidence interval.")
 
 
 class Recipe(Strict):
     version: Literal[1] = RECIPE_VERSION
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of every random step (init, shuffling, calibration).")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     finetune: FinetuneSettings | None = None
@@ -84,7 +85,7 @@ class Recipe(Strict):
     bench: BenchStage = Field(default_factory=BenchStage)
     gates: Gates = Field(default_factory=Gates)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":

@@ -8,12 +8,43 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from toolkit import console as ui
 from toolkit.errors import GateFailed, RtkError, missing_extra
 from toolkit.settings import TARGETS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+def _usage_errors() -> tuple[type, ...]:
+    """click's UsageError, and the copy of click that typer 0.2x vendors (typer._click), whichever exist."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).UsageError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+USAGE_ERRORS = _usage_errors()
+
+
+class OneLineErrors(TyperGroup):
+    """A command line typer/click cannot parse (`--runs abc`, a missing option) is one `error:` line naming the
+    flag and exit 2, like every other bad input, instead of a usage box."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USAGE_ERRORS as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "rtk"
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            ui.error(f"{message}; see `{where} --help`")
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="rtk: take a ResNet50 classifier from PyTorch to an edge runtime and prove it still works.")
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: the built-in synthetic set.")
 app.add_typer(data_app, name="data")

@@ -15,6 +15,7 @@ from toolkit import console as ui
 from toolkit.cli.app import DumpOpt, JsonOpt, ThreadsOpt, app, command, data_app, dump, emit_json, recipe_name
 from toolkit.cli.flags import build, default, opt
 from toolkit.errors import GateFailed, RtkError
+from toolkit.settings import SEED_MAX
 from toolkit.settings import (CompileSettings as C, ExportSettings as E, FinetuneSettings as F, PruneSettings as P,
                               QuantizeSettings as Q, SynthSettings as S)
 
@@ -62,7 +63,7 @@ def finetune(
     augment: Annotated[str, opt(F, "augment")] = default(F, "augment"),
     input_size: Annotated[Optional[int], typer.Option(help="Training/eval input side (default: the model's, "
                                                              "or the images' size for --weights none).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for init, shuffling and augmentation.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for init, shuffling and augmentation.", min=0, max=SEED_MAX)] = 0,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
@@ -102,7 +103,7 @@ def export(
     input_size: Annotated[Optional[int], typer.Option(help="Input side (default: the checkpoint's; 224 for torchvision weights).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Images for the parity check (default: built-in drawings).")] = None,
     atol: Annotated[float, opt(E, "atol")] = default(E, "atol"),
-    seed: Annotated[int, typer.Option(help="Seed of a random model.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of a random model.", min=0, max=SEED_MAX)] = 0,
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
 ) -> None:
@@ -157,7 +158,7 @@ def prune(
     augment: Annotated[str, opt(P, "augment")] = default(P, "augment"),
     measure: Annotated[str, typer.Option(help="Runtimes timed before/after, comma-separated, or none (default: "
                                               "onnxruntime; unstructured adds openvino).")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for calibration and recovery.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for calibration and recovery.", min=0, max=SEED_MAX)] = 0,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
@@ -197,7 +198,7 @@ def quantize(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization (the only mode).")] = True,
     subset: Annotated[Optional[int], opt(Q, "subset")] = default(Q, "subset"),
     calib_list: Annotated[Optional[Path], opt(Q, "calib_list")] = default(Q, "calib_list"),
-    seed: Annotated[int, typer.Option(help="Seed of the class-balanced calibration pick.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the class-balanced calibration pick.", min=0, max=SEED_MAX)] = 0,
     allow_small: Annotated[bool, opt(Q, "allow_small")] = default(Q, "allow_small"),
     max_drop: Annotated[Optional[float], opt(Q, "max_drop")] = default(Q, "max_drop"),
     val: Annotated[Optional[Path], typer.Option(help="Labeled folder for top-1 FP32 vs INT8 (and --max-drop).")] = None,
