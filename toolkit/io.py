@@ -100,6 +100,9 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
                     raise RtkError(f"{flag} {path}: the input {given} is inside this folder, which the run rewrites; "
                                    "choose another folder")
             continue
+        if path.is_dir():
+            raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / ('model' + suffixes[0])}"
+                           if suffixes else f"{flag} {path} is a folder; give a file name")
         if suffixes and path.suffix.lower() not in suffixes:
             raise RtkError(f"{flag} {path}: this output is written as {' or '.join(suffixes)}; give a file name with "
                            f"that extension, e.g. {path.with_suffix(suffixes[0]).name}")

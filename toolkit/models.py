@@ -144,6 +144,7 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
             raise RtkError(f"{path}: state dict has {found} classes but --num-classes is {num_classes}; drop or fix it")
         meta = ModelMeta(num_classes=found, class_names=default_class_names(found),
                          provenance={"source": f"state_dict:{path.name}"})
+    _check_shapes(meta, state, path)
     model = build_model(meta)
     try:
         model.load_state_dict(state)
@@ -151,6 +152,26 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
         first = str(exc).strip().splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise RtkError(f"{path}: weights do not fit {meta.arch} ({first[:160]})") from None
     return model.eval(), meta
+
+
+def _check_shapes(meta: ModelMeta, state: dict, path: Path) -> None:
+    """Refuse metadata whose network (class count, pruned widths) disagrees with the weights, before any memory is
+    allocated from it: the network is first built on the meta device, which holds shapes and no data."""
+    channels = meta.arch_config.get("channels")
+    if channels is not None and not isinstance(channels, dict):
+        raise RtkError(f"{path}: its rtk metadata is damaged (arch_config.channels is not a mapping); save the "
+                       "checkpoint again")
+    with torch.device("meta"):
+        skeleton = build_model(meta)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    for key, shape in expected.items():
+        tensor = state.get(key)
+        if not isinstance(tensor, torch.Tensor):
+            raise RtkError(f"{path}: weights do not fit {meta.arch} as its metadata describes it (no {key}); the "
+                           "checkpoint is damaged, save it again")
+        if tuple(tensor.shape) != shape:
+            raise RtkError(f"{path}: weights do not fit {meta.arch} as its metadata describes it ({key} is "
+                           f"{list(tensor.shape)}, the metadata says {list(shape)}); pass a matching checkpoint")
 
 
 def checkpoint_meta(path: Path) -> ModelMeta:

@@ -11,6 +11,7 @@ from typing import Any
 
 from toolkit.artifact import ModelMeta, Preprocess, default_class_names
 from toolkit.errors import RtkError
+from toolkit.settings import MAX_CLASSES
 
 ONNX_META_KEY = "rtk.meta"
 
@@ -31,28 +32,48 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
         props, inputs, outputs = _onnx_facts(path)
     if ONNX_META_KEY in props:
         try:
-            return ModelMeta.model_validate_json(props[ONNX_META_KEY])
+            meta = ModelMeta.model_validate_json(props[ONNX_META_KEY])
         except ValueError as exc:
-            raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({type(exc).__name__}); "
+            raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({_first_error(exc)}); "
                            "re-export it with `rtk export`") from None
-    if len(inputs) != 1 or len(outputs) < 1:
-        raise RtkError(f"{path}: not an image classifier (it has {len(inputs)} inputs); "
-                       "rtk runs models with one NCHW image input")
+        meta.check_graph(path, inputs, outputs)
+        return meta
+    return foreign_meta(path, inputs, outputs, source="foreign-onnx")
+
+
+def foreign_meta(path: Path, inputs: list[list[int | None]], outputs: list[list[int | None]], *,
+                 source: str) -> ModelMeta:
+    """Metadata for a classifier rtk did not write: ImageNet preprocessing sized to its input, class names by
+    count, and `arch` "unknown" (rtk cannot tell what network it is, so it does not call it a ResNet50)."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise RtkError(f"{path}: not an image classifier ({len(inputs)} inputs, {len(outputs)} outputs); "
+                       "rtk runs models with one NCHW image input and one logits output")
     dims, outs = inputs[0], outputs[0]
     if len(dims) != 4 or dims[1] not in (None, 3) or len(outs) != 2:
         shape = "x".join(str(d or "?") for d in dims)
         raise RtkError(f"{path}: not an image classifier (input {shape or 'without a shape'}, output rank {len(outs)}); "
                        "rtk runs models with an N x 3 x H x W input and N x classes logits")
-    crop = dims[-1] or 224
+    if dims[2] and dims[3] and dims[2] != dims[3]:
+        raise RtkError(f"{path}: input {dims[2]}x{dims[3]} is not square; rtk's preprocessing center-crops a square")
+    crop = dims[-1] or dims[-2] or 224
     classes = outs[-1]
     if not classes:
-        raise RtkError(f"{path}: the ONNX output has no static class dimension and no rtk metadata; export it with rtk")
-    return ModelMeta(
-        num_classes=classes,
-        class_names=default_class_names(classes),
-        preprocess=Preprocess().at_size(crop),
-        provenance={"source": "foreign-onnx", "file": path.name},
-    )
+        raise RtkError(f"{path}: the output has no static class dimension and no rtk metadata; export it with rtk")
+    try:
+        meta = ModelMeta(arch="unknown", num_classes=classes, class_names=default_class_names(classes),
+                         preprocess=Preprocess().at_size(crop), provenance={"source": source, "file": path.name})
+    except ValueError as exc:
+        raise RtkError(f"{path}: {_first_error(exc)}; rtk runs classifiers of at most {MAX_CLASSES} classes") from None
+    meta.check_graph(path, inputs, outputs)
+    return meta
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(map(str, first['loc'])) or 'meta'}: {first['msg'].removeprefix('Value error, ')}"
+    return type(exc).__name__
 
 
 def _onnx_facts(path: Path) -> tuple[dict[str, str], list[list[int | None]], list[list[int | None]]]:
