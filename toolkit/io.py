@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -194,8 +195,20 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def json_text(data: Any) -> str:
-    """`data` (a pydantic model or plain JSON value) as indented JSON text."""
-    return json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n"
+    """`data` (a pydantic model or plain JSON value) as indented, strict JSON text: NaN and Infinity are not JSON
+    (Python's json writes them, most readers refuse them), so a value that is not a number is written as null."""
+    return json.dumps(finite(jsonable(data)), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def finite(data: Any) -> Any:
+    """`data` with every NaN or infinite float replaced by None (JSON null)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, list):
+        return [finite(v) for v in data]
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    return data
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -127,6 +127,24 @@ def _refuse_aliases(text: str, path: Path) -> None:
         raise RtkError(f"{path}:{where}: YAML syntax error: {problem}; fix the recipe") from None
 
 
+def _refuse_duplicates(node: yaml.Node | None, path: Path, prefix: tuple = ()) -> None:
+    """A key given twice in one mapping is an error naming both lines: YAML loaders keep the last silently, so
+    a gate written twice would vanish."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in seen:
+                dotted = ".".join(map(str, prefix + (name,)))
+                raise RtkError(f"{path}:{line}: key {dotted!r} is given twice (lines {seen[name]} and {line}); "
+                               "keep one")
+            seen[name] = line
+            _refuse_duplicates(value, path, prefix + (name,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicates(item, path, prefix + (i,))
+
+
 def _lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     """Map each key path in the YAML tree to its 1-based line number."""
     found: dict[tuple, int] = {prefix: node.start_mark.line + 1}
@@ -183,6 +201,7 @@ def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
     try:
         _refuse_aliases(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicates(node, path)
         data = yaml.safe_load(text)
     except RecursionError:
         raise RtkError(f"{path}: YAML nested too deeply; a recipe is a few levels of mappings") from None
@@ -212,16 +231,39 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
-    """Relative paths in a recipe are relative to the working directory; check that named inputs exist."""
+    """Relative paths in a recipe are relative to the working directory; check that each named input exists and
+    is of its kind (a folder of images, a file), so `rtk recipe check` passing means `rtk run` will not stop
+    on a path after writing models."""
     data = recipe.data
     calib_list = recipe.quantize.calib_list if recipe.quantize else None
-    for label, value in (("data.root", data.root), ("data.calibration", data.calibration),
-                         ("data.validation", data.validation), ("quantize.calib_list", calib_list)):
-        if value is not None and not Path(value).exists():
+    for label, value, folder in (("data.root", data.root, True), ("data.calibration", data.calibration, True),
+                                 ("data.validation", data.validation, True),
+                                 ("quantize.calib_list", calib_list, False)):
+        if value is None:
+            continue
+        if not Path(value).exists():
             raise RtkError(f"{label}: {value} not found; fix the path in the recipe (relative to the current folder)")
+        if folder and not Path(value).is_dir():
+            raise RtkError(f"{label}: {value} is a file; give a folder of images (one sub-folder per class)")
+        if not folder and not Path(value).is_file():
+            raise RtkError(f"{label}: {value} is a folder; give a file listing one image path per line")
+    has_val = data.synth is not None or data.validation is not None or (
+        data.root is not None and (Path(data.root) / "val").is_dir())
+    if recipe.quantize and recipe.quantize.max_drop is not None and not has_val:
+        raise RtkError("quantize.max_drop needs validation images; set data.validation or use data with val/")
+    timing_cache = recipe.compile.timing_cache
+    if timing_cache is not None and Path(timing_cache).is_dir():
+        raise RtkError(f"compile.timing_cache: {timing_cache} is a folder; give a file (created if missing)")
     source = recipe.model.source
-    if source.lower() not in ("imagenet-v1", "imagenet-v2", "random", "none") and not Path(source).is_file():
-        raise RtkError(f"model.source: {source} not found; give a checkpoint path or imagenet-v1/imagenet-v2/random/none")
+    if source.lower() not in ("imagenet-v1", "imagenet-v2", "random", "none"):
+        if not Path(source).is_file():
+            raise RtkError(f"model.source: {source} not found (or not a file); give a checkpoint path or "
+                           "imagenet-v1/imagenet-v2/random/none")
+        if Path(source).suffix.lower() not in (".pt", ".pth", ".onnx"):
+            raise RtkError(f"model.source: {source} is not a .pt checkpoint or an .onnx model; a recipe starts from "
+                           "one of those")
+        if Path(source).suffix.lower() == ".onnx" and (recipe.finetune or recipe.prune):
+            raise RtkError("model.source is an ONNX file: prune and finetune need a .pt checkpoint")
     return recipe
 
 
