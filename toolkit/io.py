@@ -135,7 +135,9 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
     The temporaries live in a hidden staging folder beside the outputs (`.<first name>.<random>/`) under the
     outputs' own names, so the files of one artifact find each other there (an `.xml` names its `.bin`).
     On success they are moved in reverse order, the first path last: give the file that refers to the others
-    first (the `.xml` before its `.bin`, an engine before its sidecar) and it never appears without them.
+    first (the `.xml` before its `.bin`, an engine before its sidecar) and it never appears without them. When
+    an artifact is replaced, its old first file is removed before the others are moved, and SIGINT/SIGTERM wait
+    until the moves are done, so no moment shows an old `.xml` beside a new `.bin` (a pair from two models).
     Any exception, Ctrl-C included, removes the staging folder, and with `make_folder` the output folder too
     when this call created it.
     """
@@ -162,9 +164,12 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
         if missing:
             raise RuntimeError(f"atomic_outputs: the block did not write {', '.join(missing)}")
         _hold_for_test(paths[0])
-        for p in reversed(paths):
+        with _signals_held():
             try:
-                os.replace(stage / p.name, p)
+                if len(paths) > 1 and paths[0].exists():
+                    os.unlink(paths[0])         # the old pair loses its head first: never an old head on new files
+                for p in reversed(paths):
+                    os.replace(stage / p.name, p)
             except OSError as exc:
                 raise RtkError(f"cannot write {p} ({exc.strerror or type(exc).__name__}); "
                                "choose another output") from None
@@ -174,6 +179,23 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM (delivered when the block ends) in the main thread, where Python handles them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 HOLD = "RTK_TEST_HOLD"

@@ -6,12 +6,14 @@ skipped (state in `<output>/.rtk/state.json`), so an interrupted or edited run r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel
 
@@ -22,6 +24,7 @@ from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
 STATE = ".rtk/state.json"
+LOCK = ".rtk/lock"
 
 
 class StageRecord(BaseModel):
@@ -109,8 +112,32 @@ def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
         raise RtkError(f"{root} already holds files (another run?); pass --resume to continue it, --force to redo "
                        "every stage, or choose a new -o")
     root.mkdir(exist_ok=True)
-    if force:
-        (root / STATE).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """Hold `<root>/.rtk/lock` while a run writes the folder: a second `rtk run` on it (even with --force) is
+    refused instead of rewriting the files the first one is timing. The lock is the kernel's (flock), so it is
+    gone when the process ends, however it ends."""
+    import fcntl
+
+    (root / ".rtk").mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RtkError(f"{root} is being written by another rtk run ({holder}); wait for it to finish or "
+                           "choose another -o") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent):
@@ -121,13 +148,16 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     output = Path(output)
     check_io(inputs=recipe_inputs(recipe), outputs=[("-o", output, FOLDER)])
     prepare_output(output, resume=resume, force=force)
-    started = now_iso()
-    ctx = Run(recipe=recipe, root=output, progress=progress)
-    write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
-    outcome = run_stages(ctx)
-    report = build_report(recipe, outcome, ctx.records)
-    write_manifest(ctx, started)
-    write_report(report, output)
+    with run_lock(output):
+        if force:
+            (output / STATE).unlink(missing_ok=True)
+        started = now_iso()
+        ctx = Run(recipe=recipe, root=output, progress=progress)
+        write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
+        outcome = run_stages(ctx)
+        report = build_report(recipe, outcome, ctx.records)
+        write_manifest(ctx, started)
+        write_report(report, output)
     return report
 
 
