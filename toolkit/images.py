@@ -14,7 +14,7 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -83,6 +83,40 @@ def symlink_loop(root: Path) -> str | None:
     return None
 
 
+def class_files(root: Path, classes: Sequence[str]) -> Iterator[tuple[str, int]]:
+    """Every file under the class folders of `root` once, as (path, class index), in ImageFolder order.
+
+    Links are followed, but a file is labelled by the class folder it really lives in: a link in class A to a
+    file of class B (or a linked folder holding B's files) is refused with one line, since counting it under A
+    would score the model against a wrong label. A file reached twice (two links to one file) is seen once.
+    """
+    real = {name: os.path.realpath(os.path.join(str(root), name)) for name in classes}
+    by_real: dict[str, str] = {}
+    for name in classes:
+        for other, folder in by_real.items():
+            if real[name] == folder or real[name].startswith(folder + os.sep) or folder.startswith(real[name] + os.sep):
+                raise RtkError(f"class folders {other} and {name} of {root} are the same folder or one holds the "
+                               "other (a link); remove the link so each image has one class")
+        by_real[name] = real[name]
+    seen: set[str] = set()
+    for index, name in enumerate(classes):
+        class_dir = os.path.join(str(root), name)
+        if not os.path.isdir(class_dir):
+            continue
+        for dirpath, _, files in sorted(os.walk(class_dir, followlinks=True)):
+            for fname in sorted(files):
+                path = os.path.join(dirpath, fname)
+                target = os.path.realpath(path)
+                owner = next((c for c, folder in real.items() if target.startswith(folder + os.sep)), name)
+                if owner != name:
+                    raise RtkError(f"{path} is a link to {target}, an image of class {owner}; it would also be "
+                                   f"counted as {name}: remove the link")
+                if target in seen:
+                    continue
+                seen.add(target)
+                yield path, index
+
+
 @dataclass
 class ImageSet:
     """The usable images of a labeled folder, in ImageFolder order, plus what was left out of it."""
@@ -120,17 +154,11 @@ def scan_folder(root: str | Path) -> ImageSet:
         raise RtkError(f"data folder {root}: no class folder in it; it needs one sub-folder of images per class")
     samples: list[tuple[str, int]] = []
     skipped: list[str] = []
-    for index, name in enumerate(classes):
-        class_dir = os.path.join(str(root), name)
-        if not os.path.isdir(class_dir):
-            continue
-        for dirpath, _, files in sorted(os.walk(class_dir, followlinks=True)):
-            for fname in sorted(files):
-                path = os.path.join(dirpath, fname)
-                if readable_image(path):
-                    samples.append((path, index))
-                else:
-                    skipped.append(path)
+    for path, index in class_files(root, classes):
+        if readable_image(path):
+            samples.append((path, index))
+        else:
+            skipped.append(path)
     if not samples:
         raise RtkError(f"data folder {root} holds no readable images; it needs one sub-folder of images per class")
     return ImageSet(root=root, classes=classes, samples=samples, skipped=sorted(skipped))
