@@ -2,7 +2,7 @@
 
 A labeled folder is an ImageFolder tree (one sub-folder per class), read by the rules of torchvision's
 `datasets.ImageFolder`: class folders sorted by name, files under each (sub-folders included) in sorted
-`os.walk` order. Files that are not images, or that cannot be decoded, are skipped and counted
+`os.walk` order (GIFs are images here, first frame, as in `rtk predict`). Files that are not images, or that cannot be decoded, are skipped and counted
 (`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
 to torchvision's on a tree with nested folders, hidden files, broken images and a symlinked class.
 """
@@ -21,7 +21,9 @@ from PIL import Image, ImageFile
 
 from toolkit.errors import RtkError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+# torchvision's IMG_EXTENSIONS plus .gif, which `rtk predict` reads too (its first frame): one rule for a single
+# image and a data folder, so a GIF is never a photo in one command and a skipped file in another.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 

@@ -63,6 +63,25 @@ _debug = {"on": False}
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     _debug["on"] = debug
+    if not debug:
+        quiet_libraries()
+
+
+# Loggers of the libraries rtk drives that print on their own (torch's "No CUDA runtime is found" when NNCF
+# imports it, ONNX Runtime's and OpenVINO's Python-side notices): rtk reports what matters in its own words.
+LIBRARY_LOGGERS = ("torch", "torch.utils.cpp_extension", "torch.onnx", "nncf", "onnxruntime", "openvino", "urllib3")
+
+
+def quiet_libraries() -> None:
+    """Keep stderr to rtk's own lines: library loggers at ERROR and Python warnings off (rtk's checks that need a
+    warning, such as Pillow's decompression-bomb warning, turn it into an error locally, which still works).
+    `rtk --debug` leaves them on."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 Writes = dict[str, "tuple[str, ...] | Callable[[dict], list[tuple[str, Path, tuple[str, ...]]]]"]

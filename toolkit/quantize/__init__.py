@@ -84,7 +84,9 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     if cfg.bias_correction == "full" and out_suffix != ".xml":
         raise RtkError("--bias-correction full runs on NNCF's OpenVINO backend only (its ONNX backend fails with it): "
                        "use --target openvino -o model.xml, or keep the fast one")
-    output = check_output(output)
+    new_folder = not output.parent.exists() and output.parent.parent.is_dir()   # -o runs/x/int8/model.xml
+    if not new_folder:
+        output = check_output(output)
     if output.resolve() == source.resolve():
         raise RtkError(f"-o {output} is the input model; choose another output name")
     meta = read_meta(source)
@@ -142,7 +144,7 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
         val_items = labeled_items(val, meta)
     form = load(FORMS[BACKENDS[target].int8])
     outputs = [output, output.with_suffix(".bin")] if output.suffix.lower() == ".xml" else [output]
-    with atomic_outputs(*outputs) as staged_files:
+    with atomic_outputs(*outputs, make_folder=not output.parent.exists()) as staged_files:
         staged = staged_files[0]
         t0 = time.perf_counter()
         made = form(model, calset, source=source, settings=settings, val_items=val_items, workdir=staged.parent,
