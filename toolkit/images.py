@@ -2,8 +2,8 @@
 
 A labeled folder is an ImageFolder tree (one sub-folder per class), read by the rules of torchvision's
 `datasets.ImageFolder`: class folders sorted by name, files under each (sub-folders included) in sorted
-`os.walk` order (GIFs are images here, first frame, as in `rtk predict`). Files that are not images, or that cannot be decoded, are skipped and counted
-(`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
+`os.walk` order (GIFs are images here, first frame, as in `rtk predict`). Files that are not images, or that
+cannot be decoded, are skipped and counted (`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
 to torchvision's on a tree with nested folders, hidden files, broken images and a symlinked class.
 """
 
