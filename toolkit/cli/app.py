@@ -38,7 +38,7 @@ class OneLineErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except USAGE_ERRORS as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else "rtk"
+            where = " ".join(["rtk", *(exc.ctx.command_path.split()[1:] if exc.ctx is not None else [])])
             message = " ".join(exc.format_message().split()).rstrip(".")
             ui.error(f"{message}; see `{where} --help`")
             raise typer.Exit(2) from None
