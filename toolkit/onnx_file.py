@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.artifact import ModelMeta, Preprocess, default_class_names
+from toolkit.artifact import MAX_SIDE, ModelMeta, Preprocess, default_class_names
 from toolkit.errors import RtkError
 from toolkit.settings import MAX_CLASSES
 
@@ -59,11 +59,12 @@ def foreign_meta(path: Path, inputs: list[list[int | None]], outputs: list[list[
     classes = outs[-1]
     if not classes:
         raise RtkError(f"{path}: the output has no static class dimension and no rtk metadata; export it with rtk")
-    try:
-        meta = ModelMeta(arch="unknown", num_classes=classes, class_names=default_class_names(classes),
-                         preprocess=Preprocess().at_size(crop), provenance={"source": source, "file": path.name})
-    except ValueError as exc:
-        raise RtkError(f"{path}: {_first_error(exc)}; rtk runs classifiers of at most {MAX_CLASSES} classes") from None
+    if classes > MAX_CLASSES:
+        raise RtkError(f"{path}: {classes} classes; rtk runs classifiers of at most {MAX_CLASSES} classes")
+    if crop > MAX_SIDE:
+        raise RtkError(f"{path}: input {crop} px; rtk runs inputs of at most {MAX_SIDE} px")
+    meta = ModelMeta(arch="unknown", num_classes=classes, class_names=default_class_names(classes),
+                     preprocess=Preprocess().at_size(crop), provenance={"source": source, "file": path.name})
     meta.check_graph(path, inputs, outputs)
     return meta
 
@@ -93,6 +94,10 @@ def _onnx_facts(path: Path) -> tuple[dict[str, str], list[list[int | None]], lis
         return [d if isinstance(d, int) and d > 0 else None for d in (value.shape or [])]
 
     props = dict(session.get_modelmeta().custom_metadata_map)
+    kinds = {i.type for i in session.get_inputs()} | {o.type for o in session.get_outputs()}
+    if ONNX_META_KEY not in props and kinds - {"tensor(float)"}:
+        raise RtkError(f"{path}: its inputs/outputs are {', '.join(sorted(kinds))}; rtk runs classifiers with a "
+                       "float32 image input and float32 logits (export it in FP32)")
     return props, [shape(i) for i in session.get_inputs()], [shape(o) for o in session.get_outputs()]
 
 

@@ -35,6 +35,8 @@ def data_synth(
     from toolkit.synth import synth
 
     s = build(S, classes=classes, per_class=per_class, val_per_class=val_per_class, size=size, seed=seed)
+    if root.exists() and not root.is_dir():
+        raise RtkError(f"{root} is a file; give a new folder for the data set")
     if root.exists() and any(root.iterdir()):
         raise RtkError(f"{root} already exists and is not empty; choose a new folder or delete it")
     if not root.parent.is_dir():

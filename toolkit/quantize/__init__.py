@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from toolkit.artifact import ModelMeta
-from toolkit.backends import BACKENDS, load, read_meta, targets_with
+from toolkit.backends import BACKENDS, load, open_runner, read_meta, targets_with
+from toolkit.backends.base import finite
 from toolkit.backends.tensorrt.check import REFUSED_OPS
 from toolkit.errors import GateFailed, RtkError
 from toolkit.io import atomic_outputs, check_output, sha256_file
@@ -108,6 +109,8 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     say("preparing calibration images")
     calset = calibration_set(calib, meta.preprocess, subset=cfg.subset, seed=seed, allow_small=cfg.allow_small,
                              list_file=cfg.calib_list)
+    with open_runner(source, meta=meta) as fp32:       # a model that outputs NaN cannot be calibrated, only refused
+        finite(fp32.infer(calset.samples[:1]), source)
     return run_quantize(source=source, output=output, model=model, meta=meta, calset=calset, target=target,
                         settings=cfg, val=Path(val) if val else None, say=say, started=started)
 
