@@ -24,11 +24,11 @@ err = Console(stderr=True, width=_WIDTH)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def ok(message: str) -> None:
