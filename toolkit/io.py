@@ -100,6 +100,9 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
                 if isinstance(key, str) and (key == str(Path(os.path.abspath(path)).resolve()) or _inside(Path(key), path)):
                     raise RtkError(f"{flag} {path}: the input {given} is inside this folder, which the run rewrites; "
                                    "choose another folder")
+                if isinstance(key, str) and Path(key).is_dir() and _inside(path, Path(key)):
+                    raise RtkError(f"{flag} {path} is inside the input folder {given}, whose files the run reads; "
+                                   "choose a folder outside it")
             continue
         if path.is_dir():
             raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / ('model' + suffixes[0])}"
