@@ -8,9 +8,10 @@ them. Writing files is `toolkit.io`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,6 +22,8 @@ from toolkit.settings import MAX_CLASSES, Precision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)     # Keras' "caffe" mode: BGR, ImageNet mean in 0-255, no std
+NEW_FIELDS = ("layout", "channels", "pixels")   # left out of the JSON at their defaults: older rtk reads it
 
 MAX_SIDE = 4096                  # pixels: beyond this a resize or crop is damage, not a model
 
@@ -38,6 +41,10 @@ class Preprocess(BaseModel):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    channels: Literal["RGB", "BGR"] = "RGB"
+    pixels: Literal["0-1", "0-255"] = Field("0-1", description="The pixel range mean and std apply to: 0-1 "
+                                            "(torchvision's ToTensor) or 0-255 (Caffe/Keras 'caffe' mode).")
 
     @field_validator("std")
     @classmethod
@@ -48,7 +55,7 @@ class Preprocess(BaseModel):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.crop, self.crop)
+        return (3, self.crop, self.crop) if self.layout == "NCHW" else (self.crop, self.crop, 3)
 
     def at_size(self, crop: int) -> "Preprocess":
         """The same preprocessing for another input size, keeping the resize/crop ratio."""
@@ -85,10 +92,12 @@ class ModelMeta(BaseModel):
                            "runs models with one image input and one logits output")
         dims, out = inputs[0], outputs[0]
         shape = "x".join(str(d or "?") for d in dims) or "without a shape"
-        if len(dims) != 4 or dims[1] not in (None, 3):
+        nhwc = self.preprocess.layout == "NHWC"
+        if len(dims) != 4 or dims[3 if nhwc else 1] not in (None, 3):
             raise RtkError(f"{path}: not an image classifier (input {shape}); rtk runs models with an "
-                           "N x 3 x H x W input")
-        if any(d is not None and d != self.preprocess.crop for d in dims[2:]):
+                           f"{'N x H x W x 3' if nhwc else 'N x 3 x H x W'} input (its metadata says "
+                           f"{self.preprocess.layout})")
+        if any(d is not None and d != self.preprocess.crop for d in (dims[1:3] if nhwc else dims[2:])):
             raise RtkError(f"{path}: its metadata says {self.preprocess.crop} px input but the graph takes {shape}; "
                            "the metadata is damaged: export the model again")
         if len(out) != 2 or (out[1] is not None and out[1] != self.num_classes):
@@ -111,7 +120,17 @@ class ModelMeta(BaseModel):
         return self.model_copy(deep=True, update={"provenance": {**self.provenance, "history": history}})
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return json.dumps(self.json_dict(), sort_keys=True)
+
+    def json_dict(self) -> dict[str, Any]:
+        """The metadata as JSON values; preprocessing fields at their defaults that earlier rtk versions did not
+        have are left out, so an artifact of a plain model still opens with them."""
+        data = self.model_dump(mode="json")
+        defaults = Preprocess()
+        for name in NEW_FIELDS:
+            if data["preprocess"][name] == getattr(defaults, name):
+                del data["preprocess"][name]
+        return data
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -126,3 +145,51 @@ def default_class_names(num_classes: int) -> list[str]:
 
         return files("toolkit").joinpath("imagenet_classes.txt").read_text().splitlines()
     return [f"class_{i}" for i in range(num_classes)]
+
+
+class Foreign(BaseModel):
+    """What rtk cannot read from a classifier exported elsewhere (no rtk metadata): its class names and its
+    preprocessing. Given on the command line (`--labels`, `--resize`, `--layout`, `--caffe`, ...), applied to
+    every artifact without rtk metadata that the command opens, and then recorded in what rtk writes from it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    labels: list[str] | None = None
+    preprocess: dict[str, Any] = Field(default_factory=dict)   # Preprocess fields to set
+
+    def apply(self, meta: "ModelMeta", path: Path) -> "ModelMeta":
+        from pydantic import ValidationError
+
+        names = self.labels if self.labels is not None else meta.class_names
+        if len(names) != meta.num_classes:
+            raise RtkError(f"{path}: --labels gives {len(names)} class names but the model outputs "
+                           f"{meta.num_classes} classes; give one name per line, in output order")
+        pre = meta.preprocess.model_dump()
+        if "crop" in self.preprocess and "resize" not in self.preprocess:
+            pre["resize"] = round(self.preprocess["crop"] * pre["resize"] / pre["crop"])
+        try:
+            preprocess = Preprocess.model_validate({**pre, **self.preprocess})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise RtkError(f"--{first['loc'][0] if first['loc'] else 'preprocess'}: "
+                           f"{first['msg'].removeprefix('Value error, ')}") from None
+        return meta.model_copy(update={"class_names": list(names), "preprocess": preprocess})
+
+
+_FOREIGN: list[Foreign | None] = [None]
+
+
+def foreign() -> Foreign | None:
+    """The description of foreign models this command was given, if any."""
+    return _FOREIGN[0]
+
+
+@contextlib.contextmanager
+def describing(description: Foreign | None) -> Iterator[None]:
+    """Within the block, artifacts without rtk metadata are read with `description` (toolkit.onnx_file)."""
+    previous = _FOREIGN[0]
+    _FOREIGN[0] = description
+    try:
+        yield
+    finally:
+        _FOREIGN[0] = previous

@@ -200,7 +200,7 @@ def save_checkpoint(path: Path, model: nn.Module, meta: ModelMeta) -> Path:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "meta": meta.model_dump(mode="json"),
+        "meta": meta.json_dict(),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     with atomic_outputs(Path(path)) as (tmp,):

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.artifact import MAX_SIDE, ModelMeta, Preprocess, default_class_names
+from toolkit.artifact import MAX_SIDE, ModelMeta, Preprocess, default_class_names, foreign
 from toolkit.errors import RtkError
 from toolkit.settings import MAX_CLASSES
 
@@ -49,13 +49,18 @@ def foreign_meta(path: Path, inputs: list[list[int | None]], outputs: list[list[
         raise RtkError(f"{path}: not an image classifier ({len(inputs)} inputs, {len(outputs)} outputs); "
                        "rtk runs models with one NCHW image input and one logits output")
     dims, outs = inputs[0], outputs[0]
-    if len(dims) != 4 or dims[1] not in (None, 3) or len(outs) != 2:
+    given = foreign()
+    layout = (given.preprocess.get("layout") if given else None) or (
+        "NHWC" if len(dims) == 4 and dims[3] == 3 and dims[1] != 3 else "NCHW")     # tf2onnx keeps Keras' NHWC
+    channel = 3 if layout == "NHWC" else 1
+    if len(dims) != 4 or dims[channel] not in (None, 3) or len(outs) != 2:
         shape = "x".join(str(d or "?") for d in dims)
         raise RtkError(f"{path}: not an image classifier (input {shape or 'without a shape'}, output rank {len(outs)}); "
-                       "rtk runs models with an N x 3 x H x W input and N x classes logits")
-    if dims[2] and dims[3] and dims[2] != dims[3]:
-        raise RtkError(f"{path}: input {dims[2]}x{dims[3]} is not square; rtk's preprocessing center-crops a square")
-    crop = dims[-1] or dims[-2] or 224
+                       "rtk runs models with an N x 3 x H x W (or N x H x W x 3) input and N x classes logits")
+    height, width = (dims[1], dims[2]) if layout == "NHWC" else (dims[2], dims[3])
+    if height and width and height != width:
+        raise RtkError(f"{path}: input {height}x{width} is not square; rtk's preprocessing center-crops a square")
+    crop = width or height or 224
     classes = outs[-1]
     if not classes:
         raise RtkError(f"{path}: the output has no static class dimension and no rtk metadata; export it with rtk")
@@ -64,7 +69,9 @@ def foreign_meta(path: Path, inputs: list[list[int | None]], outputs: list[list[
     if crop > MAX_SIDE:
         raise RtkError(f"{path}: input {crop} px; rtk runs inputs of at most {MAX_SIDE} px")
     meta = ModelMeta(arch="unknown", num_classes=classes, class_names=default_class_names(classes),
-                     preprocess=Preprocess().at_size(crop), provenance={"source": source, "file": path.name})
+                     preprocess=Preprocess(layout=layout).at_size(crop), provenance={"source": source, "file": path.name})
+    if given is not None:
+        meta = given.apply(meta, path)
     meta.check_graph(path, inputs, outputs)
     return meta
 

@@ -13,7 +13,10 @@ import typer
 
 from toolkit import console as ui
 from toolkit.cli.app import DumpOpt, JsonOpt, ThreadsOpt, app, command, data_app, dump, emit_json, recipe_name
+from toolkit.artifact import describing
 from toolkit.cli.flags import build, default, opt
+from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, LabelsOpt, LayoutOpt, MeanOpt,
+                                 ResizeOpt, StdOpt, foreign_from)
 from toolkit.errors import GateFailed, RtkError
 from toolkit.settings import SEED_MAX
 from toolkit.settings import (CompileSettings as C, ExportSettings as E, FinetuneSettings as F, PruneSettings as P,
@@ -83,6 +86,15 @@ def finetune(
                      progress=progress)
     ui.show_finetune(result)
     emit_json(json, result)
+
+
+def _described(dump_recipe: Path | None, **options):
+    """The foreign-model description the options give; a recipe cannot carry one (it starts from rtk artifacts)."""
+    described = foreign_from(**options)
+    if described is not None and dump_recipe:
+        raise RtkError("--dump-recipe: a recipe starts from an rtk artifact; quantize or compile the model once with "
+                       "--labels and its preprocessing, then dump the recipe for what rtk wrote")
+    return described
 
 
 def _source(model: str | Path) -> str:
@@ -208,6 +220,8 @@ def quantize(
     bias_correction: Annotated[str, opt(Q, "bias_correction")] = default(Q, "bias_correction"),
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Post-training INT8 for a target (NNCF on CPU, signed QDQ for TensorRT) with size, top-1 and speed vs FP32."""
     if not int8:
@@ -215,6 +229,8 @@ def quantize(
     settings = build(Q, form="ir" if output.suffix.lower() == ".xml" else "onnx", subset=subset,
                      calib_list=calib_list, allow_small=allow_small, max_drop=max_drop, bench_runs=bench_runs,
                      bias_correction=bias_correction)
+    described = _described(dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                           interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:
         if calib == "random":
             raise RtkError("a recipe calibrates on images; --calib random is for speed tests only")
@@ -224,7 +240,7 @@ def quantize(
                     model={"source": _source(model)}, quantize=settings, compile={"targets": targets})
     from toolkit.quantize import quantize_int8
 
-    with ui.progress("quantize") as progress:
+    with describing(described), ui.progress("quantize") as progress:
         result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib),
                                target=target, settings=settings, val=val, seed=seed, progress=progress)
     ui.show_quantize(result)
@@ -263,12 +279,16 @@ def compile_(
     calibration_samples: Annotated[int, opt(C, "calibration_samples")] = default(C, "calibration_samples"),
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Compile ONNX for OpenVINO (IR) or TensorRT (engine); --check-only lists what TensorRT would refuse."""
     settings = build(C, precision=precision, batch=batch, min_batch=min_batch, opt_batch=opt_batch,
                      max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
                      version_compatible=version_compatible, check_only=check_only,
                      calibration_samples=calibration_samples)
+    described = _described(dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                           interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:
         targets = ["tensorrt"] if target == "tensorrt" else ["onnxruntime", target]
         return dump(dump_recipe, "compile", name=recipe_name("compile", source),
@@ -276,7 +296,7 @@ def compile_(
                     model={"source": _source(source)}, compile={**settings.model_dump(), "targets": targets})
     from toolkit.compile import compile_model
 
-    with ui.progress("compiling") as progress:
+    with describing(described), ui.progress("compiling") as progress:
         result = compile_model(source, target=target, settings=settings, output=output, calibration=calibration,
                                progress=progress)
     ui.show_compile(result)

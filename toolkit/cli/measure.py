@@ -9,7 +9,10 @@ import typer
 
 from toolkit import console as ui
 from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json
+from toolkit.artifact import describing
 from toolkit.cli.flags import build, default, int_list, opt
+from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, LabelsOpt, LayoutOpt, MeanOpt,
+                                 ResizeOpt, StdOpt, foreign_from)
 from toolkit.errors import GateFailed
 from toolkit.settings import BenchSettings as B, Gates, ValidateSettings as V
 
@@ -38,6 +41,8 @@ def validate(
     threads: ThreadsOpt = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
     json: JsonOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
     from toolkit.validate import validate as run
@@ -48,7 +53,9 @@ def validate(
     targets = list(target or [])
     if len(targets) == 1 and len(artifacts) > 1:
         targets = targets * len(artifacts)
-    with ui.progress("validate") as progress:
+    described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                             interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
+    with describing(described), ui.progress("validate") as progress:
         report = run(artifacts, data, reference=reference, targets=targets or None, settings=settings, gates=gates,
                      progress=progress)
     ui.show_validation(report)
@@ -90,11 +97,16 @@ def predict(
     top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
     target: TargetOpt = None,
     json: JsonOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Classify images: the top-K class names with probabilities."""
     from toolkit.predict import predict as run
 
-    results = run(images, model, top=top, target=target)
+    described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                             interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
+    with describing(described):
+        results = run(images, model, top=top, target=target)
     ui.show_predictions(results)
     emit_json(json, results)
 
