@@ -165,7 +165,10 @@ class Foreign(BaseModel):
             raise RtkError(f"{path}: --labels gives {len(names)} class names but the model outputs "
                            f"{meta.num_classes} classes; give one name per line, in output order")
         pre = meta.preprocess.model_dump()
-        if "crop" in self.preprocess and "resize" not in self.preprocess:
+        crop = self.preprocess.get("crop")
+        if crop is not None and not 1 <= crop <= MAX_SIDE:
+            raise RtkError(f"--crop {crop}: give an input side from 1 to {MAX_SIDE} pixels")
+        if crop is not None and "resize" not in self.preprocess:
             pre["resize"] = round(self.preprocess["crop"] * pre["resize"] / pre["crop"])
         try:
             preprocess = Preprocess.model_validate({**pre, **self.preprocess})

@@ -71,6 +71,10 @@ def foreign_meta(path: Path, inputs: list[list[int | None]], outputs: list[list[
     meta = ModelMeta(arch="unknown", num_classes=classes, class_names=default_class_names(classes),
                      preprocess=Preprocess(layout=layout).at_size(crop), provenance={"source": source, "file": path.name})
     if given is not None:
+        side = given.preprocess.get("crop")
+        if side is not None and (height or width) and side != (width or height):
+            raise RtkError(f"--crop {side}: {path} takes {width or height} px input; give its input side or leave "
+                           "--crop out")
         meta = given.apply(meta, path)
     meta.check_graph(path, inputs, outputs)
     return meta
