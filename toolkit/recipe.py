@@ -166,7 +166,7 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
     key = ".".join(str(p) for p in loc) or "recipe"
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown key {key!r}; check its spelling against `rtk recipe schema`"
-    return f"{where}: {key}: {first['msg']}; fix the recipe (see `rtk recipe schema`)"
+    return f"{where}: {key}: {first['msg'].removeprefix('Value error, ')}; fix the recipe (see `rtk recipe schema`)"
 
 
 MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128
@@ -251,6 +251,13 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         data.root is not None and (Path(data.root) / "val").is_dir())
     if recipe.quantize and recipe.quantize.max_drop is not None and not has_val:
         raise RtkError("quantize.max_drop needs validation images; set data.validation or use data with val/")
+    if recipe.validate_.isa is not None:
+        from toolkit.isa import check_tier
+
+        try:
+            check_tier(recipe.validate_.isa)
+        except RtkError as exc:
+            raise RtkError(f"validate.isa: {str(exc).removeprefix('--isa ')}") from None
     timing_cache = recipe.compile.timing_cache
     if timing_cache is not None and Path(timing_cache).is_dir():
         raise RtkError(f"compile.timing_cache: {timing_cache} is a folder; give a file (created if missing)")

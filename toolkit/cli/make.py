@@ -258,8 +258,14 @@ def _compiled(kw: dict) -> list:
     return [("-o", output or source.with_suffix(".engine"), (".engine", ".plan"))]
 
 
+def _timing_cache(kw: dict) -> list:
+    """The TensorRT timing cache is read and then rewritten: an output that may not be any input or other output."""
+    cache = kw.get("timing_cache")
+    return [("--timing-cache", cache, ())] if cache is not None and kw.get("target") == "tensorrt" else []
+
+
 @app.command("compile")
-@command(writes={"output": _compiled})
+@command(writes={"output": _compiled, "timing_cache": _timing_cache})
 def compile_(
     source: Annotated[Path, typer.Argument(help="ONNX model (FP32, FP16, or INT8 with Q/DQ nodes).")],
     target: Annotated[str, typer.Option(help="openvino (IR .xml + .bin) or tensorrt (.engine + .json sidecar).")],

@@ -156,8 +156,8 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
         write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
         outcome = run_stages(ctx)
         report = build_report(recipe, outcome, ctx.records)
-        write_manifest(ctx, started)
         write_report(report, output)
+        write_manifest(ctx, started)        # last: it hashes every file the run wrote, the report included
     return report
 
 

@@ -92,8 +92,9 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
         raise RtkError(f"-o {output} is the input model; choose another output name")
     meta = read_meta(source)
     model, input_shape = _load_fp32(source)
-    if meta.precision == "int8":
-        raise RtkError(f"{source} is already INT8 (metadata precision int8); quantize the FP32 model")
+    if meta.precision != "fp32":
+        raise RtkError(f"{source} is already {meta.precision.upper()} (metadata precision {meta.precision}); quantize "
+                       "the FP32 model")
     if suffix == ".onnx" and out_suffix == ".xml":
         from toolkit.backends.openvino import convert_onnx
 
