@@ -9,7 +9,7 @@ import typer
 
 from toolkit import console as ui
 from toolkit.cli.app import JsonOpt, app, command, emit_json, recipe_app
-from toolkit.errors import GateFailed
+from toolkit.errors import GateFailed, RtkError
 
 
 def _run_recipe(recipe, output: Path, *, resume: bool, force: bool, json: Path | None) -> None:
@@ -47,6 +47,8 @@ def run_(
     """Run a recipe: every stage, then validate, bench, gates and the report. Exit 0 pass, 1 gate failed, 2 bad input."""
     from toolkit.recipe import load_recipe
 
+    if resume and force:
+        raise RtkError("give --resume (keep unchanged stages) or --force (redo every stage), not both")
     _run_recipe(load_recipe(recipe), output, resume=resume, force=force, json=json)
 
 
