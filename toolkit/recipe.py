@@ -102,6 +102,10 @@ class Recipe(Strict):
         extra = sorted(set(self.gates.max_p99_ms) - set(self.compile.targets))
         if extra:
             raise ValueError(f"gates.max_p99_ms names {extra}, which compile.targets does not build")
+        e, exported = self.export, Path(self.model.source).suffix.lower() != ".onnx"
+        if exported and not e.dynamic_batch and self.bench.batches != [e.batch]:
+            raise ValueError(f"export.dynamic_batch false makes an ONNX of batch {e.batch} only: set bench.batches "
+                             f"[{e.batch}], or export with a dynamic batch")
         q, g = self.quantize, self.gates
         if q and q.max_drop is not None and g.max_drop_pt is not None and q.max_drop > g.max_drop_pt:
             raise ValueError(f"quantize.max_drop {q.max_drop} allows more than gates.max_drop_pt {g.max_drop_pt}")
@@ -251,13 +255,6 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         data.root is not None and (Path(data.root) / "val").is_dir())
     if recipe.quantize and recipe.quantize.max_drop is not None and not has_val:
         raise RtkError("quantize.max_drop needs validation images; set data.validation or use data with val/")
-    if recipe.validate_.isa is not None:
-        from toolkit.isa import check_tier
-
-        try:
-            check_tier(recipe.validate_.isa)
-        except RtkError as exc:
-            raise RtkError(f"validate.isa: {str(exc).removeprefix('--isa ')}") from None
     timing_cache = recipe.compile.timing_cache
     if timing_cache is not None and Path(timing_cache).is_dir():
         raise RtkError(f"compile.timing_cache: {timing_cache} is a folder; give a file (created if missing)")
