@@ -226,7 +226,7 @@ class BenchSettings(Settings):
     @model_validator(mode="after")
     def _runs_or_seconds(self) -> "BenchSettings":
         if self.runs is not None and self.seconds is not None:
-            raise ValueError("give runs (--runs) or seconds (--seconds), not both")
+            raise ValueError("give runs or seconds, not both")
         return self
 
 
