@@ -105,7 +105,8 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
                                    "choose a folder outside it")
             continue
         if path.is_dir():
-            raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / ('model' + suffixes[0])}"
+            stem = {"--json": "result", "--dump-recipe": "recipe"}.get(flag, "model")
+            raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / (stem + suffixes[0])}"
                            if suffixes else f"{flag} {path} is a folder; give a file name")
         if suffixes and path.suffix.lower() not in suffixes:
             raise RtkError(f"{flag} {path}: this output is written as {' or '.join(suffixes)}; give a file name with "
