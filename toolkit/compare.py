@@ -62,7 +62,7 @@ def _load(path: Path) -> dict:
         raise RtkError(f"{path}: report not found; give the report.json of an `rtk run`")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_strict_constant)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RecursionError) as exc:
         raise RtkError(f"{path}: not an rtk report.json ({type(exc).__name__}: {str(exc)[:80]}); give the "
                        "report.json of an `rtk run`") from None
     try:

@@ -100,7 +100,7 @@ def class_files(root: Path, classes: Sequence[str]) -> Iterator[tuple[str, int]]
                 raise RtkError(f"class folders {other} and {name} of {root} are the same folder or one holds the "
                                "other (a link); remove the link so each image has one class")
         by_real[name] = real[name]
-    seen: set[str] = set()
+    seen: dict = {}
     for index, name in enumerate(classes):
         class_dir = os.path.join(str(root), name)
         if not os.path.isdir(class_dir):
@@ -113,9 +113,18 @@ def class_files(root: Path, classes: Sequence[str]) -> Iterator[tuple[str, int]]
                 if owner != name:
                     raise RtkError(f"{path} is a link to {target}, an image of class {owner}; it would also be "
                                    f"counted as {name}: remove the link")
-                if target in seen:
+                try:
+                    st = os.stat(path)
+                    identity = (st.st_dev, st.st_ino)     # a hard link is the same file under another name
+                except OSError:
+                    identity = target
+                first = seen.get(identity) or seen.get(target)
+                if first is not None:
+                    if first[1] != name:
+                        raise RtkError(f"{path} is the same file as {first[0]} (a link) of class {first[1]}; it would "
+                                       f"also be counted as {name}: remove one of them")
                     continue
-                seen.add(target)
+                seen[identity] = seen[target] = (path, name)
                 yield path, index
 
 

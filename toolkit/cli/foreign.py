@@ -48,7 +48,7 @@ def _three(text: str | None, flag: str) -> tuple[float, float, float] | None:
 
 def read_labels(path: Path) -> list[str]:
     try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise RtkError(f"--labels {path}: cannot be read ({type(exc).__name__}); give a text file, one class name "
                        "per line") from None

@@ -69,7 +69,8 @@ def finetune(
     lr: Annotated[Optional[float], opt(F, "lr")] = default(F, "lr"),
     augment: Annotated[str, opt(F, "augment")] = default(F, "augment"),
     input_size: Annotated[Optional[int], typer.Option(help="Training/eval input side (default: the model's, "
-                                                             "or the images' size for --weights none).")] = None,
+                                                             "or the images' size for --weights none).",
+                                                      min=16, max=4096)] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and augmentation.", min=0, max=SEED_MAX)] = 0,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,
