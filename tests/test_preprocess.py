@@ -108,8 +108,8 @@ def _tree(root: Path) -> Path:
     (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
     png(root / ".ipynb_checkpoints" / "k.png")
     (root / "empty").mkdir()
-    png(root / "elsewhere" / "cow" / "m.png")
-    os.symlink(root / "elsewhere" / "cow", root / "cow")
+    png(root.parent / "elsewhere" / "cow" / "m.png")            # a class folder linked from outside the tree
+    os.symlink(root.parent / "elsewhere" / "cow", root / "cow")
     png(root / "loose.png")
     return root
 

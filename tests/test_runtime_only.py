@@ -35,10 +35,15 @@ def reports(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("reports")
     paths = []
     for name, repeats in (("a", [5.0, 5.1, 5.2]), ("b", [5.1, 5.0, 5.3])):
-        row = {"name": "fp32", "target": "onnxruntime", "top1": 50.0, "latency_ms": {"p50": repeats[1]},
-               "p50_repeats": repeats}
+        latency = {"p50": repeats[1], "p90": max(repeats), "p99": max(repeats), "mean": sum(repeats) / 3, "std": 0.1,
+                   "min": min(repeats), "max": max(repeats), "runs": 3}
+        row = {"name": "fp32", "path": "m.onnx", "target": "onnxruntime", "precision": "fp32", "role": "fp32",
+               "size_mb": 1.0, "top1": 50.0, "latency_ms": latency, "p50_repeats": repeats}
+        report = {"recipe": name, "rtk": "test", "created": "2026-01-01T00:00:00+00:00", "passed": True,
+                  "headline": {"artifact": "fp32", "accuracy_drop_pt": None, "size_ratio": None, "speedup": None},
+                  "gates": [], "rows": [row], "validation_images": 8, "stages": []}
         paths.append(folder / f"{name}.json")
-        paths[-1].write_text(json.dumps({"rows": [row]}))
+        paths[-1].write_text(json.dumps(report))
     return paths[0], paths[1]
 
 

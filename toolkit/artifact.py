@@ -8,51 +8,102 @@ them. Writing files is `toolkit.io`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from toolkit.errors import RtkError
 
 from toolkit.io import sha256_file
-from toolkit.settings import Precision
+from toolkit.settings import MAX_CLASSES, Precision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)     # Keras' "caffe" mode: BGR, ImageNet mean in 0-255, no std
+NEW_FIELDS = ("layout", "channels", "pixels")   # left out of the JSON at their defaults: older rtk reads it
+
+MAX_SIDE = 4096                  # pixels: beyond this a resize or crop is damage, not a model
+
 
 class Preprocess(BaseModel):
-    """The one preprocessing definition: eval = resize shorter side, center crop, scale to [0, 1], normalise."""
+    """The one preprocessing definition: eval = resize shorter side, center crop, scale to [0, 1], normalise.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Every value is bounded, so metadata read from a file (which may be damaged or hostile) cannot ask for a
+    100000-pixel resize or divide by a zero std."""
 
-    resize: int = 256
-    crop: int = 224
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    resize: int = Field(256, ge=1, le=2 * MAX_SIDE)
+    crop: int = Field(224, ge=1, le=MAX_SIDE)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    channels: Literal["RGB", "BGR"] = "RGB"
+    pixels: Literal["0-1", "0-255"] = Field("0-1", description="The pixel range mean and std apply to: 0-1 "
+                                            "(torchvision's ToTensor) or 0-255 (Caffe/Keras 'caffe' mode).")
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(x <= 0 for x in v):
+            raise ValueError("std values must be positive (the input is divided by them)")
+        return v
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.crop, self.crop)
+        return (3, self.crop, self.crop) if self.layout == "NCHW" else (self.crop, self.crop, 3)
 
     def at_size(self, crop: int) -> "Preprocess":
         """The same preprocessing for another input size, keeping the resize/crop ratio."""
-        return self.model_copy(update={"crop": crop, "resize": round(crop * self.resize / self.crop)})
+        return Preprocess.model_validate({**self.model_dump(), "crop": crop,
+                                          "resize": round(crop * self.resize / self.crop)})
 
 
 class ModelMeta(BaseModel):
     """Everything a deployed classifier needs besides its weights."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     arch: str = "resnet50"
-    num_classes: int
+    num_classes: int = Field(ge=1, le=MAX_CLASSES)
     class_names: list[str]
     preprocess: Preprocess = Field(default_factory=Preprocess)
     precision: Precision = "fp32"
     arch_config: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_match(self) -> "ModelMeta":
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        return self
+
+    def check_graph(self, path: Path, inputs: list[list[int | None]], outputs: list[list[int | None]]) -> None:
+        """Refuse metadata that disagrees with the graph it describes: one N x 3 x H x W image input (H and W
+        the crop where they are fixed) and one N x classes logits output (classes the number of names).
+        Dimensions are None where the graph leaves them dynamic."""
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RtkError(f"{path}: not an image classifier ({len(inputs)} inputs, {len(outputs)} outputs); rtk "
+                           "runs models with one image input and one logits output")
+        dims, out = inputs[0], outputs[0]
+        shape = "x".join(str(d or "?") for d in dims) or "without a shape"
+        nhwc = self.preprocess.layout == "NHWC"
+        if len(dims) != 4 or dims[3 if nhwc else 1] not in (None, 3):
+            raise RtkError(f"{path}: not an image classifier (input {shape}); rtk runs models with an "
+                           f"{'N x H x W x 3' if nhwc else 'N x 3 x H x W'} input (its metadata says "
+                           f"{self.preprocess.layout})")
+        if any(d is not None and d != self.preprocess.crop for d in (dims[1:3] if nhwc else dims[2:])):
+            raise RtkError(f"{path}: its metadata says {self.preprocess.crop} px input but the graph takes {shape}; "
+                           "the metadata is damaged: export the model again")
+        if len(out) != 2 or (out[1] is not None and out[1] != self.num_classes):
+            raise RtkError(f"{path}: its metadata names {self.num_classes} classes but the graph outputs "
+                           f"{'x'.join(str(d or '?') for d in out) or 'a scalar'}; the metadata is damaged: export "
+                           "the model again")
 
     def derived(self, step: str, parent: Path | None = None, **facts: Any) -> "ModelMeta":
         """A copy for an artifact made from this one by `step`, recording the parent's hash.
@@ -69,7 +120,17 @@ class ModelMeta(BaseModel):
         return self.model_copy(deep=True, update={"provenance": {**self.provenance, "history": history}})
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return json.dumps(self.json_dict(), sort_keys=True)
+
+    def json_dict(self) -> dict[str, Any]:
+        """The metadata as JSON values; preprocessing fields at their defaults that earlier rtk versions did not
+        have are left out, so an artifact of a plain model still opens with them."""
+        data = self.model_dump(mode="json")
+        defaults = Preprocess()
+        for name in NEW_FIELDS:
+            if data["preprocess"][name] == getattr(defaults, name):
+                del data["preprocess"][name]
+        return data
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -84,3 +145,54 @@ def default_class_names(num_classes: int) -> list[str]:
 
         return files("toolkit").joinpath("imagenet_classes.txt").read_text().splitlines()
     return [f"class_{i}" for i in range(num_classes)]
+
+
+class Foreign(BaseModel):
+    """What rtk cannot read from a classifier exported elsewhere (no rtk metadata): its class names and its
+    preprocessing. Given on the command line (`--labels`, `--resize`, `--layout`, `--caffe`, ...), applied to
+    every artifact without rtk metadata that the command opens, and then recorded in what rtk writes from it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    labels: list[str] | None = None
+    preprocess: dict[str, Any] = Field(default_factory=dict)   # Preprocess fields to set
+
+    def apply(self, meta: "ModelMeta", path: Path) -> "ModelMeta":
+        from pydantic import ValidationError
+
+        names = self.labels if self.labels is not None else meta.class_names
+        if len(names) != meta.num_classes:
+            raise RtkError(f"{path}: --labels gives {len(names)} class names but the model outputs "
+                           f"{meta.num_classes} classes; give one name per line, in output order")
+        pre = meta.preprocess.model_dump()
+        crop = self.preprocess.get("crop")
+        if crop is not None and not 1 <= crop <= MAX_SIDE:
+            raise RtkError(f"--crop {crop}: give an input side from 1 to {MAX_SIDE} pixels")
+        if crop is not None and "resize" not in self.preprocess:
+            pre["resize"] = round(self.preprocess["crop"] * pre["resize"] / pre["crop"])
+        try:
+            preprocess = Preprocess.model_validate({**pre, **self.preprocess})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise RtkError(f"--{first['loc'][0] if first['loc'] else 'preprocess'}: "
+                           f"{first['msg'].removeprefix('Value error, ')}") from None
+        return meta.model_copy(update={"class_names": list(names), "preprocess": preprocess})
+
+
+_FOREIGN: list[Foreign | None] = [None]
+
+
+def foreign() -> Foreign | None:
+    """The description of foreign models this command was given, if any."""
+    return _FOREIGN[0]
+
+
+@contextlib.contextmanager
+def describing(description: Foreign | None) -> Iterator[None]:
+    """Within the block, artifacts without rtk metadata are read with `description` (toolkit.onnx_file)."""
+    previous = _FOREIGN[0]
+    _FOREIGN[0] = description
+    try:
+        yield
+    finally:
+        _FOREIGN[0] = previous

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
+from toolkit.backends.base import finite
 from toolkit.errors import RtkError
 from toolkit.isa import effective_tier
 from toolkit.progress import Progress, silent
@@ -141,6 +142,7 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
         for batch in batches:
             progress(f"batch {batch}")
             x = rng.standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
+            finite(runner.infer(x), path)               # a model that outputs NaN is broken, not fast
             ms = time_calls(lambda: runner.infer(x), warmup=warmup, runs=s.runs, seconds=s.seconds)
             lat = Latency.from_ms(ms)
             rounds = runner.parallel_requests

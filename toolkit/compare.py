@@ -47,15 +47,37 @@ class Comparison(BaseModel):
         return self.passed
 
 
+def _strict_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _load(path: Path) -> dict:
+    """A report.json, checked against the report's schema (`toolkit.pipeline.report.Report`) before use: a
+    hand-edited or damaged report is refused with one line, never compared."""
+    from pydantic import ValidationError
+
+    from toolkit.pipeline.report import Report
+
     if not Path(path).is_file():
         raise RtkError(f"{path}: report not found; give the report.json of an `rtk run`")
     try:
-        data = json.loads(Path(path).read_text())
-        data["rows"]
-    except (ValueError, KeyError, TypeError):
-        raise RtkError(f"{path}: not an rtk report.json; give the report.json of an `rtk run`") from None
-    return data
+        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_strict_constant)
+    except (ValueError, OSError, RecursionError) as exc:
+        raise RtkError(f"{path}: not an rtk report.json ({type(exc).__name__}: {str(exc)[:80]}); give the "
+                       "report.json of an `rtk run`") from None
+    try:
+        report = Report.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "report"
+        raise RtkError(f"{path}: not a valid rtk report.json ({where}: {first['msg']}); give the report.json of an "
+                       "`rtk run`, unedited") from None
+    for row in report.rows:
+        timings = [*row.p50_repeats, *([row.latency_ms.p50] if row.latency_ms else [])]
+        if any(not (t > 0 and t < float("inf")) for t in timings):
+            raise RtkError(f"{path}: row {row.name} ({row.target}) holds a latency that is not a positive number; "
+                           "give the report.json of an `rtk run`, unedited")
+    return report.model_dump(mode="json")
 
 
 def latency_verdict(a: list[float], b: list[float], tolerance: float) -> tuple[float, tuple[float, float], str]:
@@ -71,6 +93,9 @@ def latency_verdict(a: list[float], b: list[float], tolerance: float) -> tuple[f
 
 
 def compare(a: Path, b: Path, *, tolerance: float = 0.2, max_drop: float = 0.5) -> Comparison:
+    for flag, value in (("--tolerance", tolerance), ("--max-drop", max_drop)):
+        if not 0 <= value <= 100:
+            raise RtkError(f"{flag} {value}: give a number from 0 to 100")
     ra, rb = _load(a), _load(b)
     rows_a = {(r["name"], r["target"]): r for r in ra["rows"]}
     changes = []

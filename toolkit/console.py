@@ -24,11 +24,11 @@ err = Console(stderr=True, width=_WIDTH)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def ok(message: str) -> None:
@@ -59,14 +59,22 @@ def _throttled(refresh: Callable[[], None], interval: float = 0.1) -> Callable[[
 def progress(title: str, *, keep: bool = False) -> Iterator[Progress]:
     """Render the progress protocol (toolkit.progress): a status line shows `title` and then each
     `progress(stage)`; `progress(stage, done, total, **facts)` drives one bar per stage. `keep` leaves the bars
-    on screen afterwards (training epochs). Off a terminal, stage lines and finished epochs are printed."""
+    on screen afterwards (training epochs). Off a terminal, stage lines and finished epochs are printed, each
+    stage once it is done (the next one started, or the block ended without an error): a command refused
+    mid-stage leaves only its one `error:` line on stderr."""
     bar = _progress(transient=not keep)
     tasks: dict[str, int] = {}
     refresh = _throttled(bar.refresh)
+    held: list[str] = []                     # off a terminal: the running stage's line, printed once it is done
 
     def start() -> None:
-        if not bar.live.is_started:
+        if err.is_terminal and not bar.live.is_started:
             bar.start()
+
+    def say(line: str) -> None:
+        for done_line in held:
+            err.print(done_line, highlight=False)
+        held[:] = [line]
 
     def update(stage: str, done: int | None = None, total: int | None = None, **facts: float | str) -> None:
         start()
@@ -77,14 +85,14 @@ def progress(title: str, *, keep: bool = False) -> Iterator[Progress]:
             bar.update(tasks[""], description=f"{title}: {stage}", info=info)
             refresh(True)
             if not err.is_terminal:
-                err.print(f"{title}: {stage}", highlight=False)
+                say(f"{title}: {stage}")
             return
         if stage not in tasks:
             tasks[stage] = bar.add_task(stage, total=total, info="")
         bar.update(tasks[stage], completed=done, total=total, info=info)
         refresh(done == total)
         if "val_acc" in facts and not err.is_terminal:
-            err.print(f"{stage}: {info}", highlight=False)
+            say(f"{stage}: {info}")
 
     if not keep and err.is_terminal:  # a status line with the title from the start, gone at the end
         tasks[""] = bar.add_task(title, total=None, info="")
@@ -92,6 +100,7 @@ def progress(title: str, *, keep: bool = False) -> Iterator[Progress]:
         bar.refresh()
     try:
         yield update
+        say("")
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -2,8 +2,8 @@
 
 A labeled folder is an ImageFolder tree (one sub-folder per class), read by the rules of torchvision's
 `datasets.ImageFolder`: class folders sorted by name, files under each (sub-folders included) in sorted
-`os.walk` order. Files that are not images, or that cannot be decoded, are skipped and counted
-(`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
+`os.walk` order (GIFs are images here, first frame, as in `rtk predict`). Files that are not images, or that
+cannot be decoded, are skipped and counted (`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
 to torchvision's on a tree with nested folders, hidden files, broken images and a symlinked class.
 """
 
@@ -14,14 +14,16 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile
 
 from toolkit.errors import RtkError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+# torchvision's IMG_EXTENSIONS plus .gif, which `rtk predict` reads too (its first frame): one rule for a single
+# image and a data folder, so a GIF is never a photo in one command and a skipped file in another.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -83,6 +85,49 @@ def symlink_loop(root: Path) -> str | None:
     return None
 
 
+def class_files(root: Path, classes: Sequence[str]) -> Iterator[tuple[str, int]]:
+    """Every file under the class folders of `root` once, as (path, class index), in ImageFolder order.
+
+    Links are followed, but a file is labelled by the class folder it really lives in: a link in class A to a
+    file of class B (or a linked folder holding B's files) is refused with one line, since counting it under A
+    would score the model against a wrong label. A file reached twice (two links to one file) is seen once.
+    """
+    real = {name: os.path.realpath(os.path.join(str(root), name)) for name in classes}
+    by_real: dict[str, str] = {}
+    for name in classes:
+        for other, folder in by_real.items():
+            if real[name] == folder or real[name].startswith(folder + os.sep) or folder.startswith(real[name] + os.sep):
+                raise RtkError(f"class folders {other} and {name} of {root} are the same folder or one holds the "
+                               "other (a link); remove the link so each image has one class")
+        by_real[name] = real[name]
+    seen: dict = {}
+    for index, name in enumerate(classes):
+        class_dir = os.path.join(str(root), name)
+        if not os.path.isdir(class_dir):
+            continue
+        for dirpath, _, files in sorted(os.walk(class_dir, followlinks=True)):
+            for fname in sorted(files):
+                path = os.path.join(dirpath, fname)
+                target = os.path.realpath(path)
+                owner = next((c for c, folder in real.items() if target.startswith(folder + os.sep)), name)
+                if owner != name:
+                    raise RtkError(f"{path} is a link to {target}, an image of class {owner}; it would also be "
+                                   f"counted as {name}: remove the link")
+                try:
+                    st = os.stat(path)
+                    identity = (st.st_dev, st.st_ino)     # a hard link is the same file under another name
+                except OSError:
+                    identity = target
+                first = seen.get(identity) or seen.get(target)
+                if first is not None:
+                    if first[1] != name:
+                        raise RtkError(f"{path} is the same file as {first[0]} (a link) of class {first[1]}; it would "
+                                       f"also be counted as {name}: remove one of them")
+                    continue
+                seen[identity] = seen[target] = (path, name)
+                yield path, index
+
+
 @dataclass
 class ImageSet:
     """The usable images of a labeled folder, in ImageFolder order, plus what was left out of it."""
@@ -120,17 +165,11 @@ def scan_folder(root: str | Path) -> ImageSet:
         raise RtkError(f"data folder {root}: no class folder in it; it needs one sub-folder of images per class")
     samples: list[tuple[str, int]] = []
     skipped: list[str] = []
-    for index, name in enumerate(classes):
-        class_dir = os.path.join(str(root), name)
-        if not os.path.isdir(class_dir):
-            continue
-        for dirpath, _, files in sorted(os.walk(class_dir, followlinks=True)):
-            for fname in sorted(files):
-                path = os.path.join(dirpath, fname)
-                if readable_image(path):
-                    samples.append((path, index))
-                else:
-                    skipped.append(path)
+    for path, index in class_files(root, classes):
+        if readable_image(path):
+            samples.append((path, index))
+        else:
+            skipped.append(path)
     if not samples:
         raise RtkError(f"data folder {root} holds no readable images; it needs one sub-folder of images per class")
     return ImageSet(root=root, classes=classes, samples=samples, skipped=sorted(skipped))

@@ -11,12 +11,13 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from pydantic import BaseModel
 
@@ -47,6 +48,82 @@ def check_output(path: Path) -> Path:
     return path
 
 
+FOLDER = ("/",)        # an output that is a folder (a run folder), not a file with an extension
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """The files one artifact path stands for: an IR's `.xml` and its `.bin`, an engine and its `.json` sidecar."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        return [path, path.with_suffix(".bin")]
+    if suffix in (".engine", ".plan"):
+        return [path, Path(f"{path}.json")]
+    return [path]
+
+
+def _same_file_keys(path: Path) -> set:
+    """Names under which `path` is the same file: its resolved path (links followed), and its inode if it exists
+    (a hard link has another name but the same inode)."""
+    keys: set = {str(Path(os.path.abspath(path)).resolve())}
+    try:
+        st = os.stat(path)
+        keys.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).resolve().is_relative_to(Path(os.path.abspath(folder)).resolve())
+
+
+def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple[str, ...]]]) -> None:
+    """Refuse, before any work, an output that would replace an input or another output, or whose extension is
+    not the format written there.
+
+    `outputs` are (flag, path, suffixes the format takes; FOLDER for a folder). Paths are compared with links
+    followed (symbolic and hard), and an artifact stands for all its files (`artifact_files`): `-o m.xml` also
+    writes `m.bin`. A folder output may not hold an input (a run folder is rewritten by `--force`).
+    """
+    taken: dict[Any, Path] = {}
+    for given in inputs:
+        given = Path(given)
+        for f in artifact_files(given):
+            for key in _same_file_keys(f):
+                taken.setdefault(key, given)
+    written: dict[Any, tuple[str, Path]] = {}
+    for flag, path, suffixes in outputs:
+        path = Path(path)
+        if suffixes == FOLDER:
+            for key, given in taken.items():
+                if isinstance(key, str) and (key == str(Path(os.path.abspath(path)).resolve()) or _inside(Path(key), path)):
+                    raise RtkError(f"{flag} {path}: the input {given} is inside this folder, which the run rewrites; "
+                                   "choose another folder")
+                if isinstance(key, str) and Path(key).is_dir() and _inside(path, Path(key)):
+                    raise RtkError(f"{flag} {path} is inside the input folder {given}, whose files the run reads; "
+                                   "choose a folder outside it")
+            continue
+        if path.is_dir():
+            stem = {"--json": "result", "--dump-recipe": "recipe"}.get(flag, "model")
+            raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / (stem + suffixes[0])}"
+                           if suffixes else f"{flag} {path} is a folder; give a file name")
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise RtkError(f"{flag} {path}: this output is written as {' or '.join(suffixes)}; give a file name with "
+                           f"that extension, e.g. {path.with_suffix(suffixes[0]).name}")
+        for f in artifact_files(path):
+            keys = _same_file_keys(f)
+            hit = next((taken[k] for k in keys if k in taken), None)
+            if hit is not None:
+                raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
+            other = next((written[k] for k in keys if k in written), None)
+            if other is not None:
+                raise RtkError(f"{flag} {path} is also the output of {other[0]} ({other[1]}); give each output its "
+                               "own file")
+            for key in keys:
+                written[key] = (flag, path)
+
+
 def fresh_temp_name(folder: Path, prefix: str, suffix: str = "") -> Path:
     """A hidden name in `folder` for a temporary file or folder, not yet created.
 
@@ -62,7 +139,9 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
     The temporaries live in a hidden staging folder beside the outputs (`.<first name>.<random>/`) under the
     outputs' own names, so the files of one artifact find each other there (an `.xml` names its `.bin`).
     On success they are moved in reverse order, the first path last: give the file that refers to the others
-    first (the `.xml` before its `.bin`, an engine before its sidecar) and it never appears without them.
+    first (the `.xml` before its `.bin`, an engine before its sidecar) and it never appears without them. When
+    an artifact is replaced, its old first file is removed before the others are moved, and SIGINT/SIGTERM wait
+    until the moves are done, so no moment shows an old `.xml` beside a new `.bin` (a pair from two models).
     Any exception, Ctrl-C included, removes the staging folder, and with `make_folder` the output folder too
     when this call created it.
     """
@@ -89,9 +168,12 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
         if missing:
             raise RuntimeError(f"atomic_outputs: the block did not write {', '.join(missing)}")
         _hold_for_test(paths[0])
-        for p in reversed(paths):
+        with _signals_held():
             try:
-                os.replace(stage / p.name, p)
+                if len(paths) > 1 and paths[0].exists():
+                    os.unlink(paths[0])         # the old pair loses its head first: never an old head on new files
+                for p in reversed(paths):
+                    os.replace(stage / p.name, p)
             except OSError as exc:
                 raise RtkError(f"cannot write {p} ({exc.strerror or type(exc).__name__}); "
                                "choose another output") from None
@@ -101,6 +183,23 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM (delivered when the block ends) in the main thread, where Python handles them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 HOLD = "RTK_TEST_HOLD"
@@ -122,8 +221,20 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def json_text(data: Any) -> str:
-    """`data` (a pydantic model or plain JSON value) as indented JSON text."""
-    return json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n"
+    """`data` (a pydantic model or plain JSON value) as indented, strict JSON text: NaN and Infinity are not JSON
+    (Python's json writes them, most readers refuse them), so a value that is not a number is written as null."""
+    return json.dumps(finite(jsonable(data)), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def finite(data: Any) -> Any:
+    """`data` with every NaN or infinite float replaced by None (JSON null)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, list):
+        return [finite(v) for v in data]
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    return data
 
 
 def write_json(path: Path, data: Any) -> None:

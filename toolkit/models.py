@@ -20,6 +20,7 @@ from toolkit.artifact import ModelMeta, Preprocess, default_class_names
 from toolkit.io import atomic_outputs
 from toolkit.channels import apply_channels
 from toolkit.errors import RtkError
+from toolkit.settings import MAX_CLASSES
 
 CHECKPOINT_FORMAT = "rtk.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -54,6 +55,8 @@ def load_model(
     """
     if num_classes is not None and num_classes < 1:
         raise RtkError(f"--num-classes {num_classes}: a classifier needs at least one class")
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise RtkError(f"--num-classes {num_classes}: give at most {MAX_CLASSES} classes")
     if input_size is not None and not MIN_INPUT <= input_size <= MAX_INPUT:
         raise RtkError(f"--input-size {input_size}: give a side between {MIN_INPUT} and {MAX_INPUT} pixels")
     key = str(source).lower()
@@ -141,6 +144,7 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
             raise RtkError(f"{path}: state dict has {found} classes but --num-classes is {num_classes}; drop or fix it")
         meta = ModelMeta(num_classes=found, class_names=default_class_names(found),
                          provenance={"source": f"state_dict:{path.name}"})
+    _check_shapes(meta, state, path)
     model = build_model(meta)
     try:
         model.load_state_dict(state)
@@ -148,6 +152,26 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
         first = str(exc).strip().splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise RtkError(f"{path}: weights do not fit {meta.arch} ({first[:160]})") from None
     return model.eval(), meta
+
+
+def _check_shapes(meta: ModelMeta, state: dict, path: Path) -> None:
+    """Refuse metadata whose network (class count, pruned widths) disagrees with the weights, before any memory is
+    allocated from it: the network is first built on the meta device, which holds shapes and no data."""
+    channels = meta.arch_config.get("channels")
+    if channels is not None and not isinstance(channels, dict):
+        raise RtkError(f"{path}: its rtk metadata is damaged (arch_config.channels is not a mapping); save the "
+                       "checkpoint again")
+    with torch.device("meta"):
+        skeleton = build_model(meta)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    for key, shape in expected.items():
+        tensor = state.get(key)
+        if not isinstance(tensor, torch.Tensor):
+            raise RtkError(f"{path}: weights do not fit {meta.arch} as its metadata describes it (no {key}); the "
+                           "checkpoint is damaged, save it again")
+        if tuple(tensor.shape) != shape:
+            raise RtkError(f"{path}: weights do not fit {meta.arch} as its metadata describes it ({key} is "
+                           f"{list(tensor.shape)}, the metadata says {list(shape)}); pass a matching checkpoint")
 
 
 def checkpoint_meta(path: Path) -> ModelMeta:
@@ -176,7 +200,7 @@ def save_checkpoint(path: Path, model: nn.Module, meta: ModelMeta) -> Path:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "meta": meta.model_dump(mode="json"),
+        "meta": meta.json_dict(),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     with atomic_outputs(Path(path)) as (tmp,):

@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.artifact import ModelMeta, Preprocess, default_class_names
+from toolkit.artifact import MAX_SIDE, ModelMeta, Preprocess, default_class_names, foreign
 from toolkit.errors import RtkError
+from toolkit.settings import MAX_CLASSES
 
 ONNX_META_KEY = "rtk.meta"
 
@@ -31,28 +32,60 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
         props, inputs, outputs = _onnx_facts(path)
     if ONNX_META_KEY in props:
         try:
-            return ModelMeta.model_validate_json(props[ONNX_META_KEY])
+            meta = ModelMeta.model_validate_json(props[ONNX_META_KEY])
         except ValueError as exc:
-            raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({type(exc).__name__}); "
+            raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({_first_error(exc)}); "
                            "re-export it with `rtk export`") from None
-    if len(inputs) != 1 or len(outputs) < 1:
-        raise RtkError(f"{path}: not an image classifier (it has {len(inputs)} inputs); "
-                       "rtk runs models with one NCHW image input")
+        meta.check_graph(path, inputs, outputs)
+        return meta
+    return foreign_meta(path, inputs, outputs, source="foreign-onnx")
+
+
+def foreign_meta(path: Path, inputs: list[list[int | None]], outputs: list[list[int | None]], *,
+                 source: str) -> ModelMeta:
+    """Metadata for a classifier rtk did not write: ImageNet preprocessing sized to its input, class names by
+    count, and `arch` "unknown" (rtk cannot tell what network it is, so it does not call it a ResNet50)."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise RtkError(f"{path}: not an image classifier ({len(inputs)} inputs, {len(outputs)} outputs); "
+                       "rtk runs models with one NCHW image input and one logits output")
     dims, outs = inputs[0], outputs[0]
-    if len(dims) != 4 or dims[1] not in (None, 3) or len(outs) != 2:
+    given = foreign()
+    layout = (given.preprocess.get("layout") if given else None) or (
+        "NHWC" if len(dims) == 4 and dims[3] == 3 and dims[1] != 3 else "NCHW")     # tf2onnx keeps Keras' NHWC
+    channel = 3 if layout == "NHWC" else 1
+    if len(dims) != 4 or dims[channel] not in (None, 3) or len(outs) != 2:
         shape = "x".join(str(d or "?") for d in dims)
         raise RtkError(f"{path}: not an image classifier (input {shape or 'without a shape'}, output rank {len(outs)}); "
-                       "rtk runs models with an N x 3 x H x W input and N x classes logits")
-    crop = dims[-1] or 224
+                       "rtk runs models with an N x 3 x H x W (or N x H x W x 3) input and N x classes logits")
+    height, width = (dims[1], dims[2]) if layout == "NHWC" else (dims[2], dims[3])
+    if height and width and height != width:
+        raise RtkError(f"{path}: input {height}x{width} is not square; rtk's preprocessing center-crops a square")
+    crop = width or height or 224
     classes = outs[-1]
     if not classes:
-        raise RtkError(f"{path}: the ONNX output has no static class dimension and no rtk metadata; export it with rtk")
-    return ModelMeta(
-        num_classes=classes,
-        class_names=default_class_names(classes),
-        preprocess=Preprocess().at_size(crop),
-        provenance={"source": "foreign-onnx", "file": path.name},
-    )
+        raise RtkError(f"{path}: the output has no static class dimension and no rtk metadata; export it with rtk")
+    if classes > MAX_CLASSES:
+        raise RtkError(f"{path}: {classes} classes; rtk runs classifiers of at most {MAX_CLASSES} classes")
+    if crop > MAX_SIDE:
+        raise RtkError(f"{path}: input {crop} px; rtk runs inputs of at most {MAX_SIDE} px")
+    meta = ModelMeta(arch="unknown", num_classes=classes, class_names=default_class_names(classes),
+                     preprocess=Preprocess(layout=layout).at_size(crop), provenance={"source": source, "file": path.name})
+    if given is not None:
+        side = given.preprocess.get("crop")
+        if side is not None and (height or width) and side != (width or height):
+            raise RtkError(f"--crop {side}: {path} takes {width or height} px input; give its input side or leave "
+                           "--crop out")
+        meta = given.apply(meta, path)
+    meta.check_graph(path, inputs, outputs)
+    return meta
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(map(str, first['loc'])) or 'meta'}: {first['msg'].removeprefix('Value error, ')}"
+    return type(exc).__name__
 
 
 def _onnx_facts(path: Path) -> tuple[dict[str, str], list[list[int | None]], list[list[int | None]]]:
@@ -72,6 +105,10 @@ def _onnx_facts(path: Path) -> tuple[dict[str, str], list[list[int | None]], lis
         return [d if isinstance(d, int) and d > 0 else None for d in (value.shape or [])]
 
     props = dict(session.get_modelmeta().custom_metadata_map)
+    kinds = {i.type for i in session.get_inputs()} | {o.type for o in session.get_outputs()}
+    if ONNX_META_KEY not in props and kinds - {"tensor(float)"}:
+        raise RtkError(f"{path}: its inputs/outputs are {', '.join(sorted(kinds))}; rtk runs classifiers with a "
+                       "float32 image input and float32 logits (export it in FP32)")
     return props, [shape(i) for i in session.get_inputs()], [shape(o) for o in session.get_outputs()]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from toolkit.backends import RunnerOptions, open_runner
+from toolkit.backends.base import finite
 from toolkit.preprocess import preprocess_files
 from toolkit.errors import RtkError
 
@@ -45,6 +46,7 @@ def predict(images: Sequence[str | Path], model: str | Path, *, top: int = 5, ta
             logits = np.concatenate(outs)
         else:
             logits = runner.infer(x)
+        logits = finite(logits, runner.path)
     probs = softmax(logits.astype(np.float64))
     k = min(top, probs.shape[1])
     results = []

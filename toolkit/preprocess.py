@@ -46,17 +46,24 @@ def center_crop(pixels: np.ndarray, crop: int) -> np.ndarray:
 
 
 def eval_array(img: Image.Image, pre: Preprocess) -> np.ndarray:
-    """A decoded image (made 8-bit RGB by `to_rgb` if it is not) as the artifact's float32 CHW input."""
+    """A decoded image (made 8-bit RGB by `to_rgb` if it is not) as the artifact's float32 input: CHW, or HWC for
+    an NHWC model; channels in the model's order (BGR swaps them before mean/std, which are in that order); the
+    0-255 range skips the division by 255 (Caffe/Keras "caffe" mode: BGR, mean in pixels, std 1)."""
     if img.mode != "RGB":
         img = to_rgb(img)
     size = resized_size(img.width, img.height, pre.resize)
     if size != img.size:
         img = img.resize(size, RESAMPLE[pre.interpolation])
     pixels = center_crop(np.asarray(img, dtype=np.uint8), pre.crop)
-    x = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+    if pre.channels == "BGR":
+        pixels = pixels[..., ::-1]
+    x = pixels.transpose(2, 0, 1).astype(np.float32)
+    if pre.pixels == "0-1":
+        x = x / np.float32(255)
     mean = np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(pre.std, dtype=np.float32).reshape(-1, 1, 1)
-    return (x - mean) / std
+    x = (x - mean) / std
+    return np.ascontiguousarray(x.transpose(1, 2, 0)) if pre.layout == "NHWC" else x
 
 
 def preprocess_files(paths: Sequence[str | Path], pre: Preprocess) -> np.ndarray:

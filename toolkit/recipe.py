@@ -15,13 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.errors import RtkError
 from toolkit.settings import (BenchSettings, CompileSettings, ExportSettings, FinetuneSettings, Gates, PruneSettings,
-                              QuantizeSettings, SweepSettings, SynthSettings, Target, ValidateSettings)
+                              QuantizeSettings, SEED_MAX, MAX_CLASSES, SweepSettings, SynthSettings, Target,
+                              ValidateSettings)
 
 RECIPE_VERSION = 1
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataSpec(Strict):
@@ -41,7 +42,7 @@ class DataSpec(Strict):
 
 class ModelSpec(Strict):
     source: str = Field("none", description="imagenet-v1, imagenet-v2, random, none (scratch) or a checkpoint path.")
-    num_classes: int | None = Field(None, ge=2)
+    num_classes: int | None = Field(None, ge=2, le=MAX_CLASSES)
     input_size: int | None = Field(None, ge=16, le=1024)
 
 
@@ -65,14 +66,14 @@ class CompileStage(CompileSettings):
 class BenchStage(BenchSettings):
     """The bench stage: `BenchSettings` for every artifact but the PyTorch reference, `repeats` times."""
 
-    repeats: int = Field(3, ge=1, description="Independent measurements per artifact, for a confidence interval.")
+    repeats: int = Field(3, ge=1, le=100, description="Independent measurements per artifact, for a confidence interval.")
 
 
 class Recipe(Strict):
     version: Literal[1] = RECIPE_VERSION
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of every random step (init, shuffling, calibration).")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     finetune: FinetuneSettings | None = None
@@ -86,7 +87,7 @@ class Recipe(Strict):
     sweep: SweepSettings | None = Field(None, description="Candidates for `rtk sweep`: value lists over the fields "
                                                            "above and the objective.")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":
@@ -132,6 +133,24 @@ def _refuse_aliases(text: str, path: Path) -> None:
         where = f"{mark.line + 1}:{mark.column + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RtkError(f"{path}:{where}: YAML syntax error: {problem}; fix the recipe") from None
+
+
+def _refuse_duplicates(node: yaml.Node | None, path: Path, prefix: tuple = ()) -> None:
+    """A key given twice in one mapping is an error naming both lines: YAML loaders keep the last silently, so
+    a gate written twice would vanish."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in seen:
+                dotted = ".".join(map(str, prefix + (name,)))
+                raise RtkError(f"{path}:{line}: key {dotted!r} is given twice (lines {seen[name]} and {line}); "
+                               "keep one")
+            seen[name] = line
+            _refuse_duplicates(value, path, prefix + (name,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicates(item, path, prefix + (i,))
 
 
 def _lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
@@ -190,6 +209,7 @@ def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
     try:
         _refuse_aliases(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicates(node, path)
         data = yaml.safe_load(text)
     except RecursionError:
         raise RtkError(f"{path}: YAML nested too deeply; a recipe is a few levels of mappings") from None
@@ -219,16 +239,39 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
-    """Relative paths in a recipe are relative to the working directory; check that named inputs exist."""
+    """Relative paths in a recipe are relative to the working directory; check that each named input exists and
+    is of its kind (a folder of images, a file), so `rtk recipe check` passing means `rtk run` will not stop
+    on a path after writing models."""
     data = recipe.data
     calib_list = recipe.quantize.calib_list if recipe.quantize else None
-    for label, value in (("data.root", data.root), ("data.calibration", data.calibration),
-                         ("data.validation", data.validation), ("quantize.calib_list", calib_list)):
-        if value is not None and not Path(value).exists():
+    for label, value, folder in (("data.root", data.root, True), ("data.calibration", data.calibration, True),
+                                 ("data.validation", data.validation, True),
+                                 ("quantize.calib_list", calib_list, False)):
+        if value is None:
+            continue
+        if not Path(value).exists():
             raise RtkError(f"{label}: {value} not found; fix the path in the recipe (relative to the current folder)")
+        if folder and not Path(value).is_dir():
+            raise RtkError(f"{label}: {value} is a file; give a folder of images (one sub-folder per class)")
+        if not folder and not Path(value).is_file():
+            raise RtkError(f"{label}: {value} is a folder; give a file listing one image path per line")
+    has_val = data.synth is not None or data.validation is not None or (
+        data.root is not None and (Path(data.root) / "val").is_dir())
+    if recipe.quantize and recipe.quantize.max_drop is not None and not has_val:
+        raise RtkError("quantize.max_drop needs validation images; set data.validation or use data with val/")
+    timing_cache = recipe.compile.timing_cache
+    if timing_cache is not None and Path(timing_cache).is_dir():
+        raise RtkError(f"compile.timing_cache: {timing_cache} is a folder; give a file (created if missing)")
     source = recipe.model.source
-    if source.lower() not in ("imagenet-v1", "imagenet-v2", "random", "none") and not Path(source).is_file():
-        raise RtkError(f"model.source: {source} not found; give a checkpoint path or imagenet-v1/imagenet-v2/random/none")
+    if source.lower() not in ("imagenet-v1", "imagenet-v2", "random", "none"):
+        if not Path(source).is_file():
+            raise RtkError(f"model.source: {source} not found (or not a file); give a checkpoint path or "
+                           "imagenet-v1/imagenet-v2/random/none")
+        if Path(source).suffix.lower() not in (".pt", ".pth", ".onnx"):
+            raise RtkError(f"model.source: {source} is not a .pt checkpoint or an .onnx model; a recipe starts from "
+                           "one of those")
+        if Path(source).suffix.lower() == ".onnx" and (recipe.finetune or recipe.prune):
+            raise RtkError("model.source is an ONNX file: prune and finetune need a .pt checkpoint")
     return recipe
 
 

@@ -15,7 +15,7 @@ in the backends registry, checked here by the fields that need it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,10 +34,20 @@ AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + cente
                 "epochs.")
 
 
-class Settings(BaseModel):
-    """A stage's settings: unknown keys are errors, so a misspelt setting never silently falls back."""
+# The bounds of the numbers at the boundary, one place for the CLI and the recipe: beyond them a value is a typo or
+# would take the machine's memory (a batch of 10^6 images) or time (10^12 timed runs), so it is refused up front.
+SEED_MAX = 2**32 - 1            # numpy's and torch's generators both take 0 .. 2^32-1 as a portable seed
+MAX_BATCH = 256                 # images per inference or training batch
+MAX_THREADS = 1024
+MAX_CLASSES = 100_000
+MAX_RUNS = 1_000_000
 
-    model_config = ConfigDict(extra="forbid")
+
+class Settings(BaseModel):
+    """A stage's settings: unknown keys are errors, so a misspelt setting never silently falls back; NaN and
+    infinity are refused in every number, so no gate or tolerance can be a value no comparison passes or fails."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _capable(target: str | None, capability: str, what: str) -> str | None:
@@ -53,24 +63,25 @@ class SynthSettings(Settings):
     """The built-in synthetic data set (`rtk data synth`, a recipe's `data.synth`)."""
 
     classes: int = Field(10, ge=2, le=12, description="Number of classes.")
-    per_class: int = Field(300, ge=1, description="Training images per class.")
-    val_per_class: int = Field(50, ge=1, description="Validation images per class.")
+    per_class: int = Field(300, ge=1, le=100_000, description="Training images per class.")
+    val_per_class: int = Field(50, ge=1, le=100_000, description="Validation images per class.")
     size: int = Field(64, ge=16, le=512, description="Image side in pixels.")
-    seed: int = Field(0, description="Seed; the same seed gives the same files.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed; the same seed gives the same files.")
 
 
 class FinetuneSettings(Settings):
     """`rtk finetune`: AdamW with a one-cycle schedule, label smoothing, best checkpoint by val top-1."""
 
-    epochs: int = Field(3, ge=1, description="Passes over the training set.")
-    batch_size: int = Field(32, ge=2, description="Training batch size.")
-    lr: float | None = Field(None, gt=0, description="Peak learning rate (default: 3e-3 for a frozen backbone, "
+    epochs: int = Field(3, ge=1, le=10_000, description="Passes over the training set.")
+    batch_size: int = Field(32, ge=2, le=MAX_BATCH, description="Training batch size.")
+    lr: float | None = Field(None, gt=0, le=10, description="Peak learning rate (default: 3e-3 for a frozen backbone, "
                                                      "3e-4 from pretrained weights, 1e-3 from scratch).")
     freeze_backbone: bool = Field(False, description="Train only the new classifier head.")
     augment: Augment = Field("full", description=AUGMENT_HELP + " Default full, the ImageNet recipe.")
-    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
+    weight_decay: float = Field(0.05, ge=0, le=10, description="AdamW weight decay.")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
-    threads: int | None = Field(None, ge=1, description="PyTorch threads (default: PyTorch's choice).")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="PyTorch threads (default: PyTorch's "
+                                                                        "choice).")
 
 
 class ExportSettings(Settings):
@@ -78,8 +89,8 @@ class ExportSettings(Settings):
 
     opset: int = Field(17, ge=11, le=21, description="ONNX opset.")
     dynamic_batch: bool = Field(True, description="Batch axis dynamic (or fixed at `batch`).")
-    batch: int = Field(1, ge=1, description="The batch size of a static-batch export.")
-    atol: float = Field(1e-3, gt=0, description="Largest |ONNX - PyTorch| logit difference accepted.")
+    batch: int = Field(1, ge=1, le=MAX_BATCH, description="The batch size of a static-batch export.")
+    atol: float = Field(1e-3, gt=0, le=10, description="Largest |ONNX - PyTorch| logit difference accepted.")
 
 
 class PruneSettings(Settings):
@@ -95,27 +106,28 @@ class PruneSettings(Settings):
                                                             "(magnitude), bn (batch-norm scale), taylor (needs data).")
     global_pruning: bool | None = Field(None, description="Rank across all layers (true) or prune each layer "
                                         "alike (default: uniform structured, global unstructured).")
-    round_to: int = Field(8, ge=1, description="Keep channel counts a multiple of this (8 suits CPU SIMD and "
+    round_to: int = Field(8, ge=1, le=256, description="Keep channel counts a multiple of this (8 suits CPU SIMD and "
                                                "tensor cores).")
-    target_latency_ms: float | None = Field(None, gt=0, description="Search the smallest ratio whose batch-1 "
+    target_latency_ms: float | None = Field(None, gt=0, le=3_600_000, description="Search the smallest ratio whose batch-1 "
                                                                     "latency on `target` is at most this.")
     target: Target | None = Field(None, description="Runtime the latency search measures on.")
     max_ratio: float = Field(0.9, gt=0, lt=1, description="Largest ratio the latency search tries.")
-    search_steps: int = Field(5, ge=1, description="Latency measurements of the search (bisection steps).")
+    search_steps: int = Field(5, ge=1, le=50, description="Latency measurements of the search (bisection steps).")
     keep_best: bool = Field(False, description="Write the best model even if the latency target is missed.")
-    epochs: int = Field(2, ge=0, description="Recovery epochs when data is given (0: batch-norm adaptation only).")
-    lr: float = Field(5e-4, gt=0, description="Peak recovery learning rate (AdamW, one-cycle).")
-    batch_size: int = Field(32, ge=2, description="Recovery and calibration batch size.")
+    epochs: int = Field(2, ge=0, le=10_000, description="Recovery epochs when data is given (0: batch-norm adaptation only).")
+    lr: float = Field(5e-4, gt=0, le=10, description="Peak recovery learning rate (AdamW, one-cycle).")
+    batch_size: int = Field(32, ge=2, le=MAX_BATCH, description="Recovery and calibration batch size.")
     distill: bool = Field(False, description="Distil from the unpruned model during recovery: KL on softened "
                                              "logits + CE.")
-    temperature: float = Field(4.0, gt=0, description="Distillation temperature.")
+    temperature: float = Field(4.0, gt=0, le=1000, description="Distillation temperature.")
     distill_alpha: float = Field(0.7, ge=0, le=1, description="Weight of the distillation term against CE.")
     augment: Augment = Field("none", description=AUGMENT_HELP + " Default none: best measured for a 2-epoch "
                                                                 "distilled recovery.")
-    bn_batches: int = Field(20, ge=1, description="Batches of batch-norm adaptation after pruning.")
+    bn_batches: int = Field(20, ge=1, le=100_000, description="Batches of batch-norm adaptation after pruning.")
     measure: list[Target] | None = Field(None, description="Runtimes timed before/after (default: onnxruntime; "
                                                            "unstructured adds openvino).")
-    threads: int | None = Field(None, ge=1, description="PyTorch and runtime threads (default: their choice).")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="PyTorch and runtime threads (default: "
+                                                                        "their choice).")
 
     @field_validator("target")
     @classmethod
@@ -136,13 +148,13 @@ class QuantizeSettings(Settings):
     form: Literal["onnx", "ir"] | None = Field(None, description="The INT8 artifact: onnx (QDQ) or, for openvino, "
                                                "ir (NNCF's OpenVINO backend); default: by the output's extension "
                                                "(.xml: ir), in a recipe onnx.")
-    subset: int | None = Field(None, ge=1, description="Calibration images (default 300, or all of calib_list).")
+    subset: int | None = Field(None, ge=1, le=1_000_000, description="Calibration images (default 300, or all of calib_list).")
     calib_list: Path | None = Field(None, description="File of calibration image paths relative to the "
                                                       "calibration folder, one per line.")
     allow_small: bool = Field(False, description="Accept fewer calibration images than asked for.")
-    max_drop: float | None = Field(None, ge=0, description="Accuracy control: largest top-1 drop in points on the "
+    max_drop: float | None = Field(None, ge=0, le=100, description="Accuracy control: largest top-1 drop in points on the "
                                                            "validation images.")
-    bench_runs: int = Field(30, ge=0, description="Timed batch-1 runs per model for the speed-up (0 skips).")
+    bench_runs: int = Field(30, ge=0, le=100_000, description="Timed batch-1 runs per model for the speed-up (0 skips).")
     bias_correction: Literal["fast", "full"] = Field("fast", description="NNCF bias correction: fast (its "
                                                      "default) or full (INT8 IR only; ~0.2-0.3 pt better, "
                                                      "calibration ~2x longer).")
@@ -153,16 +165,16 @@ class CompileSettings(Settings):
 
     precision: Literal[("auto", *PRECISIONS)] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
                                                                        "FP16, else FP32), fp32, fp16, int8.")
-    batch: int | None = Field(None, ge=1, description="Fix the batch size (default: keep the ONNX's).")
-    min_batch: int | None = Field(None, ge=1, description="TensorRT profile: smallest batch (default 1).")
-    opt_batch: int | None = Field(None, ge=1, description="TensorRT profile: batch to tune for (default min).")
-    max_batch: int | None = Field(None, ge=1, description="TensorRT profile: largest batch (default 8).")
-    workspace_mb: int | None = Field(None, ge=1, description="TensorRT workspace memory limit in MiB.")
+    batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="Fix the batch size (default: keep the ONNX's).")
+    min_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="TensorRT profile: smallest batch (default 1).")
+    opt_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="TensorRT profile: batch to tune for (default min).")
+    max_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="TensorRT profile: largest batch (default 8).")
+    workspace_mb: int | None = Field(None, ge=1, le=1 << 20, description="TensorRT workspace memory limit in MiB.")
     timing_cache: Path | None = Field(None, description="TensorRT timing cache file (read, then updated).")
     version_compatible: bool = Field(False, description="TensorRT: an engine later TensorRT versions can run too "
                                                         "(may be slower).")
     check_only: bool = Field(False, description="Only report what TensorRT would refuse (no TensorRT needed).")
-    calibration_samples: int = Field(300, ge=1, description="Calibration images used for NNCF INT8 at compile "
+    calibration_samples: int = Field(300, ge=1, le=1_000_000, description="Calibration images used for NNCF INT8 at compile "
                                                             "time (OpenVINO, an ONNX without Q/DQ).")
 
     @model_validator(mode="after")
@@ -175,12 +187,12 @@ class CompileSettings(Settings):
 class ValidateSettings(Settings):
     """`rtk validate`: top-1/top-5 on a labeled folder, drop and agreement against a reference."""
 
-    batch_size: int = Field(32, ge=1, description="Inference batch size.")
-    threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice; 1 per "
-                                                         "shard when sharded).")
-    shards: int | None = Field(None, ge=1, description="Split the images into this many shards validated in "
-                                                       "parallel on Ray workers and merged exactly (needs "
-                                                       "the ray extra); default: one process.")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="Inference batch size.")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads (default: the runtime's "
+                                                                        "choice; 1 per shard when sharded).")
+    shards: int | None = Field(None, ge=1, le=MAX_THREADS, description="Split the images into this many shards "
+                               "validated in parallel on Ray workers and merged exactly (needs the ray extra); "
+                               "default: one process.")
     isa: IsaTier | None = Field(None, description="Validate under a lower oneDNN ISA tier, e.g. AVX2 or AVX512_CORE "
                                 "(`rtk doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the "
                                 "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
@@ -198,11 +210,12 @@ class ValidateSettings(Settings):
 class BenchSettings(Settings):
     """`rtk bench`: latency percentiles and throughput per batch size, on one runtime."""
 
-    batches: list[int] = Field(default_factory=lambda: [1], min_length=1, description="Batch sizes.")
-    warmup: int = Field(10, ge=0, description="Untimed calls before timing.")
-    runs: int | None = Field(None, ge=1, description="Timed calls per batch size (default 50).")
-    seconds: float | None = Field(None, gt=0, description="Time each batch size for this long instead of runs.")
-    threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
+    batches: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=32, description="Batch sizes.")
+    warmup: int = Field(10, ge=0, le=MAX_RUNS, description="Untimed calls before timing.")
+    runs: int | None = Field(None, ge=1, le=MAX_RUNS, description="Timed calls per batch size (default 50).")
+    seconds: float | None = Field(None, gt=0, le=86_400, description="Time each batch size for this long instead of "
+                                                                      "runs.")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
     remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
                                "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
@@ -210,8 +223,8 @@ class BenchSettings(Settings):
     @field_validator("batches")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v):
-            raise ValueError("batch sizes must be positive integers, e.g. 1,8")
+        if any(not 1 <= b <= MAX_BATCH for b in v):
+            raise ValueError(f"batch sizes must be integers from 1 to {MAX_BATCH}, e.g. 1,8")
         return v
 
     @model_validator(mode="after")
@@ -224,12 +237,14 @@ class BenchSettings(Settings):
 class Gates(Settings):
     """CI gates; a failed gate makes `rtk validate` and `rtk run` exit 1 and is named in the report."""
 
-    max_drop_pt: float | None = Field(None, ge=0, description="Largest top-1 drop vs FP32, in points.")
+    max_drop_pt: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in points.")
     max_drop_rel_pct: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in % of FP32.")
     min_agreement_pct: float | None = Field(None, ge=0, le=100, description="Smallest top-1 agreement with FP32.")
-    max_p50_ms: dict[Target, float] = Field(default_factory=dict, description="Largest p50 latency per target, ms.")
-    max_p99_ms: dict[Target, float] = Field(default_factory=dict, description="Largest p99 latency per target, ms.")
-    min_speedup: float | None = Field(None, gt=0, description="Smallest p50 speed-up of the deployed artifact vs "
+    max_p50_ms: dict[Target, Annotated[float, Field(gt=0)]] = Field(default_factory=dict,
+                                                                    description="Largest p50 latency per target, ms.")
+    max_p99_ms: dict[Target, Annotated[float, Field(gt=0)]] = Field(default_factory=dict,
+                                                                    description="Largest p99 latency per target, ms.")
+    min_speedup: float | None = Field(None, gt=0, le=1e6, description="Smallest p50 speed-up of the deployed artifact vs "
                                                               "FP32 ONNX Runtime.")
 
 

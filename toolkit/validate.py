@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from toolkit.artifact import Preprocess
 from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
+from toolkit.backends.base import finite
 from toolkit.bench import interleaved_p50
 from toolkit.images import ImageSet, check_classes, scan_folder
 from toolkit.preprocess import batches
@@ -112,7 +113,7 @@ def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int,
     """(labels, logits of each runner) per batch, the images decoded once for all runners."""
     done = 0
     for x, y in batches(data, pre, batch_size):
-        yield y, [_infer_padded(r, x) for r in runners]
+        yield y, [finite(_infer_padded(r, x), r.path) for r in runners]
         done += len(y)
         progress("validating", done, len(data))
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.artifact import ModelMeta
+from toolkit.errors import RtkError
 from toolkit.settings import CompileSettings
 
 
@@ -91,6 +92,16 @@ class Runner(abc.ABC):
     def describe(self) -> dict[str, object]:
         """Runtime facts for reports (version, device, threads)."""
         return {"target": self.target}
+
+
+def finite(logits: np.ndarray, path: Path) -> np.ndarray:
+    """`logits` when every value is a number; NaN or Inf means a broken model, not a score, so it is refused."""
+    logits = np.asarray(logits)
+    if not np.isfinite(logits).all():
+        bad = int((~np.isfinite(logits)).sum())
+        raise RtkError(f"{path}: the model output {bad} NaN/Inf values of {logits.size}; its weights or graph are "
+                       "broken (re-export or re-quantize it); no score is given for it")
+    return logits
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from toolkit import console as ui
 from toolkit.errors import GateFailed, RtkError, missing_extra
 from toolkit.settings import TARGETS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+def _usage_errors() -> tuple[type, ...]:
+    """click's UsageError, and the copy of click that typer 0.2x vendors (typer._click), whichever exist."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).UsageError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+USAGE_ERRORS = _usage_errors()
+
+
+class OneLineErrors(TyperGroup):
+    """A command line typer/click cannot parse (`--runs abc`, a missing option) is one `error:` line naming the
+    flag and exit 2, like every other bad input, instead of a usage box."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USAGE_ERRORS as exc:
+            where = " ".join(["rtk", *(exc.ctx.command_path.split()[1:] if exc.ctx is not None else [])])
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            ui.error(f"{message}; see `{where} --help`")
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="rtk: take a ResNet50 classifier from PyTorch to an edge runtime and prove it still works.")
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: the built-in synthetic set.")
 app.add_typer(data_app, name="data")
@@ -31,18 +63,49 @@ _debug = {"on": False}
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     _debug["on"] = debug
+    if not debug:
+        quiet_libraries()
 
 
-def command(fn: Callable) -> Callable:
+# Loggers of the libraries rtk drives that print on their own (torch's "No CUDA runtime is found" when NNCF
+# imports it, ONNX Runtime's and OpenVINO's Python-side notices): rtk reports what matters in its own words.
+LIBRARY_LOGGERS = ("torch", "torch.utils.cpp_extension", "torch.onnx", "nncf", "onnxruntime", "openvino", "urllib3")
+
+
+def quiet_libraries() -> None:
+    """Keep stderr to rtk's own lines: library loggers at ERROR and Python warnings off (rtk's checks that need a
+    warning, such as Pillow's decompression-bomb warning, turn it into an error locally, which still works).
+    `rtk --debug` leaves them on."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+Writes = dict[str, "tuple[str, ...] | Callable[[dict], list[tuple[str, Path, tuple[str, ...]]]]"]
+OUTPUT_FLAGS = {"output": "-o", "json": "--json", "dump_recipe": "--dump-recipe"}
+ALWAYS: Writes = {"json": (".json",), "dump_recipe": (".yaml", ".yml")}
+
+
+def command(fn: Callable | None = None, *, writes: Writes | None = None) -> Callable:
     """Turn library errors into one line on stderr and the documented exit codes (2 input, 1 gate).
 
+    Before the command runs, every path it writes (`writes`: parameter -> the extensions of its format, or a
+    function of the arguments giving (flag, path, extensions); --json and --dump-recipe always) is checked
+    against every path it reads (`toolkit.io.check_io`), so no command can write over its input.
     An optional package missing from this install (torch for a making command, openvino for an IR) is bad
     input too: the line names the extra to install."""
+    if fn is None:
+        return functools.partial(command, writes=writes)
+    plan = {**ALWAYS, **(writes or {})}
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             _check_json_path(kwargs.get("json"))
+            _check_paths(plan, kwargs)
             try:
                 return fn(*args, **kwargs)
             except ImportError as exc:
@@ -66,6 +129,26 @@ def command(fn: Callable) -> Callable:
             raise typer.Exit(3) from None
 
     return wrapper
+
+
+def _check_paths(plan: Writes, kwargs: dict) -> None:
+    """Every output of the call against every input (any other path argument, or a string naming a file)."""
+    from toolkit.io import check_io
+
+    outputs: list[tuple[str, Path, tuple[str, ...]]] = []
+    for name, rule in plan.items():
+        if callable(rule):
+            outputs += rule(kwargs)
+        elif isinstance(kwargs.get(name), Path):
+            outputs.append((OUTPUT_FLAGS.get(name, "--" + name.replace("_", "-")), kwargs[name], rule))
+    inputs: list[Path] = []
+    for name, value in kwargs.items():
+        if name in plan or name in OUTPUT_FLAGS:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, Path) or (isinstance(v, str) and v and os.path.exists(v)):
+                inputs.append(Path(v))
+    check_io(inputs=inputs, outputs=outputs)
 
 
 def _check_json_path(path: Path | None) -> None:

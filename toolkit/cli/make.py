@@ -13,8 +13,12 @@ import typer
 
 from toolkit import console as ui
 from toolkit.cli.app import DumpOpt, JsonOpt, ThreadsOpt, app, command, data_app, dump, emit_json, recipe_name
+from toolkit.artifact import describing
 from toolkit.cli.flags import build, default, opt
+from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, LabelsOpt, LayoutOpt, MeanOpt,
+                                 ResizeOpt, StdOpt, foreign_from)
 from toolkit.errors import GateFailed, RtkError
+from toolkit.settings import SEED_MAX
 from toolkit.settings import (CompileSettings as C, ExportSettings as E, FinetuneSettings as F, PruneSettings as P,
                               QuantizeSettings as Q, SynthSettings as S)
 
@@ -54,7 +58,7 @@ def data_synth(
 
 
 @app.command()
-@command
+@command(writes={"output": (".pt",)})
 def finetune(
     data: Annotated[Path, typer.Option(help="ImageFolder root with train/ and val/ (or class folders).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint to write (.pt).")],
@@ -65,8 +69,9 @@ def finetune(
     lr: Annotated[Optional[float], opt(F, "lr")] = default(F, "lr"),
     augment: Annotated[str, opt(F, "augment")] = default(F, "augment"),
     input_size: Annotated[Optional[int], typer.Option(help="Training/eval input side (default: the model's, "
-                                                             "or the images' size for --weights none).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for init, shuffling and augmentation.")] = 0,
+                                                             "or the images' size for --weights none).",
+                                                      min=16, max=4096)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for init, shuffling and augmentation.", min=0, max=SEED_MAX)] = 0,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
@@ -86,6 +91,15 @@ def finetune(
     emit_json(json, result)
 
 
+def _described(dump_recipe: Path | None, **options):
+    """The foreign-model description the options give; a recipe cannot carry one (it starts from rtk artifacts)."""
+    described = foreign_from(**options)
+    if described is not None and dump_recipe:
+        raise RtkError("--dump-recipe: a recipe starts from an rtk artifact; quantize or compile the model once with "
+                       "--labels and its preprocessing, then dump the recipe for what rtk wrote")
+    return described
+
+
 def _source(model: str | Path) -> str:
     if Path(str(model)).suffix.lower() == ".xml":
         raise RtkError("recipes start from a .pt checkpoint or an .onnx model; dump the recipe for the ONNX the IR "
@@ -94,7 +108,7 @@ def _source(model: str | Path) -> str:
 
 
 @app.command()
-@command
+@command(writes={"output": (".onnx",)})
 def export(
     model: Annotated[Optional[Path], typer.Argument(help="rtk checkpoint or torchvision state dict (.pt).")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write.")] = Path("model.onnx"),
@@ -106,7 +120,7 @@ def export(
     input_size: Annotated[Optional[int], typer.Option(help="Input side (default: the checkpoint's; 224 for torchvision weights).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Images for the parity check (default: built-in drawings).")] = None,
     atol: Annotated[float, opt(E, "atol")] = default(E, "atol"),
-    seed: Annotated[int, typer.Option(help="Seed of a random model.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of a random model.", min=0, max=SEED_MAX)] = 0,
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
 ) -> None:
@@ -137,7 +151,7 @@ def export(
 
 
 @app.command()
-@command
+@command(writes={"output": (".pt",)})
 def prune(
     model: Annotated[Path, typer.Argument(help="rtk checkpoint or torchvision state dict (.pt) of a ResNet50.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pruned checkpoint to write (.pt).")],
@@ -163,7 +177,7 @@ def prune(
     augment: Annotated[str, opt(P, "augment")] = default(P, "augment"),
     measure: Annotated[str, typer.Option(help="Runtimes timed before/after, comma-separated, or none (default: "
                                               "onnxruntime; unstructured adds openvino).")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for calibration and recovery.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for calibration and recovery.", min=0, max=SEED_MAX)] = 0,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
@@ -193,7 +207,7 @@ def prune(
 
 
 @app.command()
-@command
+@command(writes={"output": (".onnx", ".xml")})
 def quantize(
     model: Annotated[Path, typer.Argument(help="FP32 model: .onnx, or an OpenVINO IR .xml for --target openvino.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="INT8 model to write: .onnx (QDQ), or .xml (INT8 IR) for --target openvino.")],
@@ -203,7 +217,7 @@ def quantize(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization (the only mode).")] = True,
     subset: Annotated[Optional[int], opt(Q, "subset")] = default(Q, "subset"),
     calib_list: Annotated[Optional[Path], opt(Q, "calib_list")] = default(Q, "calib_list"),
-    seed: Annotated[int, typer.Option(help="Seed of the class-balanced calibration pick.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the class-balanced calibration pick.", min=0, max=SEED_MAX)] = 0,
     allow_small: Annotated[bool, opt(Q, "allow_small")] = default(Q, "allow_small"),
     max_drop: Annotated[Optional[float], opt(Q, "max_drop")] = default(Q, "max_drop"),
     val: Annotated[Optional[Path], typer.Option(help="Labeled folder for top-1 FP32 vs INT8 (and --max-drop).")] = None,
@@ -211,6 +225,8 @@ def quantize(
     bias_correction: Annotated[str, opt(Q, "bias_correction")] = default(Q, "bias_correction"),
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Post-training INT8 for a target (NNCF on CPU, signed QDQ for TensorRT) with size, top-1 and speed vs FP32."""
     if not int8:
@@ -218,6 +234,8 @@ def quantize(
     settings = build(Q, form="ir" if output.suffix.lower() == ".xml" else "onnx", subset=subset,
                      calib_list=calib_list, allow_small=allow_small, max_drop=max_drop, bench_runs=bench_runs,
                      bias_correction=bias_correction)
+    described = _described(dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                           interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:
         if calib == "random":
             raise RtkError("a recipe calibrates on images; --calib random is for speed tests only")
@@ -227,15 +245,32 @@ def quantize(
                     model={"source": _source(model)}, quantize=settings, compile={"targets": targets})
     from toolkit.quantize import quantize_int8
 
-    result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib), target=target,
-                           settings=settings, val=val, seed=seed,
-                           progress=lambda stage, *_, **__: ui.err.print(f"[dim]·[/] {stage}", highlight=False))
+    with describing(described), ui.progress("quantize") as progress:
+        result = quantize_int8(model, output=output, calib=calib if calib == "random" else Path(calib),
+                               target=target, settings=settings, val=val, seed=seed, progress=progress)
     ui.show_quantize(result)
     emit_json(json, result)
 
 
+def _compiled(kw: dict) -> list:
+    """What `rtk compile` writes: the IR `.xml` (+ `.bin`) or the engine (+ sidecar), from -o or beside the source."""
+    source, output, target = Path(kw["source"]), kw.get("output"), kw.get("target")
+    if kw.get("check_only") or target not in ("openvino", "tensorrt"):
+        return []
+    if target == "openvino":
+        out = output or source.with_suffix(".xml")
+        return [("-o", out if out.suffix.lower() == ".xml" else out / "model.xml", (".xml",))]
+    return [("-o", output or source.with_suffix(".engine"), (".engine", ".plan"))]
+
+
+def _timing_cache(kw: dict) -> list:
+    """The TensorRT timing cache is read and then rewritten: an output that may not be any input or other output."""
+    cache = kw.get("timing_cache")
+    return [("--timing-cache", cache, ())] if cache is not None and kw.get("target") == "tensorrt" else []
+
+
 @app.command("compile")
-@command
+@command(writes={"output": _compiled, "timing_cache": _timing_cache})
 def compile_(
     source: Annotated[Path, typer.Argument(help="ONNX model (FP32, FP16, or INT8 with Q/DQ nodes).")],
     target: Annotated[str, typer.Option(help="openvino (IR .xml + .bin) or tensorrt (.engine + .json sidecar).")],
@@ -255,12 +290,16 @@ def compile_(
     calibration_samples: Annotated[int, opt(C, "calibration_samples")] = default(C, "calibration_samples"),
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Compile ONNX for OpenVINO (IR) or TensorRT (engine); --check-only lists what TensorRT would refuse."""
     settings = build(C, precision=precision, batch=batch, min_batch=min_batch, opt_batch=opt_batch,
                      max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
                      version_compatible=version_compatible, check_only=check_only,
                      calibration_samples=calibration_samples)
+    described = _described(dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                           interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:
         targets = ["tensorrt"] if target == "tensorrt" else ["onnxruntime", target]
         return dump(dump_recipe, "compile", name=recipe_name("compile", source),
@@ -269,7 +308,7 @@ def compile_(
                     **({"bench": {"batches": [settings.batch]}} if settings.batch else {}))   # a fixed-batch artifact
     from toolkit.compile import compile_model
 
-    with ui.progress("compiling") as progress:
+    with describing(described), ui.progress("compiling") as progress:
         result = compile_model(source, target=target, settings=settings, output=output, calibration=calibration,
                                progress=progress)
     ui.show_compile(result)

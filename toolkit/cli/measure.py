@@ -10,7 +10,10 @@ import typer
 
 from toolkit import console as ui
 from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json
+from toolkit.artifact import describing
 from toolkit.cli.flags import build, default, int_list, opt
+from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, LabelsOpt, LayoutOpt, MeanOpt,
+                                 ResizeOpt, StdOpt, foreign_from)
 from toolkit.errors import GateFailed
 from toolkit.settings import BenchSettings as B, Gates, ValidateSettings as V
 
@@ -43,6 +46,8 @@ def validate(
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
     json: JsonOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
     from toolkit.validate import check_sharding, validate as run
@@ -55,7 +60,9 @@ def validate(
         targets = targets * len(artifacts)
     sharded = ray or shards is not None or address is not None
     check_sharding(settings, sharded=sharded)
-    with _ray_for(sharded, address) as cpus, ui.progress("validate") as progress:
+    described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                             interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
+    with _ray_for(sharded, address) as cpus, describing(described), ui.progress("validate") as progress:
         if sharded and settings.shards is None:
             settings = settings.model_copy(update={"shards": max(1, cpus // (settings.threads or 1))})
         report = run(artifacts, data, reference=reference, targets=targets or None, settings=settings, gates=gates,
@@ -111,11 +118,16 @@ def predict(
     top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
     target: TargetOpt = None,
     json: JsonOpt = None,
+    labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
+    interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Classify images: the top-K class names with probabilities."""
     from toolkit.predict import predict as run
 
-    results = run(images, model, top=top, target=target)
+    described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+                             interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
+    with describing(described):
+        results = run(images, model, top=top, target=target)
     ui.show_predictions(results)
     emit_json(json, results)
 

@@ -24,8 +24,19 @@ def _run_recipe(recipe, output: Path, *, resume: bool, force: bool, json: Path |
         raise GateFailed("gate failed: " + "; ".join(str(g) for g in report.gates if not g.passed))
 
 
+def _run_folder(kw: dict) -> list:
+    """A run folder and the files every run writes in it (an input may not live there; --json may not be one)."""
+    from toolkit.io import FOLDER
+
+    root = kw["output"]
+    return [("-o", root, FOLDER), *[("-o", root / name, ()) for name in RUN_FILES]]
+
+
+RUN_FILES = ("report.json", "report.md", "manifest.json", "recipe.yaml")
+
+
 @app.command("run")
-@command
+@command(writes={"output": _run_folder})
 def run_(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder (artifacts, manifest, report).")],
@@ -36,6 +47,8 @@ def run_(
     """Run a recipe: every stage, then validate, bench, gates and the report. Exit 0 pass, 1 gate failed, 2 bad input."""
     from toolkit.recipe import load_recipe
 
+    if resume and force:
+        raise RtkError("give --resume (keep unchanged stages) or --force (redo every stage), not both")
     loaded = load_recipe(recipe)
     if loaded.sweep is not None:
         raise RtkError(f"{recipe} has a sweep: block; run it with `rtk sweep {recipe} -o DIR` (or remove the block "
@@ -44,7 +57,7 @@ def run_(
 
 
 @app.command()
-@command
+@command(writes={"output": _run_folder})
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder.")] = Path("runs/demo"),
     force: Annotated[bool, typer.Option(help="Redo every stage instead of reusing unchanged ones.")] = False,

@@ -31,11 +31,11 @@ class Row(BaseModel):
     target: str
     precision: str
     role: str
-    size_mb: float
-    top1: float | None = None
-    top5: float | None = None
-    drop_pt: float | None = None
-    agreement: float | None = None
+    size_mb: float = Field(ge=0)
+    top1: float | None = Field(None, ge=0, le=100)
+    top5: float | None = Field(None, ge=0, le=100)
+    drop_pt: float | None = Field(None, ge=-100, le=100)
+    agreement: float | None = Field(None, ge=0, le=100)
     cosine: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
     batch: int | None = None

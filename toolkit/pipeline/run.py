@@ -8,6 +8,7 @@ given a shared `StageCache` (a sweep's candidates) also takes a stage another ru
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,19 +16,20 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from pydantic import BaseModel
 
 from toolkit import __version__
 from toolkit.errors import RtkError
-from toolkit.io import now_iso, sha256_file, write_json, write_text_atomic
+from toolkit.io import FOLDER, check_io, now_iso, sha256_file, write_json, write_text_atomic
 from toolkit.pipeline.cache import StageCache, portable
 from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
 STATE = ".rtk/state.json"
 HOLD_STAGE = "RTK_TEST_HOLD_STAGE"
+LOCK = ".rtk/lock"
 
 
 class StageRecord(BaseModel):
@@ -133,6 +135,14 @@ class Step:
         return Done(entry, StageRecord(name=self.name, seconds=seconds, skipped=False, outputs=hashes))
 
 
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """Files and folders the recipe names (not the ones the run makes)."""
+    data, source = recipe.data, recipe.model.source
+    calib_list = recipe.quantize.calib_list if recipe.quantize else None
+    named = [data.root, data.calibration, data.validation, Path(source) if Path(source).suffix else None, calib_list]
+    return [Path(p) for p in named if p is not None]
+
+
 @dataclass
 class Run:
     """One pipeline run in one folder: the stage cache and the records of what ran."""
@@ -158,10 +168,7 @@ class Run:
         self.progress(message)
 
     def inputs(self) -> list[Path]:
-        """Files and folders the recipe names (not the ones the run makes)."""
-        data, source = self.recipe.data, self.recipe.model.source
-        named = [data.root, data.calibration, data.validation, Path(source) if Path(source).suffix else None]
-        return [Path(p) for p in named if p is not None]
+        return recipe_inputs(self.recipe)
 
     def stage(self, name: str, config: Any, inputs: list[Path], outputs: list[Path], fn: Callable[[], Any], *,
               timing: str | None = None) -> Any:
@@ -213,8 +220,32 @@ def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
         root.mkdir(parents=True, exist_ok=True)   # a run folder's parents (runs/) are made, as the replay hint assumes
     except OSError as exc:
         raise RtkError(f"cannot create the run folder {root} ({exc.strerror}); choose another -o") from None
-    if force:
-        (root / STATE).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """Hold `<root>/.rtk/lock` while a run writes the folder: a second `rtk run` on it (even with --force) is
+    refused instead of rewriting the files the first one is timing. The lock is the kernel's (flock), so it is
+    gone when the process ends, however it ends."""
+    import fcntl
+
+    (root / ".rtk").mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RtkError(f"{root} is being written by another rtk run ({holder}); wait for it to finish or "
+                           "choose another -o") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def check_machine(recipe: Recipe) -> None:
@@ -239,9 +270,13 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
     output = Path(output)
     check_machine(recipe)
+    check_io(inputs=recipe_inputs(recipe), outputs=[("-o", output, FOLDER)])
     prepare_output(output, resume=resume, force=force)
-    started = now_iso()
-    return Run(recipe=recipe, root=output, progress=progress, cache=cache, executor=executor).execute(started)
+    with run_lock(output):
+        if force:
+            (output / STATE).unlink(missing_ok=True)
+        started = now_iso()
+        return Run(recipe=recipe, root=output, progress=progress, cache=cache, executor=executor).execute(started)
 
 
 def finish(ctx: Run, outcome, started: str):

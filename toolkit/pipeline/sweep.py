@@ -29,7 +29,7 @@ from toolkit.errors import GateFailed, RtkError
 from toolkit.io import write_json, write_text_atomic
 from toolkit.pipeline.cache import StageCache
 from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first
-from toolkit.pipeline.run import Executor, Run, check_machine, inline, prepare_output
+from toolkit.pipeline.run import STATE as RUN_STATE, Executor, Run, check_machine, inline, prepare_output
 from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, from_report, mark_pareto, new_result
 from toolkit.pipeline.sweep_report import pick_winner, write_results
 from toolkit.progress import Progress, silent
@@ -99,6 +99,8 @@ def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Ex
 
     started = time.perf_counter()
     prepare_output(folder, resume=True, force=force)
+    if force:
+        (folder / RUN_STATE).unlink(missing_ok=True)
     ctx = Run(recipe=absolute(c.recipe), root=folder, progress=say, cache=cache, executor=executor)
     common = dict(id=c.id, values=c.values, folder=str(folder), notes=notes, fingerprint=fingerprint(c.recipe))
     try:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from toolkit.artifact import ModelMeta
-from toolkit.backends import BACKENDS, load, read_meta, targets_with
+from toolkit.backends import BACKENDS, load, open_runner, read_meta, targets_with
+from toolkit.backends.base import finite
 from toolkit.backends.tensorrt.check import REFUSED_OPS
 from toolkit.errors import GateFailed, RtkError
 from toolkit.io import atomic_outputs, check_output, sha256_file
@@ -89,7 +90,9 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     if cfg.bias_correction == "full" and out_suffix != ".xml":
         raise RtkError("--bias-correction full runs on NNCF's OpenVINO backend only (its ONNX backend fails with it): "
                        "use --target openvino -o model.xml, or keep the fast one")
-    output = check_output(output)
+    new_folder = not output.parent.exists() and output.parent.parent.is_dir()   # -o runs/x/int8/model.xml
+    if not new_folder:
+        output = check_output(output)
     if output.resolve() == source.resolve():
         raise RtkError(f"-o {output} is the input model; choose another output name")
     model, input_shape = _load_fp32(source)
@@ -108,6 +111,8 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     say("preparing calibration images")
     calset = calibration_set(calib, meta.preprocess, subset=cfg.subset, seed=seed, allow_small=cfg.allow_small,
                              list_file=cfg.calib_list)
+    with open_runner(source, meta=meta) as fp32:       # a model that outputs NaN cannot be calibrated, only refused
+        finite(fp32.infer(calset.samples[:1]), source)
     return run_quantize(source=source, output=output, model=model, meta=meta, calset=calset, target=target,
                         settings=cfg, val=Path(val) if val else None, say=say, started=started)
 
@@ -148,7 +153,7 @@ def run_quantize(*, source: Path, output: Path, model: Any, meta: ModelMeta, cal
         val_items = labeled_items(val, meta)
     form = load(FORMS[BACKENDS[target].int8])
     outputs = [output, output.with_suffix(".bin")] if output.suffix.lower() == ".xml" else [output]
-    with atomic_outputs(*outputs) as staged_files:
+    with atomic_outputs(*outputs, make_folder=not output.parent.exists()) as staged_files:
         staged = staged_files[0]
         t0 = time.perf_counter()
         made = form(model, calset, source=source, settings=settings, val_items=val_items, workdir=staged.parent,

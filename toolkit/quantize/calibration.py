@@ -12,6 +12,7 @@ accuracy means nothing.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from toolkit.artifact import Preprocess
-from toolkit.images import IMAGE_EXTENSIONS, load_image, split_dir
+from toolkit.images import IMAGE_EXTENSIONS, class_files, load_image, split_dir, symlink_loop
 from toolkit.io import write_text_atomic
 from toolkit.preprocess import eval_array
 from toolkit.progress import Progress, silent
@@ -70,9 +71,17 @@ def _is_image(path: Path) -> bool:
 
 def list_images(root: Path) -> list[Candidate]:
     """Every image file under `root`: labeled by class folder when it has class folders, else flat."""
-    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    labeled = [Candidate(p, d.name) for d in classes for p in sorted(d.rglob("*")) if _is_image(p)]
-    flat = [Candidate(p, None) for p in sorted(root.iterdir()) if _is_image(p)]
+    loop = symlink_loop(root)
+    if loop:
+        raise RtkError(f"{loop} is a symlink back to a folder that contains it (a loop); remove the link")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    labeled = [Candidate(Path(p), classes[i]) for p, i in class_files(root, classes) if _is_image(Path(p))]
+    seen = {os.path.realpath(c.path) for c in labeled}
+    flat = []
+    for p in sorted(root.iterdir()):
+        if _is_image(p) and os.path.realpath(p) not in seen:
+            seen.add(os.path.realpath(p))
+            flat.append(Candidate(p, None))
     return labeled + flat if labeled else flat
 
 
@@ -87,6 +96,9 @@ def read_list(root: Path, list_file: Path) -> list[Candidate]:
             entries.append(token[0])
     if not entries:
         raise RtkError(f"--calib-list {list_file} names no files; write one image path per line, relative to --calib")
+    outside = [e for e in entries if not (root / e).resolve().is_relative_to(Path(root).resolve())]
+    if outside:
+        raise RtkError(f"--calib-list {list_file}: {outside[0]} is outside {root}; list paths inside --calib")
     missing = [e for e in entries if not (root / e).is_file()]
     if missing:
         raise RtkError(f"--calib-list {list_file}: {len(missing)} listed files are not under {root} "

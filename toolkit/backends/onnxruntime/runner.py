@@ -45,7 +45,13 @@ class OnnxRuntimeRunner(Runner):
         return self._batch
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        except Exception as exc:
+            if type(exc).__name__ not in ("InvalidArgument", "Fail", "RuntimeException", "InvalidGraph"):
+                raise
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise RtkError(f"{self.path}: ONNX Runtime cannot run it on a {batch.shape} image batch ({first})") from None
 
     def describe(self) -> dict[str, object]:
         import onnxruntime as ort

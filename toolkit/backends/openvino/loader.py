@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from toolkit.artifact import ModelMeta, Preprocess, default_class_names
+from toolkit.artifact import ModelMeta
 from toolkit.errors import RtkError
 
 META_PATH = ["rtk", "meta"]
@@ -47,16 +47,27 @@ def read_model(path: Path) -> Any:
 
 
 def read_ir_meta(path: Path) -> ModelMeta:
-    """Metadata stored in an IR's rt_info; an IR rtk did not write gets ImageNet defaults sized to its input."""
-    model = read_model(Path(path))
-    if model.has_rt_info(META_PATH):
-        return ModelMeta.model_validate_json(str(model.get_rt_info(META_PATH).astype(str)))
-    shape = model.input(0).get_partial_shape()
-    out = model.output(0).get_partial_shape()
-    crop = shape[3].get_length() if shape.rank.is_static and shape[3].is_static else 224
-    if not (out.rank.is_static and out[out.rank.get_length() - 1].is_static):
-        raise RtkError(f"{path}: the IR output has no static class dimension and no rtk metadata; compile it with rtk")
-    classes = out[out.rank.get_length() - 1].get_length()
-    return ModelMeta(num_classes=classes, class_names=default_class_names(classes),
-                     preprocess=Preprocess().at_size(crop),
-                     provenance={"source": "foreign-ir", "file": Path(path).name})
+    """Metadata stored in an IR's rt_info, checked against the IR's graph; an IR rtk did not write gets
+    ImageNet defaults sized to its input."""
+    from toolkit.onnx_file import _first_error, foreign_meta
+
+    path = Path(path)
+    model = read_model(path)
+    inputs = [_dims(i.get_partial_shape()) for i in model.inputs]
+    outputs = [_dims(o.get_partial_shape()) for o in model.outputs]
+    if not model.has_rt_info(META_PATH):
+        return foreign_meta(path, inputs, outputs, source="foreign-ir")
+    try:
+        meta = ModelMeta.model_validate_json(str(model.get_rt_info(META_PATH).astype(str)))
+    except ValueError as exc:
+        raise RtkError(f"{path}: its rtk metadata (rt_info rtk/meta) is damaged ({_first_error(exc)}); compile it "
+                       "again with `rtk compile --target openvino`") from None
+    meta.check_graph(path, inputs, outputs)
+    return meta
+
+
+def _dims(shape: Any) -> list[int | None]:
+    """A partial shape as ints where static, None where dynamic ([] for a dynamic rank)."""
+    if shape.rank.is_dynamic:
+        return []
+    return [d.get_length() if d.is_static and d.get_length() > 0 else None for d in shape]

@@ -95,7 +95,7 @@ def engine_from_onnx(source: Path, output: Path, *, meta: ModelMeta, build: Engi
                "cuda_runtime": cuda_text(state.runtime), "precision": build.precision, "input": inp.name,
                "input_shape": list(inp.shape), "profile": shapes and {k: list(v) for k, v in shapes.items()},
                "workspace_mb": build.workspace_mb, **provenance, "built_at": now_iso(),
-               "meta": meta.model_dump(mode="json")}
+               "meta": meta.json_dict()}
     with atomic_outputs(output, sidecar_path(output)) as (plan, side):
         plan.write_bytes(bytes(serialized))
         side.write_text(json_text(sidecar))

@@ -49,14 +49,21 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not side.is_file():
         raise RtkError(f"{path}: its sidecar {side.name} is missing; rebuild with `rtk compile --target tensorrt`")
     try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError:
+        return json.loads(side.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise RtkError(f"{side}: not valid JSON; rebuild with `rtk compile --target tensorrt`") from None
 
 
 def read_engine_meta(path: Path) -> ModelMeta:
-    """The ModelMeta an engine's sidecar carries."""
-    return ModelMeta.model_validate(read_sidecar(Path(path)).get("meta", {}))
+    """The ModelMeta an engine's sidecar carries (checked against the engine's bindings when TensorRT loads it)."""
+    side = read_sidecar(Path(path))
+    try:
+        return ModelMeta.model_validate(side.get("meta", {}) if isinstance(side, dict) else None)
+    except ValueError as exc:
+        from toolkit.onnx_file import _first_error
+
+        raise RtkError(f"{sidecar_path(Path(path))}: its rtk metadata is damaged ({_first_error(exc)}); rebuild with "
+                       "`rtk compile --target tensorrt`") from None
 
 
 def timing_cache_bytes(path: Path | None, facts: dict[str, str]) -> tuple[bytes, str | None]:
