@@ -31,6 +31,13 @@ AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + cente
                 "position-sensitive images (digits, text, gauges), none when recovering a pruned model in a few "
                 "epochs.")
 
+EXACT_DECODE_HELP = ("Decode JPEGs in full instead of the fast path (libjpeg DCT scaling to the smallest scale still "
+                     "at least the resize target, then the usual resize). The fast path is the default; `rtk validate` "
+                     "measures both on the same images and fails unless the fast one keeps top-1 within 0.1 pt and "
+                     "agreement >= 99.5%.")
+DECODE_WORKERS_HELP = "Threads decoding images ahead of inference."
+DECODE_DEPTH_HELP = "Most images decoded ahead and not yet inferred at once (the memory bound)."
+
 
 class Settings(BaseModel):
     """A stage's settings: unknown keys are errors, so a misspelt setting never silently falls back."""
@@ -180,6 +187,7 @@ class ValidateSettings(Settings):
                                 "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
                                 "runs on the native tier. A tier above this CPU is refused; the JSON records each "
                                 "artifact's tier.")
+    exact_decode: bool = Field(False, description=EXACT_DECODE_HELP)
 
     @field_validator("isa", mode="before")
     @classmethod
@@ -187,6 +195,22 @@ class ValidateSettings(Settings):
         if isinstance(v, str) and v.strip().upper() not in ISA_TIERS:
             raise ValueError(f"unknown tier; choose one of {', '.join(ISA_TIERS)}")
         return v.strip().upper() if isinstance(v, str) else v
+
+
+class PredictSettings(Settings):
+    """`rtk predict`: photos to labels through the overlapped decode -> preprocess -> infer pipeline."""
+
+    top: int = Field(5, ge=1, description="How many classes to show per image.")
+    exact_decode: bool = Field(False, description=EXACT_DECODE_HELP)
+    batch_size: int = Field(1, ge=1, description="Images per inference call.")
+    workers: int = Field(2, ge=1, le=64, description=DECODE_WORKERS_HELP)
+    depth: int = Field(8, ge=1, le=4096, description=DECODE_DEPTH_HELP)
+
+    @model_validator(mode="after")
+    def _depth_holds_a_batch(self) -> "PredictSettings":
+        if self.depth < self.batch_size:
+            raise ValueError("depth must be at least batch_size (a batch is held while it runs)")
+        return self
 
 
 class BenchSettings(Settings):
@@ -198,6 +222,9 @@ class BenchSettings(Settings):
     seconds: float | None = Field(None, gt=0, description="Time each batch size for this long instead of runs.")
     threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
+    exact_decode: bool = Field(False, description="With --images: " + EXACT_DECODE_HELP)
+    workers: int = Field(2, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP)
+    depth: int = Field(8, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP)
     remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
                                "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
 

@@ -17,9 +17,9 @@ from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import interleaved_p50
 from toolkit.images import check_classes, scan_folder
-from toolkit.preprocess import batches
 from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
+from toolkit.photos import Decode, FastDecodeCheck, labeled_batches
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
 from toolkit.settings import Gates, ValidateSettings
@@ -37,6 +37,9 @@ class ArtifactScore(BaseModel):
     p50_ms: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
+    decode: Decode = Field("exact", description="How the images were decoded: the path rtk predict deploys.")
+    fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "
+                                                "on the same images, and whether it may be deployed.")
 
 
 class ValidationReport(BaseModel):
@@ -72,7 +75,7 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
-def _infer_padded(runner, x: np.ndarray) -> np.ndarray:
+def infer_padded(runner, x: np.ndarray) -> np.ndarray:
     fixed = runner.fixed_batch
     if fixed is None or len(x) == fixed:
         return runner.infer(x)
@@ -88,8 +91,12 @@ def _infer_padded(runner, x: np.ndarray) -> np.ndarray:
 
 def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[str | None], batch_size: int,
                    options: RunnerOptions | None = None, progress: Progress = silent,
-                   measure_latency: bool = True) -> tuple[np.ndarray, list[np.ndarray], list[dict], int, int]:
-    """Run every artifact over the data once; returns labels, logits per artifact, runner facts, skipped, p50s."""
+                   measure_latency: bool = True, decode: Decode = "exact"
+                   ) -> tuple[np.ndarray, list[np.ndarray], list[dict], int, int]:
+    """Run every artifact over the data once; returns labels, logits per artifact, runner facts, skipped, p50s.
+
+    With the fast decode, each fact also holds `exact_logits` (the images the fast decode DCT-scaled run again
+    from their exact decode) and `scaled` (how many there were)."""
     metas = [read_meta(p) for p in paths]
     pre = metas[0].preprocess
     for path, meta in zip(paths, metas):
@@ -105,14 +112,21 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
         runners = [stack.enter_context(open_runner(p, t, meta=m, options=options))
                    for p, t, m in zip(paths, targets, metas)]
         done = 0
-        for x, y in batches(data, pre, batch_size):
+        exact: list[list[np.ndarray]] = [[] for _ in paths]
+        scaled = 0
+        for x, y, alt in labeled_batches(data.samples, pre, decode=decode, batch_size=batch_size):
             labels.append(y)
-            for out, runner in zip(logits, runners):
-                out.append(_infer_padded(runner, x))
+            rows = sorted(alt)
+            scaled += len(rows)
+            for out, ex, runner in zip(logits, exact, runners):
+                out.append(infer_padded(runner, x))
+                ex.append(out[-1].copy())
+                if rows:
+                    ex[-1][rows] = infer_padded(runner, np.stack([alt[i] for i in rows]))
             done += len(y)
             progress("validating", done, len(data))
-        facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names}
-                 for r in runners]
+        facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names,
+                  "exact_logits": np.concatenate(ex), "scaled": scaled} for r, ex in zip(runners, exact)]
         if measure_latency:
             inputs = [np.zeros((r.fixed_batch or 1, *pre.input_shape), np.float32) for r in runners]
             p50s = interleaved_p50([lambda r=r, x=x: r.infer(x) for r, x in zip(runners, inputs)], rounds=4, runs=5,
@@ -120,6 +134,18 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
             for fact, p50 in zip(facts, p50s):
                 fact["p50_ms"] = p50
     return np.concatenate(labels), [np.concatenate(o) for o in logits], facts, len(data.skipped), len(data)
+
+
+def fast_decode_gates(score: ArtifactScore) -> list[Gate]:
+    """The rule that allows the fast decode, as gates: a failure makes `rtk validate` exit 1 and says to deploy
+    with --exact-decode (checked only where the fast decode changed an image; elsewhere it is the exact one)."""
+    c = score.fast_decode
+    name = f"{score.artifact} (fast decode; if it fails, deploy with --exact-decode)"
+    drop = c.exact_top1 - c.fast_top1
+    return [Gate(name="fast_decode_drop_pt", artifact=name, limit=c.max_drop_pt, value=drop,
+                 passed=drop <= c.max_drop_pt + 1e-9),
+            Gate(name="fast_decode_agreement_pct", artifact=name, limit=c.min_agreement_pct, value=c.agreement,
+                 passed=c.agreement >= c.min_agreement_pct)]
 
 
 def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
@@ -149,19 +175,27 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         raise RtkError(f"{len(targets)} targets for {len(paths)} artifacts; give one --target or one per artifact")
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
+    decode: Decode = "exact" if settings.exact_decode else "fast"
     labels, logits, facts, skipped, images = collect_logits(
         all_paths, Path(data), targets=all_targets, batch_size=settings.batch_size,
         options=RunnerOptions(threads=settings.threads, max_batch=settings.batch_size), progress=progress,
-        measure_latency=measure_latency)
+        measure_latency=measure_latency, decode=decode)
 
     names = facts[0]["classes"]
 
     def score(path: Path, out: np.ndarray, fact: dict) -> ArtifactScore:
         hit = topk_correct(out, labels, 1)
         per_class = {names[c]: 100.0 * float(hit[labels == c].mean()) for c in np.unique(labels)}
+        check = None
+        if decode == "fast":
+            exact = fact["exact_logits"]
+            check = FastDecodeCheck(images=len(labels), scaled=fact["scaled"], fast_top1=100.0 * hit.mean(),
+                                    exact_top1=100.0 * topk_correct(exact, labels, 1).mean(),
+                                    agreement=100.0 * float(np.mean(out.argmax(1) == exact.argmax(1))))
         return ArtifactScore(artifact=str(path), target=fact["target"], precision=fact["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * topk_correct(out, labels, 5).mean(),
-                             p50_ms=fact["p50_ms"], per_class_top1=per_class, isa=effective_tier(fact["target"]))
+                             p50_ms=fact["p50_ms"], per_class_top1=per_class, isa=effective_tier(fact["target"]),
+                             decode=decode, fast_decode=check)
 
     ref = score(all_paths[0], logits[0], facts[0]) if reference else None
     scores = []
@@ -175,6 +209,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         scores.append(s)
     results = evaluate(gates, [Scored(name=s.artifact, target=s.target, top1=s.top1, drop_pt=s.drop_pt,
                                       agreement=s.agreement) for s in scores])
+    results += [gate for s in scores if s.fast_decode and s.fast_decode.scaled for gate in fast_decode_gates(s)]
     first = scores[0]
     return ValidationReport(data=str(data), images=images, skipped=skipped, top1=first.top1, top5=first.top5,
                             drop_pt=first.drop_pt, agreement=first.agreement, cosine=first.cosine, reference=ref,

@@ -1,0 +1,126 @@
+"""Photo to label: the overlapped pipeline's order and memory bound, the fast JPEG decode and its accuracy guard."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from toolkit.artifact import Preprocess
+from toolkit.images import load_image
+from toolkit.photos import FastDecodeCheck, InFlight, ordered_map
+from toolkit.predict import classify
+from toolkit.preprocess import eval_array
+from toolkit.settings import PredictSettings
+
+
+def test_ordered_map_yields_in_input_order_whatever_finishes_first():
+    """Item i sleeps (n - i) ms, so later items finish first; the output is still in input order."""
+    n = 12
+
+    def slow_first(i: int) -> int:
+        time.sleep((n - i) * 0.004)
+        return i * 10
+
+    assert list(ordered_map(slow_first, range(n), workers=4, depth=6)) == [i * 10 for i in range(n)]
+
+
+def test_ordered_map_never_holds_more_than_depth():
+    """The consumer blocks on the first item until `depth` items have started (so the pool really ran ahead),
+    then consumes the rest: never more than `depth` started and unconsumed, and exactly `depth` at the peak."""
+    depth, started, lock = 3, [], threading.Lock()
+    full = threading.Event()
+    counter = InFlight()
+
+    def work(i: int) -> int:
+        with lock:
+            started.append(i)
+            if counter.now >= depth:
+                full.set()
+        return i
+
+    got = []
+    for i in ordered_map(work, range(20), workers=2, depth=depth, counter=counter):
+        if i == 0:
+            assert full.wait(10), "the pool never ran ahead of the consumer"
+        assert counter.now <= depth
+        got.append(i)
+    assert got == list(range(20)) and counter.peak == depth and counter.now == 0
+
+
+def _jpeg(path, size, seed):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    Image.fromarray(small).resize(size, Image.Resampling.BICUBIC).save(path, quality=90)
+    return path
+
+
+def test_fast_decode_scales_large_jpegs_only(tmp_path):
+    pre = Preprocess(resize=256, crop=224)
+    big = _jpeg(tmp_path / "big.jpg", (4000, 3000), 0)
+    img = load_image(big, draft=pre.resize)
+    assert img.size == (500, 375) and img.mode == "RGB"        # 1/8 scale: the smallest still >= 256
+    fast, exact = eval_array(img, pre), eval_array(load_image(big), pre)
+    assert fast.shape == exact.shape and np.abs(fast - exact).mean() < 0.05
+    small = _jpeg(tmp_path / "small.jpg", (400, 300), 1)
+    assert load_image(small, draft=pre.resize).size == (400, 300)   # 1/2 would be 150 < 256: decoded in full
+    png = tmp_path / "big.png"
+    Image.open(big).save(png)
+    assert load_image(png, draft=pre.resize).size == (4000, 3000)
+
+
+@pytest.mark.parametrize("exact_top1, fast_top1, agreement, passed", [
+    (90.0, 90.0, 100.0, True), (90.0, 89.9, 99.5, True), (90.0, 91.0, 99.5, True),
+    (90.0, 89.89, 100.0, False), (90.0, 90.0, 99.49, False)])
+def test_fast_decode_rule(exact_top1, fast_top1, agreement, passed):
+    check = FastDecodeCheck(images=1000, scaled=1000, exact_top1=exact_top1, fast_top1=fast_top1, agreement=agreement)
+    assert check.passed is passed
+
+
+def test_predict_folder_keeps_order_and_bound_with_uneven_decodes(random_onnx, tiny_data, tmp_path):
+    """A 12 MP JPEG first (slow to decode), then small PNGs (fast): the output follows the sorted input, matches
+    image-by-image prediction, and never more than `depth` images were in flight."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _jpeg(folder / "a_big.jpg", (4000, 3000), 2)
+    for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:9]):
+        (folder / f"b{i}.png").write_bytes(src.read_bytes())
+    settings = PredictSettings(workers=2, depth=4, batch_size=2)
+    results, report = classify([folder], random_onnx, settings=settings)
+    names = [r.image for r in results]
+    assert names == sorted(str(p) for p in folder.iterdir()) and report.images == 10
+    assert report.peak_in_flight <= 4 and report.decode == "fast" and report.scaled == 1
+    one_by_one = [classify([p], random_onnx, settings=PredictSettings())[0][0] for p in names]
+    assert [r.top[0].index for r in results] == [r.top[0].index for r in one_by_one]
+    assert all(r.decode_ms > 0 and r.infer_ms > 0 for r in results)
+
+
+def test_validate_measures_both_decodes_and_gates_the_fast_one(random_onnx, tiny_data, tmp_path, cli):
+    """Validation images as large JPEGs: validate decodes them the fast way (what predict deploys), scores the
+    exact decode on the same images, records the verdict of the rule, and exits 1 exactly when it fails."""
+    val = tmp_path / "val"
+    for src in sorted((tiny_data / "val").rglob("*.png")):
+        (val / src.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(src).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC).save(
+            val / src.parent.name / f"{src.stem}.jpg", quality=92)
+    out = tmp_path / "v.json"
+    result = cli("validate", random_onnx, "--data", val, "--json", out)
+    score = json.loads(out.read_text())["artifacts"][0]
+    check = FastDecodeCheck.model_validate(score["fast_decode"])
+    assert score["decode"] == "fast" and check.scaled == check.images == 32
+    assert result.exit_code == (0 if check.passed else 1), result.stdout
+    assert ("deploy with --exact-decode" in result.stdout) or check.passed
+    result = cli("validate", random_onnx, "--data", val, "--exact-decode", "--json", out)
+    exact = json.loads(out.read_text())["artifacts"][0]
+    assert result.exit_code == 0 and exact["decode"] == "exact" and exact["fast_decode"] is None
+    assert exact["top1"] == pytest.approx(check.exact_top1)
+
+
+def test_predict_prints_phase_times(random_onnx, tiny_data, cli):
+    result = cli("predict", tiny_data / "val", "--model", random_onnx, "--batch-size", "4")
+    assert result.exit_code == 0, result.stderr
+    assert all(word in result.stdout for word in ("decode", "preprocess", "infer", "images/s"))
