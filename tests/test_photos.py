@@ -124,3 +124,21 @@ def test_predict_prints_phase_times(random_onnx, tiny_data, cli):
     result = cli("predict", tiny_data / "val", "--model", random_onnx, "--batch-size", "4")
     assert result.exit_code == 0, result.stderr
     assert all(word in result.stdout for word in ("decode", "preprocess", "infer", "images/s"))
+
+
+def test_openvino_async_requests_keep_order_and_bound(random_ir, tiny_data, tmp_path):
+    """On OpenVINO the batches run through an AsyncInferQueue (THROUGHPUT: several requests at once) and an image
+    counts as in flight until its request's callback: the same labels as a one-at-a-time run, within the bound."""
+    from toolkit.backends import RunnerOptions
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _jpeg(folder / "a_big.jpg", (4000, 3000), 3)
+    for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:11]):
+        (folder / f"b{i:02d}.png").write_bytes(src.read_bytes())
+    overlapped, report = classify([folder], random_ir, settings=PredictSettings(workers=2, depth=3),
+                                  options=RunnerOptions(hint="throughput", max_batch=1))
+    sequential, _ = classify([folder], random_ir, settings=PredictSettings(workers=1, depth=1))
+    assert [r.image for r in overlapped] == [r.image for r in sequential] == sorted(str(p) for p in folder.iterdir())
+    assert [r.top[0].index for r in overlapped] == [r.top[0].index for r in sequential]
+    assert report.peak_in_flight <= 3 and report.runtime["hint"] == "throughput"

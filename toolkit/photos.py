@@ -67,7 +67,7 @@ class Decoded:
 
     index: int
     path: str
-    x: np.ndarray               # CHW float32
+    x: np.ndarray | None        # CHW float32 (None once inferred)
     decode_ms: float
     preprocess_ms: float
     scaled: bool                # decoded at a reduced DCT scale
@@ -95,18 +95,24 @@ class InFlight:
     """Counts items started but not yet released by the consumer, and the most there ever were at once."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self.now = 0
         self.peak = 0
 
     def start(self) -> None:
-        with self._lock:
+        with self._cond:
             self.now += 1
             self.peak = max(self.peak, self.now)
 
-    def release(self) -> None:
-        with self._lock:
-            self.now -= 1
+    def release(self, count: int = 1) -> None:
+        with self._cond:
+            self.now -= count
+            self._cond.notify_all()
+
+    def wait_below(self, limit: int) -> None:
+        """Block until fewer than `limit` items are in flight (another thread releases them)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.now < limit)
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int,
@@ -115,8 +121,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth
     not yet released at any time.
 
     An item is released when the consumer comes back for the next one, or, with `consumer_releases`, when the
-    consumer calls `counter.release()` (a consumer that gathers batches releases a batch once it has run it; it
-    must then never hold `depth` items while asking for another).
+    consumer calls `counter.release()` (a consumer that gathers batches releases a batch once it has run it, from
+    any thread; when all `depth` are the consumer's, the next item waits for a release).
     """
     if depth < 1 or workers < 1:
         raise ValueError("depth and workers must be at least 1")
@@ -139,6 +145,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth
                 if not consumer_releases:
                     counter.release()
                 top_up()
+                if not pending and consumer_releases:   # all in flight are the consumer's: wait for it to let go
+                    counter.wait_below(depth)
+                    top_up()
         finally:
             for fut in pending:
                 fut.cancel()
@@ -148,18 +157,15 @@ _END = object()
 
 
 def decoded_batches(paths: Sequence[str | Path], pre: Preprocess, *, decode: Decode, batch_size: int, workers: int,
-                    depth: int, counter: InFlight | None = None) -> Iterator[list[Decoded]]:
+                    depth: int, counter: InFlight) -> Iterator[list[Decoded]]:
     """The images of `paths` decoded ahead on a thread pool, in input order, grouped into batches; a batch's
-    images count against `depth` until the caller asks for the next batch."""
-    counter = counter or InFlight()
+    images count against `depth` until the caller calls `counter.release(len(batch))` (once it is inferred)."""
     batch: list[Decoded] = []
     for item in ordered_map(lambda ip: decode_one(ip[0], ip[1], pre, decode), enumerate(paths), workers=workers,
                             depth=max(depth, batch_size), counter=counter, consumer_releases=True):
         batch.append(item)
         if len(batch) == batch_size:
             yield batch
-            for _ in batch:
-                counter.release()
             batch = []
     if batch:
         yield batch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -88,26 +89,38 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings,
     pre = runner.meta.preprocess
     decode: Decode = "exact" if settings.exact_decode else "fast"
     counter = counter or InFlight()
-    logits, records, infer_ms = [], [], []
+    batches: list[list] = []
+    logits: dict[int, np.ndarray] = {}
+    infer_ms: dict[int, float] = {}
+    overlapped = runner.fixed_batch is None or runner.fixed_batch == settings.batch_size
+
+    def done(n: int, size: int, out: np.ndarray, ms: float) -> None:
+        logits[n], infer_ms[n] = out[:size], ms / size
+        counter.release(size)
+
     start = time.perf_counter()
     for batch in decoded_batches(paths, pre, decode=decode, batch_size=settings.batch_size, workers=settings.workers,
                                  depth=settings.depth, counter=counter):
-        x = np.stack([d.x for d in batch])
-        t0 = time.perf_counter()
-        logits.append(infer_padded(runner, x))
-        per_image = (time.perf_counter() - t0) * 1e3 / len(batch)
-        infer_ms.extend([per_image] * len(batch))
-        records.extend(batch)
+        n, x = len(batches), np.stack([d.x for d in batch])
+        batches.append([replace(d, x=None) for d in batch])   # keep the timings, let the pixels go
+        if overlapped:
+            runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out, ms))
+        else:
+            t0 = time.perf_counter()
+            done(n, len(batch), infer_padded(runner, x), (time.perf_counter() - t0) * 1e3)
+    runner.wait_async()
     wall = time.perf_counter() - start
+    records = [d for batch in batches for d in batch]
+    per_image = [infer_ms[n] for n, batch in enumerate(batches) for _ in batch]
     dec = [r.decode_ms for r in records]
     prep = [r.preprocess_ms for r in records]
     report = PhaseReport(
         images=len(records), decode=decode, scaled=sum(r.scaled for r in records), batch_size=settings.batch_size,
         workers=settings.workers, depth=settings.depth, peak_in_flight=counter.peak,
-        decode_ms=Latency.from_ms(dec), preprocess_ms=Latency.from_ms(prep), infer_ms=Latency.from_ms(infer_ms),
-        total_ms=Latency.from_ms(np.add(np.add(dec, prep), infer_ms)), wall_s=wall,
+        decode_ms=Latency.from_ms(dec), preprocess_ms=Latency.from_ms(prep), infer_ms=Latency.from_ms(per_image),
+        total_ms=Latency.from_ms(np.add(np.add(dec, prep), per_image)), wall_s=wall,
         images_per_s=len(records) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe())
-    return np.concatenate(logits), list(zip(records, infer_ms)), report
+    return np.concatenate([logits[n] for n in range(len(batches))]), list(zip(records, per_image)), report
 
 
 def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | None = None,

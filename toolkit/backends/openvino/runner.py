@@ -4,7 +4,7 @@ THROUGHPUT for parallel requests, which `infer_many` drives through an AsyncInfe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class OpenVINORunner(Runner):
             raise RtkError(f"{self.path}: OpenVINO cannot compile it for {self.options.device} "
                            f"({one_line(exc)})") from None
         self.request = self.compiled.create_infer_request()
-        self._queue = None
+        self._queue = self._async = None
         shape = self.compiled.input(0).get_partial_shape()
         self._batch = shape[0].get_length() if shape[0].is_static else None
 
@@ -69,6 +69,21 @@ class OpenVINORunner(Runner):
             self._queue.start_async({0: x}, share_inputs=True)
         self._queue.wait_all()
 
+    def infer_async(self, batch: np.ndarray, done: Callable[[np.ndarray, float], None]) -> None:
+        """Through an AsyncInferQueue of the device's optimal number of requests; `done` gets the logits and
+        OpenVINO's own timing of the request (`InferRequest.latency`), not the time spent queued."""
+        import openvino as ov
+
+        if self._async is None:
+            self._async = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
+            self._async.set_callback(lambda request, call: call(request.get_output_tensor(0).data.copy(),
+                                                                 request.latency))
+        self._async.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, done)
+
+    def wait_async(self) -> None:
+        if self._async is not None:
+            self._async.wait_all()
+
     def _property(self, name: str) -> Any:
         try:
             return self.compiled.get_property(name)
@@ -76,7 +91,7 @@ class OpenVINORunner(Runner):
             return None
 
     def close(self) -> None:
-        self._queue = self.request = self.compiled = None
+        self._queue = self._async = self.request = self.compiled = None
 
     def describe(self) -> dict[str, object]:
         import openvino as ov
