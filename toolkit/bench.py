@@ -119,6 +119,8 @@ class BenchResult(BaseModel):
     results: list[BenchPoint]
     device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
+    executed_precision: str | None = Field(None, description="The precision the runtime computed in, read back "
+                                           "from it (OpenVINO: compute layers by runtimePrecision).")
     photos: dict[str, Any] | None = Field(None, description="`--images`: the photo pipeline's phase report "
                                           "(toolkit.predict.PhaseReport) at the first batch size.")
 
@@ -164,9 +166,10 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
                                      phases_ms=phases, samples_ms=[round(float(v), 4) for v in ms]))
         runtime = runner.describe()
         meta = runner.meta
+        ran = runner.executed_precision()
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
-                       isa=effective_tier(runner.target))
+                       isa=effective_tier(runner.target), executed_precision=ran)
 
 
 def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSettings,
@@ -194,9 +197,10 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
                                                 "infer": report.infer_ms}))
             photos = photos or report.model_dump(mode="json")
         meta = runner.meta
+        ran = runner.executed_precision()
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=photos["runtime"], warmup=s.warmup, results=points,
-                       isa=effective_tier(runner.target), photos=photos)
+                       isa=effective_tier(runner.target), photos=photos, executed_precision=ran)
 
 
 def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progress: Progress) -> BenchResult:

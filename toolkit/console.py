@@ -115,6 +115,8 @@ def show_doctor(report) -> None:
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
+    table.add_row("bf16", "yes (AVX512_BF16 or AMX: rtk compile --precision bf16)" if report.bf16 is None
+                  else f"no: {report.bf16}")
     tiers = report.isa_tiers
     if tiers:
         table.add_row("isa tiers (--isa)", " ".join(tiers["runnable"]) or "none")
@@ -160,6 +162,18 @@ def show_validation(report) -> None:
         table.add_row(name, s.target, s.precision, _f(s.top1), _f(s.top5), _f(s.drop_pt), _f(s.agreement),
                       _f(s.cosine, ".5f"), _f(s.p50_ms))
     out.print(table)
+    for s in rows:
+        if s.executed_precision and s.executed_precision != _ov_name(s.precision):
+            out.print(f"[dim]{escape(s.artifact)}: {s.precision} artifact, computed in {s.executed_precision}[/]",
+                      highlight=False)
+        if s.bare_compile_differs:
+            warn(escape(s.bare_compile_differs))
+    if rows and rows[-1].fast_decode is not None:
+        out.print(f"[dim]decoded the way rtk predict deploys: {escape(str(rows[-1].fast_decode))}[/]",
+                  highlight=False)
+    elif rows and rows[-1].decode == "exact":
+        out.print("[dim]decoded exactly (--exact-decode): deploy rtk predict with --exact-decode too[/]",
+                  highlight=False)
     tiers = {s.target: s.isa for s in rows if s.isa}
     if tiers:
         capped = len(set(tiers.values())) > 1
@@ -172,6 +186,10 @@ def show_validation(report) -> None:
         (ok if gate.passed else error)(str(gate))
 
 
+def _ov_name(precision: str) -> str:
+    return {"fp32": "f32", "fp16": "f16", "int8": "i8"}.get(precision, precision)
+
+
 def show_bench(result) -> None:
     table = _table(f"{result.artifact} on {result.target} ({result.precision}, {result.input_size}px)", "batch",
                    "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "images/s")
@@ -182,6 +200,10 @@ def show_bench(result) -> None:
         for phase, plat in p.phases_ms.items():
             table.add_row(f"  {phase}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
     out.print(table)
+    if result.executed_precision:
+        out.print(f"computed in {result.executed_precision} (read back from {result.target})", highlight=False)
+    if result.runtime.get("bare_compile_differs"):
+        warn(escape(str(result.runtime["bare_compile_differs"])))
     if result.photos:
         p = result.photos
         out.print(f"end to end over {p['images']} photos: latency is per image (decode + preprocess + inference), "

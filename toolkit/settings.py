@@ -18,7 +18,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Target = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Augment = Literal["none", "flip", "full"]
 IsaTier = Literal["AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX"]
 TARGETS: tuple[str, ...] = get_args(Target)
@@ -157,7 +157,8 @@ class CompileSettings(Settings):
     """`rtk compile`: ONNX -> a runtime's own artifact (OpenVINO IR, TensorRT engine; the target is the call's)."""
 
     precision: Precision | Literal["auto"] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
-                                                                       "FP16, else FP32), fp32, fp16, int8.")
+                                                                       "FP16, else FP32), fp32, fp16, bf16 (OpenVINO "
+                                                                       "on a CPU with AVX512_BF16 or AMX), int8.")
     batch: int | None = Field(None, ge=1, description="Fix the batch size (default: keep the ONNX's).")
     min_batch: int | None = Field(None, ge=1, description="TensorRT profile: smallest batch (default 1).")
     opt_batch: int | None = Field(None, ge=1, description="TensorRT profile: batch to tune for (default min).")

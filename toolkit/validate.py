@@ -37,6 +37,10 @@ class ArtifactScore(BaseModel):
     p50_ms: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
+    executed_precision: str | None = Field(None, description="The precision the runtime computed in, read back from "
+                                           "it (OpenVINO: compute layers by runtimePrecision).")
+    bare_compile_differs: str | None = Field(None, description="How a bare OpenVINO compile_model of this artifact "
+                                             "would differ from what rtk ran, and the setting that closes the gap.")
     decode: Decode = Field("exact", description="How the images were decoded: the path rtk predict deploys.")
     fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "
                                                 "on the same images, and whether it may be deployed.")
@@ -126,7 +130,8 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
             done += len(y)
             progress("validating", done, len(data))
         facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names,
-                  "exact_logits": np.concatenate(ex), "scaled": scaled} for r, ex in zip(runners, exact)]
+                  "exact_logits": np.concatenate(ex), "scaled": scaled, "executed": r.executed_precision(),
+                  "bare": r.describe().get("bare_compile_differs")} for r, ex in zip(runners, exact)]
         if measure_latency:
             inputs = [np.zeros((r.fixed_batch or 1, *pre.input_shape), np.float32) for r in runners]
             p50s = interleaved_p50([lambda r=r, x=x: r.infer(x) for r, x in zip(runners, inputs)], rounds=4, runs=5,
@@ -195,7 +200,8 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         return ArtifactScore(artifact=str(path), target=fact["target"], precision=fact["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * topk_correct(out, labels, 5).mean(),
                              p50_ms=fact["p50_ms"], per_class_top1=per_class, isa=effective_tier(fact["target"]),
-                             decode=decode, fast_decode=check)
+                             decode=decode, fast_decode=check, executed_precision=fact["executed"],
+                             bare_compile_differs=fact["bare"])
 
     ref = score(all_paths[0], logits[0], facts[0]) if reference else None
     scores = []

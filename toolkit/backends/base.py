@@ -100,6 +100,10 @@ class Runner(abc.ABC):
     def close(self) -> None:
         """Release the runtime's resources."""
 
+    def executed_precision(self) -> str | None:
+        """The precision the runtime actually computes in, read back from it (None: it cannot tell)."""
+        return None
+
     def describe(self) -> dict[str, object]:
         """Runtime facts for reports (version, device, threads)."""
         return {"target": self.target}

@@ -10,6 +10,7 @@ import numpy as np
 
 from toolkit.backends.base import Runner
 from toolkit.backends.openvino.loader import core, one_line, require_bin
+from toolkit.backends.openvino.precision import HINT, bare_default, executed, require_bf16, runtime_config, summary
 from toolkit.errors import RtkError
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
@@ -33,9 +34,11 @@ class OpenVINORunner(Runner):
             config["CACHE_DIR"] = str(self.options.cache_dir)
         if self.options.threads:
             config["INFERENCE_NUM_THREADS"] = self.options.threads
-        precision = self.options.inference_precision or ("f32" if self.meta.precision == "fp32" else None)
+        if self.meta.precision == "bf16":
+            require_bf16()
+        precision = self.options.inference_precision or runtime_config(self.meta.precision).get(HINT)
         if precision and self.options.device.upper().startswith("CPU"):
-            config["INFERENCE_PRECISION_HINT"] = precision
+            config[HINT] = precision
         try:
             self.compiled = ov_core.compile_model(str(self.path), self.options.device, config)
         except Exception as exc:
@@ -84,6 +87,25 @@ class OpenVINORunner(Runner):
         if self._async is not None:
             self._async.wait_all()
 
+    def executed_precision(self) -> str:
+        return summary(executed(self.compiled))
+
+    def precision_facts(self) -> dict[str, object]:
+        """What ran, and what a bare `compile_model(path, device)` would run instead when that differs."""
+        layers = executed(self.compiled)
+        facts: dict[str, object] = {"executed_precision": summary(layers), "executed_layers": layers}
+        if self.options.device.upper().startswith("CPU"):
+            config = runtime_config(self.meta.precision)
+            bare = bare_default(self.options.device)
+            mine = self._property(HINT)
+            if mine is not None and mine.get_type_name() != bare:
+                facts["bare_compile_differs"] = (
+                    f"a bare core.compile_model(path, '{self.options.device}') computes float layers in {bare} on "
+                    f"this CPU, rtk ran {mine.get_type_name()}: pass "
+                    + (", ".join(f"{k}={v}" for k, v in config.items()) or f"{HINT}={mine.get_type_name()}")
+                    + " (the IR's rt_info rtk/runtime_config)")
+        return facts
+
     def _property(self, name: str) -> Any:
         try:
             return self.compiled.get_property(name)
@@ -96,10 +118,11 @@ class OpenVINORunner(Runner):
     def describe(self) -> dict[str, object]:
         import openvino as ov
 
-        precision = self._property("INFERENCE_PRECISION_HINT")
+        precision = self._property(HINT)
         return {"target": self.target, "version": ov.get_version(), "device": self.options.device,
                 "hint": self.options.hint.lower(), "streams": self._property("NUM_STREAMS"),
                 "infer_requests": self._property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
                 "threads": self._property("INFERENCE_NUM_THREADS") or "default",
                 "inference_precision": precision.get_type_name() if precision is not None else None,
+                **self.precision_facts(),
                 "cache_dir": str(self.options.cache_dir) if self.options.cache_dir else None}
