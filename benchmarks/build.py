@@ -94,6 +94,16 @@ class Builder:
         if s.wants("ov_fp32"):
             self.mark(model, "ov_fp32", self.step("compile", model, "compile_openvino",
                                                   dict(source=onnx, output=str(folder / "model_fp32.xml"))))
+        if s.wants("ov_bf16"):
+            from toolkit.backends.openvino.precision import bf16_refusal
+
+            why = bf16_refusal()
+            if why:
+                self.missing[(model, "ov_bf16")] = f"not available: {why}"
+            else:
+                self.mark(model, "ov_bf16", self.step("compile bf16", model, "compile_openvino",
+                                                      dict(source=onnx, output=str(folder / "model_bf16.xml"),
+                                                           precision="bf16")))
         for key, target in (("rtk_int8_ort", "onnxruntime"), ("rtk_int8_ov", "openvino")):
             if not s.wants(key):
                 continue

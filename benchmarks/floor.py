@@ -31,6 +31,7 @@ class CpuPeak(BaseModel):
     fp32_gmacs: float
     int8_gmacs: float
     int8_amx_gmacs: float | None
+    bf16_gmacs: float | None = None        # AVX512_BF16 (vdpbf16ps: 2 MACs per f32 lane) = 2x FP32; AMX-BF16 512/cycle
     assumption: str
     gemm_fp32_gmacs: float | None = None   # measured: the best rate of a 2048x2048 f32 GEMM on all cores
 
@@ -128,14 +129,17 @@ def cpu_peak(*, measure: bool = False) -> CpuPeak:
         isa, fp32 = "no AVX2 (4 lanes assumed)", 4
     int8 = fp32 * 4 if info.has_vnni else fp32 * 2
     amx = 1024 if info.isa.get("amx_int8") else None
+    bf16 = 512 if info.isa.get("amx_bf16") else (fp32 * 2 if info.isa.get("avx512_bf16") else None)
     text = (f"{cores} cores x {ghz:.2f} GHz ({source}); FP32 {isa}: {fp32} MAC/cycle/core; "
             f"INT8 {'VNNI' if info.has_vnni else 'no VNNI'}: {int8} MAC/cycle/core"
             + (f"; AMX-INT8: {amx} MAC/cycle/core, the INT8 peak used (oneDNN and ONNX Runtime's MLAS have AMX "
                  "INT8 kernels, and OpenVINO's INT8 runs above the VNNI rate here)" if amx else "")
+            + (f"; BF16: {bf16} MAC/cycle/core" if bf16 else "")
             + "; os.cpu_count() may count hyper-threads, so these peaks are upper bounds")
     return CpuPeak(cores=cores, clock_ghz=ghz, clock_source=source, isa=isa, fp32_macs_per_cycle=fp32,
                    int8_macs_per_cycle=int8, int8_amx_macs_per_cycle=amx, fp32_gmacs=cores * ghz * fp32,
                    int8_gmacs=cores * ghz * int8, int8_amx_gmacs=cores * ghz * amx if amx else None, assumption=text,
+                   bf16_gmacs=cores * ghz * bf16 if bf16 else None,
                    gemm_fp32_gmacs=gemm_fp32_gmacs(threads=cores) if measure else None)
 
 

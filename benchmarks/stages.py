@@ -82,11 +82,11 @@ def export(*, ckpt: str, onnx: str, data: str | None = None) -> dict[str, Any]:
 
 
 @stage
-def compile_openvino(*, source: str, output: str) -> dict[str, Any]:
+def compile_openvino(*, source: str, output: str, precision: str = "fp32") -> dict[str, Any]:
     from toolkit.compile import compile_model
     from toolkit.settings import CompileSettings
 
-    res = compile_model(source, target="openvino", output=output, settings=CompileSettings(precision="fp32"))
+    res = compile_model(source, target="openvino", output=output, settings=CompileSettings(precision=precision))
     return {"compile_seconds": res.seconds, "output": res.output, "size_mb": res.size_mb}
 
 

@@ -42,6 +42,8 @@ class ArtifactScore(BaseModel):
     bare_compile_differs: str | None = Field(None, description="How a bare OpenVINO compile_model of this artifact "
                                              "would differ from what rtk ran, and the setting that closes the gap.")
     decode: Decode = Field("exact", description="How the images were decoded: the path rtk predict deploys.")
+    hits: list[bool] | None = Field(None, exclude=True, description="Top-1 right or wrong per image, in file order "
+                                    "(for paired tests such as McNemar's; not written to JSON).")
     fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "
                                                 "on the same images, and whether it may be deployed.")
 
@@ -200,7 +202,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         return ArtifactScore(artifact=str(path), target=fact["target"], precision=fact["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * topk_correct(out, labels, 5).mean(),
                              p50_ms=fact["p50_ms"], per_class_top1=per_class, isa=effective_tier(fact["target"]),
-                             decode=decode, fast_decode=check, executed_precision=fact["executed"],
+                             decode=decode, fast_decode=check, executed_precision=fact["executed"], hits=hit.tolist(),
                              bare_compile_differs=fact["bare"])
 
     ref = score(all_paths[0], logits[0], facts[0]) if reference else None
