@@ -209,7 +209,8 @@ def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progr
     from toolkit.cli.flags import to_argv
     from toolkit.remote import Device, remote_run
 
-    flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"}, exclude=("remote",))
+    flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"},
+                    exclude=("remote", "exact_decode", "workers", "depth"))   # photo flags: --images is local only
     done = remote_run(Device(dest=settings.remote), ["bench", path, *(["--target", target] if target else []), *flags],
                       say=progress)
     return BenchResult.model_validate(done.as_json())
