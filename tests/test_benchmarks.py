@@ -125,3 +125,24 @@ def test_failed_stage_is_a_reason_not_a_crash(tmp_path):
     out = run_stage("export", {"ckpt": str(tmp_path / "missing.pt"), "onnx": str(tmp_path / "m.onnx")}, tmp_path)
     assert out["ok"] is False and out["reason"].startswith("failed: ")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_end_to_end_rows_run_both_paths(random_onnx, tmp_path):
+    """The photo-to-label harness on the tiny model: both paths run over the same JPEGs it makes, every number is
+    filled in, and the goals read them."""
+    from benchmarks import e2e
+    from benchmarks.goals import end_to_end_goals
+
+    big = e2e.make_photos(tmp_path / "12mp", count=2, size=e2e.SIZES["12mp"])
+    small = e2e.make_photos(tmp_path / "small", count=6, size=e2e.SIZES["500x375"])
+    assert all(p.stat().st_size > 0 for p in big + small)
+    rows = e2e.end_to_end({"rtk_int8_ov": (random_onnx, "onnxruntime")}, photos={"12mp": big, "500x375": small},
+                          repeats=1, say=lambda _: None)
+    row = rows["rtk_int8_ov"]
+    assert "error" not in row, row
+    assert row["12mp"]["naive_ms"] > 0 and row["12mp"]["rtk_ms"] > 0 and row["12mp"]["photos"] == 2
+    assert row["500x375"]["naive_ips"] > 0 and row["500x375"]["network_only_ips"] > 0
+    res = {"end_to_end": {"rows": rows}, "rows": [], "machine": {"cpu": {"isa": {}}}}
+    verdicts = {g["goal"][:20]: g for g in end_to_end_goals(res)}
+    assert verdicts["500x375 JPEGs, a fol"]["met"] is not None
+    assert verdicts["12 MP JPEG, batch 1,"]["met"] is None   # the decode-accuracy half was not measured
