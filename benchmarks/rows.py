@@ -32,6 +32,8 @@ ROWS: tuple[Row, ...] = (
         "rtk_int8", True),
     Row("pruned_int8_ov", "rtk pruned 50% + INT8 on OpenVINO", "openvino", "int8", "pruned_int8_ov.xml",
         "rtk_int8", True),
+    Row("pruned_target_int8_ov", "rtk pruned to a latency target + INT8 on OpenVINO", "openvino", "int8",
+        "pruned_target_int8_ov.xml", "rtk_int8", True),
 )
 BY_KEY = {r.key: r for r in ROWS}
 REFERENCE = "ort_fp32"

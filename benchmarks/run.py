@@ -58,9 +58,11 @@ def build_all(b: Builder, work: Path) -> dict:
         if not s.shared_model:
             b.variants("L", lat, calib, val=None)
             b.pruned("L", lat, calib, data=None)
+            b.pruned_to_target("L", lat, calib, data=None)
         if ("A", "ort_fp32") not in b.missing:
             b.variants("A", acc, calib, val=data / "val")
             b.pruned("A", acc, calib, data=data)
+            b.pruned_to_target("A", acc, calib, data=data)
         b.calibration_sweep(lat, calib)
     else:
         for r in ROWS:
