@@ -102,12 +102,16 @@ def e2e_markdown(res: dict) -> list[str]:
                      f"{f['rtk_ips']:.1f} | {f['vs_naive']:.2f}x | {f['network_only_ips']:.1f} | "
                      f"{100 * f['of_network']:.0f}% |")
     some = next((r for r in e2e["rows"].values() if "12mp" in r), None)
+    goal = (e2e["rows"].get("rtk_int8_ov") or {}).get("500x375") or {}
+    others = next((r["500x375"]["photos"] for k, r in e2e["rows"].items() if k != "rtk_int8_ov" and "500x375" in r),
+                  None)
     if some:
         lines += ["", f"12 MP: {some['12mp']['photos']} photos of 4000x3000 at batch 1 (LATENCY hint), ms per photo "
-                      f"(median over repeats of the per-photo p50; rtk: decode + preprocess + inference per photo, "
-                      f"decoded ahead on 2 threads). 500x375: a folder of {some['500x375']['photos']} photos "
-                      f"(rtk INT8 on OpenVINO: the goal's folder), rtk with the THROUGHPUT hint through an "
-                      f"AsyncInferQueue, network-only = the same compiled model's images/s on a preprocessed tensor."]
+                      f"(median over repeats of the per-photo p50; rtk: decode + preprocess + inference, one photo at "
+                      f"a time). 500x375: a folder of {goal.get('photos', '?')} photos for rtk INT8 on OpenVINO (the "
+                      f"goal's folder), {others or '?'} for the other rows; rtk with the THROUGHPUT hint through an "
+                      f"AsyncInferQueue, decoding on 2 threads; network-only = the same compiled model's images/s on "
+                      f"a preprocessed tensor."]
     dec = e2e.get("decode_accuracy") or {}
     if "passed" in dec:
         lines += ["", f"Fast decode (DCT scaling) vs exact decode on {dec['images']} val images re-encoded at 12 MP "
