@@ -89,10 +89,13 @@ def test_predict_folder_keeps_order_and_bound_with_uneven_decodes(random_onnx, t
     _jpeg(folder / "a_big.jpg", (4000, 3000), 2)
     for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:9]):
         (folder / f"b{i}.png").write_bytes(src.read_bytes())
+    (folder / "c_notes.jpg").write_text("not an image")
     settings = PredictSettings(workers=2, depth=4, batch_size=2)
     results, report = classify([folder], random_onnx, settings=settings)
     names = [r.image for r in results]
-    assert names == sorted(str(p) for p in folder.iterdir()) and report.images == 10
+    assert report.skipped == [str(folder / "c_notes.jpg")]
+    assert names == sorted(str(p) for p in folder.iterdir() if p.suffix != ".jpg" or p.stem == "a_big")
+    assert report.images == 10
     assert report.peak_in_flight <= 4 and report.decode == "fast" and report.scaled == 1
     one_by_one = [classify([p], random_onnx, settings=PredictSettings())[0][0] for p in names]
     assert [r.top[0].index for r in results] == [r.top[0].index for r in one_by_one]

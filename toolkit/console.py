@@ -239,6 +239,9 @@ def show_phases(report) -> None:
               f"images/s overlapped ({report.workers} decode threads, at most {report.peak_in_flight} of "
               f"{report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
               highlight=False, soft_wrap=True)
+    if report.skipped:
+        warn(f"{len(report.skipped)} files that are not readable images were skipped, e.g. "
+             f"{escape(report.skipped[0])}")
 
 
 def show_finetune(result) -> None:

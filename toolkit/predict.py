@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import Latency
 from toolkit.errors import RtkError
-from toolkit.images import IMAGE_EXTENSIONS
+from toolkit.images import readable_image
 from toolkit.photos import Decode, InFlight, decoded_batches
 from toolkit.settings import PredictSettings
 
@@ -57,6 +57,8 @@ class PhaseReport(BaseModel):
     images_per_s: float = Field(description="Images over the wall time of the whole overlapped run.")
     target: str
     runtime: dict[str, object] = Field(default_factory=dict)
+    skipped: list[str] = Field(default_factory=list, description="Files in the given folders that are not readable "
+                                                                 "images, left out.")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -65,16 +67,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given; a folder expands to the image files under it (extension match), in sorted path order."""
+def image_paths(inputs: Sequence[str | Path], skipped: list[str] | None = None) -> list[Path]:
+    """Files as given (a bad one is an error); a folder expands to the readable images under it, in sorted path
+    order, and the files there that are not (FIFOs, broken or non-image files) are skipped into `skipped`."""
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(Path(d) / f for d, _, files in os.walk(item, followlinks=False) for f in files
-                           if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+            found, bad = [], []
+            for path in sorted(os.path.join(d, f) for d, _, files in os.walk(item) for f in files
+                               if not f.startswith(".")):
+                (found if readable_image(path) else bad).append(path)
             if not found:
-                raise RtkError(f"{item}: no image files in this folder; give image files or a folder of them")
-            out.extend(found)
+                raise RtkError(f"{item}: no readable image files in this folder; give image files or a folder of them")
+            out.extend(map(Path, found))
+            if skipped is not None:
+                skipped.extend(bad)
         else:
             out.append(item)
     return out
@@ -130,11 +137,13 @@ def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | N
     s = settings or PredictSettings()
     if not inputs:
         raise RtkError("give at least one image")
-    paths = image_paths(inputs)
+    skipped: list[str] = []
+    paths = image_paths(inputs, skipped)
     options = options or RunnerOptions(max_batch=s.batch_size)
     with open_runner(model, target, options=options) as runner:
         logits, records, report = run_photos(paths, runner, settings=s)
         meta = runner.meta
+    report.skipped = skipped
     probs = softmax(logits.astype(np.float64))
     k = min(s.top, probs.shape[1])
     results = []
