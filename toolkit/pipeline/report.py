@@ -44,6 +44,8 @@ class Row(BaseModel):
     speedup: float | None = None
     size_ratio: float | None = None
     isa: str | None = None   # oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa)
+    executed_precision: str | None = None   # read back from the runtime (OpenVINO: layers by runtimePrecision)
+    bare_compile_differs: str | None = None   # what a bare OpenVINO compile_model would run instead, and the fix
     device: str | None = None   # the SSH device it was timed on (bench.remote): name, host, CPU
 
 
@@ -108,6 +110,8 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
                   per_class_top1=s.get("per_class_top1", {}), isa=s.get("isa"))
         runs = benches.get(a.name, [])
         row.isa = row.isa or (runs[0].get("isa") if runs else None)
+        row.executed_precision = s.get("executed_precision") or (runs[0].get("executed_precision") if runs else None)
+        row.bare_compile_differs = s.get("bare_compile_differs")
         device = runs[0].get("device") if runs else None
         if device:
             row.device = f"{device['name']} ({device['hostname']}, {device['cpu']}, {device['cores']} cores)"
@@ -166,6 +170,10 @@ def markdown(report: Report) -> str:
     devices = sorted({r.device for r in report.rows if r.device})
     if devices:
         lines += ["", "Latency measured on " + "; ".join(devices) + "."]
+    ran = [f"{r.name} {r.executed_precision}" for r in report.rows if r.executed_precision]
+    if ran:
+        lines += ["", "Executed precision (read back from the runtime): " + ", ".join(ran) + "."]
+    lines += [f"- ⚠ {r.name}: {r.bare_compile_differs}" for r in report.rows if r.bare_compile_differs]
     tiers = {r.target: r.isa for r in report.rows if r.isa}
     if tiers:
         lines += ["", "ISA tier (oneDNN) per runtime: " + ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
