@@ -188,8 +188,8 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     with open_runner(path, target, options=options) as runner:
         for batch in s.batches:
             progress(f"{len(paths)} photos, batch {batch}")
-            run = PredictSettings(exact_decode=s.exact_decode, batch_size=batch, workers=s.workers,
-                                  depth=max(s.depth, batch))
+            run = PredictSettings(exact_decode=bool(s.exact_decode), batch_size=batch, workers=s.workers or 2,
+                                  depth=max(s.depth or 8, batch))
             run_photos(paths[:max(1, min(len(paths), s.warmup))], runner, settings=run)
             _, records, report = run_photos(paths, runner, settings=run)
             points.append(BenchPoint(batch=batch, latency_ms=report.total_ms, throughput_ips=report.images_per_s,

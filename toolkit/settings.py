@@ -223,9 +223,9 @@ class BenchSettings(Settings):
     seconds: float | None = Field(None, gt=0, description="Time each batch size for this long instead of runs.")
     threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
-    exact_decode: bool = Field(False, description="With --images: " + EXACT_DECODE_HELP)
-    workers: int = Field(2, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP)
-    depth: int = Field(8, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP)
+    exact_decode: bool | None = Field(None, description="With --images: " + EXACT_DECODE_HELP)
+    workers: int | None = Field(None, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP + " (default 2)")
+    depth: int | None = Field(None, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP + " (default 8)")
     remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
                                "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
 

@@ -78,9 +78,9 @@ def bench(
     remote: Annotated[Optional[str], opt(B, "remote")] = default(B, "remote"),
     images: Annotated[Optional[Path], typer.Option(help="A folder of photos: time photo to label end to end "
                                                         "(decode, preprocess, inference per phase).")] = None,
-    exact_decode: Annotated[bool, opt(B, "exact_decode", EXACT)] = default(B, "exact_decode"),
-    workers: Annotated[int, opt(B, "workers")] = default(B, "workers"),
-    depth: Annotated[int, opt(B, "depth")] = default(B, "depth"),
+    exact_decode: Annotated[Optional[bool], opt(B, "exact_decode", EXACT)] = default(B, "exact_decode"),
+    workers: Annotated[Optional[int], opt(B, "workers")] = default(B, "workers"),
+    depth: Annotated[Optional[int], opt(B, "depth")] = default(B, "depth"),
     json: JsonOpt = None,
 ) -> None:
     """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime (here, or on --remote);
