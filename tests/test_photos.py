@@ -145,3 +145,14 @@ def test_openvino_async_requests_keep_order_and_bound(random_ir, tiny_data, tmp_
     assert [r.image for r in overlapped] == [r.image for r in sequential] == sorted(str(p) for p in folder.iterdir())
     assert [r.top[0].index for r in overlapped] == [r.top[0].index for r in sequential]
     assert report.peak_in_flight <= 3 and report.runtime["hint"] == "throughput"
+
+
+def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
+    out = tmp_path / "b.json"
+    result = cli("bench", random_onnx, "--images", tiny_data / "val", "--batch", "1,4", "--warmup", "2", "--json", out)
+    assert result.exit_code == 0, result.stderr
+    res = json.loads(out.read_text())
+    assert [p["batch"] for p in res["results"]] == [1, 4] and res["photos"]["images"] == 32
+    for point in res["results"]:
+        assert set(point["phases_ms"]) == {"decode", "preprocess", "infer"} and point["throughput_ips"] > 0
+    assert cli("bench", random_onnx, "--images", tmp_path / "missing").exit_code == 2
