@@ -136,6 +136,8 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
     gates = evaluate(recipe.gates, [Scored(name=r.name, target=r.target, role=r.role, top1=r.top1, drop_pt=r.drop_pt,
                                            agreement=r.agreement, p99_ms=r.latency_ms.p99 if r.latency_ms else None,
                                            speedup=r.speedup) for r in rows])
+    gates += [Gate.model_validate(g) for g in (validation or {}).get("gates", [])   # the decode path's own rule
+              if g["name"].startswith("fast_decode")]
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
                   stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records])
