@@ -156,3 +156,4 @@ def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
     for point in res["results"]:
         assert set(point["phases_ms"]) == {"decode", "preprocess", "infer"} and point["throughput_ips"] > 0
     assert cli("bench", random_onnx, "--images", tmp_path / "missing").exit_code == 2
+    assert cli("bench", random_onnx, "--images", tiny_data / "val", "--runs", "3").exit_code == 2

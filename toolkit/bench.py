@@ -181,6 +181,9 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
 
     if not folder.is_dir():
         raise RtkError(f"--images {folder}: not a folder; give a folder of photos")
+    if settings.runs is not None or settings.seconds is not None:
+        raise RtkError("--images times every photo of the folder once per batch size; leave out --runs and --seconds "
+                       "(put more photos in the folder for more samples)")
     paths = image_paths([folder])
     s = settings
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(s.batches))
