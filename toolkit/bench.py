@@ -184,7 +184,8 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     if settings.runs is not None or settings.seconds is not None:
         raise RtkError("--images times every photo of the folder once per batch size; leave out --runs and --seconds "
                        "(put more photos in the folder for more samples)")
-    paths = image_paths([folder])
+    skipped: list[str] = []
+    paths = image_paths([folder], skipped)
     s = settings
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(s.batches))
     points, photos = [], None
@@ -198,6 +199,7 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
             points.append(BenchPoint(batch=batch, latency_ms=report.total_ms, throughput_ips=report.images_per_s,
                                      phases_ms={"decode": report.decode_ms, "preprocess": report.preprocess_ms,
                                                 "infer": report.infer_ms}))
+            report.skipped = skipped
             photos = photos or report.model_dump(mode="json")
         meta = runner.meta
         ran = runner.executed_precision()

@@ -209,6 +209,8 @@ def show_bench(result) -> None:
         out.print(f"end to end over {p['images']} photos: latency is per image (decode + preprocess + inference), "
                   f"images/s over the overlapped run; {p['decode']} decode ({p['scaled']} JPEGs DCT-scaled)",
                   highlight=False, soft_wrap=True)
+        if p.get("skipped"):
+            warn(f"{len(p['skipped'])} files that are not readable images were skipped, e.g. {escape(p['skipped'][0])}")
     if result.device is not None:
         d = result.device
         ok(f"on {escape(d.name)}: {escape(d.hostname)}, {escape(d.cpu)} ({d.cores} cores)")
