@@ -30,8 +30,9 @@ def test_smoke_run_writes_results(tmp_path):
     assert "latency_error" not in int8, int8.get("latency_error")
     assert int8["latency_ms"]["1"]["min"] <= int8["latency_ms"]["1"]["median"] <= int8["latency_ms"]["1"]["max"]
     assert rows["nncf_defaults"]["latency_error"] == "not measured in smoke mode"
-    assert {g["verdict"] for g in res["goals"]} <= {"met", "not met", "not measured"}
-    assert len(res["goals"]) == 13   # the THROUGHPUT-hint goal is listed for the FP32 and the INT8 IR
+    assert {g["verdict"] for g in res["goals"]} <= {"met", "not met", "not measured", "not applicable (no AMX)"}
+    assert len(res["goals"]) == 16   # THROUGHPUT hints for the FP32 and INT8 IR; 12 MP, 500x375 and bf16 of #21
+    assert res["end_to_end"] == {"error": "not measured in smoke mode"}
     assert res["machine"]["cpu"]["cores"] >= 1 and res["machine"]["packages"]["onnxruntime"]
     assert "benchmarks.run" in res["command"]
     md = js.with_suffix(".md").read_text()
