@@ -157,3 +157,42 @@ def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
         assert set(point["phases_ms"]) == {"decode", "preprocess", "infer"} and point["throughput_ips"] > 0
     assert cli("bench", random_onnx, "--images", tmp_path / "missing").exit_code == 2
     assert cli("bench", random_onnx, "--images", tiny_data / "val", "--runs", "3").exit_code == 2
+
+
+def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_onnx, tiny_data, tmp_path, cli):
+    """A symlinked sub-folder is read; a truncated JPEG in a folder is left out and named (a file named on the
+    command line still fails); a static batch-4 IR takes a last batch of 3, padded."""
+    from toolkit.compile import compile_model
+    from toolkit.settings import CompileSettings
+
+    pngs = sorted((tiny_data / "val").rglob("*.png"))[:6]
+    (tmp_path / "cams").mkdir()
+    for i, src in enumerate(pngs):
+        (tmp_path / "cams" / f"{i}.png").write_bytes(src.read_bytes())
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cams").symlink_to(tmp_path / "cams")
+    whole = _jpeg(tmp_path / "whole.jpg", (640, 480), 4).read_bytes()
+    (folder / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    results, report = classify([folder], random_onnx)
+    assert len(results) == 6 and report.skipped == [str(folder / "cut.jpg")]
+    assert cli("predict", folder / "cut.jpg", "--model", random_onnx).exit_code == 2
+    ir = tmp_path / "b4" / "model.xml"
+    compile_model(random_onnx, target="openvino", output=ir, settings=CompileSettings(batch=4))
+    padded, _ = classify([folder / "cams"], ir, settings=PredictSettings(batch_size=4))
+    assert [r.top[0].index for r in padded] == [r.top[0].index for r in classify([folder / "cams"], ir)[0]]
+
+
+@pytest.mark.parametrize("command", ["predict", "bench", "validate"])
+def test_json_that_is_an_input_is_refused(command, random_onnx, tiny_data, tmp_path, cli):
+    photo = tmp_path / "photos" / "a.png"
+    photo.parent.mkdir()
+    photo.write_bytes(next((tiny_data / "val").rglob("*.png")).read_bytes())
+    before = photo.read_bytes(), random_onnx.read_bytes()
+    args = {"predict": ["predict", photo.parent, "--model", random_onnx, "--json", photo],
+            "bench": ["bench", random_onnx, "--images", photo.parent, "--json", random_onnx],
+            "validate": ["validate", random_onnx, "--data", tiny_data / "val", "--json",
+                         next((tiny_data / "val").rglob("*.png"))]}[command]
+    result = cli(*args)
+    assert result.exit_code == 2 and "is one of the inputs" in result.stderr
+    assert (photo.read_bytes(), random_onnx.read_bytes()) == before

@@ -194,12 +194,14 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
             progress(f"{len(paths)} photos, batch {batch}")
             run = PredictSettings(exact_decode=bool(s.exact_decode), batch_size=batch, workers=s.workers or 2,
                                   depth=max(s.depth or 8, batch))
-            run_photos(paths[:max(1, min(len(paths), s.warmup))], runner, settings=run)
-            _, records, report = run_photos(paths, runner, settings=run)
+            every = {str(p) for p in paths}
+            if s.warmup:
+                run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)
+            _, records, report = run_photos(paths, runner, settings=run, skippable=every)
             points.append(BenchPoint(batch=batch, latency_ms=report.total_ms, throughput_ips=report.images_per_s,
                                      phases_ms={"decode": report.decode_ms, "preprocess": report.preprocess_ms,
                                                 "infer": report.infer_ms}))
-            report.skipped = skipped
+            report.skipped = sorted(skipped + report.skipped)
             photos = photos or report.model_dump(mode="json")
         meta = runner.meta
         ran = runner.executed_precision()

@@ -163,12 +163,16 @@ def show_validation(report) -> None:
                       _f(s.cosine, ".5f"), _f(s.p50_ms))
     out.print(table)
     for s in rows:
-        if s.executed_precision and s.executed_precision != _ov_name(s.precision):
+        if s.executed_precision and not _same_precision(s.precision, s.executed_precision):
             out.print(f"[dim]{escape(s.artifact)}: {s.precision} artifact, computed in {s.executed_precision}[/]",
                       highlight=False)
         if s.bare_compile_differs:
             warn(escape(s.bare_compile_differs))
-    if rows and rows[-1].fast_decode is not None:
+    if rows and rows[-1].fast_decode is not None and rows[-1].fast_decode.scaled == 0:
+        out.print("[dim]the fast JPEG decode was NOT tested: no image here is a JPEG at least twice the resize "
+                  "target, so each decoded in full; validate on photos like the ones you deploy, or predict with "
+                  "--exact-decode[/]", highlight=False)
+    elif rows and rows[-1].fast_decode is not None:
         out.print(f"[dim]decoded the way rtk predict deploys: {escape(str(rows[-1].fast_decode))}[/]",
                   highlight=False)
     elif rows and rows[-1].decode == "exact":
@@ -186,8 +190,12 @@ def show_validation(report) -> None:
         (ok if gate.passed else error)(str(gate))
 
 
-def _ov_name(precision: str) -> str:
-    return {"fp32": "f32", "fp16": "f16", "int8": "i8"}.get(precision, precision)
+def _same_precision(precision: str, executed: str) -> bool:
+    """An INT8 artifact runs its convolutions with u8 or i8 activations (and any leftover float layers in the
+    runtime's float type): that is INT8. Float artifacts must run in their own type."""
+    if precision == "int8":
+        return executed.split()[0] in ("u8", "i8")
+    return executed == {"fp32": "f32", "fp16": "f16"}.get(precision, precision)
 
 
 def show_bench(result) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from toolkit.artifact import Preprocess
+from toolkit.errors import RtkError
 from toolkit.images import load_image
 from toolkit.preprocess import eval_array
 
@@ -157,12 +158,28 @@ _END = object()
 
 
 def decoded_batches(paths: Sequence[str | Path], pre: Preprocess, *, decode: Decode, batch_size: int, workers: int,
-                    depth: int, counter: InFlight) -> Iterator[list[Decoded]]:
+                    depth: int, counter: InFlight, skippable: set[str] | None = None,
+                    skipped: list[str] | None = None) -> Iterator[list[Decoded]]:
     """The images of `paths` decoded ahead on a thread pool, in input order, grouped into batches; a batch's
-    images count against `depth` until the caller calls `counter.release(len(batch))` (once it is inferred)."""
+    images count against `depth` until the caller calls `counter.release(len(batch))` (once it is inferred).
+    An image of `skippable` (found in a folder) that fails to decode is left out and named in `skipped`; any other
+    decode failure stops the run (RtkError)."""
+    def load(item: tuple[int, str | Path]) -> Decoded | str:
+        try:
+            return decode_one(item[0], item[1], pre, decode)
+        except RtkError as exc:
+            if skippable is not None and str(item[1]) in skippable:
+                return str(item[1])
+            raise exc
+
     batch: list[Decoded] = []
-    for item in ordered_map(lambda ip: decode_one(ip[0], ip[1], pre, decode), enumerate(paths), workers=workers,
-                            depth=max(depth, batch_size), counter=counter, consumer_releases=True):
+    for item in ordered_map(load, enumerate(paths), workers=workers, depth=max(depth, batch_size), counter=counter,
+                            consumer_releases=True):
+        if isinstance(item, str):
+            counter.release()
+            if skipped is not None:
+                skipped.append(item)
+            continue
         batch.append(item)
         if len(batch) == batch_size:
             yield batch

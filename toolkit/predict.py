@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import Latency
 from toolkit.errors import RtkError
-from toolkit.images import readable_image
+from toolkit.images import readable_image, symlink_loop
 from toolkit.photos import Decode, InFlight, decoded_batches
 from toolkit.settings import PredictSettings
 
@@ -52,7 +52,9 @@ class PhaseReport(BaseModel):
     decode_ms: Latency
     preprocess_ms: Latency
     infer_ms: Latency
-    total_ms: Latency = Field(description="Per image, decode + preprocess + inference as if run one after another.")
+    total_ms: Latency = Field(description="Per image, decode + preprocess + inference, each timed inside the "
+                                          "overlapped run (so with the contention of the others on the same cores); "
+                                          "with a batch, inference is the batch's time divided by its images.")
     wall_s: float
     images_per_s: float = Field(description="Images over the wall time of the whole overlapped run.")
     target: str
@@ -73,8 +75,11 @@ def image_paths(inputs: Sequence[str | Path], skipped: list[str] | None = None) 
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
+            loop = symlink_loop(item)
+            if loop:
+                raise RtkError(f"{loop} is a symlink back to a folder that contains it (a loop); remove the link")
             found, bad = [], []
-            for path in sorted(os.path.join(d, f) for d, _, files in os.walk(item) for f in files
+            for path in sorted(os.path.join(d, f) for d, _, files in os.walk(item, followlinks=True) for f in files
                                if not f.startswith(".")):
                 (found if readable_image(path) else bad).append(path)
             if not found:
@@ -87,10 +92,10 @@ def image_paths(inputs: Sequence[str | Path], skipped: list[str] | None = None) 
     return out
 
 
-def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings,
-               counter: InFlight | None = None) -> tuple[np.ndarray, list, PhaseReport]:
+def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, counter: InFlight | None = None,
+               skippable: set[str] | None = None) -> tuple[np.ndarray, list, PhaseReport]:
     """Logits of every photo in input order through the overlapped pipeline, the per-image records and the
-    phase report."""
+    phase report; photos of `skippable` (found in folders) that fail to decode are left out, named in the report."""
     from toolkit.validate import infer_padded
 
     pre = runner.meta.preprocess
@@ -106,17 +111,22 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings,
         counter.release(size)
 
     start = time.perf_counter()
+    failed: list[str] = []
     for batch in decoded_batches(paths, pre, decode=decode, batch_size=settings.batch_size, workers=settings.workers,
-                                 depth=settings.depth, counter=counter):
+                                 depth=settings.depth, counter=counter, skippable=skippable, skipped=failed):
         n, x = len(batches), np.stack([d.x for d in batch])
         batches.append([replace(d, x=None) for d in batch])   # keep the timings, let the pixels go
         if overlapped:
+            if runner.fixed_batch and len(x) < runner.fixed_batch:        # the last, short batch of a static one
+                x = np.concatenate([x, np.zeros((runner.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
             runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out, ms))
         else:
             t0 = time.perf_counter()
             done(n, len(batch), infer_padded(runner, x), (time.perf_counter() - t0) * 1e3)
     runner.wait_async()
     wall = time.perf_counter() - start
+    if not batches:
+        raise RtkError(f"none of the {len(paths)} images could be decoded; remove or replace them")
     records = [d for batch in batches for d in batch]
     per_image = [infer_ms[n] for n, batch in enumerate(batches) for _ in batch]
     dec = [r.decode_ms for r in records]
@@ -126,7 +136,8 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings,
         workers=settings.workers, depth=settings.depth, peak_in_flight=counter.peak,
         decode_ms=Latency.from_ms(dec), preprocess_ms=Latency.from_ms(prep), infer_ms=Latency.from_ms(per_image),
         total_ms=Latency.from_ms(np.add(np.add(dec, prep), per_image)), wall_s=wall,
-        images_per_s=len(records) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe())
+        images_per_s=len(records) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
+        skipped=failed)
     return np.concatenate([logits[n] for n in range(len(batches))]), list(zip(records, per_image)), report
 
 
@@ -139,11 +150,13 @@ def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | N
         raise RtkError("give at least one image")
     skipped: list[str] = []
     paths = image_paths(inputs, skipped)
+    named = {str(Path(p)) for p in inputs if not Path(p).is_dir()}
     options = options or RunnerOptions(max_batch=s.batch_size)
     with open_runner(model, target, options=options) as runner:
-        logits, records, report = run_photos(paths, runner, settings=s)
+        logits, records, report = run_photos(paths, runner, settings=s,
+                                             skippable={str(p) for p in paths} - named)
         meta = runner.meta
-    report.skipped = skipped
+    report.skipped = sorted(skipped + report.skipped)
     probs = softmax(logits.astype(np.float64))
     k = min(s.top, probs.shape[1])
     results = []

@@ -210,7 +210,7 @@ class PredictSettings(Settings):
     @model_validator(mode="after")
     def _depth_holds_a_batch(self) -> "PredictSettings":
         if self.depth < self.batch_size:
-            raise ValueError("depth must be at least batch_size (a batch is held while it runs)")
+            raise ValueError("--depth must be at least --batch-size (a batch is held while it runs)")
         return self
 
 
