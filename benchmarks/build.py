@@ -42,6 +42,7 @@ class Builder:
         self.s, self.work, self.cache, self.say = settings, work, cache, say
         self.stages: list[dict[str, Any]] = []
         self.missing: dict[tuple[str, str], str] = {}    # (model, row key) -> reason
+        self.picked_ratio: float | None = None            # by the latency-targeted search on the latency model
 
     def step(self, label: str, model: str, name: str, args: dict[str, Any], *, kind: str = "") -> dict[str, Any]:
         self.say(f"stage {label} ({model})")
@@ -94,6 +95,16 @@ class Builder:
         if s.wants("ov_fp32"):
             self.mark(model, "ov_fp32", self.step("compile", model, "compile_openvino",
                                                   dict(source=onnx, output=str(folder / "model_fp32.xml"))))
+        if s.wants("ov_bf16"):
+            from toolkit.backends.openvino.precision import bf16_refusal
+
+            why = bf16_refusal()
+            if why:
+                self.missing[(model, "ov_bf16")] = f"not available: {why}"
+            else:
+                self.mark(model, "ov_bf16", self.step("compile bf16", model, "compile_openvino",
+                                                      dict(source=onnx, output=str(folder / "model_bf16.xml"),
+                                                           precision="bf16")))
         for key, target in (("rtk_int8_ort", "onnxruntime"), ("rtk_int8_ov", "openvino")):
             if not s.wants(key):
                 continue
@@ -134,6 +145,46 @@ class Builder:
                                calib=str(calib), target=target, subset=self.subset(model), seed=s.seed))
             self._adopt(q, art)
             self.mark(model, key, q)
+
+    def pruned_to_target(self, model: str, folder: Path, calib: Path, *, data: Path | None) -> None:
+        """Pruned + INT8 on OpenVINO at the ratio rtk's latency-targeted search picks on the latency model for
+        `prune_speedup` x ONNX Runtime FP32 (stages.prune_for_speedup); the accuracy model is pruned at that ratio
+        and recovered as the 50% rows are."""
+        s, key = self.s, "pruned_target_int8_ov"
+        if not s.prune_speedup or not s.wants(key):
+            self.missing[(model, key)] = f"not measured in {s.mode} mode"
+            return
+        pt, onnx = folder / "pruned_target.pt", folder / "pruned_target.onnx"
+        if model == "L":
+            need = [folder / "model_fp32.xml", folder / BY_KEY["rtk_int8_ov"].artifact]
+            int8 = next((Path(st["facts"]["artifact"]) for st in self.stages if st.get("model") == "L"
+                         and Path((st.get("facts") or {}).get("artifact") or "x").stem == "rtk_int8_ov"), need[1])
+            if not need[0].is_file() or not int8.is_file():
+                self.missing[(model, key)] = "not available: needs the OpenVINO FP32 and INT8 IRs"
+                return
+            out = self.step(f"prune to a latency target ({s.prune_speedup:g}x with INT8)", model, "prune_for_speedup",
+                            dict(source=str(folder / "model.pt"), output=str(pt), onnx=str(folder / "model.onnx"),
+                                 fp32_ir=str(need[0]), int8_ir=str(int8), speedup=s.prune_speedup,
+                                 steps=s.prune_search_steps))
+            if out["ok"]:
+                self.picked_ratio = out["facts"]["ratio"]
+        elif self.picked_ratio is None:
+            self.missing[(model, key)] = "not available: the latency-targeted search did not run"
+            return
+        else:
+            out = self.step(f"prune at the searched ratio {self.picked_ratio:.3f}" + (f" + {s.recovery_epochs} "
+                            "recovery epochs" if data else ""), model, "prune",
+                            dict(source=str(folder / "model.pt"), output=str(pt), ratio=self.picked_ratio,
+                                 data=str(data) if data else None, epochs=s.recovery_epochs))
+        if out["ok"]:
+            out = self.step("export pruned to target", model, "export", dict(ckpt=str(pt), onnx=str(onnx)))
+        if out["ok"]:
+            art = folder / BY_KEY[key].artifact
+            out = self.step("calibrate pruned to target (openvino)", model, "rtk_int8",
+                            dict(source=str(onnx), output=str(art), calib=str(calib), target="openvino",
+                                 subset=self.subset(model), seed=s.seed))
+            self._adopt(out, art)
+        self.mark(model, key, out)
 
     def calibration_sweep(self, folder: Path, calib: Path) -> None:
         """Wall time of rtk INT8 calibration at several calibration-set sizes, on the latency model, through the

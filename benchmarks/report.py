@@ -25,7 +25,8 @@ def _ratio(table: dict, key: str, batch: int) -> float | None:
 
 
 def assemble(*, settings: Settings, builder, table: dict, scaling: list, hints: dict, app: dict, accuracy: dict,
-             macs: dict, peak: CpuPeak, command: str, seconds: float, trained) -> dict[str, Any]:
+             macs: dict, peak: CpuPeak, command: str, seconds: float, trained,
+             e2e: dict | None = None) -> dict[str, Any]:
     from toolkit.doctor import doctor
 
     rows = []
@@ -37,7 +38,8 @@ def assemble(*, settings: Settings, builder, table: dict, scaling: list, hints: 
             row["speedup_vs_ort_fp32"] = {str(b): _ratio(table, r.key, b) for b in table[r.key]}
             m = macs.get("pruned" if r.pruned else "full")
             if m:
-                gmacs = peak.fp32_gmacs if r.precision == "fp32" else (peak.int8_amx_gmacs or peak.int8_gmacs)
+                gmacs = {"fp32": peak.fp32_gmacs, "bf16": peak.bf16_gmacs or peak.fp32_gmacs}.get(
+                    r.precision, peak.int8_amx_gmacs or peak.int8_gmacs)
                 row["macs"] = m
                 row["fraction_of_peak"] = {str(b): fraction_of_peak(macs=m, batch=b, ms=v["median"], peak_gmacs=gmacs)
                                            for b, v in table[r.key].items()}
@@ -56,6 +58,7 @@ def assemble(*, settings: Settings, builder, table: dict, scaling: list, hints: 
         "machine": doctor().model_dump(mode="json"), "cpu_peak": peak.model_dump(), "macs": macs,
         "rows": rows, "scaling": scaling, "openvino_hints": hints, "benchmark_app": app, "stages": stages,
         "accuracy_images": accuracy.get("_images") if isinstance(accuracy, dict) else None,
+        "end_to_end": e2e or {"error": "not measured"},
     }
     result["goals"] = goals(result)
     return result
@@ -77,6 +80,47 @@ def _ratio_spread(hp: dict) -> str:
     """The hint line's "median of N window ratios, min-max" part (older results files have no ratios)."""
     r = hp.get("ratios")
     return f", median of {len(r['repeats'])} window ratios {r['min']:.2f}-{r['max']:.2f}" if r else ""
+
+
+def e2e_markdown(res: dict) -> list[str]:
+    """Photo to label: naive (Pillow full decode + torchvision transform + runtime, one at a time) vs rtk."""
+    e2e = res.get("end_to_end") or {}
+    if "rows" not in e2e:
+        return ["", "## Photo to label", "", e2e.get("error", "not measured")]
+    lines = ["", "## Photo to label (latency model, JPEGs made from the synthetic images)", "",
+             "| path | 12 MP naive ms | 12 MP rtk ms | x | rtk decode / preprocess / infer ms | 500x375 naive img/s "
+             "| rtk img/s | x | network-only img/s | rtk % of it |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, row in e2e["rows"].items():
+        label = BY_KEY[key].label
+        if "error" in row:
+            lines.append(f"| {label} | {row['error']} |" + " — |" * 8)
+            continue
+        b, f = row["12mp"], row["500x375"]
+        ph = b["rtk_phases_ms"]
+        lines.append(f"| {label} | {b['naive_ms']:.1f} | {b['rtk_ms']:.1f} | {b['speedup']:.2f}x | "
+                     f"{ph['decode']:.1f} / {ph['preprocess']:.1f} / {ph['infer']:.1f} | {f['naive_ips']:.1f} | "
+                     f"{f['rtk_ips']:.1f} | {f['vs_naive']:.2f}x | {f['network_only_ips']:.1f} | "
+                     f"{100 * f['of_network']:.0f}% |")
+    some = next((r for r in e2e["rows"].values() if "12mp" in r), None)
+    goal = (e2e["rows"].get("rtk_int8_ov") or {}).get("500x375") or {}
+    others = next((r["500x375"]["photos"] for k, r in e2e["rows"].items() if k != "rtk_int8_ov" and "500x375" in r),
+                  None)
+    if some:
+        lines += ["", f"12 MP: {some['12mp']['photos']} photos of 4000x3000 at batch 1 (LATENCY hint), ms per photo "
+                      f"(median over repeats of the per-photo p50; rtk: decode + preprocess + inference, one photo at "
+                      f"a time). 500x375: a folder of {goal.get('photos', '?')} photos for rtk INT8 on OpenVINO (the "
+                      f"goal's folder), {others or '?'} for the other rows; rtk with the THROUGHPUT hint through an "
+                      f"AsyncInferQueue, decoding on 2 threads; network-only = the same compiled model's images/s on "
+                      f"a preprocessed tensor."]
+    dec = e2e.get("decode_accuracy") or {}
+    if "passed" in dec:
+        lines += ["", f"Fast decode (DCT scaling) vs exact decode on {dec['images']} val images re-encoded at 12 MP "
+                      f"(trained model, rtk INT8 on OpenVINO): top-1 {dec['fast_top1']:.2f}% vs {dec['exact_top1']:.2f}%, "
+                      f"agreement {dec['agreement']:.2f}%: the rule (drop <= 0.1 pt, agreement >= 99.5%) "
+                      f"{'passes' if dec['passed'] else 'FAILS'}."]
+    elif dec:
+        lines += ["", f"Fast decode accuracy: {dec.get('error')}"]
+    return lines
 
 
 def markdown(res: dict) -> str:
@@ -117,6 +161,7 @@ def markdown(res: dict) -> str:
               + (f" Measured ceiling: a 2048x2048 f32 GEMM on all cores (torch, best of 5) ran at "
                  f"{peak['gemm_fp32_gmacs']:.0f} GMAC/s, {100 * peak['gemm_fp32_gmacs'] / peak['fp32_gmacs']:.0f}% of "
                  "the assumed FP32 peak." if peak.get("gemm_fp32_gmacs") else "")]
+    lines += e2e_markdown(res)
     lines += ["", "## Scaling (latency model)", "", "| row | threads | batch | ms (min-max) | images/s |", "|---|---|---|---|---|"]
     for sc in res["scaling"]:
         if "error" in sc:

@@ -58,9 +58,11 @@ def build_all(b: Builder, work: Path) -> dict:
         if not s.shared_model:
             b.variants("L", lat, calib, val=None)
             b.pruned("L", lat, calib, data=None)
+            b.pruned_to_target("L", lat, calib, data=None)
         if ("A", "ort_fp32") not in b.missing:
             b.variants("A", acc, calib, val=data / "val")
             b.pruned("A", acc, calib, data=data)
+            b.pruned_to_target("A", acc, calib, data=data)
         b.calibration_sweep(lat, calib)
     else:
         for r in ROWS:
@@ -72,6 +74,38 @@ def build_all(b: Builder, work: Path) -> dict:
         b.missing.update({("L", k): why for (m, k), why in list(b.missing.items()) if m == "A"})
         paths["L"] = dict(paths["A"])
     return {"paths": paths, "data": calib}
+
+
+E2E_ROWS = ("ort_fp32", "ov_fp32", "ov_bf16", "rtk_int8_ov", "pruned_int8_ov")
+
+
+def end_to_end_rows(settings, work: Path, lat: dict, acc: dict, data: Path | None) -> dict:
+    """Photo to label (benchmarks/e2e.py) for the rows a device would deploy, and the fast decode's accuracy
+    rule judged on the trained model's val images re-encoded at 12 MP."""
+    from benchmarks import e2e as E
+
+    if not settings.e2e_12mp:
+        return {"error": f"not measured in {settings.mode} mode"}
+    photos = work / "photos"
+    big = E.make_photos(photos / "12mp", count=settings.e2e_12mp, size=E.SIZES["12mp"], seed=settings.seed)
+    small = E.make_photos(photos / "500x375", count=settings.e2e_folder, size=E.SIZES["500x375"], seed=settings.seed)
+    rows = {}
+    for key in E2E_ROWS:
+        if key not in lat:
+            rows[key] = {"error": "not available: no artifact"}
+            continue
+        folder = small if key == "rtk_int8_ov" else small[:settings.e2e_folder_others]
+        rows |= E.end_to_end({key: (lat[key], BY_KEY[key].target)}, photos={"12mp": big, "500x375": folder},
+                             repeats=settings.e2e_repeats, say=_say)
+    out = {"rows": rows}
+    if "rtk_int8_ov" in acc and data is not None:
+        _say("fast decode vs exact decode on 12 MP val photos")
+        try:
+            out["decode_accuracy"] = E.decode_accuracy(acc["rtk_int8_ov"], "openvino", data / "val", work,
+                                                       per_class=settings.e2e_accuracy_per_class)
+        except Exception as exc:
+            out["decode_accuracy"] = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,11 +184,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rep = validate([acc[k] for k in keys], built["data"] / "val", reference=acc[REFERENCE],
                            targets=[BY_KEY[k].target for k in keys], measure_latency=False)
-            accuracy = {k: {"top1": s.top1, "drop_pt": s.drop_pt, "agreement": s.agreement}
-                        for k, s in zip(keys, rep.artifacts)}
+            accuracy = {k: {"top1": s.top1, "drop_pt": s.drop_pt, "agreement": s.agreement,
+                            "executed_precision": s.executed_precision} for k, s in zip(keys, rep.artifacts)}
+            hits = {k: s.hits for k, s in zip(keys, rep.artifacts)}
+            from benchmarks.goals import mcnemar
+
+            for alt in ("ort_qs_defaults", "nncf_defaults"):
+                for mine in ("rtk_int8_ort", "rtk_int8_ov"):
+                    if alt in hits and mine in hits:
+                        accuracy[mine].setdefault("mcnemar", {})[alt] = mcnemar(hits[mine], hits[alt])
             accuracy["_images"] = rep.images
         except Exception as exc:
             accuracy = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
+    e2e = end_to_end_rows(settings, work, lat, acc, built["data"])
     macs = {}
     for key in ("torch_fp32", "pruned_fp32"):
         ckpt = paths["L"].get(key)
@@ -164,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if Path(ckpt).is_file():
             macs["pruned" if key == "pruned_fp32" else "full"] = count_macs(ckpt)[0]
     result = assemble(settings=settings, builder=b, table=table, scaling=scaling, hints=hints, app=app,
-                      accuracy=accuracy, macs=macs, peak=cpu_peak(measure=True),
+                      accuracy=accuracy, macs=macs, peak=cpu_peak(measure=True), e2e=e2e,
                       command=" ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "benchmarks.run",
                                                                  *(argv if argv is not None else sys.argv[1:])]),
                       seconds=time.perf_counter() - started, trained=b)

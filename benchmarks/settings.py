@@ -41,7 +41,14 @@ class Settings:
     train_epochs: int = 8
     train_batch: int = 64
     prune_ratio: float = 0.5
+    prune_speedup: float | None = 7.0  # pruned + INT8 goal: the ratio rtk's latency-targeted search picks for it
+    prune_search_steps: int = 5
     recovery_epochs: int = 2
+    e2e_12mp: int = 8                  # 4000x3000 JPEGs timed per photo at batch 1 (naive vs rtk)
+    e2e_folder: int = 1000             # 500x375 JPEGs: the folder of the images/s goal (rtk INT8 on OpenVINO) ...
+    e2e_folder_others: int = 200       # ... and the folder every other end-to-end row runs
+    e2e_repeats: int = 2               # naive and rtk alternate this many times
+    e2e_accuracy_per_class: int = 20   # val images per class re-encoded at 12 MP for the fast-decode accuracy rule
     seed: int = 0
     rows: tuple[str, ...] | None = None   # None: every row; the smoke test times a few
     in_process: bool = False              # smoke: run stages in this process (peak memory is then the run's)
@@ -68,10 +75,11 @@ FULL = Settings()
 QUICK = replace(FULL, mode="quick", repeats=2, table_repeats=2, runs_b1=6, warmup=1, scaling_batches=(1, 8), scaling_threads=(1, 2),
                 calib_sizes=(), subset=40, latency_subset=8, hint_precisions=("int8",), hint_repeats=2, hint_seconds=1.0,
                 benchmark_app_seconds=0,
-                benchmark_app_repeats=2, synth_classes=4, synth_per_class=40,
+                benchmark_app_repeats=2, e2e_12mp=3, e2e_folder=60, e2e_folder_others=30, e2e_repeats=1,
+                e2e_accuracy_per_class=5, prune_search_steps=3, synth_classes=4, synth_per_class=40,
                 synth_val_per_class=25, synth_size=32, train_epochs=2, train_batch=32, recovery_epochs=1,
                 in_process=True)
-SMOKE = replace(QUICK, mode="smoke", latency_size=64, latency_classes=10, repeats=2, table_repeats=2, runs_b1=3, warmup=1,
+SMOKE = replace(QUICK, mode="smoke", e2e_12mp=0, prune_speedup=None, latency_size=64, latency_classes=10, repeats=2, table_repeats=2, runs_b1=3, warmup=1,
                 scaling_batches=(1, 2), scaling_threads=(1,), calib_sizes=(), subset=16, latency_subset=16, benchmark_app_seconds=0,
                 rows=("torch_fp32", "ort_fp32", "rtk_int8_ort"), in_process=True, shared_model=True,
                 synth_classes=3, synth_per_class=8, synth_val_per_class=6, synth_size=32, train_epochs=1,

@@ -16,6 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 STAGES: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
@@ -82,11 +84,11 @@ def export(*, ckpt: str, onnx: str, data: str | None = None) -> dict[str, Any]:
 
 
 @stage
-def compile_openvino(*, source: str, output: str) -> dict[str, Any]:
+def compile_openvino(*, source: str, output: str, precision: str = "fp32") -> dict[str, Any]:
     from toolkit.compile import compile_model
     from toolkit.settings import CompileSettings
 
-    res = compile_model(source, target="openvino", output=output, settings=CompileSettings(precision="fp32"))
+    res = compile_model(source, target="openvino", output=output, settings=CompileSettings(precision=precision))
     return {"compile_seconds": res.seconds, "output": res.output, "size_mb": res.size_mb}
 
 
@@ -170,6 +172,36 @@ def prune(*, source: str, output: str, ratio: float, data: str | None = None, ep
     return {"prune_seconds": res.seconds, "macs_before": res.macs_before, "macs_after": res.macs_after,
             "params_before": res.params_before, "params_after": res.params_after, "top1_before": res.top1_before,
             "top1_pruned": res.top1_pruned, "top1_after": res.top1_after, "recovery_epochs": len(res.recovery)}
+
+
+@stage
+def prune_for_speedup(*, source: str, output: str, onnx: str, fp32_ir: str, int8_ir: str, speedup: float,
+                      max_ratio: float = 0.9, steps: int = 5) -> dict[str, Any]:
+    """The pruning ratio a user would pick with rtk's own latency-targeted search on this CPU, for pruned + INT8
+    on OpenVINO to run `speedup` x faster than ONNX Runtime FP32: time the unpruned ONNX Runtime FP32, OpenVINO
+    FP32 and INT8 IR here (interleaved), aim the pruned FP32 model on OpenVINO at ORT FP32 / speedup x (OpenVINO
+    INT8 speed-up over its FP32), and let `rtk prune --target-latency-ms T --target openvino` search for the ratio."""
+    from toolkit.backends import RunnerOptions, open_runner
+    from toolkit.bench import interleaved_p50
+    from toolkit.prune import prune_model
+    from toolkit.settings import PruneSettings
+
+    runners = [open_runner(p, t, options=RunnerOptions(max_batch=1))
+               for p, t in ((onnx, "onnxruntime"), (fp32_ir, "openvino"), (int8_ir, "openvino"))]
+    for r in runners:
+        r.load()
+    x = np.zeros((1, *runners[0].meta.preprocess.input_shape), np.float32)
+    ort, ov32, ov8 = interleaved_p50([lambda r=r: r.infer(x) for r in runners], rounds=6, runs=5)
+    for r in runners:
+        r.close()
+    target_ms = ort / speedup * (ov32 / ov8)
+    settings = PruneSettings(mode="structured", target_latency_ms=target_ms, target="openvino", max_ratio=max_ratio,
+                             search_steps=steps, keep_best=True, measure=[])
+    res = prune_model(Path(source), output=Path(output), settings=settings, data=None)
+    return {"prune_seconds": res.seconds, "ratio": res.ratio, "target_latency_ms": target_ms, "ort_fp32_ms": ort,
+            "ov_fp32_ms": ov32, "ov_int8_ms": ov8, "target_met": res.passed,
+            "search": [st.model_dump() for st in res.search], "macs_before": res.macs_before,
+            "macs_after": res.macs_after}
 
 
 def run_stage(name: str, args: dict[str, Any], workdir: Path, *, timeout: float = 1800) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def test_bad_recipes_name_the_problem(text, fragment):
 
 def test_choice_and_dump_path_messages(cli, random_onnx, tmp_path):
     result = cli("compile", random_onnx, "--target", "tensorrt", "--precision", "FP16")
-    assert result.exit_code == 2 and "'auto', 'fp32', 'fp16' or 'int8'" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "'auto', 'fp32', 'fp16', 'bf16' or 'int8'" in result.stderr, result.stderr
     result = cli("compile", random_onnx, "--target", "openvino", "--dump-recipe", tmp_path)
     assert result.exit_code == 2 and f"e.g. {tmp_path / 'recipe.yaml'}" in result.stderr, result.stderr
     result = cli("compile", random_onnx, "--target", "openvino", "--dump-recipe", tmp_path / "no" / "r.yaml")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -120,16 +120,25 @@ class BenchResult(BaseModel):
     results: list[BenchPoint]
     device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
+    executed_precision: str | None = Field(None, description="The precision the runtime computed in, read back "
+                                           "from it (OpenVINO: compute layers by runtimePrecision).")
+    photos: dict[str, Any] | None = Field(None, description="`--images`: the photo pipeline's phase report "
+                                          "(toolkit.predict.PhaseReport) at the first batch size.")
 
 
 def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
-          progress: Progress = silent) -> BenchResult:
+          images: str | Path | None = None, progress: Progress = silent) -> BenchResult:
     """Latency and throughput of one artifact on one runtime, per batch size; on the SSH device `settings.remote`
-    names, by the rtk installed there, when it is set."""
+    names, by the rtk installed there, when it is set. With `images` (a folder of photos), end to end instead:
+    decode, preprocess and inference of every photo, each phase timed (`toolkit.predict.run_photos`)."""
     path = Path(path)
     s = settings or BenchSettings()
     if s.remote:
+        if images is not None:
+            raise RtkError("--images with --remote: copy the photos to the device and run rtk bench there")
         return _on_device(path, target=target, settings=s, progress=progress)
+    if images is not None:
+        return _photos(path, Path(images), target=target, settings=s, progress=progress)
     batches, warmup = s.batches, s.warmup
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(batches))
     points = []
@@ -159,9 +168,48 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
                                      phases_ms=phases, samples_ms=[round(float(v), 4) for v in ms]))
         runtime = runner.describe()
         meta = runner.meta
+        ran = runner.executed_precision()
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
-                       isa=effective_tier(runner.target))
+                       isa=effective_tier(runner.target), executed_precision=ran)
+
+
+def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSettings,
+            progress: Progress) -> BenchResult:
+    """`rtk bench --images DIR`: every photo of the folder through the overlapped pipeline, once per batch size,
+    after `warmup` untimed inferences; latency is per image, decode + preprocess + inference."""
+    from toolkit.predict import image_paths, run_photos
+    from toolkit.settings import PredictSettings
+
+    if not folder.is_dir():
+        raise RtkError(f"--images {folder}: not a folder; give a folder of photos")
+    if settings.runs is not None or settings.seconds is not None:
+        raise RtkError("--images times every photo of the folder once per batch size; leave out --runs and --seconds "
+                       "(put more photos in the folder for more samples)")
+    skipped: list[str] = []
+    paths = image_paths([folder], skipped)
+    s = settings
+    options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(s.batches))
+    points, photos = [], None
+    with open_runner(path, target, options=options) as runner:
+        for batch in s.batches:
+            progress(f"{len(paths)} photos, batch {batch}")
+            run = PredictSettings(exact_decode=bool(s.exact_decode), batch_size=batch, workers=s.workers or 2,
+                                  depth=max(s.depth or 8, batch))
+            every = {str(p) for p in paths}
+            if s.warmup:
+                run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)
+            _, records, report = run_photos(paths, runner, settings=run, skippable=every)
+            points.append(BenchPoint(batch=batch, latency_ms=report.total_ms, throughput_ips=report.images_per_s,
+                                     phases_ms={"decode": report.decode_ms, "preprocess": report.preprocess_ms,
+                                                "infer": report.infer_ms}))
+            report.skipped = sorted(skipped + report.skipped)
+            photos = photos or report.model_dump(mode="json")
+        meta = runner.meta
+        ran = runner.executed_precision()
+    return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
+                       input_size=meta.preprocess.crop, runtime=photos["runtime"], warmup=s.warmup, results=points,
+                       isa=effective_tier(runner.target), photos=photos, executed_precision=ran)
 
 
 def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progress: Progress) -> BenchResult:
@@ -170,7 +218,8 @@ def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progr
     from toolkit.cli.flags import to_argv
     from toolkit.remote import Device, remote_run
 
-    flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"}, exclude=("remote",))
+    flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"},
+                    exclude=("remote", "exact_decode", "workers", "depth"))   # photo flags: --images is local only
     done = remote_run(Device(dest=settings.remote), ["bench", path, *(["--target", target] if target else []), *flags],
                       say=progress)
     return BenchResult.model_validate(done.as_json())

@@ -62,6 +62,12 @@ def _resolve_precision(precision: str, qdq: bool, fp16: bool, *, target: str, ca
     if qdq and precision != "int8":
         raise RtkError(f"{source} is INT8 (it has Q/DQ nodes); compile it with --precision int8 or auto, "
                        f"or compile the FP32 ONNX for {precision}")
+    if precision == "bf16":
+        if target != "openvino":
+            raise RtkError(f"--precision bf16 is OpenVINO's CPU bf16; compile with --target openvino (not {target})")
+        from toolkit.backends.openvino.precision import require_bf16
+
+        require_bf16()
     if precision == "int8" and not qdq:
         if not BACKENDS[target].calibrates:
             raise RtkError(f"{source} has no Q/DQ nodes; run `rtk quantize --int8 --target {target}` first and "

@@ -124,6 +124,8 @@ def show_doctor(report) -> None:
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
+    table.add_row("bf16", "yes (AVX512_BF16 or AMX: rtk compile --precision bf16)" if report.bf16 is None
+                  else f"no: {report.bf16}")
     tiers = report.isa_tiers
     if tiers:
         table.add_row("isa tiers (--isa)", " ".join(tiers["runnable"]) or "none")
@@ -169,6 +171,22 @@ def show_validation(report) -> None:
         table.add_row(name, s.target, s.precision, _f(s.top1), _f(s.top5), _f(s.drop_pt), _f(s.agreement),
                       _f(s.cosine, ".5f"), _f(s.p50_ms))
     out.print(table)
+    for s in rows:
+        if s.executed_precision and not _same_precision(s.precision, s.executed_precision):
+            out.print(f"[dim]{escape(s.artifact)}: {s.precision} artifact, computed in {s.executed_precision}[/]",
+                      highlight=False)
+        if s.bare_compile_differs:
+            warn(escape(s.bare_compile_differs))
+    if rows and rows[-1].fast_decode is not None and rows[-1].fast_decode.scaled == 0:
+        out.print("[dim]the fast JPEG decode was NOT tested: no image here is a JPEG at least twice the resize "
+                  "target, so each decoded in full; validate on photos like the ones you deploy, or predict with "
+                  "--exact-decode[/]", highlight=False)
+    elif rows and rows[-1].fast_decode is not None:
+        out.print(f"[dim]decoded the way rtk predict deploys: {escape(str(rows[-1].fast_decode))}[/]",
+                  highlight=False)
+    elif rows and rows[-1].decode == "exact":
+        out.print("[dim]decoded exactly (--exact-decode): deploy rtk predict with --exact-decode too[/]",
+                  highlight=False)
     tiers = {s.target: s.isa for s in rows if s.isa}
     if tiers:
         capped = len(set(tiers.values())) > 1
@@ -181,6 +199,14 @@ def show_validation(report) -> None:
         ok(str(gate))
 
 
+def _same_precision(precision: str, executed: str) -> bool:
+    """An INT8 artifact runs its convolutions with u8 or i8 activations (and any leftover float layers in the
+    runtime's float type): that is INT8. Float artifacts must run in their own type."""
+    if precision == "int8":
+        return executed.split()[0] in ("u8", "i8")
+    return executed == {"fp32": "f32", "fp16": "f16"}.get(precision, precision)
+
+
 def show_bench(result) -> None:
     table = _table(f"{result.artifact} on {result.target} ({result.precision}, {result.input_size}px)", "batch",
                    "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "images/s")
@@ -191,17 +217,50 @@ def show_bench(result) -> None:
         for phase, plat in p.phases_ms.items():
             table.add_row(f"  {phase}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
     out.print(table)
+    if result.executed_precision:
+        out.print(f"computed in {result.executed_precision} (read back from {result.target})", highlight=False)
+    if result.runtime.get("bare_compile_differs"):
+        warn(escape(str(result.runtime["bare_compile_differs"])))
+    if result.photos:
+        p = result.photos
+        out.print(f"end to end over {p['images']} photos: latency is per image (decode + preprocess + inference), "
+                  f"images/s over the overlapped run; {p['decode']} decode ({p['scaled']} JPEGs DCT-scaled)",
+                  highlight=False, soft_wrap=True)
+        if p.get("skipped"):
+            warn(f"{len(p['skipped'])} files that are not readable images were skipped, e.g. {escape(p['skipped'][0])}")
     if result.device is not None:
         d = result.device
         ok(f"on {escape(d.name)}: {escape(d.hostname)}, {escape(d.cpu)} ({d.cores} cores)")
 
 
-def show_predictions(results) -> None:
+def show_predictions(results, *, one_table_from: int = 10) -> None:
+    if len(results) >= one_table_from:
+        table = _table(f"{len(results)} images", "image", "class", "probability")
+        for r in results:
+            table.add_row(r.image, r.top[0].label, f"{r.top[0].probability:.4f}")
+        out.print(table)
+        return
     for r in results:
         table = _table(r.image, "class", "probability")
         for g in r.top:
             table.add_row(g.label, f"{g.probability:.4f}")
         out.print(table)
+
+
+def show_phases(report) -> None:
+    """Where a photo's time went: per-image decode, preprocess and inference, and the overlapped run's rate."""
+    table = _table(f"per image, {report.decode} decode", "phase", "p50 ms", "p99 ms", "mean ms")
+    for name, lat in (("decode", report.decode_ms), ("preprocess", report.preprocess_ms), ("infer", report.infer_ms),
+                      ("total", report.total_ms)):
+        table.add_row(name, _f(lat.p50), _f(lat.p99), _f(lat.mean))
+    out.print(table)
+    out.print(f"{report.images} images on {report.target}, batch {report.batch_size}: {report.images_per_s:.1f} "
+              f"images/s overlapped ({report.workers} decode threads, at most {report.peak_in_flight} of "
+              f"{report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
+              highlight=False, soft_wrap=True)
+    if report.skipped:
+        warn(f"{len(report.skipped)} files that are not readable images were skipped, e.g. "
+             f"{escape(report.skipped[0])}")
 
 
 def show_finetune(result) -> None:

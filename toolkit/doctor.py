@@ -52,6 +52,7 @@ class DoctorReport(BaseModel):
     runtimes: dict[str, bool]
     gpu: str | None
     isa_tiers: dict[str, Any] = {}
+    bf16: str | None = None           # why `--precision bf16` is refused here; None: this CPU has it
     tensorrt: Any = None   # backends.tensorrt.gpu.TensorRTReport when TensorRT or cuda-python is installed
 
 
@@ -109,6 +110,7 @@ def os_name() -> str:
 
 def doctor() -> DoctorReport:
     from toolkit.backends import BACKENDS, available
+    from toolkit.backends.openvino.precision import bf16_refusal
     from toolkit.isa import record as isa_record
 
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -116,7 +118,7 @@ def doctor() -> DoctorReport:
         hostname=socket.gethostname(), os=os_name(), python=platform.python_version(), platform=platform.platform(),
         cpu=cpu_info(), threads=threads, packages={p: _version(p) for p in PACKAGES},
         runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(), isa_tiers=isa_record(),
-        tensorrt=_tensorrt(),
+        tensorrt=_tensorrt(), bf16=bf16_refusal(),
     )
 
 

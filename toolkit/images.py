@@ -27,12 +27,19 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".t
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Decode any common image into 8-bit RGB (grayscale, RGBA, CMYK, palette, 16-bit included)."""
+def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
+    """Decode any common image into 8-bit RGB (grayscale, RGBA, CMYK, palette, 16-bit included).
+
+    `draft` (the fast decode): a JPEG is decoded with libjpeg's DCT scaling (Pillow's `Image.draft`) to the
+    smallest 1/2, 1/4 or 1/8 scale whose sides are still at least `draft` pixels, so a 4000x3000 photo for a
+    256-pixel resize decodes at 1/8 scale (500x375) instead of in full; other formats decode in full.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if draft and img.format == "JPEG":
+                    img.draft("RGB", (draft, draft))
                 img.load()
                 return to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -20,7 +20,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Target = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Augment = Literal["none", "flip", "full"]
 IsaTier = Literal["AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX"]
 TARGETS: tuple[str, ...] = get_args(Target)
@@ -32,6 +32,13 @@ AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + cente
                 "horizontal flips) or full (random-resized crops + flips). Use none or flip for orientation- or "
                 "position-sensitive images (digits, text, gauges), none when recovering a pruned model in a few "
                 "epochs.")
+
+EXACT_DECODE_HELP = ("Decode JPEGs in full instead of the fast path (libjpeg DCT scaling to the smallest scale still "
+                     "at least the resize target, then the usual resize). The fast path is the default; `rtk validate` "
+                     "measures both on the same images and fails unless the fast one keeps top-1 within 0.1 pt and "
+                     "agreement >= 99.5%.")
+DECODE_WORKERS_HELP = "Threads decoding images ahead of inference."
+DECODE_DEPTH_HELP = "Most images decoded ahead and not yet inferred at once (the memory bound)."
 
 
 # The bounds of the numbers at the boundary, one place for the CLI and the recipe: beyond them a value is a typo or
@@ -164,7 +171,8 @@ class CompileSettings(Settings):
     """`rtk compile`: ONNX -> a runtime's own artifact (OpenVINO IR, TensorRT engine; the target is the call's)."""
 
     precision: Literal[("auto", *PRECISIONS)] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
-                                                                       "FP16, else FP32), fp32, fp16, int8.")
+                                                                       "FP16, else FP32), fp32, fp16, bf16 (OpenVINO "
+                                                                       "on a CPU with AVX512_BF16 or AMX), int8.")
     batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="Fix the batch size (default: keep the ONNX's).")
     min_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="TensorRT profile: smallest batch (default 1).")
     opt_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="TensorRT profile: batch to tune for (default min).")
@@ -198,6 +206,7 @@ class ValidateSettings(Settings):
                                 "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
                                 "runs on the native tier. A tier above this CPU is refused; the JSON records each "
                                 "artifact's tier.")
+    exact_decode: bool = Field(False, description=EXACT_DECODE_HELP)
 
     @field_validator("isa", mode="before")
     @classmethod
@@ -205,6 +214,22 @@ class ValidateSettings(Settings):
         if isinstance(v, str) and v.strip().upper() not in ISA_TIERS:
             raise ValueError(f"unknown tier; choose one of {', '.join(ISA_TIERS)}")
         return v.strip().upper() if isinstance(v, str) else v
+
+
+class PredictSettings(Settings):
+    """`rtk predict`: photos to labels through the overlapped decode -> preprocess -> infer pipeline."""
+
+    top: int = Field(5, ge=1, description="How many classes to show per image.")
+    exact_decode: bool = Field(False, description=EXACT_DECODE_HELP)
+    batch_size: int = Field(1, ge=1, description="Images per inference call.")
+    workers: int = Field(2, ge=1, le=64, description=DECODE_WORKERS_HELP)
+    depth: int = Field(8, ge=1, le=4096, description=DECODE_DEPTH_HELP)
+
+    @model_validator(mode="after")
+    def _depth_holds_a_batch(self) -> "PredictSettings":
+        if self.depth < self.batch_size:
+            raise ValueError("--depth must be at least --batch-size (a batch is held while it runs)")
+        return self
 
 
 class BenchSettings(Settings):
@@ -217,6 +242,9 @@ class BenchSettings(Settings):
                                                                       "runs.")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
+    exact_decode: bool | None = Field(None, description="With --images: " + EXACT_DECODE_HELP)
+    workers: int | None = Field(None, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP + " (default 2)")
+    depth: int | None = Field(None, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP + " (default 8)")
     remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
                                "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
 

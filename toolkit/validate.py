@@ -21,9 +21,9 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.backends.base import finite
 from toolkit.bench import interleaved_p50
 from toolkit.images import ImageSet, check_classes, scan_folder
-from toolkit.preprocess import batches
 from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
+from toolkit.photos import Decode, FastDecodeCheck, labeled_batches
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
 from toolkit.settings import Gates, ValidateSettings
@@ -41,6 +41,15 @@ class ArtifactScore(BaseModel):
     p50_ms: float | None = None
     per_class_top1: dict[str, float] = Field(default_factory=dict)
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
+    executed_precision: str | None = Field(None, description="The precision the runtime computed in, read back from "
+                                           "it (OpenVINO: compute layers by runtimePrecision).")
+    bare_compile_differs: str | None = Field(None, description="How a bare OpenVINO compile_model of this artifact "
+                                             "would differ from what rtk ran, and the setting that closes the gap.")
+    decode: Decode = Field("exact", description="How the images were decoded: the path rtk predict deploys.")
+    hits: list[bool] | None = Field(None, exclude=True, description="Top-1 right or wrong per image, in file order "
+                                    "(for paired tests such as McNemar's; not written to JSON).")
+    fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "
+                                                "on the same images, and whether it may be deployed.")
 
 
 class ValidationReport(BaseModel):
@@ -81,7 +90,7 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(_cosines(a, b)))
 
 
-def _infer_padded(runner, x: np.ndarray) -> np.ndarray:
+def infer_padded(runner, x: np.ndarray) -> np.ndarray:
     fixed = runner.fixed_batch
     if fixed is None or len(x) == fixed:
         return runner.infer(x)
@@ -108,18 +117,32 @@ def _open_data(paths: Sequence[Path], data_dir: Path) -> tuple[list, Preprocess,
     return metas, pre, data
 
 
-def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int,
-            progress: Progress) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-    """(labels, logits of each runner) per batch, the images decoded once for all runners."""
+def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int, progress: Progress,
+            decode: Decode = "exact") -> Iterator[tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray]]:
+    """(labels, logits of each runner, the same from the exact decode, which rows the fast decode scaled) per
+    batch, the images decoded once for all runners. Only the rows the fast decode DCT-scaled are run again from
+    their exact decode; elsewhere the two are the same input."""
     done = 0
-    for x, y in batches(data, pre, batch_size):
-        yield y, [finite(_infer_padded(r, x), r.path) for r in runners]
+    for x, y, alt in labeled_batches(data.samples, pre, decode=decode, batch_size=batch_size):
+        rows = sorted(alt)
+        outs, exact = [], []
+        for r in runners:
+            out = finite(infer_padded(r, x), r.path)
+            ex = out.copy()
+            if rows:
+                ex[rows] = finite(infer_padded(r, np.stack([alt[i] for i in rows])), r.path)
+            outs.append(out)
+            exact.append(ex)
+        scaled = np.zeros(len(y), bool)
+        scaled[rows] = True
+        yield y, outs, exact, scaled
         done += len(y)
         progress("validating", done, len(data))
 
 
 def runner_facts(runners: list, pre: Preprocess, measure_latency: bool) -> list[dict]:
-    facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names}
+    facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names,
+              "executed": r.executed_precision(), "bare": r.describe().get("bare_compile_differs")}
              for r in runners]
     if measure_latency:
         inputs = [np.zeros((r.fixed_batch or 1, *pre.input_shape), np.float32) for r in runners]
@@ -133,13 +156,14 @@ def runner_facts(runners: list, pre: Preprocess, measure_latency: bool) -> list[
 def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[str | None], batch_size: int,
                    options: RunnerOptions | None = None, progress: Progress = silent,
                    measure_latency: bool = True) -> tuple[np.ndarray, list[np.ndarray], list[dict], int, int]:
-    """Run every artifact over the data once; returns labels, logits per artifact, runner facts, skipped, p50s."""
+    """Run every artifact over the data once (exact decode); returns labels, logits per artifact, runner facts,
+    skipped, images."""
     metas, pre, data = _open_data(paths, data_dir)
     options = options or RunnerOptions(max_batch=batch_size)
     labels: list[np.ndarray] = []
     logits: list[list[np.ndarray]] = [[] for _ in paths]
     with open_runners(paths, metas, targets, options) as runners:
-        for y, outs in _passes(runners, data, pre, batch_size, progress):
+        for y, outs, _, _ in _passes(runners, data, pre, batch_size, progress):
             labels.append(y)
             for got, out in zip(logits, outs):
                 got.append(out)
@@ -157,19 +181,28 @@ class ImageScores:
     top5: np.ndarray        # (artifacts, images) bool: the label is among the top 5
     pred: np.ndarray        # (artifacts, images) the top-1 class
     cosine: np.ndarray      # (artifacts, images) cosine similarity with the first artifact's logits
+    exact_top1: np.ndarray  # (artifacts, images) bool: top-1 hit from the exact decode
+    exact_agree: np.ndarray  # (artifacts, images) bool: the decoded-as-deployed top-1 equals the exact decode's
+    scaled: np.ndarray      # (images,) bool: the fast decode DCT-scaled this image
+
+    FIELDS = ("top1", "top5", "pred", "cosine", "exact_top1", "exact_agree")
 
     @classmethod
-    def of(cls, labels: np.ndarray, logits: Sequence[np.ndarray]) -> "ImageScores":
+    def of(cls, labels: np.ndarray, logits: Sequence[np.ndarray], exact: Sequence[np.ndarray],
+           scaled: np.ndarray) -> "ImageScores":
         return cls(labels=labels, top1=np.stack([topk_correct(o, labels, 1) for o in logits]),
                    top5=np.stack([topk_correct(o, labels, 5) for o in logits]),
                    pred=np.stack([o.argmax(1) for o in logits]),
-                   cosine=np.stack([_cosines(o, logits[0]) for o in logits]))
+                   cosine=np.stack([_cosines(o, logits[0]) for o in logits]),
+                   exact_top1=np.stack([topk_correct(e, labels, 1) for e in exact]),
+                   exact_agree=np.stack([o.argmax(1) == e.argmax(1) for o, e in zip(logits, exact)]),
+                   scaled=scaled)
 
     @classmethod
     def concat(cls, parts: Sequence["ImageScores"]) -> "ImageScores":
         return cls(labels=np.concatenate([p.labels for p in parts]),
-                   **{f: np.concatenate([getattr(p, f) for p in parts], axis=1)
-                      for f in ("top1", "top5", "pred", "cosine")})
+                   scaled=np.concatenate([p.scaled for p in parts]),
+                   **{f: np.concatenate([getattr(p, f) for p in parts], axis=1) for f in cls.FIELDS})
 
 
 @contextlib.contextmanager
@@ -181,10 +214,10 @@ def open_runners(paths: Sequence[Path], metas: Sequence, targets: Sequence[str |
 
 
 def score_images(runners: list, data: ImageSet, *, pre: Preprocess, batch_size: int,
-                 progress: Progress = silent) -> ImageScores:
-    """One pass of every runner over `data` (decoded and transformed by `pre`): the per-image scores."""
-    passes = _passes(runners, data, pre, batch_size, progress)
-    return ImageScores.concat([ImageScores.of(y, outs) for y, outs in passes])
+                 progress: Progress = silent, decode: Decode = "exact") -> ImageScores:
+    """One pass of every runner over `data` (decoded the `decode` way, transformed by `pre`): per-image scores."""
+    passes = _passes(runners, data, pre, batch_size, progress, decode)
+    return ImageScores.concat([ImageScores.of(y, outs, exact, scaled) for y, outs, exact, scaled in passes])
 
 
 def check_sharding(settings: ValidateSettings, *, sharded: bool = False) -> None:
@@ -192,6 +225,18 @@ def check_sharding(settings: ValidateSettings, *, sharded: bool = False) -> None
     if settings.isa is not None and (sharded or settings.shards):
         raise RtkError("--isa caps the ISA of this process and its children, not of Ray workers; validate with "
                        "--isa or in shards (--ray, --shards), not both")
+
+
+def fast_decode_gates(score: ArtifactScore) -> list[Gate]:
+    """The rule that allows the fast decode, as gates: a failure makes `rtk validate` exit 1 and says to deploy
+    with --exact-decode (checked only where the fast decode changed an image; elsewhere it is the exact one)."""
+    c = score.fast_decode
+    name = f"{score.artifact} (fast decode; if it fails, deploy with --exact-decode)"
+    drop = c.exact_top1 - c.fast_top1
+    return [Gate(name="fast_decode_drop_pt", artifact=name, limit=c.max_drop_pt, value=drop,
+                 passed=drop <= c.max_drop_pt + 1e-9),
+            Gate(name="fast_decode_agreement_pct", artifact=name, limit=c.min_agreement_pct, value=c.agreement,
+                 passed=c.agreement >= c.min_agreement_pct)]
 
 
 def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
@@ -222,6 +267,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         raise RtkError(f"{len(targets)} targets for {len(paths)} artifacts; give one --target or one per artifact")
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
+    decode: Decode = "exact" if settings.exact_decode else "fast"
     metas, _, images = _open_data(all_paths, Path(data))
     if settings.shards:
         from toolkit.validate_shards import score_sharded
@@ -231,17 +277,24 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         options = RunnerOptions(threads=settings.threads, max_batch=settings.batch_size)
         with open_runners(all_paths, metas, all_targets, options) as runners:
             per_image = score_images(runners, images, pre=metas[0].preprocess, batch_size=settings.batch_size,
-                                     progress=progress)
+                                     progress=progress, decode=decode)
             facts = runner_facts(runners, metas[0].preprocess, measure_latency)
     names, labels = facts[0]["classes"], per_image.labels
 
     def score(i: int) -> ArtifactScore:
         hit = per_image.top1[i]
         per_class = {names[c]: 100.0 * float(hit[labels == c].mean()) for c in np.unique(labels)}
+        check = None
+        if decode == "fast":
+            check = FastDecodeCheck(images=len(labels), scaled=int(per_image.scaled.sum()), fast_top1=100.0 * hit.mean(),
+                                    exact_top1=100.0 * per_image.exact_top1[i].mean(),
+                                    agreement=100.0 * per_image.exact_agree[i].mean())
         return ArtifactScore(artifact=str(all_paths[i]), target=facts[i]["target"], precision=facts[i]["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * per_image.top5[i].mean(),
                              p50_ms=facts[i]["p50_ms"], per_class_top1=per_class,
-                             isa=effective_tier(facts[i]["target"]))
+                             isa=effective_tier(facts[i]["target"]), decode=decode, fast_decode=check,
+                             executed_precision=facts[i]["executed"], hits=hit.tolist(),
+                             bare_compile_differs=facts[i]["bare"])
 
     ref = score(0) if reference else None
     scores = []
@@ -254,6 +307,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
         scores.append(s)
     results = evaluate(gates, [Scored(name=s.artifact, target=s.target, top1=s.top1, drop_pt=s.drop_pt,
                                       agreement=s.agreement) for s in scores])
+    results += [gate for s in scores if s.fast_decode and s.fast_decode.scaled for gate in fast_decode_gates(s)]
     first = scores[0]
     return ValidationReport(data=str(data), images=len(images), skipped=len(images.skipped), top1=first.top1,
                             top5=first.top5, drop_pt=first.drop_pt, agreement=first.agreement, cosine=first.cosine,

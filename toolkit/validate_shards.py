@@ -32,6 +32,7 @@ class ShardJob:
     targets: list[str | None]
     batch_size: int
     threads: int
+    decode: str = "exact"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def score_shard(job: ShardJob) -> ShardResult:
     options = RunnerOptions(threads=job.threads, max_batch=job.batch_size)
     with open_runners(paths, metas, job.targets, options) as runners:
         open_s = time.perf_counter() - t0
-        scores = score_images(runners, data, pre=metas[0].preprocess, batch_size=job.batch_size)
+        scores = score_images(runners, data, pre=metas[0].preprocess, batch_size=job.batch_size,
+                              decode=job.decode)
         facts = runner_facts(runners, metas[0].preprocess, measure_latency=False)
     return ShardResult(scores=scores, facts=facts, started=started, open_s=open_s, seconds=time.perf_counter() - t0)
 
@@ -81,7 +83,8 @@ def score_sharded(paths: Sequence[Path], targets: Sequence[str | None], images: 
     samples = images.samples
     jobs = [ShardJob(root=str(images.root), classes=images.classes, samples=list(samples[a:b]),
                      artifacts=[str(p) for p in paths], targets=list(targets), batch_size=settings.batch_size,
-                     threads=threads) for a, b in shard_ranges(len(samples), settings.shards, settings.batch_size)]
+                     threads=threads, decode="exact" if settings.exact_decode else "fast")
+            for a, b in shard_ranges(len(samples), settings.shards, settings.batch_size)]
     done = [0]
 
     def finished(result: ShardResult) -> None:

@@ -86,8 +86,24 @@ class Runner(abc.ABC):
         for _ in range(count):
             self.infer(batch)
 
+    def infer_async(self, batch: np.ndarray, done: Callable[[np.ndarray, float], None]) -> None:
+        """Start inferring `batch`; `done(logits, ms)` is called with the result and the inference's own time
+        (on another thread where the runtime has asynchronous requests). Default: synchronous."""
+        import time
+
+        t0 = time.perf_counter()
+        logits = self.infer(batch)
+        done(logits, (time.perf_counter() - t0) * 1e3)
+
+    def wait_async(self) -> None:
+        """Return once every `infer_async` call has called its `done`."""
+
     def close(self) -> None:
         """Release the runtime's resources."""
+
+    def executed_precision(self) -> str | None:
+        """The precision the runtime actually computes in, read back from it (None: it cannot tell)."""
+        return None
 
     def describe(self) -> dict[str, object]:
         """Runtime facts for reports (version, device, threads)."""

@@ -9,13 +9,15 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from toolkit import console as ui
-from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json
+from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json, json_not_an_input
 from toolkit.artifact import describing
 from toolkit.cli.flags import build, default, int_list, opt
 from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, LabelsOpt, LayoutOpt, MeanOpt,
                                  ResizeOpt, StdOpt, foreign_from)
-from toolkit.errors import GateFailed
-from toolkit.settings import BenchSettings as B, Gates, ValidateSettings as V
+from toolkit.errors import GateFailed, RtkError
+from toolkit.settings import BenchSettings as B, Gates, PredictSettings as P, ValidateSettings as V
+
+EXACT = "--exact-decode/--no-exact-decode"
 
 
 @app.command()
@@ -45,14 +47,20 @@ def validate(
     shards: Annotated[Optional[int], opt(V, "shards")] = None,
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
+    exact_decode: Annotated[bool, opt(V, "exact_decode", EXACT)] = default(V, "exact_decode"),
     json: JsonOpt = None,
     labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
     interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
-    """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
+    """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate.
+
+    It decodes the images the way `rtk predict` will (the fast JPEG path unless --exact-decode), says which, and
+    checks the fast path against the exact one on the same images (exit 1 when it moves top-1)."""
     from toolkit.validate import check_sharding, validate as run
 
-    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa)
+    json_not_an_input(json, [*artifacts, data, reference])
+    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, exact_decode=exact_decode,
+                     flags={"exact_decode": EXACT})
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
                   flags={"max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement"})
     targets = list(target or [])
@@ -97,15 +105,23 @@ def bench(
     threads: ThreadsOpt = None,
     hint: Annotated[str, opt(B, "hint")] = default(B, "hint"),
     remote: Annotated[Optional[str], opt(B, "remote")] = default(B, "remote"),
+    images: Annotated[Optional[Path], typer.Option(help="A folder of photos: time photo to label end to end "
+                                                        "(decode, preprocess, inference per phase).")] = None,
+    exact_decode: Annotated[Optional[bool], opt(B, "exact_decode", EXACT)] = default(B, "exact_decode"),
+    workers: Annotated[Optional[int], opt(B, "workers")] = default(B, "workers"),
+    depth: Annotated[Optional[int], opt(B, "depth")] = default(B, "depth"),
     json: JsonOpt = None,
 ) -> None:
-    """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime (here, or on --remote)."""
+    """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime (here, or on --remote);
+    with --images DIR, photo to label end to end with each phase timed."""
     from toolkit.bench import bench as run
 
+    json_not_an_input(json, [artifact, images])
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
-                     threads=threads, hint=hint, remote=remote, flags={"batches": "--batch"})
+                     threads=threads, hint=hint, remote=remote, exact_decode=exact_decode, workers=workers,
+                     depth=depth, flags={"batches": "--batch", "exact_decode": EXACT})
     with ui.progress("benchmarking") as progress:
-        result = run(artifact, target=target, settings=settings, progress=progress)
+        result = run(artifact, target=target, settings=settings, images=images, progress=progress)
     ui.show_bench(result)
     emit_json(json, result)
 
@@ -113,22 +129,33 @@ def bench(
 @app.command()
 @command
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files and folders of them.")],
     model: Annotated[Path, typer.Option(help="Artifact to run (.pt, .onnx, .xml, .engine).")],
-    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    top: Annotated[int, opt(P, "top")] = default(P, "top"),
     target: TargetOpt = None,
+    exact_decode: Annotated[bool, opt(P, "exact_decode", EXACT)] = default(P, "exact_decode"),
+    batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
+    workers: Annotated[int, opt(P, "workers")] = default(P, "workers"),
+    depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),
     json: JsonOpt = None,
     labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
     interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
-    """Classify images: the top-K class names with probabilities."""
-    from toolkit.predict import predict as run
+    """Classify photos (files or folders): the top-K class names with probabilities, and the time per phase
+    (decode, preprocess, inference), decoding ahead on threads while the model runs."""
+    from toolkit.predict import classify
 
+    if not images:
+        raise RtkError("give at least one image")
+    json_not_an_input(json, [*images, model])
+    settings = build(P, top=top, exact_decode=exact_decode, batch_size=batch_size, workers=workers, depth=depth,
+                     flags={"exact_decode": EXACT})
     described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     with describing(described):
-        results = run(images, model, top=top, target=target)
+        results, phases = classify(images, model, target=target, settings=settings)
     ui.show_predictions(results)
+    ui.show_phases(phases)
     emit_json(json, results)
 
 

@@ -49,6 +49,8 @@ class Row(BaseModel):
     # (validate.isa) while bench runs uncapped, so each number names the tier it came from
     accuracy_isa: str | None = None
     latency_isa: str | None = None
+    executed_precision: str | None = None   # read back from the runtime (OpenVINO: layers by runtimePrecision)
+    bare_compile_differs: str | None = None   # what a bare OpenVINO compile_model would run instead, and the fix
     device: str | None = None   # the SSH device it was timed on (bench.remote): name, host, CPU
 
 
@@ -115,6 +117,8 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
                   per_class_top1=s.get("per_class_top1", {}), accuracy_isa=s.get("isa"))
         runs = benches.get(a.name, [])
         row.latency_isa = runs[0].get("isa") if runs else None
+        row.executed_precision = s.get("executed_precision") or (runs[0].get("executed_precision") if runs else None)
+        row.bare_compile_differs = s.get("bare_compile_differs")
         device = runs[0].get("device") if runs else None
         if device:
             row.device = f"{device['name']} ({device['hostname']}, {device['cpu']}, {device['cores']} cores)"
@@ -140,6 +144,8 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
                                            agreement=r.agreement, p50_ms=r.latency_ms.p50 if r.latency_ms else None,
                                            p99_ms=r.latency_ms.p99 if r.latency_ms else None,
                                            speedup=r.speedup) for r in rows])
+    gates += [Gate.model_validate(g) for g in (validation or {}).get("gates", [])   # the decode path's own rule
+              if g["name"].startswith("fast_decode")]
     notes = [NO_ENGINE] if any(r.name == "check:tensorrt" for r in records) else []
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
@@ -177,6 +183,10 @@ def markdown(report: Report) -> str:
     devices = sorted({r.device for r in report.rows if r.device})
     if devices:
         lines += ["", "Latency measured on " + "; ".join(devices) + "."]
+    ran = [f"{r.name} {r.executed_precision}" for r in report.rows if r.executed_precision]
+    if ran:
+        lines += ["", "Executed precision (read back from the runtime): " + ", ".join(ran) + "."]
+    lines += [f"- ⚠ {r.name}: {r.bare_compile_differs}" for r in report.rows if r.bare_compile_differs]
     for kind in ("accuracy", "latency"):
         tiers = isa_tiers(report, kind)
         if tiers:

@@ -197,7 +197,7 @@ def _artifacts(ctx) -> tuple[list[Artifact], Path | None, Path]:
         compiled = _compile(ctx, deploy, target, calib)
         if compiled is not None:
             precision = "int8" if r.quantize or r.compile.precision == "int8" else (
-                "fp16" if r.compile.precision == "fp16" else "fp32")
+                r.compile.precision if r.compile.precision in ("fp16", "bf16") else "fp32")
             arts.append(Artifact(name=target, path=str(compiled), target=target, precision=precision, role="compiled"))
     return arts, val, reference
 

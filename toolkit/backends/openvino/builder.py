@@ -14,6 +14,7 @@ from toolkit.artifact import ModelMeta
 from toolkit.io import atomic_outputs
 from toolkit.backends.base import CompileJob, Compiled
 from toolkit.backends.openvino.loader import META_PATH, bin_path, one_line
+from toolkit.backends.openvino.precision import RUNTIME_PATH, runtime_config
 from toolkit.errors import RtkError
 from toolkit.onnx_file import input_dims
 
@@ -61,6 +62,8 @@ def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: 
         shape[0] = batch
         model.reshape({model.input(0): shape})
     model.set_rt_info(meta.to_json(), META_PATH)
+    for key, value in runtime_config(meta.precision).items():
+        model.set_rt_info(value, [*RUNTIME_PATH, key])
     return _save_atomic(model, Path(xml), compress_to_fp16=compress_to_fp16)
 
 

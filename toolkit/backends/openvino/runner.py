@@ -4,12 +4,13 @@ THROUGHPUT for parallel requests, which `infer_many` drives through an AsyncInfe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from toolkit.backends.base import Runner
 from toolkit.backends.openvino.loader import core, one_line, require_bin
+from toolkit.backends.openvino.precision import HINT, bare_default, executed, require_bf16, runtime_config, summary
 from toolkit.errors import RtkError
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
@@ -33,16 +34,18 @@ class OpenVINORunner(Runner):
             config["CACHE_DIR"] = str(self.options.cache_dir)
         if self.options.threads:
             config["INFERENCE_NUM_THREADS"] = self.options.threads
-        precision = self.options.inference_precision or ("f32" if self.meta.precision == "fp32" else None)
+        if self.meta.precision == "bf16":
+            require_bf16()
+        precision = self.options.inference_precision or runtime_config(self.meta.precision).get(HINT)
         if precision and self.options.device.upper().startswith("CPU"):
-            config["INFERENCE_PRECISION_HINT"] = precision
+            config[HINT] = precision
         try:
             self.compiled = ov_core.compile_model(str(self.path), self.options.device, config)
         except Exception as exc:
             raise RtkError(f"{self.path}: OpenVINO cannot compile it for {self.options.device} "
                            f"({one_line(exc)})") from None
         self.request = self.compiled.create_infer_request()
-        self._queue = None
+        self._queue = self._async = None
         shape = self.compiled.input(0).get_partial_shape()
         self._batch = shape[0].get_length() if shape[0].is_static else None
 
@@ -69,6 +72,40 @@ class OpenVINORunner(Runner):
             self._queue.start_async({0: x}, share_inputs=True)
         self._queue.wait_all()
 
+    def infer_async(self, batch: np.ndarray, done: Callable[[np.ndarray, float], None]) -> None:
+        """Through an AsyncInferQueue of the device's optimal number of requests; `done` gets the logits and
+        OpenVINO's own timing of the request (`InferRequest.latency`), not the time spent queued."""
+        import openvino as ov
+
+        if self._async is None:
+            self._async = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
+            self._async.set_callback(lambda request, call: call(request.get_output_tensor(0).data.copy(),
+                                                                 request.latency))
+        self._async.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, done)
+
+    def wait_async(self) -> None:
+        if self._async is not None:
+            self._async.wait_all()
+
+    def executed_precision(self) -> str:
+        return summary(executed(self.compiled))
+
+    def precision_facts(self) -> dict[str, object]:
+        """What ran, and what a bare `compile_model(path, device)` would run instead when that differs."""
+        layers = executed(self.compiled)
+        facts: dict[str, object] = {"executed_precision": summary(layers), "executed_layers": layers}
+        if self.options.device.upper().startswith("CPU"):
+            config = runtime_config(self.meta.precision)
+            bare = bare_default(self.options.device)
+            mine = self._property(HINT)
+            if mine is not None and mine.get_type_name() != bare:
+                facts["bare_compile_differs"] = (
+                    f"a bare core.compile_model(path, '{self.options.device}') computes float layers in {bare} on "
+                    f"this CPU, rtk ran {mine.get_type_name()}: pass "
+                    + (", ".join(f"{k}={v}" for k, v in config.items()) or f"{HINT}={mine.get_type_name()}")
+                    + " (the IR's rt_info rtk/runtime_config)")
+        return facts
+
     def _property(self, name: str) -> Any:
         try:
             return self.compiled.get_property(name)
@@ -76,15 +113,16 @@ class OpenVINORunner(Runner):
             return None
 
     def close(self) -> None:
-        self._queue = self.request = self.compiled = None
+        self._queue = self._async = self.request = self.compiled = None
 
     def describe(self) -> dict[str, object]:
         import openvino as ov
 
-        precision = self._property("INFERENCE_PRECISION_HINT")
+        precision = self._property(HINT)
         return {"target": self.target, "version": ov.get_version(), "device": self.options.device,
                 "hint": self.options.hint.lower(), "streams": self._property("NUM_STREAMS"),
                 "infer_requests": self._property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
                 "threads": self._property("INFERENCE_NUM_THREADS") or "default",
                 "inference_precision": precision.get_type_name() if precision is not None else None,
+                **self.precision_facts(),
                 "cache_dir": str(self.options.cache_dir) if self.options.cache_dir else None}

@@ -1,0 +1,217 @@
+"""Photo in, label out: decode and preprocess on a thread pool, overlapped with inference, in input order.
+
+A folder is a pipeline. `ordered_map` decodes up to `depth` images ahead on `workers` threads (Pillow and
+numpy release the GIL while they decode, resample and convert; ONNX Runtime and OpenVINO release it while
+they infer), hands them on in input order whatever order they finish in, and never holds more than `depth`
+decoded-but-not-yet-inferred images: the memory bound. Each image's decode and preprocess times are taken in
+its worker; inference is timed per batch in the caller. tests/test_photos.py proves the order and the bound.
+
+The fast decode (`toolkit.images.load_image(draft=...)`) is the default where the artifact was validated with it;
+`FastDecodeCheck` is the rule that says whether it may be: top-1 within `MAX_DROP_PT` of the exact decode and
+top-1 agreement at least `MIN_AGREEMENT_PCT`, on the same images.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Literal, Sequence, TypeVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from toolkit.artifact import Preprocess
+from toolkit.errors import RtkError
+from toolkit.images import load_image
+from toolkit.preprocess import eval_array
+
+MAX_DROP_PT = 0.1          # the fast decode's top-1 may be at most this far below the exact decode's
+MIN_AGREEMENT_PCT = 99.5   # and agree with its top-1 on at least this share of the images
+Decode = Literal["fast", "exact"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class FastDecodeCheck(BaseModel):
+    """The exact and the fast decode scored on the same labeled images, and the verdict of the rule above."""
+
+    images: int
+    scaled: int                 # images the fast decode actually decoded at a reduced DCT scale
+    exact_top1: float
+    fast_top1: float
+    agreement: float
+    max_drop_pt: float = MAX_DROP_PT
+    min_agreement_pct: float = MIN_AGREEMENT_PCT
+
+    @property
+    def passed(self) -> bool:
+        return self.exact_top1 - self.fast_top1 <= self.max_drop_pt + 1e-9 and self.agreement >= self.min_agreement_pct
+
+    def __str__(self) -> str:
+        return (f"fast JPEG decode on {self.scaled} of {self.images} images: top-1 {self.fast_top1:.2f}% vs "
+                f"{self.exact_top1:.2f}% exact, agreement {self.agreement:.2f}% (needs drop <= {self.max_drop_pt} pt, "
+                f"agreement >= {self.min_agreement_pct}%)")
+
+
+def draft_size(pre: Preprocess, decode: Decode) -> int | None:
+    """The `draft` argument of `load_image` for a decode path: the resize target, or None for the exact decode."""
+    return pre.resize if decode == "fast" else None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One image ready for the network, with what it took to get there."""
+
+    index: int
+    path: str
+    x: np.ndarray | None        # CHW float32 (None once inferred)
+    decode_ms: float
+    preprocess_ms: float
+    scaled: bool                # decoded at a reduced DCT scale
+
+
+def decode_one(index: int, path: str | Path, pre: Preprocess, decode: Decode) -> Decoded:
+    t0 = time.perf_counter()
+    img = load_image(path, draft=draft_size(pre, decode))
+    t1 = time.perf_counter()
+    x = eval_array(img, pre)
+    t2 = time.perf_counter()
+    with_scale = decode == "fast" and _full_size(path) != img.size
+    return Decoded(index=index, path=str(path), x=x, decode_ms=(t1 - t0) * 1e3, preprocess_ms=(t2 - t1) * 1e3,
+                   scaled=with_scale)
+
+
+def _full_size(path: str | Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.size
+
+
+class InFlight:
+    """Counts items started but not yet released by the consumer, and the most there ever were at once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.now = 0
+        self.peak = 0
+
+    def start(self) -> None:
+        with self._cond:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def release(self, count: int = 1) -> None:
+        with self._cond:
+            self.now -= count
+            self._cond.notify_all()
+
+    def wait_below(self, limit: int) -> None:
+        """Block until fewer than `limit` items are in flight (another thread releases them)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.now < limit)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int,
+                counter: InFlight | None = None, consumer_releases: bool = False) -> Iterator[R]:
+    """`fn` over `items` on `workers` threads, yielded in input order, with at most `depth` items submitted and
+    not yet released at any time.
+
+    An item is released when the consumer comes back for the next one, or, with `consumer_releases`, when the
+    consumer calls `counter.release()` (a consumer that gathers batches releases a batch once it has run it, from
+    any thread; when all `depth` are the consumer's, the next item waits for a release).
+    """
+    if depth < 1 or workers < 1:
+        raise ValueError("depth and workers must be at least 1")
+    counter = counter or InFlight()
+    source = iter(items)
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        def top_up() -> None:
+            while counter.now < depth:
+                item = next(source, _END)
+                if item is _END:
+                    return
+                counter.start()
+                pending.append(pool.submit(fn, item))
+
+        try:
+            top_up()
+            while pending:
+                yield pending.popleft().result()
+                if not consumer_releases:
+                    counter.release()
+                top_up()
+                if not pending and consumer_releases:   # all in flight are the consumer's: wait for it to let go
+                    counter.wait_below(depth)
+                    top_up()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+_END = object()
+
+
+def decoded_batches(paths: Sequence[str | Path], pre: Preprocess, *, decode: Decode, batch_size: int, workers: int,
+                    depth: int, counter: InFlight, skippable: set[str] | None = None,
+                    skipped: list[str] | None = None) -> Iterator[list[Decoded]]:
+    """The images of `paths` decoded ahead on a thread pool, in input order, grouped into batches; a batch's
+    images count against `depth` until the caller calls `counter.release(len(batch))` (once it is inferred).
+    An image of `skippable` (found in a folder) that fails to decode is left out and named in `skipped`; any other
+    decode failure stops the run (RtkError)."""
+    def load(item: tuple[int, str | Path]) -> Decoded | str:
+        try:
+            return decode_one(item[0], item[1], pre, decode)
+        except RtkError as exc:
+            if skippable is not None and str(item[1]) in skippable:
+                return str(item[1])
+            raise exc
+
+    batch: list[Decoded] = []
+    for item in ordered_map(load, enumerate(paths), workers=workers, depth=max(depth, batch_size), counter=counter,
+                            consumer_releases=True):
+        if isinstance(item, str):
+            counter.release()
+            if skipped is not None:
+                skipped.append(item)
+            continue
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def labeled_batches(samples: Sequence[tuple[str, int]], pre: Preprocess, *, decode: Decode, batch_size: int,
+                    workers: int = 2, depth: int | None = None
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]]:
+    """(images NCHW float32, labels, exact inputs) per batch of a labeled folder, decoded the `decode` way.
+
+    With the fast decode, every image it DCT-scaled is also decoded exactly, and that input is given by its
+    row in the batch: what `rtk validate` needs to score the exact path on the same images without decoding
+    the rest twice.
+    """
+    def load(item: tuple[int, tuple[str, int]]) -> tuple[Decoded, int, np.ndarray | None]:
+        index, (path, label) = item
+        got = decode_one(index, path, pre, decode)
+        return got, label, eval_array(load_image(path), pre) if got.scaled else None
+
+    rows: list = []
+    for item in ordered_map(load, enumerate(samples), workers=workers, depth=depth or 2 * batch_size):
+        rows.append(item)
+        if len(rows) == batch_size:
+            yield _stack(rows)
+            rows = []
+    if rows:
+        yield _stack(rows)
+
+
+def _stack(rows: list) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    return (np.stack([d.x for d, _, _ in rows]), np.asarray([label for _, label, _ in rows], dtype=np.int64),
+            {i: exact for i, (_, _, exact) in enumerate(rows) if exact is not None})
