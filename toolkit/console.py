@@ -356,22 +356,6 @@ def show_report(report) -> None:
         ok(str(gate))
 
 
-def show_sweep(result) -> None:
-    table = _table(f"rtk sweep: {result.recipe}", "candidate", "values", "target", "precision", "top-1 %", "p50 ms",
-                   "gates", "front")
-    for c in result.candidates:
-        gates = ("pass" if c.passed else "fail") if c.status == "ok" else f"{c.status} at {c.stage}"
-        name = f"[bold]{c.id} ★[/]" if c.id == result.winner else c.id
-        table.add_row(name, escape(c.label), c.target or "", c.precision or "", _f(c.top1), _f(c.p50_ms), gates,
-                      "•" if c.pareto else "")
-    out.print(table)
-    for c in result.candidates:
-        if c.status != "ok":
-            warn(f"{c.id} {c.status} at {c.stage}: {c.error}")
-    if result.winner:
-        ok(f"winner: {result.winner} ({escape(next(c.label for c in result.candidates if c.id == result.winner))})")
-
-
 def show_comparison(result) -> None:
     table = _table(f"{result.a} → {result.b} (noise tolerance {result.tolerance:.0%})", "artifact", "target",
                    "p50 A", "p50 B", "B/A", "interval", "latency", "top-1 Δ pt", "accuracy")

@@ -87,13 +87,14 @@ def sweep(
     """Run every candidate of a recipe's sweep (each an ordinary run) and pick the best that passes the gates.
     Exit 0 with a winner, 1 when no candidate passes the gates, 2 bad input."""
     from toolkit.pipeline.sweep import sweep as run_sweep
+    from toolkit.pipeline.sweep_report import show_sweep
     from toolkit.recipe import load_recipe
 
     loaded = load_recipe(recipe)
     with ui.progress(f"sweeping {loaded.name}") as progress:
         result = run_sweep(loaded, output, resume=resume, force=force, address=address, use_ray=ray,
                            source=str(recipe), progress=progress, notice=ui.warn)
-    ui.show_sweep(result)
+    show_sweep(result)
     ui.ok(f"sweep: {output / 'sweep.md'} · plot: {output / 'pareto.png'}"
           + (f" · winner's recipe: {output / 'best.yaml'}" if result else ""))
     emit_json(json, result)

@@ -223,3 +223,24 @@ def new_result(recipe: Recipe, **fields) -> SweepResult:
     way, metric = recipe.sweep.objective
     return SweepResult(recipe=recipe.name, rtk=__version__, created=now_iso(), objective={way: metric},
                        best_recipe=None, **fields)
+
+
+def show_sweep(result) -> None:
+    """The candidates table, each failure's line and the winner, on the console."""
+    from rich.markup import escape
+
+    from toolkit.console import _f, _table, ok, out, warn
+
+    table = _table(f"rtk sweep: {result.recipe}", "candidate", "values", "target", "precision", "top-1 %", "p50 ms",
+                   "gates", "front")
+    for c in result.candidates:
+        gates = ("pass" if c.passed else "fail") if c.status == "ok" else f"{c.status} at {c.stage}"
+        name = f"[bold]{c.id} ★[/]" if c.id == result.winner else c.id
+        table.add_row(name, escape(c.label), c.target or "", c.precision or "", _f(c.top1), _f(c.p50_ms), gates,
+                      "•" if c.pareto else "")
+    out.print(table)
+    for c in result.candidates:
+        if c.status != "ok":
+            warn(f"{c.id} {c.status} at {c.stage}: {c.error}")
+    if result.winner:
+        ok(f"winner: {result.winner} ({escape(next(c.label for c in result.candidates if c.id == result.winner))})")
