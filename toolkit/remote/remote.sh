@@ -1,4 +1,4 @@
-# rtk's device side. toolkit/remote.py sends this file over ssh and runs it as
+# rtk's device side. toolkit/remote/channel.py sends this file over ssh and runs it as
 #     sh -c "<this file>" rtk-remote TASK CACHE RTK ARGS...
 # every argument quoted for the device's shell. TASK is probe, upload or run; CACHE is the device's rtk cache
 # folder and RTK the rtk command there (both may start with ~/). Needs POSIX sh, tar, sha256sum, flock, mktemp,
@@ -38,19 +38,21 @@ probe() {
   missing=
   for tool in tar sha256sum flock mktemp df awk; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
   [ -z "$missing" ] || fail "tools$missing"
-  mkdir -p "$cache/artifacts" || exit 1
+  mkdir -p "$cache/artifacts" "$cache/data" || exit 1
   tmp=$(mktemp -d "$cache/.probe.XXXXXX") || exit 1
   "$rtk" doctor --json "$tmp/doctor.json" >/dev/null || exit $?
-  for f in "$@"; do if [ -f "$cache/$f" ]; then printf 1; else printf 0; fi; done
+  for f in "$@"; do if [ -e "$cache/$f" ]; then printf 1; else printf 0; fi; done
   echo
   cat "$tmp/doctor.json"
 }
 
-# ARGS: FOLDER (under CACHE), BYTES (their total size), then SHA256 NAME pairs. stdin: a tar of those files,
-# sent once this prints "receiving". Each file is checked, then moved into FOLDER in the order given (the
-# artifact last). A disk without room for them is refused before anything is copied.
+# ARGS: FOLDER (under CACHE), BYTES (their total size), MODE, then for MODE files SHA256 NAME pairs. stdin: a tar,
+# sent once this prints "receiving". MODE files: the tar holds those files; each is checked, then moved into
+# FOLDER in the order given (the artifact last). MODE tree: the tar holds .rtk-sums (a sha256sum list) and tree/;
+# every file is checked against the list, then tree/ is renamed to FOLDER. A disk without room for them is
+# refused before anything is copied.
 upload() {
-  dir=$1; bytes=$2; shift 2
+  dir=$1; bytes=$2; mode=$3; shift 3
   watch
   lock
   free=$(free_kb)
@@ -62,6 +64,12 @@ upload() {
     [ "$(free_kb)" -ge 1024 ] || fail "no space: the disk filled up during the copy"
     fail "copy cut short"
   fi
+  if [ "$mode" = tree ]; then
+    (cd "$tmp/tree" && { [ ! -s ../.rtk-sums ] || sha256sum --quiet --strict -c ../.rtk-sums >&2; }) || fail "damaged copy of the folder"
+    mkdir -p "$cache/data" || exit 1
+    [ -d "$cache/$dir" ] || mv "$tmp/tree" "$cache/$dir" || exit 1
+    return
+  fi
   mkdir -p "$cache/$dir" || exit 1
   while [ $# -ge 2 ]; do
     sum=$(sha256sum < "$tmp/$2") || exit 1
@@ -71,9 +79,18 @@ upload() {
   done
 }
 
-# ARGS: rtk's own arguments, files relative to CACHE. Prints the --json result; exits with rtk's code.
+# ARGS: rtk's own arguments, files relative to CACHE; an argument rtk-remote-path:P is the device's own path P
+# (~/ or relative to the login folder). Prints the --json result; exits with rtk's code.
 run() {
   watch
+  n=$#
+  for a; do
+    case $a in
+      rtk-remote-path:*) a=$(home "${a#rtk-remote-path:}"); case $a in /*) ;; *) a="$PWD/$a";; esac;;
+    esac
+    set -- "$@" "$a"
+  done
+  shift "$n"
   cd "$cache" || exit 1
   lock
   tmp=$(mktemp -d "$cache/.run.XXXXXX") || exit 1
