@@ -124,11 +124,13 @@ class BenchResult(BaseModel):
 def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
           progress: Progress = silent) -> BenchResult:
     """Latency and throughput of one artifact on one runtime, per batch size; on the SSH device `settings.remote`
-    names, by the rtk installed there, when it is set."""
+    names, by the rtk installed there, when it is set (toolkit.remote.commands)."""
     path = Path(path)
     s = settings or BenchSettings()
     if s.remote:
-        return _on_device(path, target=target, settings=s, progress=progress)
+        from toolkit.remote.commands import bench_on_device
+
+        return bench_on_device(path, target=target, settings=s, say=progress)
     batches, warmup = s.batches, s.warmup
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(batches))
     points = []
@@ -161,14 +163,3 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
                        input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
                        isa=effective_tier(runner.target))
 
-
-def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progress: Progress) -> BenchResult:
-    """`rtk bench` with these settings run by the rtk on the device `settings.remote` names (toolkit.remote: the
-    artifact is copied there once, by sha256); its JSON comes back with the device block."""
-    from toolkit.cli.flags import to_argv
-    from toolkit.remote import Device, remote_run
-
-    flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"}, exclude=("remote",))
-    done = remote_run(Device(dest=settings.remote), ["bench", path, *(["--target", target] if target else []), *flags],
-                      say=progress)
-    return BenchResult.model_validate(done.as_json())

@@ -53,6 +53,7 @@ class DoctorReport(BaseModel):
     gpu: str | None
     isa_tiers: dict[str, Any] = {}
     tensorrt: Any = None   # backends.tensorrt.gpu.TensorRTReport when TensorRT or cuda-python is installed
+    device: Any = None     # remote.DeviceInfo, when it ran on an SSH device (`remote`)
 
 
 def cpu_info() -> CpuInfo:
@@ -103,9 +104,15 @@ def os_name() -> str:
     return f"{platform.system()} {platform.release()}".strip()
 
 
-def doctor() -> DoctorReport:
+def doctor(settings=None, *, say=None) -> DoctorReport:
+    """This machine's report, or with `settings.remote` (settings.RemoteSettings) the SSH device's."""
     from toolkit.backends import BACKENDS, available
     from toolkit.isa import record as isa_record
+
+    if settings is not None and settings.remote:
+        from toolkit.remote.commands import doctor_on_device
+
+        return doctor_on_device(settings, say=say)
 
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return DoctorReport(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.preprocess import preprocess_files
 from toolkit.errors import RtkError
+from toolkit.remote import DeviceInfo
+from toolkit.settings import PredictSettings
 
 
 class Guess(BaseModel):
@@ -22,6 +24,7 @@ class Guess(BaseModel):
 class Prediction(BaseModel):
     image: str
     top: list[Guess]
+    device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -30,12 +33,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict(images: Sequence[str | Path], model: str | Path, *, top: int = 5, target: str | None = None,
-            options: RunnerOptions | None = None) -> list[Prediction]:
+def predict(images: Sequence[str | Path], model: str | Path, *, target: str | None = None,
+            settings: PredictSettings | None = None, options: RunnerOptions | None = None,
+            say: Callable[[str], None] | None = None) -> list[Prediction]:
+    """The top classes of each image; on the SSH device `settings.remote` names when it is set."""
+    settings = settings or PredictSettings()
+    top = settings.top
     if not images:
         raise RtkError("give at least one image")
-    if top < 1:
-        raise RtkError(f"--top {top}: give a positive number of classes")
+    if settings.remote:
+        from toolkit.remote.commands import predict_on_device
+
+        return predict_on_device(images, model, target=target, settings=settings, say=say)
     with open_runner(model, target, options=options) as runner:
         meta = runner.meta
         x = preprocess_files(images, meta.preprocess)

@@ -170,7 +170,43 @@ class CompileSettings(Settings):
         return self
 
 
-class ValidateSettings(Settings):
+class RemoteSettings(Settings):
+    """Where a command that runs an artifact runs: here, or on an SSH device by the rtk installed there
+    (toolkit.remote: inputs are copied into the device's cache by content, once)."""
+
+    remote: str | None = Field(None, min_length=1, description="Run it on this SSH device (user@host, an "
+                               "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
+    remote_rtk: str | None = Field(None, min_length=1, description="The device's rtk (default: rtk on its PATH), "
+                                   "e.g. ~/venv/bin/rtk; ~/ and relative paths start at the login folder.")
+
+    @model_validator(mode="after")
+    def _needs_remote(self) -> "RemoteSettings":
+        given = [f for f in REMOTE_FIELDS[1:] if getattr(self, f, None) is not None]
+        if given and self.remote is None:
+            flag = "--" + given[0].replace("_", "-")
+            raise ValueError(f"{given[0]} ({flag}) is a path on a device: name the device with remote (--remote)")
+        return self
+
+
+REMOTE_FIELDS = ("remote", "remote_rtk", "remote_data")   # where a command runs, never passed to the device's rtk
+
+
+class DeviceSpec(Settings):
+    """One device of a recipe's `devices:` block (a bare string is its SSH destination)."""
+
+    dest: str = Field(..., min_length=1, description="SSH destination: user@host, an ~/.ssh/config alias or "
+                                                     "ssh://user@host:port.")
+    rtk: str | None = Field(None, min_length=1, description="The device's rtk (default: rtk on its PATH).")
+    data: str | None = Field(None, min_length=1, description="Validation images already on the device (default: "
+                                                             "the recipe's, copied there by content).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, v: object) -> object:
+        return {"dest": v} if isinstance(v, str) else v
+
+
+class ValidateSettings(RemoteSettings):
     """`rtk validate`: top-1/top-5 on a labeled folder, drop and agreement against a reference."""
 
     batch_size: int = Field(32, ge=1, description="Inference batch size.")
@@ -180,6 +216,8 @@ class ValidateSettings(Settings):
                                 "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
                                 "runs on the native tier. A tier above this CPU is refused; the JSON records each "
                                 "artifact's tier.")
+    remote_data: str | None = Field(None, min_length=1, description="With remote: the labeled folder already on "
+                                    "the device (instead of copying --data there).")
 
     @field_validator("isa", mode="before")
     @classmethod
@@ -189,7 +227,13 @@ class ValidateSettings(Settings):
         return v.strip().upper() if isinstance(v, str) else v
 
 
-class BenchSettings(Settings):
+class PredictSettings(RemoteSettings):
+    """`rtk predict`: the top classes of each image."""
+
+    top: int = Field(5, ge=1, description="How many classes to show per image.")
+
+
+class BenchSettings(RemoteSettings):
     """`rtk bench`: latency percentiles and throughput per batch size, on one runtime."""
 
     batches: list[int] = Field(default_factory=lambda: [1], min_length=1, description="Batch sizes.")
@@ -198,8 +242,6 @@ class BenchSettings(Settings):
     seconds: float | None = Field(None, gt=0, description="Time each batch size for this long instead of runs.")
     threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
-    remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
-                               "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
 
     @field_validator("batches")
     @classmethod
@@ -221,6 +263,16 @@ class Gates(Settings):
     max_drop_pt: float | None = Field(None, ge=0, description="Largest top-1 drop vs FP32, in points.")
     max_drop_rel_pct: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in % of FP32.")
     min_agreement_pct: float | None = Field(None, ge=0, le=100, description="Smallest top-1 agreement with FP32.")
-    max_p99_ms: dict[Target, float] = Field(default_factory=dict, description="Largest p99 latency per target, ms.")
+    max_p99_ms: dict[str, float] = Field(default_factory=dict, description="Largest p99 latency in ms per target "
+                                         "(e.g. openvino: 20), or per device and target (nuc/openvino: 20).")
     min_speedup: float | None = Field(None, gt=0, description="Smallest p50 speed-up of the deployed artifact vs "
                                                               "FP32 ONNX Runtime.")
+
+    @field_validator("max_p99_ms")
+    @classmethod
+    def _p99_keys(cls, v: dict[str, float]) -> dict[str, float]:
+        for key in v:
+            device, _, target = key.rpartition("/")
+            if target not in TARGETS or (device == "" and "/" in key):
+                raise ValueError(f"{key!r}: name a target ({', '.join(TARGETS)}) or device/target, e.g. nuc/openvino")
+        return v

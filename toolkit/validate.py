@@ -22,6 +22,7 @@ from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
+from toolkit.remote import DeviceInfo
 from toolkit.settings import Gates, ValidateSettings
 
 
@@ -54,6 +55,7 @@ class ValidationReport(BaseModel):
     artifacts: list[ArtifactScore]
     gates: list[Gate] = Field(default_factory=list)
     passed: bool = True
+    device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
 
     def __bool__(self) -> bool:
         return self.passed
@@ -122,7 +124,7 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
     return np.concatenate(labels), [np.concatenate(o) for o in logits], facts, len(data.skipped), len(data)
 
 
-def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
+def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, reference: str | Path | None = None,
              targets: Sequence[str | None] | None = None, settings: ValidateSettings | None = None,
              gates: Gates | None = None, progress: Progress = silent,
              measure_latency: bool = True) -> ValidationReport:
@@ -130,10 +132,18 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
 
     `gates` (max_drop_pt, min_agreement_pct) make it a check: the report's `passed` is False when any artifact
     is outside them. `targets` runs an artifact on a runtime other than its default. `settings.isa` runs the
-    whole check in a fresh process with oneDNN capped at that tier (`toolkit.isa.capped`).
+    whole check in a fresh process with oneDNN capped at that tier (`toolkit.isa.capped`). `settings.remote` runs
+    it on that SSH device, on a copy of `data` or on `settings.remote_data` (toolkit.remote.commands).
     """
     settings = settings or ValidateSettings()
     gates = gates or Gates()
+    if settings.remote:
+        from toolkit.remote.commands import validate_on_device
+
+        return validate_on_device(artifacts, data, reference=reference, targets=targets, settings=settings,
+                                  gates=gates, say=progress)
+    if data is None:
+        raise RtkError("give the labeled images with --data FOLDER (class folders)")
     if settings.isa is not None and not running_under(settings.isa):
         return capped(settings.isa, validate)(artifacts, data, reference=reference, targets=targets,
                                               settings=settings, gates=gates, progress=progress,

@@ -9,18 +9,23 @@ import typer
 
 from toolkit import console as ui
 from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json
-from toolkit.cli.flags import build, default, int_list, opt
+from toolkit.cli.flags import FLAG_NAMES, build, default, int_list, opt
 from toolkit.errors import GateFailed
-from toolkit.settings import BenchSettings as B, Gates, ValidateSettings as V
+from toolkit.settings import (BenchSettings as B, Gates, PredictSettings as P, RemoteSettings as R,
+                              ValidateSettings as V)
+
+RemoteOpt = Annotated[Optional[str], opt(R, "remote")]
+RemoteRtkOpt = Annotated[Optional[str], opt(R, "remote_rtk")]
 
 
 @app.command()
 @command
-def doctor(json: JsonOpt = None) -> None:
-    """Versions, runtimes that import, CPU model and the ISA features that decide INT8 speed."""
+def doctor(remote: RemoteOpt = None, remote_rtk: RemoteRtkOpt = None, json: JsonOpt = None) -> None:
+    """Versions, runtimes that import, CPU model and the ISA features that decide INT8 speed (here, or on --remote)."""
     from toolkit.doctor import doctor as run
 
-    report = run()
+    with ui.progress("doctor") as progress:
+        report = run(build(R, remote=remote, remote_rtk=remote_rtk), say=progress)
     ui.show_doctor(report)
     emit_json(json, report)
 
@@ -29,7 +34,8 @@ def doctor(json: JsonOpt = None) -> None:
 @command
 def validate(
     artifacts: Annotated[list[Path], typer.Argument(help="One or more artifacts (.pt, .onnx, .xml, .engine).")],
-    data: Annotated[Path, typer.Option(help="Labeled ImageFolder (class folders), e.g. data/shapes/val.")],
+    data: Annotated[Optional[Path], typer.Option(help="Labeled ImageFolder (class folders), e.g. data/shapes/val "
+                                                     "(with --remote: copied there by content, once).")] = None,
     reference: Annotated[Optional[Path], typer.Option(help="The FP32 reference to compare against (.pt or .onnx).")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Gate: largest top-1 drop in points vs the reference.")] = None,
     min_agreement: Annotated[Optional[float], typer.Option(help="Gate: smallest top-1 agreement (%) with the reference.")] = None,
@@ -37,14 +43,17 @@ def validate(
     batch_size: Annotated[int, opt(V, "batch_size")] = default(V, "batch_size"),
     threads: ThreadsOpt = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
+    remote: RemoteOpt = None,
+    remote_rtk: RemoteRtkOpt = None,
+    remote_data: Annotated[Optional[str], opt(V, "remote_data")] = None,
     json: JsonOpt = None,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
     from toolkit.validate import validate as run
 
-    settings = build(V, batch_size=batch_size, threads=threads, isa=isa)
-    gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
-                  flags={"max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement"})
+    settings = build(V, batch_size=batch_size, threads=threads, isa=isa, remote=remote, remote_rtk=remote_rtk,
+                     remote_data=remote_data)
+    gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement, flags=FLAG_NAMES)
     targets = list(target or [])
     if len(targets) == 1 and len(artifacts) > 1:
         targets = targets * len(artifacts)
@@ -68,14 +77,15 @@ def bench(
     seconds: Annotated[Optional[float], opt(B, "seconds")] = default(B, "seconds"),
     threads: ThreadsOpt = None,
     hint: Annotated[str, opt(B, "hint")] = default(B, "hint"),
-    remote: Annotated[Optional[str], opt(B, "remote")] = default(B, "remote"),
+    remote: RemoteOpt = None,
+    remote_rtk: RemoteRtkOpt = None,
     json: JsonOpt = None,
 ) -> None:
     """Latency percentiles (p50/p90/p99) and throughput per batch size, on one runtime (here, or on --remote)."""
     from toolkit.bench import bench as run
 
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
-                     threads=threads, hint=hint, remote=remote, flags={"batches": "--batch"})
+                     threads=threads, hint=hint, remote=remote, remote_rtk=remote_rtk, flags=FLAG_NAMES)
     with ui.progress("benchmarking") as progress:
         result = run(artifact, target=target, settings=settings, progress=progress)
     ui.show_bench(result)
@@ -87,14 +97,18 @@ def bench(
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     model: Annotated[Path, typer.Option(help="Artifact to run (.pt, .onnx, .xml, .engine).")],
-    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    top: Annotated[int, opt(P, "top")] = default(P, "top"),
     target: TargetOpt = None,
+    remote: RemoteOpt = None,
+    remote_rtk: RemoteRtkOpt = None,
     json: JsonOpt = None,
 ) -> None:
-    """Classify images: the top-K class names with probabilities."""
+    """Classify images: the top-K class names with probabilities (here, or on --remote)."""
     from toolkit.predict import predict as run
 
-    results = run(images, model, top=top, target=target)
+    settings = build(P, top=top, remote=remote, remote_rtk=remote_rtk)
+    with ui.progress("predict") as progress:
+        results = run(images, model, target=target, settings=settings, say=progress)
     ui.show_predictions(results)
     emit_json(json, results)
 

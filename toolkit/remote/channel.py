@@ -91,6 +91,19 @@ def ssh_command(device: Device) -> list[str]:
 
 
 SCRIPT = files("toolkit.remote").joinpath("remote.sh").read_text()   # the device side: probe, upload, run
+_LIVE: set[subprocess.Popen] = set()    # the ssh processes of this process's device jobs, for `stop_all`
+STOPPING = threading.Event()            # set by stop_all: no new device call starts until it is cleared
+
+
+def stop_all() -> None:
+    """Ask every device job of this process to stop (Ctrl-C while jobs run in other threads): each channel's stdin
+    is closed, so the job on its device stops its rtk and cleans up; the threads then return as usual."""
+    STOPPING.set()
+    for proc in list(_LIVE):
+        try:
+            proc.stdin.close()
+        except (OSError, ValueError):
+            pass
 
 
 def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[bytes]], None] | None = None,
@@ -100,9 +113,12 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
 
     ssh runs in its own session so a Ctrl-C reaches only rtk, which then closes the channel's stdin: the job on
     the device stops its rtk, cleans up and exits, and only then does this return (or re-raise)."""
+    if STOPPING.is_set():
+        raise RemoteError(f"{device.name}: stopped (interrupted) before {task}", UNREACHABLE)
     remote = shlex.join(["sh", "-c", SCRIPT, "rtk-remote", task, device.cache, device.rtk, *args])
     proc = subprocess.Popen([*ssh_command(device), remote], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
+    _LIVE.add(proc)
     lines: list[str] = []
     out = bytearray()
     receiving = threading.Event()
@@ -128,7 +144,7 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
                 if proc.poll() is None:
                     feed(proc.stdin)
                 proc.stdin.close()
-            except BrokenPipeError:     # the device stopped reading: its stderr says why
+            except (BrokenPipeError, ValueError):    # the device stopped reading (its stderr says why), or stop_all
                 pass
         for t in readers:
             t.join()
@@ -137,6 +153,7 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
         _stop(proc)
         raise
     finally:
+        _LIVE.discard(proc)
         if not proc.stdin.closed:
             try:
                 proc.stdin.close()
