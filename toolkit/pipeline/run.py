@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class Run:
     results: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()       # stages of different devices finish in parallel threads
         state = self.root / STATE
         self.state: dict[str, Any] = json.loads(state.read_text()) if state.is_file() else {}
 
@@ -84,11 +86,12 @@ class Run:
         seconds = time.perf_counter() - started
         result_json = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
         hashes = _hash_inputs(outputs)
-        self.state[name] = {"key": key, "outputs": hashes, "result": result_json, "seconds": seconds}
-        (self.root / ".rtk").mkdir(exist_ok=True)
-        write_json(self.root / STATE, self.state)
-        self.records.append(StageRecord(name=name, seconds=seconds, skipped=False, outputs=hashes))
-        self.results[name] = result_json
+        with self._lock:
+            self.state[name] = {"key": key, "outputs": hashes, "result": result_json, "seconds": seconds}
+            (self.root / ".rtk").mkdir(exist_ok=True)
+            write_json(self.root / STATE, self.state)
+            self.records.append(StageRecord(name=name, seconds=seconds, skipped=False, outputs=hashes))
+            self.results[name] = result_json
         self.say(f"{name}: done in {seconds:.1f} s")
         return result_json
 
@@ -125,6 +128,20 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     return report
 
 
+def device_facts(results: dict[str, Any]) -> dict[str, dict]:
+    """{device name: its device block (its own rtk doctor: host, CPU, ISA, OS, runtimes, rtk)} from the results of
+    the stages that ran on devices (bench@NAME, validate@NAME)."""
+    found: dict[str, dict] = {}
+    for name, result in sorted(results.items()):
+        device = name.partition("@")[2]
+        if device and device not in found and result:
+            first = result.get("device") or next((runs[0].get("device") for runs in result.values()
+                                                  if isinstance(runs, list) and runs), None)
+            if first:
+                found[device] = first
+    return found
+
+
 def write_manifest(ctx: Run, started: str) -> Path:
     """sha256 of every input and output, versions, machine, recipe, seeds and stage times."""
     from toolkit.doctor import doctor
@@ -143,6 +160,7 @@ def write_manifest(ctx: Run, started: str) -> Path:
         "inputs": {k: v for k, v in _hash_inputs(ctx.inputs()).items()},
         "outputs": {str(p.relative_to(ctx.root)): sha256_file(p) for p in files},
         "stages": [r.model_dump() for r in ctx.records],
+        "devices": device_facts(ctx.results),
     }
     path = ctx.root / "manifest.json"
     write_json(path, manifest)
