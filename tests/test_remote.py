@@ -392,7 +392,9 @@ def test_a_recipe_benches_every_artifact_on_the_device(ssh_device, tmp_path, mon
     assert result.exit_code == 0, result.stderr[-1500:]
     rows = json.loads((out / "report.json").read_text())["rows"]
     timed = [r for r in rows if r["latency_ms"]]
-    assert timed and all(r["device"].startswith(f"{ssh_device.alias} ({socket.gethostname()}, ") for r in timed)
-    assert f"Latency measured on {ssh_device.alias} (" in (out / "report.md").read_text()
+    assert timed and all(r["device"] == ssh_device.alias for r in timed)
+    assert all(r["machine"].startswith(f"{socket.gethostname()}, ") for r in timed)
+    assert f"Latency measured on {ssh_device.alias} ({socket.gethostname()}, " in (out / "report.md").read_text()
     state = json.loads((out / ".rtk" / "state.json").read_text())
-    assert all(run["device"]["name"] == ssh_device.alias for runs in state["bench"]["result"].values() for run in runs)
+    runs = state[f"bench@{ssh_device.alias}"]["result"].values()
+    assert all(run["device"]["name"] == ssh_device.alias for repeats in runs for run in repeats)

@@ -1,0 +1,184 @@
+"""validate, predict and doctor on a device, and recipes with a devices: block, against the rig's real SSH server
+and torch-free device venv (tests/rig.py): remote results equal local ones, folders are copied once by content,
+two devices give a row each, and the faults of the new commands are one line with their exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from toolkit.remote import folder_upload
+
+QUICK = ["--runs", "3", "--warmup", "1"]
+
+
+@pytest.fixture()
+def on_rig(ssh_device, monkeypatch):
+    """The rig's ssh config for every ssh call, as a user's ~/.ssh/config would be."""
+    monkeypatch.setenv("RTK_SSH_CONFIG", str(ssh_device.config))
+    return ssh_device
+
+
+def _said(result) -> list[str]:
+    return [ln for ln in result.stderr.splitlines() if ": copying " in ln]
+
+
+def test_validate_on_the_device_equals_local_and_copies_its_data_once(on_rig, cli, random_qdq, random_onnx,
+                                                                     tiny_data, tmp_path):
+    """`rtk validate --remote`: top-1, agreement and per-class top-1 equal a local run; the data folder lands in the
+    device's cache under its tree hash, a second call copies nothing, and --remote-data on that copy agrees."""
+    from toolkit.validate import validate
+
+    val = tiny_data / "val"
+    out = tmp_path / "v.json"
+    first = cli("validate", random_qdq, "--data", val, "--reference", random_onnx, "--remote", on_rig.alias,
+                "--json", out)
+    assert first.exit_code == 0, first.stderr
+    assert any("copying val" in ln for ln in _said(first)), first.stderr
+    got = json.loads(out.read_text())
+    local = validate([random_qdq], val, reference=random_onnx, measure_latency=False)
+    assert got["device"]["name"] == on_rig.alias and got["data"] == str(val)
+    assert got["artifacts"][0]["artifact"] == str(random_qdq)
+    for key in ("top1", "top5", "agreement", "per_class_top1"):
+        assert got["artifacts"][0][key] == getattr(local.artifacts[0], key), key
+    copy = on_rig.home / ".cache" / "rtk" / "data" / folder_upload(val).key
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(val) for p in val.rglob("*") if p.is_file())
+    again = cli("validate", random_qdq, "--data", val, "--reference", random_onnx, "--remote", on_rig.alias)
+    assert again.exit_code == 0 and _said(again) == [], again.stderr
+    there = cli("validate", random_qdq, "--remote-data", str(copy), "--reference", random_onnx, "--remote",
+                on_rig.alias, "--remote-rtk", str(on_rig.rtk), "--json", out)
+    assert there.exit_code == 0, there.stderr
+    assert json.loads(out.read_text())["artifacts"][0]["top1"] == local.artifacts[0].top1
+
+
+def test_a_changed_folder_is_copied_again_under_its_new_key(on_rig, cli, random_onnx, tiny_data, tmp_path):
+    """A stale copy is never used: one changed image gives the folder a new tree hash, and that one is copied."""
+    val = tmp_path / "val"
+    shutil.copytree(tiny_data / "val", val)
+    before = folder_upload(val).key
+    image = next((val / "circle").iterdir())
+    shutil.copy(next((val / "square").iterdir()), image)
+    after = folder_upload(val).key
+    assert after != before
+    done = cli("validate", random_onnx, "--data", val, "--remote", on_rig.alias)
+    assert done.exit_code == 0 and any("copying val" in ln for ln in _said(done)), done.stderr
+    copied = on_rig.home / ".cache" / "rtk" / "data" / after / image.relative_to(val)
+    assert copied.read_bytes() == image.read_bytes()
+
+
+def test_predict_and_doctor_on_the_device(on_rig, cli, random_ir, tiny_data, tmp_path):
+    """`rtk predict --remote` gives the local labels and probabilities with the device block on every prediction;
+    `rtk doctor --remote` is the device's own doctor."""
+    from toolkit.predict import predict
+
+    images = sorted((tiny_data / "val" / "circle").iterdir())[:2] + sorted((tiny_data / "val" / "square").iterdir())[:1]
+    out = tmp_path / "p.json"
+    done = cli("predict", *images, "--model", random_ir, "--top", "2", "--remote", on_rig.alias, "--json", out)
+    assert done.exit_code == 0, done.stderr
+    got = json.loads(out.read_text())
+    local = predict(images, random_ir)
+    assert [p["image"] for p in got] == [str(i) for i in images]
+    assert [[g["label"] for g in p["top"]] for p in got] == [[g.label for g in p.top[:2]] for p in local]
+    assert all(p["device"]["name"] == on_rig.alias for p in got)
+    assert abs(got[0]["top"][0]["probability"] - local[0].top[0].probability) < 1e-5
+    assert f"on {on_rig.alias} ({socket.gethostname()}" in " ".join(done.stdout.split())
+    doctor = cli("doctor", "--remote", on_rig.alias, "--json", out)
+    assert doctor.exit_code == 0, doctor.stderr
+    facts = json.loads(out.read_text())
+    assert facts["device"]["name"] == on_rig.alias and facts["packages"]["torch"] is None
+    assert facts["runtimes"]["openvino"] is True
+
+
+def test_remote_bench_latency_is_local_latency_by_compares_verdict(on_rig, random_onnx):
+    """The same artifact timed here and on the loopback device (the same CPU): compare's own verdict, from three
+    interleaved repeats each, finds no change beyond the noise."""
+    from toolkit.bench import bench
+    from toolkit.compare import latency_verdict
+    from toolkit.settings import BenchSettings
+
+    here, there = [], []
+    settings = BenchSettings(runs=20, warmup=3, threads=1)
+    for _ in range(3):
+        here.append(bench(random_onnx, settings=settings).results[0].latency_ms.p50)
+        there.append(bench(random_onnx, settings=settings.model_copy(update={"remote": on_rig.alias}))
+                     .results[0].latency_ms.p50)
+    ratio, interval, verdict = latency_verdict(here, there, 0.2)
+    assert verdict == "no change", (here, there, ratio, interval)
+
+
+@pytest.mark.parametrize("case", ["unreachable", "rtk-missing", "remote-data-missing", "data-and-remote-data"])
+def test_faults_of_the_new_commands(on_rig, cli, random_onnx, tiny_data, case):
+    """One line on stderr and the documented exit code: 4 unreachable, 2 for what the user fixes."""
+    val = str(tiny_data / "val")
+    argv, code, words = {
+        "unreachable": (["doctor", "--remote", "device-down"], 4, "unreachable"),
+        "rtk-missing": (["predict", str(next((tiny_data / "val" / "circle").iterdir())), "--model", random_onnx,
+                         "--remote", on_rig.alias, "--remote-rtk", "/opt/nowhere/rtk"], 2,
+                        "pip install 'rtk[openvino]>=0.2.0'"),
+        "remote-data-missing": (["validate", random_onnx, "--remote", on_rig.alias, "--remote-data", "no/such/dir"],
+                                2, "no/such/dir not found"),
+        "data-and-remote-data": (["validate", random_onnx, "--remote", on_rig.alias, "--data", val,
+                                  "--remote-data", val], 2, "one of them"),
+    }[case]
+    done = cli(*argv)
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert done.exit_code == code and len(errors) == 1 and words in errors[0], done.stderr
+
+
+def test_no_shell_injection_through_a_copied_data_folder(on_rig, cli, random_onnx, tiny_data, tmp_path):
+    """Class folders and image names carrying `$(...)`, backquotes, `;`, a newline and a backslash are copied and
+    checked as plain names; nothing is executed, and the device reads the same images."""
+    token = uuid.uuid4().hex[:8]
+    val = tmp_path / "val"
+    for i, cls in enumerate(sorted(p.name for p in (tiny_data / "val").iterdir())):
+        shutil.copytree(tiny_data / "val" / cls, val / cls)
+    odd = val / "circle" / f"$(touch pwned-{token}) `touch pwned-{token}`; x\\y\nz.png"
+    shutil.copy(next((val / "circle").iterdir()), odd)
+    done = cli("validate", random_onnx, "--data", val, "--remote", on_rig.alias, "--json", tmp_path / "v.json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads((tmp_path / "v.json").read_text())["images"] == sum(1 for p in val.rglob("*") if p.is_file())
+    folders = [tmp_path, on_rig.home, Path.cwd(), Path(os.path.expanduser("~"))]
+    assert not [p for folder in folders for p in folder.glob(f"pwned-{token}*")]
+
+
+def test_a_recipe_with_two_devices(on_rig, cli, tmp_path):
+    """devices: two entries on the loopback device, with different remote rtk paths (the venv's rtk and a second
+    path to it): a report row per device and artifact, device-named gates (one failing on purpose, exit 1),
+    validate.on_devices, each device's doctor facts in the manifest; rtk compare matches rows by device."""
+    from tiny_recipe import TINY
+
+    second = tmp_path / "bin" / "rtk"
+    second.parent.mkdir()
+    second.symlink_to(on_rig.rtk)
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(TINY.replace("  max_p99_ms: {onnxruntime: 100000}\n",
+                                   "  max_p99_ms: {onnxruntime: 100000, b/onnxruntime: 0.001}\n")
+                      .replace("  repeats: 2\n", "  repeats: 1\n")
+                      + f"devices:\n  a: {on_rig.alias}\n  b: {{dest: {on_rig.alias}, rtk: {second}}}\n"
+                      + "validate:\n  on_devices: true\n")
+    out = tmp_path / "run"
+    result = cli("run", recipe, "-o", out)
+    assert result.exit_code == 1, result.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    timed = {(r["device"], r["name"]) for r in report["rows"] if r["latency_ms"]}
+    assert timed == {("a", "fp32"), ("b", "fp32")}
+    device_rows = [r for r in report["rows"] if r["device"]]
+    assert all(r["accuracy_on"] == r["device"] and r["top1"] is not None for r in device_rows)
+    p99 = {(g["device"], g["passed"]) for g in report["gates"] if g["name"] == "max_p99_ms"}
+    assert p99 == {("a", True), ("b", True), ("b", False)}
+    assert "gate max_p99_ms FAILED for fp32 on b" in result.stderr
+    md = (out / "report.md").read_text()
+    assert "| a | fp32 | onnxruntime |" in md and "| b | fp32 | onnxruntime |" in md
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["devices"]) == {"a", "b"} and manifest["devices"]["b"]["hostname"] == socket.gethostname()
+    compared = cli("compare", out / "report.json", out / "report.json", "--json", tmp_path / "c.json")
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert compared.exit_code == 0 and {(r["device"], r["name"]) for r in rows} >= {("a", "fp32"), ("b", "fp32")}
