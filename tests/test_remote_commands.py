@@ -114,7 +114,8 @@ def test_remote_bench_latency_is_local_latency_by_compares_verdict(on_rig, rando
     assert verdict == "no change", (here, there, ratio, interval)
 
 
-@pytest.mark.parametrize("case", ["unreachable", "rtk-missing", "remote-data-missing", "data-and-remote-data"])
+@pytest.mark.parametrize("case", ["unreachable", "rtk-missing", "not-rtk", "failing-rtk", "remote-data-missing",
+                                  "data-and-remote-data"])
 def test_faults_of_the_new_commands(on_rig, cli, random_onnx, tiny_data, case):
     """One line on stderr and the documented exit code: 4 unreachable, 2 for what the user fixes."""
     val = str(tiny_data / "val")
@@ -123,6 +124,8 @@ def test_faults_of_the_new_commands(on_rig, cli, random_onnx, tiny_data, case):
         "rtk-missing": (["predict", str(next((tiny_data / "val" / "circle").iterdir())), "--model", random_onnx,
                          "--remote", on_rig.alias, "--remote-rtk", "/opt/nowhere/rtk"], 2,
                         "pip install 'rtk[openvino]>=0.2.0'"),
+        "not-rtk": (["doctor", "--remote", on_rig.alias, "--remote-rtk", "/bin/echo"], 2, "no readable JSON"),
+        "failing-rtk": (["doctor", "--remote", on_rig.alias, "--remote-rtk", "/bin/false"], 2, "doctor` failed there"),
         "remote-data-missing": (["validate", random_onnx, "--remote", on_rig.alias, "--remote-data", "no/such/dir"],
                                 2, "no/such/dir not found"),
         "data-and-remote-data": (["validate", random_onnx, "--remote", on_rig.alias, "--data", val,
@@ -182,3 +185,29 @@ def test_a_recipe_with_two_devices(on_rig, cli, tmp_path):
     compared = cli("compare", out / "report.json", out / "report.json", "--json", tmp_path / "c.json")
     rows = json.loads((tmp_path / "c.json").read_text())["rows"]
     assert compared.exit_code == 0 and {(r["device"], r["name"]) for r in rows} >= {("a", "fp32"), ("b", "fp32")}
+
+
+def test_a_damaged_cached_copy_is_refused_and_dead_jobs_leave_nothing(on_rig, random_onnx, tmp_path):
+    """A cached artifact changed on the device is caught (the device hashes the file it timed): one line, exit 2;
+    temporary folders of a job that died without cleaning up (power loss) go with the next job."""
+    from toolkit.bench import bench
+    from toolkit.remote import RemoteError, upload_of
+    from toolkit.settings import BenchSettings
+
+    settings = BenchSettings(runs=2, warmup=0, remote=on_rig.alias)
+    bench(random_onnx, settings=settings)
+    cache = on_rig.home / ".cache" / "rtk"
+    copy = cache / upload_of(random_onnx).folder / random_onnx.name
+    with open(copy, "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    with pytest.raises(RemoteError) as err:
+        bench(random_onnx, settings=settings)
+    assert err.value.exit_code == 2 and "cached copy of random.onnx differs" in str(err.value)
+    copy.unlink()
+    (cache / "artifacts" / ".upload.dead").mkdir()
+    (cache / ".run.dead").mkdir()
+    assert bench(random_onnx, settings=settings).sha256 == upload_of(random_onnx).key
+    assert not (cache / "artifacts" / ".upload.dead").exists() and not (cache / ".run.dead").exists()

@@ -76,20 +76,6 @@ def companions(path: Path) -> list[Path]:
     return []
 
 
-def upload_of(path: Path) -> Upload:
-    """An artifact file and its companions."""
-    if path.is_dir():
-        raise RemoteError(f"{path}: a folder; remote runs copy artifact files only")
-    files = [*companions(path), path]
-    for f in files:
-        if not f.is_file():
-            raise RemoteError(f"{f}: file not found" + ("" if f == path else f" (it belongs with {path.name})"))
-    sums = [(f, f.name, sha256_file(f)) for f in files]
-    key = sums[0][2] if len(sums) == 1 else hashlib.sha256(
-        "".join(f"{s}  {n}\n" for _, n, s in sorted(sums, key=lambda fs: fs[1])).encode()).hexdigest()
-    return Upload(key=key, files=tuple(sums))
-
-
 _DIGESTS: dict[tuple, str] = {}     # (path, size, mtime, inode) -> sha256: a folder is read once per process
 
 
@@ -101,13 +87,31 @@ def _digest(path: Path) -> str:
     return _DIGESTS[known]
 
 
+def upload_of(path: Path) -> Upload:
+    """An artifact file and its companions."""
+    if path.is_dir():
+        raise RemoteError(f"{path}: a folder; remote runs copy artifact files only")
+    files = [*companions(path), path]
+    for f in files:
+        if not f.is_file():
+            raise RemoteError(f"{f}: file not found" + ("" if f == path else f" (it belongs with {path.name})"))
+    sums = [(f, f.name, _digest(f)) for f in files]
+    key = sums[0][2] if len(sums) == 1 else hashlib.sha256(
+        "".join(f"{s}  {n}\n" for _, n, s in sorted(sums, key=lambda fs: fs[1])).encode()).hexdigest()
+    return Upload(key=key, files=tuple(sums))
+
+
 def folder_upload(path: Path) -> Upload:
     """A whole folder (its regular files, symlinks followed), keyed by its tree hash."""
     if not path.is_dir():
         raise RemoteError(f"{path}: folder not found; give a folder of class folders on this host, or "
                           "--remote-data PATH for one already on the device")
-    names = sorted(p for p in path.rglob("*") if p.is_file())
-    sums = tuple((p, p.relative_to(path).as_posix(), _digest(p)) for p in names)
+    try:
+        names = sorted(p for p in path.rglob("*") if p.is_file())
+        sums = tuple((p, p.relative_to(path).as_posix(), _digest(p)) for p in names)
+    except OSError as exc:
+        raise RemoteError(f"{exc.filename or path}: cannot read it ({exc.strerror or exc}); fix its permissions or "
+                          "leave it out of the folder") from None
     key = hashlib.sha256("".join(f"{n}\0{s}\n" for _, n, s in sums).encode()).hexdigest()
     return Upload(key=key, files=sums, tree=True)
 

@@ -34,9 +34,17 @@ def bench_on_device(path: Path, *, target: str | None, settings: BenchSettings, 
     """`rtk bench` on the device; a BenchResult with the device block."""
     from toolkit.bench import BenchResult
 
-    done = remote_run(device or device_of(settings),
-                      ["bench", Path(path), *(["--target", target] if target else []), *flags_of(settings)], say=say)
-    return BenchResult.model_validate(done.as_json())
+    from toolkit.remote.cache import upload_of
+
+    device = device or device_of(settings)
+    done = remote_run(device, ["bench", Path(path), *(["--target", target] if target else []), *flags_of(settings)],
+                      say=say)
+    result = BenchResult.model_validate(done.as_json())
+    upload = upload_of(Path(path))
+    if result.sha256 != upload.files[-1][2]:     # the device hashed the file it timed
+        raise RemoteError(f"{device.name}: its cached copy of {Path(path).name} differs from this file (changed on "
+                          f"the device); remove {device.cache}/{upload.folder} there and retry")
+    return result
 
 
 def validate_on_device(artifacts: Sequence[str | Path], data: str | Path | None, *, reference: str | Path | None,

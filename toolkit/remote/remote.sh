@@ -43,7 +43,7 @@ probe() {
   "$rtk" doctor --json "$tmp/doctor.json" >/dev/null || exit $?
   for f in "$@"; do if [ -e "$cache/$f" ]; then printf 1; else printf 0; fi; done
   echo
-  cat "$tmp/doctor.json"
+  [ ! -f "$tmp/doctor.json" ] || cat "$tmp/doctor.json"    # none: not rtk (the host says what to install)
 }
 
 # ARGS: FOLDER (under CACHE), BYTES (their total size), MODE, then for MODE files SHA256 NAME pairs. stdin: a tar,
@@ -55,6 +55,7 @@ upload() {
   dir=$1; bytes=$2; mode=$3; shift 3
   watch
   lock
+  rm -rf "$cache"/artifacts/.upload.* "$cache"/.run.*    # under the lock: left by a job that died (power loss)
   free=$(free_kb)
   [ "$free" -ge "$((bytes / 1024 + 1024))" ] || fail "no space: $((bytes >> 20)) MB to copy, $((free >> 10)) MB free"
   tmp=$(mktemp -d "$cache/artifacts/.upload.XXXXXX") || exit 1
@@ -93,6 +94,7 @@ run() {
   shift "$n"
   cd "$cache" || exit 1
   lock
+  rm -rf "$cache"/artifacts/.upload.* "$cache"/.run.*    # under the lock: left by a job that died (power loss)
   tmp=$(mktemp -d "$cache/.run.XXXXXX") || exit 1
   echo "rtk-remote: started" >&2
   "$rtk" "$@" --json "$tmp/result.json" </dev/null 3<&- >&2 & job=$!

@@ -99,6 +99,10 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
     say(f"asking {device.name} what it has")
     code, out, lines = _call(device, "probe", [u.remote for u in uploads.values()])
     fault = _fault(device, code, lines, "asking the device")
+    if fault and code in (1, 2, 3):     # its rtk exists but `rtk doctor` fails: not a gate, not a lost device
+        said = str(fault).removeprefix(f"{device.name}: ")
+        raise RemoteError(f"{device.name}: `{device.rtk} doctor` failed there ({said}); install rtk there: "
+                          f"{DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)} (or give the path of its rtk)")
     if fault:
         raise fault
     flags, _, doctor_json = out.decode(errors="replace").partition("\n")
