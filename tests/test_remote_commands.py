@@ -211,3 +211,27 @@ def test_a_damaged_cached_copy_is_refused_and_dead_jobs_leave_nothing(on_rig, ra
     (cache / ".run.dead").mkdir()
     assert bench(random_onnx, settings=settings).sha256 == upload_of(random_onnx).key
     assert not (cache / "artifacts" / ".upload.dead").exists() and not (cache / ".run.dead").exists()
+
+
+def test_devices_run_in_parallel_and_one_device_runs_one_job_at_a_time():
+    """on_devices: jobs on two devices are inside their jobs at the same time (a barrier both must reach); two jobs
+    on one device never overlap (the second starts after the first ended)."""
+    import threading
+    import time
+
+    from toolkit.remote.devices import on_devices
+
+    both = threading.Barrier(2, timeout=30)
+    assert on_devices({"a": ("host-a", lambda: both.wait() >= 0), "b": ("host-b", lambda: both.wait() >= 0)}) == {
+        "a": True, "b": True}
+    spans: dict[str, tuple[float, float]] = {}
+
+    def job(name: str) -> str:
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans[name] = (start, time.monotonic())
+        return name
+
+    assert on_devices({"x": ("host-c", lambda: job("x")), "y": ("host-c", lambda: job("y"))}) == {"x": "x", "y": "y"}
+    (a0, a1), (b0, b1) = sorted(spans.values())
+    assert b0 >= a1

@@ -250,7 +250,7 @@ def _validate_on_devices(ctx, arts: list[Artifact], val: Path | None) -> dict[st
         return ctx.stage(f"validate@{name}", config, inputs, [], lambda: validate_on_device(
             [a.path for a in rows] or [fp32.path], None if spec.data else val, reference=fp32.path,
             targets=[a.target for a in rows] or [fp32.target], settings=settings, gates=Gates(), device=device,
-            say=ctx.say))
+            say=lambda m: ctx.say(f"{name}: {m}")))
 
     found = on_devices({n: (d.dest, lambda n=n, d=d: job(n, d)) for n, d in devices_of(r).items()})
     return {n: v for n, v in found.items() if v is not None}
@@ -275,7 +275,8 @@ def _bench(ctx, arts: list[Artifact]) -> dict[str, dict[str, list[dict]]]:
             for repeat in range(b.repeats):
                 for a in timed:
                     ctx.say(f"bench: {a.name} on {a.target}{where}, repeat {repeat + 1}/{b.repeats}")
-                    done = (bench_on_device(a.path, target=a.target, settings=settings, device=device) if device
+                    done = (bench_on_device(a.path, target=a.target, settings=settings, device=device,
+                                            say=lambda m: ctx.say(f"{device.name}: {m}")) if device
                             else bench(a.path, target=a.target, settings=settings))
                     out[a.name].append(done.model_dump(mode="json"))
             return out
