@@ -235,3 +235,29 @@ def test_devices_run_in_parallel_and_one_device_runs_one_job_at_a_time():
     assert on_devices({"x": ("host-c", lambda: job("x")), "y": ("host-c", lambda: job("y"))}) == {"x": "x", "y": "y"}
     (a0, a1), (b0, b1) = sorted(spans.values())
     assert b0 >= a1
+
+
+def test_a_folder_too_big_for_the_device_disk(ssh_device, tmp_path):
+    """A --data folder larger than the device cache's free space (a 16 MB tmpfs): one line, exit 2, no partial
+    copy and no temporary folder left there."""
+    import subprocess
+
+    from toolkit.remote import Device, Folder, RemoteError, remote_run
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root or CAP_SYS_ADMIN")
+    try:
+        big = tmp_path / "big" / "class-a"
+        big.mkdir(parents=True)
+        (big / "blob.png").write_bytes(os.urandom(20 << 20))
+        device = Device(dest=ssh_device.alias, rtk=str(ssh_device.rtk), ssh_config=ssh_device.config, cache=str(mount))
+        with pytest.raises(RemoteError) as err:
+            remote_run(device, ["validate", "x.onnx", "--data", Folder(big.parent)])
+        assert err.value.exit_code == 2 and "disk is full" in str(err.value)
+        assert list((mount / "data").iterdir()) == [] and [p.name for p in (mount / "artifacts").iterdir()] == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
