@@ -217,8 +217,9 @@ def plots(report: Report, folder: Path) -> list[str]:
     timed = [r for r in report.rows if r.latency_ms]
     if timed:
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.bar([r.name for r in timed], [r.latency_ms.p50 for r in timed], color="#4c72b0", label="p50")
-        ax.scatter([r.name for r in timed], [r.latency_ms.p99 for r in timed], color="#c44e52", zorder=3, label="p99")
+        names = [f"{r.device}/{r.name}" if r.device else r.name for r in timed]
+        ax.bar(names, [r.latency_ms.p50 for r in timed], color="#4c72b0", label="p50")
+        ax.scatter(names, [r.latency_ms.p99 for r in timed], color="#c44e52", zorder=3, label="p99")
         for i, r in enumerate(timed):
             ax.scatter([i] * len(r.p50_repeats), r.p50_repeats, color="black", s=8, zorder=4)
         ax.set(ylabel=f"ms (batch {timed[0].batch})", title="latency per artifact (dots: p50 of each repeat)")
@@ -232,7 +233,8 @@ def plots(report: Report, folder: Path) -> list[str]:
         for r in both:
             style = {"marker": "*", "s": 160} if r.role == "fp32" else {"marker": "o", "s": 50}
             ax.scatter(r.latency_ms.p50, r.top1, **style)
-            ax.annotate(r.name, (r.latency_ms.p50, r.top1), textcoords="offset points", xytext=(5, 5))
+            ax.annotate(f"{r.device}/{r.name}" if r.device else r.name, (r.latency_ms.p50, r.top1),
+                        textcoords="offset points", xytext=(5, 5))
         ax.set(xlabel="p50 latency, ms", ylabel="top-1 %", title="accuracy vs latency (★ FP32 reference)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
