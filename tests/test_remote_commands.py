@@ -261,3 +261,59 @@ def test_a_folder_too_big_for_the_device_disk(ssh_device, tmp_path):
         assert list((mount / "data").iterdir()) == [] and [p.name for p in (mount / "artifacts").iterdir()] == []
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+PARALLEL_DRIVER = r"""
+import sys
+from pathlib import Path
+from toolkit.remote import Device
+from toolkit.remote.commands import bench_on_device
+from toolkit.remote.devices import on_devices
+from toolkit.settings import BenchSettings
+
+model, caches, dests = Path(sys.argv[1]), sys.argv[2:4], sys.argv[4:6]
+settings = BenchSettings(seconds=120, warmup=1)
+
+
+def job(i):
+    device = Device(dest=dests[i], cache=caches[i], label=f"d{i}")
+    return bench_on_device(model, target=None, settings=settings, device=device,
+                           say=lambda message: print(f"d{i}: {message}", flush=True))
+
+
+on_devices({f"d{i}": (dests[i], lambda i=i: job(i)) for i in range(2)})
+"""
+
+
+def test_ctrl_c_stops_every_device_of_a_parallel_run(ssh_device, random_onnx, tmp_path):
+    """Two devices timing in parallel (two destinations, two caches), then SIGINT to the host: it returns only once
+    both device jobs stopped and cleaned up (no process, no temporary folder, both locks free)."""
+    import getpass
+    import signal
+    import subprocess
+    import sys
+
+    from test_remote import _device_jobs, _leftovers, _lock_is_free
+    from toolkit.remote import Device, remote_run
+
+    root = Path(__file__).resolve().parents[1]
+    caches = [tmp_path / "cache0", tmp_path / "cache1"]
+    dests = [ssh_device.alias, f"ssh://{getpass.getuser()}@127.0.0.1:{ssh_device.port}"]
+    for dest, cache in zip(dests, caches):       # copied beforehand, so both reach "started" quickly
+        remote_run(Device(dest=dest, cache=str(cache), ssh_config=ssh_device.config),
+                   ["bench", random_onnx, *QUICK])
+    env = {**os.environ, "PYTHONPATH": str(root), "RTK_SSH_CONFIG": str(ssh_device.config)}
+    host = subprocess.Popen([sys.executable, "-c", PARALLEL_DRIVER, str(random_onnx), *map(str, caches), *dests],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started: set[str] = set()
+    for line in host.stdout:
+        if line.rstrip().endswith(": started"):
+            started.add(line.split(":")[0])
+            if len(started) == 2:
+                break
+    assert started == {"d0", "d1"}
+    host.send_signal(signal.SIGINT)
+    _, err = host.communicate(timeout=90)
+    assert host.returncode != 0 and "KeyboardInterrupt" in err, err[-1500:]
+    for cache in caches:
+        assert _device_jobs(cache) == [] and _leftovers(cache) == [] and _lock_is_free(cache)
