@@ -9,9 +9,11 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel
+
+from toolkit.settings import RemoteSettings
 
 ISA_FLAGS = {  # feature -> /proc/cpuinfo flag
     "avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
@@ -104,8 +106,8 @@ def os_name() -> str:
     return f"{platform.system()} {platform.release()}".strip()
 
 
-def doctor(settings=None, *, say=None) -> DoctorReport:
-    """This machine's report, or with `settings.remote` (settings.RemoteSettings) the SSH device's."""
+def doctor(settings: RemoteSettings | None = None, *, say: Callable[[str], None] | None = None) -> DoctorReport:
+    """This machine's report, or with `settings.remote` the SSH device's (toolkit.remote.commands)."""
     from toolkit.backends import BACKENDS, available
     from toolkit.isa import record as isa_record
 
