@@ -91,7 +91,8 @@ def compare(a: Path, b: Path, *, tolerance: float = 0.2, max_drop: float = 0.5) 
         t_a, t_b = old.get("top1"), r.get("top1")
         change = None if t_a is None or t_b is None else t_b - t_a
         accuracy = "not measured" if change is None else ("lower" if change < -max_drop else "no change")
-        changes.append(RowChange(device=r.get("device"), name=r["name"], target=r["target"], p50_a=(old.get("latency_ms") or {}).get("p50"),
+        changes.append(RowChange(device=r.get("device"), name=r["name"], target=r["target"],
+                                 p50_a=(old.get("latency_ms") or {}).get("p50"),
                                  p50_b=(r.get("latency_ms") or {}).get("p50"), ratio=ratio, interval=interval,
                                  latency=latency, top1_a=t_a, top1_b=t_b, top1_change_pt=change, accuracy=accuracy))
     if not changes:

@@ -161,8 +161,7 @@ def show_export(result) -> None:
 
 def show_validation(report) -> None:
     table = _table(f"validation on {report.data} ({report.images} images){escape(_on(report.device))}", "artifact",
-                   "target", "precision",
-                   "top-1 %", "top-5 %", "drop pt", "agree %", "cosine", "p50 ms")
+                   "target", "precision", "top-1 %", "top-5 %", "drop pt", "agree %", "cosine", "p50 ms")
     rows = ([report.reference] if report.reference else []) + list(report.artifacts)
     for i, s in enumerate(rows):
         name = s.artifact + (" (reference)" if report.reference and i == 0 else "")
@@ -183,8 +182,8 @@ def show_validation(report) -> None:
 
 def show_bench(result) -> None:
     table = _table(f"{result.artifact} on {result.target} ({result.precision}, {result.input_size}px)"
-                   f"{escape(_on(result.device))}", "batch",
-                   "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "images/s")
+                   f"{escape(_on(result.device))}", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms",
+                   "images/s")
     for p in result.results:
         lat = p.latency_ms
         table.add_row(str(p.batch), _f(lat.p50), _f(lat.p90), _f(lat.p99), _f(lat.mean), _f(lat.std),
@@ -284,7 +283,8 @@ def show_report(report) -> None:
                    "drop pt", "agree %", "p50 ms", "p99 ms", "speed-up")
     for r in report.rows:
         lat = r.latency_ms
-        table.add_row(escape(r.device or "here"), r.name, r.target, r.precision, _f(r.size_mb, ".1f"), _f(r.top1), _f(r.drop_pt), _f(r.agreement),
+        table.add_row(escape(r.device or "here"), r.name, r.target, r.precision, _f(r.size_mb, ".1f"), _f(r.top1),
+                      _f(r.drop_pt), _f(r.agreement),
                       _f(lat.p50 if lat else None), _f(lat.p99 if lat else None), _f(r.speedup, ".2f"))
     out.print(table)
     out.print(f"[bold]{h.artifact}[/] vs FP32: accuracy drop {_f(h.accuracy_drop_pt)} pt · "

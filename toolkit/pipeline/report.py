@@ -176,7 +176,8 @@ def markdown(report: Report) -> str:
     for r in report.rows:
         lat = r.latency_ms
         ci = f" ({r.p50_ci95[0]:.2f}–{r.p50_ci95[1]:.2f})" if r.p50_ci95 else ""
-        lines.append(f"| {r.device or 'here'} | {r.name} | {r.target} | {r.precision} | {r.size_mb:.1f} | {_fmt(r.top1)} | {_fmt(r.drop_pt)} | "
+        lines.append(f"| {r.device or 'here'} | {r.name} | {r.target} | {r.precision} | {r.size_mb:.1f} | "
+                     f"{_fmt(r.top1)} | {_fmt(r.drop_pt)} | "
                      f"{_fmt(r.agreement)} | {_fmt(lat.p50 if lat else None)}{ci} | {_fmt(lat.p99 if lat else None)} | "
                      f"{_fmt(r.speedup, '.2f', 'x')} |")
     if report.validation_images:
