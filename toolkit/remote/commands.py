@@ -15,6 +15,7 @@ from toolkit.remote.run import remote_run
 from toolkit.settings import REMOTE_FIELDS, BenchSettings, Gates, PredictSettings, RemoteSettings, ValidateSettings
 
 Say = Callable[[str], None] | None
+VALIDATE_GATES = ("max_drop_pt", "min_agreement_pct")     # the gates `rtk validate` has flags for
 
 
 def device_of(settings: RemoteSettings, *, label: str = "") -> Device:
@@ -66,7 +67,8 @@ def validate_on_device(artifacts: Sequence[str | Path], data: str | Path | None,
     argv = ["validate", *paths, "--data", DevicePath(settings.remote_data) if data is None else Folder(Path(data)),
             *(["--reference", Path(reference)] if reference is not None else []),
             *[x for t in chosen for x in ("--target", t)],
-            *flags_of(gates, exclude=("max_drop_rel_pct", "max_p99_ms", "min_speedup")), *flags_of(settings)]
+            *flags_of(gates, exclude=tuple(f for f in Gates.model_fields if f not in VALIDATE_GATES)),
+            *flags_of(settings)]
     done = remote_run(device or device_of(settings), argv, say=say)
     return ValidationReport.model_validate(done.as_json())
 
