@@ -7,7 +7,10 @@
 # `watch` stops the task when the host goes away: a `read` loop on the channel's stdin (one process, reading a
 # byte at a time, so it never takes data meant for tar) sends TERM to the task when stdin ends. `stop` turns
 # TERM/HUP/PIPE into: stop the child, wait for its clean-up, exit 143; the EXIT trap then removes the task's
-# temporary folder. Lines starting "rtk-remote:" are for the host: progress, or "error <what>" (exit 100).
+# temporary folder. The watcher itself is stopped with KILL: a TERM that reaches it before its `trap -` ran is
+# taken by the inherited trap and then dropped by dash (seen under load: the upload hung in `wait`, never saying
+# "receiving"); KILL cannot be lost, and the watcher has nothing to clean up. Lines starting "rtk-remote:" are
+# for the host: progress, or "error <what>" (exit 100).
 set -u
 exec 3<&0
 home() { case $1 in "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}";; *) printf '%s' "$1";; esac; }
@@ -17,14 +20,14 @@ case $rtk in /*) ;; */*) rtk="$PWD/$rtk";; esac
 job=; tmp=; watch=
 stop() { trap "" HUP INT TERM PIPE; [ -n "$job" ] && kill -TERM "$job" 2>/dev/null && wait "$job"; exit 143; }
 trap stop HUP INT TERM PIPE
-trap '[ -n "$tmp" ] && rm -rf "$tmp"; [ -n "$watch" ] && kill "$watch" 2>/dev/null' EXIT
+trap '[ -n "$tmp" ] && rm -rf "$tmp"; [ -n "$watch" ] && kill -KILL "$watch" 2>/dev/null' EXIT
 fail() { echo "rtk-remote: error $*" >&2; exit 100; }
 watch() {
   ( trap - HUP INT TERM PIPE EXIT; while IFS= read -r _; do :; done; kill -TERM $$ ) <&3 >/dev/null 2>&1 &
   watch=$!
 }
 free_kb() { df -Pk "$cache" | awk 'NR == 2 { print $4 }'; }
-unwatch() { kill "$watch" 2>/dev/null; wait "$watch" 2>/dev/null; watch=; }
+unwatch() { kill -KILL "$watch" 2>/dev/null; wait "$watch" 2>/dev/null; watch=; }
 lock() {  # one job at a time on this device: held by this shell and its children until they exit
   exec 9>>"$cache/device.lock" || fail "cannot open $cache/device.lock"
   if ! flock -n 9; then
