@@ -317,3 +317,32 @@ def test_ctrl_c_stops_every_device_of_a_parallel_run(ssh_device, random_onnx, tm
     assert host.returncode != 0 and "KeyboardInterrupt" in err, err[-1500:]
     for cache in caches:
         assert _device_jobs(cache) == [] and _leftovers(cache) == [] and _lock_is_free(cache)
+
+
+def test_the_device_sides_stdin_watcher_always_stops():
+    """remote.sh's own watch/unwatch, 200 times under dash with stdin held open: every watcher stops and every
+    unwatch returns. (With `kill -TERM` dash dropped the signal when it came before the watcher's `trap -`: about
+    one watcher in five lived on and the upload hung in `wait`.)"""
+    import re
+    import shutil
+    import subprocess
+
+    from toolkit.remote.channel import SCRIPT
+
+    sh = shutil.which("dash") or "/bin/sh"
+    functions = "\n".join(re.search(rf"^{name}\(\) {{.*?^}}$|^{name}\(\) {{.*?}}$", SCRIPT, re.S | re.M).group(0)
+                          for name in ("watch", "unwatch"))
+    loop = ("trap 'exit 143' HUP INT TERM PIPE\nexec 3<&0\nwatch=\n" + functions +
+            "\ni=0\nwhile [ $i -lt 200 ]; do watch; unwatch; i=$((i + 1)); done\necho done\n")
+    held, writer = os.pipe()            # the channel's stdin, open until the loop ends (as during an upload)
+    try:
+        with subprocess.Popen([sh, "-c", loop], stdin=held, stdout=subprocess.PIPE, text=True) as proc:
+            try:
+                out, _ = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail("an unwatch waited for a watcher that never stopped")
+    finally:
+        os.close(held)
+        os.close(writer)
+    assert out.strip() == "done"
