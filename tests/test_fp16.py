@@ -66,6 +66,15 @@ def test_refuses_int8_fp16_and_its_own_input(fp16_onnx, accurate_onnx, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["int8.onnx"]
 
 
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino", "tensorrt"])
+def test_quantize_refuses_an_fp16_onnx(fp16_onnx, tiny_data, cli, tmp_path, target):
+    result = cli("quantize", "--int8", fp16_onnx[0], "--calib", tiny_data / "train", "--target", target,
+                 "-o", tmp_path / "q.onnx")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "is FP16; quantize the FP32 ONNX" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cpu_form_rounds_every_tensor_to_fp16():
     """ONNX Runtime runs the FP16 ONNX itself in FP32 (1 + 1e-3 stays 1.001); its CPU form rounds each tensor
     to FP16 (1.0009765625) exactly as ONNX's reference evaluator does, running the FP16 tensors as written."""

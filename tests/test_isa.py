@@ -97,6 +97,9 @@ def test_doctor_json_names_the_tiers(cli, tmp_path):
     tiers = report["isa_tiers"]
     assert tiers["native"] == native_tier() and tiers["runnable"] == runnable() and tiers["native"] in TIERS
     assert tiers["openvino"] == effective_tier("openvino")
+    import toolkit
+
+    assert report["packages"]["rtk"] == toolkit.__version__   # what runs, even where pip's metadata is stale
 
 
 @pytest.mark.parametrize("tier", list(TIERS))

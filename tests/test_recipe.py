@@ -46,12 +46,31 @@ def test_schema_is_json_schema(cli):
     ("- just\n- a list\n", "a recipe is a YAML mapping"),
     (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
     (TINY + "quantize: {max_drop: 2.0}\n", "allows more than gates.max_drop_pt"),
+    (TINY.replace("runs: 5", "runs: 5\n  seconds: 1"), ":10: bench: give runs or seconds, not both; fix"),
 ])
 def test_bad_recipes_name_the_problem(text, fragment):
     with pytest.raises(RtkError) as err:
         parse_recipe(text, Path("r.yaml"))
     assert fragment in str(err.value)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "Value error" not in str(err.value)
+
+
+def test_choice_and_dump_path_messages(cli, random_onnx, tmp_path):
+    result = cli("compile", random_onnx, "--target", "tensorrt", "--precision", "FP16")
+    assert result.exit_code == 2 and "'auto', 'fp32', 'fp16' or 'int8'" in result.stderr, result.stderr
+    result = cli("compile", random_onnx, "--target", "openvino", "--dump-recipe", tmp_path)
+    assert result.exit_code == 2 and f"e.g. {tmp_path / 'recipe.yaml'}" in result.stderr, result.stderr
+    result = cli("compile", random_onnx, "--target", "openvino", "--dump-recipe", tmp_path / "no" / "r.yaml")
+    assert result.exit_code == 2 and "--dump-recipe" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cross_field_errors_name_the_flags(cli, random_onnx):
+    result = cli("bench", random_onnx, "--runs", "5", "--seconds", "1")
+    assert result.exit_code == 2 and "give --runs or --seconds, not both" in result.stderr, result.stderr
+    result = cli("compile", random_onnx, "--target", "tensorrt", "--check-only", "--batch", "2", "--max-batch", "4")
+    assert result.exit_code == 2 and "give --batch (a fixed batch) or --min-batch/--opt-batch/--max-batch" in \
+        result.stderr, result.stderr
 
 
 def test_alias_bombs_are_refused():
@@ -106,15 +125,43 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
     manifest = json.loads((out / "manifest.json").read_text())
     from toolkit.io import sha256_file
 
-    assert manifest["outputs"]["model.onnx"] == sha256_file(out / "model.onnx")
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                  if p.is_file() and ".rtk" not in p.parts and p.name != "manifest.json")
+    assert "report.json" in made and "report.md" in made and "latency.png" in made
+    assert manifest["outputs"] == {name: sha256_file(out / name) for name in made}   # written last: every output
     assert manifest["packages"]["onnxruntime"] and "isa" in manifest["machine"]["cpu"]
     from toolkit.isa import effective_tier, native_tier
 
     assert manifest["machine"]["isa_tiers"]["native"] == native_tier()
-    assert all(r["isa"] == effective_tier(r["target"]) for r in report["rows"]), report["rows"]   # every row, measured
+    for r in report["rows"]:   # every row, measured; uncapped, so accuracy and latency ran on the same tier
+        assert r["latency_isa"] == effective_tier(r["target"]) or r["role"] == "reference", r
+        assert r["accuracy_isa"] == effective_tier(r["target"]), r
+    assert manifest["measured_isa"]["latency"]["onnxruntime"] == effective_tier("onnxruntime")
+    assert "validate" in manifest["recipe"] and "validate_" not in manifest["recipe"]   # the recipe's own key
     assert [s["name"] for s in manifest["stages"]][:3] == ["data", "model", "export:model"]
     md = (out / "report.md").read_text()
-    assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md and "ISA tier (oneDNN)" in md
+    assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md
+    assert "ISA tier (oneDNN) per runtime for accuracy" in md and "ISA tier (oneDNN) per runtime for latency" in md
+
+
+def test_report_names_the_tier_each_number_ran_on():
+    """validate.isa caps the accuracy check only: the row's latency keeps the tier bench ran on."""
+    from toolkit.bench import BenchPoint, BenchResult, Latency
+    from toolkit.pipeline.report import build_report, markdown
+    from toolkit.pipeline.stages import Artifact, Outcome
+
+    recipe = parse_recipe(TINY.replace("gates:", "validate: {isa: avx2}\ngates:"))
+    art = Artifact(name="fp32", path="m.onnx", target="openvino", precision="fp32", role="fp32")
+    score = {"artifact": "m.onnx", "top1": 50.0, "drop_pt": 0.0, "isa": "AVX2"}
+    point = BenchPoint(batch=1, latency_ms=Latency.from_ms([2.0, 3.0]), throughput_ips=400.0, samples_ms=[2.0, 3.0])
+    timed = BenchResult(artifact="m.onnx", sha256="0", target="openvino", precision="fp32", input_size=64, runtime={},
+                        warmup=1, results=[point], isa="AVX512_CORE").model_dump(mode="json")
+    outcome = Outcome(artifacts=[art], validation={"reference": {"artifact": "ref"}, "artifacts": [score], "images": 8},
+                      benches={"fp32": [timed]})
+    report = build_report(recipe, outcome, [])
+    assert (report.rows[0].accuracy_isa, report.rows[0].latency_isa) == ("AVX2", "AVX512_CORE")
+    md = markdown(report)
+    assert "for accuracy: openvino AVX2." in md and "for latency: openvino AVX512_CORE." in md
 
 
 def _copy_run(tiny_run, tmp_path: Path) -> Path:
@@ -143,7 +190,7 @@ def test_gate_failure_exits_1_and_is_named(tiny_run, cli, tmp_path):
     strict.write_text(TINY.replace("onnxruntime: 100000", "onnxruntime: 0.001"))
     result = cli("run", strict, "-o", folder / "out", "--resume", "--json", folder / "strict.json")
     assert result.exit_code == 1
-    assert "max_p99_ms" in result.stderr
+    assert result.stderr.count("max_p99_ms FAILED") == 1, result.stderr   # once, as the error line
     report = json.loads((folder / "strict.json").read_text())
     assert report["passed"] is False
     assert "❌ `max_p99_ms`" in (folder / "out" / "report.md").read_text()
@@ -230,7 +277,8 @@ def test_dump_recipe_from_each_command(cli, random_onnx, random_ckpt, tiny_data,
         "prune": ["prune", random_ckpt, "--structured", "--ratio", "0.5", "--finetune", tiny_data, "--epochs", "1",
                   "-o", tmp_path / "p.pt"],
         "finetune": ["finetune", "--data", tiny_data, "--weights", "none", "--epochs", "2", "-o", tmp_path / "f.pt"],
-        "export": ["export", random_ckpt, "-o", tmp_path / "e.onnx", "--opset", "13"],
+        "export": ["export", random_ckpt, "-o", tmp_path / "e.onnx", "--opset", "13", "--data", tiny_data,
+                   "--static-batch", "--batch", "2"],
     }
     for name, args in commands.items():
         path = tmp_path / f"{name}.yaml"
@@ -242,7 +290,14 @@ def test_dump_recipe_from_each_command(cli, random_onnx, random_ckpt, tiny_data,
     assert load_recipe(tmp_path / "quantize.yaml").quantize.subset == 8
     assert load_recipe(tmp_path / "quantize.yaml").compile.targets == ["onnxruntime", "openvino"]
     assert load_recipe(tmp_path / "prune.yaml").prune.ratio == 0.5
-    assert load_recipe(tmp_path / "export.yaml").export.opset == 13
+    exported = load_recipe(tmp_path / "export.yaml")
+    assert exported.export.opset == 13
+    assert exported.data.validation == tiny_data / "val"   # the split `rtk export --data ROOT` checks parity on
+    assert exported.bench.batches == [2]                    # what a static batch-2 ONNX can be timed with
+    static = TINY.replace("compile:", "export: {dynamic_batch: false, batch: 2}\ncompile:")
+    with pytest.raises(RtkError, match=r"export.dynamic_batch false makes an ONNX of batch 2 only: set bench.batches"):
+        parse_recipe(static)
+    assert parse_recipe(static.replace("bench:", "bench:\n  batches: [2]")).bench.batches == [2]
 
 
 def test_dumped_quantize_recipe_replays(cli, random_onnx, tiny_data, tmp_path):
@@ -259,3 +314,51 @@ def test_dumped_quantize_recipe_replays(cli, random_onnx, tiny_data, tmp_path):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["fp32", "int8"]
     assert report["rows"][1]["precision"] == "int8" and report["rows"][1]["top1"] is not None
+
+
+def test_a_recipe_this_machine_cannot_run_is_refused_before_any_stage(cli, tmp_path):
+    """validate.isa above this CPU, and a TensorRT engine without TensorRT: exit 2 from `recipe check` and from
+    `rtk run` before any stage, worded with the recipe's fields."""
+    import importlib.util
+
+    from toolkit.isa import TIERS, runnable
+
+    above = [t for t in TIERS if t not in runnable()]
+    cases = []
+    if above:
+        cases.append((TINY.replace("gates:", f"validate: {{isa: {above[-1]}}}\ngates:"),
+                      f"validate.isa {above[-1]}: this CPU lacks"))
+    if importlib.util.find_spec("tensorrt") is None:
+        trt = TINY.replace("targets: [onnxruntime]", "targets: [tensorrt]").replace(
+            "  max_p99_ms: {onnxruntime: 100000}\n", "")
+        cases.append((trt, "target tensorrt needs TensorRT 10.x or 11.x"))
+        assert cli("recipe", "check", _write(tmp_path / "ok.yaml", trt.replace(
+            "targets: [tensorrt]", "targets: [tensorrt]\n  check_only: true"))).exit_code == 0
+    if not cases:
+        pytest.skip("this machine runs every ISA tier and has TensorRT")
+    for i, (text, message) in enumerate(cases):
+        path = _write(tmp_path / f"r{i}.yaml", text)
+        for args in (["recipe", "check", path], ["run", path, "-o", tmp_path / f"out{i}"]):
+            result = cli(*args)
+            assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
+            assert result.stderr.count("\n") == 1, result.stderr
+        assert not (tmp_path / f"out{i}").exists()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_check_only_tensorrt_report_says_no_engine_was_built():
+    from toolkit.pipeline.report import build_report, markdown
+    from toolkit.pipeline.run import StageRecord
+    from toolkit.pipeline.stages import Artifact, Outcome
+
+    recipe = parse_recipe(TINY)
+    art = Artifact(name="fp32", path="m.onnx", target="onnxruntime", precision="fp32", role="fp32")
+    outcome = Outcome(artifacts=[art], validation=None, benches={})
+    checked = build_report(recipe, outcome, [StageRecord(name="check:tensorrt", seconds=1.0, skipped=False,
+                                                         outputs={})])
+    assert "No TensorRT engine was built" in markdown(checked)
+    assert not build_report(recipe, outcome, []).notes

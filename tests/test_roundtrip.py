@@ -63,7 +63,8 @@ def test_export_flags_round_trip(cli, tmp_path, tiny_data, random_ckpt):
     e = recipe.export
     assert (e.opset, e.dynamic_batch, e.batch, e.atol) == (13, False, 2, 0.01)
     assert recipe.data.validation == tiny_data / "val" and recipe.seed == 4
-    result = _replay(cli, path, tmp_path / "run", bench={"batches": [2]})
+    assert recipe.bench.batches == [2]   # the batch-2 IR is timed at its batch
+    result = _replay(cli, path, tmp_path / "run")
     assert result.exit_code == 0, result.stderr
     proto = onnx.load(str(tmp_path / "run" / "model.onnx"))
     assert proto.opset_import[0].version == 13
@@ -117,7 +118,8 @@ def test_compile_flags_round_trip(cli, tmp_path, random_onnx):
         tmp_path / "never"])
     assert (recipe.compile.precision, recipe.compile.batch, recipe.compile.targets) == ("fp16", 2,
                                                                                      ["onnxruntime", "openvino"])
-    result = _replay(cli, path, tmp_path / "run", bench={"batches": [2]})
+    assert recipe.bench.batches == [2]   # the batch-2 IR is timed at its batch
+    result = _replay(cli, path, tmp_path / "run")
     assert result.exit_code == 0, result.stderr
     made = _history(tmp_path / "run" / "openvino" / "model.xml", "compile")
     assert (made["precision"], made["batch"]) == ("fp16", "2")
@@ -134,6 +136,7 @@ def test_compile_check_only_round_trip(cli, tmp_path, random_onnx):
     assert result.exit_code == 0, result.stderr
     state = json.loads((tmp_path / "run" / ".rtk" / "state.json").read_text())
     assert state["check:tensorrt"]["result"]["profile"] == {"min": 1, "opt": 2, "max": 4}
+    assert "No TensorRT engine was built" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("args, reason", [

@@ -84,3 +84,22 @@ def test_draw_every_class() -> None:
         img = draw(label, np.random.default_rng(label), 48)
         assert img.mode == "RGB" and img.size == (48, 48)
         assert np.asarray(img).std() > 5
+
+
+def test_cli_makes_missing_parents_and_refuses_a_file(cli, tmp_path: Path) -> None:
+    """`rtk data synth data/shapes` on a fresh clone (no data/) works; a file in the way is one line, exit 2."""
+    root = tmp_path / "fresh" / "data" / "shapes"
+    result = cli("data", "synth", root, "--classes", "2", "--per-class", "1", "--val-per-class", "1", "--size", "32")
+    assert result.exit_code == 0, result.stderr
+    assert (root / "train").is_dir() and (root / "val").is_dir()
+    (tmp_path / "afile").write_text("x")
+    for target in (tmp_path / "afile", tmp_path / "afile" / "shapes"):
+        result = cli("data", "synth", target, "--classes", "2", "--size", "32")
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_run_folder_parents_are_made(tmp_path: Path) -> None:
+    from toolkit.pipeline.run import prepare_output
+
+    prepare_output(tmp_path / "runs" / "deep" / "r1", resume=False, force=False)
+    assert (tmp_path / "runs" / "deep" / "r1").is_dir()

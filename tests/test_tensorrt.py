@@ -150,6 +150,15 @@ def test_an_fp16_onnx_compiles_as_fp16(random_onnx, tmp_path, cli):
     assert res.exit_code == 2 and "is FP16; compile it with --precision fp16 or auto" in res.stderr
 
 
+def test_fp16_without_onnxconverter_common_names_the_extra(random_onnx, cli, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxconverter_common", None)   # as if not installed: import fails
+    res = cli("compile", random_onnx, "--target", "tensorrt", "--precision", "fp16", "--check-only")
+    assert res.exit_code == 2, res.stderr
+    assert "needs onnxconverter_common" in res.stderr and "pip install 'rtk[export]'" in res.stderr
+
+
 def test_engine_meta_comes_from_sidecar(random_onnx, tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"x")

@@ -176,8 +176,8 @@ def show_validation(report) -> None:
             for t, i in tiers.items()) + "[/]", highlight=False)
     if report.skipped:
         warn(f"{report.skipped} unreadable or non-image files in {report.data} were skipped")
-    for gate in report.gates:
-        (ok if gate.passed else error)(str(gate))
+    for gate in (g for g in report.gates if g.passed):   # a failed one is the command's error line (GateFailed)
+        ok(str(gate))
 
 
 def show_bench(result) -> None:
@@ -289,8 +289,10 @@ def show_report(report) -> None:
     out.print(table)
     out.print(f"[bold]{h.artifact}[/] vs FP32: accuracy drop {_f(h.accuracy_drop_pt)} pt · "
               f"size {_f(h.size_ratio)}x smaller · speed-up {_f(h.speedup)}x", highlight=False)
-    for gate in report.gates:
-        (ok if gate.passed else error)(str(gate))
+    for note in report.notes:
+        warn(note)
+    for gate in (g for g in report.gates if g.passed):   # a failed one is the command's error line (GateFailed)
+        ok(str(gate))
 
 
 def show_comparison(result) -> None:

@@ -75,6 +75,10 @@ def cpu_info() -> CpuInfo:
 
 
 def _version(name: str) -> str | None:
+    if name == "rtk":   # the code that runs, not an installed distribution's metadata (stale in an editable install)
+        from toolkit import __version__
+
+        return __version__
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

@@ -7,9 +7,11 @@ import importlib.util
 # The pip extra that installs each optional top-level module. `pip install rtk` alone runs artifacts on ONNX
 # Runtime; the export extra holds everything that makes artifacts (named as Ultralytics names its extra for
 # producing deployment formats: what a user types on the machine that builds models, not on the device).
+# onnx and onnxconverter_common (what `rtk compile` reads and the FP16 ONNX is made with) also come with the
+# tensorrt-cu12/-cu13 extras, so a GPU machine can compile without the export extra.
 EXTRAS = {
     "torch": "export", "torchvision": "export", "onnx": "export", "onnxscript": "export", "nncf": "export",
-    "torch_pruning": "export", "matplotlib": "export",
+    "torch_pruning": "export", "matplotlib": "export", "onnxconverter_common": "export",
     "openvino": "openvino",
     "tensorrt": "tensorrt-cu12/-cu13", "tensorrt_bindings": "tensorrt-cu12/-cu13", "cuda": "tensorrt-cu12/-cu13",
 }

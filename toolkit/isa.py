@@ -107,17 +107,18 @@ def record(cpu: CpuInfo | None = None, cap: str | None = STARTED_WITH) -> dict[s
     return {"native": native_tier(cpu), "cap": cap or None, "openvino": capped_tier(cap, cpu), "runnable": runnable(cpu)}
 
 
-def check_tier(name: str, cpu: CpuInfo | None = None) -> str:
-    """`name` as oneDNN spells it; refuses a name oneDNN/rtk does not know and a tier this CPU cannot run."""
+def check_tier(name: str, cpu: CpuInfo | None = None, *, field: str = "--isa") -> str:
+    """`name` as oneDNN spells it; refuses a name oneDNN/rtk does not know and a tier this CPU cannot run
+    (`field` names where the tier came from: the flag, or a recipe's validate.isa)."""
     tier = name.strip().upper()
     cpu = cpu or _this_cpu()
     ok = runnable(cpu)
     if tier not in TIERS:
-        raise RtkError(f"--isa {name!r}: unknown tier; choose one of {', '.join(TIERS)} (this CPU runs "
+        raise RtkError(f"{field} {name!r}: unknown tier; choose one of {', '.join(TIERS)} (this CPU runs "
                        f"{', '.join(ok) or 'none of them'})")
     if tier not in ok:
         missing = " ".join(sorted(TIERS[tier] - {k for k, v in cpu.isa.items() if v}))
-        raise RtkError(f"--isa {tier}: this CPU lacks {missing} (native tier {native_tier(cpu) or 'below AVX2'}); "
+        raise RtkError(f"{field} {tier}: this CPU lacks {missing} (native tier {native_tier(cpu) or 'below AVX2'}); "
                        f"a cap can only go down: choose one of {', '.join(ok) or 'none'}, or validate on that device")
     return tier
 

@@ -113,6 +113,10 @@ class Recipe(Strict):
         extra = sorted({k.rpartition("/")[2] for k in self.gates.max_p99_ms} - set(self.compile.targets))
         if extra:
             raise ValueError(f"gates.max_p99_ms names {extra}, which compile.targets does not build")
+        e, exported = self.export, Path(self.model.source).suffix.lower() != ".onnx"
+        if exported and not e.dynamic_batch and self.bench.batches != [e.batch]:
+            raise ValueError(f"export.dynamic_batch false makes an ONNX of batch {e.batch} only: set bench.batches "
+                             f"[{e.batch}], or export with a dynamic batch")
         self._check_devices()
         q, g = self.quantize, self.gates
         if q and q.max_drop is not None and g.max_drop_pt is not None and q.max_drop > g.max_drop_pt:
@@ -188,7 +192,7 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
     key = ".".join(str(p) for p in loc) or "recipe"
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown key {key!r}; check its spelling against `rtk recipe schema`"
-    return f"{where}: {key}: {first['msg']}; fix the recipe (see `rtk recipe schema`)"
+    return f"{where}: {key}: {first['msg'].removeprefix('Value error, ')}; fix the recipe (see `rtk recipe schema`)"
 
 
 MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128

@@ -1,9 +1,11 @@
 """Every stage's settings, defined once: the library takes these models, the CLI builds them from its flags,
 a recipe builds them from YAML, and `--dump-recipe` writes them back out.
 
-A field's default, range and description live here and nowhere else; `rtk <command> --help` and
-`rtk recipe schema` are generated from them. Inputs and outputs (files and folders) are not settings: they
-are the arguments of the library calls, and in a recipe they come from its `data:` and `model:` sections.
+A field's default, range and description live here and nowhere else; `rtk recipe schema` lists every field,
+and `rtk <command> --help` the fields that have a flag (a few are recipe-only, e.g. prune's max_ratio and
+distill_alpha, finetune's weight_decay and label_smoothing). Inputs and outputs (files and folders) are not
+settings: they are the arguments of the library calls, and in a recipe they come from its `data:` and `model:`
+sections.
 
 `Target` is the one vocabulary of runtimes (the keys of `toolkit.backends.BACKENDS`), `Precision` the one
 vocabulary of numeric formats; which runtime can do what (compile, INT8, a latency search) is a capability
@@ -149,7 +151,7 @@ class QuantizeSettings(Settings):
 class CompileSettings(Settings):
     """`rtk compile`: ONNX -> a runtime's own artifact (OpenVINO IR, TensorRT engine; the target is the call's)."""
 
-    precision: Precision | Literal["auto"] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
+    precision: Literal[("auto", *PRECISIONS)] = Field("auto", description="auto (what the ONNX is: INT8 with Q/DQ, "
                                                                        "FP16, else FP32), fp32, fp16, int8.")
     batch: int | None = Field(None, ge=1, description="Fix the batch size (default: keep the ONNX's).")
     min_batch: int | None = Field(None, ge=1, description="TensorRT profile: smallest batch (default 1).")

@@ -93,12 +93,17 @@ def dump(path: Path, command: str, **recipe) -> None:
     from toolkit.io import write_text_atomic
     from toolkit.recipe import Recipe, dump_recipe
 
+    path = Path(path)
+    if path.is_dir():
+        raise RtkError(f"--dump-recipe {path} is a folder; give a file name, e.g. {path / 'recipe.yaml'}")
+    if not path.parent.is_dir():
+        raise RtkError(f"--dump-recipe {path}: folder {path.parent} does not exist; create it first")
     try:
         built = Recipe(**recipe)
     except ValidationError as exc:
         raise RtkError(f"--dump-recipe: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     text = f"# Replays `rtk {command}` (written by --dump-recipe): rtk run {path} -o runs/{built.name}\n"
-    write_text_atomic(Path(path), text + dump_recipe(built))
+    write_text_atomic(path, text + dump_recipe(built))
     ui.ok(f"wrote {path}; replay it with: rtk run {path} -o runs/{built.name}")
 
 

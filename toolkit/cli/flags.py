@@ -7,6 +7,7 @@ from the field, and are checked by the field's range: `build(FinetuneSettings, e
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import typer
@@ -65,7 +66,9 @@ def explain(exc: ValidationError, values: dict[str, Any], flags: dict[str, str] 
     first = exc.errors()[0]
     message = first["msg"].removeprefix("Value error, ")
     fields = [p for p in first["loc"] if isinstance(p, str)]
-    if not fields:
+    if not fields:   # a rule across fields ("give runs or seconds, not both"): name them as flags
+        for name in sorted(values, key=len, reverse=True):
+            message = re.sub(rf"\b{name}\b", flag_name(name, flags).partition("/")[0], message, count=1)
         return message
     field = fields[0]
     value = values.get(field)

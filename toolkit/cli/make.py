@@ -34,10 +34,14 @@ def data_synth(
     from toolkit.synth import synth
 
     s = build(S, classes=classes, per_class=per_class, val_per_class=val_per_class, size=size, seed=seed)
+    if root.exists() and not root.is_dir():
+        raise RtkError(f"{root} is a file; give a folder to create")
     if root.exists() and any(root.iterdir()):
         raise RtkError(f"{root} already exists and is not empty; choose a new folder or delete it")
-    if not root.parent.is_dir():
-        raise RtkError(f"parent folder {root.parent} does not exist; create it first")
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)   # `rtk data synth data/shapes` on a fresh clone makes data/
+    except OSError as exc:
+        raise RtkError(f"cannot create {root.parent} ({exc.strerror}); choose another folder") from None
     with ui.progress("data synth") as progress:
         try:
             summary = synth(root, classes=s.classes, per_class=s.per_class, val_per_class=s.val_per_class,
@@ -111,11 +115,13 @@ def export(
         raise RtkError("give either a checkpoint MODEL or --weights imagenet-v1|imagenet-v2|random")
     settings = build(E, opset=opset, dynamic_batch=dynamic_batch, batch=batch, atol=atol)
     if dump_recipe:
+        from toolkit.images import split_dir
+
         source = model or weights
         return dump(dump_recipe, "export", name=recipe_name("export", source), seed=seed,
-                    data={"validation": str(data)} if data else {},
+                    data={"validation": str(split_dir(data, "val"))} if data else {},   # as the export below reads it
                     model={"source": _source(source), "num_classes": num_classes, "input_size": input_size},
-                    export=settings)
+                    export=settings, **({} if settings.dynamic_batch else {"bench": {"batches": [settings.batch]}}))
     from toolkit.export import export_onnx
     from toolkit.models import load_model
 
@@ -259,7 +265,8 @@ def compile_(
         targets = ["tensorrt"] if target == "tensorrt" else ["onnxruntime", target]
         return dump(dump_recipe, "compile", name=recipe_name("compile", source),
                     data={"calibration": str(calibration)} if calibration else {},
-                    model={"source": _source(source)}, compile={**settings.model_dump(), "targets": targets})
+                    model={"source": _source(source)}, compile={**settings.model_dump(), "targets": targets},
+                    **({"bench": {"batches": [settings.batch]}} if settings.batch else {}))   # a fixed-batch artifact
     from toolkit.compile import compile_model
 
     with ui.progress("compiling") as progress:

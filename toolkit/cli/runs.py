@@ -67,10 +67,12 @@ def recipe_schema() -> None:
 @recipe_app.command("check")
 @command
 def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -> None:
-    """Validate a recipe against the schema without running it."""
+    """Validate a recipe against the schema, its files and this machine, without running it."""
+    from toolkit.pipeline.run import check_machine
     from toolkit.recipe import load_recipe
 
     r = load_recipe(recipe)
+    check_machine(r)
     ui.ok(f"{recipe}: recipe {r.name!r} is valid")
 
 

@@ -20,6 +20,8 @@ from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.pipeline.stages import Outcome
 from toolkit.recipe import Recipe
 
+NO_ENGINE = ("No TensorRT engine was built: compile.check_only ran only the CPU-side check of what TensorRT would "
+             "refuse (it passed); the rows below do not include TensorRT.")
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
 
@@ -43,7 +45,10 @@ class Row(BaseModel):
     throughput_ips: dict[int, float] = Field(default_factory=dict)
     speedup: float | None = None
     size_ratio: float | None = None
-    isa: str | None = None   # oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa)
+    # oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa), per measurement: validate may run capped
+    # (validate.isa) while bench runs uncapped, so each number names the tier it came from
+    accuracy_isa: str | None = None
+    latency_isa: str | None = None
     device: str | None = None   # the device (recipe devices: name) it was timed on; None: here
     machine: str | None = None  # that device's host, CPU and cores, from its rtk doctor
     accuracy_on: str | None = None   # where top-1 was measured: "here", or the device's name (validate.on_devices)
@@ -76,6 +81,7 @@ class Report(BaseModel):
     validation_images: int | None
     stages: list[StageTime]
     plots: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the rows do not show, e.g. no engine built.")
 
     def __bool__(self) -> bool:
         return self.passed
@@ -106,8 +112,8 @@ def _row(a, *, device: str, runs: list[dict], scores: dict[str, dict], accuracy_
     row = Row(name=a.name, path=a.path, target=a.target, precision=a.precision, role=a.role,
               size_mb=artifact_size_mb(Path(a.path)), top1=s.get("top1"), top5=s.get("top5"), drop_pt=s.get("drop_pt"),
               agreement=s.get("agreement"), cosine=s.get("cosine"), per_class_top1=s.get("per_class_top1", {}),
-              isa=s.get("isa"), device=device or None, accuracy_on=accuracy_on if s else None)
-    row.isa = row.isa or (runs[0].get("isa") if runs else None)
+              accuracy_isa=s.get("isa"), latency_isa=runs[0].get("isa") if runs else None, device=device or None,
+              accuracy_on=accuracy_on if s else None)
     info = runs[0].get("device") if runs else None
     if info:
         row.machine = f"{info['hostname']}, {info['cpu']}, {info['cores']} cores"
@@ -150,9 +156,10 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
                                            accuracy_on=r.accuracy_on, top1=r.top1, drop_pt=r.drop_pt,
                                            agreement=r.agreement, p99_ms=r.latency_ms.p99 if r.latency_ms else None,
                                            speedup=r.speedup) for r in rows])
+    notes = [NO_ENGINE] if any(r.name == "check:tensorrt" for r in records) else []
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
-                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records])
+                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records], notes=notes)
 
 
 def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
@@ -167,7 +174,8 @@ def markdown(report: Report) -> str:
              f"{f' on {h.device}' if h.device else ''}:", "",
              f"- accuracy drop: **{_fmt(h.accuracy_drop_pt, '.2f', ' pt')}** top-1",
              f"- size: **{_fmt(h.size_ratio, '.2f', 'x')}** smaller",
-             f"- speed-up: **{_fmt(h.speedup, '.2f', 'x')}** (p50, batch {report.rows[-1].batch})", "", "## Gates", ""]
+             f"- speed-up: **{_fmt(h.speedup, '.2f', 'x')}** (p50, batch {report.rows[-1].batch})", ""]
+    lines += [f"**{note}**" for note in report.notes] + ([""] if report.notes else []) + ["## Gates", ""]
     lines += [f"- {'✅' if g.passed else '❌'} `{g.name}` on {g.artifact}: {g.value:.3f} (limit {g.limit})"
               for g in report.gates] or ["- no gates set"]
     lines += ["", "## Artifacts", "",
@@ -189,13 +197,20 @@ def markdown(report: Report) -> str:
     if any(r.device and r.accuracy_on == "here" for r in report.rows):
         lines += ["", "Top-1 of device rows measured here, on the same artifacts (set validate.on_devices to measure "
                       "it on the devices, against the FP32 ONNX there)."]
-    tiers = {r.target: r.isa for r in report.rows if r.isa}
-    if tiers:
-        lines += ["", "ISA tier (oneDNN) per runtime: " + ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
+    for kind in ("accuracy", "latency"):
+        tiers = isa_tiers(report, kind)
+        if tiers:
+            lines += ["", f"ISA tier (oneDNN) per runtime for {kind}: " +
+                      ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
     lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report.plots]
     lines += ["", "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
     lines += [f"| {s.name} | {s.seconds:.1f} | {'skipped (unchanged)' if s.skipped else ''} |" for s in report.stages]
     return "\n".join(lines) + "\n"
+
+
+def isa_tiers(report: Report, kind: str) -> dict[str, str]:
+    """{target: oneDNN tier} the `kind` ("accuracy" or "latency") numbers of the report were measured on."""
+    return {r.target: getattr(r, f"{kind}_isa") for r in report.rows if getattr(r, f"{kind}_isa")}
 
 
 def plots(report: Report, folder: Path) -> list[str]:

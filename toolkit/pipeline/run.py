@@ -97,18 +97,37 @@ class Run:
 
 
 def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
-    """Refuse a folder holding another run unless --resume (reuse unchanged stages) or --force (re-run all)."""
+    """Refuse a folder holding another run unless --resume (reuse unchanged stages) or --force (re-run all);
+    make the folder and its missing parents."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise RtkError(f"output {root} is a file; give a folder for the run")
-    if not root.parent.is_dir():
-        raise RtkError(f"parent folder {root.parent} does not exist; create it first")
     if root.is_dir() and any(root.iterdir()) and not (resume or force):
         raise RtkError(f"{root} already holds files (another run?); pass --resume to continue it, --force to redo "
                        "every stage, or choose a new -o")
-    root.mkdir(exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)   # a run folder's parents (runs/) are made, as the replay hint assumes
+    except OSError as exc:
+        raise RtkError(f"cannot create the run folder {root} ({exc.strerror}); choose another -o") from None
     if force:
         (root / STATE).unlink(missing_ok=True)
+
+
+def check_machine(recipe: Recipe) -> None:
+    """Refuse, before any stage, a recipe this machine cannot run: a validate.isa above this CPU, or a TensorRT
+    engine without TensorRT and a GPU (compile.check_only asks for the CPU-side check alone)."""
+    if recipe.validate_.isa is not None:
+        from toolkit.isa import check_tier
+
+        check_tier(recipe.validate_.isa, field="validate.isa")
+    if "tensorrt" in recipe.compile.targets and not recipe.compile.check_only:
+        from toolkit.backends.tensorrt import import_tensorrt, require_gpu
+
+        try:
+            import_tensorrt()
+            require_gpu()
+        except RtkError as exc:
+            raise RtkError(f"{exc}; or set compile.check_only: true to run only the CPU-side check") from None
 
 
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent):
@@ -117,14 +136,15 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     from toolkit.pipeline.stages import run_stages
 
     output = Path(output)
+    check_machine(recipe)
     prepare_output(output, resume=resume, force=force)
     started = now_iso()
     ctx = Run(recipe=recipe, root=output, progress=progress)
     write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
     outcome = run_stages(ctx)
     report = build_report(recipe, outcome, ctx.records)
-    write_manifest(ctx, started)
     write_report(report, output)
+    write_manifest(ctx, started, report)   # last, so its sha256s cover the report and plots of this run
     return report
 
 
@@ -142,9 +162,11 @@ def device_facts(results: dict[str, Any]) -> dict[str, dict]:
     return found
 
 
-def write_manifest(ctx: Run, started: str) -> Path:
-    """sha256 of every input and output, versions, machine, recipe, seeds and stage times."""
+def write_manifest(ctx: Run, started: str, report) -> Path:
+    """sha256 of every input and output, versions, machine, recipe, seeds, stage times and the oneDNN tier each
+    runtime's accuracy and latency were measured on."""
     from toolkit.doctor import doctor
+    from toolkit.pipeline.report import isa_tiers
 
     machine = doctor()
     files = sorted(p for p in ctx.root.rglob("*") if p.is_file() and ".rtk" not in p.parts and p.name != "manifest.json")
@@ -152,7 +174,7 @@ def write_manifest(ctx: Run, started: str) -> Path:
         "rtk": __version__,
         "started": started,
         "finished": now_iso(),
-        "recipe": ctx.recipe.model_dump(mode="json"),
+        "recipe": ctx.recipe.model_dump(mode="json", by_alias=True),
         "seeds": {"recipe": ctx.recipe.seed},
         "machine": {"cpu": machine.cpu.model_dump(), "gpu": machine.gpu, "python": machine.python,
                     "platform": machine.platform, "isa_tiers": machine.isa_tiers},
@@ -161,6 +183,7 @@ def write_manifest(ctx: Run, started: str) -> Path:
         "outputs": {str(p.relative_to(ctx.root)): sha256_file(p) for p in files},
         "stages": [r.model_dump() for r in ctx.records],
         "devices": device_facts(ctx.results),
+        "measured_isa": {"accuracy": isa_tiers(report, "accuracy"), "latency": isa_tiers(report, "latency")},
     }
     path = ctx.root / "manifest.json"
     write_json(path, manifest)

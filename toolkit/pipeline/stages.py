@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from toolkit.backends import available
 from toolkit.errors import GateFailed, RtkError
 from toolkit.isa import effective_tier
 from toolkit.settings import REMOTE_FIELDS, BenchSettings, CompileSettings, Gates, ValidateSettings
@@ -146,12 +145,15 @@ def _compile(ctx, onnx_path: Path, target: str, calib: Path | None) -> Path | No
                   lambda: compile_model(onnx_path, target="openvino", settings=settings, output=out.parent,
                                         calibration=calibration))
         return out
-    if c.check_only or not available("tensorrt"):
-        if not c.check_only:
-            ctx.say("compile:tensorrt: TensorRT is not installed here; running the CPU-side check only")
-        ctx.stage("check:tensorrt", config, [onnx_path], [],
-                  lambda: compile_model(onnx_path, target="tensorrt",
-                                        settings=settings.model_copy(update={"check_only": True})))
+    if c.check_only:   # asked for in the recipe (run.check_machine refuses a TensorRT target it cannot build)
+        def check():
+            result = compile_model(onnx_path, target="tensorrt", settings=settings)
+            if not result:
+                raise GateFailed(f"TensorRT would refuse {onnx_path}: "
+                                 f"{sum(f.severity == 'error' for f in result.findings)} errors")
+            return result
+
+        ctx.stage("check:tensorrt", config, [onnx_path], [], check)
         return None
     out = ctx.root / "model.engine"
     ctx.stage("compile:tensorrt", config, [onnx_path], [out, Path(f"{out}.json")],

@@ -73,6 +73,11 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
                        "export a checkpoint first with `rtk export`")
     if suffix == ".xml" and target != "openvino":
         raise RtkError(f"{source}: an OpenVINO IR can only be quantized for --target openvino; give the ONNX model")
+    meta = read_meta(source)
+    if meta.precision == "int8":
+        raise RtkError(f"{source} is already INT8 (metadata precision int8); quantize the FP32 model")
+    if meta.precision == "fp16":
+        raise RtkError(f"{source} is FP16; quantize the FP32 ONNX")
     out_suffix = Path(output).suffix.lower()
     if out_suffix not in (".onnx", ".xml") or (suffix == ".xml" and out_suffix != ".xml"):
         form = "*.xml (INT8 IR)" if suffix == ".xml" else "*.onnx (QDQ ONNX) or, for --target openvino, *.xml (INT8 IR)"
@@ -87,10 +92,7 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     output = check_output(output)
     if output.resolve() == source.resolve():
         raise RtkError(f"-o {output} is the input model; choose another output name")
-    meta = read_meta(source)
     model, input_shape = _load_fp32(source)
-    if meta.precision == "int8":
-        raise RtkError(f"{source} is already INT8 (metadata precision int8); quantize the FP32 model")
     if suffix == ".onnx" and out_suffix == ".xml":
         from toolkit.backends.openvino import convert_onnx
 
@@ -116,6 +118,10 @@ def _load_fp32(source: Path) -> tuple[Any, tuple[int, ...] | None]:
         model = load_onnx(source)
         if is_quantized_onnx(model):
             raise RtkError(f"{source} already has QuantizeLinear/DequantizeLinear nodes; quantize the FP32 model")
+        from toolkit.fp16 import is_fp16_onnx
+
+        if is_fp16_onnx(model):   # an FP16 ONNX another converter made (no rtk metadata saying so)
+            raise RtkError(f"{source} is FP16; quantize the FP32 ONNX")
         dims = [d or 0 for d in input_dims(model)]
     else:
         from toolkit.backends.openvino import read_model
