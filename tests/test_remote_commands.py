@@ -97,19 +97,27 @@ def test_predict_and_doctor_on_the_device(on_rig, cli, random_ir, tiny_data, tmp
     assert facts["runtimes"]["openvino"] is True
 
 
-def test_remote_bench_latency_is_local_latency_by_compares_verdict(on_rig, random_onnx):
-    """The same artifact timed here and on the loopback device (the same CPU): compare's own verdict, from three
-    interleaved repeats each, finds no change beyond the noise."""
-    from toolkit.bench import bench
-    from toolkit.compare import latency_verdict
-    from toolkit.settings import BenchSettings
+def test_remote_bench_latency_is_local_latency_by_compares_verdict(on_rig, random_onnx, tmp_path):
+    """The same artifact timed here and on the loopback device (the same CPU), each in a fresh rtk process, in
+    alternating order: compare's own verdict over four repeats each finds no change beyond the noise."""
+    import subprocess
+    import sys
 
+    from toolkit.compare import latency_verdict
+
+    root = Path(__file__).resolve().parents[1]
+    quick = ["--runs", "20", "--warmup", "10", "--threads", "1"]
     here, there = [], []
-    settings = BenchSettings(runs=20, warmup=3, threads=1)
-    for _ in range(3):
-        here.append(bench(random_onnx, settings=settings).results[0].latency_ms.p50)
-        there.append(bench(random_onnx, settings=settings.model_copy(update={"remote": on_rig.alias}))
-                     .results[0].latency_ms.p50)
+
+    def p50(*remote: str) -> float:
+        out = tmp_path / "b.json"
+        subprocess.run([sys.executable, "-m", "toolkit.cli", "bench", str(random_onnx), *quick, *remote, "--json",
+                        str(out)], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(root)})
+        return json.loads(out.read_text())["results"][0]["latency_ms"]["p50"]
+
+    for i in range(4):
+        for where in (("here", "there") if i % 2 == 0 else ("there", "here")):
+            (here if where == "here" else there).append(p50() if where == "here" else p50("--remote", on_rig.alias))
     ratio, interval, verdict = latency_verdict(here, there, 0.2)
     assert verdict == "no change", (here, there, ratio, interval)
 
