@@ -6,12 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rtk-installed
 
-.PHONY: demo test bench install device-venv clean
+.PHONY: demo test bench bench-scale install device-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[export,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[export,dev,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +27,9 @@ device-venv: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.run --scale
 
 clean:
 	rm -rf runs .pytest_cache

@@ -80,7 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=sorted(PRESETS), help="preset: full (default), quick, smoke (tests only)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="folder for JSON, Markdown and PNG results")
     p.add_argument("--cache", type=Path, default=HERE / ".cache", help="folder for the trained model and artifacts")
+    p.add_argument("--scale", action="store_true", help="instead of the table: the goals of rtk sweep on Ray and "
+                   "sharded validation (benchmarks/scale.py); with --quick a smaller sweep that checks it runs")
     args = p.parse_args(argv)
+    if args.scale:
+        from benchmarks.scale import main as scale
+
+        return scale(["--out", str(args.out), *(["--quick"] if args.quick or args.mode == "quick" else [])])
     mode = args.mode or ("quick" if args.quick else "full")
     settings = PRESETS[mode]
     started = time.perf_counter()

@@ -144,6 +144,17 @@ def fragile_ckpt(cache_dir, random_ckpt, tiny_data) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (2 CPUs, like this machine), started by rtk's own code and
+    stopped at the end; code under test that finds it running uses it instead of starting its own."""
+    pytest.importorskip("ray", reason="needs the ray extra: pip install 'rtk[ray]'")
+    from toolkit.distributed import cluster
+
+    with cluster(cpus=2) as ray:
+        yield ray
+
+
+@pytest.fixture(scope="session")
 def accurate_ckpt(cache_dir, random_ckpt, tiny_data) -> Path:
     """`random_ckpt` conditioned like a trained network on tiny train (`condition_like_trained`), its head fitted on
     tiny val: 100% top-1 there, and INT8 keeps it (a reference for gate and INT8 accuracy tests)."""

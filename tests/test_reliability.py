@@ -226,12 +226,22 @@ def _above_this_cpu() -> str | None:
     return next((t for t in TIERS if t not in runnable()), None)
 
 
+def _closed_port() -> str:
+    """host:port of a local TCP port nothing listens on (a Ray cluster address that does not answer)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
 ABOVE = _above_this_cpu()
 NO_ABOVE = pytest.mark.skipif(ABOVE is None, reason="this CPU runs every oneDNN tier rtk knows (AMX): none is above it")
 NO_AVX2 = pytest.mark.skipif(_above_this_cpu() == "AVX2", reason="this CPU has no AVX2: no tier to cap to")
 ALIAS_BOMB = "name: x\na: &a [1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
 RECIPE = "version: 1\nname: t\ndata:\n  synth: {classes: 4}\nmodel:\n  source: random\n"
 VAL_ARGS = ("--batch-size", "16")
+SWEEP = RECIPE + "sweep:\n  values:\n    prune.ratio: [0.3, 0.5]\n"
 
 CASES = [
     # models and artifacts
@@ -342,6 +352,23 @@ CASES = [
                                                           "--json", c.work], ("--json", "is a folder")),
     Case("output-run-folder-is-a-file", "run", lambda c: ["run", _recipe(c, RECIPE), "-o", _write(c.work / "f", "")],
          ("is a file",)),
+    # sweeps and sharded validation (the faults while a sweep runs: tests/test_sweep.py)
+    Case("sweep-recipe-in-run", "run", lambda c: ["run", _recipe(c, SWEEP), "-o", c.work / "out"],
+         ("has a sweep: block", "rtk sweep")),
+    Case("sweep-without-block", "sweep", lambda c: ["sweep", _recipe(c, RECIPE), "-o", c.work / "out"],
+         ("has no sweep: block",)),
+    Case("sweep-invalid-candidate", "sweep", lambda c: ["sweep", _recipe(c, SWEEP.replace("0.5]", "1.5]")), "-o",
+                                                       c.work / "out"], ("candidate c1", "prune.ratio=1.5")),
+    Case("sweep-address-no-answer", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",
+                                                       "--address", _closed_port()], ("does not answer",)),
+    Case("sweep-address-and-no-ray", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",
+                                                        "--address", "10.0.0.1:6379", "--no-ray"],
+         ("drop --no-ray",)),
+    Case("validate-ray-address-no-answer", "validate", lambda c: ["validate", c.onnx, "--data", c.data / "val",
+                                                                 "--ray", "--address", _closed_port()],
+         ("does not answer", "--address")),
+    Case("validate-ray-with-isa", "validate", lambda c: ["validate", c.onnx, "--data", c.data / "val", "--ray",
+                                                        "--isa", "AVX2"], ("--isa", "not both")),
 ]
 
 
@@ -516,7 +543,7 @@ def test_a_bug_exits_3_with_one_line_and_debug_shows_the_traceback(cli, monkeypa
     """An unexpected exception is not bad input (2) or a failed gate (1): exit 3, one line, no traceback."""
     import toolkit.doctor
 
-    def broken():
+    def broken(*args, **kwargs):
         raise ValueError("cpu table has no row\nsecond line")
 
     monkeypatch.setattr(toolkit.doctor, "doctor", broken)

@@ -28,7 +28,7 @@ def error(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def ok(message: str) -> None:
@@ -293,6 +293,22 @@ def show_report(report) -> None:
         warn(note)
     for gate in (g for g in report.gates if g.passed):   # a failed one is the command's error line (GateFailed)
         ok(str(gate))
+
+
+def show_sweep(result) -> None:
+    table = _table(f"rtk sweep: {result.recipe}", "candidate", "values", "target", "precision", "top-1 %", "p50 ms",
+                   "gates", "front")
+    for c in result.candidates:
+        gates = ("pass" if c.passed else "fail") if c.status == "ok" else f"{c.status} at {c.stage}"
+        name = f"[bold]{c.id} ★[/]" if c.id == result.winner else c.id
+        table.add_row(name, escape(c.label), c.target or "", c.precision or "", _f(c.top1), _f(c.p50_ms), gates,
+                      "•" if c.pareto else "")
+    out.print(table)
+    for c in result.candidates:
+        if c.status != "ok":
+            warn(f"{c.id} {c.status} at {c.stage}: {c.error}")
+    if result.winner:
+        ok(f"winner: {result.winner} ({escape(next(c.label for c in result.candidates if c.id == result.winner))})")
 
 
 def show_comparison(result) -> None:

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.errors import RtkError
 from toolkit.settings import (REMOTE_FIELDS, BenchSettings, CompileSettings, DeviceSpec, ExportSettings,
-                              FinetuneSettings, Gates, PruneSettings, QuantizeSettings, SynthSettings, Target,
-                              ValidateSettings)
+                              FinetuneSettings, Gates, PruneSettings, QuantizeSettings, SweepSettings, SynthSettings,
+                              Target, ValidateSettings)
 
 RECIPE_VERSION = 1
 
@@ -95,6 +95,8 @@ class Recipe(Strict):
     devices: dict[str, DeviceSpec] = Field(default_factory=dict, description="SSH devices the bench stage (and "
                                            "validate, with validate.on_devices) runs on, by name: nuc: pi@10.0.0.7, "
                                            "or nuc: {dest: ..., rtk: ~/venv/bin/rtk, data: ~/val}.")
+    sweep: SweepSettings | None = Field(None, description="Candidates for `rtk sweep`: value lists over the fields "
+                                                           "above and the objective.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -110,9 +112,11 @@ class Recipe(Strict):
             raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
         if self.quantize and self.quantize.form == "ir" and self.quantize_target != "openvino":
             raise ValueError("quantize.form ir makes an INT8 IR for openvino: add openvino to compile.targets")
-        extra = sorted({k.rpartition("/")[2] for k in self.gates.max_p99_ms} - set(self.compile.targets))
-        if extra:
-            raise ValueError(f"gates.max_p99_ms names {extra}, which compile.targets does not build")
+        built = set(self.compile.targets) | set(self.sweep.swept_targets() if self.sweep else ())
+        for name in ("max_p50_ms", "max_p99_ms"):
+            extra = sorted({k.rpartition("/")[2] for k in getattr(self.gates, name)} - built)
+            if extra:
+                raise ValueError(f"gates.{name} names {extra}, which compile.targets does not build")
         e, exported = self.export, Path(self.model.source).suffix.lower() != ".onnx"
         if exported and not e.dynamic_batch and self.bench.batches != [e.batch]:
             raise ValueError(f"export.dynamic_batch false makes an ONNX of batch {e.batch} only: set bench.batches "
@@ -142,9 +146,10 @@ class Recipe(Strict):
         if self.validate_.on_devices and not self.devices:
             raise ValueError("validate.on_devices needs a devices: block")
         named = set(self.device_names)
-        unknown = sorted({k.rpartition("/")[0] for k in self.gates.max_p99_ms if "/" in k} - named)
-        if unknown:
-            raise ValueError(f"gates.max_p99_ms names device {unknown[0]!r}, which devices: does not list")
+        for gate in ("max_p50_ms", "max_p99_ms"):
+            unknown = sorted({k.rpartition("/")[0] for k in getattr(self.gates, gate) if "/" in k} - named)
+            if unknown:
+                raise ValueError(f"gates.{gate} names device {unknown[0]!r}, which devices: does not list")
 
     @property
     def device_names(self) -> list[str]:

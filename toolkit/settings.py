@@ -212,7 +212,11 @@ class ValidateSettings(RemoteSettings):
     """`rtk validate`: top-1/top-5 on a labeled folder, drop and agreement against a reference."""
 
     batch_size: int = Field(32, ge=1, description="Inference batch size.")
-    threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice).")
+    threads: int | None = Field(None, ge=1, description="Inference threads (default: the runtime's choice; 1 per "
+                                                         "shard when sharded).")
+    shards: int | None = Field(None, ge=1, description="Split the images into this many shards validated in "
+                                                       "parallel on Ray workers and merged exactly (needs "
+                                                       "the ray extra); default: one process.")
     isa: IsaTier | None = Field(None, description="Validate under a lower oneDNN ISA tier, e.g. AVX2 or AVX512_CORE "
                                 "(`rtk doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the "
                                 "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
@@ -265,16 +269,61 @@ class Gates(Settings):
     max_drop_pt: float | None = Field(None, ge=0, description="Largest top-1 drop vs FP32, in points.")
     max_drop_rel_pct: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in % of FP32.")
     min_agreement_pct: float | None = Field(None, ge=0, le=100, description="Smallest top-1 agreement with FP32.")
+    max_p50_ms: dict[str, float] = Field(default_factory=dict, description="Largest p50 latency in ms per target "
+                                         "(e.g. openvino: 10), or per device and target (nuc/openvino: 10).")
     max_p99_ms: dict[str, float] = Field(default_factory=dict, description="Largest p99 latency in ms per target "
                                          "(e.g. openvino: 20), or per device and target (nuc/openvino: 20).")
     min_speedup: float | None = Field(None, gt=0, description="Smallest p50 speed-up of the deployed artifact vs "
                                                               "FP32 ONNX Runtime.")
 
-    @field_validator("max_p99_ms")
+    @field_validator("max_p50_ms", "max_p99_ms")
     @classmethod
-    def _p99_keys(cls, v: dict[str, float]) -> dict[str, float]:
+    def _latency_keys(cls, v: dict[str, float]) -> dict[str, float]:
         for key in v:
             device, _, target = key.rpartition("/")
             if target not in TARGETS or (device == "" and "/" in key):
                 raise ValueError(f"{key!r}: name a target ({', '.join(TARGETS)}) or device/target, e.g. nuc/openvino")
         return v
+
+
+MAXIMIZE = ("top1", "top5", "agreement", "speedup")
+MINIMIZE = ("p50_ms", "p99_ms", "drop_pt", "size_mb")
+
+
+class SweepSettings(Settings):
+    """`rtk sweep`: every combination of `values` is a candidate, an ordinary `rtk run` of the recipe with those
+    values; the winner is the best by the objective among the candidates that pass the recipe's gates."""
+
+    values: dict[str, list] = Field(..., min_length=1, description="Value lists by recipe field: dotted names "
+                                    "(prune.ratio, prune.epochs, quantize.subset, bench.threads, ...), precision "
+                                    "(fp32, fp16, int8) and targets (a runtime, or a list of them).")
+    maximize: Literal[MAXIMIZE] | None = Field(None, description="Metric of the deployed artifact to maximize "
+                                                                 "(default top1).")
+    minimize: Literal[MINIMIZE] | None = Field(None, description="Metric of the deployed artifact to minimize.")
+    retries: int = Field(1, ge=0, description="Re-runs of a stage whose Ray worker died (killed, out of memory) "
+                                              "before its candidate is marked crashed.")
+    train_cpus: int = Field(2, ge=1, description="CPUs a training stage (finetune, prune) declares to Ray; other "
+                                                 "stages declare 1 and bench a whole node.")
+
+    @field_validator("values")
+    @classmethod
+    def _lists(cls, v: dict[str, list]) -> dict[str, list]:
+        empty = [k for k, values in v.items() if not values]
+        if empty:
+            raise ValueError(f"{empty[0]} has no values; give at least one")
+        return v
+
+    @model_validator(mode="after")
+    def _one_objective(self) -> "SweepSettings":
+        if self.maximize and self.minimize:
+            raise ValueError("give maximize or minimize, not both")
+        return self
+
+    def swept_targets(self) -> set[str]:
+        """Every runtime the `targets` value list names (a candidate builds one value: a runtime or a list)."""
+        return {t for v in self.values.get("targets", []) for t in (v if isinstance(v, list) else [v])}
+
+    @property
+    def objective(self) -> tuple[str, str]:
+        """("maximize" | "minimize", metric)."""
+        return ("minimize", self.minimize) if self.minimize else ("maximize", self.maximize or "top1")

@@ -6,17 +6,20 @@ decoded once however many artifacts are compared.
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from toolkit.artifact import Preprocess
 from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.bench import interleaved_p50
-from toolkit.images import check_classes, scan_folder
+from toolkit.images import ImageSet, check_classes, scan_folder
 from toolkit.preprocess import batches
 from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
@@ -67,11 +70,16 @@ def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (top == labels[:, None]).any(axis=1)
 
 
-def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine similarity of each row of `a` with the same row of `b`."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     num = (a64 * b64).sum(axis=1)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    return float(np.mean(num / np.maximum(den, 1e-12)))
+    return num / np.maximum(den, 1e-12)
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(_cosines(a, b)))
 
 
 def _infer_padded(runner, x: np.ndarray) -> np.ndarray:
@@ -88,10 +96,8 @@ def _infer_padded(runner, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[str | None], batch_size: int,
-                   options: RunnerOptions | None = None, progress: Progress = silent,
-                   measure_latency: bool = True) -> tuple[np.ndarray, list[np.ndarray], list[dict], int, int]:
-    """Run every artifact over the data once; returns labels, logits per artifact, runner facts, skipped, p50s."""
+def _open_data(paths: Sequence[Path], data_dir: Path) -> tuple[list, Preprocess, ImageSet]:
+    """The artifacts' metadata, their one preprocessing, and the labeled images checked against their classes."""
     metas = [read_meta(p) for p in paths]
     pre = metas[0].preprocess
     for path, meta in zip(paths, metas):
@@ -100,28 +106,97 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
     data = scan_folder(data_dir)
     for path, meta in zip(paths, metas):
         check_classes(meta.class_names, data, what=str(path))
+    return metas, pre, data
+
+
+def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int,
+            progress: Progress) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """(labels, logits of each runner) per batch, the images decoded once for all runners."""
+    done = 0
+    for x, y in batches(data, pre, batch_size):
+        yield y, [_infer_padded(r, x) for r in runners]
+        done += len(y)
+        progress("validating", done, len(data))
+
+
+def runner_facts(runners: list, pre: Preprocess, measure_latency: bool) -> list[dict]:
+    facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names}
+             for r in runners]
+    if measure_latency:
+        inputs = [np.zeros((r.fixed_batch or 1, *pre.input_shape), np.float32) for r in runners]
+        p50s = interleaved_p50([lambda r=r, x=x: r.infer(x) for r, x in zip(runners, inputs)], rounds=4, runs=5,
+                               warmup=3)
+        for fact, p50 in zip(facts, p50s):
+            fact["p50_ms"] = p50
+    return facts
+
+
+def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[str | None], batch_size: int,
+                   options: RunnerOptions | None = None, progress: Progress = silent,
+                   measure_latency: bool = True) -> tuple[np.ndarray, list[np.ndarray], list[dict], int, int]:
+    """Run every artifact over the data once; returns labels, logits per artifact, runner facts, skipped, p50s."""
+    metas, pre, data = _open_data(paths, data_dir)
     options = options or RunnerOptions(max_batch=batch_size)
     labels: list[np.ndarray] = []
     logits: list[list[np.ndarray]] = [[] for _ in paths]
-    with ExitStack() as stack:
-        runners = [stack.enter_context(open_runner(p, t, meta=m, options=options))
-                   for p, t, m in zip(paths, targets, metas)]
-        done = 0
-        for x, y in batches(data, pre, batch_size):
+    with open_runners(paths, metas, targets, options) as runners:
+        for y, outs in _passes(runners, data, pre, batch_size, progress):
             labels.append(y)
-            for out, runner in zip(logits, runners):
-                out.append(_infer_padded(runner, x))
-            done += len(y)
-            progress("validating", done, len(data))
-        facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names}
-                 for r in runners]
-        if measure_latency:
-            inputs = [np.zeros((r.fixed_batch or 1, *pre.input_shape), np.float32) for r in runners]
-            p50s = interleaved_p50([lambda r=r, x=x: r.infer(x) for r, x in zip(runners, inputs)], rounds=4, runs=5,
-                                   warmup=3)
-            for fact, p50 in zip(facts, p50s):
-                fact["p50_ms"] = p50
+            for got, out in zip(logits, outs):
+                got.append(out)
+        facts = runner_facts(runners, pre, measure_latency)
     return np.concatenate(labels), [np.concatenate(o) for o in logits], facts, len(data.skipped), len(data)
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """What each artifact made of each image, in image order: every metric of the report is reduced from these,
+    so shards validated apart and concatenated give exactly the numbers of one pass."""
+
+    labels: np.ndarray      # (images,)
+    top1: np.ndarray        # (artifacts, images) bool: the label is the top-1 class
+    top5: np.ndarray        # (artifacts, images) bool: the label is among the top 5
+    pred: np.ndarray        # (artifacts, images) the top-1 class
+    cosine: np.ndarray      # (artifacts, images) cosine similarity with the first artifact's logits
+
+    @classmethod
+    def of(cls, labels: np.ndarray, logits: Sequence[np.ndarray]) -> "ImageScores":
+        return cls(labels=labels, top1=np.stack([topk_correct(o, labels, 1) for o in logits]),
+                   top5=np.stack([topk_correct(o, labels, 5) for o in logits]),
+                   pred=np.stack([o.argmax(1) for o in logits]),
+                   cosine=np.stack([_cosines(o, logits[0]) for o in logits]))
+
+    @classmethod
+    def concat(cls, parts: Sequence["ImageScores"]) -> "ImageScores":
+        return cls(labels=np.concatenate([p.labels for p in parts]),
+                   **{f: np.concatenate([getattr(p, f) for p in parts], axis=1)
+                      for f in ("top1", "top5", "pred", "cosine")})
+
+
+@contextlib.contextmanager
+def open_runners(paths: Sequence[Path], metas: Sequence, targets: Sequence[str | None],
+                 options: RunnerOptions) -> Iterator[list]:
+    with ExitStack() as stack:
+        yield [stack.enter_context(open_runner(p, t, meta=m, options=options))
+               for p, t, m in zip(paths, targets, metas)]
+
+
+def score_images(runners: list, data: ImageSet, *, pre: Preprocess, batch_size: int,
+                 progress: Progress = silent) -> ImageScores:
+    """One pass of every runner over `data` (decoded and transformed by `pre`): the per-image scores."""
+    passes = _passes(runners, data, pre, batch_size, progress)
+    return ImageScores.concat([ImageScores.of(y, outs) for y, outs in passes])
+
+
+def check_sharding(settings: ValidateSettings, *, sharded: bool = False) -> None:
+    """Refuse --isa (the cap holds for this process and its children, not Ray workers) and --remote with sharded
+    validation."""
+    if settings.remote is not None and (sharded or settings.shards):
+        raise RtkError("--remote validates on that device in one process; validate on a device or in shards on Ray "
+                       "(--ray, --shards), not both")
+    if settings.isa is not None and (sharded or settings.shards):
+        raise RtkError("--isa caps the ISA of this process and its children, not of Ray workers; validate with "
+                       "--isa or in shards (--ray, --shards), not both")
 
 
 def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, reference: str | Path | None = None,
@@ -137,6 +212,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
     """
     settings = settings or ValidateSettings()
     gates = gates or Gates()
+    check_sharding(settings)
     if settings.remote:
         from toolkit.remote.commands import validate_on_device
 
@@ -159,33 +235,39 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
         raise RtkError(f"{len(targets)} targets for {len(paths)} artifacts; give one --target or one per artifact")
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
-    labels, logits, facts, skipped, images = collect_logits(
-        all_paths, Path(data), targets=all_targets, batch_size=settings.batch_size,
-        options=RunnerOptions(threads=settings.threads, max_batch=settings.batch_size), progress=progress,
-        measure_latency=measure_latency)
+    metas, _, images = _open_data(all_paths, Path(data))
+    if settings.shards:
+        from toolkit.validate_shards import score_sharded
 
-    names = facts[0]["classes"]
+        per_image, facts, _ = score_sharded(all_paths, all_targets, images, settings=settings, progress=progress)
+    else:
+        options = RunnerOptions(threads=settings.threads, max_batch=settings.batch_size)
+        with open_runners(all_paths, metas, all_targets, options) as runners:
+            per_image = score_images(runners, images, pre=metas[0].preprocess, batch_size=settings.batch_size,
+                                     progress=progress)
+            facts = runner_facts(runners, metas[0].preprocess, measure_latency)
+    names, labels = facts[0]["classes"], per_image.labels
 
-    def score(path: Path, out: np.ndarray, fact: dict) -> ArtifactScore:
-        hit = topk_correct(out, labels, 1)
+    def score(i: int) -> ArtifactScore:
+        hit = per_image.top1[i]
         per_class = {names[c]: 100.0 * float(hit[labels == c].mean()) for c in np.unique(labels)}
-        return ArtifactScore(artifact=str(path), target=fact["target"], precision=fact["precision"],
-                             top1=100.0 * hit.mean(), top5=100.0 * topk_correct(out, labels, 5).mean(),
-                             p50_ms=fact["p50_ms"], per_class_top1=per_class, isa=effective_tier(fact["target"]))
+        return ArtifactScore(artifact=str(all_paths[i]), target=facts[i]["target"], precision=facts[i]["precision"],
+                             top1=100.0 * hit.mean(), top5=100.0 * per_image.top5[i].mean(),
+                             p50_ms=facts[i]["p50_ms"], per_class_top1=per_class,
+                             isa=effective_tier(facts[i]["target"]))
 
-    ref = score(all_paths[0], logits[0], facts[0]) if reference else None
+    ref = score(0) if reference else None
     scores = []
-    offset = 1 if reference else 0
-    for i, path in enumerate(paths):
-        s = score(path, logits[i + offset], facts[i + offset])
+    for i in range(1 if reference else 0, len(all_paths)):
+        s = score(i)
         if ref is not None:
             s.drop_pt = ref.top1 - s.top1
-            s.agreement = 100.0 * float(np.mean(logits[i + offset].argmax(1) == logits[0].argmax(1)))
-            s.cosine = mean_cosine(logits[i + offset], logits[0])
+            s.agreement = 100.0 * float(np.mean(per_image.pred[i] == per_image.pred[0]))
+            s.cosine = float(np.mean(per_image.cosine[i]))
         scores.append(s)
     results = evaluate(gates, [Scored(name=s.artifact, target=s.target, top1=s.top1, drop_pt=s.drop_pt,
                                       agreement=s.agreement) for s in scores])
     first = scores[0]
-    return ValidationReport(data=str(data), images=images, skipped=skipped, top1=first.top1, top5=first.top5,
-                            drop_pt=first.drop_pt, agreement=first.agreement, cosine=first.cosine, reference=ref,
-                            artifacts=scores, gates=results, passed=all(results))
+    return ValidationReport(data=str(data), images=len(images), skipped=len(images.skipped), top1=first.top1,
+                            top5=first.top5, drop_pt=first.drop_pt, agreement=first.agreement, cosine=first.cosine,
+                            reference=ref, artifacts=scores, gates=results, passed=all(results))

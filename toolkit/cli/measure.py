@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 
@@ -42,6 +43,10 @@ def validate(
     target: Annotated[Optional[list[str]], typer.Option(help="Runtime per artifact (repeat), default by extension.")] = None,
     batch_size: Annotated[int, opt(V, "batch_size")] = default(V, "batch_size"),
     threads: ThreadsOpt = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Validate in shards on Ray workers (a local instance, or "
+                                                    "--address) and merge them exactly; needs the ray extra.")] = False,
+    shards: Annotated[Optional[int], opt(V, "shards")] = None,
+    address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
     remote: RemoteOpt = None,
     remote_rtk: RemoteRtkOpt = None,
@@ -49,21 +54,37 @@ def validate(
     json: JsonOpt = None,
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate."""
-    from toolkit.validate import validate as run
+    from toolkit.validate import check_sharding, validate as run
 
-    settings = build(V, batch_size=batch_size, threads=threads, isa=isa, remote=remote, remote_rtk=remote_rtk,
-                     remote_data=remote_data)
+    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, remote=remote,
+                     remote_rtk=remote_rtk, remote_data=remote_data)
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement, flags=FLAG_NAMES)
     targets = list(target or [])
     if len(targets) == 1 and len(artifacts) > 1:
         targets = targets * len(artifacts)
-    with ui.progress("validate") as progress:
+    sharded = ray or shards is not None or address is not None
+    check_sharding(settings, sharded=sharded)
+    with _ray_for(sharded, address) as cpus, ui.progress("validate") as progress:
+        if sharded and settings.shards is None:
+            settings = settings.model_copy(update={"shards": max(1, cpus // (settings.threads or 1))})
         report = run(artifacts, data, reference=reference, targets=targets or None, settings=settings, gates=gates,
                      progress=progress)
     ui.show_validation(report)
     emit_json(json, report)
     if not report:
         raise GateFailed("; ".join(str(g) for g in report.gates if not g.passed))
+
+
+@contextlib.contextmanager
+def _ray_for(sharded: bool, address: str | None) -> Iterator[int]:
+    """The CPUs of the Ray cluster that sharded validation runs on (started or joined for the command)."""
+    if not sharded:
+        yield 0
+        return
+    from toolkit.distributed import cluster, cluster_cpus
+
+    with cluster(address, what="rtk validate --ray") as ray:
+        yield cluster_cpus(ray)
 
 
 @app.command()

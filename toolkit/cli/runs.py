@@ -1,15 +1,15 @@
-"""The commands over whole pipelines: run, demo, recipe schema, recipe check."""
+"""The commands over whole pipelines: run, sweep, demo, recipe schema, recipe check."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from toolkit import console as ui
 from toolkit.cli.app import JsonOpt, app, command, emit_json, recipe_app
-from toolkit.errors import GateFailed
+from toolkit.errors import GateFailed, RtkError
 
 
 def _run_recipe(recipe, output: Path, *, resume: bool, force: bool, json: Path | None) -> None:
@@ -36,7 +36,11 @@ def run_(
     """Run a recipe: every stage, then validate, bench, gates and the report. Exit 0 pass, 1 gate failed, 2 bad input."""
     from toolkit.recipe import load_recipe
 
-    _run_recipe(load_recipe(recipe), output, resume=resume, force=force, json=json)
+    loaded = load_recipe(recipe)
+    if loaded.sweep is not None:
+        raise RtkError(f"{recipe} has a sweep: block; run it with `rtk sweep {recipe} -o DIR` (or remove the block "
+                       "to run the recipe once)")
+    _run_recipe(loaded, output, resume=resume, force=force, json=json)
 
 
 @app.command()
@@ -51,6 +55,37 @@ def demo(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     _run_recipe(demo_recipe(), output, resume=not force, force=force, json=json)
+
+
+@app.command()
+@command
+def sweep(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML with a sweep: block (see recipes/sweep-demo.yaml).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Sweep folder (a run folder per candidate, "
+                                                                 "sweep.md, pareto.png, best.yaml).")],
+    resume: Annotated[bool, typer.Option(help="Continue a sweep in this folder; finished candidates are kept.")] = False,
+    force: Annotated[bool, typer.Option(help="Start over in a folder that holds another sweep.")] = False,
+    address: Annotated[Optional[str], typer.Option(help="Join the Ray cluster at this address (host:port, "
+                                                        "ray://host:port) instead of starting a local instance.")] = None,
+    ray: Annotated[Optional[bool], typer.Option("--ray/--no-ray", help="Run candidates side by side on Ray "
+                                                "(default: when installed) or one after another here.")] = None,
+    json: JsonOpt = None,
+) -> None:
+    """Run every candidate of a recipe's sweep (each an ordinary run) and pick the best that passes the gates.
+    Exit 0 with a winner, 1 when no candidate passes the gates, 2 bad input."""
+    from toolkit.pipeline.sweep import sweep as run_sweep
+    from toolkit.recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    with ui.progress(f"sweeping {loaded.name}") as progress:
+        result = run_sweep(loaded, output, resume=resume, force=force, address=address, use_ray=ray,
+                           source=str(recipe), progress=progress, notice=ui.warn)
+    ui.show_sweep(result)
+    ui.ok(f"sweep: {output / 'sweep.md'} · plot: {output / 'pareto.png'}"
+          + (f" · winner's recipe: {output / 'best.yaml'}" if result else ""))
+    emit_json(json, result)
+    if not result:
+        raise GateFailed("no candidate passed every gate; see sweep.md for what failed")
 
 
 @recipe_app.command("schema")
@@ -73,7 +108,12 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -
 
     r = load_recipe(recipe)
     check_machine(r)
+    if r.sweep is not None:
+        from toolkit.pipeline.candidates import expand
+
+        ui.ok(f"{recipe}: recipe {r.name!r} is valid, with {len(expand(r, str(recipe)))} sweep candidates")
+        return
     ui.ok(f"{recipe}: recipe {r.name!r} is valid")
 
 
-__all__ = ["demo", "recipe_check", "recipe_schema", "run_"]
+__all__ = ["demo", "recipe_check", "recipe_schema", "run_", "sweep"]

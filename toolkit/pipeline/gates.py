@@ -43,14 +43,15 @@ class Scored:
     top1: float | None = None
     drop_pt: float | None = None     # top-1 points below the reference
     agreement: float | None = None   # % of images with the reference's top-1 class
+    p50_ms: float | None = None
     p99_ms: float | None = None
     speedup: float | None = None     # p50 speed-up against FP32 ONNX Runtime
 
 
 def evaluate(gates: Gates, rows: Sequence[Scored]) -> list[Gate]:
     """Accuracy gates on every row compared with a reference (once per artifact and place it was measured on);
-    the p99 gate on the last timed row of its target on each device (`nuc/openvino` keys: on that device only);
-    the speed-up gate on each device's last row (the deployed artifact)."""
+    the p50 and p99 gates on the last timed row of their target on each device (`nuc/openvino` keys: on that
+    device only); the speed-up gate on each device's last row (the deployed artifact)."""
     out: list[Gate] = []
     seen: set[tuple] = set()
     for r in (r for r in rows if r.role != "reference"):
@@ -71,14 +72,16 @@ def evaluate(gates: Gates, rows: Sequence[Scored]) -> list[Gate]:
             out.append(Gate(name="min_agreement_pct", artifact=r.name, limit=gates.min_agreement_pct,
                             value=r.agreement, passed=r.agreement >= gates.min_agreement_pct, device=on))
     places = list(dict.fromkeys(r.device for r in rows if r.role != "reference"))
-    for key, limit in gates.max_p99_ms.items():
-        device, _, target = key.rpartition("/")
-        for place in ([device] if device else places):
-            timed = [r for r in rows if r.target == target and r.device == place and r.p99_ms is not None]
-            if timed:
-                r = timed[-1]
-                out.append(Gate(name="max_p99_ms", artifact=r.name, limit=limit, value=r.p99_ms,
-                                passed=r.p99_ms <= limit, device=r.device))
+    for name, limits in (("max_p50_ms", gates.max_p50_ms), ("max_p99_ms", gates.max_p99_ms)):
+        field = name.removeprefix("max_")
+        for key, limit in limits.items():
+            device, _, target = key.rpartition("/")
+            for place in ([device] if device else places):
+                timed = [r for r in rows if r.target == target and r.device == place and getattr(r, field) is not None]
+                if timed:
+                    value = getattr(timed[-1], field)
+                    out.append(Gate(name=name, artifact=timed[-1].name, limit=limit, value=value, passed=value <= limit,
+                                    device=timed[-1].device))
     for place in places if gates.min_speedup is not None else []:
         last = [r for r in rows if r.device == place][-1]
         if last.speedup is not None:

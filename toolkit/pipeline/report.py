@@ -68,6 +68,7 @@ class StageTime(BaseModel):
     name: str
     seconds: float
     skipped: bool
+    reused: bool = False
 
 
 class Report(BaseModel):
@@ -154,12 +155,14 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
                         speedup=deployed.speedup, device=deployed.device)
     gates = evaluate(recipe.gates, [Scored(name=r.name, target=r.target, role=r.role, device=r.device,
                                            accuracy_on=r.accuracy_on, top1=r.top1, drop_pt=r.drop_pt,
-                                           agreement=r.agreement, p99_ms=r.latency_ms.p99 if r.latency_ms else None,
+                                           agreement=r.agreement, p50_ms=r.latency_ms.p50 if r.latency_ms else None,
+                                           p99_ms=r.latency_ms.p99 if r.latency_ms else None,
                                            speedup=r.speedup) for r in rows])
     notes = [NO_ENGINE] if any(r.name == "check:tensorrt" for r in records) else []
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
-                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped) for r in records], notes=notes)
+                  stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped, reused=r.reused)
+                          for r in records], notes=notes)
 
 
 def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
@@ -204,8 +207,12 @@ def markdown(report: Report) -> str:
                       ", ".join(f"{t} {i}" for t, i in tiers.items()) + "."]
     lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report.plots]
     lines += ["", "## Stages", "", "| stage | seconds | |", "|---|---:|---|"]
-    lines += [f"| {s.name} | {s.seconds:.1f} | {'skipped (unchanged)' if s.skipped else ''} |" for s in report.stages]
+    lines += [f"| {s.name} | {s.seconds:.1f} | {_stage_note(s)} |" for s in report.stages]
     return "\n".join(lines) + "\n"
+
+
+def _stage_note(s: StageTime) -> str:
+    return "reused (another run of the sweep made it)" if s.reused else ("skipped (unchanged)" if s.skipped else "")
 
 
 def isa_tiers(report: Report, kind: str) -> dict[str, str]:

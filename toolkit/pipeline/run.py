@@ -1,28 +1,34 @@
 """`run(recipe, output)`: the run folder, the stage cache, the stages in order, the manifest and the report.
 
 Stages whose configuration and input hashes are unchanged since the last run in the same folder are
-skipped (state in `<output>/.rtk/state.json`), so an interrupted or edited run resumes where it can.
+skipped (state in `<output>/.rtk/state.json`), so an interrupted or edited run resumes where it can. A run
+given a shared `StageCache` (a sweep's candidates) also takes a stage another run already made, and an
+`executor` decides where each stage's work runs: in this process, or on a Ray worker (toolkit.distributed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel
 
 from toolkit import __version__
 from toolkit.errors import RtkError
 from toolkit.io import now_iso, sha256_file, write_json, write_text_atomic
+from toolkit.pipeline.cache import StageCache, portable
 from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
 STATE = ".rtk/state.json"
+HOLD_STAGE = "RTK_TEST_HOLD_STAGE"
 
 
 class StageRecord(BaseModel):
@@ -30,6 +36,20 @@ class StageRecord(BaseModel):
     seconds: float
     skipped: bool
     outputs: dict[str, str]
+    reused: bool = False        # taken from the shared stage cache: another run (a sweep's candidate) made it
+
+
+class Executor(Protocol):
+    """Runs one stage's work (`call`) and returns its result. `timing` names the machine a timed stage must have
+    to itself ("node", or "device:<name>" for a stage that times on an SSH device); None for any other stage."""
+
+    def __call__(self, name: str, call: Callable[[], Any], *, timing: str | None = None) -> Any:
+        ...
+
+
+def inline(name: str, call: Callable[[], Any], *, timing: str | None = None) -> Any:
+    """The executor of a plain `rtk run`: every stage in this process, one after another."""
+    return call()
 
 
 def _hash_inputs(paths: list[Path]) -> dict[str, str]:
@@ -46,6 +66,74 @@ def _hash_inputs(paths: list[Path]) -> dict[str, str]:
     return out
 
 
+def stage_key(config: Any, inputs: list[Path], root: Path) -> str:
+    """A stage's identity: its settings, the content of its inputs and rtk's version. Paths inside the run folder
+    count by their place in it, so the same stage of two runs has one key (a sweep's cache relies on that)."""
+    payload = portable({"config": config, "inputs": _hash_inputs(inputs), "rtk": __version__}, root)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _hold_for_test(names: tuple[str, ...], hold: str) -> None:
+    """For tests only: with RTK_TEST_HOLD_STAGE=NAME:READY, stage NAME (e.g. `bench`, or `c1/bench` for the run
+    in folder c1) writes its process id to READY and waits to be killed or interrupted, once: a later attempt
+    finds READY and goes on. So a fault lands mid-run, every time."""
+    stage, _, ready = hold.rpartition(":")      # stage names hold colons (compile:openvino), READY does not
+    if stage not in names or not ready or Path(ready).exists():
+        return
+    tmp = Path(f"{ready}.{os.getpid()}")
+    tmp.write_text(str(os.getpid()))
+    tmp.rename(ready)
+    while True:
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Done:
+    """What one stage left: its state entry (key, output hashes, result, seconds) and its record."""
+
+    entry: dict[str, Any]
+    record: StageRecord
+
+
+@dataclass
+class Step:
+    """One stage as a call that can run on another process: the skip check, the shared cache, the work, the
+    hashes. Only `Done` comes back; the run's state is updated by the caller."""
+
+    name: str
+    config: Any
+    inputs: list[Path]
+    outputs: list[Path]
+    fn: Callable[[], Any]
+    root: Path
+    previous: dict[str, Any] | None
+    cache: StageCache | None
+    hold: str = field(default_factory=lambda: os.environ.get(HOLD_STAGE, ""))
+
+    def __call__(self) -> Done:
+        _hold_for_test((self.name, f"{self.root.name}/{self.name}"), self.hold)
+        key = stage_key(self.config, self.inputs, self.root)
+        prev = self.previous
+        if prev and prev["key"] == key and all(p.exists() for p in self.outputs) \
+                and _hash_inputs(self.outputs) == prev["outputs"]:
+            return Done(prev, StageRecord(name=self.name, seconds=0.0, skipped=True, outputs=prev["outputs"]))
+        with self.cache.claim(key) if self.cache else nullcontext():
+            if self.cache:
+                hit = self.cache.get(key, self.root, self.outputs)
+                if hit and _hash_inputs(self.outputs) == hit["outputs"]:
+                    return Done(hit, StageRecord(name=self.name, seconds=0.0, skipped=True, outputs=hit["outputs"],
+                                                 reused=True))
+            started = time.perf_counter()
+            result = self.fn()
+            seconds = time.perf_counter() - started
+            result_json = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            hashes = _hash_inputs(self.outputs)
+            entry = {"key": key, "outputs": hashes, "result": result_json, "seconds": seconds}
+            if self.cache:
+                self.cache.put(key, self.root, self.outputs, entry)
+        return Done(entry, StageRecord(name=self.name, seconds=seconds, skipped=False, outputs=hashes))
+
+
 @dataclass
 class Run:
     """One pipeline run in one folder: the stage cache and the records of what ran."""
@@ -53,13 +141,24 @@ class Run:
     recipe: Recipe
     root: Path
     progress: Progress = silent
+    cache: StageCache | None = None
+    executor: Executor = inline
     records: list[StageRecord] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
+    current: str | None = None      # the stage running now (or the one that failed)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()       # stages of different devices finish in parallel threads
         state = self.root / STATE
         self.state: dict[str, Any] = json.loads(state.read_text()) if state.is_file() else {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a stage's work needs on a worker process: no display, no executor, no lock."""
+        return {**{k: v for k, v in self.__dict__.items() if k != "_lock"}, "progress": silent, "executor": inline}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def say(self, message: str) -> None:
         self.progress(message)
@@ -70,30 +169,42 @@ class Run:
         named = [data.root, data.calibration, data.validation, Path(source) if Path(source).suffix else None]
         return [Path(p) for p in named if p is not None]
 
-    def stage(self, name: str, config: Any, inputs: list[Path], outputs: list[Path], fn: Callable[[], Any]) -> Any:
-        """Run `fn` unless a previous run had the same config and inputs and its outputs are intact."""
-        key = hashlib.sha256(json.dumps({"config": config, "inputs": _hash_inputs(inputs), "rtk": __version__},
-                                        sort_keys=True, default=str).encode()).hexdigest()
-        entry = self.state.get(name)
-        if entry and entry["key"] == key and _hash_inputs(outputs) == entry["outputs"] and all(p.exists() for p in outputs):
-            self.say(f"{name}: unchanged, skipped")
-            self.records.append(StageRecord(name=name, seconds=0.0, skipped=True, outputs=entry["outputs"]))
-            self.results[name] = entry["result"]
-            return entry["result"]
+    def stage(self, name: str, config: Any, inputs: list[Path], outputs: list[Path], fn: Callable[[], Any], *,
+              timing: str | None = None) -> Any:
+        """Run `fn` unless a previous run had the same config and inputs and its outputs are intact (in this
+        folder, or in the shared cache). `timing`: the stage times something (see `Executor`)."""
+        self.current = name
         self.say(f"{name} …")
-        started = time.perf_counter()
-        result = fn()
-        seconds = time.perf_counter() - started
-        result_json = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
-        hashes = _hash_inputs(outputs)
+        step = Step(name=name, config=config, inputs=list(inputs), outputs=list(outputs), fn=fn, root=self.root,
+                    previous=self.state.get(name), cache=self.cache)
+        done = self.executor(name, step, timing=timing)
+        record = done.record
+        if record.reused:
+            self.say(f"{name}: reused from the shared stage cache")
+        elif record.skipped:
+            self.say(f"{name}: unchanged, skipped")
+        else:
+            self.say(f"{name}: done in {record.seconds:.1f} s")
         with self._lock:
-            self.state[name] = {"key": key, "outputs": hashes, "result": result_json, "seconds": seconds}
-            (self.root / ".rtk").mkdir(exist_ok=True)
-            write_json(self.root / STATE, self.state)
-            self.records.append(StageRecord(name=name, seconds=seconds, skipped=False, outputs=hashes))
-            self.results[name] = result_json
-        self.say(f"{name}: done in {seconds:.1f} s")
-        return result_json
+            self.state[name] = done.entry
+            if not record.skipped or record.reused:
+                (self.root / ".rtk").mkdir(exist_ok=True)
+                write_json(self.root / STATE, self.state)
+            self.records.append(record)
+            self.results[name] = done.entry["result"]
+        return done.entry["result"]
+
+    def execute(self, started: str | None = None):
+        """Every stage, then the report (the executor's "report" work): the Report."""
+        from toolkit.pipeline.stages import run_stages
+
+        started = started or now_iso()
+        write_text_atomic(self.root / "recipe.yaml", dump_recipe(self.recipe))
+        outcome = run_stages(self)
+        self.current = "report"
+        report = self.executor("report", lambda: finish(self, outcome, started))
+        self.current = None
+        return report
 
 
 def prepare_output(root: Path, *, resume: bool, force: bool) -> None:
@@ -130,20 +241,22 @@ def check_machine(recipe: Recipe) -> None:
             raise RtkError(f"{exc}; or set compile.check_only: true to run only the CPU-side check") from None
 
 
-def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent):
+def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent,
+        cache: StageCache | None = None, executor: Executor = inline):
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
-    from toolkit.pipeline.report import build_report, write_report
-    from toolkit.pipeline.stages import run_stages
-
     output = Path(output)
     check_machine(recipe)
     prepare_output(output, resume=resume, force=force)
     started = now_iso()
-    ctx = Run(recipe=recipe, root=output, progress=progress)
-    write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
-    outcome = run_stages(ctx)
-    report = build_report(recipe, outcome, ctx.records)
-    write_report(report, output)
+    return Run(recipe=recipe, root=output, progress=progress, cache=cache, executor=executor).execute(started)
+
+
+def finish(ctx: Run, outcome, started: str):
+    """The report and manifest of a run whose stages are done."""
+    from toolkit.pipeline.report import build_report, write_report
+
+    report = build_report(ctx.recipe, outcome, ctx.records)
+    write_report(report, ctx.root)
     write_manifest(ctx, started, report)   # last, so its sha256s cover the report and plots of this run
     return report
 

@@ -108,7 +108,9 @@ def _prune(ctx, checkpoint: Path, root: Path) -> Path:
             raise GateFailed(result.message)
         return result
 
-    ctx.stage("prune", p.model_dump(), [checkpoint, root], [out], run)
+    # the latency-targeted search times its candidates: like bench, it gets its machine to itself
+    ctx.stage("prune", p.model_dump(), [checkpoint, root], [out], run,
+              timing="node" if p.target_latency_ms is not None else None)
     return out
 
 
@@ -252,7 +254,7 @@ def _validate_on_devices(ctx, arts: list[Artifact], val: Path | None) -> dict[st
         return ctx.stage(f"validate@{name}", config, inputs, [], lambda: validate_on_device(
             [a.path for a in rows] or [fp32.path], None if spec.data else val, reference=fp32.path,
             targets=[a.target for a in rows] or [fp32.target], settings=settings, gates=Gates(), device=device,
-            say=lambda m: ctx.say(f"{name}: {m}")))
+            say=lambda m: ctx.say(f"{name}: {m}")), timing=f"device:{device.dest}")
 
     found = on_devices({n: (d.dest, lambda n=n, d=d: job(n, d)) for n, d in devices_of(r).items()})
     return {n: v for n, v in found.items() if v is not None}
@@ -287,10 +289,10 @@ def _bench(ctx, arts: list[Artifact]) -> dict[str, dict[str, list[dict]]]:
     devices = devices_of(ctx.recipe)
     if not devices:
         return {"": ctx.stage("bench", {**config, "tier": effective_tier("openvino")}, [Path(a.path) for a in timed],
-                              [], runs())}
+                              [], runs(), timing="node")}
     return on_devices({n: (d.dest, lambda n=n, d=d: ctx.stage(
-        f"bench@{n}", {**config, "dest": d.dest, "rtk": d.rtk}, [Path(a.path) for a in timed], [], runs(d)))
-        for n, d in devices.items()})
+        f"bench@{n}", {**config, "dest": d.dest, "rtk": d.rtk}, [Path(a.path) for a in timed], [], runs(d),
+        timing=f"device:{d.dest}")) for n, d in devices.items()})
 
 
 @dataclass(frozen=True)

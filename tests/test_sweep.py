@@ -1,0 +1,260 @@
+"""`rtk sweep`: candidates expanded from a recipe, run on a real local Ray instance (2 CPUs) with shared stages,
+the Pareto report and best.yaml, and every fault: a killed worker, a failing stage, Ctrl-C then --resume, Ray
+missing, a cluster that does not answer. Tiny models: random ResNet50s at 64 px on 4 synthetic classes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit.errors import RtkError
+from toolkit.io import sha256_file
+from toolkit.pipeline.candidates import expand, leaders_first
+from toolkit.recipe import load_recipe, parse_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = """\
+version: 1
+name: tiny-sweep
+data:
+  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}
+model:
+  source: random
+  input_size: 64
+compile:
+  targets: [onnxruntime]
+bench:
+  runs: 5
+  warmup: 1
+  repeats: 2
+"""
+PRUNED = BASE + """\
+prune: {epochs: 0, bn_batches: 2}
+gates:
+  max_p50_ms: {openvino: 100000}
+sweep:
+  values:
+    prune.ratio: [0.3, 0.5]
+    targets: [onnxruntime, openvino]
+"""
+TARGETS = BASE + "sweep:\n  values:\n    targets: [onnxruntime, openvino]\n  retries: 0\n"
+WITHOUT_RAY = "import sys; sys.modules['ray'] = None; from toolkit.cli import main; sys.argv[0] = 'rtk'; main()"
+
+
+def test_candidates_expand_the_value_lists():
+    recipe = parse_recipe(BASE + "quantize: {subset: 8}\ngates: {max_p50_ms: {openvino: 5}}\nsweep:\n  values:\n"
+                                 "    prune.ratio: [0.3, 0.5]\n    precision: [fp32, int8]\n"
+                                 "    targets: [onnxruntime, openvino]\n  minimize: p50_ms\n")
+    cands = expand(recipe)
+    assert [c.id for c in cands] == [f"c{i}" for i in range(8)]
+    c = cands[3]
+    assert c.values == {"prune.ratio": 0.3, "precision": "int8", "targets": "openvino"}
+    assert c.recipe.prune.ratio == 0.3 and c.recipe.quantize.subset == 8 and c.recipe.compile.targets == ["openvino"]
+    assert c.recipe.gates.max_p50_ms == {"openvino": 5.0} and cands[2].recipe.gates.max_p50_ms == {}
+    assert cands[0].recipe.quantize is None and c.recipe.sweep is None and c.recipe.name == "tiny-sweep-c3"
+    assert [x.id for x in leaders_first(cands)][:2] == ["c0", "c4"]     # the two prune ratios start first
+    bad = parse_recipe(BASE + "sweep:\n  values:\n    prune.ratio: [0.3, 1.5]\n")
+    with pytest.raises(RtkError, match=r"candidate c1 \(prune.ratio=1.5\): prune.ratio: .*less than 1"):
+        expand(bad)
+
+
+def test_recipe_check_counts_the_candidates(cli, tmp_path):
+    """(The refusals of rtk sweep and validate --ray are cases of the catalogue, tests/test_reliability.py.)"""
+    swept = tmp_path / "swept.yaml"
+    swept.write_text(PRUNED)
+    check = cli("recipe", "check", swept)
+    assert check.exit_code == 0 and "4 sweep candidates" in check.stderr
+
+
+def test_one_sweep_per_folder(cli, tmp_path):
+    """While a sweep holds its folder's lock, a second one (--resume) is refused and changes nothing there."""
+    import fcntl
+
+    recipe, out = tmp_path / "sweep.yaml", tmp_path / "out"
+    recipe.write_text(PRUNED)
+    (out / ".rtk").mkdir(parents=True)
+    (out / ".rtk" / "sweep-state.json").write_text('{"candidates": []}')
+    with open(out / ".rtk" / "sweep.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = cli("sweep", recipe, "-o", out, "--resume", "--no-ray")
+    assert result.exit_code == 2 and "another rtk sweep is running" in result.stderr
+    assert sorted(p.name for p in out.rglob("*")) == [".rtk", "sweep-state.json", "sweep.lock"]
+
+
+def test_sweep_on_ray_shares_stages_and_names_a_winner(ray_local, cli, tmp_path):
+    recipe = tmp_path / "sweep.yaml"
+    recipe.write_text(PRUNED)
+    out = tmp_path / "out"
+    result = cli("sweep", recipe, "-o", out, "--json", tmp_path / "result.json")
+    assert result.exit_code == 0, result.stderr
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep == json.loads((tmp_path / "result.json").read_text())
+    assert sweep["engine"]["ray"] == ray_local.__version__ and sweep["engine"]["cpus"] == 2
+    cands = {c["id"]: c for c in sweep["candidates"]}
+    assert list(cands) == ["c0", "c1", "c2", "c3"] and {c["status"] for c in cands.values()} == {"ok"}
+
+    def made(stage: str) -> int:
+        return sum(stage in c["ran"] for c in cands.values())
+
+    assert made("prune") == 2 and made("model") == 1 and made("export:model") == 1 and made("data") == 1
+    assert sum("prune" in c["reused"] for c in cands.values()) == 2
+    pruned = {cid: sha256_file(out / "candidates" / cid / "pruned.pt") for cid in cands}
+    assert pruned["c0"] == pruned["c1"] != pruned["c2"] == pruned["c3"]
+    for cid, c in cands.items():
+        report = json.loads((out / "candidates" / cid / "report.json").read_text())
+        assert (out / "candidates" / cid / "manifest.json").is_file()
+        deployed = report["rows"][-1]
+        assert deployed["target"] == c["target"] and deployed["latency_ms"]["p50"] == c["p50_ms"]
+        assert deployed["top1"] == c["top1"] and report["passed"] is c["passed"] is True
+    assert {c["target"] for c in cands.values() if c["pareto"]} == {"onnxruntime", "openvino"}
+    winner = cands[sweep["winner"]]
+    assert winner["top1"] == max(c["top1"] for c in cands.values())
+    best = load_recipe(out / "best.yaml")
+    assert best == next(c.recipe for c in expand(parse_recipe(PRUNED)) if c.id == winner["id"])
+    assert (out / "pareto.png").stat().st_size > 10_000
+    assert f"**Winner: {winner['id']}**" in (out / "sweep.md").read_text()
+
+
+def test_a_timed_stage_has_the_node_to_itself(ray_local):
+    """bench asks Ray for every CPU of the node and runs at niceness 0 like a stand-alone `rtk bench`; other stages
+    take their declared CPUs in Ray's ordinary workers (niceness 15); a device's timing takes no CPU here."""
+    from toolkit.distributed import RayPool
+
+    def _priority_and_cpus() -> tuple[int, float]:     # defined here: Ray ships it by value to the worker
+        import os
+        import ray
+
+        return os.nice(0), ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+
+    pool = RayPool(ray_local, train_cpus=2, retries=0)
+    assert pool.run("bench", _priority_and_cpus, "node", []) == (0, 2.0)
+    nice, cpus = pool.run("validate", _priority_and_cpus, None, [])
+    assert nice > 0 and cpus == 1.0
+    assert pool.options("bench", "device:jetson")[0] == "device:jetson"
+    assert pool.options("bench", "device:jetson")[1]["num_cpus"] == 0
+
+
+def _wait_for_pid(ready: Path, timeout: float = 240.0) -> int:
+    deadline = time.monotonic() + timeout
+    while not ready.is_file():
+        assert time.monotonic() < deadline, f"no stage held at {ready}"
+        time.sleep(0.1)
+    return int(ready.read_text())
+
+
+def _in_thread(fn) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:     # re-raised by the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, box
+
+
+def _result(thread: threading.Thread, box: dict):
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the sweep did not finish"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def test_killed_worker_crashes_its_candidate_and_resume_retries_it(ray_local, tmp_path, monkeypatch):
+    """The Ray worker running c1's compile is SIGKILLed: with retries 0 the candidate is marked crashed and the sweep
+    goes on; --resume with retries 1 keeps c0, runs c1 again, survives a second kill by retrying, and finishes."""
+    from toolkit.pipeline.sweep import sweep
+
+    recipe, out, ready = tmp_path / "sweep.yaml", tmp_path / "out", tmp_path / "ready"
+    recipe.write_text(TARGETS)
+    monkeypatch.setenv("RTK_TEST_HOLD_STAGE", f"c1/compile:openvino:{ready}")
+    thread, box = _in_thread(lambda: sweep(load_recipe(recipe), out))
+    pid = _wait_for_pid(ready)
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    first = _result(thread, box)
+    c0, c1 = first.candidates
+    assert c0.status == "ok" and c1.status == "crashed" and c1.stage == "compile:openvino"
+    assert "died" in c1.error and "\n" not in c1.error and first.winner == "c0"
+    assert (out / "sweep.json").is_file() and not (out / "candidates" / "c1" / "openvino").exists()
+    assert [p.name for p in (out / "candidates" / "c1").rglob(".*")] == [".rtk"]      # no staged leftovers
+    stamp = (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns
+
+    recipe.write_text(TARGETS.replace("retries: 0", "retries: 1"))
+    ready.unlink()
+    thread, box = _in_thread(lambda: sweep(load_recipe(recipe), out, resume=True))
+    os.kill(_wait_for_pid(ready), signal.SIGKILL)
+    second = _result(thread, box)
+    assert second.resumed == ["c0"] and [c.status for c in second.candidates] == ["ok", "ok"]
+    assert second.candidates[1].notes == ["compile:openvino: the Ray worker died (WorkerCrashedError); retried"]
+    assert (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns == stamp
+    assert json.loads((out / "sweep.json").read_text())["winner"] in ("c0", "c1")
+
+
+def _without_ray(*args, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WITHOUT_RAY, *map(str, args)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
+    """Ray cannot be imported: the candidates run one after another with a one-line hint. c1 asks for more
+    calibration images than there are: recorded as failed, not fatal. Ctrl-C lands in c2's quantize: exit 130,
+    nothing of the results written; --resume keeps c0 and c1 and finishes c2."""
+    recipe, out, ready = tmp_path / "sweep.yaml", tmp_path / "out", tmp_path / "ready"
+    recipe.write_text(BASE + "quantize: {bench_runs: 0}\nsweep:\n  values:\n    quantize.subset: [8, 1000, 12]\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RTK_TEST_HOLD_STAGE": f"c2/quantize:{ready}"}
+    proc = _without_ray("sweep", recipe, "-o", out, env=env)
+    try:
+        _wait_for_pid(ready)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Ray is not installed: the 3 candidates run one after another; pip install 'rtk[ray]'" in err
+    assert "interrupted" in err
+    state = json.loads((out / ".rtk" / "sweep-state.json").read_text())["candidates"]
+    assert [(c["id"], c["status"]) for c in state] == [("c0", "ok"), ("c1", "failed")]
+    assert not any((out / name).exists() for name in ("sweep.json", "sweep.md", "best.yaml", "pareto.png"))
+    assert not (out / "candidates" / "c2" / "model.int8.onnx").exists()
+    stamp = (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns
+
+    env.pop("RTK_TEST_HOLD_STAGE")
+    proc = _without_ray("sweep", recipe, "-o", out, "--resume", env=env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["resumed"] == ["c0", "c1"] and sweep["engine"] == {"ray": None}
+    c0, c1, c2 = sweep["candidates"]
+    assert (c0["status"], c1["status"], c2["status"]) == ("ok", "failed", "ok")
+    assert c1["stage"] == "quantize" and "1000 were asked for" in c1["error"]
+    assert (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns == stamp
+    assert "quantize" in c2["ran"] and c2["top1"] is not None
+
+
+def test_validate_ray_without_ray_is_one_line(random_onnx, tiny_data):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = _without_ray("validate", random_onnx, "--data", tiny_data / "val", "--ray", env=env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.strip().splitlines() == [
+        "error: rtk validate --ray needs Ray, which is not installed; pip install 'rtk[ray]'"]
+
+
+def test_runtime_commands_do_not_import_ray(random_onnx, tiny_data):
+    code = ("import sys; from toolkit.cli import main; sys.argv = ['rtk', 'validate', sys.argv[1], '--data', "
+            "sys.argv[2]]\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(random_onnx), str(tiny_data / "val")], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr

@@ -1,0 +1,140 @@
+"""A sweep's candidates: every combination of the `sweep.values` lists, each a complete recipe of its own.
+
+A value list names a recipe field by its dotted path (`prune.ratio`, `quantize.subset`, `bench.threads`; a
+section missing from the recipe is created with its defaults), or one of two shorthands: `precision` (fp32 and
+fp16 drop the quantize stage and compile at that precision; int8 keeps the recipe's quantize settings, or the
+defaults) and `targets` (the runtime, or list of runtimes, to build and time). Per-target gates follow the
+candidate's targets. Every candidate is checked like any recipe before anything runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from toolkit.errors import RtkError
+from toolkit.recipe import Recipe
+
+MAX_CANDIDATES = 512
+SHORTHANDS = ("precision", "targets")
+TRAINING = ("seed", "data", "model", "finetune", "prune", "export")   # the sections that decide what is trained
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    values: dict[str, Any]
+    recipe: Recipe
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={_show(v)}" for k, v in self.values.items())
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, last = dotted.split(".")
+    node = tree
+    for i, part in enumerate(sections):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RtkError(f"sweep.values: {dotted}: {'.'.join(sections[:i + 1])} is not a section of the recipe; "
+                           "name a field such as prune.ratio")
+        node = child
+    node[last] = value
+
+
+def _apply(tree: dict[str, Any], key: str, value: Any) -> None:
+    if key == "precision":
+        if value not in ("fp32", "fp16", "int8"):
+            raise RtkError(f"sweep.values: precision {value!r}: use fp32, fp16 or int8")
+        tree.setdefault("compile", {})["precision"] = "auto" if value == "int8" else value
+        if value == "int8":
+            tree["quantize"] = tree.get("quantize") or {}
+        else:
+            tree.pop("quantize", None)
+    elif key == "targets":
+        tree.setdefault("compile", {})["targets"] = value if isinstance(value, list) else [value]
+    else:
+        _set(tree, key, value)
+
+
+def _fit_gates(tree: dict[str, Any]) -> None:
+    """Per-target latency gates apply to the candidates that build that target."""
+    targets = set(tree.get("compile", {}).get("targets", ["onnxruntime"]))
+    gates = tree.get("gates", {})
+    for name in ("max_p50_ms", "max_p99_ms"):
+        if name in gates:
+            gates[name] = {t: v for t, v in gates[name].items() if t in targets}
+
+
+def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
+    """The candidates of `recipe`'s sweep, in the order of the value lists (the last one varies fastest)."""
+    if recipe.sweep is None:
+        raise RtkError(f"{where} has no sweep: block; add one (see recipes/sweep-demo.yaml), or run it with rtk run")
+    lists = recipe.sweep.values
+    count = 1
+    for values in lists.values():
+        count *= len(values)
+    if count > MAX_CANDIDATES:
+        raise RtkError(f"{where}: the sweep has {count} candidates (limit {MAX_CANDIDATES}); shorten the value lists")
+    base = recipe.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"sweep"})
+    width = len(str(count - 1))
+    out = []
+    for i, combo in enumerate(itertools.product(*lists.values())):
+        values = dict(zip(lists, combo))
+        cid = f"c{i:0{width}d}"
+        tree = json.loads(json.dumps(base))
+        tree["name"] = f"{recipe.name}-{cid}"
+        for key, value in values.items():
+            _apply(tree, key, value)
+        _fit_gates(tree)
+        try:
+            built = Recipe.model_validate(tree)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "recipe"
+            message = first["msg"].removeprefix("Value error, ")
+            shown = " ".join(f"{k}={_show(v)}" for k, v in values.items())
+            raise RtkError(f"{where}: sweep candidate {cid} ({shown}): {field}: {message}; fix sweep.values") from None
+        out.append(Candidate(id=cid, values=values, recipe=built))
+    return out
+
+
+def leaders_first(candidates: list[Candidate]) -> list[Candidate]:
+    """Candidates in an order where the first of each training setting come first, round-robin: runs that start
+    together train different models instead of waiting for the same one, and later runs reuse them."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        tree = c.recipe.model_dump(mode="json", include=set(TRAINING))
+        groups.setdefault(json.dumps(tree, sort_keys=True), []).append(c)
+    queues = list(groups.values())
+    order = []
+    while any(queues):
+        for q in queues:
+            if q:
+                order.append(q.pop(0))
+    return order
+
+
+def absolute(recipe: Recipe) -> Recipe:
+    """`recipe` with its input paths absolute, so a worker whose working folder differs finds them."""
+    data = recipe.data.model_copy(update={k: Path(v).resolve() for k in ("root", "calibration", "validation")
+                                          if (v := getattr(recipe.data, k)) is not None})
+    update: dict[str, Any] = {"data": data}
+    source = recipe.model.source
+    if Path(source).is_file():
+        update["model"] = recipe.model.model_copy(update={"source": str(Path(source).resolve())})
+    if recipe.quantize and recipe.quantize.calib_list:
+        update["quantize"] = recipe.quantize.model_copy(update={"calib_list": recipe.quantize.calib_list.resolve()})
+    return recipe.model_copy(update=update)

@@ -1,0 +1,211 @@
+"""`rtk sweep RECIPE -o DIR`: every candidate of the recipe's sweep as an ordinary run, and the winner.
+
+DIR/candidates/<id>/ is each candidate's run folder (recipe.yaml, artifacts, manifest.json, report.md). Stages
+that candidates share are made once: DIR/.cache is a stage cache keyed exactly as a run keys its stages
+(pipeline/cache.py). DIR/sweep.json, sweep.md, pareto.png and best.yaml are written when every candidate is
+done; DIR/.rtk/sweep-state.json records each candidate as it finishes, so `--resume` after a crash or Ctrl-C
+redoes none that finished (a candidate whose recipe changed since is run again; one whose Ray worker died is
+tried again).
+
+On Ray (toolkit.distributed) as many candidates run side by side as the cluster has CPUs, each stage a Ray task
+with declared CPUs and memory and every timed stage alone on its machine; without Ray they run one after
+another in this process. A cluster's nodes must see DIR and the recipe's data at the same paths (a shared
+file system), as for any Ray job that writes files.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import fcntl
+import hashlib
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from toolkit.errors import GateFailed, RtkError
+from toolkit.io import write_json, write_text_atomic
+from toolkit.pipeline.cache import StageCache
+from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first
+from toolkit.pipeline.run import Executor, Run, check_machine, inline, prepare_output
+from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, from_report, mark_pareto, new_result
+from toolkit.pipeline.sweep_report import pick_winner, write_results
+from toolkit.progress import Progress, silent
+from toolkit.recipe import Recipe, dump_recipe
+
+STATE = ".rtk/sweep-state.json"
+STAGING = re.compile(r"^\..+\.[0-9a-f]{12}(\..+)?$")     # io.fresh_temp_name's hidden temporaries
+
+
+def fingerprint(recipe: Recipe) -> str:
+    return hashlib.sha256(dump_recipe(recipe).encode()).hexdigest()
+
+
+def _kept(output: Path, candidates: list[Candidate]) -> dict[str, CandidateResult]:
+    """Candidates a previous sweep in `output` finished with the same recipe (crashed ones are tried again)."""
+    import json
+
+    state = output / STATE
+    if not state.is_file():
+        return {}
+    records = {r["id"]: CandidateResult.model_validate(r) for r in json.loads(state.read_text())["candidates"]}
+    now = {c.id: fingerprint(c.recipe) for c in candidates}
+    return {cid: r for cid, r in records.items() if now.get(cid) == r.fingerprint and r.status != "crashed"}
+
+
+def _prepare(output: Path, *, resume: bool, force: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise RtkError(f"output {output} is a file; give a folder for the sweep")
+    if not output.parent.is_dir():
+        raise RtkError(f"parent folder {output.parent} does not exist; create it first")
+    if output.is_dir() and any(output.iterdir()) and not (resume or force):
+        raise RtkError(f"{output} already holds files (another sweep?); pass --resume to continue it, --force to "
+                       "start over, or choose a new -o")
+    if resume and output.is_dir() and any(output.iterdir()) and not (output / STATE).is_file() and not force:
+        raise RtkError(f"{output} holds no sweep to resume (no {STATE}); choose a new -o or pass --force")
+    (output / ".rtk").mkdir(parents=True, exist_ok=True)
+    if force:
+        (output / STATE).unlink(missing_ok=True)
+        shutil.rmtree(output / ".cache", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _only_sweep(output: Path) -> Iterator[None]:
+    """One `rtk sweep` per folder at a time."""
+    with open(output / ".rtk" / "sweep.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RtkError(f"another rtk sweep is running in {output}; wait for it or choose another -o") from None
+        yield
+
+
+def _clean_staging(folder: Path) -> None:
+    """Remove the hidden temporaries a killed worker left in a run folder (it could not clean up after itself)."""
+    for path in sorted(folder.rglob(".*"), reverse=True):
+        if STAGING.match(path.name) and ".cache" not in path.parts:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Executor, notes: list[str],
+                  force: bool, progress: Progress) -> CandidateResult:
+    """One candidate's run; a stage that fails or a worker that keeps dying is recorded, not raised."""
+    from toolkit.distributed import Cancelled, WorkerDied
+
+    def say(stage: str, done: int | None = None, total: int | None = None, **facts: Any) -> None:
+        progress(f"{c.id}: {stage}", done, total, **facts)
+
+    started = time.perf_counter()
+    prepare_output(folder, resume=True, force=force)
+    ctx = Run(recipe=absolute(c.recipe), root=folder, progress=say, cache=cache, executor=executor)
+    common = dict(id=c.id, values=c.values, folder=str(folder), notes=notes, fingerprint=fingerprint(c.recipe))
+    try:
+        report = ctx.execute()
+        status, error = "ok", None
+    except (Cancelled, KeyboardInterrupt):
+        raise
+    except WorkerDied as exc:
+        status, error = "crashed", str(exc)
+    except (RtkError, GateFailed) as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        status, error = "failed", f"internal error ({type(exc).__name__}{': ' + first if first else ''})"
+    if notes or status == "crashed":
+        _clean_staging(folder)
+    stages = dict(ran=[r.name for r in ctx.records if not r.skipped], reused=[r.name for r in ctx.records if r.reused],
+                  seconds=time.perf_counter() - started)
+    if status == "ok":
+        return from_report(report, **common, **stages)
+    return CandidateResult(status=status, error=error, stage=ctx.current, **common, **stages)
+
+
+def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, address: str | None = None,
+          use_ray: bool | None = None, source: str = "RECIPE", progress: Progress = silent,
+          notice: Callable[[str], None] = lambda line: None) -> SweepResult:
+    """Run every candidate of `recipe.sweep` into `output`; returns the SweepResult (truthy when a winner exists).
+
+    `use_ray`: None uses Ray when it is installed, False never; `address` joins a running cluster."""
+    from toolkit.distributed import check_address, ray_installed, RAY_EXTRA
+
+    candidates = expand(recipe, source)
+    for c in candidates:
+        check_machine(c.recipe)
+    if address and use_ray is False:
+        raise RtkError("--address joins a Ray cluster; drop --no-ray to use it")
+    on_ray = use_ray is not False and ray_installed()
+    if not on_ray and (address or use_ray):
+        raise RtkError(f"{'--address' if address else '--ray'} needs Ray, which is not installed; {RAY_EXTRA}")
+    if address:
+        check_address(address)
+    output = Path(output).resolve()
+    _prepare(output, resume=resume, force=force)
+    with _only_sweep(output):
+        kept = {} if force else _kept(output, candidates)
+        if not (output / STATE).is_file():
+            write_json(output / STATE, {"candidates": []})     # from now on the folder holds a sweep to resume
+        write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
+        todo = [c for c in leaders_first(candidates) if c.id not in kept]
+        if use_ray is None and not on_ray:
+            notice(f"Ray is not installed: the {len(todo)} candidates run one after another; {RAY_EXTRA} to run "
+                   "them side by side")
+        started = time.perf_counter()
+        done = dict(kept)
+        cache = StageCache(output / ".cache")
+
+        def record(result: CandidateResult) -> None:
+            done[result.id] = result
+            write_json(output / STATE, {"candidates": [done[c.id] for c in candidates if c.id in done]})
+            progress("candidates", len(done), len(candidates))
+
+        progress("candidates", len(done), len(candidates))
+        (output / "candidates").mkdir(exist_ok=True)
+        common = dict(output=output, cache=cache, force=force, progress=progress, record=record)
+        engine = _on_ray(todo, address=address, settings=recipe.sweep, **common) if on_ray else \
+            _one_by_one(todo, **common)
+        results = [done[c.id] for c in candidates]
+        mark_pareto(results)
+        winner = pick_winner(results, recipe.sweep.objective)
+        result = new_result(recipe, engine=engine, seconds=time.perf_counter() - started, candidates=results,
+                            winner=winner.id if winner else None, resumed=sorted(kept))
+        best = next((c.recipe for c in candidates if winner and c.id == winner.id), None)
+        write_results(result, recipe, output, best, source)
+    return result
+
+
+def _one_by_one(todo: list[Candidate], *, output: Path, cache: StageCache, force: bool, progress: Progress,
+                record: Callable[[CandidateResult], None]) -> dict[str, Any]:
+    for c in todo:
+        record(run_candidate(c, output / "candidates" / c.id, cache=cache, executor=inline, notes=[], force=force,
+                             progress=progress))
+    return {"ray": None}
+
+
+def _on_ray(todo: list[Candidate], *, address: str | None, settings, output: Path, cache: StageCache, force: bool,
+            progress: Progress, record: Callable[[CandidateResult], None]) -> dict[str, Any]:
+    """The candidates side by side on Ray, as many at a time as the cluster has CPUs."""
+    from toolkit.distributed import RayPool, cluster, cluster_cpus
+
+    with cluster(address, what="rtk sweep") as ray:
+        pool = RayPool(ray, train_cpus=settings.train_cpus, retries=settings.retries)
+        width = cluster_cpus(ray)
+        engine = {"ray": ray.__version__, "address": address, "cpus": width, "nodes": len(ray.nodes()),
+                  "timing_node": pool.node}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix="candidate") as threads:
+            futures = []
+            for c in todo:
+                notes: list[str] = []
+                futures.append(threads.submit(run_candidate, c, output / "candidates" / c.id, cache=cache,
+                                              executor=pool.executor(notes), notes=notes, force=force,
+                                              progress=progress))
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    record(future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                pool.cancel_all()
+                raise
+    return engine
