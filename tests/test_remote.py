@@ -142,7 +142,8 @@ def test_destination_forms(ssh_device, tmp_path):
     assert ssh_destination("nuc") == ["nuc"]
     assert ssh_destination("pi@10.0.0.7") == ["pi@10.0.0.7"]
     assert ssh_destination("ssh://pi@[fe80::1]:2222") == ["-p", "2222", "pi@fe80::1"]
-    for bad in ("-oProxyCommand=touch x", "a b", "ssh://host:70000", "", "ssh://a@b/c d"):
+    for bad in ("-oProxyCommand=touch x", "a b", "ssh://host:70000", "", "ssh://a@b/c d", "ssh://-V",
+                "ssh://-oProxyCommand=touch${IFS}x", "ssh://-oProxyCommand=x@host", "root@127.0.0.1:2222"):
         with pytest.raises(RemoteError):
             ssh_destination(bad)
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()

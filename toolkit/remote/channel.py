@@ -62,7 +62,8 @@ class Device:
         return self.label or self.dest
 
 
-_URI = re.compile(r"ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]]+)(?::(?P<port>\d{1,5}))?/?")
+_URI = re.compile(r"ssh://(?:(?P<user>[^@/:\s-][^@/:\s]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]-][^@/:\s\[\]]*)"
+                  r"(?::(?P<port>\d{1,5}))?/?")     # no part may start with "-": ssh would read it as an option
 _PLAIN = re.compile(r"(?:[^@/:\s]+@)?[A-Za-z0-9_.\[\]:%-]+")
 
 
@@ -74,6 +75,8 @@ def ssh_destination(dest: str) -> list[str]:
             host = match["host"].strip("[]")
             target = f"{match['user']}@{host}" if match["user"] else host
             return (["-p", match["port"]] if match["port"] else []) + [target]
+    elif re.fullmatch(r"[^\[\]:]+:\d{1,5}", dest):        # scp's habit: user@host:port is not ssh's
+        raise RemoteError(f"--remote {dest!r}: ssh takes no :port here; write ssh://{dest}")
     elif not dest.startswith("-") and _PLAIN.fullmatch(dest):
         return [dest]
     raise RemoteError(f"--remote {dest!r}: give an SSH destination as user@host, an alias from ~/.ssh/config, "
@@ -87,7 +90,7 @@ def ssh_command(device: Device) -> list[str]:
     return ["ssh", *(["-F", str(config)] if config else []),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={device.connect_timeout}",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
-            *ssh_destination(device.dest)]
+            *ssh_destination(device.dest)[:-1], "--", ssh_destination(device.dest)[-1]]
 
 
 SCRIPT = files("toolkit.remote").joinpath("remote.sh").read_text()   # the device side: probe, upload, run
