@@ -354,3 +354,21 @@ def test_the_device_sides_stdin_watcher_always_stops():
         os.close(held)
         os.close(writer)
     assert out.strip() == "done"
+
+
+@pytest.mark.parametrize("written,words", [('{"artifact": "m", "p50": NaN}', "wrote NaN"),
+                                           ('{"artifact": "m"}', "wrote a result this rtk cannot read")])
+def test_a_device_result_that_is_not_strict_or_not_this_shape(on_rig, random_onnx, tmp_path, written, words):
+    """A device rtk whose bench JSON holds NaN, or lacks fields (another version): one line, exit 2, never a NaN
+    passed on and never exit 3."""
+    from toolkit.bench import bench
+    from toolkit.remote import RemoteError
+    from toolkit.settings import BenchSettings
+
+    shim = tmp_path / "rtk"
+    shim.write_text(f'#!/bin/sh\n[ "$1" = doctor ] && exec "{on_rig.rtk}" "$@"\nfor a; do out=$a; done\n'
+                    f"printf '%s' '{written}' > \"$out\"\n")
+    shim.chmod(0o755)
+    with pytest.raises(RemoteError) as err:
+        bench(random_onnx, settings=BenchSettings(runs=2, warmup=0, remote=on_rig.alias, remote_rtk=str(shim)))
+    assert err.value.exit_code == 2 and words in str(err.value)

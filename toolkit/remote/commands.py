@@ -18,6 +18,17 @@ Say = Callable[[str], None] | None
 VALIDATE_GATES = ("max_drop_pt", "min_agreement_pct")     # the gates `rtk validate` has flags for
 
 
+def _read(model, data, done):
+    """The device's JSON as this rtk's result type; a result in another shape (another rtk version) is one line."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except (ValidationError, TypeError):
+        raise RemoteError(f"{done.device.name}: its rtk {done.device.rtk} wrote a result this rtk cannot read; install "
+                          f"the same rtk version there as here") from None
+
+
 def device_of(settings: RemoteSettings, *, label: str = "") -> Device:
     """The device a command's settings name (`remote`, `remote_rtk`)."""
     return Device(dest=settings.remote, rtk=settings.remote_rtk or "rtk", label=label)
@@ -40,7 +51,7 @@ def bench_on_device(path: Path, *, target: str | None, settings: BenchSettings, 
     device = device or device_of(settings)
     done = remote_run(device, ["bench", Path(path), *(["--target", target] if target else []), *flags_of(settings)],
                       say=say)
-    result = BenchResult.model_validate(done.as_json())
+    result = _read(BenchResult, done.as_json(), done)
     upload = upload_of(Path(path))
     if result.sha256 != upload.files[-1][2]:     # the device hashed the file it timed
         raise RemoteError(f"{device.name}: its cached copy of {Path(path).name} differs from this file (changed on "
@@ -70,7 +81,7 @@ def validate_on_device(artifacts: Sequence[str | Path], data: str | Path | None,
             *flags_of(gates, exclude=tuple(f for f in Gates.model_fields if f not in VALIDATE_GATES)),
             *flags_of(settings)]
     done = remote_run(device or device_of(settings), argv, say=say)
-    return ValidationReport.model_validate(done.as_json())
+    return _read(ValidationReport, done.as_json(), done)
 
 
 def predict_on_device(images: Sequence[str | Path], model: str | Path, *, target: str | None,
@@ -80,11 +91,12 @@ def predict_on_device(images: Sequence[str | Path], model: str | Path, *, target
 
     done = remote_run(device_of(settings), ["predict", *[Path(i) for i in images], "--model", Path(model),
                                             *(["--target", target] if target else []), *flags_of(settings)], say=say)
-    return [Prediction.model_validate({**p, "device": done.device}) for p in done.result]
+    return [_read(Prediction, {**p, "device": done.device}, done) for p in done.result]
 
 
 def doctor_on_device(settings: RemoteSettings, *, say: Say = None):
     """`rtk doctor` on the device: its report with the device block."""
     from toolkit.doctor import DoctorReport
 
-    return DoctorReport.model_validate(remote_run(device_of(settings), ["doctor"], say=say).as_json())
+    done = remote_run(device_of(settings), ["doctor"], say=say)
+    return _read(DoctorReport, done.as_json(), done)

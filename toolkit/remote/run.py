@@ -134,12 +134,23 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
         raise _fault(device, code, lines, f"running rtk {argv[0]}") or RemoteError(
             f"{device.name}: rtk {argv[0]} wrote no JSON result there", UNREACHABLE)
     try:
-        result = json.loads(out)
+        result = json.loads(out, parse_constant=_not_a_number)
+    except _NotStrict as exc:
+        raise RemoteError(f"{device.name}: its rtk {info.rtk} wrote {exc} in its JSON result; rtk's JSON is strict: "
+                          f"install a matching rtk there: {DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}") from None
     except ValueError:
         raise RemoteError(f"{device.name}: the result JSON arrived damaged; retry", UNREACHABLE) from None
     local = {u.remote: _local(argv[i]) for i, u in uploads.items()}
     return RemoteRun(result=_localize(result, local), device=info, exit_code=code,
                      message=_device_message(lines) if code else None)
+
+
+class _NotStrict(ValueError):
+    pass
+
+
+def _not_a_number(word: str) -> float:
+    raise _NotStrict(word)
 
 
 def _localize(value: object, paths: dict[str, str]) -> object:
