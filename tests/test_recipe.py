@@ -157,7 +157,7 @@ def test_report_names_the_tier_each_number_ran_on():
     timed = BenchResult(artifact="m.onnx", sha256="0", target="openvino", precision="fp32", input_size=64, runtime={},
                         warmup=1, results=[point], isa="AVX512_CORE").model_dump(mode="json")
     outcome = Outcome(artifacts=[art], validation={"reference": {"artifact": "ref"}, "artifacts": [score], "images": 8},
-                      benches={"fp32": [timed]})
+                      benches={"": {"fp32": [timed]}})
     report = build_report(recipe, outcome, [])
     assert (report.rows[0].accuracy_isa, report.rows[0].latency_isa) == ("AVX2", "AVX512_CORE")
     md = markdown(report)

@@ -543,7 +543,7 @@ def test_a_bug_exits_3_with_one_line_and_debug_shows_the_traceback(cli, monkeypa
     """An unexpected exception is not bad input (2) or a failed gate (1): exit 3, one line, no traceback."""
     import toolkit.doctor
 
-    def broken():
+    def broken(*args, **kwargs):
         raise ValueError("cpu table has no row\nsecond line")
 
     monkeypatch.setattr(toolkit.doctor, "doctor", broken)

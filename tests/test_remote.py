@@ -142,7 +142,8 @@ def test_destination_forms(ssh_device, tmp_path):
     assert ssh_destination("nuc") == ["nuc"]
     assert ssh_destination("pi@10.0.0.7") == ["pi@10.0.0.7"]
     assert ssh_destination("ssh://pi@[fe80::1]:2222") == ["-p", "2222", "pi@fe80::1"]
-    for bad in ("-oProxyCommand=touch x", "a b", "ssh://host:70000", "", "ssh://a@b/c d"):
+    for bad in ("-oProxyCommand=touch x", "a b", "ssh://host:70000", "", "ssh://a@b/c d", "ssh://-V",
+                "ssh://-oProxyCommand=touch${IFS}x", "ssh://-oProxyCommand=x@host", "root@127.0.0.1:2222"):
         with pytest.raises(RemoteError):
             ssh_destination(bad)
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
@@ -392,7 +393,9 @@ def test_a_recipe_benches_every_artifact_on_the_device(ssh_device, tmp_path, mon
     assert result.exit_code == 0, result.stderr[-1500:]
     rows = json.loads((out / "report.json").read_text())["rows"]
     timed = [r for r in rows if r["latency_ms"]]
-    assert timed and all(r["device"].startswith(f"{ssh_device.alias} ({socket.gethostname()}, ") for r in timed)
-    assert f"Latency measured on {ssh_device.alias} (" in (out / "report.md").read_text()
+    assert timed and all(r["device"] == ssh_device.alias for r in timed)
+    assert all(r["machine"].startswith(f"{socket.gethostname()}, ") for r in timed)
+    assert f"Latency measured on {ssh_device.alias} ({socket.gethostname()}, " in (out / "report.md").read_text()
     state = json.loads((out / ".rtk" / "state.json").read_text())
-    assert all(run["device"]["name"] == ssh_device.alias for runs in state["bench"]["result"].values() for run in runs)
+    runs = state[f"bench@{ssh_device.alias}"]["result"].values()
+    assert all(run["device"]["name"] == ssh_device.alias for repeats in runs for run in repeats)

@@ -129,14 +129,17 @@ class BenchResult(BaseModel):
 def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
           images: str | Path | None = None, progress: Progress = silent) -> BenchResult:
     """Latency and throughput of one artifact on one runtime, per batch size; on the SSH device `settings.remote`
-    names, by the rtk installed there, when it is set. With `images` (a folder of photos), end to end instead:
-    decode, preprocess and inference of every photo, each phase timed (`toolkit.predict.run_photos`)."""
+    names, by the rtk installed there, when it is set (toolkit.remote.commands). With `images` (a folder of photos),
+    end to end instead: decode, preprocess and inference of every photo, each phase timed
+    (`toolkit.predict.run_photos`)."""
     path = Path(path)
     s = settings or BenchSettings()
     if s.remote:
         if images is not None:
             raise RtkError("--images with --remote: copy the photos to the device and run rtk bench there")
-        return _on_device(path, target=target, settings=s, progress=progress)
+        from toolkit.remote.commands import bench_on_device
+
+        return bench_on_device(path, target=target, settings=s, say=progress)
     if images is not None:
         return _photos(path, Path(images), target=target, settings=s, progress=progress)
     batches, warmup = s.batches, s.warmup
@@ -210,16 +213,3 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=photos["runtime"], warmup=s.warmup, results=points,
                        isa=effective_tier(runner.target), photos=photos, executed_precision=ran)
-
-
-def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progress: Progress) -> BenchResult:
-    """`rtk bench` with these settings run by the rtk on the device `settings.remote` names (toolkit.remote: the
-    artifact is copied there once, by sha256); its JSON comes back with the device block."""
-    from toolkit.cli.flags import to_argv
-    from toolkit.remote import Device, remote_run
-
-    flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"},
-                    exclude=("remote", "exact_decode", "workers", "depth"))   # photo flags: --images is local only
-    done = remote_run(Device(dest=settings.remote), ["bench", path, *(["--target", target] if target else []), *flags],
-                      say=progress)
-    return BenchResult.model_validate(done.as_json())

@@ -17,6 +17,7 @@ from toolkit.errors import RtkError
 
 
 class RowChange(BaseModel):
+    device: str | None = None      # the device both were timed on (a recipe devices: name); None: here
     name: str
     target: str
     p50_a: float | None
@@ -92,15 +93,20 @@ def latency_verdict(a: list[float], b: list[float], tolerance: float) -> tuple[f
     return ratio, (lo, hi), "no change"
 
 
+def _key(row: dict) -> tuple:
+    """Like with like: the same artifact (name, target) timed on the same device (None: the machine of the run)."""
+    return row.get("device"), row["name"], row["target"]
+
+
 def compare(a: Path, b: Path, *, tolerance: float = 0.2, max_drop: float = 0.5) -> Comparison:
     for flag, value in (("--tolerance", tolerance), ("--max-drop", max_drop)):
         if not 0 <= value <= 100:
             raise RtkError(f"{flag} {value}: give a number from 0 to 100")
     ra, rb = _load(a), _load(b)
-    rows_a = {(r["name"], r["target"]): r for r in ra["rows"]}
+    rows_a = {_key(r): r for r in ra["rows"]}
     changes = []
     for r in rb["rows"]:
-        old = rows_a.get((r["name"], r["target"]))
+        old = rows_a.get(_key(r))
         if old is None:
             continue
         ratio = interval = None
@@ -110,11 +116,13 @@ def compare(a: Path, b: Path, *, tolerance: float = 0.2, max_drop: float = 0.5) 
         t_a, t_b = old.get("top1"), r.get("top1")
         change = None if t_a is None or t_b is None else t_b - t_a
         accuracy = "not measured" if change is None else ("lower" if change < -max_drop else "no change")
-        changes.append(RowChange(name=r["name"], target=r["target"], p50_a=(old.get("latency_ms") or {}).get("p50"),
+        changes.append(RowChange(device=r.get("device"), name=r["name"], target=r["target"],
+                                 p50_a=(old.get("latency_ms") or {}).get("p50"),
                                  p50_b=(r.get("latency_ms") or {}).get("p50"), ratio=ratio, interval=interval,
                                  latency=latency, top1_a=t_a, top1_b=t_b, top1_change_pt=change, accuracy=accuracy))
     if not changes:
-        raise RtkError(f"{a} and {b} share no artifact (name and target); compare runs of the same recipe")
-    regressions = [f"{c.name} ({c.target})" for c in changes if c.regressed]
+        raise RtkError(f"{a} and {b} share no artifact (device, name and target); compare runs of the same recipe "
+                       "on the same devices")
+    regressions = [f"{c.name} ({c.target}{f' on {c.device}' if c.device else ''})" for c in changes if c.regressed]
     return Comparison(a=str(a), b=str(b), tolerance=tolerance, max_drop=max_drop, rows=changes,
                       regressions=regressions, passed=not regressions)

@@ -117,8 +117,16 @@ def _f(value: float | None, fmt: str = ".2f") -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _on(device) -> str:
+    """' on NAME (host, CPU, cores)' for a result from an SSH device (its DeviceInfo, or that as a dict), else ''."""
+    if device is None:
+        return ""
+    d = device if isinstance(device, dict) else device.model_dump()
+    return f" on {d['name']} ({d['hostname']}, {d['cpu']}, {d['cores']} cores)"
+
+
 def show_doctor(report) -> None:
-    table = _table("rtk doctor", "item", "value")
+    table = _table(f"rtk doctor{escape(_on(report.device))}", "item", "value")
     table.add_row("host", f"{report.hostname} ({report.os})")
     table.add_row("python", report.python)
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
@@ -163,8 +171,8 @@ def show_export(result) -> None:
 
 
 def show_validation(report) -> None:
-    table = _table(f"validation on {report.data} ({report.images} images)", "artifact", "target", "precision",
-                   "top-1 %", "top-5 %", "drop pt", "agree %", "cosine", "p50 ms")
+    table = _table(f"validation on {report.data} ({report.images} images){escape(_on(report.device))}", "artifact",
+                   "target", "precision", "top-1 %", "top-5 %", "drop pt", "agree %", "cosine", "p50 ms")
     rows = ([report.reference] if report.reference else []) + list(report.artifacts)
     for i, s in enumerate(rows):
         name = s.artifact + (" (reference)" if report.reference and i == 0 else "")
@@ -208,8 +216,9 @@ def _same_precision(precision: str, executed: str) -> bool:
 
 
 def show_bench(result) -> None:
-    table = _table(f"{result.artifact} on {result.target} ({result.precision}, {result.input_size}px)", "batch",
-                   "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "images/s")
+    table = _table(f"{result.artifact} on {result.target} ({result.precision}, {result.input_size}px)"
+                   f"{escape(_on(result.device))}", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms",
+                   "images/s")
     for p in result.results:
         lat = p.latency_ms
         table.add_row(str(p.batch), _f(lat.p50), _f(lat.p90), _f(lat.p99), _f(lat.mean), _f(lat.std),
@@ -228,9 +237,6 @@ def show_bench(result) -> None:
                   highlight=False, soft_wrap=True)
         if p.get("skipped"):
             warn(f"{len(p['skipped'])} files that are not readable images were skipped, e.g. {escape(p['skipped'][0])}")
-    if result.device is not None:
-        d = result.device
-        ok(f"on {escape(d.name)}: {escape(d.hostname)}, {escape(d.cpu)} ({d.cores} cores)")
 
 
 def show_predictions(results, *, one_table_from: int = 10) -> None:
@@ -241,7 +247,7 @@ def show_predictions(results, *, one_table_from: int = 10) -> None:
         out.print(table)
         return
     for r in results:
-        table = _table(r.image, "class", "probability")
+        table = _table(escape(r.image + _on(r.device)), "class", "probability")
         for g in r.top:
             table.add_row(g.label, f"{g.probability:.4f}")
         out.print(table)
@@ -341,11 +347,12 @@ def show_prune(result) -> None:
 
 def show_report(report) -> None:
     h = report.headline
-    table = _table(f"rtk run: {report.recipe}", "artifact", "target", "precision", "size MB", "top-1 %", "drop pt",
-                   "agree %", "p50 ms", "p99 ms", "speed-up")
+    table = _table(f"rtk run: {report.recipe}", "device", "artifact", "target", "precision", "size MB", "top-1 %",
+                   "drop pt", "agree %", "p50 ms", "p99 ms", "speed-up")
     for r in report.rows:
         lat = r.latency_ms
-        table.add_row(r.name, r.target, r.precision, _f(r.size_mb, ".1f"), _f(r.top1), _f(r.drop_pt), _f(r.agreement),
+        table.add_row(escape(r.device or "here"), r.name, r.target, r.precision, _f(r.size_mb, ".1f"), _f(r.top1),
+                      _f(r.drop_pt), _f(r.agreement),
                       _f(lat.p50 if lat else None), _f(lat.p99 if lat else None), _f(r.speedup, ".2f"))
     out.print(table)
     out.print(f"[bold]{h.artifact}[/] vs FP32: accuracy drop {_f(h.accuracy_drop_pt)} pt · "
@@ -357,12 +364,12 @@ def show_report(report) -> None:
 
 
 def show_comparison(result) -> None:
-    table = _table(f"{result.a} → {result.b} (noise tolerance {result.tolerance:.0%})", "artifact", "target",
-                   "p50 A", "p50 B", "B/A", "interval", "latency", "top-1 Δ pt", "accuracy")
+    table = _table(f"{result.a} → {result.b} (noise tolerance {result.tolerance:.0%})", "device", "artifact",
+                   "target", "p50 A", "p50 B", "B/A", "interval", "latency", "top-1 Δ pt", "accuracy")
     for c in result.rows:
         interval = f"{c.interval[0]:.2f}–{c.interval[1]:.2f}" if c.interval else "—"
         style = "red" if c.regressed else ("green" if c.latency == "faster" else "")
-        table.add_row(c.name, c.target, _f(c.p50_a), _f(c.p50_b), _f(c.ratio), interval,
+        table.add_row(escape(c.device or "here"), c.name, c.target, _f(c.p50_a), _f(c.p50_b), _f(c.ratio), interval,
                       f"[{style}]{c.latency}[/]" if style else c.latency, _f(c.top1_change_pt), c.accuracy)
     out.print(table)
 

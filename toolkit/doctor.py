@@ -9,9 +9,11 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel
+
+from toolkit.settings import RemoteSettings
 
 ISA_FLAGS = {  # feature -> /proc/cpuinfo flag
     "avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
@@ -54,6 +56,7 @@ class DoctorReport(BaseModel):
     isa_tiers: dict[str, Any] = {}
     bf16: str | None = None           # why `--precision bf16` is refused here; None: this CPU has it
     tensorrt: Any = None   # backends.tensorrt.gpu.TensorRTReport when TensorRT or cuda-python is installed
+    device: Any = None     # remote.DeviceInfo, when it ran on an SSH device (`remote`)
 
 
 def cpu_info() -> CpuInfo:
@@ -108,10 +111,16 @@ def os_name() -> str:
     return f"{platform.system()} {platform.release()}".strip()
 
 
-def doctor() -> DoctorReport:
+def doctor(settings: RemoteSettings | None = None, *, say: Callable[[str], None] | None = None) -> DoctorReport:
+    """This machine's report, or with `settings.remote` the SSH device's (toolkit.remote.commands)."""
     from toolkit.backends import BACKENDS, available
     from toolkit.backends.openvino.precision import bf16_refusal
     from toolkit.isa import record as isa_record
+
+    if settings is not None and settings.remote:
+        from toolkit.remote.commands import doctor_on_device
+
+        return doctor_on_device(settings, say=say)
 
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return DoctorReport(

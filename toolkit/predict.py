@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -23,6 +23,7 @@ from toolkit.bench import Latency
 from toolkit.errors import RtkError
 from toolkit.images import readable_image, symlink_loop
 from toolkit.photos import Decode, InFlight, decoded_batches
+from toolkit.remote import DeviceInfo
 from toolkit.settings import PredictSettings
 
 
@@ -38,6 +39,7 @@ class Prediction(BaseModel):
     decode_ms: float | None = None
     preprocess_ms: float | None = None
     infer_ms: float | None = Field(None, description="The batch's inference time divided by its images.")
+    device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
 
 
 class PhaseReport(BaseModel):
@@ -170,10 +172,16 @@ def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | N
     return results, report
 
 
-def predict(images: Sequence[str | Path], model: str | Path, *, top: int = 5, target: str | None = None,
-            options: RunnerOptions | None = None, exact_decode: bool = False) -> list[Prediction]:
-    """The top-`top` guesses for each image (see `classify` for the timings)."""
-    if top < 1:
-        raise RtkError(f"--top {top}: give a positive number of classes")
-    return classify(images, model, target=target, settings=PredictSettings(top=top, exact_decode=exact_decode),
-                    options=options)[0]
+def predict(images: Sequence[str | Path], model: str | Path, *, target: str | None = None,
+            settings: PredictSettings | None = None, options: RunnerOptions | None = None,
+            say: Callable[[str], None] | None = None) -> list[Prediction]:
+    """The top classes of each image (`classify` also gives the times); on the SSH device `settings.remote` names
+    when it is set."""
+    settings = settings or PredictSettings()
+    if not images:
+        raise RtkError("give at least one image")
+    if settings.remote:
+        from toolkit.remote.commands import predict_on_device
+
+        return predict_on_device(images, model, target=target, settings=settings, say=say)
+    return classify(images, model, target=target, settings=settings, options=options)[0]

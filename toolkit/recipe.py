@@ -7,6 +7,7 @@ safe (YAML aliases are refused, so an alias bomb cannot expand). `rtk recipe sch
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit.errors import RtkError
-from toolkit.settings import (BenchSettings, CompileSettings, ExportSettings, FinetuneSettings, Gates, PruneSettings,
-                              QuantizeSettings, SEED_MAX, MAX_CLASSES, SweepSettings, SynthSettings, Target,
-                              ValidateSettings)
+from toolkit.settings import (REMOTE_FIELDS, BenchSettings, CompileSettings, DeviceSpec, ExportSettings,
+                              FinetuneSettings, Gates, MAX_CLASSES, PruneSettings, QuantizeSettings, SEED_MAX,
+                              SweepSettings, SynthSettings, Target, ValidateSettings)
 
 RECIPE_VERSION = 1
 
@@ -63,6 +64,13 @@ class CompileStage(CompileSettings):
         return v
 
 
+class ValidateStage(ValidateSettings):
+    """The validate stage: here, against the FP32 reference; with `on_devices` also on every device."""
+
+    on_devices: bool = Field(False, description="Also validate on every device of `devices:` (against the FP32 "
+                                                "ONNX there: the device has no PyTorch), on its `data` or a copy.")
+
+
 class BenchStage(BenchSettings):
     """The bench stage: `BenchSettings` for every artifact but the PyTorch reference, `repeats` times."""
 
@@ -81,9 +89,12 @@ class Recipe(Strict):
     export: ExportSettings = Field(default_factory=ExportSettings)
     quantize: QuantizeSettings | None = None
     compile: CompileStage = Field(default_factory=CompileStage)
-    validate_: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")
+    validate_: ValidateStage = Field(default_factory=ValidateStage, alias="validate")
     bench: BenchStage = Field(default_factory=BenchStage)
     gates: Gates = Field(default_factory=Gates)
+    devices: dict[str, DeviceSpec] = Field(default_factory=dict, description="SSH devices the bench stage (and "
+                                           "validate, with validate.on_devices) runs on, by name: nuc: pi@10.0.0.7, "
+                                           "or nuc: {dest: ..., rtk: ~/venv/bin/rtk, data: ~/val}.")
     sweep: SweepSettings | None = Field(None, description="Candidates for `rtk sweep`: value lists over the fields "
                                                            "above and the objective.")
 
@@ -103,17 +114,47 @@ class Recipe(Strict):
             raise ValueError("quantize.form ir makes an INT8 IR for openvino: add openvino to compile.targets")
         built = set(self.compile.targets) | set(self.sweep.swept_targets() if self.sweep else ())
         for name in ("max_p50_ms", "max_p99_ms"):
-            extra = sorted(set(getattr(self.gates, name)) - built)
+            extra = sorted({k.rpartition("/")[2] for k in getattr(self.gates, name)} - built)
             if extra:
                 raise ValueError(f"gates.{name} names {extra}, which compile.targets does not build")
         e, exported = self.export, Path(self.model.source).suffix.lower() != ".onnx"
         if exported and not e.dynamic_batch and self.bench.batches != [e.batch]:
             raise ValueError(f"export.dynamic_batch false makes an ONNX of batch {e.batch} only: set bench.batches "
                              f"[{e.batch}], or export with a dynamic batch")
+        self._check_devices()
         q, g = self.quantize, self.gates
         if q and q.max_drop is not None and g.max_drop_pt is not None and q.max_drop > g.max_drop_pt:
             raise ValueError(f"quantize.max_drop {q.max_drop} allows more than gates.max_drop_pt {g.max_drop_pt}")
         return self
+
+    def _check_devices(self) -> None:
+        from toolkit.remote import ssh_destination
+
+        for name, spec in self.devices.items():
+            try:
+                ssh_destination(spec.dest)
+            except RtkError:
+                raise ValueError(f"devices.{name}.dest {spec.dest!r}: give an SSH destination as user@host, an alias "
+                                 "from ~/.ssh/config, or ssh://user@host:port") from None
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"device name {name!r}: use letters, digits, '.', '_' and '-' (gates name it as "
+                                 "NAME/target)")
+        if [f for f in REMOTE_FIELDS if getattr(self.validate_, f) is not None]:
+            raise ValueError("validate.remote*: name the device under devices: and set validate.on_devices: true")
+        if self.bench.remote and self.devices:
+            raise ValueError("give the devices under devices: (bench.remote is the one-device shorthand), not both")
+        if self.validate_.on_devices and not self.devices:
+            raise ValueError("validate.on_devices needs a devices: block")
+        named = set(self.device_names)
+        for gate in ("max_p50_ms", "max_p99_ms"):
+            unknown = sorted({k.rpartition("/")[0] for k in getattr(self.gates, gate) if "/" in k} - named)
+            if unknown:
+                raise ValueError(f"gates.{gate} names device {unknown[0]!r}, which devices: does not list")
+
+    @property
+    def device_names(self) -> list[str]:
+        """The devices the bench stage runs on: devices:, or bench.remote's one (empty: it runs here)."""
+        return list(self.devices) or ([self.bench.remote] if self.bench.remote else [])
 
     @property
     def quantize_target(self) -> Target:

@@ -192,7 +192,43 @@ class CompileSettings(Settings):
         return self
 
 
-class ValidateSettings(Settings):
+class RemoteSettings(Settings):
+    """Where a command that runs an artifact runs: here, or on an SSH device by the rtk installed there
+    (toolkit.remote: inputs are copied into the device's cache by content, once)."""
+
+    remote: str | None = Field(None, min_length=1, description="Run it on this SSH device (user@host, an "
+                               "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
+    remote_rtk: str | None = Field(None, min_length=1, description="The device's rtk (default: rtk on its PATH), "
+                                   "e.g. ~/venv/bin/rtk; ~/ and relative paths start at the login folder.")
+
+    @model_validator(mode="after")
+    def _needs_remote(self) -> "RemoteSettings":
+        given = [f for f in REMOTE_FIELDS[1:] if getattr(self, f, None) is not None]
+        if given and self.remote is None:
+            flag = "--" + given[0].replace("_", "-")
+            raise ValueError(f"{given[0]} ({flag}) is a path on a device: name the device with remote (--remote)")
+        return self
+
+
+REMOTE_FIELDS = ("remote", "remote_rtk", "remote_data")   # where a command runs, never passed to the device's rtk
+
+
+class DeviceSpec(Settings):
+    """One device of a recipe's `devices:` block (a bare string is its SSH destination)."""
+
+    dest: str = Field(..., min_length=1, description="SSH destination: user@host, an ~/.ssh/config alias or "
+                                                     "ssh://user@host:port.")
+    rtk: str | None = Field(None, min_length=1, description="The device's rtk (default: rtk on its PATH).")
+    data: str | None = Field(None, min_length=1, description="Validation images already on the device (default: "
+                                                             "the recipe's, copied there by content).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, v: object) -> object:
+        return {"dest": v} if isinstance(v, str) else v
+
+
+class ValidateSettings(RemoteSettings):
     """`rtk validate`: top-1/top-5 on a labeled folder, drop and agreement against a reference."""
 
     batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="Inference batch size.")
@@ -207,6 +243,8 @@ class ValidateSettings(Settings):
                                 "runs on the native tier. A tier above this CPU is refused; the JSON records each "
                                 "artifact's tier.")
     exact_decode: bool = Field(False, description=EXACT_DECODE_HELP)
+    remote_data: str | None = Field(None, min_length=1, description="With remote: the labeled folder already on "
+                                    "the device (instead of copying --data there).")
 
     @field_validator("isa", mode="before")
     @classmethod
@@ -216,12 +254,12 @@ class ValidateSettings(Settings):
         return v.strip().upper() if isinstance(v, str) else v
 
 
-class PredictSettings(Settings):
+class PredictSettings(RemoteSettings):
     """`rtk predict`: photos to labels through the overlapped decode -> preprocess -> infer pipeline."""
 
     top: int = Field(5, ge=1, description="How many classes to show per image.")
     exact_decode: bool = Field(False, description=EXACT_DECODE_HELP)
-    batch_size: int = Field(1, ge=1, description="Images per inference call.")
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Images per inference call.")
     workers: int = Field(2, ge=1, le=64, description=DECODE_WORKERS_HELP)
     depth: int = Field(8, ge=1, le=4096, description=DECODE_DEPTH_HELP)
 
@@ -232,7 +270,7 @@ class PredictSettings(Settings):
         return self
 
 
-class BenchSettings(Settings):
+class BenchSettings(RemoteSettings):
     """`rtk bench`: latency percentiles and throughput per batch size, on one runtime."""
 
     batches: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=32, description="Batch sizes.")
@@ -245,8 +283,6 @@ class BenchSettings(Settings):
     exact_decode: bool | None = Field(None, description="With --images: " + EXACT_DECODE_HELP)
     workers: int | None = Field(None, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP + " (default 2)")
     depth: int | None = Field(None, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP + " (default 8)")
-    remote: str | None = Field(None, min_length=1, description="Time it on this SSH device (user@host, an "
-                               "~/.ssh/config alias, ssh://user@host:port) with the rtk installed there.")
 
     @field_validator("batches")
     @classmethod
@@ -268,12 +304,23 @@ class Gates(Settings):
     max_drop_pt: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in points.")
     max_drop_rel_pct: float | None = Field(None, ge=0, le=100, description="Largest top-1 drop vs FP32, in % of FP32.")
     min_agreement_pct: float | None = Field(None, ge=0, le=100, description="Smallest top-1 agreement with FP32.")
-    max_p50_ms: dict[Target, Annotated[float, Field(gt=0)]] = Field(default_factory=dict,
-                                                                    description="Largest p50 latency per target, ms.")
-    max_p99_ms: dict[Target, Annotated[float, Field(gt=0)]] = Field(default_factory=dict,
-                                                                    description="Largest p99 latency per target, ms.")
+    max_p50_ms: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict, description="Largest p50 "
+                                         "latency in ms per target (e.g. openvino: 10), or per device and target "
+                                         "(nuc/openvino: 10).")
+    max_p99_ms: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict, description="Largest p99 "
+                                         "latency in ms per target (e.g. openvino: 20), or per device and target "
+                                         "(nuc/openvino: 20).")
     min_speedup: float | None = Field(None, gt=0, le=1e6, description="Smallest p50 speed-up of the deployed artifact vs "
                                                               "FP32 ONNX Runtime.")
+
+    @field_validator("max_p50_ms", "max_p99_ms")
+    @classmethod
+    def _latency_keys(cls, v: dict[str, float]) -> dict[str, float]:
+        for key in v:
+            device, _, target = key.rpartition("/")
+            if target not in TARGETS or (device == "" and "/" in key):
+                raise ValueError(f"{key!r}: name a target ({', '.join(TARGETS)}) or device/target, e.g. nuc/openvino")
+        return v
 
 
 MAXIMIZE = ("top1", "top5", "agreement", "speedup")

@@ -26,6 +26,7 @@ from toolkit.isa import capped, effective_tier, running_under
 from toolkit.photos import Decode, FastDecodeCheck, labeled_batches
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
+from toolkit.remote import DeviceInfo
 from toolkit.settings import Gates, ValidateSettings
 
 
@@ -67,6 +68,7 @@ class ValidationReport(BaseModel):
     artifacts: list[ArtifactScore]
     gates: list[Gate] = Field(default_factory=list)
     passed: bool = True
+    device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
 
     def __bool__(self) -> bool:
         return self.passed
@@ -221,7 +223,11 @@ def score_images(runners: list, data: ImageSet, *, pre: Preprocess, batch_size: 
 
 
 def check_sharding(settings: ValidateSettings, *, sharded: bool = False) -> None:
-    """Refuse --isa with sharded validation: the cap holds for this process and its children, not Ray workers."""
+    """Refuse --isa (the cap holds for this process and its children, not Ray workers) and --remote with sharded
+    validation."""
+    if settings.remote is not None and (sharded or settings.shards):
+        raise RtkError("--remote validates on that device in one process; validate on a device or in shards on Ray "
+                       "(--ray, --shards), not both")
     if settings.isa is not None and (sharded or settings.shards):
         raise RtkError("--isa caps the ISA of this process and its children, not of Ray workers; validate with "
                        "--isa or in shards (--ray, --shards), not both")
@@ -239,7 +245,7 @@ def fast_decode_gates(score: ArtifactScore) -> list[Gate]:
                  passed=c.agreement >= c.min_agreement_pct)]
 
 
-def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: str | Path | None = None,
+def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, reference: str | Path | None = None,
              targets: Sequence[str | None] | None = None, settings: ValidateSettings | None = None,
              gates: Gates | None = None, progress: Progress = silent,
              measure_latency: bool = True) -> ValidationReport:
@@ -247,11 +253,19 @@ def validate(artifacts: Sequence[str | Path], data: str | Path, *, reference: st
 
     `gates` (max_drop_pt, min_agreement_pct) make it a check: the report's `passed` is False when any artifact
     is outside them. `targets` runs an artifact on a runtime other than its default. `settings.isa` runs the
-    whole check in a fresh process with oneDNN capped at that tier (`toolkit.isa.capped`).
+    whole check in a fresh process with oneDNN capped at that tier (`toolkit.isa.capped`). `settings.remote` runs
+    it on that SSH device, on a copy of `data` or on `settings.remote_data` (toolkit.remote.commands).
     """
     settings = settings or ValidateSettings()
     gates = gates or Gates()
     check_sharding(settings)
+    if settings.remote:
+        from toolkit.remote.commands import validate_on_device
+
+        return validate_on_device(artifacts, data, reference=reference, targets=targets, settings=settings,
+                                  gates=gates, say=progress)
+    if data is None:
+        raise RtkError("give the labeled images with --data FOLDER (class folders)")
     if settings.isa is not None and not running_under(settings.isa):
         return capped(settings.isa, validate)(artifacts, data, reference=reference, targets=targets,
                                               settings=settings, gates=gates, progress=progress,

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ValidationError
 from toolkit.errors import RtkError
 
 M = TypeVar("M", bound=BaseModel)
+# Flags not named `--<field>`, for every command that has them: `build` names them in errors, `to_argv` writes them.
+FLAG_NAMES = {"batches": "--batch", "max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement",
+              "exact_decode": "--exact-decode/--no-exact-decode"}
 
 
 def flag_name(field: str, flags: dict[str, str] | None = None) -> str:

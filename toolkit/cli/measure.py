@@ -11,22 +11,26 @@ import typer
 from toolkit import console as ui
 from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json, json_not_an_input
 from toolkit.artifact import describing
-from toolkit.cli.flags import build, default, int_list, opt
+from toolkit.cli.flags import FLAG_NAMES, build, default, int_list, opt
 from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, LabelsOpt, LayoutOpt, MeanOpt,
                                  ResizeOpt, StdOpt, foreign_from)
 from toolkit.errors import GateFailed, RtkError
-from toolkit.settings import BenchSettings as B, Gates, PredictSettings as P, ValidateSettings as V
+from toolkit.settings import (BenchSettings as B, Gates, PredictSettings as P, RemoteSettings as R,
+                              ValidateSettings as V)
 
-EXACT = "--exact-decode/--no-exact-decode"
+EXACT = FLAG_NAMES["exact_decode"]
+RemoteOpt = Annotated[Optional[str], opt(R, "remote")]
+RemoteRtkOpt = Annotated[Optional[str], opt(R, "remote_rtk")]
 
 
 @app.command()
 @command
-def doctor(json: JsonOpt = None) -> None:
-    """Versions, runtimes that import, CPU model and the ISA features that decide INT8 speed."""
+def doctor(remote: RemoteOpt = None, remote_rtk: RemoteRtkOpt = None, json: JsonOpt = None) -> None:
+    """Versions, runtimes that import, CPU model and the ISA features that decide INT8 speed (here, or on --remote)."""
     from toolkit.doctor import doctor as run
 
-    report = run()
+    with ui.progress("doctor") as progress:
+        report = run(build(R, remote=remote, remote_rtk=remote_rtk), say=progress)
     ui.show_doctor(report)
     emit_json(json, report)
 
@@ -35,7 +39,8 @@ def doctor(json: JsonOpt = None) -> None:
 @command
 def validate(
     artifacts: Annotated[list[Path], typer.Argument(help="One or more artifacts (.pt, .onnx, .xml, .engine).")],
-    data: Annotated[Path, typer.Option(help="Labeled ImageFolder (class folders), e.g. data/shapes/val.")],
+    data: Annotated[Optional[Path], typer.Option(help="Labeled ImageFolder (class folders), e.g. data/shapes/val "
+                                                     "(with --remote: copied there by content, once).")] = None,
     reference: Annotated[Optional[Path], typer.Option(help="The FP32 reference to compare against (.pt or .onnx).")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Gate: largest top-1 drop in points vs the reference.")] = None,
     min_agreement: Annotated[Optional[float], typer.Option(help="Gate: smallest top-1 agreement (%) with the reference.")] = None,
@@ -48,6 +53,9 @@ def validate(
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
     exact_decode: Annotated[bool, opt(V, "exact_decode", EXACT)] = default(V, "exact_decode"),
+    remote: RemoteOpt = None,
+    remote_rtk: RemoteRtkOpt = None,
+    remote_data: Annotated[Optional[str], opt(V, "remote_data")] = None,
     json: JsonOpt = None,
     labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
     interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
@@ -60,9 +68,8 @@ def validate(
 
     json_not_an_input(json, [*artifacts, data, reference])
     settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, exact_decode=exact_decode,
-                     flags={"exact_decode": EXACT})
-    gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
-                  flags={"max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement"})
+                     remote=remote, remote_rtk=remote_rtk, remote_data=remote_data, flags=FLAG_NAMES)
+    gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement, flags=FLAG_NAMES)
     targets = list(target or [])
     if len(targets) == 1 and len(artifacts) > 1:
         targets = targets * len(artifacts)
@@ -104,7 +111,8 @@ def bench(
     seconds: Annotated[Optional[float], opt(B, "seconds")] = default(B, "seconds"),
     threads: ThreadsOpt = None,
     hint: Annotated[str, opt(B, "hint")] = default(B, "hint"),
-    remote: Annotated[Optional[str], opt(B, "remote")] = default(B, "remote"),
+    remote: RemoteOpt = None,
+    remote_rtk: RemoteRtkOpt = None,
     images: Annotated[Optional[Path], typer.Option(help="A folder of photos: time photo to label end to end "
                                                         "(decode, preprocess, inference per phase).")] = None,
     exact_decode: Annotated[Optional[bool], opt(B, "exact_decode", EXACT)] = default(B, "exact_decode"),
@@ -118,8 +126,8 @@ def bench(
 
     json_not_an_input(json, [artifact, images])
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
-                     threads=threads, hint=hint, remote=remote, exact_decode=exact_decode, workers=workers,
-                     depth=depth, flags={"batches": "--batch", "exact_decode": EXACT})
+                     threads=threads, hint=hint, remote=remote, remote_rtk=remote_rtk, exact_decode=exact_decode,
+                     workers=workers, depth=depth, flags=FLAG_NAMES)
     with ui.progress("benchmarking") as progress:
         result = run(artifact, target=target, settings=settings, images=images, progress=progress)
     ui.show_bench(result)
@@ -137,25 +145,36 @@ def predict(
     batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
     workers: Annotated[int, opt(P, "workers")] = default(P, "workers"),
     depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),
+    remote: RemoteOpt = None,
+    remote_rtk: RemoteRtkOpt = None,
     json: JsonOpt = None,
     labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
     interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
 ) -> None:
     """Classify photos (files or folders): the top-K class names with probabilities, and the time per phase
-    (decode, preprocess, inference), decoding ahead on threads while the model runs."""
-    from toolkit.predict import classify
+    (decode, preprocess, inference), decoding ahead on threads while the model runs (here, or on --remote)."""
+    from toolkit.predict import classify, predict as run
 
     if not images:
         raise RtkError("give at least one image")
     json_not_an_input(json, [*images, model])
     settings = build(P, top=top, exact_decode=exact_decode, batch_size=batch_size, workers=workers, depth=depth,
-                     flags={"exact_decode": EXACT})
+                     remote=remote, remote_rtk=remote_rtk, flags=FLAG_NAMES)
     described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
-    with describing(described):
-        results, phases = classify(images, model, target=target, settings=settings)
+    phases = None
+    if settings.remote:
+        if described is not None:
+            raise RtkError("--labels and the preprocessing options apply here only; run without --remote, or put "
+                           "them in the artifact first (rtk compile or quantize with them)")
+        with ui.progress("predict") as progress:
+            results = run(images, model, target=target, settings=settings, say=progress)
+    else:
+        with describing(described):
+            results, phases = classify(images, model, target=target, settings=settings)
     ui.show_predictions(results)
-    ui.show_phases(phases)
+    if phases is not None:
+        ui.show_phases(phases)
     emit_json(json, results)
 
 

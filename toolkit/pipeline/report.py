@@ -51,7 +51,9 @@ class Row(BaseModel):
     latency_isa: str | None = None
     executed_precision: str | None = None   # read back from the runtime (OpenVINO: layers by runtimePrecision)
     bare_compile_differs: str | None = None   # what a bare OpenVINO compile_model would run instead, and the fix
-    device: str | None = None   # the SSH device it was timed on (bench.remote): name, host, CPU
+    device: str | None = None   # the device (recipe devices: name) it was timed on; None: here
+    machine: str | None = None  # that device's host, CPU and cores, from its rtk doctor
+    accuracy_on: str | None = None   # where top-1 was measured: "here", or the device's name (validate.on_devices)
 
 
 class Headline(BaseModel):
@@ -61,6 +63,7 @@ class Headline(BaseModel):
     accuracy_drop_pt: float | None
     size_ratio: float | None
     speedup: float | None
+    device: str | None = None      # the device the speed-up was measured on; None: here
 
 
 class StageTime(BaseModel):
@@ -101,46 +104,60 @@ def artifact_size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
 
 
+def _scores(validation: dict | None) -> dict[str, dict]:
+    return {s["artifact"]: s for s in ([validation["reference"]] if validation and validation["reference"] else [])
+            + (validation["artifacts"] if validation else [])}
+
+
+def _row(a, *, device: str, runs: list[dict], scores: dict[str, dict], accuracy_on: str | None) -> Row:
+    """One (device, artifact) row: its accuracy from `scores`, its latency from its bench `runs` (one a repeat)."""
+    s = scores.get(a.path, {})
+    row = Row(name=a.name, path=a.path, target=a.target, precision=a.precision, role=a.role,
+              size_mb=artifact_size_mb(Path(a.path)), top1=s.get("top1"), top5=s.get("top5"), drop_pt=s.get("drop_pt"),
+              agreement=s.get("agreement"), cosine=s.get("cosine"), per_class_top1=s.get("per_class_top1", {}),
+              accuracy_isa=s.get("isa"), latency_isa=runs[0].get("isa") if runs else None, device=device or None,
+              accuracy_on=accuracy_on if s else None, bare_compile_differs=s.get("bare_compile_differs"),
+              executed_precision=s.get("executed_precision") or (runs[0].get("executed_precision") if runs else None))
+    info = runs[0].get("device") if runs else None
+    if info:
+        row.machine = f"{info['hostname']}, {info['cpu']}, {info['cores']} cores"
+    if runs:
+        first = [r["results"][0] for r in runs]
+        row.batch = first[0]["batch"]
+        row.latency_ms = Latency.from_ms([v for r in first for v in r["samples_ms"]])
+        row.p50_repeats = [r["latency_ms"]["p50"] for r in first]
+        row.p50_ci95 = ci95(row.p50_repeats)
+        for r in runs[0]["results"]:
+            row.throughput_ips[r["batch"]] = statistics.median(
+                x["throughput_ips"] for run in runs for x in run["results"] if x["batch"] == r["batch"])
+    return row
+
+
 def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
-    """The report of a run from what its stages returned (`records`: the stage records, for their times)."""
-    arts, validation, benches = outcome.artifacts, outcome.validation, outcome.benches
-    scores = {}
-    if validation:
-        for score in [validation["reference"], *validation["artifacts"]]:
-            scores[score["artifact"]] = score
-    rows = []
-    for a in arts:
-        s = scores.get(a.path, {})
-        row = Row(name=a.name, path=a.path, target=a.target, precision=a.precision, role=a.role,
-                  size_mb=artifact_size_mb(Path(a.path)), top1=s.get("top1"), top5=s.get("top5"),
-                  drop_pt=s.get("drop_pt"), agreement=s.get("agreement"), cosine=s.get("cosine"),
-                  per_class_top1=s.get("per_class_top1", {}), accuracy_isa=s.get("isa"))
-        runs = benches.get(a.name, [])
-        row.latency_isa = runs[0].get("isa") if runs else None
-        row.executed_precision = s.get("executed_precision") or (runs[0].get("executed_precision") if runs else None)
-        row.bare_compile_differs = s.get("bare_compile_differs")
-        device = runs[0].get("device") if runs else None
-        if device:
-            row.device = f"{device['name']} ({device['hostname']}, {device['cpu']}, {device['cores']} cores)"
-        if runs:
-            first = [r["results"][0] for r in runs]
-            row.batch = first[0]["batch"]
-            row.latency_ms = Latency.from_ms([v for r in first for v in r["samples_ms"]])
-            row.p50_repeats = [r["latency_ms"]["p50"] for r in first]
-            row.p50_ci95 = ci95(row.p50_repeats)
-            for r in runs[0]["results"]:
-                row.throughput_ips[r["batch"]] = statistics.median(
-                    x["throughput_ips"] for run in runs for x in run["results"] if x["batch"] == r["batch"])
-        rows.append(row)
-    base = next(r for r in rows if r.role == "fp32")
+    """The report of a run from what its stages returned (`records`: the stage records, for their times): a row per
+    device and artifact (the PyTorch reference once, here), each compared with the FP32 ONNX on its device."""
+    arts, validation = outcome.artifacts, outcome.validation
+    here = _scores(validation)
+    places = list(outcome.benches) or [""]
+    rows = [_row(a, device="", runs=[], scores=here, accuracy_on="here")
+            for a in arts if a.role == "reference" and places != [""]]
+    for place in places:
+        runs = outcome.benches.get(place, {})
+        on_device = place in outcome.device_validation
+        scores = _scores(outcome.device_validation[place]) if on_device else here
+        rows += [_row(a, device=place, runs=runs.get(a.name, []), scores=scores,
+                      accuracy_on=place if on_device else "here")
+                 for a in arts if not (a.role == "reference" and place)]
     for row in rows:
-        if row.latency_ms and base.latency_ms:
+        base = next((r for r in rows if r.role == "fp32" and r.device == row.device), None)
+        if base and row.latency_ms and base.latency_ms:
             row.speedup = base.latency_ms.p50 / row.latency_ms.p50
-        row.size_ratio = base.size_mb / row.size_mb if row.size_mb else None
+        row.size_ratio = base.size_mb / row.size_mb if base and row.size_mb else None
     deployed = rows[-1]
     headline = Headline(artifact=deployed.name, accuracy_drop_pt=deployed.drop_pt, size_ratio=deployed.size_ratio,
-                        speedup=deployed.speedup)
-    gates = evaluate(recipe.gates, [Scored(name=r.name, target=r.target, role=r.role, top1=r.top1, drop_pt=r.drop_pt,
+                        speedup=deployed.speedup, device=deployed.device)
+    gates = evaluate(recipe.gates, [Scored(name=r.name, target=r.target, role=r.role, device=r.device,
+                                           accuracy_on=r.accuracy_on, top1=r.top1, drop_pt=r.drop_pt,
                                            agreement=r.agreement, p50_ms=r.latency_ms.p50 if r.latency_ms else None,
                                            p99_ms=r.latency_ms.p99 if r.latency_ms else None,
                                            speedup=r.speedup) for r in rows])
@@ -161,7 +178,8 @@ def markdown(report: Report) -> str:
     h = report.headline
     lines = [f"# rtk report: {report.recipe}", "",
              f"{'**PASSED**' if report.passed else '**FAILED**'} · rtk {report.rtk} · {report.created}", "",
-             f"Deployed artifact **{h.artifact}** against FP32 (ONNX Runtime):", "",
+             f"Deployed artifact **{h.artifact}** against FP32 (ONNX Runtime)"
+             f"{f' on {h.device}' if h.device else ''}:", "",
              f"- accuracy drop: **{_fmt(h.accuracy_drop_pt, '.2f', ' pt')}** top-1",
              f"- size: **{_fmt(h.size_ratio, '.2f', 'x')}** smaller",
              f"- speed-up: **{_fmt(h.speedup, '.2f', 'x')}** (p50, batch {report.rows[-1].batch})", ""]
@@ -169,24 +187,29 @@ def markdown(report: Report) -> str:
     lines += [f"- {'✅' if g.passed else '❌'} `{g.name}` on {g.artifact}: {g.value:.3f} (limit {g.limit})"
               for g in report.gates] or ["- no gates set"]
     lines += ["", "## Artifacts", "",
-              "| artifact | target | precision | size MB | top-1 % | drop pt | agree % | p50 ms (95% CI) | p99 ms | speed-up |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| device | artifact | target | precision | size MB | top-1 % | drop pt | agree % | p50 ms (95% CI) | p99 ms "
+              "| speed-up |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report.rows:
         lat = r.latency_ms
         ci = f" ({r.p50_ci95[0]:.2f}–{r.p50_ci95[1]:.2f})" if r.p50_ci95 else ""
-        lines.append(f"| {r.name} | {r.target} | {r.precision} | {r.size_mb:.1f} | {_fmt(r.top1)} | {_fmt(r.drop_pt)} | "
+        lines.append(f"| {r.device or 'here'} | {r.name} | {r.target} | {r.precision} | {r.size_mb:.1f} | "
+                     f"{_fmt(r.top1)} | {_fmt(r.drop_pt)} | "
                      f"{_fmt(r.agreement)} | {_fmt(lat.p50 if lat else None)}{ci} | {_fmt(lat.p99 if lat else None)} | "
                      f"{_fmt(r.speedup, '.2f', 'x')} |")
     if report.validation_images:
         lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
                       f"{len(report.rows[-1].p50_repeats)} interleaved repeats."]
-    devices = sorted({r.device for r in report.rows if r.device})
+    devices = sorted({f"{r.device} ({r.machine})" for r in report.rows if r.device and r.machine})
     if devices:
         lines += ["", "Latency measured on " + "; ".join(devices) + "."]
-    ran = [f"{r.name} {r.executed_precision}" for r in report.rows if r.executed_precision]
+    ran = [f"{r.name}{' on ' + r.device if r.device else ''} {r.executed_precision}" for r in report.rows
+           if r.executed_precision]
     if ran:
         lines += ["", "Executed precision (read back from the runtime): " + ", ".join(ran) + "."]
     lines += [f"- ⚠ {r.name}: {r.bare_compile_differs}" for r in report.rows if r.bare_compile_differs]
+    if any(r.device and r.accuracy_on == "here" for r in report.rows):
+        lines += ["", "Top-1 of device rows measured here, on the same artifacts (set validate.on_devices to measure "
+                      "it on the devices, against the FP32 ONNX there)."]
     for kind in ("accuracy", "latency"):
         tiers = isa_tiers(report, kind)
         if tiers:
@@ -227,8 +250,9 @@ def plots(report: Report, folder: Path) -> list[str]:
     timed = [r for r in report.rows if r.latency_ms]
     if timed:
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.bar([r.name for r in timed], [r.latency_ms.p50 for r in timed], color="#4c72b0", label="p50")
-        ax.scatter([r.name for r in timed], [r.latency_ms.p99 for r in timed], color="#c44e52", zorder=3, label="p99")
+        names = [f"{r.device}/{r.name}" if r.device else r.name for r in timed]
+        ax.bar(names, [r.latency_ms.p50 for r in timed], color="#4c72b0", label="p50")
+        ax.scatter(names, [r.latency_ms.p99 for r in timed], color="#c44e52", zorder=3, label="p99")
         for i, r in enumerate(timed):
             ax.scatter([i] * len(r.p50_repeats), r.p50_repeats, color="black", s=8, zorder=4)
         ax.set(ylabel=f"ms (batch {timed[0].batch})", title="latency per artifact (dots: p50 of each repeat)")
@@ -242,7 +266,8 @@ def plots(report: Report, folder: Path) -> list[str]:
         for r in both:
             style = {"marker": "*", "s": 160} if r.role == "fp32" else {"marker": "o", "s": 50}
             ax.scatter(r.latency_ms.p50, r.top1, **style)
-            ax.annotate(r.name, (r.latency_ms.p50, r.top1), textcoords="offset points", xytext=(5, 5))
+            ax.annotate(f"{r.device}/{r.name}" if r.device else r.name, (r.latency_ms.p50, r.top1),
+                        textcoords="offset points", xytext=(5, 5))
         ax.set(xlabel="p50 latency, ms", ylabel="top-1 %", title="accuracy vs latency (★ FP32 reference)")
         ax.grid(alpha=0.3)
         fig.tight_layout()

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -157,12 +158,17 @@ class Run:
     current: str | None = None      # the stage running now (or the one that failed)
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()       # stages of different devices finish in parallel threads
         state = self.root / STATE
         self.state: dict[str, Any] = json.loads(state.read_text()) if state.is_file() else {}
 
     def __getstate__(self) -> dict[str, Any]:
-        """What a stage's work needs on a worker process: no display, no executor."""
-        return {**self.__dict__, "progress": silent, "executor": inline}
+        """What a stage's work needs on a worker process: no display, no executor, no lock."""
+        return {**{k: v for k, v in self.__dict__.items() if k != "_lock"}, "progress": silent, "executor": inline}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def say(self, message: str) -> None:
         self.progress(message)
@@ -186,12 +192,13 @@ class Run:
             self.say(f"{name}: unchanged, skipped")
         else:
             self.say(f"{name}: done in {record.seconds:.1f} s")
-        self.state[name] = done.entry
-        if not record.skipped or record.reused:
-            (self.root / ".rtk").mkdir(exist_ok=True)
-            write_json(self.root / STATE, self.state)
-        self.records.append(record)
-        self.results[name] = done.entry["result"]
+        with self._lock:
+            self.state[name] = done.entry
+            if not record.skipped or record.reused:
+                (self.root / ".rtk").mkdir(exist_ok=True)
+                write_json(self.root / STATE, self.state)
+            self.records.append(record)
+            self.results[name] = done.entry["result"]
         return done.entry["result"]
 
     def execute(self, started: str | None = None):
@@ -289,6 +296,20 @@ def finish(ctx: Run, outcome, started: str):
     return report
 
 
+def device_facts(results: dict[str, Any]) -> dict[str, dict]:
+    """{device name: its device block (its own rtk doctor: host, CPU, ISA, OS, runtimes, rtk)} from the results of
+    the stages that ran on devices (bench@NAME, validate@NAME)."""
+    found: dict[str, dict] = {}
+    for name, result in sorted(results.items()):
+        device = name.partition("@")[2]
+        if device and device not in found and result:
+            first = result.get("device") or next((runs[0].get("device") for runs in result.values()
+                                                  if isinstance(runs, list) and runs), None)
+            if first:
+                found[device] = first
+    return found
+
+
 def write_manifest(ctx: Run, started: str, report) -> Path:
     """sha256 of every input and output, versions, machine, recipe, seeds, stage times and the oneDNN tier each
     runtime's accuracy and latency were measured on."""
@@ -309,6 +330,7 @@ def write_manifest(ctx: Run, started: str, report) -> Path:
         "inputs": {k: v for k, v in _hash_inputs(ctx.inputs()).items()},
         "outputs": {str(p.relative_to(ctx.root)): sha256_file(p) for p in files},
         "stages": [r.model_dump() for r in ctx.records],
+        "devices": device_facts(ctx.results),
         "measured_isa": {"accuracy": isa_tiers(report, "accuracy"), "latency": isa_tiers(report, "latency")},
     }
     path = ctx.root / "manifest.json"

@@ -6,7 +6,7 @@ data -> model (or finetune) -> export -> prune -> quantize -> compile -> validat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from toolkit.errors import GateFailed, RtkError
 from toolkit.isa import effective_tier
-from toolkit.settings import CompileSettings
+from toolkit.settings import REMOTE_FIELDS, BenchSettings, CompileSettings, Gates, ValidateSettings
 
 
 class Artifact(BaseModel):
@@ -202,6 +202,16 @@ def _artifacts(ctx) -> tuple[list[Artifact], Path | None, Path]:
     return arts, val, reference
 
 
+def devices_of(recipe) -> dict:
+    """The recipe's devices by name (toolkit.remote.Device): its devices: block, or bench.remote's one device."""
+    from toolkit.remote import Device
+
+    if recipe.devices:
+        return {n: Device(dest=d.dest, rtk=d.rtk or "rtk", label=n) for n, d in recipe.devices.items()}
+    b = recipe.bench
+    return {b.remote: Device(dest=b.remote, rtk=b.remote_rtk or "rtk")} if b.remote else {}
+
+
 def _validate(ctx, arts: list[Artifact], val: Path | None, reference: Path) -> dict[str, Any] | None:
     """Every artifact against the FP32 reference on the validation images, in one pass over them."""
     from toolkit.validate import validate
@@ -211,45 +221,95 @@ def _validate(ctx, arts: list[Artifact], val: Path | None, reference: Path) -> d
         return None
     rows = [a for a in arts if a.role != "reference"]
     v = ctx.recipe.validate_
+    settings = ValidateSettings(**v.model_dump(exclude={"on_devices"}))
     return ctx.stage("validate", {"artifacts": [a.path for a in rows], "targets": [a.target for a in rows],
-                                  **v.model_dump(), "tier": effective_tier("openvino")},
+                                  **settings.model_dump(), "tier": effective_tier("openvino")},
                      [Path(a.path) for a in arts] + [val], [],
                      lambda: validate([a.path for a in rows], val, reference=reference,
-                                      targets=[a.target for a in rows], settings=v, measure_latency=False))
+                                      targets=[a.target for a in rows], settings=settings, measure_latency=False))
 
 
-def _bench(ctx, arts: list[Artifact]) -> dict[str, list[dict]]:
-    """Every artifact but the PyTorch reference, `repeats` times, interleaved so drift hits all alike."""
+def _validate_on_devices(ctx, arts: list[Artifact], val: Path | None) -> dict[str, dict]:
+    """validate.on_devices: the artifacts against the FP32 ONNX (the device has no PyTorch) on every device, on its
+    own copy of the validation images (or its devices.NAME.data), devices in parallel."""
+    from toolkit.remote.commands import validate_on_device
+    from toolkit.remote.devices import on_devices
+
+    r = ctx.recipe
+    if not r.validate_.on_devices:
+        return {}
+    fp32 = next(a for a in arts if a.role == "fp32")
+    rows = [a for a in arts if a.role not in ("reference", "fp32")]
+    base = r.validate_.model_dump(exclude={"on_devices", *REMOTE_FIELDS})
+
+    def job(name: str, device) -> dict | None:
+        spec = r.devices[name]
+        if val is None and spec.data is None:
+            ctx.say(f"validate@{name}: no validation images; set devices.{name}.data")
+            return None
+        settings = ValidateSettings(**base, remote=device.dest, remote_rtk=spec.rtk, remote_data=spec.data)
+        config = {"artifacts": [a.path for a in rows], "reference": fp32.path, "dest": device.dest, "rtk": spec.rtk,
+                  "data": spec.data, **base}
+        inputs = [Path(fp32.path)] + [Path(a.path) for a in rows] + ([val] if spec.data is None else [])
+        return ctx.stage(f"validate@{name}", config, inputs, [], lambda: validate_on_device(
+            [a.path for a in rows] or [fp32.path], None if spec.data else val, reference=fp32.path,
+            targets=[a.target for a in rows] or [fp32.target], settings=settings, gates=Gates(), device=device,
+            say=lambda m: ctx.say(f"{name}: {m}")), timing=f"device:{device.dest}")
+
+    found = on_devices({n: (d.dest, lambda n=n, d=d: job(n, d)) for n, d in devices_of(r).items()})
+    return {n: v for n, v in found.items() if v is not None}
+
+
+def _bench(ctx, arts: list[Artifact]) -> dict[str, dict[str, list[dict]]]:
+    """Every artifact but the PyTorch reference, `repeats` times, interleaved so drift hits all alike: here, or on
+    every device (devices in parallel, one job per device at a time). {device name, "" here: {artifact: runs}}."""
     from toolkit.bench import bench
+    from toolkit.remote.commands import bench_on_device
+    from toolkit.remote.devices import on_devices
 
     b = ctx.recipe.bench
+    settings = BenchSettings(**b.model_dump(exclude={"repeats", *REMOTE_FIELDS}))
     timed = [a for a in arts if a.role != "reference"]
+    config = {**settings.model_dump(), "repeats": b.repeats, "artifacts": [a.path for a in timed]}
 
-    def run():
-        out: dict[str, list[dict]] = {a.name: [] for a in timed}
-        for repeat in range(b.repeats):
-            for a in timed:
-                ctx.say(f"bench: {a.name} on {a.target}, repeat {repeat + 1}/{b.repeats}")
-                out[a.name].append(bench(a.path, target=a.target, settings=b).model_dump(mode="json"))
-        return out
+    def runs(device=None):
+        def run():
+            out: dict[str, list[dict]] = {a.name: [] for a in timed}
+            where = f" on {device.name}" if device else ""
+            for repeat in range(b.repeats):
+                for a in timed:
+                    ctx.say(f"bench: {a.name} on {a.target}{where}, repeat {repeat + 1}/{b.repeats}")
+                    done = (bench_on_device(a.path, target=a.target, settings=settings, device=device,
+                                            say=lambda m: ctx.say(f"{device.name}: {m}")) if device
+                            else bench(a.path, target=a.target, settings=settings))
+                    out[a.name].append(done.model_dump(mode="json"))
+            return out
+        return run
 
-    return ctx.stage("bench", {**b.model_dump(), "artifacts": [a.path for a in timed],
-                               "tier": effective_tier("openvino")},
-                     [Path(a.path) for a in timed], [], run, timing=f"device:{b.remote}" if b.remote else "node")
+    devices = devices_of(ctx.recipe)
+    if not devices:
+        return {"": ctx.stage("bench", {**config, "tier": effective_tier("openvino")}, [Path(a.path) for a in timed],
+                              [], runs(), timing="node")}
+    return on_devices({n: (d.dest, lambda n=n, d=d: ctx.stage(
+        f"bench@{n}", {**config, "dest": d.dest, "rtk": d.rtk}, [Path(a.path) for a in timed], [], runs(d),
+        timing=f"device:{d.dest}")) for n, d in devices.items()})
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run made and measured: the artifacts in order (the deployed one last), the validation result
-    (None without validation images) and the bench results per artifact name, one per repeat."""
+    """What a run made and measured: the artifacts in order (the deployed one last), the validation result here
+    (None without validation images) and on each device (validate.on_devices), and the bench results per device
+    ("" here) and artifact name, one per repeat."""
 
     artifacts: list[Artifact]
     validation: dict[str, Any] | None
-    benches: dict[str, list[dict]]
+    benches: dict[str, dict[str, list[dict]]]
+    device_validation: dict[str, dict] = field(default_factory=dict)
 
 
 def run_stages(ctx) -> Outcome:
     """Every stage of the recipe, in order."""
     arts, val, reference = _artifacts(ctx)
     validation = _validate(ctx, arts, val, reference)
-    return Outcome(artifacts=arts, validation=validation, benches=_bench(ctx, arts))
+    on_devices = _validate_on_devices(ctx, arts, val)
+    return Outcome(artifacts=arts, validation=validation, benches=_bench(ctx, arts), device_validation=on_devices)

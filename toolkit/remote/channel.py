@@ -1,7 +1,5 @@
-"""The SSH channel to a device: copy an artifact there once (by sha256), run the device's own rtk, collect its JSON.
-
-    run = remote_run(Device(dest="nuc"), ["bench", Path("model.xml"), "--runs", "50"])
-    run.as_json()          # what `rtk bench --json` writes on the device, plus a "device" block
+"""The SSH transport to a device: ssh with rtk's rules, remote.sh's tasks (probe, upload, run) over it, and every
+fault turned into one line.
 
 Transport: the system OpenSSH client, not paramiko or asyncssh. The user's ~/.ssh/config (aliases, ProxyJump,
 Match, ControlMaster), keys, agent, hardware keys and known_hosts then work exactly as in their shell, with no
@@ -9,12 +7,6 @@ code of ours; the libraries re-implement a subset (paramiko reads ssh_config but
 Match) and would add a dependency to every install, while `ssh` is on every Linux and macOS host. rtk adds
 BatchMode (no password or host-key prompt behind a progress bar) and StrictHostKeyChecking=yes (an unknown host
 key is refused whatever the config says: connect once by hand and check it).
-
-The device side is toolkit/remote.sh (probe, upload, run). Artifacts land in <cache>/artifacts/<key>/<name>
-(cache ~/.cache/rtk): <key> is the file's sha256, or for an artifact with companions (an IR's .bin, an engine's
-sidecar) the sha256 of their `sha256sum`-style list; each file is verified on arrival and the artifact is
-moved in last, so its presence means a complete set and a second call copies nothing. Copies and runs hold
-<cache>/device.lock, so two hosts (as the same device user) never time on one device at once.
 
 Failures are one line (RemoteError): exit 2 for what the user fixes (a bad DEST, an unknown or changed host
 key, authentication refused, rtk, a tool or a runtime missing on the device, a device rtk too old, its disk
@@ -25,24 +17,17 @@ files. The device rtk's own failures keep its exit code and message, prefixed wi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shlex
 import subprocess
-import tarfile
 import threading
 from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from pydantic import BaseModel
-
-from toolkit.backends.tensorrt.sidecar import sidecar_path
 from toolkit.errors import RtkError
-from toolkit.io import sha256_file
 
 # The oldest device rtk this host works with: it reads ModelMeta as rtk writes it today and runs artifacts
 # without torch. Raise it (with the package version) when ModelMeta gains a field or remote.sh changes.
@@ -77,33 +62,8 @@ class Device:
         return self.label or self.dest
 
 
-class DeviceInfo(BaseModel):
-    """The device block every remote result carries, from the device's own `rtk doctor`."""
-
-    name: str
-    hostname: str
-    cpu: str
-    cores: int
-    isa: list[str]
-    os: str
-    arch: str
-    python: str
-    rtk: str
-    runtimes: dict[str, str]
-
-
-@dataclass
-class RemoteRun:
-    result: dict               # the device rtk's --json
-    device: DeviceInfo
-    exit_code: int             # the device rtk's: 0, or 1 when a gate failed there
-    message: str | None        # the device rtk's error line when it exited 1
-
-    def as_json(self) -> dict:
-        return {**self.result, "device": self.device.model_dump()}
-
-
-_URI = re.compile(r"ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]]+)(?::(?P<port>\d{1,5}))?/?")
+_URI = re.compile(r"ssh://(?:(?P<user>[^@/:\s-][^@/:\s]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]-][^@/:\s\[\]]*)"
+                  r"(?::(?P<port>\d{1,5}))?/?")     # no part may start with "-": ssh would read it as an option
 _PLAIN = re.compile(r"(?:[^@/:\s]+@)?[A-Za-z0-9_.\[\]:%-]+")
 
 
@@ -115,6 +75,8 @@ def ssh_destination(dest: str) -> list[str]:
             host = match["host"].strip("[]")
             target = f"{match['user']}@{host}" if match["user"] else host
             return (["-p", match["port"]] if match["port"] else []) + [target]
+    elif re.fullmatch(r"[^\[\]:]+:\d{1,5}", dest):        # scp's habit: user@host:port is not ssh's
+        raise RemoteError(f"--remote {dest!r}: ssh takes no :port here; write ssh://{dest}")
     elif not dest.startswith("-") and _PLAIN.fullmatch(dest):
         return [dest]
     raise RemoteError(f"--remote {dest!r}: give an SSH destination as user@host, an alias from ~/.ssh/config, "
@@ -128,10 +90,23 @@ def ssh_command(device: Device) -> list[str]:
     return ["ssh", *(["-F", str(config)] if config else []),
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={device.connect_timeout}",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
-            *ssh_destination(device.dest)]
+            *ssh_destination(device.dest)[:-1], "--", ssh_destination(device.dest)[-1]]
 
 
-SCRIPT = files("toolkit").joinpath("remote.sh").read_text()   # the device side: probe, upload, run
+SCRIPT = files("toolkit.remote").joinpath("remote.sh").read_text()   # the device side: probe, upload, run
+_LIVE: set[subprocess.Popen] = set()    # the ssh processes of this process's device jobs, for `stop_all`
+STOPPING = threading.Event()            # set by stop_all: no new device call starts until it is cleared
+
+
+def stop_all() -> None:
+    """Ask every device job of this process to stop (Ctrl-C while jobs run in other threads): each channel's stdin
+    is closed, so the job on its device stops its rtk and cleans up; the threads then return as usual."""
+    STOPPING.set()
+    for proc in list(_LIVE):
+        try:
+            proc.stdin.close()
+        except (OSError, ValueError):
+            pass
 
 
 def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[bytes]], None] | None = None,
@@ -141,9 +116,12 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
 
     ssh runs in its own session so a Ctrl-C reaches only rtk, which then closes the channel's stdin: the job on
     the device stops its rtk, cleans up and exits, and only then does this return (or re-raise)."""
+    if STOPPING.is_set():
+        raise RemoteError(f"{device.name}: stopped (interrupted) before {task}", UNREACHABLE)
     remote = shlex.join(["sh", "-c", SCRIPT, "rtk-remote", task, device.cache, device.rtk, *args])
     proc = subprocess.Popen([*ssh_command(device), remote], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
+    _LIVE.add(proc)
     lines: list[str] = []
     out = bytearray()
     receiving = threading.Event()
@@ -169,7 +147,7 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
                 if proc.poll() is None:
                     feed(proc.stdin)
                 proc.stdin.close()
-            except BrokenPipeError:     # the device stopped reading: its stderr says why
+            except (BrokenPipeError, ValueError):    # the device stopped reading (its stderr says why), or stop_all
                 pass
         for t in readers:
             t.join()
@@ -178,6 +156,7 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
         _stop(proc)
         raise
     finally:
+        _LIVE.discard(proc)
         if not proc.stdin.closed:
             try:
                 proc.stdin.close()
@@ -255,140 +234,3 @@ def _fault(device: Device, code: int, lines: list[str], during: str) -> RemoteEr
                            code if code in (1, 2, 3) else UNREACHABLE)
     return None
 
-
-def _version(text: str | None) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", (text or "0").split("+")[0])[:3])
-
-
-def device_info(device: Device, doctor: dict) -> DeviceInfo:
-    """The device block from the device's `rtk doctor --json`."""
-    cpu, packages = doctor.get("cpu", {}), doctor.get("packages", {})
-    runtimes = {name: packages.get(name) for name, ok in doctor.get("runtimes", {}).items() if ok}
-    return DeviceInfo(name=device.name, hostname=doctor.get("hostname", "unknown"), cpu=cpu.get("model", "unknown"),
-                      cores=cpu.get("cores", 0), isa=[k for k, v in cpu.get("isa", {}).items() if v],
-                      os=doctor.get("os", doctor.get("platform", "unknown")), arch=cpu.get("machine", "unknown"),
-                      python=doctor.get("python", "unknown"), rtk=packages.get("rtk") or "unknown",
-                      runtimes={k: v or "unknown" for k, v in runtimes.items()})
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An artifact and its companions, under one content key."""
-
-    key: str
-    files: tuple[tuple[Path, str], ...]     # (local path, sha256), companions first, the artifact last
-
-    @property
-    def folder(self) -> str:
-        return f"artifacts/{self.key}"
-
-    @property
-    def bytes(self) -> int:
-        return sum(path.stat().st_size for path, _ in self.files)
-
-    def remote(self, path: Path) -> str:
-        return str(PurePosixPath(self.folder, path.name))
-
-
-def companions(path: Path) -> list[Path]:
-    """Files an artifact needs beside it: an IR's weights, an engine's sidecar."""
-    suffix = path.suffix.lower()
-    if suffix == ".xml":
-        return [path.with_suffix(".bin")]
-    if suffix in (".engine", ".plan") and sidecar_path(path).is_file():
-        return [sidecar_path(path)]
-    return []
-
-
-def upload_of(path: Path) -> Upload:
-    if path.is_dir():
-        raise RemoteError(f"{path}: a folder; remote runs copy artifact files only")
-    files = [p for p in (*companions(path), path)]
-    for f in files:
-        if not f.is_file():
-            raise RemoteError(f"{f}: file not found" + ("" if f == path else f" (it belongs with {path.name})"))
-    sums = [(f, sha256_file(f)) for f in files]
-    key = sums[0][1] if len(sums) == 1 else hashlib.sha256(
-        "".join(f"{s}  {f.name}\n" for f, s in sorted(sums, key=lambda fs: fs[0].name)).encode()).hexdigest()
-    return Upload(key=key, files=tuple(sums))
-
-
-def _tar(upload: Upload) -> Callable[[IO[bytes]], None]:
-    def feed(stream: IO[bytes]) -> None:
-        with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for path, _ in upload.files:
-                info = tar.gettarinfo(str(path), arcname=path.name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                info.mode = 0o644
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-    return feed
-
-
-def _check_runtimes(device: Device, argv: Sequence[str | Path], uploads: dict[int, Upload], *, doctor: dict) -> None:
-    """Refuse before copying anything when the device lacks the runtime an artifact needs."""
-    from toolkit.backends import DEFAULT_TARGET
-    from toolkit.errors import install_command
-
-    given = [str(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a == "--target"]
-    needed = given or [DEFAULT_TARGET.get(Path(argv[i]).suffix.lower(), "") for i in uploads]
-    for target in dict.fromkeys(needed):
-        if target in doctor.get("runtimes", {}) and not doctor["runtimes"][target]:
-            raise RemoteError(f"{device.name} has no {target} runtime; install it there: {install_command(target)}")
-
-
-def remote_run(device: Device, argv: Sequence[str | Path], *,
-               say: Callable[[str], None] | None = None) -> RemoteRun:
-    """Run `rtk <argv>` on `device` and collect its --json. Every Path in `argv` is an artifact: it is copied
-    (with its companions) into the device's cache unless already there, and the device's rtk gets its copy."""
-    say = say or (lambda _msg: None)
-    uploads = {i: upload_of(Path(a)) for i, a in enumerate(argv) if isinstance(a, Path)}
-    wanted = [u.remote(Path(argv[i])) for i, u in uploads.items()]
-    say(f"asking {device.name} what it has")
-    code, out, lines = _call(device, "probe", wanted)
-    fault = _fault(device, code, lines, "asking the device")
-    if fault:
-        raise fault
-    flags, _, doctor_json = out.decode(errors="replace").partition("\n")
-    try:
-        doctor = json.loads(doctor_json)
-        info = device_info(device, doctor)
-    except (ValueError, TypeError, AttributeError):
-        raise RemoteError(f"{device.name}: its rtk doctor gave no readable JSON; install rtk there: "
-                          f"{DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}") from None
-    if _version(info.rtk) < _version(MIN_DEVICE_RTK):
-        raise RemoteError(f"{device.name} runs rtk {info.rtk}, too old to read this host's artifact metadata; "
-                          f"install a newer one there: {DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}")
-    _check_runtimes(device, argv, uploads, doctor=doctor)
-    for (i, upload), have in zip(uploads.items(), flags.strip()):
-        if have != "1":
-            say(f"copying {Path(argv[i]).name} ({upload.bytes / 2**20:.1f} MB) to {device.name}")
-            pairs = [x for path, digest in upload.files for x in (digest, path.name)]
-            code, _, lines = _call(device, "upload", [upload.folder, str(upload.bytes), *pairs], feed=_tar(upload),
-                                   say=say)
-            fault = _fault(device, code, lines, f"copying {Path(argv[i]).name}")
-            if fault:
-                raise fault
-    args = [uploads[i].remote(Path(a)) if i in uploads else str(a) for i, a in enumerate(argv)]
-    say(f"running rtk {argv[0]} on {device.name}")
-    code, out, lines = _call(device, "run", args, say=say)
-    if code not in (0, 1) or not out.strip():
-        raise _fault(device, code, lines, f"running rtk {argv[0]}") or RemoteError(
-            f"{device.name}: rtk {argv[0]} wrote no JSON result there", UNREACHABLE)
-    try:
-        result = json.loads(out)
-    except ValueError:
-        raise RemoteError(f"{device.name}: the result JSON arrived damaged; retry", UNREACHABLE) from None
-    local = {uploads[i].remote(Path(a)): str(a) for i, a in enumerate(argv) if i in uploads}
-    return RemoteRun(result=_localize(result, local), device=info, exit_code=code,
-                     message=_device_message(lines) if code else None)
-
-
-def _localize(value: object, paths: dict[str, str]) -> object:
-    """The device's JSON with its cache paths replaced by the host's paths of the same artifacts."""
-    if isinstance(value, dict):
-        return {k: _localize(v, paths) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_localize(v, paths) for v in value]
-    return paths.get(value, value) if isinstance(value, str) else value

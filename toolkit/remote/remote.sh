@@ -1,4 +1,4 @@
-# rtk's device side. toolkit/remote.py sends this file over ssh and runs it as
+# rtk's device side. toolkit/remote/channel.py sends this file over ssh and runs it as
 #     sh -c "<this file>" rtk-remote TASK CACHE RTK ARGS...
 # every argument quoted for the device's shell. TASK is probe, upload or run; CACHE is the device's rtk cache
 # folder and RTK the rtk command there (both may start with ~/). Needs POSIX sh, tar, sha256sum, flock, mktemp,
@@ -7,7 +7,10 @@
 # `watch` stops the task when the host goes away: a `read` loop on the channel's stdin (one process, reading a
 # byte at a time, so it never takes data meant for tar) sends TERM to the task when stdin ends. `stop` turns
 # TERM/HUP/PIPE into: stop the child, wait for its clean-up, exit 143; the EXIT trap then removes the task's
-# temporary folder. Lines starting "rtk-remote:" are for the host: progress, or "error <what>" (exit 100).
+# temporary folder. The watcher itself is stopped with KILL: a TERM that reaches it before its `trap -` ran is
+# taken by the inherited trap and then dropped by dash (seen under load: the upload hung in `wait`, never saying
+# "receiving"); KILL cannot be lost, and the watcher has nothing to clean up. Lines starting "rtk-remote:" are
+# for the host: progress, or "error <what>" (exit 100).
 set -u
 exec 3<&0
 home() { case $1 in "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}";; *) printf '%s' "$1";; esac; }
@@ -17,14 +20,14 @@ case $rtk in /*) ;; */*) rtk="$PWD/$rtk";; esac
 job=; tmp=; watch=
 stop() { trap "" HUP INT TERM PIPE; [ -n "$job" ] && kill -TERM "$job" 2>/dev/null && wait "$job"; exit 143; }
 trap stop HUP INT TERM PIPE
-trap '[ -n "$tmp" ] && rm -rf "$tmp"; [ -n "$watch" ] && kill "$watch" 2>/dev/null' EXIT
+trap '[ -n "$tmp" ] && rm -rf "$tmp"; [ -n "$watch" ] && kill -KILL "$watch" 2>/dev/null' EXIT
 fail() { echo "rtk-remote: error $*" >&2; exit 100; }
 watch() {
   ( trap - HUP INT TERM PIPE EXIT; while IFS= read -r _; do :; done; kill -TERM $$ ) <&3 >/dev/null 2>&1 &
   watch=$!
 }
 free_kb() { df -Pk "$cache" | awk 'NR == 2 { print $4 }'; }
-unwatch() { kill "$watch" 2>/dev/null; wait "$watch" 2>/dev/null; watch=; }
+unwatch() { kill -KILL "$watch" 2>/dev/null; wait "$watch" 2>/dev/null; watch=; }
 lock() {  # one job at a time on this device: held by this shell and its children until they exit
   exec 9>>"$cache/device.lock" || fail "cannot open $cache/device.lock"
   if ! flock -n 9; then
@@ -38,21 +41,24 @@ probe() {
   missing=
   for tool in tar sha256sum flock mktemp df awk; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
   [ -z "$missing" ] || fail "tools$missing"
-  mkdir -p "$cache/artifacts" || exit 1
+  mkdir -p "$cache/artifacts" "$cache/data" || exit 1
   tmp=$(mktemp -d "$cache/.probe.XXXXXX") || exit 1
   "$rtk" doctor --json "$tmp/doctor.json" >/dev/null || exit $?
-  for f in "$@"; do if [ -f "$cache/$f" ]; then printf 1; else printf 0; fi; done
+  for f in "$@"; do if [ -e "$cache/$f" ]; then printf 1; else printf 0; fi; done
   echo
-  cat "$tmp/doctor.json"
+  [ ! -f "$tmp/doctor.json" ] || cat "$tmp/doctor.json"    # none: not rtk (the host says what to install)
 }
 
-# ARGS: FOLDER (under CACHE), BYTES (their total size), then SHA256 NAME pairs. stdin: a tar of those files,
-# sent once this prints "receiving". Each file is checked, then moved into FOLDER in the order given (the
-# artifact last). A disk without room for them is refused before anything is copied.
+# ARGS: FOLDER (under CACHE), BYTES (their total size), MODE, then for MODE files SHA256 NAME pairs. stdin: a tar,
+# sent once this prints "receiving". MODE files: the tar holds those files; each is checked, then moved into
+# FOLDER in the order given (the artifact last). MODE tree: the tar holds .rtk-sums (a sha256sum list) and tree/;
+# every file is checked against the list, then tree/ is renamed to FOLDER. A disk without room for them is
+# refused before anything is copied.
 upload() {
-  dir=$1; bytes=$2; shift 2
+  dir=$1; bytes=$2; mode=$3; shift 3
   watch
   lock
+  rm -rf "$cache"/artifacts/.upload.* "$cache"/.run.*    # under the lock: left by a job that died (power loss)
   free=$(free_kb)
   [ "$free" -ge "$((bytes / 1024 + 1024))" ] || fail "no space: $((bytes >> 20)) MB to copy, $((free >> 10)) MB free"
   tmp=$(mktemp -d "$cache/artifacts/.upload.XXXXXX") || exit 1
@@ -61,6 +67,12 @@ upload() {
   if ! tar -xof - -C "$tmp"; then
     [ "$(free_kb)" -ge 1024 ] || fail "no space: the disk filled up during the copy"
     fail "copy cut short"
+  fi
+  if [ "$mode" = tree ]; then
+    (cd "$tmp/tree" && { [ ! -s ../.rtk-sums ] || sha256sum --quiet --strict -c ../.rtk-sums >&2; }) || fail "damaged copy of the folder"
+    mkdir -p "$cache/data" || exit 1
+    [ -d "$cache/$dir" ] || mv "$tmp/tree" "$cache/$dir" || exit 1
+    return
   fi
   mkdir -p "$cache/$dir" || exit 1
   while [ $# -ge 2 ]; do
@@ -71,11 +83,21 @@ upload() {
   done
 }
 
-# ARGS: rtk's own arguments, files relative to CACHE. Prints the --json result; exits with rtk's code.
+# ARGS: rtk's own arguments, files relative to CACHE; an argument rtk-remote-path:P is the device's own path P
+# (~/ or relative to the login folder). Prints the --json result; exits with rtk's code.
 run() {
   watch
+  n=$#
+  for a; do
+    case $a in
+      rtk-remote-path:*) a=$(home "${a#rtk-remote-path:}"); case $a in /*) ;; *) a="$PWD/$a";; esac;;
+    esac
+    set -- "$@" "$a"
+  done
+  shift "$n"
   cd "$cache" || exit 1
   lock
+  rm -rf "$cache"/artifacts/.upload.* "$cache"/.run.*    # under the lock: left by a job that died (power loss)
   tmp=$(mktemp -d "$cache/.run.XXXXXX") || exit 1
   echo "rtk-remote: started" >&2
   "$rtk" "$@" --json "$tmp/result.json" </dev/null 3<&- >&2 & job=$!
