@@ -99,7 +99,25 @@ def test_predict_folder_keeps_order_and_bound_with_uneven_decodes(random_onnx, t
     assert report.peak_in_flight <= 4 and report.decode == "fast" and report.scaled == 1
     one_by_one = [classify([p], random_onnx, settings=PredictSettings())[0][0] for p in names]
     assert [r.top[0].index for r in results] == [r.top[0].index for r in one_by_one]
-    assert all(r.decode_ms > 0 and r.infer_ms > 0 for r in results)
+    # the latency is timed one photo (batch) after another: per image decode and preprocess, per batch the rest
+    assert report.latency_images == 10 and report.decode_ms.runs == 10 and report.preprocess_ms.runs == 10
+    assert report.infer_ms.runs == report.total_ms.runs == 5
+    assert report.total_ms.min >= report.infer_ms.min + 2 * report.decode_ms.min and report.images_per_s > 0
+
+
+def test_one_by_one_batch_latency_is_its_photos_then_its_inference(random_onnx, tiny_data):
+    """The batch latency is what a photo in the batch waits: every photo's decode + preprocess, then the batch's
+    inference (not the batch time divided by its size); a short last batch is its own."""
+    from toolkit.backends import RunnerOptions, open_runner
+    from toolkit.predict import one_by_one
+
+    paths = [str(p) for p in sorted((tiny_data / "val").rglob("*.png"))[:5]]
+    with open_runner(random_onnx, None, options=RunnerOptions(max_batch=2)) as runner:
+        got = one_by_one(paths, runner, decode="exact", batch_size=2)
+    assert len(got["decode"]) == len(got["preprocess"]) == 5 and len(got["infer"]) == len(got["total"]) == 3
+    for n, start in enumerate(range(0, 5, 2)):
+        photos = sum(got["decode"][start:start + 2]) + sum(got["preprocess"][start:start + 2])
+        assert got["total"][n] == pytest.approx(photos + got["infer"][n])
 
 
 def test_validate_measures_both_decodes_and_gates_the_fast_one(random_onnx, tiny_data, tmp_path, cli):
@@ -185,14 +203,16 @@ def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_o
 
 @pytest.mark.parametrize("command", ["predict", "bench", "validate"])
 def test_json_that_is_an_input_is_refused(command, random_onnx, tiny_data, tmp_path, cli):
-    photo = tmp_path / "photos" / "a.png"
+    """A --json path ending in .json (so the extension check passes) that is a photo, a photo in an input folder
+    or the artifact's metadata companion is refused before any work, the input untouched."""
+    photo = tmp_path / "photos" / "a.json"          # a PNG under a .json name: predict reads it by content
     photo.parent.mkdir()
     photo.write_bytes(next((tiny_data / "val").rglob("*.png")).read_bytes())
     before = photo.read_bytes(), random_onnx.read_bytes()
-    args = {"predict": ["predict", photo.parent, "--model", random_onnx, "--json", photo],
-            "bench": ["bench", random_onnx, "--images", photo.parent, "--json", random_onnx],
+    args = {"predict": ["predict", photo, "--model", random_onnx, "--json", photo],
+            "bench": ["bench", random_onnx, "--images", photo.parent, "--json", photo],
             "validate": ["validate", random_onnx, "--data", tiny_data / "val", "--json",
-                         next((tiny_data / "val").rglob("*.png"))]}[command]
+                         tiny_data / "val" / "x.json"]}[command]
     result = cli(*args)
-    assert result.exit_code == 2 and "is one of the inputs" in result.stderr
+    assert result.exit_code == 2 and ("is one of the inputs" in result.stderr or "overwrite the input" in result.stderr)
     assert (photo.read_bytes(), random_onnx.read_bytes()) == before

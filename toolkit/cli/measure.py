@@ -143,6 +143,7 @@ def predict(
 ) -> None:
     """Classify photos (files or folders): the top-K class names with probabilities, and the time per phase
     (decode, preprocess, inference), decoding ahead on threads while the model runs."""
+    from toolkit.console_photos import show_phases, show_predictions
     from toolkit.predict import classify
 
     if not images:
@@ -154,8 +155,8 @@ def predict(
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     with describing(described):
         results, phases = classify(images, model, target=target, settings=settings)
-    ui.show_predictions(results)
-    ui.show_phases(phases)
+    show_predictions(results)
+    show_phases(phases)
     emit_json(json, results)
 
 
