@@ -66,7 +66,7 @@ def _rtk(runner, paths: list[Path]):
     from toolkit.predict import run_photos
     from toolkit.settings import PredictSettings
 
-    return run_photos(paths, runner, settings=PredictSettings(batch_size=1, workers=2, depth=8))[2]
+    return run_photos(paths, runner, settings=PredictSettings(fast_decode=True, batch_size=1, workers=2, depth=8))[2]
 
 
 def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list[Path]], repeats: int,
@@ -129,6 +129,7 @@ def decode_accuracy(artifact: Path, target: str, val: Path, work: Path, *, per_c
     from PIL import Image
 
     from toolkit.images import scan_folder
+    from toolkit.settings import ValidateSettings
     from toolkit.validate import validate
 
     data = scan_folder(val)
@@ -144,7 +145,8 @@ def decode_accuracy(artifact: Path, target: str, val: Path, work: Path, *, per_c
             Image.open(path).convert("RGB").resize(SIZES["12mp"], Image.Resampling.BICUBIC).save(dest, quality=90)
     for name in data.classes:
         (folder / name).mkdir(parents=True, exist_ok=True)
-    score = validate([artifact], folder, targets=[target], measure_latency=False).artifacts[0]
+    score = validate([artifact], folder, targets=[target], settings=ValidateSettings(fast_decode=True),
+                     measure_latency=False).artifacts[0]
     check = score.fast_decode
     return {"images": check.images, "scaled": check.scaled, "exact_top1": check.exact_top1,
             "fast_top1": check.fast_top1, "agreement": check.agreement, "passed": check.passed}

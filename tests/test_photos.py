@@ -90,14 +90,14 @@ def test_predict_folder_keeps_order_and_bound_with_uneven_decodes(random_onnx, t
     for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:9]):
         (folder / f"b{i}.png").write_bytes(src.read_bytes())
     (folder / "c_notes.jpg").write_text("not an image")
-    settings = PredictSettings(workers=2, depth=4, batch_size=2)
+    settings = PredictSettings(workers=2, depth=4, batch_size=2, fast_decode=True)
     results, report = classify([folder], random_onnx, settings=settings)
     names = [r.image for r in results]
     assert report.skipped == [str(folder / "c_notes.jpg")]
     assert names == sorted(str(p) for p in folder.iterdir() if p.suffix != ".jpg" or p.stem == "a_big")
     assert report.images == 10
     assert report.peak_in_flight <= 4 and report.decode == "fast" and report.scaled == 1
-    one_by_one = [classify([p], random_onnx, settings=PredictSettings())[0][0] for p in names]
+    one_by_one = [classify([p], random_onnx, settings=PredictSettings(fast_decode=True))[0][0] for p in names]
     assert [r.top[0].index for r in results] == [r.top[0].index for r in one_by_one]
     # the latency is timed one photo (batch) after another: per image decode and preprocess, per batch the rest
     assert report.latency_images == 10 and report.decode_ms.runs == 10 and report.preprocess_ms.runs == 10
@@ -121,21 +121,23 @@ def test_one_by_one_batch_latency_is_its_photos_then_its_inference(random_onnx, 
 
 
 def test_validate_measures_both_decodes_and_gates_the_fast_one(random_onnx, tiny_data, tmp_path, cli):
-    """Validation images as large JPEGs: validate decodes them the fast way (what predict deploys), scores the
-    exact decode on the same images, records the verdict of the rule, and exits 1 exactly when it fails."""
+    """Validation images as large JPEGs: with --fast-decode validate decodes them the fast way (what predict
+    --fast-decode deploys), scores the exact decode on the same images, records the verdict of the rule, says
+    whether to use --fast-decode, and exits 1 exactly when it fails; by default it decodes exactly, like predict."""
     val = tmp_path / "val"
     for src in sorted((tiny_data / "val").rglob("*.png")):
         (val / src.parent.name).mkdir(parents=True, exist_ok=True)
         Image.open(src).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC).save(
             val / src.parent.name / f"{src.stem}.jpg", quality=92)
     out = tmp_path / "v.json"
-    result = cli("validate", random_onnx, "--data", val, "--json", out)
+    result = cli("validate", random_onnx, "--data", val, "--fast-decode", "--json", out)
     score = json.loads(out.read_text())["artifacts"][0]
     check = FastDecodeCheck.model_validate(score["fast_decode"])
     assert score["decode"] == "fast" and check.scaled == check.images == 32
     assert result.exit_code == (0 if check.passed else 1), result.stdout
-    assert ("deploy with --exact-decode" in result.stdout) or check.passed
-    result = cli("validate", random_onnx, "--data", val, "--exact-decode", "--json", out)
+    verdict = "may use --fast-decode" if check.passed else "FAILED: keep the exact decode"
+    assert verdict in " ".join(result.stdout.split()), result.stdout
+    result = cli("validate", random_onnx, "--data", val, "--json", out)
     exact = json.loads(out.read_text())["artifacts"][0]
     assert result.exit_code == 0 and exact["decode"] == "exact" and exact["fast_decode"] is None
     assert exact["top1"] == pytest.approx(check.exact_top1)
@@ -145,6 +147,23 @@ def test_predict_prints_phase_times(random_onnx, tiny_data, cli):
     result = cli("predict", tiny_data / "val", "--model", random_onnx, "--batch-size", "4")
     assert result.exit_code == 0, result.stderr
     assert all(word in result.stdout for word in ("decode", "preprocess", "infer", "images/s"))
+
+
+@pytest.mark.parametrize("flags, decode, scaled", [((), "exact", 0), (("--exact-decode",), "exact", 0),
+                                                   (("--fast-decode",), "fast", 1)])
+def test_the_exact_decode_is_the_default_and_fast_is_asked_for(flags, decode, scaled, random_onnx, tmp_path, cli):
+    """predict and bench --images decode exactly unless --fast-decode asks (validate's verdict says when to), and
+    say which path they took."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _jpeg(folder / "big.jpg", (640, 480), 3)
+    said = {"exact": "exact JPEG decode (the default)", "fast": "fast JPEG decode (--fast-decode)"}[decode]
+    result = cli("predict", folder, "--model", random_onnx, *flags)
+    assert result.exit_code == 0 and said in " ".join(result.stdout.split()), result.stdout
+    out = tmp_path / "b.json"
+    result = cli("bench", random_onnx, "--images", folder, "--warmup", "0", *flags, "--json", out)
+    photos = json.loads(out.read_text())["photos"]
+    assert result.exit_code == 0 and (photos["decode"], photos["scaled"]) == (decode, scaled)
 
 
 def test_openvino_async_requests_keep_order_and_bound(random_ir, tiny_data, tmp_path):

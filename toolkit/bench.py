@@ -195,7 +195,7 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     with open_runner(path, target, options=options) as runner:
         for batch in s.batches:
             progress(f"{len(paths)} photos, batch {batch}")
-            run = PredictSettings(exact_decode=bool(s.exact_decode), batch_size=batch, workers=s.workers or 2,
+            run = PredictSettings(fast_decode=bool(s.fast_decode), batch_size=batch, workers=s.workers or 2,
                                   depth=max(s.depth or 8, batch))
             every = {str(p) for p in paths}
             if s.warmup:
@@ -220,7 +220,7 @@ def _on_device(path: Path, *, target: str | None, settings: BenchSettings, progr
     from toolkit.remote import Device, remote_run
 
     flags = to_argv(settings, model=BenchSettings, flags={"batches": "--batch"},
-                    exclude=("remote", "exact_decode", "workers", "depth"))   # photo flags: --images is local only
+                    exclude=("remote", "fast_decode", "workers", "depth"))   # photo flags: --images is local only
     done = remote_run(Device(dest=settings.remote), ["bench", path, *(["--target", target] if target else []), *flags],
                       say=progress)
     return BenchResult.model_validate(done.as_json())

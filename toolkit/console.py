@@ -179,14 +179,16 @@ def show_validation(report) -> None:
             warn(escape(s.bare_compile_differs))
     if rows and rows[-1].fast_decode is not None and rows[-1].fast_decode.scaled == 0:
         out.print("[dim]the fast JPEG decode was NOT tested: no image here is a JPEG at least twice the resize "
-                  "target, so each decoded in full; validate on photos like the ones you deploy, or predict with "
-                  "--exact-decode[/]", highlight=False)
+                  "target, so each decoded in full; validate on photos like the ones you deploy before using "
+                  "predict --fast-decode[/]", highlight=False)
     elif rows and rows[-1].fast_decode is not None:
-        out.print(f"[dim]decoded the way rtk predict deploys: {escape(str(rows[-1].fast_decode))}[/]",
-                  highlight=False)
+        check = rows[-1].fast_decode
+        verdict = ("passed: predict and bench --images may use --fast-decode on photos like these" if check.passed
+                   else "FAILED: keep the exact decode (predict's default; leave out --fast-decode)")
+        out.print(f"{escape(str(check))}; {verdict}", highlight=False, soft_wrap=True)
     elif rows and rows[-1].decode == "exact":
-        out.print("[dim]decoded exactly (--exact-decode): deploy rtk predict with --exact-decode too[/]",
-                  highlight=False)
+        out.print("[dim]decoded exactly, as rtk predict does by default; add --fast-decode to check whether the "
+                  "faster JPEG decode keeps these results[/]", highlight=False)
     tiers = {s.target: s.isa for s in rows if s.isa}
     if tiers:
         capped = len(set(tiers.values())) > 1

@@ -103,7 +103,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     from toolkit.validate import infer_padded
 
     pre = runner.meta.preprocess
-    decode: Decode = "exact" if settings.exact_decode else "fast"
+    decode: Decode = "fast" if settings.fast_decode else "exact"
     counter = counter or InFlight()
     done_paths: list[list[str]] = []
     logits: dict[int, np.ndarray] = {}
@@ -189,9 +189,9 @@ def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | N
 
 
 def predict(images: Sequence[str | Path], model: str | Path, *, top: int = 5, target: str | None = None,
-            options: RunnerOptions | None = None, exact_decode: bool = False) -> list[Prediction]:
+            options: RunnerOptions | None = None, fast_decode: bool = False) -> list[Prediction]:
     """The top-`top` guesses for each image (see `classify` for the timings)."""
     if top < 1:
         raise RtkError(f"--top {top}: give a positive number of classes")
-    return classify(images, model, target=target, settings=PredictSettings(top=top, exact_decode=exact_decode),
+    return classify(images, model, target=target, settings=PredictSettings(top=top, fast_decode=fast_decode),
                     options=options)[0]

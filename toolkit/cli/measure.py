@@ -17,7 +17,7 @@ from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, Labe
 from toolkit.errors import GateFailed, RtkError
 from toolkit.settings import BenchSettings as B, Gates, PredictSettings as P, ValidateSettings as V
 
-EXACT = "--exact-decode/--no-exact-decode"
+FAST = "--fast-decode/--exact-decode"
 
 
 @app.command()
@@ -47,7 +47,7 @@ def validate(
     shards: Annotated[Optional[int], opt(V, "shards")] = None,
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
-    exact_decode: Annotated[bool, opt(V, "exact_decode", EXACT)] = default(V, "exact_decode"),
+    fast_decode: Annotated[bool, opt(V, "fast_decode", FAST)] = default(V, "fast_decode"),
     json: JsonOpt = None,
     labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
     interpolation: InterpOpt = None, layout: LayoutOpt = None, channels: ChannelsOpt = None, caffe: CaffeOpt = False,
@@ -59,8 +59,8 @@ def validate(
     from toolkit.validate import check_sharding, validate as run
 
     json_not_an_input(json, [*artifacts, data, reference])
-    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, exact_decode=exact_decode,
-                     flags={"exact_decode": EXACT})
+    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, fast_decode=fast_decode,
+                     flags={"fast_decode": FAST})
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
                   flags={"max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement"})
     targets = list(target or [])
@@ -107,7 +107,7 @@ def bench(
     remote: Annotated[Optional[str], opt(B, "remote")] = default(B, "remote"),
     images: Annotated[Optional[Path], typer.Option(help="A folder of photos: time photo to label end to end "
                                                         "(decode, preprocess, inference per phase).")] = None,
-    exact_decode: Annotated[Optional[bool], opt(B, "exact_decode", EXACT)] = default(B, "exact_decode"),
+    fast_decode: Annotated[Optional[bool], opt(B, "fast_decode", FAST)] = default(B, "fast_decode"),
     workers: Annotated[Optional[int], opt(B, "workers")] = default(B, "workers"),
     depth: Annotated[Optional[int], opt(B, "depth")] = default(B, "depth"),
     json: JsonOpt = None,
@@ -118,8 +118,8 @@ def bench(
 
     json_not_an_input(json, [artifact, images])
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
-                     threads=threads, hint=hint, remote=remote, exact_decode=exact_decode, workers=workers,
-                     depth=depth, flags={"batches": "--batch", "exact_decode": EXACT})
+                     threads=threads, hint=hint, remote=remote, fast_decode=fast_decode, workers=workers,
+                     depth=depth, flags={"batches": "--batch", "fast_decode": FAST})
     with ui.progress("benchmarking") as progress:
         result = run(artifact, target=target, settings=settings, images=images, progress=progress)
     ui.show_bench(result)
@@ -133,7 +133,7 @@ def predict(
     model: Annotated[Path, typer.Option(help="Artifact to run (.pt, .onnx, .xml, .engine).")],
     top: Annotated[int, opt(P, "top")] = default(P, "top"),
     target: TargetOpt = None,
-    exact_decode: Annotated[bool, opt(P, "exact_decode", EXACT)] = default(P, "exact_decode"),
+    fast_decode: Annotated[bool, opt(P, "fast_decode", FAST)] = default(P, "fast_decode"),
     batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
     workers: Annotated[int, opt(P, "workers")] = default(P, "workers"),
     depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),
@@ -149,8 +149,8 @@ def predict(
     if not images:
         raise RtkError("give at least one image")
     json_not_an_input(json, [*images, model])
-    settings = build(P, top=top, exact_decode=exact_decode, batch_size=batch_size, workers=workers, depth=depth,
-                     flags={"exact_decode": EXACT})
+    settings = build(P, top=top, fast_decode=fast_decode, batch_size=batch_size, workers=workers, depth=depth,
+                     flags={"fast_decode": FAST})
     described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     with describing(described):
