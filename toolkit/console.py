@@ -124,8 +124,8 @@ def show_doctor(report) -> None:
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
-    table.add_row("bf16", "yes (AVX512_BF16 or AMX: rtk compile --precision bf16)" if report.bf16 is None
-                  else f"no: {report.bf16}")
+    table.add_row("bf16", "yes (AVX512_BF16 or AMX: rtk compile --precision bf16)" if report.bf16
+                  else f"no: {report.bf16_reason}")
     tiers = report.isa_tiers
     if tiers:
         table.add_row("isa tiers (--isa)", " ".join(tiers["runnable"]) or "none")
