@@ -157,9 +157,13 @@ def test_the_exact_decode_is_the_default_and_fast_is_asked_for(flags, decode, sc
     folder = tmp_path / "photos"
     folder.mkdir()
     _jpeg(folder / "big.jpg", (640, 480), 3)
+    (folder / "notes.txt").write_text("not a photo")
     said = {"exact": "exact JPEG decode (the default)", "fast": "fast JPEG decode (--fast-decode)"}[decode]
-    result = cli("predict", folder, "--model", random_onnx, *flags)
+    result = cli("predict", folder, "--model", random_onnx, *flags, "--json", tmp_path / "p.json")
     assert result.exit_code == 0 and said in " ".join(result.stdout.split()), result.stdout
+    got = json.loads((tmp_path / "p.json").read_text())       # the JSON has what the console has
+    assert [p["image"] for p in got["predictions"]] == [str(folder / "big.jpg")]
+    assert got["phases"]["skipped"] == [str(folder / "notes.txt")] and got["phases"]["decode"] == decode
     out = tmp_path / "b.json"
     result = cli("bench", random_onnx, "--images", folder, "--warmup", "0", *flags, "--json", out)
     photos = json.loads(out.read_text())["photos"]

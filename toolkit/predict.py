@@ -64,6 +64,13 @@ class PhaseReport(BaseModel):
                                                                  "images, left out.")
 
 
+class PredictReport(BaseModel):
+    """`rtk predict --json`: the guesses per photo, in input order, and where the time went (with the skipped files)."""
+
+    predictions: list[Prediction]
+    phases: PhaseReport
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)

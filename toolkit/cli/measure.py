@@ -144,7 +144,7 @@ def predict(
     """Classify photos (files or folders): the top-K class names with probabilities, and the time per phase
     (decode, preprocess, inference), decoding ahead on threads while the model runs."""
     from toolkit.console_photos import show_phases, show_predictions
-    from toolkit.predict import classify
+    from toolkit.predict import PredictReport, classify
 
     if not images:
         raise RtkError("give at least one image")
@@ -157,7 +157,7 @@ def predict(
         results, phases = classify(images, model, target=target, settings=settings)
     show_predictions(results)
     show_phases(phases)
-    emit_json(json, results)
+    emit_json(json, PredictReport(predictions=results, phases=phases))
 
 
 @app.command()
