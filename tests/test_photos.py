@@ -239,3 +239,15 @@ def test_json_that_is_an_input_is_refused(command, random_onnx, tiny_data, tmp_p
     result = cli(*args)
     assert result.exit_code == 2 and ("is one of the inputs" in result.stderr or "overwrite the input" in result.stderr)
     assert (photo.read_bytes(), random_onnx.read_bytes()) == before
+
+
+def test_photo_flags_that_cannot_hold_are_one_line(random_onnx, tiny_data, tmp_path, cli):
+    """--depth below --batch-size names both flags once; bench --images with a batch larger than the folder is
+    refused (it reported a 'batch 2' row that ran batch 1)."""
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "a.png").write_bytes(next((tiny_data / "val").rglob("*.png")).read_bytes())
+    result = cli("predict", one, "--model", random_onnx, "--batch-size", "3", "--depth", "1")
+    assert result.exit_code == 2 and result.stderr.startswith("error: --depth must be at least --batch-size")
+    result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")
+    assert result.exit_code == 2 and "--batch 2 is more than the 1 photos" in result.stderr

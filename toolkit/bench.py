@@ -189,6 +189,9 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
                        "(put more photos in the folder for more samples)")
     skipped: list[str] = []
     paths = image_paths([folder], skipped)
+    if max(settings.batches) > len(paths):
+        raise RtkError(f"--batch {max(settings.batches)} is more than the {len(paths)} photos in {folder}: no batch "
+                       "that size would run; add photos or give a smaller --batch")
     s = settings
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(s.batches))
     points, photos = [], None

@@ -66,7 +66,7 @@ def explain(exc: ValidationError, values: dict[str, Any], flags: dict[str, str] 
     fields = [p for p in first["loc"] if isinstance(p, str)]
     if not fields:   # a rule across fields ("give runs or seconds, not both"): name them as flags
         for name in sorted(values, key=len, reverse=True):
-            message = re.sub(rf"\b{name}\b", flag_name(name, flags).partition("/")[0], message, count=1)
+            message = re.sub(rf"(?<![-\w]){name}\b", flag_name(name, flags).partition("/")[0], message, count=1)
         return message
     field = fields[0]
     value = values.get(field)
