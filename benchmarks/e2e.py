@@ -6,7 +6,7 @@ rtk:   `toolkit.predict.run_photos`: the fast JPEG decode (DCT scaling) and nump
        overlapped with inference (OpenVINO: an AsyncInferQueue), in order, bounded.
 
 Two photo sets, drawn from the synthetic classes and upscaled: 4000x3000 (a 12 MP camera frame; per-photo
-latency at batch 1, LATENCY hint for both paths, one photo at a time: no decoding ahead) and 500x375 (a folder; images/s of the whole folder, rtk with the
+latency at batch 1, LATENCY hint for both paths, rtk's phases timed one photo after another) and 500x375 (a folder; images/s of the whole folder, rtk with the
 THROUGHPUT hint, against the naive loop and against the same artifact's network-only images/s with that hint).
 Naive and rtk alternate per repeat, so a drift of this VM's speed hits both alike.
 """
@@ -60,13 +60,13 @@ def naive_ms(runner, paths: list[Path]) -> list[float]:
     return out
 
 
-def _rtk(runner, paths: list[Path], *, overlapped: bool = True):
-    """rtk's pipeline; `overlapped=False` takes one photo at a time (1 worker, depth 1), for per-photo latency."""
+def _rtk(runner, paths: list[Path]):
+    """rtk's phase report (`toolkit.predict.run_photos`, fast decode, batch 1): its images/s is the overlapped
+    run's, its latency (`total_ms`, the phases) each photo timed one after another."""
     from toolkit.predict import run_photos
     from toolkit.settings import PredictSettings
 
-    s = PredictSettings(batch_size=1, workers=2, depth=8) if overlapped else PredictSettings(workers=1, depth=1)
-    return run_photos(paths, runner, settings=s)[2]
+    return run_photos(paths, runner, settings=PredictSettings(fast_decode=True, batch_size=1, workers=2, depth=8))[2]
 
 
 def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list[Path]], repeats: int,
@@ -85,7 +85,7 @@ def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list
                 naive, rtk, phases = [], [], None
                 for _ in range(repeats):
                     naive.append(median(naive_ms(runner, big)))
-                    rep = _rtk(runner, big, overlapped=False)
+                    rep = _rtk(runner, big)
                     rtk.append(rep.total_ms.p50)
                     phases = rep
                 row["12mp"] = {"photos": len(big), "naive_ms": median(naive), "rtk_ms": median(rtk),
@@ -129,6 +129,7 @@ def decode_accuracy(artifact: Path, target: str, val: Path, work: Path, *, per_c
     from PIL import Image
 
     from toolkit.images import scan_folder
+    from toolkit.settings import ValidateSettings
     from toolkit.validate import validate
 
     data = scan_folder(val)
@@ -144,7 +145,8 @@ def decode_accuracy(artifact: Path, target: str, val: Path, work: Path, *, per_c
             Image.open(path).convert("RGB").resize(SIZES["12mp"], Image.Resampling.BICUBIC).save(dest, quality=90)
     for name in data.classes:
         (folder / name).mkdir(parents=True, exist_ok=True)
-    score = validate([artifact], folder, targets=[target], measure_latency=False).artifacts[0]
+    score = validate([artifact], folder, targets=[target], settings=ValidateSettings(fast_decode=True),
+                     measure_latency=False).artifacts[0]
     check = score.fast_decode
     return {"images": check.images, "scaled": check.scaled, "exact_top1": check.exact_top1,
             "fast_top1": check.fast_top1, "agreement": check.agreement, "passed": check.passed}

@@ -99,7 +99,9 @@ def test_predict_names_classes(random_onnx, tiny_data, cli, tmp_path):
     out = tmp_path / "p.json"
     result = cli("predict", image, "--model", random_onnx, "--top", "3", "--json", out)
     assert result.exit_code == 0, result.stderr
-    (pred,) = json.loads(out.read_text())
+    got = json.loads(out.read_text())
+    (pred,) = got["predictions"]
+    assert got["phases"]["images"] == 1 and got["phases"]["skipped"] == [] and got["phases"]["total_ms"]["p50"] > 0
     names = read_meta(random_onnx).class_names
     assert len(pred["top"]) == 3 and all(g["label"] in names for g in pred["top"])
     probs = [g["probability"] for g in pred["top"]]

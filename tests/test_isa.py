@@ -97,6 +97,10 @@ def test_doctor_json_names_the_tiers(cli, tmp_path):
     tiers = report["isa_tiers"]
     assert tiers["native"] == native_tier() and tiers["runnable"] == runnable() and tiers["native"] in TIERS
     assert tiers["openvino"] == effective_tier("openvino")
+    from toolkit.backends.openvino.precision import bf16_refusal
+
+    refused = bf16_refusal()       # bf16 is a plain yes/no, the reason beside it (it was null for "available")
+    assert report["bf16"] is (refused is None) and report["bf16_reason"] == refused
     import toolkit
 
     assert report["packages"]["rtk"] == toolkit.__version__   # what runs, even where pip's metadata is stale

@@ -104,7 +104,7 @@ def test_torch_free_install_scores_like_the_full_one(device_rtk, random_onnx, ra
         out = tmp_path / f"{model.stem}.predict.json"
         done = _device(device_rtk, "predict", *images, "--model", model, "--json", out)
         assert done.returncode == 0, done.stderr
-        device_labels = [[g["label"] for g in p["top"]] for p in json.loads(out.read_text())]
+        device_labels = [[g["label"] for g in p["top"]] for p in json.loads(out.read_text())["predictions"]]
         assert device_labels == [[g.label for g in p.top] for p in predict(images, model)]
 
 

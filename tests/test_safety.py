@@ -384,3 +384,10 @@ def test_gif_is_an_image_in_predict_and_in_data_folders(cli, tmp_path, tiny_data
     assert str(first / "frame.gif") in [p for p, _ in scan_folder(val).samples]
     result = cli("predict", first / "frame.gif", "--model", random_onnx)
     assert result.exit_code == 0, result.stderr
+    from toolkit.predict import image_paths
+
+    frames = [Image.new("RGB", (80, 60), (40 * i, 0, 0)) for i in range(3)]      # animated: its first frame is read
+    frames[0].save(first / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    skipped: list[str] = []
+    found = [str(p) for p in image_paths([first], skipped)]      # a folder given to predict / bench --images
+    assert {str(first / "frame.gif"), str(first / "anim.gif")} <= set(found) and skipped == []

@@ -179,8 +179,9 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
 
 def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSettings,
             progress: Progress) -> BenchResult:
-    """`rtk bench --images DIR`: every photo of the folder through the overlapped pipeline, once per batch size,
-    after `warmup` untimed inferences; latency is per image, decode + preprocess + inference."""
+    """`rtk bench --images DIR`: every photo of the folder through the overlapped pipeline (the throughput), then
+    timed again one batch after another (the latency), once per batch size after `warmup` untimed photos. The
+    latency is the batch's (decode + preprocess of its photos, then its inference): what a photo in it waits."""
     from toolkit.predict import image_paths, run_photos
     from toolkit.settings import PredictSettings
 
@@ -191,18 +192,21 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
                        "(put more photos in the folder for more samples)")
     skipped: list[str] = []
     paths = image_paths([folder], skipped)
+    if max(settings.batches) > len(paths):
+        raise RtkError(f"--batch {max(settings.batches)} is more than the {len(paths)} photos in {folder}: no batch "
+                       "that size would run; add photos or give a smaller --batch")
     s = settings
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(s.batches))
     points, photos = [], None
     with open_runner(path, target, options=options) as runner:
         for batch in s.batches:
             progress(f"{len(paths)} photos, batch {batch}")
-            run = PredictSettings(exact_decode=bool(s.exact_decode), batch_size=batch, workers=s.workers or 2,
+            run = PredictSettings(fast_decode=bool(s.fast_decode), batch_size=batch, workers=s.workers or 2,
                                   depth=max(s.depth or 8, batch))
             every = {str(p) for p in paths}
             if s.warmup:
                 run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)
-            _, records, report = run_photos(paths, runner, settings=run, skippable=every)
+            report = run_photos(paths, runner, settings=run, skippable=every)[2]
             points.append(BenchPoint(batch=batch, latency_ms=report.total_ms, throughput_ips=report.images_per_s,
                                      phases_ms={"decode": report.decode_ms, "preprocess": report.preprocess_ms,
                                                 "infer": report.infer_ms}))

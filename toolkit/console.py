@@ -132,8 +132,8 @@ def show_doctor(report) -> None:
     table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
-    table.add_row("bf16", "yes (AVX512_BF16 or AMX: rtk compile --precision bf16)" if report.bf16 is None
-                  else f"no: {report.bf16}")
+    table.add_row("bf16", "yes (AVX512_BF16 or AMX: rtk compile --precision bf16)" if report.bf16
+                  else f"no: {report.bf16_reason}")
     tiers = report.isa_tiers
     if tiers:
         table.add_row("isa tiers (--isa)", " ".join(tiers["runnable"]) or "none")
@@ -187,14 +187,16 @@ def show_validation(report) -> None:
             warn(escape(s.bare_compile_differs))
     if rows and rows[-1].fast_decode is not None and rows[-1].fast_decode.scaled == 0:
         out.print("[dim]the fast JPEG decode was NOT tested: no image here is a JPEG at least twice the resize "
-                  "target, so each decoded in full; validate on photos like the ones you deploy, or predict with "
-                  "--exact-decode[/]", highlight=False)
+                  "target, so each decoded in full; validate on photos like the ones you deploy before using "
+                  "predict --fast-decode[/]", highlight=False)
     elif rows and rows[-1].fast_decode is not None:
-        out.print(f"[dim]decoded the way rtk predict deploys: {escape(str(rows[-1].fast_decode))}[/]",
-                  highlight=False)
+        check = rows[-1].fast_decode
+        verdict = ("passed: predict and bench --images may use --fast-decode on photos like these" if check.passed
+                   else "FAILED: keep the exact decode (predict's default; leave out --fast-decode)")
+        out.print(f"{escape(str(check))}; {verdict}", highlight=False, soft_wrap=True)
     elif rows and rows[-1].decode == "exact":
-        out.print("[dim]decoded exactly (--exact-decode): deploy rtk predict with --exact-decode too[/]",
-                  highlight=False)
+        out.print("[dim]decoded exactly, as rtk predict does by default; add --fast-decode to check whether the "
+                  "faster JPEG decode keeps these results[/]", highlight=False)
     tiers = {s.target: s.isa for s in rows if s.isa}
     if tiers:
         capped = len(set(tiers.values())) > 1
@@ -224,7 +226,8 @@ def show_bench(result) -> None:
         table.add_row(str(p.batch), _f(lat.p50), _f(lat.p90), _f(lat.p99), _f(lat.mean), _f(lat.std),
                       _f(p.throughput_ips, ".1f"))
         for phase, plat in p.phases_ms.items():
-            table.add_row(f"  {phase}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
+            per = " (per image)" if result.photos and phase in ("decode", "preprocess") else ""
+            table.add_row(f"  {phase}{per}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
     out.print(table)
     if result.executed_precision:
         out.print(f"computed in {result.executed_precision} (read back from {result.target})", highlight=False)
@@ -232,41 +235,11 @@ def show_bench(result) -> None:
         warn(escape(str(result.runtime["bare_compile_differs"])))
     if result.photos:
         p = result.photos
-        out.print(f"end to end over {p['images']} photos: latency is per image (decode + preprocess + inference), "
-                  f"images/s over the overlapped run; {p['decode']} decode ({p['scaled']} JPEGs DCT-scaled)",
-                  highlight=False, soft_wrap=True)
+        out.print(f"end to end over {p['images']} photos, {p['decode']} decode ({p['scaled']} JPEGs DCT-scaled): "
+                  "latency is a batch's decode + preprocess + inference timed one after another (what a photo in it "
+                  "waits); images/s is the overlapped run's", highlight=False, soft_wrap=True)
         if p.get("skipped"):
             warn(f"{len(p['skipped'])} files that are not readable images were skipped, e.g. {escape(p['skipped'][0])}")
-
-
-def show_predictions(results, *, one_table_from: int = 10) -> None:
-    if len(results) >= one_table_from:
-        table = _table(f"{len(results)} images", "image", "class", "probability")
-        for r in results:
-            table.add_row(r.image, r.top[0].label, f"{r.top[0].probability:.4f}")
-        out.print(table)
-        return
-    for r in results:
-        table = _table(escape(r.image + _on(r.device)), "class", "probability")
-        for g in r.top:
-            table.add_row(g.label, f"{g.probability:.4f}")
-        out.print(table)
-
-
-def show_phases(report) -> None:
-    """Where a photo's time went: per-image decode, preprocess and inference, and the overlapped run's rate."""
-    table = _table(f"per image, {report.decode} decode", "phase", "p50 ms", "p99 ms", "mean ms")
-    for name, lat in (("decode", report.decode_ms), ("preprocess", report.preprocess_ms), ("infer", report.infer_ms),
-                      ("total", report.total_ms)):
-        table.add_row(name, _f(lat.p50), _f(lat.p99), _f(lat.mean))
-    out.print(table)
-    out.print(f"{report.images} images on {report.target}, batch {report.batch_size}: {report.images_per_s:.1f} "
-              f"images/s overlapped ({report.workers} decode threads, at most {report.peak_in_flight} of "
-              f"{report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
-              highlight=False, soft_wrap=True)
-    if report.skipped:
-        warn(f"{len(report.skipped)} files that are not readable images were skipped, e.g. "
-             f"{escape(report.skipped[0])}")
 
 
 def show_finetune(result) -> None:

@@ -54,7 +54,8 @@ class DoctorReport(BaseModel):
     runtimes: dict[str, bool]
     gpu: str | None
     isa_tiers: dict[str, Any] = {}
-    bf16: str | None = None           # why `--precision bf16` is refused here; None: this CPU has it
+    bf16: bool = False                # `rtk compile --precision bf16` runs here (AVX512_BF16 or AMX)
+    bf16_reason: str | None = None    # why it is refused here when bf16 is false
     tensorrt: Any = None   # backends.tensorrt.gpu.TensorRTReport when TensorRT or cuda-python is installed
     device: Any = None     # remote.DeviceInfo, when it ran on an SSH device (`remote`)
 
@@ -127,7 +128,7 @@ def doctor(settings: RemoteSettings | None = None, *, say: Callable[[str], None]
         hostname=socket.gethostname(), os=os_name(), python=platform.python_version(), platform=platform.platform(),
         cpu=cpu_info(), threads=threads, packages={p: _version(p) for p in PACKAGES},
         runtimes={name: available(name) for name in BACKENDS}, gpu=_gpu(), isa_tiers=isa_record(),
-        tensorrt=_tensorrt(), bf16=bf16_refusal(),
+        tensorrt=_tensorrt(), bf16=(refused := bf16_refusal()) is None, bf16_reason=refused,
     )
 
 

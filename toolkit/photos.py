@@ -6,9 +6,9 @@ they infer), hands them on in input order whatever order they finish in, and nev
 decoded-but-not-yet-inferred images: the memory bound. Each image's decode and preprocess times are taken in
 its worker; inference is timed per batch in the caller. tests/test_photos.py proves the order and the bound.
 
-The fast decode (`toolkit.images.load_image(draft=...)`) is the default where the artifact was validated with it;
-`FastDecodeCheck` is the rule that says whether it may be: top-1 within `MAX_DROP_PT` of the exact decode and
-top-1 agreement at least `MIN_AGREEMENT_PCT`, on the same images.
+The exact decode is the default. The fast decode (`toolkit.images.load_image(draft=...)`, `--fast-decode`) changes
+the pixels, so it is opt-in; `FastDecodeCheck` is the rule `rtk validate --fast-decode` judges it by: top-1
+within `MAX_DROP_PT` of the exact decode and top-1 agreement at least `MIN_AGREEMENT_PCT`, on the same images.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Photos in, top-K class names with probabilities out: decode, preprocess and infer as one overlapped pipeline.
 
 Files and folders (every image file under a folder, in sorted path order) go through `toolkit.photos`: decoding
-on a thread pool ahead of inference, output in input order, bounded memory. Each phase is timed per image
-(decode and preprocess in their worker, inference per batch shared by its images), so `rtk predict` and
-`rtk bench --images` can say where a photo's time goes.
+on a thread pool ahead of inference, output in input order, bounded memory. That run gives the labels and the
+throughput (images/s over its wall time). Its phases contend for the same cores, so a phase timed inside it is
+not what a photo costs: the latency (decode, preprocess, inference, total) is timed apart, one photo (one batch)
+after another, as a sequential script would (`one_by_one`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from toolkit.backends.base import finite
 from toolkit.bench import Latency
 from toolkit.errors import RtkError
 from toolkit.images import readable_image, symlink_loop
-from toolkit.photos import Decode, InFlight, decoded_batches
+from toolkit.photos import Decode, InFlight, decode_one, decoded_batches
 from toolkit.remote import DeviceInfo
 from toolkit.settings import PredictSettings
+
+LATENCY_IMAGES = 32   # `rtk predict` times this many photos again one after another for the latency (bench: all)
 
 
 class Guess(BaseModel):
@@ -36,14 +39,11 @@ class Guess(BaseModel):
 class Prediction(BaseModel):
     image: str
     top: list[Guess]
-    decode_ms: float | None = None
-    preprocess_ms: float | None = None
-    infer_ms: float | None = Field(None, description="The batch's inference time divided by its images.")
     device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
 
 
 class PhaseReport(BaseModel):
-    """Where the time of a run over photos went: per-image phases, and the run as a whole."""
+    """Where a photo's time goes (timed one batch after another) and the overlapped run's throughput."""
 
     images: int
     decode: Decode
@@ -52,18 +52,25 @@ class PhaseReport(BaseModel):
     workers: int
     depth: int
     peak_in_flight: int = Field(description="Most images decoded ahead and not yet inferred at once.")
-    decode_ms: Latency
-    preprocess_ms: Latency
-    infer_ms: Latency
-    total_ms: Latency = Field(description="Per image, decode + preprocess + inference, each timed inside the "
-                                          "overlapped run (so with the contention of the others on the same cores); "
-                                          "with a batch, inference is the batch's time divided by its images.")
-    wall_s: float
-    images_per_s: float = Field(description="Images over the wall time of the whole overlapped run.")
+    latency_images: int = Field(description="Images whose phases were timed one after another (not overlapped).")
+    decode_ms: Latency = Field(description="Per image, timed one after another.")
+    preprocess_ms: Latency = Field(description="Per image, timed one after another.")
+    infer_ms: Latency = Field(description="Per batch: one inference call on `batch_size` images.")
+    total_ms: Latency = Field(description="Per batch, what a photo in it waits run one after another: decode + "
+                                          "preprocess of the batch's images, then its inference (batch latency).")
+    wall_s: float = Field(description="Wall time of the overlapped run over all the images.")
+    images_per_s: float = Field(description="Throughput: images over the wall time of the overlapped run.")
     target: str
     runtime: dict[str, object] = Field(default_factory=dict)
     skipped: list[str] = Field(default_factory=list, description="Files in the given folders that are not readable "
                                                                  "images, left out.")
+
+
+class PredictReport(BaseModel):
+    """`rtk predict --json`: the guesses per photo, in input order, and where the time went (with the skipped files)."""
+
+    predictions: list[Prediction]
+    phases: PhaseReport | None = None       # None on a device (--remote): its rtk timed nothing here
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -96,53 +103,72 @@ def image_paths(inputs: Sequence[str | Path], skipped: list[str] | None = None) 
 
 
 def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, counter: InFlight | None = None,
-               skippable: set[str] | None = None) -> tuple[np.ndarray, list, PhaseReport]:
-    """Logits of every photo in input order through the overlapped pipeline, the per-image records and the
-    phase report; photos of `skippable` (found in folders) that fail to decode are left out, named in the report."""
+               skippable: set[str] | None = None, latency_images: int | None = None
+               ) -> tuple[np.ndarray, list[str], PhaseReport]:
+    """Logits of every photo in input order through the overlapped pipeline, the photos they belong to, and the
+    phase report: the overlapped run's throughput, and the latency of the first `latency_images` photos (default
+    all) timed again one after another. Photos of `skippable` (found in folders) that fail to decode are left
+    out, named in the report."""
     from toolkit.validate import infer_padded
 
     pre = runner.meta.preprocess
-    decode: Decode = "exact" if settings.exact_decode else "fast"
+    decode: Decode = "fast" if settings.fast_decode else "exact"
     counter = counter or InFlight()
-    batches: list[list] = []
+    done_paths: list[list[str]] = []
     logits: dict[int, np.ndarray] = {}
-    infer_ms: dict[int, float] = {}
+    scaled = 0
     overlapped = runner.fixed_batch is None or runner.fixed_batch == settings.batch_size
 
-    def done(n: int, size: int, out: np.ndarray, ms: float) -> None:
-        logits[n], infer_ms[n] = out[:size], ms / size
+    def done(n: int, size: int, out: np.ndarray) -> None:
+        logits[n] = out[:size]
         counter.release(size)
 
     start = time.perf_counter()
     failed: list[str] = []
     for batch in decoded_batches(paths, pre, decode=decode, batch_size=settings.batch_size, workers=settings.workers,
                                  depth=settings.depth, counter=counter, skippable=skippable, skipped=failed):
-        n, x = len(batches), np.stack([d.x for d in batch])
-        batches.append([replace(d, x=None) for d in batch])   # keep the timings, let the pixels go
+        n, x = len(done_paths), np.stack([d.x for d in batch])
+        done_paths.append([d.path for d in batch])
+        scaled += sum(d.scaled for d in batch)
         if overlapped:
             if runner.fixed_batch and len(x) < runner.fixed_batch:        # the last, short batch of a static one
                 x = np.concatenate([x, np.zeros((runner.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
-            runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out, ms))
+            runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out))
         else:
-            t0 = time.perf_counter()
-            done(n, len(batch), infer_padded(runner, x), (time.perf_counter() - t0) * 1e3)
+            done(n, len(batch), infer_padded(runner, x))
     runner.wait_async()
     wall = time.perf_counter() - start
-    if not batches:
+    if not done_paths:
         raise RtkError(f"none of the {len(paths)} images could be decoded; remove or replace them")
-    records = [d for batch in batches for d in batch]
-    per_image = [infer_ms[n] for n, batch in enumerate(batches) for _ in batch]
-    dec = [r.decode_ms for r in records]
-    prep = [r.preprocess_ms for r in records]
+    names = [p for batch in done_paths for p in batch]
+    timed = one_by_one(names[:latency_images], runner, decode=decode, batch_size=settings.batch_size)
     report = PhaseReport(
-        images=len(records), decode=decode, scaled=sum(r.scaled for r in records), batch_size=settings.batch_size,
-        workers=settings.workers, depth=settings.depth, peak_in_flight=counter.peak,
-        decode_ms=Latency.from_ms(dec), preprocess_ms=Latency.from_ms(prep), infer_ms=Latency.from_ms(per_image),
-        total_ms=Latency.from_ms(np.add(np.add(dec, prep), per_image)), wall_s=wall,
-        images_per_s=len(records) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
+        images=len(names), decode=decode, scaled=scaled, batch_size=settings.batch_size, workers=settings.workers,
+        depth=settings.depth, peak_in_flight=counter.peak, latency_images=len(timed["decode"]),
+        **{f"{k}_ms": Latency.from_ms(v) for k, v in timed.items()}, wall_s=wall,
+        images_per_s=len(names) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
         skipped=failed)
-    return (finite(np.concatenate([logits[n] for n in range(len(batches))]), runner.path),
-            list(zip(records, per_image)), report)
+    return finite(np.concatenate([logits[n] for n in range(len(done_paths))]), runner.path), names, report
+
+
+def one_by_one(paths: Sequence[str], runner, *, decode: Decode, batch_size: int) -> dict[str, list[float]]:
+    """Milliseconds per phase with nothing overlapped: each photo of a batch decoded and preprocessed in turn,
+    then the batch inferred. decode and preprocess are per image; infer and total (decode + preprocess of the
+    batch's photos + its inference: what a photo in that batch waits) per batch."""
+    from toolkit.validate import infer_padded
+
+    out: dict[str, list[float]] = {"decode": [], "preprocess": [], "infer": [], "total": []}
+    for start in range(0, len(paths), batch_size):
+        got = [decode_one(i, p, runner.meta.preprocess, decode) for i, p in enumerate(paths[start:start + batch_size])]
+        x = np.stack([d.x for d in got])
+        t0 = time.perf_counter()
+        infer_padded(runner, x)
+        infer_ms = (time.perf_counter() - t0) * 1e3
+        out["decode"] += [d.decode_ms for d in got]
+        out["preprocess"] += [d.preprocess_ms for d in got]
+        out["infer"].append(infer_ms)
+        out["total"].append(sum(d.decode_ms + d.preprocess_ms for d in got) + infer_ms)
+    return out
 
 
 def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | None = None,
@@ -157,18 +183,17 @@ def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | N
     named = {str(Path(p)) for p in inputs if not Path(p).is_dir()}
     options = options or RunnerOptions(max_batch=s.batch_size)
     with open_runner(model, target, options=options) as runner:
-        logits, records, report = run_photos(paths, runner, settings=s,
-                                             skippable={str(p) for p in paths} - named)
+        logits, names, report = run_photos(paths, runner, settings=s, skippable={str(p) for p in paths} - named,
+                                           latency_images=LATENCY_IMAGES)
         meta = runner.meta
     report.skipped = sorted(skipped + report.skipped)
     probs = softmax(logits.astype(np.float64))
     k = min(s.top, probs.shape[1])
     results = []
-    for (rec, infer_ms), p in zip(records, probs):
+    for name, p in zip(names, probs):
         order = np.argsort(-p)[:k]
         results.append(Prediction(
-            image=rec.path, top=[Guess(label=meta.class_names[i], index=int(i), probability=float(p[i])) for i in order],
-            decode_ms=round(rec.decode_ms, 3), preprocess_ms=round(rec.preprocess_ms, 3), infer_ms=round(infer_ms, 3)))
+            image=name, top=[Guess(label=meta.class_names[i], index=int(i), probability=float(p[i])) for i in order]))
     return results, report
 
 

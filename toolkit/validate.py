@@ -46,7 +46,8 @@ class ArtifactScore(BaseModel):
                                            "it (OpenVINO: compute layers by runtimePrecision).")
     bare_compile_differs: str | None = Field(None, description="How a bare OpenVINO compile_model of this artifact "
                                              "would differ from what rtk ran, and the setting that closes the gap.")
-    decode: Decode = Field("exact", description="How the images were decoded: the path rtk predict deploys.")
+    decode: Decode = Field("exact", description="How the images were decoded: exact (predict's default) or fast "
+                           "(predict --fast-decode).")
     hits: list[bool] | None = Field(None, exclude=True, description="Top-1 right or wrong per image, in file order "
                                     "(for paired tests such as McNemar's; not written to JSON).")
     fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "
@@ -237,7 +238,7 @@ def fast_decode_gates(score: ArtifactScore) -> list[Gate]:
     """The rule that allows the fast decode, as gates: a failure makes `rtk validate` exit 1 and says to deploy
     with --exact-decode (checked only where the fast decode changed an image; elsewhere it is the exact one)."""
     c = score.fast_decode
-    name = f"{score.artifact} (fast decode; if it fails, deploy with --exact-decode)"
+    name = f"{score.artifact} (fast decode; if it fails, deploy without --fast-decode: the exact decode)"
     drop = c.exact_top1 - c.fast_top1
     return [Gate(name="fast_decode_drop_pt", artifact=name, limit=c.max_drop_pt, value=drop,
                  passed=drop <= c.max_drop_pt + 1e-9),
@@ -281,7 +282,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
         raise RtkError(f"{len(targets)} targets for {len(paths)} artifacts; give one --target or one per artifact")
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
-    decode: Decode = "exact" if settings.exact_decode else "fast"
+    decode: Decode = "fast" if settings.fast_decode else "exact"
     metas, _, images = _open_data(all_paths, Path(data))
     if settings.shards:
         from toolkit.validate_shards import score_sharded

@@ -83,7 +83,7 @@ def score_sharded(paths: Sequence[Path], targets: Sequence[str | None], images: 
     samples = images.samples
     jobs = [ShardJob(root=str(images.root), classes=images.classes, samples=list(samples[a:b]),
                      artifacts=[str(p) for p in paths], targets=list(targets), batch_size=settings.batch_size,
-                     threads=threads, decode="exact" if settings.exact_decode else "fast")
+                     threads=threads, decode="fast" if settings.fast_decode else "exact")
             for a, b in shard_ranges(len(samples), settings.shards, settings.batch_size)]
     done = [0]
 

@@ -18,7 +18,7 @@ from toolkit.errors import RtkError
 M = TypeVar("M", bound=BaseModel)
 # Flags not named `--<field>`, for every command that has them: `build` names them in errors, `to_argv` writes them.
 FLAG_NAMES = {"batches": "--batch", "max_drop_pt": "--max-drop", "min_agreement_pct": "--min-agreement",
-              "exact_decode": "--exact-decode/--no-exact-decode"}
+              "fast_decode": "--fast-decode/--exact-decode"}
 
 
 def flag_name(field: str, flags: dict[str, str] | None = None) -> str:
@@ -69,7 +69,7 @@ def explain(exc: ValidationError, values: dict[str, Any], flags: dict[str, str] 
     fields = [p for p in first["loc"] if isinstance(p, str)]
     if not fields:   # a rule across fields ("give runs or seconds, not both"): name them as flags
         for name in sorted(values, key=len, reverse=True):
-            message = re.sub(rf"\b{name}\b", flag_name(name, flags).partition("/")[0], message, count=1)
+            message = re.sub(rf"(?<![-\w]){name}\b", flag_name(name, flags).partition("/")[0], message, count=1)
         return message
     field = fields[0]
     value = values.get(field)

@@ -18,7 +18,7 @@ from toolkit.errors import GateFailed, RtkError
 from toolkit.settings import (BenchSettings as B, Gates, PredictSettings as P, RemoteSettings as R,
                               ValidateSettings as V)
 
-EXACT = FLAG_NAMES["exact_decode"]
+FAST = FLAG_NAMES["fast_decode"]
 RemoteOpt = Annotated[Optional[str], opt(R, "remote")]
 RemoteRtkOpt = Annotated[Optional[str], opt(R, "remote_rtk")]
 
@@ -52,7 +52,7 @@ def validate(
     shards: Annotated[Optional[int], opt(V, "shards")] = None,
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
-    exact_decode: Annotated[bool, opt(V, "exact_decode", EXACT)] = default(V, "exact_decode"),
+    fast_decode: Annotated[bool, opt(V, "fast_decode", FAST)] = default(V, "fast_decode"),
     remote: RemoteOpt = None,
     remote_rtk: RemoteRtkOpt = None,
     remote_data: Annotated[Optional[str], opt(V, "remote_data")] = None,
@@ -66,7 +66,7 @@ def validate(
     checks the fast path against the exact one on the same images (exit 1 when it moves top-1)."""
     from toolkit.validate import check_sharding, validate as run
 
-    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, exact_decode=exact_decode,
+    settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, fast_decode=fast_decode,
                      remote=remote, remote_rtk=remote_rtk, remote_data=remote_data, flags=FLAG_NAMES)
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement, flags=FLAG_NAMES)
     targets = list(target or [])
@@ -114,7 +114,7 @@ def bench(
     remote_rtk: RemoteRtkOpt = None,
     images: Annotated[Optional[Path], typer.Option(help="A folder of photos: time photo to label end to end "
                                                         "(decode, preprocess, inference per phase).")] = None,
-    exact_decode: Annotated[Optional[bool], opt(B, "exact_decode", EXACT)] = default(B, "exact_decode"),
+    fast_decode: Annotated[Optional[bool], opt(B, "fast_decode", FAST)] = default(B, "fast_decode"),
     workers: Annotated[Optional[int], opt(B, "workers")] = default(B, "workers"),
     depth: Annotated[Optional[int], opt(B, "depth")] = default(B, "depth"),
     json: JsonOpt = None,
@@ -124,7 +124,7 @@ def bench(
     from toolkit.bench import bench as run
 
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
-                     threads=threads, hint=hint, remote=remote, remote_rtk=remote_rtk, exact_decode=exact_decode,
+                     threads=threads, hint=hint, remote=remote, remote_rtk=remote_rtk, fast_decode=fast_decode,
                      workers=workers, depth=depth, flags=FLAG_NAMES)
     with ui.progress("benchmarking") as progress:
         result = run(artifact, target=target, settings=settings, images=images, progress=progress)
@@ -139,7 +139,7 @@ def predict(
     model: Annotated[Path, typer.Option(help="Artifact to run (.pt, .onnx, .xml, .engine).")],
     top: Annotated[int, opt(P, "top")] = default(P, "top"),
     target: TargetOpt = None,
-    exact_decode: Annotated[bool, opt(P, "exact_decode", EXACT)] = default(P, "exact_decode"),
+    fast_decode: Annotated[bool, opt(P, "fast_decode", FAST)] = default(P, "fast_decode"),
     batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
     workers: Annotated[int, opt(P, "workers")] = default(P, "workers"),
     depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),
@@ -151,11 +151,12 @@ def predict(
 ) -> None:
     """Classify photos (files or folders): the top-K class names with probabilities, and the time per phase
     (decode, preprocess, inference), decoding ahead on threads while the model runs (here, or on --remote)."""
-    from toolkit.predict import classify, predict as run
+    from toolkit.console_photos import show_phases, show_predictions
+    from toolkit.predict import PredictReport, classify, predict as run
 
     if not images:
         raise RtkError("give at least one image")
-    settings = build(P, top=top, exact_decode=exact_decode, batch_size=batch_size, workers=workers, depth=depth,
+    settings = build(P, top=top, fast_decode=fast_decode, batch_size=batch_size, workers=workers, depth=depth,
                      remote=remote, remote_rtk=remote_rtk, flags=FLAG_NAMES)
     described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
@@ -169,10 +170,10 @@ def predict(
     else:
         with describing(described):
             results, phases = classify(images, model, target=target, settings=settings)
-    ui.show_predictions(results)
+    show_predictions(results)
     if phases is not None:
-        ui.show_phases(phases)
-    emit_json(json, results)
+        show_phases(phases)
+    emit_json(json, PredictReport(predictions=results, phases=phases))
 
 
 @app.command()

@@ -91,7 +91,8 @@ def predict_on_device(images: Sequence[str | Path], model: str | Path, *, target
 
     done = remote_run(device_of(settings), ["predict", *[Path(i) for i in images], "--model", Path(model),
                                             *(["--target", target] if target else []), *flags_of(settings)], say=say)
-    return [_read(Prediction, {**p, "device": done.device}, done) for p in done.result]
+    found = done.result["predictions"] if isinstance(done.result, dict) else done.result   # {predictions, phases}
+    return [_read(Prediction, {**p, "device": done.device}, done) for p in found]
 
 
 def doctor_on_device(settings: RemoteSettings, *, say: Say = None):
