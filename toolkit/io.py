@@ -111,6 +111,11 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
         if suffixes and path.suffix.lower() not in suffixes:
             raise RtkError(f"{flag} {path}: this output is written as {' or '.join(suffixes)}; give a file name with "
                            f"that extension, e.g. {path.with_suffix(suffixes[0]).name}")
+        folder = next((given for key, given in taken.items()
+                       if isinstance(key, str) and Path(key).is_dir() and _inside(path, Path(key))), None)
+        if folder is not None:
+            raise RtkError(f"{flag} {path} is inside the input folder {folder}, whose files this command reads; "
+                           "write it outside that folder")
         for f in artifact_files(path):
             keys = _same_file_keys(f)
             hit = next((taken[k] for k in keys if k in taken), None)
