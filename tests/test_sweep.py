@@ -258,3 +258,16 @@ def test_runtime_commands_do_not_import_ray(random_onnx, tiny_data):
     done = subprocess.run([sys.executable, "-c", code, str(random_onnx), str(tiny_data / "val")], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
+
+
+def test_sweep_folder_may_not_hold_an_input(tmp_path):
+    """The library refuses an -o that holds the recipe's data (as `rtk run` does), before writing anything."""
+    from toolkit.pipeline.sweep import sweep
+
+    out = tmp_path / "out"
+    (out / "data").mkdir(parents=True)
+    recipe = parse_recipe(BASE.replace("  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}",
+                                       f"  root: {out / 'data'}") + "sweep:\n  values:\n    prune.ratio: [0.3, 0.5]\n")
+    with pytest.raises(RtkError, match="inside this folder"):
+        sweep(recipe, out, force=True, use_ray=False)
+    assert sorted(p.name for p in out.iterdir()) == ["data"]

@@ -33,6 +33,15 @@ def _run_folder(kw: dict) -> list:
 
 
 RUN_FILES = ("report.json", "report.md", "manifest.json", "recipe.yaml")
+SWEEP_FILES = ("sweep.json", "sweep.md", "pareto.png", "best.yaml", "recipe.yaml")
+
+
+def _sweep_folder(kw: dict) -> list:
+    """A sweep folder and the files every sweep writes in it (the recipe may not live there; --json may not be one)."""
+    from toolkit.io import FOLDER
+
+    root = kw["output"]
+    return [("-o", root, FOLDER), *[("-o", root / name, ()) for name in SWEEP_FILES]]
 
 
 @app.command("run")
@@ -71,7 +80,7 @@ def demo(
 
 
 @app.command()
-@command
+@command(writes={"output": _sweep_folder})
 def sweep(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML with a sweep: block (see recipes/sweep-demo.yaml).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Sweep folder (a run folder per candidate, "

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from toolkit.errors import GateFailed, RtkError
-from toolkit.io import write_json, write_text_atomic
+from toolkit.io import FOLDER, check_io, write_json, write_text_atomic
 from toolkit.pipeline.cache import StageCache
 from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first
 from toolkit.pipeline.run import STATE as RUN_STATE, Executor, Run, check_machine, inline, prepare_output
+from toolkit.pipeline.run import recipe_inputs
 from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, from_report, mark_pareto, new_result
 from toolkit.pipeline.sweep_report import pick_winner, write_results
 from toolkit.progress import Progress, silent
@@ -143,6 +144,7 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     if address:
         check_address(address)
     output = Path(output).resolve()
+    check_io(inputs=[p for c in candidates for p in recipe_inputs(c.recipe)], outputs=[("-o", output, FOLDER)])
     _prepare(output, resume=resume, force=force)
     with _only_sweep(output):
         kept = {} if force else _kept(output, candidates)
