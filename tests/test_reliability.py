@@ -363,6 +363,8 @@ CASES = [
                                                          "--no-ray"], ("r.yaml is inside this folder",)),
     Case("sweep-address-no-answer", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",
                                                        "--address", _closed_port()], ("does not answer",)),
+    Case("sweep-address-empty", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out", "--address", ""],
+         ("--address is empty",)),
     Case("sweep-address-and-no-ray", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",
                                                         "--address", "10.0.0.1:6379", "--no-ray"],
          ("drop --no-ray",)),

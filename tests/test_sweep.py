@@ -271,3 +271,24 @@ def test_sweep_folder_may_not_hold_an_input(tmp_path):
     with pytest.raises(RtkError, match="inside this folder"):
         sweep(recipe, out, force=True, use_ray=False)
     assert sorted(p.name for p in out.iterdir()) == ["data"]
+
+
+def test_address_that_is_no_ray_head_is_refused_in_bounded_time(ray_local, tmp_path, monkeypatch):
+    """A port that accepts TCP but speaks no Ray: one error within the join bound, nothing written. The head of
+    a real instance passes the same check."""
+    import socket
+
+    from toolkit import distributed
+    from toolkit.pipeline.sweep import sweep
+
+    distributed.check_address(ray_local.get_runtime_context().gcs_address)
+    monkeypatch.setattr(distributed, "JOIN_TIMEOUT_S", 8.0)
+    out = tmp_path / "out"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(RtkError, match=f"no Ray head answered at {address} within 8 s"):
+            sweep(parse_recipe(TARGETS), out, address=address)
+    assert time.monotonic() - started < 20 and not out.exists()

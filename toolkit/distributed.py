@@ -58,6 +58,9 @@ def check_address(address: str, timeout: float = 5.0) -> None:
     """Refuse a cluster address whose host:port does not accept a connection (Ray would wait for a minute)."""
     if address in ("auto", "local"):
         return
+    if not address.strip():
+        raise RtkError("--address is empty; give host:port of the Ray head, e.g. 10.0.0.5:6379, or drop it to start "
+                       "a local instance")
     parts = urlsplit(address if "://" in address else f"ray://{address}")
     try:
         host, port = parts.hostname, parts.port
@@ -72,6 +75,34 @@ def check_address(address: str, timeout: float = 5.0) -> None:
         reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
         raise RtkError(f"the Ray cluster at {address} does not answer ({reason}); check --address, or start one "
                        "with `ray start --head`") from None
+    _probe_join(address)
+
+
+JOIN_TIMEOUT_S = 30.0
+_JOINED: set[str] = set()
+_PROBE = ("import sys, ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False, "
+          "namespace='rtk')\nray.shutdown()\n")
+
+
+def _probe_join(address: str) -> None:
+    """Join `address` once in a child process, bounded by JOIN_TIMEOUT_S, its output captured: a port that
+    answers TCP but is no Ray head makes `ray.init` retry for minutes and print a line per retry."""
+    import subprocess
+
+    if address in _JOINED:
+        return
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
+                              timeout=JOIN_TIMEOUT_S, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    except subprocess.TimeoutExpired:
+        raise RtkError(f"no Ray head answered at {address} within {JOIN_TIMEOUT_S:.0f} s (the port is open but "
+                       "speaks something else?); give the GCS port of `ray start --head` (6379) or "
+                       "ray://host:10001") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        last = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "no output")
+        raise RtkError(f"cannot join the Ray cluster at {address} ({last[:200]}); check --address")
+    _JOINED.add(address)
 
 
 def _start_local(ray, cpus: int | None) -> str:
@@ -90,7 +121,7 @@ def _start_local(ray, cpus: int | None) -> str:
 def cluster(address: str | None = None, *, cpus: int | None = None, what: str = "this command") -> Iterator[Any]:
     """The ray module, connected: the instance this process already has, the cluster at `address`, or a local
     instance started for the block (and stopped after it)."""
-    if address:
+    if address is not None:
         check_address(address)
     ray = import_ray(what)
     if ray.is_initialized():
@@ -98,7 +129,7 @@ def cluster(address: str | None = None, *, cpus: int | None = None, what: str = 
         return
     temp = None
     try:
-        if address:
+        if address is not None:
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="rtk")
             except (ConnectionError, RuntimeError, ValueError) as exc:

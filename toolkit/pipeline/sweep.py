@@ -136,13 +136,13 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     candidates = expand(recipe, source)
     for c in candidates:
         check_machine(c.recipe)
-    if address and use_ray is False:
+    if address is not None and use_ray is False:
         raise RtkError("--address joins a Ray cluster; drop --no-ray to use it")
     on_ray = use_ray is not False and ray_installed()
-    if not on_ray and (address or use_ray):
-        raise RtkError(f"{'--address' if address else '--ray'} needs Ray, which is not installed; {RAY_EXTRA}")
-    if address:
-        check_address(address)
+    if not on_ray and (address is not None or use_ray):
+        raise RtkError(f"{'--address' if address is not None else '--ray'} needs Ray, which is not installed; {RAY_EXTRA}")
+    if address is not None:
+        check_address(address)     # joined once (bounded), before anything is written
     output = Path(output).resolve()
     check_io(inputs=[p for c in candidates for p in recipe_inputs(c.recipe)], outputs=[("-o", output, FOLDER)])
     _prepare(output, resume=resume, force=force)
