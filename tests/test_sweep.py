@@ -292,3 +292,17 @@ def test_address_that_is_no_ray_head_is_refused_in_bounded_time(ray_local, tmp_p
         with pytest.raises(RtkError, match=f"no Ray head answered at {address} within 8 s"):
             sweep(parse_recipe(TARGETS), out, address=address)
     assert time.monotonic() - started < 20 and not out.exists()
+
+
+def test_every_candidate_failed_says_so(cli, tmp_path):
+    """No candidate was measured: no gate decided, so the exit is the candidates' own (2: each asked for more
+    calibration images than there are), and no plot is claimed."""
+    recipe, out = tmp_path / "sweep.yaml", tmp_path / "out"
+    recipe.write_text(BASE + "quantize: {bench_runs: 0}\nsweep:\n  values:\n    quantize.subset: [1000, 2000]\n")
+    result = cli("sweep", recipe, "-o", out, "--no-ray")
+    assert result.exit_code == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: all 2 candidates failed and none was measured"), result.stderr
+    assert "pareto.png" not in result.stderr and "gate" not in last and not (out / "pareto.png").exists()
+    assert "**Every candidate failed** (2)" in (out / "sweep.md").read_text()
+    assert [c["exit_code"] for c in json.loads((out / "sweep.json").read_text())["candidates"]] == [2, 2]

@@ -110,19 +110,19 @@ def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Ex
     except (Cancelled, KeyboardInterrupt):
         raise
     except WorkerDied as exc:
-        status, error = "crashed", str(exc)
+        status, error, code = "crashed", str(exc), 3
     except (RtkError, GateFailed) as exc:
-        status, error = "failed", str(exc)
+        status, error, code = "failed", str(exc), exc.exit_code
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        status, error = "failed", f"internal error ({type(exc).__name__}{': ' + first if first else ''})"
+        status, error, code = "failed", f"internal error ({type(exc).__name__}{': ' + first if first else ''})", 3
     if notes or status == "crashed":
         _clean_staging(folder)
     stages = dict(ran=[r.name for r in ctx.records if not r.skipped], reused=[r.name for r in ctx.records if r.reused],
                   seconds=time.perf_counter() - started)
     if status == "ok":
         return from_report(report, **common, **stages)
-    return CandidateResult(status=status, error=error, stage=ctx.current, **common, **stages)
+    return CandidateResult(status=status, error=error, exit_code=code, stage=ctx.current, **common, **stages)
 
 
 def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, address: str | None = None,

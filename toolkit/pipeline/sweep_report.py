@@ -27,6 +27,7 @@ class CandidateResult(BaseModel):
     status: Literal["ok", "failed", "crashed"]
     error: str | None = None
     stage: str | None = None             # the stage that failed
+    exit_code: int | None = None         # what `rtk run` of this candidate would exit with (1 gate, 2 input, 3 bug)
     notes: list[str] = Field(default_factory=list)
     fingerprint: str = ""                # sha256 of the candidate's recipe: what --resume compares
     seconds: float = 0.0
@@ -126,6 +127,9 @@ def markdown(result: SweepResult) -> str:
         lines += [f"**Winner: {win.id}** ({win.label}): top-1 **{_f(win.top1)} %**, p50 **{_f(win.p50_ms)} ms** "
                   f"on {win.target} ({win.precision}, {_f(win.size_mb, '.1f')} MB). Its recipe: "
                   f"[best.yaml](best.yaml) (`rtk run best.yaml -o runs/best`).", ""]
+    elif all(c.status != "ok" for c in result.candidates):
+        lines += [f"**Every candidate failed** ({len(result.candidates)}): nothing was measured; no winner, no "
+                  "best.yaml, no plot.", ""]
     else:
         lines += ["**No candidate passed every gate**: no winner, no best.yaml.", ""]
     lines += [f"Stages: {ran} ran, {reused} reused from the shared stage cache (made once by another candidate).", ""]
@@ -145,7 +149,8 @@ def markdown(result: SweepResult) -> str:
     notes = [f"- {c.id}: {n}" for c in result.candidates for n in c.notes]
     if notes:
         lines += ["", "## Notes", ""] + notes
-    lines += ["", "## Top-1 vs latency per target", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in result.plots]
+    if result.plots:
+        lines += ["", "## Top-1 vs latency per target", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in result.plots]
     lines += ["", "Each candidate's own report: `candidates/<id>/report.md`."]
     return "\n".join(lines) + "\n"
 
