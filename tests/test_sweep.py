@@ -306,3 +306,13 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
     assert "pareto.png" not in result.stderr and "gate" not in last and not (out / "pareto.png").exists()
     assert "**Every candidate failed** (2)" in (out / "sweep.md").read_text()
     assert [c["exit_code"] for c in json.loads((out / "sweep.json").read_text())["candidates"]] == [2, 2]
+
+
+@pytest.mark.parametrize("values, message", [
+    ("prune.ratio: [0.3, 0.3]", "prune.ratio lists 0.3 twice"),
+    ("prune.epochs: [1, 1.0]", r"candidates c0 and c1 are the same recipe \(prune.epochs=1 / prune.epochs=1.0\)"),
+    ("sweep.retries: [0, 1]", "sweep.retries cannot be swept"),
+])
+def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
+    with pytest.raises((RtkError, ValueError), match=message):
+        expand(parse_recipe(BASE + f"sweep:\n  values:\n    {values}\n"))
