@@ -181,10 +181,11 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
 
 def _one_by_one(todo: list[Candidate], *, output: Path, cache: StageCache, force: bool, progress: Progress,
                 record: Callable[[CandidateResult], None]) -> dict[str, Any]:
+    engine: dict[str, Any] = {"ray": None}
     for c in todo:
         record(run_candidate(c, output / "candidates" / c.id, cache=cache, executor=inline, notes=[], force=force,
-                             progress=progress))
-    return {"ray": None}
+                             progress=progress).model_copy(update={"engine": engine}))
+    return engine
 
 
 def _on_ray(todo: list[Candidate], *, address: str | None, settings, output: Path, cache: StageCache, force: bool,
@@ -206,7 +207,7 @@ def _on_ray(todo: list[Candidate], *, address: str | None, settings, output: Pat
                                               progress=progress))
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    record(future.result())
+                    record(future.result().model_copy(update={"engine": engine}))
             except BaseException:
                 for future in futures:
                     future.cancel()
