@@ -237,6 +237,10 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert proc.returncode == 0, err
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["resumed"] == ["c0", "c1"] and sweep["engine"] == {"ray": None}
+    assert [c["engine"] for c in sweep["candidates"]] == [{"ray": None}] * 3     # each keeps where it ran
+    assert "· 1 candidates in" in (out / "sweep.md").read_text()
+    assert "2 kept from an earlier sweep (one after another in one process; their runs took" in (
+        out / "sweep.md").read_text()
     c0, c1, c2 = sweep["candidates"]
     assert (c0["status"], c1["status"], c2["status"]) == ("ok", "failed", "ok")
     assert c1["stage"] == "quantize" and "1000 were asked for" in c1["error"]
@@ -316,3 +320,24 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
 def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
     with pytest.raises((RtkError, ValueError), match=message):
         expand(parse_recipe(BASE + f"sweep:\n  values:\n    {values}\n"))
+
+
+def test_a_killed_drivers_ray_is_reaped_at_the_next_start(tmp_path):
+    """SIGKILL of a driver leaves Ray's agents running with no parent and its folder under /tmp; the next local
+    start (reap_stale) stops the processes that hold files there and removes the folder, and nothing else."""
+    from toolkit.distributed import _holding, reap_stale
+
+    pytest.importorskip("ray")
+    code = ("import glob, os\nfrom toolkit.distributed import cluster\nwith cluster(cpus=1):\n"
+            "    print(*[f for f in glob.glob('/tmp/rtk-ray-*/rtk-driver.pid') if open(f).read() == str(os.getpid())],"
+            " flush=True)\n    input()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        folder = Path(proc.stdout.readline().strip()).parent
+    finally:
+        proc.kill()
+        proc.wait()
+    assert folder.name.startswith("rtk-ray-") and folder.is_dir()
+    assert str(folder) in reap_stale()
+    assert not folder.exists() and not _holding(str(folder))
