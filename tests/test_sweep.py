@@ -300,11 +300,17 @@ def test_address_that_is_no_ray_head_is_refused_in_bounded_time(ray_local, tmp_p
 
 def test_every_candidate_failed_says_so(cli, tmp_path):
     """No candidate was measured: no gate decided, so the exit is the candidates' own (2: each asked for more
-    calibration images than there are), and no plot is claimed."""
+    calibration images than there are), and no plot is claimed. A resumed sweep drops the folder of a candidate
+    it no longer has."""
     recipe, out = tmp_path / "sweep.yaml", tmp_path / "out"
     recipe.write_text(BASE + "quantize: {bench_runs: 0}\nsweep:\n  values:\n    quantize.subset: [1000, 2000]\n")
-    result = cli("sweep", recipe, "-o", out, "--no-ray")
+    (out / ".rtk").mkdir(parents=True)
+    (out / ".rtk" / "sweep-state.json").write_text('{"candidates": []}')
+    (out / "candidates" / "c7").mkdir(parents=True)      # left by an earlier sweep with a longer value list
+    result = cli("sweep", recipe, "-o", out, "--no-ray", "--resume")
     assert result.exit_code == 2, result.stderr
+    assert "removed candidates/c7" in result.stderr and sorted(p.name for p in (out / "candidates").iterdir()) == [
+        "c0", "c1"]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: all 2 candidates failed and none was measured"), result.stderr
     assert "pareto.png" not in result.stderr and "gate" not in last and not (out / "pareto.png").exists()

@@ -90,6 +90,17 @@ def _clean_staging(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
+def _drop_stale(folder: Path, ids: set[str], notice: Callable[[str], None]) -> None:
+    """Remove the run folders of candidates this recipe no longer has (a shorter value list on --resume), so the
+    folder holds what sweep.json lists."""
+    stale = sorted(p.name for p in folder.glob("c*") if p.is_dir() and re.fullmatch(r"c\d+", p.name)
+                   and p.name not in ids) if folder.is_dir() else []
+    for name in stale:
+        shutil.rmtree(folder / name)
+    if stale:
+        notice(f"removed candidates/{', '.join(stale)}: this recipe's sweep has no such candidate any more")
+
+
 def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Executor, notes: list[str],
                   force: bool, progress: Progress) -> CandidateResult:
     """One candidate's run; a stage that fails or a worker that keeps dying is recorded, not raised."""
@@ -152,6 +163,7 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
             write_json(output / STATE, {"candidates": []})     # from now on the folder holds a sweep to resume
         write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
         todo = [c for c in leaders_first(candidates) if c.id not in kept]
+        _drop_stale(output / "candidates", {c.id for c in candidates}, notice)
         if use_ray is None and not on_ray:
             notice(f"Ray is not installed: the {len(todo)} candidates run one after another; {RAY_EXTRA} to run "
                    "them side by side")
