@@ -114,10 +114,11 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
             message = first["msg"].removeprefix("Value error, ")
             shown = _show_values(values)
             raise RtkError(f"{where}: sweep candidate {cid} ({shown}): {field}: {message}; fix sweep.values") from None
-        same = seen.setdefault(json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True), cid)
-        if same != cid:
-            raise RtkError(f"{where}: sweep candidates {same} and {cid} are the same recipe ({out[int(same[1:])].label}"
-                           f" / {_show_values(values)}); give each value once in sweep.values")
+        key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
+        same = seen.setdefault(key, Candidate(id=cid, values=values, recipe=built))
+        if same.id != cid:
+            raise RtkError(f"{where}: sweep candidates {same.id} and {cid} are the same recipe ({same.label} / "
+                           f"{_show_values(values)}); give each value once in sweep.values")
         out.append(Candidate(id=cid, values=values, recipe=built))
     return out
 

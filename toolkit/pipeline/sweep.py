@@ -151,7 +151,8 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
         raise RtkError("--address joins a Ray cluster; drop --no-ray to use it")
     on_ray = use_ray is not False and ray_installed()
     if not on_ray and (address is not None or use_ray):
-        raise RtkError(f"{'--address' if address is not None else '--ray'} needs Ray, which is not installed; {RAY_EXTRA}")
+        flag = "--address" if address is not None else "--ray"
+        raise RtkError(f"{flag} needs Ray, which is not installed; {RAY_EXTRA}")
     if address is not None:
         check_address(address)     # joined once (bounded), before anything is written
     output = Path(output).resolve()

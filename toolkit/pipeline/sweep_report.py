@@ -153,7 +153,8 @@ def markdown(result: SweepResult) -> str:
     if notes:
         lines += ["", "## Notes", ""] + notes
     if result.plots:
-        lines += ["", "## Top-1 vs latency per target", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in result.plots]
+        lines += ["", "## Top-1 vs latency per target", ""]
+        lines += [f"![{Path(p).stem}]({Path(p).name})" for p in result.plots]
     lines += ["", "Each candidate's own report: `candidates/<id>/report.md`."]
     return "\n".join(lines) + "\n"
 
