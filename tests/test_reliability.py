@@ -359,6 +359,8 @@ CASES = [
          ("has no sweep: block",)),
     Case("sweep-invalid-candidate", "sweep", lambda c: ["sweep", _recipe(c, SWEEP.replace("0.5]", "1.5]")), "-o",
                                                        c.work / "out"], ("candidate c1", "prune.ratio=1.5")),
+    Case("sweep-duplicate-value", "sweep", lambda c: ["sweep", _recipe(c, SWEEP.replace("0.5]", "0.3]")), "-o",
+                                                     c.work / "out"], ("prune.ratio lists 0.3 twice",)),
     Case("sweep-output-holds-recipe", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work, "--force",
                                                          "--no-ray"], ("r.yaml is inside this folder",)),
     Case("sweep-address-no-answer", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",
