@@ -237,6 +237,10 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert proc.returncode == 0, err
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["resumed"] == ["c0", "c1"] and sweep["engine"] == {"ray": None}
+    assert [c["engine"] for c in sweep["candidates"]] == [{"ray": None}] * 3     # each keeps where it ran
+    assert "· 1 candidates in" in (out / "sweep.md").read_text()
+    assert "2 kept from an earlier sweep (one after another in one process; their runs took" in (
+        out / "sweep.md").read_text()
     c0, c1, c2 = sweep["candidates"]
     assert (c0["status"], c1["status"], c2["status"]) == ("ok", "failed", "ok")
     assert c1["stage"] == "quantize" and "1000 were asked for" in c1["error"]
@@ -258,3 +262,88 @@ def test_runtime_commands_do_not_import_ray(random_onnx, tiny_data):
     done = subprocess.run([sys.executable, "-c", code, str(random_onnx), str(tiny_data / "val")], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
+
+
+def test_sweep_folder_may_not_hold_an_input(tmp_path):
+    """The library refuses an -o that holds the recipe's data (as `rtk run` does), before writing anything."""
+    from toolkit.pipeline.sweep import sweep
+
+    out = tmp_path / "out"
+    (out / "data").mkdir(parents=True)
+    recipe = parse_recipe(BASE.replace("  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}",
+                                       f"  root: {out / 'data'}") + "sweep:\n  values:\n    prune.ratio: [0.3, 0.5]\n")
+    with pytest.raises(RtkError, match="inside this folder"):
+        sweep(recipe, out, force=True, use_ray=False)
+    assert sorted(p.name for p in out.iterdir()) == ["data"]
+
+
+def test_address_that_is_no_ray_head_is_refused_in_bounded_time(ray_local, tmp_path, monkeypatch):
+    """A port that accepts TCP but speaks no Ray: one error within the join bound, nothing written. The head of
+    a real instance passes the same check."""
+    import socket
+
+    from toolkit import distributed
+    from toolkit.pipeline.sweep import sweep
+
+    distributed.check_address(ray_local.get_runtime_context().gcs_address)
+    monkeypatch.setattr(distributed, "JOIN_TIMEOUT_S", 8.0)
+    out = tmp_path / "out"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(RtkError, match=f"no Ray head answered at {address} within 8 s"):
+            sweep(parse_recipe(TARGETS), out, address=address)
+    assert time.monotonic() - started < 20 and not out.exists()
+
+
+def test_every_candidate_failed_says_so(cli, tmp_path):
+    """No candidate was measured: no gate decided, so the exit is the candidates' own (2: each asked for more
+    calibration images than there are), and no plot is claimed. A resumed sweep drops the folder of a candidate
+    it no longer has."""
+    recipe, out = tmp_path / "sweep.yaml", tmp_path / "out"
+    recipe.write_text(BASE + "quantize: {bench_runs: 0}\nsweep:\n  values:\n    quantize.subset: [1000, 2000]\n")
+    (out / ".rtk").mkdir(parents=True)
+    (out / ".rtk" / "sweep-state.json").write_text('{"candidates": []}')
+    (out / "candidates" / "c7").mkdir(parents=True)      # left by an earlier sweep with a longer value list
+    result = cli("sweep", recipe, "-o", out, "--no-ray", "--resume")
+    assert result.exit_code == 2, result.stderr
+    assert "removed candidates/c7" in result.stderr and sorted(p.name for p in (out / "candidates").iterdir()) == [
+        "c0", "c1"]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: all 2 candidates failed and none was measured"), result.stderr
+    assert "pareto.png" not in result.stderr and "gate" not in last and not (out / "pareto.png").exists()
+    assert "**Every candidate failed** (2)" in (out / "sweep.md").read_text()
+    assert [c["exit_code"] for c in json.loads((out / "sweep.json").read_text())["candidates"]] == [2, 2]
+
+
+@pytest.mark.parametrize("values, message", [
+    ("prune.ratio: [0.3, 0.3]", "prune.ratio lists 0.3 twice"),
+    ("prune.epochs: [1, 1.0]", r"candidates c0 and c1 are the same recipe \(prune.epochs=1 / prune.epochs=1.0\)"),
+    ("sweep.retries: [0, 1]", "sweep.retries cannot be swept"),
+])
+def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
+    with pytest.raises((RtkError, ValueError), match=message):
+        expand(parse_recipe(BASE + f"sweep:\n  values:\n    {values}\n"))
+
+
+def test_a_killed_drivers_ray_is_reaped_at_the_next_start(tmp_path):
+    """SIGKILL of a driver leaves Ray's agents running with no parent and its folder under /tmp; the next local
+    start (reap_stale) stops the processes that hold files there and removes the folder, and nothing else."""
+    from toolkit.distributed import _holding, reap_stale
+
+    pytest.importorskip("ray")
+    code = ("import glob, os\nfrom toolkit.distributed import cluster\nwith cluster(cpus=1):\n"
+            "    print(*[f for f in glob.glob('/tmp/rtk-ray-*/rtk-driver.pid') if open(f).read() == str(os.getpid())],"
+            " flush=True)\n    input()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        folder = Path(proc.stdout.readline().strip()).parent
+    finally:
+        proc.kill()
+        proc.wait()
+    assert folder.name.startswith("rtk-ray-") and folder.is_dir()
+    assert str(folder) in reap_stale()
+    assert not folder.exists() and not _holding(str(folder))

@@ -2,7 +2,8 @@
 
 - `cluster(address)`: an existing Ray instance if this process has one; else a local instance started small
   for this command (the machine's CPUs, no dashboard, a small object store, its files under /tmp) or the
-  cluster at `address`. An address that does not answer is one line, before anything is written.
+  cluster at `address`. An address that does not answer is one line, before anything is written. A local
+  instance whose rtk was killed (SIGKILL leaves Ray's agents running) is stopped and removed at the next start.
 - `map_tasks`: a function over jobs as Ray tasks with declared CPUs and memory, results in job order.
 - `RayStages`: the executor of a sweep's runs (pipeline/run.py `Executor`): each stage is a Ray task with the
   CPUs and memory its kind declares (`NEEDS`), a stage whose worker dies is retried, and a timed stage has its
@@ -19,7 +20,9 @@ different devices time in parallel and each one times one artifact at a time.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import signal
 import shutil
 import socket
 import sys
@@ -58,6 +61,9 @@ def check_address(address: str, timeout: float = 5.0) -> None:
     """Refuse a cluster address whose host:port does not accept a connection (Ray would wait for a minute)."""
     if address in ("auto", "local"):
         return
+    if not address.strip():
+        raise RtkError("--address is empty; give host:port of the Ray head, e.g. 10.0.0.5:6379, or drop it to start "
+                       "a local instance")
     parts = urlsplit(address if "://" in address else f"ray://{address}")
     try:
         host, port = parts.hostname, parts.port
@@ -72,12 +78,88 @@ def check_address(address: str, timeout: float = 5.0) -> None:
         reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
         raise RtkError(f"the Ray cluster at {address} does not answer ({reason}); check --address, or start one "
                        "with `ray start --head`") from None
+    _probe_join(address)
+
+
+JOIN_TIMEOUT_S = 30.0
+_JOINED: set[str] = set()
+_PROBE = ("import sys, ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False, "
+          "namespace='rtk')\nray.shutdown()\n")
+
+
+def _probe_join(address: str) -> None:
+    """Join `address` once in a child process, bounded by JOIN_TIMEOUT_S, its output captured: a port that
+    answers TCP but is no Ray head makes `ray.init` retry for minutes and print a line per retry."""
+    import subprocess
+
+    if address in _JOINED:
+        return
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
+                              timeout=JOIN_TIMEOUT_S, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    except subprocess.TimeoutExpired:
+        raise RtkError(f"no Ray head answered at {address} within {JOIN_TIMEOUT_S:.0f} s (the port is open but "
+                       "speaks something else?); give the GCS port of `ray start --head` (6379) or "
+                       "ray://host:10001") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        last = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "no output")
+        raise RtkError(f"cannot join the Ray cluster at {address} ({last[:200]}); check --address")
+    _JOINED.add(address)
+
+
+DRIVER_FILE = "rtk-driver.pid"
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    with contextlib.suppress(OSError):
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    return False
+
+
+def _holding(folder: str) -> set[int]:
+    """The processes with a file open under `folder` (Ray's agents keep their logs there open)."""
+    pids = set()
+    for fd in glob.glob("/proc/[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).startswith(folder + "/"):
+                pids.add(int(fd.split("/")[2]))
+    return pids - {os.getpid()}
+
+
+def reap_stale(parent: str = "/tmp") -> list[str]:
+    """Stop and remove the local instances whose rtk driver died without stopping them (SIGKILL leaves Ray's
+    dashboard and runtime-env agents running with no parent). Only folders with a recorded driver that is gone
+    are touched; another command's live instance never is. Returns the folders removed."""
+    removed = []
+    for folder in glob.glob(os.path.join(parent, "rtk-ray-*")):
+        try:
+            pid = int(open(os.path.join(folder, DRIVER_FILE)).read())
+        except (OSError, ValueError):
+            continue
+        if not _dead(pid):
+            continue
+        for orphan in _holding(folder):
+            with contextlib.suppress(OSError):
+                os.kill(orphan, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def _start_local(ray, cpus: int | None) -> str:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    reap_stale()
     temp = tempfile.mkdtemp(prefix="rtk-ray-", dir="/tmp")     # short: Ray's socket paths must fit in 107 bytes
     try:
+        with open(os.path.join(temp, DRIVER_FILE), "w") as handle:
+            handle.write(str(os.getpid()))
         ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                  _temp_dir=temp, logging_level="ERROR", log_to_driver=False, namespace="rtk")
     except BaseException:
@@ -90,7 +172,7 @@ def _start_local(ray, cpus: int | None) -> str:
 def cluster(address: str | None = None, *, cpus: int | None = None, what: str = "this command") -> Iterator[Any]:
     """The ray module, connected: the instance this process already has, the cluster at `address`, or a local
     instance started for the block (and stopped after it)."""
-    if address:
+    if address is not None:
         check_address(address)
     ray = import_ray(what)
     if ray.is_initialized():
@@ -98,7 +180,7 @@ def cluster(address: str | None = None, *, cpus: int | None = None, what: str = 
         return
     temp = None
     try:
-        if address:
+        if address is not None:
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="rtk")
             except (ConnectionError, RuntimeError, ValueError) as exc:

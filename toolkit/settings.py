@@ -14,6 +14,7 @@ in the backends registry, checked here by the fields that need it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -351,6 +352,11 @@ class SweepSettings(Settings):
         empty = [k for k, values in v.items() if not values]
         if empty:
             raise ValueError(f"{empty[0]} has no values; give at least one")
+        for key, values in v.items():
+            seen = [json.dumps(x, sort_keys=True) for x in values]
+            twice = next((x for i, x in enumerate(values) if seen[i] in seen[:i]), None)
+            if twice is not None:
+                raise ValueError(f"{key} lists {twice} twice; give each value once")
         return v
 
     @model_validator(mode="after")

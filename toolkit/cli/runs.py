@@ -33,6 +33,15 @@ def _run_folder(kw: dict) -> list:
 
 
 RUN_FILES = ("report.json", "report.md", "manifest.json", "recipe.yaml")
+SWEEP_FILES = ("sweep.json", "sweep.md", "pareto.png", "best.yaml", "recipe.yaml")
+
+
+def _sweep_folder(kw: dict) -> list:
+    """A sweep folder and the files every sweep writes in it (the recipe may not live there; --json may not be one)."""
+    from toolkit.io import FOLDER
+
+    root = kw["output"]
+    return [("-o", root, FOLDER), *[("-o", root / name, ()) for name in SWEEP_FILES]]
 
 
 @app.command("run")
@@ -71,7 +80,7 @@ def demo(
 
 
 @app.command()
-@command
+@command(writes={"output": _sweep_folder})
 def sweep(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML with a sweep: block (see recipes/sweep-demo.yaml).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Sweep folder (a run folder per candidate, "
@@ -95,9 +104,17 @@ def sweep(
         result = run_sweep(loaded, output, resume=resume, force=force, address=address, use_ray=ray,
                            source=str(recipe), progress=progress, notice=ui.warn)
     show_sweep(result)
-    ui.ok(f"sweep: {output / 'sweep.md'} · plot: {output / 'pareto.png'}"
-          + (f" · winner's recipe: {output / 'best.yaml'}" if result else ""))
     emit_json(json, result)
+    failed = [c for c in result.candidates if c.status != "ok"]
+    if len(failed) == len(result.candidates):    # nothing measured: no gate decided, say why they failed
+        code = max(c.exit_code or 3 for c in failed)
+        hint = (f"; for the traceback: rtk --debug run {Path(failed[0].folder) / 'recipe.yaml'} -o DIR" if code == 3
+                else "")
+        ui.error(f"all {len(failed)} candidates failed and none was measured (the lines above, "
+                 f"{output / 'sweep.md'}){hint}")
+        raise typer.Exit(code)
+    ui.ok(f"sweep: {output / 'sweep.md'}" + "".join(f" · plot: {output / p}" for p in result.plots)
+          + (f" · winner's recipe: {output / 'best.yaml'}" if result else ""))
     if not result:
         raise GateFailed("no candidate passed every gate; see sweep.md for what failed")
 

@@ -33,11 +33,15 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={_show(v)}" for k, v in self.values.items())
+        return _show_values(self.values)
 
 
 def _show(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _show_values(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_show(v)}" for k, v in values.items())
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -55,6 +59,9 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _apply(tree: dict[str, Any], key: str, value: Any) -> None:
+    if key.split(".")[0] in ("sweep", "name", "version"):
+        raise RtkError(f"sweep.values: {key} cannot be swept (it belongs to the sweep itself); name a stage field "
+                       "such as prune.ratio")
     if key == "precision":
         if value not in ("fp32", "fp16", "int8"):
             raise RtkError(f"sweep.values: precision {value!r}: use fp32, fp16 or int8")
@@ -90,7 +97,7 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
         raise RtkError(f"{where}: the sweep has {count} candidates (limit {MAX_CANDIDATES}); shorten the value lists")
     base = recipe.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"sweep"})
     width = len(str(count - 1))
-    out = []
+    out, seen = [], {}
     for i, combo in enumerate(itertools.product(*lists.values())):
         values = dict(zip(lists, combo))
         cid = f"c{i:0{width}d}"
@@ -105,8 +112,13 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "recipe"
             message = first["msg"].removeprefix("Value error, ")
-            shown = " ".join(f"{k}={_show(v)}" for k, v in values.items())
+            shown = _show_values(values)
             raise RtkError(f"{where}: sweep candidate {cid} ({shown}): {field}: {message}; fix sweep.values") from None
+        key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
+        same = seen.setdefault(key, Candidate(id=cid, values=values, recipe=built))
+        if same.id != cid:
+            raise RtkError(f"{where}: sweep candidates {same.id} and {cid} are the same recipe ({same.label} / "
+                           f"{_show_values(values)}); give each value once in sweep.values")
         out.append(Candidate(id=cid, values=values, recipe=built))
     return out
 

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from toolkit.errors import GateFailed, RtkError
-from toolkit.io import write_json, write_text_atomic
+from toolkit.io import FOLDER, check_io, write_json, write_text_atomic
 from toolkit.pipeline.cache import StageCache
 from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first
 from toolkit.pipeline.run import STATE as RUN_STATE, Executor, Run, check_machine, inline, prepare_output
+from toolkit.pipeline.run import recipe_inputs
 from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, from_report, mark_pareto, new_result
 from toolkit.pipeline.sweep_report import pick_winner, write_results
 from toolkit.progress import Progress, silent
@@ -89,6 +90,17 @@ def _clean_staging(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
+def _drop_stale(folder: Path, ids: set[str], notice: Callable[[str], None]) -> None:
+    """Remove the run folders of candidates this recipe no longer has (a shorter value list on --resume), so the
+    folder holds what sweep.json lists."""
+    stale = sorted(p.name for p in folder.glob("c*") if p.is_dir() and re.fullmatch(r"c\d+", p.name)
+                   and p.name not in ids) if folder.is_dir() else []
+    for name in stale:
+        shutil.rmtree(folder / name)
+    if stale:
+        notice(f"removed candidates/{', '.join(stale)}: this recipe's sweep has no such candidate any more")
+
+
 def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Executor, notes: list[str],
                   force: bool, progress: Progress) -> CandidateResult:
     """One candidate's run; a stage that fails or a worker that keeps dying is recorded, not raised."""
@@ -109,19 +121,19 @@ def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Ex
     except (Cancelled, KeyboardInterrupt):
         raise
     except WorkerDied as exc:
-        status, error = "crashed", str(exc)
+        status, error, code = "crashed", str(exc), 3
     except (RtkError, GateFailed) as exc:
-        status, error = "failed", str(exc)
+        status, error, code = "failed", str(exc), exc.exit_code
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        status, error = "failed", f"internal error ({type(exc).__name__}{': ' + first if first else ''})"
+        status, error, code = "failed", f"internal error ({type(exc).__name__}{': ' + first if first else ''})", 3
     if notes or status == "crashed":
         _clean_staging(folder)
     stages = dict(ran=[r.name for r in ctx.records if not r.skipped], reused=[r.name for r in ctx.records if r.reused],
                   seconds=time.perf_counter() - started)
     if status == "ok":
         return from_report(report, **common, **stages)
-    return CandidateResult(status=status, error=error, stage=ctx.current, **common, **stages)
+    return CandidateResult(status=status, error=error, exit_code=code, stage=ctx.current, **common, **stages)
 
 
 def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, address: str | None = None,
@@ -135,14 +147,16 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     candidates = expand(recipe, source)
     for c in candidates:
         check_machine(c.recipe)
-    if address and use_ray is False:
+    if address is not None and use_ray is False:
         raise RtkError("--address joins a Ray cluster; drop --no-ray to use it")
     on_ray = use_ray is not False and ray_installed()
-    if not on_ray and (address or use_ray):
-        raise RtkError(f"{'--address' if address else '--ray'} needs Ray, which is not installed; {RAY_EXTRA}")
-    if address:
-        check_address(address)
+    if not on_ray and (address is not None or use_ray):
+        flag = "--address" if address is not None else "--ray"
+        raise RtkError(f"{flag} needs Ray, which is not installed; {RAY_EXTRA}")
+    if address is not None:
+        check_address(address)     # joined once (bounded), before anything is written
     output = Path(output).resolve()
+    check_io(inputs=[p for c in candidates for p in recipe_inputs(c.recipe)], outputs=[("-o", output, FOLDER)])
     _prepare(output, resume=resume, force=force)
     with _only_sweep(output):
         kept = {} if force else _kept(output, candidates)
@@ -150,6 +164,7 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
             write_json(output / STATE, {"candidates": []})     # from now on the folder holds a sweep to resume
         write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
         todo = [c for c in leaders_first(candidates) if c.id not in kept]
+        _drop_stale(output / "candidates", {c.id for c in candidates}, notice)
         if use_ray is None and not on_ray:
             notice(f"Ray is not installed: the {len(todo)} candidates run one after another; {RAY_EXTRA} to run "
                    "them side by side")
@@ -179,10 +194,11 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
 
 def _one_by_one(todo: list[Candidate], *, output: Path, cache: StageCache, force: bool, progress: Progress,
                 record: Callable[[CandidateResult], None]) -> dict[str, Any]:
+    engine: dict[str, Any] = {"ray": None}
     for c in todo:
         record(run_candidate(c, output / "candidates" / c.id, cache=cache, executor=inline, notes=[], force=force,
-                             progress=progress))
-    return {"ray": None}
+                             progress=progress).model_copy(update={"engine": engine}))
+    return engine
 
 
 def _on_ray(todo: list[Candidate], *, address: str | None, settings, output: Path, cache: StageCache, force: bool,
@@ -204,7 +220,7 @@ def _on_ray(todo: list[Candidate], *, address: str | None, settings, output: Pat
                                               progress=progress))
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    record(future.result())
+                    record(future.result().model_copy(update={"engine": engine}))
             except BaseException:
                 for future in futures:
                     future.cancel()

@@ -27,9 +27,11 @@ class CandidateResult(BaseModel):
     status: Literal["ok", "failed", "crashed"]
     error: str | None = None
     stage: str | None = None             # the stage that failed
+    exit_code: int | None = None         # what `rtk run` of this candidate would exit with (1 gate, 2 input, 3 bug)
     notes: list[str] = Field(default_factory=list)
     fingerprint: str = ""                # sha256 of the candidate's recipe: what --resume compares
     seconds: float = 0.0
+    engine: dict[str, Any] | None = None  # where it ran (a kept candidate ran in an earlier sweep; None: not recorded)
     ran: list[str] = Field(default_factory=list)
     reused: list[str] = Field(default_factory=list)
     artifact: str | None = None
@@ -119,13 +121,18 @@ def markdown(result: SweepResult) -> str:
     win = by_id.get(result.winner) if result.winner else None
     reused = sum(len(c.reused) for c in result.candidates)
     ran = sum(len(c.ran) for c in result.candidates)
-    lines = [f"# rtk sweep: {result.recipe}", "", f"rtk {result.rtk} · {result.created} · {len(result.candidates)} "
-             f"candidates in {result.seconds:.0f} s · {_engine(result.engine)}", "",
+    now = len(result.candidates) - len(result.resumed)
+    lines = [f"# rtk sweep: {result.recipe}", "", f"rtk {result.rtk} · {result.created} · {now} "
+             f"candidates in {result.seconds:.0f} s · {_engine(result.engine)}"
+             + "".join(_kept(result)), "",
              f"Objective: {way} **{metric}** of the deployed artifact, among candidates that pass every gate.", ""]
     if win:
         lines += [f"**Winner: {win.id}** ({win.label}): top-1 **{_f(win.top1)} %**, p50 **{_f(win.p50_ms)} ms** "
                   f"on {win.target} ({win.precision}, {_f(win.size_mb, '.1f')} MB). Its recipe: "
                   f"[best.yaml](best.yaml) (`rtk run best.yaml -o runs/best`).", ""]
+    elif all(c.status != "ok" for c in result.candidates):
+        lines += [f"**Every candidate failed** ({len(result.candidates)}): nothing was measured; no winner, no "
+                  "best.yaml, no plot.", ""]
     else:
         lines += ["**No candidate passed every gate**: no winner, no best.yaml.", ""]
     lines += [f"Stages: {ran} ran, {reused} reused from the shared stage cache (made once by another candidate).", ""]
@@ -145,9 +152,20 @@ def markdown(result: SweepResult) -> str:
     notes = [f"- {c.id}: {n}" for c in result.candidates for n in c.notes]
     if notes:
         lines += ["", "## Notes", ""] + notes
-    lines += ["", "## Top-1 vs latency per target", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in result.plots]
+    if result.plots:
+        lines += ["", "## Top-1 vs latency per target", ""]
+        lines += [f"![{Path(p).stem}]({Path(p).name})" for p in result.plots]
     lines += ["", "Each candidate's own report: `candidates/<id>/report.md`."]
     return "\n".join(lines) + "\n"
+
+
+def _kept(result: SweepResult) -> list[str]:
+    """The candidates kept from earlier sweeps, by the engine they ran on (their numbers come from there)."""
+    groups: dict[str, list[CandidateResult]] = {}
+    for c in (c for c in result.candidates if c.id in result.resumed):
+        groups.setdefault(_engine(c.engine) if c.engine else "engine not recorded", []).append(c)
+    return [f"; {len(cs)} kept from an earlier sweep ({how}; their runs took {sum(c.seconds for c in cs):.0f} s)"
+            for how, cs in groups.items()]
 
 
 def _engine(engine: dict[str, Any]) -> str:
@@ -215,6 +233,8 @@ def write_results(result: SweepResult, recipe: Recipe, folder: Path, best: Recip
         result.best_recipe = "best.yaml"
     else:
         (folder / "best.yaml").unlink(missing_ok=True)
+    if not result.plots:
+        (folder / "pareto.png").unlink(missing_ok=True)     # an earlier sweep's plot is not this one's
     write_json(folder / "sweep.json", result)
     write_text_atomic(folder / "sweep.md", markdown(result))
 
