@@ -78,7 +78,8 @@ def _hard(ctx: Ctx, target: Path, name: str) -> Path:
 
 def _linked_val(ctx: Ctx, kind: str) -> Path:
     """A copy of val/ with a link across classes: `file` (an image of class B inside A), `folder` (B's folder
-    inside A), `alias` (a class folder that is B), `twice` (two links to one image of its own class)."""
+    inside A), `alias` (a class folder that is B), `twice` (two links to one image of its own class), `split` (an
+    image of class B in the train split, outside this root, inside A)."""
     val = ctx.copy_val()
     classes = sorted(p for p in val.iterdir() if p.is_dir())
     a, b = classes[0], classes[1]
@@ -89,6 +90,8 @@ def _linked_val(ctx: Ctx, kind: str) -> Path:
         os.symlink(b, a / "more")
     elif kind == "alias":
         os.symlink(b, val / "zz_alias")
+    elif kind == "split":
+        os.symlink(sorted((ctx.data / "train" / b.name).iterdir())[0], a / "from_train.png")
     elif kind == "twice":
         own = sorted(a.iterdir())[0]
         os.symlink(own, a / "again.png")
@@ -165,6 +168,8 @@ CASES = [
                                                                   _linked_val(c, "file")], ("borrowed.png", "class")),
     Case("walk-folder-link-into-other-class", "validate", lambda c: ["validate", c.onnx, "--data",
                                                                     _linked_val(c, "folder")], ("more", "class")),
+    Case("walk-file-link-into-other-split", "validate", lambda c: ["validate", c.onnx, "--data",
+                                                                  _linked_val(c, "split")], ("from_train.png", "class")),
     Case("walk-class-folder-alias", "validate", lambda c: ["validate", c.onnx, "--data", _linked_val(c, "alias")],
          ("zz_alias", "same folder")),
     Case("walk-calibration-link-into-other-class", "quantize", lambda c: [
