@@ -141,9 +141,9 @@ QUICK = ("--runs", "2", "--warmup", "0")
 CASES = [
     # 1. no output clobbers an input
     Case("clobber-bench-json-onto-model", "bench", lambda c: ["bench", _copy(c, c.onnx, "m.onnx"), *QUICK, "--json",
-                                                             c.work / "m.onnx"], ("--json", "m.onnx", ".json")),
+                                                             c.work / "m.onnx"], ("--json", "m.onnx", "would overwrite the input")),
     Case("clobber-export-onto-checkpoint", "export", lambda c: ["export", _copy(c, c.ckpt, "m.pt"), "-o",
-                                                               c.work / "m.pt"], ("-o", "m.pt", ".onnx")),
+                                                               c.work / "m.pt"], ("-o", "m.pt", "would overwrite the input")),
     Case("clobber-quantize-through-symlink", "quantize", lambda c: [
         "quantize", _copy(c, c.onnx, "m.onnx"), "-o", _link(c, c.work / "m.onnx", "link.onnx"), "--calib",
         c.data / "train"], ("link.onnx", "would overwrite the input")),
@@ -155,14 +155,20 @@ CASES = [
         "--calib", c.data / "train"], ("would overwrite the input",)),
     Case("clobber-validate-json-onto-ir-bin", "validate", lambda c: [
         "validate", _ir_with(c, IR["xml"], "x", "x"), "--data", c.data / "val", "--json", c.work / "ir" / "model.bin"],
-         ("--json", "model.bin", ".json")),
+         ("--json", "model.bin", "would overwrite the input")),
     Case("clobber-dump-recipe-onto-input", "export", lambda c: ["export", _copy(c, c.ckpt, "m.pt"), "--dump-recipe",
-                                                               c.work / "m.pt"], ("--dump-recipe", ".yaml")),
+                                                               c.work / "m.pt"], ("--dump-recipe", "would overwrite the input")),
     Case("clobber-run-folder-holds-recipe", "run", lambda c: ["run", _recipe(c, RECIPE), "-o", c.work, "--force"],
          ("r.yaml", "inside this folder")),
     Case("clobber-json-is-a-run-file", "run", lambda c: [
         "run", _recipe(c, RECIPE), "-o", _write(c.work / "o" / ".keep", "").parent, "--force", "--json",
         c.work / "o" / "report.json"], ("report.json", "also the output")),
+    Case("clobber-run-json-onto-recipe-source", "run", lambda c: [
+        "run", _recipe(c, DATA_RECIPE.format(root=c.data).replace("source: random", f"source: {_copy(c, c.ckpt, 'm.pt')}")),
+        "-o", c.work / "o", "--json", _link(c, c.work / "m.pt", "link.json")], ("--json", "would overwrite the input")),
+    Case("clobber-json-inside-data-folder", "validate", lambda c: [
+        "validate", c.onnx, "--data", _write(c.work / "val" / "notes.json", "{}").parent, "--json",
+        c.work / "val" / "notes.json"], ("--json", "inside the input folder")),
     # 2. folder walks
     Case("walk-file-link-into-other-class", "validate", lambda c: ["validate", c.onnx, "--data",
                                                                   _linked_val(c, "file")], ("borrowed.png", "class")),

@@ -84,14 +84,17 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
 
     `outputs` are (flag, path, suffixes the format takes; FOLDER for a folder). Paths are compared with links
     followed (symbolic and hard), and an artifact stands for all its files (`artifact_files`): `-o m.xml` also
-    writes `m.bin`. A folder output may not hold an input (a run folder is rewritten by `--force`).
+    writes `m.bin`. A folder output may not hold an input (a run folder is rewritten by `--force`), and a file
+    output may not lie inside an input folder (a data folder's walk would read it, or it replaces a file there).
     """
+    inputs = [Path(given) for given in inputs]
     taken: dict[Any, Path] = {}
     for given in inputs:
         given = Path(given)
         for f in artifact_files(given):
             for key in _same_file_keys(f):
                 taken.setdefault(key, given)
+    folders = [Path(given) for given in inputs if Path(given).is_dir()]
     written: dict[Any, tuple[str, Path]] = {}
     for flag, path, suffixes in outputs:
         path = Path(path)
@@ -108,14 +111,19 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
             stem = {"--json": "result", "--dump-recipe": "recipe"}.get(flag, "model")
             raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / (stem + suffixes[0])}"
                            if suffixes else f"{flag} {path} is a folder; give a file name")
+        for f in artifact_files(path):
+            hit = next((taken[k] for k in _same_file_keys(f) if k in taken), None)
+            if hit is not None:
+                raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
+        folder = next((f for f in folders if _inside(path, f)), None)
+        if folder is not None:
+            raise RtkError(f"{flag} {path} is inside the input folder {folder}, whose files are read; choose a path "
+                           "outside it")
         if suffixes and path.suffix.lower() not in suffixes:
             raise RtkError(f"{flag} {path}: this output is written as {' or '.join(suffixes)}; give a file name with "
                            f"that extension, e.g. {path.with_suffix(suffixes[0]).name}")
         for f in artifact_files(path):
             keys = _same_file_keys(f)
-            hit = next((taken[k] for k in keys if k in taken), None)
-            if hit is not None:
-                raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
             other = next((written[k] for k in keys if k in written), None)
             if other is not None:
                 raise RtkError(f"{flag} {path} is also the output of {other[0]} ({other[1]}); give each output its "

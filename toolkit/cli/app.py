@@ -195,21 +195,6 @@ def recipe_name(command: str, model: str | Path) -> str:
     return f"{command}-{stem}"
 
 
-def json_not_an_input(path: Path | None, inputs) -> None:
-    """Refuse a --json path that is one of the inputs, an artifact's companion file, or inside an input folder,
-    before any work: writing it would destroy the input."""
-    if path is None:
-        return
-    out = Path(path).resolve()
-    for item in inputs:
-        if item is None:
-            continue
-        item = Path(item).resolve()
-        near = {item, item.with_suffix(".bin"), Path(f"{item}.json")} if item.is_file() else {item}
-        if out in near or (item.is_dir() and item in out.parents):
-            raise RtkError(f"--json {path} is one of the inputs ({item}); choose another path")
-
-
 def emit_json(path: Path | None, result) -> None:
     if path is not None:
         from toolkit.io import write_json

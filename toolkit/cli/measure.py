@@ -9,7 +9,7 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from toolkit import console as ui
-from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json, json_not_an_input
+from toolkit.cli.app import JsonOpt, TargetOpt, ThreadsOpt, app, command, emit_json
 from toolkit.artifact import describing
 from toolkit.cli.flags import build, default, int_list, opt
 from toolkit.cli.foreign import (CaffeOpt, ChannelsOpt, CropOpt, InterpOpt, LabelsOpt, LayoutOpt, MeanOpt,
@@ -58,7 +58,6 @@ def validate(
     checks the fast path against the exact one on the same images (exit 1 when it moves top-1)."""
     from toolkit.validate import check_sharding, validate as run
 
-    json_not_an_input(json, [*artifacts, data, reference])
     settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, exact_decode=exact_decode,
                      flags={"exact_decode": EXACT})
     gates = build(Gates, max_drop_pt=max_drop, min_agreement_pct=min_agreement,
@@ -116,7 +115,6 @@ def bench(
     with --images DIR, photo to label end to end with each phase timed."""
     from toolkit.bench import bench as run
 
-    json_not_an_input(json, [artifact, images])
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
                      threads=threads, hint=hint, remote=remote, exact_decode=exact_decode, workers=workers,
                      depth=depth, flags={"batches": "--batch", "exact_decode": EXACT})
@@ -147,7 +145,6 @@ def predict(
 
     if not images:
         raise RtkError("give at least one image")
-    json_not_an_input(json, [*images, model])
     settings = build(P, top=top, exact_decode=exact_decode, batch_size=batch_size, workers=workers, depth=depth,
                      flags={"exact_decode": EXACT})
     described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
