@@ -107,6 +107,16 @@ def _ckpt_with(ctx: Ctx, name: str, **meta) -> Path:
     return path
 
 
+def _onnx_prop(ctx: Ctx, name: str, key: str, value: str) -> Path:
+    import onnx
+
+    model = onnx.load(str(ctx.onnx))
+    entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add()
+    entry.key, entry.value = key, value
+    onnx.save(model, str(ctx.work / name))
+    return ctx.work / name
+
+
 def _ir_with(ctx: Ctx, ir: Path, old: str, new: str) -> Path:
     folder = ctx.work / "ir"
     folder.mkdir()
@@ -198,6 +208,16 @@ CASES = [
     Case("meta-names-count-mismatch", "predict", lambda c: [
         "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
             "class_names": ["a"]})], ("m.onnx", "class names")),
+    Case("meta-int8-on-fp32-graph", "bench", lambda c: [
+        "bench", small_classifier(c.work / "m.onnx", names=_names(c), meta={"precision": "int8"}), *QUICK],
+         ("m.onnx", "says int8", "FP32 graph")),
+    Case("meta-fp16-on-fp32-graph", "bench", lambda c: [
+        "bench", small_classifier(c.work / "m.onnx", names=_names(c), meta={"precision": "fp16"}), *QUICK],
+         ("m.onnx", "says fp16", "FP32 graph")),
+    Case("meta-ckpt-int8", "validate", lambda c: ["validate", _ckpt_with(c, "q.pt", precision="int8"), "--data",
+                                                 c.data / "val"], ("q.pt", "says int8", "FP32 weights")),
+    Case("meta-class-names-prop-disagrees", "predict", lambda c: [
+        "predict", c.image(), "--model", _onnx_prop(c, "m.onnx", "class_names", "a,b,c,d")], ("m.onnx", "class_names")),
     Case("meta-two-outputs", "bench", lambda c: ["bench", small_classifier(c.work / "m.onnx", outputs=2), *QUICK],
          ("m.onnx", "2 outputs")),
     Case("meta-ckpt-classes-before-allocation", "export", lambda c: [

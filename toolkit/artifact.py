@@ -105,6 +105,23 @@ class ModelMeta(BaseModel):
                            f"{'x'.join(str(d or '?') for d in out) or 'a scalar'}; the metadata is damaged: export "
                            "the model again")
 
+    def check_precision(self, path: Path, *, quantized: bool, cast: bool | None = None) -> "ModelMeta":
+        """This metadata with the precision the graph shows: `int8` needs quantize ops (QDQ, FakeQuantize) and
+        `fp16` the Cast nodes an FP16 ONNX keeps at its FP32 input and output (`cast` None where that cannot be
+        told, e.g. an IR, whose constants are FP16 either way); such a claim on an FP32 graph is refused. A graph
+        with quantize ops is int8 whatever its label says: a tool that quantized an rtk ONNX (ONNX Runtime's
+        quantize_static) copies the FP32 metadata."""
+        if quantized:
+            return self if self.precision == "int8" else self.model_copy(update={"precision": "int8"})
+        if self.precision == "int8":
+            said = "an FP32 graph (no QuantizeLinear/DequantizeLinear or FakeQuantize nodes)"
+        elif self.precision == "fp16" and cast is False:
+            said = "an FP32 graph (no Cast to FP16 at its input)"
+        else:
+            return self
+        raise RtkError(f"{path}: its metadata says {self.precision} but it is {said}; the metadata is damaged: "
+                       "make the artifact again with rtk")
+
     def derived(self, step: str, parent: Path | None = None, **facts: Any) -> "ModelMeta":
         """A copy for an artifact made from this one by `step`, recording the parent's hash.
 

@@ -144,6 +144,9 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
             raise RtkError(f"{path}: state dict has {found} classes but --num-classes is {num_classes}; drop or fix it")
         meta = ModelMeta(num_classes=found, class_names=default_class_names(found),
                          provenance={"source": f"state_dict:{path.name}"})
+    if meta.precision != "fp32":
+        raise RtkError(f"{path}: its metadata says {meta.precision} but a checkpoint holds FP32 weights (rtk runs "
+                       "it in FP32); the metadata is damaged: save the checkpoint again")
     _check_shapes(meta, state, path)
     model = build_model(meta)
     try:
