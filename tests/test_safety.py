@@ -128,6 +128,25 @@ def _ir_with(ctx: Ctx, ir: Path, old: str, new: str) -> Path:
     return folder / "model.xml"
 
 
+def _edited_report(ctx: Ctx, edit: str) -> Path:
+    """b.json: a valid report edited by `edit`: dupkey, order, floor, twice, perclass, throughput."""
+    base = ctx.work / "b0.json"
+    if edit == "order":
+        return _report(ctx, "b.json", latency_ms={**json.loads(_report(ctx, "b0.json").read_text())["rows"][0][
+            "latency_ms"], "p99": 4.0})
+    if edit == "floor":
+        return _report(ctx, "b.json", p50_repeats=[1e-300, 1e-300, 1e-300])
+    if edit == "perclass":
+        return _report(ctx, "b.json", per_class_top1={"a": 500.0})
+    if edit == "throughput":
+        return _report(ctx, "b.json", throughput_ips={"1": -5.0})
+    data = json.loads(_report(ctx, "b0.json").read_text())
+    if edit == "twice":
+        data["rows"].append(data["rows"][0])
+        return _write(ctx.work / "b.json", json.dumps(data))
+    return _write(ctx.work / "b.json", base.read_text().replace('"top1": 50.0', '"top1": 25.0, "top1": 99.0'))
+
+
 def _report(ctx: Ctx, name: str, **row_update) -> Path:
     latency = {"p50": 5.0, "p90": 5.2, "p99": 5.3, "mean": 5.0, "std": 0.1, "min": 4.9, "max": 5.3, "runs": 3}
     row = {"name": "fp32", "path": "m.onnx", "target": "onnxruntime", "precision": "fp32", "role": "fp32",
@@ -280,6 +299,10 @@ CASES = [
     Case("compare-nan-in-report", "compare", lambda c: ["compare", _report(c, "a.json"), _write(
         c.work / "b.json", _report(c, "b0.json").read_text().replace('"top1": 50.0', '"top1": NaN'))],
          ("b.json", "NaN")),
+    *[Case(f"compare-{edit}", "compare", lambda c, edit=edit: ["compare", _report(c, "a.json"), _edited_report(
+        c, edit)], ("b.json", words)) for edit, words in (
+        ("dupkey", "given twice"), ("order", "out of order"), ("floor", "latency"), ("twice", "listed twice"),
+        ("perclass", "per-class"), ("throughput", "throughput"))],
     Case("compare-zero-latency", "compare", lambda c: ["compare", _report(c, "a.json", p50_repeats=[0.0, 0.0, 0.0]),
                                                       _report(c, "b.json")], ("a.json", "latency")),
 ]
