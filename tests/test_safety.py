@@ -417,13 +417,18 @@ def test_foreign_onnx_is_not_called_resnet50(tmp_path):
     assert meta.provenance["source"] == "foreign-onnx"
 
 
-def test_quantize_creates_the_output_folder(cli, tmp_path, tiny_data):
+def test_quantize_and_compile_create_the_output_folders(cli, tmp_path, tiny_data):
+    """-o new/dir/model.xml: every missing folder is made (issue #18 names exactly this path)."""
     model = small_classifier(tmp_path / "m.onnx", names=sorted(p.name for p in (tiny_data / "val").iterdir()))
-    out = tmp_path / "int8" / "model.xml"
+    out = tmp_path / "new" / "int8" / "model.xml"
     result = cli("quantize", model, "-o", out, "--calib", tiny_data / "train", "--target", "openvino",
                  "--allow-small", "--bench-runs", "0")
     assert result.exit_code == 0, result.stderr
     assert out.is_file() and out.with_suffix(".bin").is_file()
+    ir = tmp_path / "new2" / "ir" / "model.xml"
+    result = cli("compile", model, "--target", "openvino", "-o", ir)
+    assert result.exit_code == 0, result.stderr
+    assert ir.is_file() and ir.with_suffix(".bin").is_file()
 
 
 def test_gif_is_an_image_in_predict_and_in_data_folders(cli, tmp_path, tiny_data, random_onnx):

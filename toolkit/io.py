@@ -151,7 +151,7 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
     an artifact is replaced, its old first file is removed before the others are moved, and SIGINT/SIGTERM wait
     until the moves are done, so no moment shows an old `.xml` beside a new `.bin` (a pair from two models).
     Any exception, Ctrl-C included, removes the staging folder, and with `make_folder` the output folder too
-    when this call created it.
+    (with any missing parents: it creates them) when this call created it.
     """
     paths = tuple(Path(p) for p in paths)
     folder = paths[0].parent
@@ -161,12 +161,15 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
     if not created:
         for p in paths:
             check_output(p)
-    elif not folder.parent.is_dir():
-        raise RtkError(f"output folder {folder.parent} does not exist; create it first or choose another -o")
+    top = folder            # the outermost folder this call creates (-o new/dir/model.xml creates new/)
+    while created and not top.parent.exists():
+        top = top.parent
+    if created and not top.parent.is_dir():
+        raise RtkError(f"output folder {top.parent} is not a folder; choose another -o")
     stage = fresh_temp_name(folder, f".{paths[0].name}.")
     try:
         try:
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             stage.mkdir()
         except OSError as exc:
             raise RtkError(f"cannot write in {folder} ({exc.strerror or type(exc).__name__}); "
@@ -187,7 +190,7 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
                                "choose another output") from None
     except BaseException:
         if created:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(top, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
