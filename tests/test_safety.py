@@ -224,6 +224,15 @@ CASES = [
     Case("meta-resize-absurd", "bench", lambda c: [
         "bench", small_classifier(c.work / "m.onnx", names=_names(c), meta={
             "preprocess": {"resize": 10**7, "crop": 64}}), *QUICK], ("m.onnx", "damaged")),
+    Case("meta-resize-below-crop", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
+            "preprocess": {"resize": 32, "crop": 64}})], ("m.onnx", "resize 32 is smaller than crop 64")),
+    Case("number-byo-resize-below-crop", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--resize", "10"],
+         ("--resize", "smaller than crop 64")),
+    Case("meta-mean-absurd", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
+            "preprocess": {"resize": 73, "crop": 64, "mean": [1e308, 0, 0]}})], ("m.onnx", "mean")),
     Case("meta-names-count-mismatch", "predict", lambda c: [
         "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
             "class_names": ["a"]})], ("m.onnx", "class names")),

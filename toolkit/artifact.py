@@ -53,6 +53,20 @@ class Preprocess(BaseModel):
             raise ValueError("std values must be positive (the input is divided by them)")
         return v
 
+    @field_validator("mean")
+    @classmethod
+    def _mean_in_pixel_range(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(abs(x) > 255 for x in v):
+            raise ValueError("mean values must lie within -255..255 (pixels are 0-1 or 0-255)")
+        return v
+
+    @model_validator(mode="after")
+    def _resize_covers_crop(self) -> "Preprocess":
+        if self.resize < self.crop:
+            raise ValueError(f"resize {self.resize} is smaller than crop {self.crop} (the crop would be padded); "
+                             "give a resize of at least the crop")
+        return self
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (3, self.crop, self.crop) if self.layout == "NCHW" else (self.crop, self.crop, 3)
@@ -191,7 +205,7 @@ class Foreign(BaseModel):
             preprocess = Preprocess.model_validate({**pre, **self.preprocess})
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise RtkError(f"--{first['loc'][0] if first['loc'] else 'preprocess'}: "
+            raise RtkError(f"--{first['loc'][0] if first['loc'] else 'resize'}: "
                            f"{first['msg'].removeprefix('Value error, ')}") from None
         return meta.model_copy(update={"class_names": list(names), "preprocess": preprocess})
 
