@@ -284,6 +284,8 @@ CASES = [
         c, RECIPE + "gates:\n  max_drop_pt: .nan\n")], ("r.yaml:8", "finite")),
     Case("number-recipe-seed-beyond-rng", "recipe check", lambda c: ["recipe", "check", _recipe(
         c, RECIPE + f"seed: {2**40}\n")], ("r.yaml:7", "seed")),
+    Case("number-recipe-seed-bool", "recipe check", lambda c: ["recipe", "check", _recipe(c, RECIPE + "seed: true\n")],
+         ("r.yaml:7", "seed", "not a number")),
     Case("number-recipe-batch-zero", "run", lambda c: ["run", _recipe(c, RECIPE + "bench:\n  batches: [0]\n"), "-o",
                                                       c.work / "o"], ("r.yaml:8", "batch")),
     # 5. non-finite outputs
