@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.errors import RtkError
 from toolkit.settings import (BenchSettings, CompileSettings, ExportSettings, FinetuneSettings, Gates, PruneSettings,
-                              QuantizeSettings, SEED_MAX, MAX_CLASSES, SweepSettings, SynthSettings, Target,
+                              QuantizeSettings, SEED_MAX, MAX_CLASSES, MAX_INPUT, MIN_CLASSES, MIN_INPUT, SweepSettings,
+                              SynthSettings, Target,
                               ValidateSettings)
 
 RECIPE_VERSION = 1
@@ -42,8 +43,8 @@ class DataSpec(Strict):
 
 class ModelSpec(Strict):
     source: str = Field("none", description="imagenet-v1, imagenet-v2, random, none (scratch) or a checkpoint path.")
-    num_classes: int | None = Field(None, ge=2, le=MAX_CLASSES)
-    input_size: int | None = Field(None, ge=16, le=1024)
+    num_classes: int | None = Field(None, ge=MIN_CLASSES, le=MAX_CLASSES)
+    input_size: int | None = Field(None, ge=MIN_INPUT, le=MAX_INPUT)
 
 
 class CompileStage(CompileSettings):
