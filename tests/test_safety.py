@@ -456,3 +456,22 @@ def test_gif_is_an_image_in_predict_and_in_data_folders(cli, tmp_path, tiny_data
     assert str(first / "frame.gif") in [p for p, _ in scan_folder(val).samples]
     result = cli("predict", first / "frame.gif", "--model", random_onnx)
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_killed_runs_temporaries_are_removed(tmp_path):
+    """What fresh_temp_name made before a SIGKILL is removed on --resume/--force; nothing else is."""
+    from toolkit.io import fresh_temp_name, remove_leftover_temps
+
+    run = tmp_path / "run"
+    (run / "int8").mkdir(parents=True)
+    staged = fresh_temp_name(run / "int8", ".model.int8.onnx.")
+    staged.mkdir()
+    (staged / "model.int8.onnx").write_bytes(b"half")
+    temp = fresh_temp_name(run, ".report.json.", ".tmp")
+    temp.write_text("{")
+    keep = [run / "int8" / "model.int8.onnx", run / ".rtk" / "state.json", run / ".hidden", run / "report.json"]
+    for path in keep:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+    assert sorted(remove_leftover_temps(run)) == sorted([staged, temp])
+    assert not staged.exists() and not temp.exists() and all(p.is_file() for p in keep)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import time
@@ -138,6 +139,26 @@ def fresh_temp_name(folder: Path, prefix: str, suffix: str = "") -> Path:
     Create it inside the `try` whose `finally` removes it. `tempfile.mkstemp`/`mkdtemp` create it before that
     `try` is entered, and a Ctrl-C landing in between leaves it behind (the interrupt test caught one)."""
     return Path(folder) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
+TEMP_NAME = re.compile(r"^\..+[.-][0-9a-f]{12}(\.[A-Za-z0-9]+)?$")     # what fresh_temp_name makes
+
+
+def remove_leftover_temps(root: Path) -> list[Path]:
+    """Remove the temporary files and staging folders under `root` that a killed process (SIGKILL, power loss)
+    could not clean up; call it only while holding the folder's lock. Returns what was removed."""
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            if TEMP_NAME.match(name):
+                path = Path(dirpath) / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+        dirnames[:] = [d for d in dirnames if not TEMP_NAME.match(d)]
+    return removed
 
 
 @contextlib.contextmanager
