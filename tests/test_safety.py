@@ -277,6 +277,9 @@ CASES = [
                                                           "1000000000", "-o", c.work / "m.onnx"], ("--num-classes",)),
     Case("number-num-classes-one", "export", lambda c: ["export", "--weights", "random", "--num-classes", "1", "-o",
                                                        c.work / "m.onnx"], ("--num-classes 1", "at least 2")),
+    Case("number-caffe-with-channels", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--caffe", "--channels", "RGB"],
+         ("--caffe", "--channels", "not both")),
     Case("number-not-a-number", "bench", lambda c: ["bench", c.onnx, "--runs", "many"], ("--runs", "rtk bench")),
     Case("number-unknown-flag", "bench", lambda c: ["bench", c.onnx, "--rnus", "3"], ("--rnus",)),
     Case("number-missing-option", "validate", lambda c: ["validate", c.onnx], ("--data",)),
