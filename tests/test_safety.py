@@ -260,8 +260,8 @@ CASES = [
     Case("meta-ir-damaged", "bench", lambda c: ["bench", _ir_with(c, IR["xml"], '<meta value="{', '<meta value="{x'),
                                                *QUICK], ("model.xml", "damaged")),
     Case("meta-ir-disagrees-with-graph", "validate", lambda c: [
-        "validate", _ir_with(c, IR["xml"], "&quot;crop&quot;: 64", "&quot;crop&quot;: 96"), "--data", c.data / "val"],
-         ("model.xml", "96 px")),
+        "validate", _ir_with(c, IR["xml"], "&quot;crop&quot;: 64", "&quot;crop&quot;: 72"), "--data", c.data / "val"],
+         ("model.xml", "72 px")),
     # 4. numbers at the boundary (CLI and recipe alike)
     Case("number-runs-zero", "bench", lambda c: ["bench", c.onnx, "--runs", "0"], ("--runs 0",)),
     Case("number-runs-absurd", "bench", lambda c: ["bench", c.onnx, "--runs", "1000000000000"], ("--runs",)),
