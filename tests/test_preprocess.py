@@ -24,7 +24,8 @@ PREPROCESS = {
     "imagenet": Preprocess(),                              # resize 256, crop 224: small images are upscaled
     "64px": Preprocess().at_size(64),                      # resize 73, crop 64: offsets round half to even
     "odd": Preprocess(resize=75, crop=64),
-    "padded": Preprocess(resize=48, crop=64),              # resize < crop: torchvision pads with zeros
+    # resize < crop is refused in metadata and flags; built unvalidated, it keeps torchvision's zero padding tested
+    "padded": Preprocess.model_construct(resize=48, crop=64),
 }
 
 

@@ -78,7 +78,8 @@ def _hard(ctx: Ctx, target: Path, name: str) -> Path:
 
 def _linked_val(ctx: Ctx, kind: str) -> Path:
     """A copy of val/ with a link across classes: `file` (an image of class B inside A), `folder` (B's folder
-    inside A), `alias` (a class folder that is B), `twice` (two links to one image of its own class)."""
+    inside A), `alias` (a class folder that is B), `twice` (two links to one image of its own class), `split` (an
+    image of class B in the train split, outside this root, inside A)."""
     val = ctx.copy_val()
     classes = sorted(p for p in val.iterdir() if p.is_dir())
     a, b = classes[0], classes[1]
@@ -89,6 +90,8 @@ def _linked_val(ctx: Ctx, kind: str) -> Path:
         os.symlink(b, a / "more")
     elif kind == "alias":
         os.symlink(b, val / "zz_alias")
+    elif kind == "split":
+        os.symlink(sorted((ctx.data / "train" / b.name).iterdir())[0], a / "from_train.png")
     elif kind == "twice":
         own = sorted(a.iterdir())[0]
         os.symlink(own, a / "again.png")
@@ -104,6 +107,16 @@ def _ckpt_with(ctx: Ctx, name: str, **meta) -> Path:
     return path
 
 
+def _onnx_prop(ctx: Ctx, name: str, key: str, value: str) -> Path:
+    import onnx
+
+    model = onnx.load(str(ctx.onnx))
+    entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add()
+    entry.key, entry.value = key, value
+    onnx.save(model, str(ctx.work / name))
+    return ctx.work / name
+
+
 def _ir_with(ctx: Ctx, ir: Path, old: str, new: str) -> Path:
     folder = ctx.work / "ir"
     folder.mkdir()
@@ -113,6 +126,25 @@ def _ir_with(ctx: Ctx, ir: Path, old: str, new: str) -> Path:
     assert sep and old in tail, "the IR has no rtk metadata block to damage"
     (folder / "model.xml").write_text(head + sep + tail.replace(old, new, 1))
     return folder / "model.xml"
+
+
+def _edited_report(ctx: Ctx, edit: str) -> Path:
+    """b.json: a valid report edited by `edit`: dupkey, order, floor, twice, perclass, throughput."""
+    base = ctx.work / "b0.json"
+    if edit == "order":
+        return _report(ctx, "b.json", latency_ms={**json.loads(_report(ctx, "b0.json").read_text())["rows"][0][
+            "latency_ms"], "p99": 4.0})
+    if edit == "floor":
+        return _report(ctx, "b.json", p50_repeats=[1e-300, 1e-300, 1e-300])
+    if edit == "perclass":
+        return _report(ctx, "b.json", per_class_top1={"a": 500.0})
+    if edit == "throughput":
+        return _report(ctx, "b.json", throughput_ips={"1": -5.0})
+    data = json.loads(_report(ctx, "b0.json").read_text())
+    if edit == "twice":
+        data["rows"].append(data["rows"][0])
+        return _write(ctx.work / "b.json", json.dumps(data))
+    return _write(ctx.work / "b.json", base.read_text().replace('"top1": 50.0', '"top1": 25.0, "top1": 99.0'))
 
 
 def _report(ctx: Ctx, name: str, **row_update) -> Path:
@@ -138,9 +170,9 @@ QUICK = ("--runs", "2", "--warmup", "0")
 CASES = [
     # 1. no output clobbers an input
     Case("clobber-bench-json-onto-model", "bench", lambda c: ["bench", _copy(c, c.onnx, "m.onnx"), *QUICK, "--json",
-                                                             c.work / "m.onnx"], ("--json", "m.onnx", ".json")),
+                                                             c.work / "m.onnx"], ("--json", "m.onnx", "would overwrite the input")),
     Case("clobber-export-onto-checkpoint", "export", lambda c: ["export", _copy(c, c.ckpt, "m.pt"), "-o",
-                                                               c.work / "m.pt"], ("-o", "m.pt", ".onnx")),
+                                                               c.work / "m.pt"], ("-o", "m.pt", "would overwrite the input")),
     Case("clobber-quantize-through-symlink", "quantize", lambda c: [
         "quantize", _copy(c, c.onnx, "m.onnx"), "-o", _link(c, c.work / "m.onnx", "link.onnx"), "--calib",
         c.data / "train"], ("link.onnx", "would overwrite the input")),
@@ -152,19 +184,27 @@ CASES = [
         "--calib", c.data / "train"], ("would overwrite the input",)),
     Case("clobber-validate-json-onto-ir-bin", "validate", lambda c: [
         "validate", _ir_with(c, IR["xml"], "x", "x"), "--data", c.data / "val", "--json", c.work / "ir" / "model.bin"],
-         ("--json", "model.bin", ".json")),
+         ("--json", "model.bin", "would overwrite the input")),
     Case("clobber-dump-recipe-onto-input", "export", lambda c: ["export", _copy(c, c.ckpt, "m.pt"), "--dump-recipe",
-                                                               c.work / "m.pt"], ("--dump-recipe", ".yaml")),
+                                                               c.work / "m.pt"], ("--dump-recipe", "would overwrite the input")),
     Case("clobber-run-folder-holds-recipe", "run", lambda c: ["run", _recipe(c, RECIPE), "-o", c.work, "--force"],
          ("r.yaml", "inside this folder")),
     Case("clobber-json-is-a-run-file", "run", lambda c: [
         "run", _recipe(c, RECIPE), "-o", _write(c.work / "o" / ".keep", "").parent, "--force", "--json",
         c.work / "o" / "report.json"], ("report.json", "also the output")),
+    Case("clobber-run-json-onto-recipe-source", "run", lambda c: [
+        "run", _recipe(c, DATA_RECIPE.format(root=c.data).replace("source: random", f"source: {_copy(c, c.ckpt, 'm.pt')}")),
+        "-o", c.work / "o", "--json", _link(c, c.work / "m.pt", "link.json")], ("--json", "would overwrite the input")),
+    Case("clobber-json-inside-data-folder", "validate", lambda c: [
+        "validate", c.onnx, "--data", _write(c.work / "val" / "notes.json", "{}").parent, "--json",
+        c.work / "val" / "notes.json"], ("--json", "inside the input folder")),
     # 2. folder walks
     Case("walk-file-link-into-other-class", "validate", lambda c: ["validate", c.onnx, "--data",
                                                                   _linked_val(c, "file")], ("borrowed.png", "class")),
     Case("walk-folder-link-into-other-class", "validate", lambda c: ["validate", c.onnx, "--data",
                                                                     _linked_val(c, "folder")], ("more", "class")),
+    Case("walk-file-link-into-other-split", "validate", lambda c: ["validate", c.onnx, "--data",
+                                                                  _linked_val(c, "split")], ("from_train.png", "class")),
     Case("walk-class-folder-alias", "validate", lambda c: ["validate", c.onnx, "--data", _linked_val(c, "alias")],
          ("zz_alias", "same folder")),
     Case("walk-calibration-link-into-other-class", "quantize", lambda c: [
@@ -184,9 +224,28 @@ CASES = [
     Case("meta-resize-absurd", "bench", lambda c: [
         "bench", small_classifier(c.work / "m.onnx", names=_names(c), meta={
             "preprocess": {"resize": 10**7, "crop": 64}}), *QUICK], ("m.onnx", "damaged")),
+    Case("meta-resize-below-crop", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
+            "preprocess": {"resize": 32, "crop": 64}})], ("m.onnx", "resize 32 is smaller than crop 64")),
+    Case("number-byo-resize-below-crop", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--resize", "10"],
+         ("--resize", "smaller than crop 64")),
+    Case("meta-mean-absurd", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
+            "preprocess": {"resize": 73, "crop": 64, "mean": [1e308, 0, 0]}})], ("m.onnx", "mean")),
     Case("meta-names-count-mismatch", "predict", lambda c: [
         "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
             "class_names": ["a"]})], ("m.onnx", "class names")),
+    Case("meta-int8-on-fp32-graph", "bench", lambda c: [
+        "bench", small_classifier(c.work / "m.onnx", names=_names(c), meta={"precision": "int8"}), *QUICK],
+         ("m.onnx", "says int8", "FP32 graph")),
+    Case("meta-fp16-on-fp32-graph", "bench", lambda c: [
+        "bench", small_classifier(c.work / "m.onnx", names=_names(c), meta={"precision": "fp16"}), *QUICK],
+         ("m.onnx", "says fp16", "FP32 graph")),
+    Case("meta-ckpt-int8", "validate", lambda c: ["validate", _ckpt_with(c, "q.pt", precision="int8"), "--data",
+                                                 c.data / "val"], ("q.pt", "says int8", "FP32 weights")),
+    Case("meta-class-names-prop-disagrees", "predict", lambda c: [
+        "predict", c.image(), "--model", _onnx_prop(c, "m.onnx", "class_names", "a,b,c,d")], ("m.onnx", "class_names")),
     Case("meta-two-outputs", "bench", lambda c: ["bench", small_classifier(c.work / "m.onnx", outputs=2), *QUICK],
          ("m.onnx", "2 outputs")),
     Case("meta-ckpt-classes-before-allocation", "export", lambda c: [
@@ -201,8 +260,8 @@ CASES = [
     Case("meta-ir-damaged", "bench", lambda c: ["bench", _ir_with(c, IR["xml"], '<meta value="{', '<meta value="{x'),
                                                *QUICK], ("model.xml", "damaged")),
     Case("meta-ir-disagrees-with-graph", "validate", lambda c: [
-        "validate", _ir_with(c, IR["xml"], "&quot;crop&quot;: 64", "&quot;crop&quot;: 96"), "--data", c.data / "val"],
-         ("model.xml", "96 px")),
+        "validate", _ir_with(c, IR["xml"], "&quot;crop&quot;: 64", "&quot;crop&quot;: 72"), "--data", c.data / "val"],
+         ("model.xml", "72 px")),
     # 4. numbers at the boundary (CLI and recipe alike)
     Case("number-runs-zero", "bench", lambda c: ["bench", c.onnx, "--runs", "0"], ("--runs 0",)),
     Case("number-runs-absurd", "bench", lambda c: ["bench", c.onnx, "--runs", "1000000000000"], ("--runs",)),
@@ -216,6 +275,11 @@ CASES = [
          ("--seed",)),
     Case("number-num-classes-absurd", "export", lambda c: ["export", "--weights", "random", "--num-classes",
                                                           "1000000000", "-o", c.work / "m.onnx"], ("--num-classes",)),
+    Case("number-num-classes-one", "export", lambda c: ["export", "--weights", "random", "--num-classes", "1", "-o",
+                                                       c.work / "m.onnx"], ("--num-classes 1", "at least 2")),
+    Case("number-caffe-with-channels", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--caffe", "--channels", "RGB"],
+         ("--caffe", "--channels", "not both")),
     Case("number-not-a-number", "bench", lambda c: ["bench", c.onnx, "--runs", "many"], ("--runs", "rtk bench")),
     Case("number-unknown-flag", "bench", lambda c: ["bench", c.onnx, "--rnus", "3"], ("--rnus",)),
     Case("number-missing-option", "validate", lambda c: ["validate", c.onnx], ("--data",)),
@@ -225,6 +289,8 @@ CASES = [
         c, RECIPE + "gates:\n  max_drop_pt: .nan\n")], ("r.yaml:8", "finite")),
     Case("number-recipe-seed-beyond-rng", "recipe check", lambda c: ["recipe", "check", _recipe(
         c, RECIPE + f"seed: {2**40}\n")], ("r.yaml:7", "seed")),
+    Case("number-recipe-seed-bool", "recipe check", lambda c: ["recipe", "check", _recipe(c, RECIPE + "seed: true\n")],
+         ("r.yaml:7", "seed", "not a number")),
     Case("number-recipe-batch-zero", "run", lambda c: ["run", _recipe(c, RECIPE + "bench:\n  batches: [0]\n"), "-o",
                                                       c.work / "o"], ("r.yaml:8", "batch")),
     # 5. non-finite outputs
@@ -249,6 +315,10 @@ CASES = [
     Case("compare-nan-in-report", "compare", lambda c: ["compare", _report(c, "a.json"), _write(
         c.work / "b.json", _report(c, "b0.json").read_text().replace('"top1": 50.0', '"top1": NaN'))],
          ("b.json", "NaN")),
+    *[Case(f"compare-{edit}", "compare", lambda c, edit=edit: ["compare", _report(c, "a.json"), _edited_report(
+        c, edit)], ("b.json", words)) for edit, words in (
+        ("dupkey", "given twice"), ("order", "out of order"), ("floor", "latency"), ("twice", "listed twice"),
+        ("perclass", "per-class"), ("throughput", "throughput"))],
     Case("compare-zero-latency", "compare", lambda c: ["compare", _report(c, "a.json", p50_repeats=[0.0, 0.0, 0.0]),
                                                       _report(c, "b.json")], ("a.json", "latency")),
 ]
@@ -363,13 +433,18 @@ def test_foreign_onnx_is_not_called_resnet50(tmp_path):
     assert meta.provenance["source"] == "foreign-onnx"
 
 
-def test_quantize_creates_the_output_folder(cli, tmp_path, tiny_data):
+def test_quantize_and_compile_create_the_output_folders(cli, tmp_path, tiny_data):
+    """-o new/dir/model.xml: every missing folder is made (issue #18 names exactly this path)."""
     model = small_classifier(tmp_path / "m.onnx", names=sorted(p.name for p in (tiny_data / "val").iterdir()))
-    out = tmp_path / "int8" / "model.xml"
+    out = tmp_path / "new" / "int8" / "model.xml"
     result = cli("quantize", model, "-o", out, "--calib", tiny_data / "train", "--target", "openvino",
                  "--allow-small", "--bench-runs", "0")
     assert result.exit_code == 0, result.stderr
     assert out.is_file() and out.with_suffix(".bin").is_file()
+    ir = tmp_path / "new2" / "ir" / "model.xml"
+    result = cli("compile", model, "--target", "openvino", "-o", ir)
+    assert result.exit_code == 0, result.stderr
+    assert ir.is_file() and ir.with_suffix(".bin").is_file()
 
 
 def test_gif_is_an_image_in_predict_and_in_data_folders(cli, tmp_path, tiny_data, random_onnx):
@@ -391,3 +466,22 @@ def test_gif_is_an_image_in_predict_and_in_data_folders(cli, tmp_path, tiny_data
     skipped: list[str] = []
     found = [str(p) for p in image_paths([first], skipped)]      # a folder given to predict / bench --images
     assert {str(first / "frame.gif"), str(first / "anim.gif")} <= set(found) and skipped == []
+
+
+def test_a_killed_runs_temporaries_are_removed(tmp_path):
+    """What fresh_temp_name made before a SIGKILL is removed on --resume/--force; nothing else is."""
+    from toolkit.io import fresh_temp_name, remove_leftover_temps
+
+    run = tmp_path / "run"
+    (run / "int8").mkdir(parents=True)
+    staged = fresh_temp_name(run / "int8", ".model.int8.onnx.")
+    staged.mkdir()
+    (staged / "model.int8.onnx").write_bytes(b"half")
+    temp = fresh_temp_name(run, ".report.json.", ".tmp")
+    temp.write_text("{")
+    keep = [run / "int8" / "model.int8.onnx", run / ".rtk" / "state.json", run / ".hidden", run / "report.json"]
+    for path in keep:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+    assert sorted(remove_leftover_temps(run)) == sorted([staged, temp])
+    assert not staged.exists() and not temp.exists() and all(p.is_file() for p in keep)

@@ -53,6 +53,20 @@ class Preprocess(BaseModel):
             raise ValueError("std values must be positive (the input is divided by them)")
         return v
 
+    @field_validator("mean")
+    @classmethod
+    def _mean_in_pixel_range(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(abs(x) > 255 for x in v):
+            raise ValueError("mean values must lie within -255..255 (pixels are 0-1 or 0-255)")
+        return v
+
+    @model_validator(mode="after")
+    def _resize_covers_crop(self) -> "Preprocess":
+        if self.resize < self.crop:
+            raise ValueError(f"resize {self.resize} is smaller than crop {self.crop} (the crop would be padded); "
+                             "give a resize of at least the crop")
+        return self
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (3, self.crop, self.crop) if self.layout == "NCHW" else (self.crop, self.crop, 3)
@@ -104,6 +118,23 @@ class ModelMeta(BaseModel):
             raise RtkError(f"{path}: its metadata names {self.num_classes} classes but the graph outputs "
                            f"{'x'.join(str(d or '?') for d in out) or 'a scalar'}; the metadata is damaged: export "
                            "the model again")
+
+    def check_precision(self, path: Path, *, quantized: bool, cast: bool | None = None) -> "ModelMeta":
+        """This metadata with the precision the graph shows: `int8` needs quantize ops (QDQ, FakeQuantize) and
+        `fp16` the Cast nodes an FP16 ONNX keeps at its FP32 input and output (`cast` None where that cannot be
+        told, e.g. an IR, whose constants are FP16 either way); such a claim on an FP32 graph is refused. A graph
+        with quantize ops is int8 whatever its label says: a tool that quantized an rtk ONNX (ONNX Runtime's
+        quantize_static) copies the FP32 metadata."""
+        if quantized:
+            return self if self.precision == "int8" else self.model_copy(update={"precision": "int8"})
+        if self.precision == "int8":
+            said = "an FP32 graph (no QuantizeLinear/DequantizeLinear or FakeQuantize nodes)"
+        elif self.precision == "fp16" and cast is False:
+            said = "an FP32 graph (no Cast to FP16 at its input)"
+        else:
+            return self
+        raise RtkError(f"{path}: its metadata says {self.precision} but it is {said}; the metadata is damaged: "
+                       "make the artifact again with rtk")
 
     def derived(self, step: str, parent: Path | None = None, **facts: Any) -> "ModelMeta":
         """A copy for an artifact made from this one by `step`, recording the parent's hash.
@@ -174,7 +205,7 @@ class Foreign(BaseModel):
             preprocess = Preprocess.model_validate({**pre, **self.preprocess})
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise RtkError(f"--{first['loc'][0] if first['loc'] else 'preprocess'}: "
+            raise RtkError(f"--{first['loc'][0] if first['loc'] else 'resize'}: "
                            f"{first['msg'].removeprefix('Value error, ')}") from None
         return meta.model_copy(update={"class_names": list(names), "preprocess": preprocess})
 

@@ -52,6 +52,32 @@ def _strict_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:
+        raise ValueError(f"key {twice!r} given twice")
+    return dict(pairs)
+
+
+MIN_LATENCY_MS = 1e-3      # 1 microsecond: no image classifier runs faster; a smaller number is an edit
+
+
+def _row_problem(row) -> str | None:
+    """What makes a row impossible for a report rtk wrote (None when nothing does)."""
+    lat = row.latency_ms
+    timings = [*row.p50_repeats, *([lat.p50, lat.p90, lat.p99, lat.min, lat.max] if lat else [])]
+    if any(not (MIN_LATENCY_MS <= t < float("inf")) for t in timings):
+        return f"holds a latency that is not a positive number of at least {MIN_LATENCY_MS} ms"
+    if lat and not lat.min <= lat.p50 <= lat.p90 <= lat.p99 <= lat.max:
+        return "holds latency percentiles out of order (min <= p50 <= p90 <= p99 <= max)"
+    if any(not 0 <= v <= 100 for v in row.per_class_top1.values()):
+        return "holds a per-class top-1 outside 0..100"
+    if any(not 0 < v < float("inf") for v in row.throughput_ips.values()):
+        return "holds a throughput that is not a positive number"
+    return None
+
+
 def _load(path: Path) -> dict:
     """A report.json, checked against the report's schema (`toolkit.pipeline.report.Report`) before use: a
     hand-edited or damaged report is refused with one line, never compared."""
@@ -62,7 +88,8 @@ def _load(path: Path) -> dict:
     if not Path(path).is_file():
         raise RtkError(f"{path}: report not found; give the report.json of an `rtk run`")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_strict_constant)
+        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_strict_constant,
+                          object_pairs_hook=_unique_keys)
     except (ValueError, OSError, RecursionError) as exc:
         raise RtkError(f"{path}: not an rtk report.json ({type(exc).__name__}: {str(exc)[:80]}); give the "
                        "report.json of an `rtk run`") from None
@@ -73,11 +100,13 @@ def _load(path: Path) -> dict:
         where = ".".join(map(str, first["loc"])) or "report"
         raise RtkError(f"{path}: not a valid rtk report.json ({where}: {first['msg']}); give the report.json of an "
                        "`rtk run`, unedited") from None
+    seen = set()
     for row in report.rows:
-        timings = [*row.p50_repeats, *([row.latency_ms.p50] if row.latency_ms else [])]
-        if any(not (t > 0 and t < float("inf")) for t in timings):
-            raise RtkError(f"{path}: row {row.name} ({row.target}) holds a latency that is not a positive number; "
-                           "give the report.json of an `rtk run`, unedited")
+        problem = _row_problem(row) or ("is listed twice" if (row.name, row.target) in seen else None)
+        if problem:
+            raise RtkError(f"{path}: row {row.name} ({row.target}) {problem}; give the report.json of an `rtk run`, "
+                           "unedited")
+        seen.add((row.name, row.target))
     return report.model_dump(mode="json")
 
 

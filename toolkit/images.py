@@ -96,8 +96,9 @@ def class_files(root: Path, classes: Sequence[str]) -> Iterator[tuple[str, int]]
     """Every file under the class folders of `root` once, as (path, class index), in ImageFolder order.
 
     Links are followed, but a file is labelled by the class folder it really lives in: a link in class A to a
-    file of class B (or a linked folder holding B's files) is refused with one line, since counting it under A
-    would score the model against a wrong label. A file reached twice (two links to one file) is seen once.
+    file of class B (or a linked folder holding B's files), here or in another tree such as the train split
+    (the nearest folder of its real path named like a class), is refused with one line, since counting it
+    under A would score the model against a wrong label. A file reached twice (two links to one file) is seen once.
     """
     real = {name: os.path.realpath(os.path.join(str(root), name)) for name in classes}
     by_real: dict[str, str] = {}
@@ -116,7 +117,9 @@ def class_files(root: Path, classes: Sequence[str]) -> Iterator[tuple[str, int]]
             for fname in sorted(files):
                 path = os.path.join(dirpath, fname)
                 target = os.path.realpath(path)
-                owner = next((c for c, folder in real.items() if target.startswith(folder + os.sep)), name)
+                owner = next((c for c, folder in real.items() if target.startswith(folder + os.sep)), None)
+                if owner is None:       # outside this root: the folder it lives in elsewhere (another split) decides
+                    owner = next((part for part in reversed(Path(target).parent.parts) if part in real), name)
                 if owner != name:
                     raise RtkError(f"{path} is a link to {target}, an image of class {owner}; it would also be "
                                    f"counted as {name}: remove the link")

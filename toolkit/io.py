@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import time
@@ -84,14 +85,17 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
 
     `outputs` are (flag, path, suffixes the format takes; FOLDER for a folder). Paths are compared with links
     followed (symbolic and hard), and an artifact stands for all its files (`artifact_files`): `-o m.xml` also
-    writes `m.bin`. A folder output may not hold an input (a run folder is rewritten by `--force`).
+    writes `m.bin`. A folder output may not hold an input (a run folder is rewritten by `--force`), and a file
+    output may not lie inside an input folder (a data folder's walk would read it, or it replaces a file there).
     """
+    inputs = [Path(given) for given in inputs]
     taken: dict[Any, Path] = {}
     for given in inputs:
         given = Path(given)
         for f in artifact_files(given):
             for key in _same_file_keys(f):
                 taken.setdefault(key, given)
+    folders = [Path(given) for given in inputs if Path(given).is_dir()]
     written: dict[Any, tuple[str, Path]] = {}
     for flag, path, suffixes in outputs:
         path = Path(path)
@@ -108,19 +112,19 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
             stem = {"--json": "result", "--dump-recipe": "recipe"}.get(flag, "model")
             raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / (stem + suffixes[0])}"
                            if suffixes else f"{flag} {path} is a folder; give a file name")
+        for f in artifact_files(path):
+            hit = next((taken[k] for k in _same_file_keys(f) if k in taken), None)
+            if hit is not None:
+                raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
+        folder = next((f for f in folders if _inside(path, f)), None)
+        if folder is not None:
+            raise RtkError(f"{flag} {path} is inside the input folder {folder}, whose files are read; choose a path "
+                           "outside it")
         if suffixes and path.suffix.lower() not in suffixes:
             raise RtkError(f"{flag} {path}: this output is written as {' or '.join(suffixes)}; give a file name with "
                            f"that extension, e.g. {path.with_suffix(suffixes[0]).name}")
-        folder = next((given for key, given in taken.items()
-                       if isinstance(key, str) and Path(key).is_dir() and _inside(path, Path(key))), None)
-        if folder is not None:
-            raise RtkError(f"{flag} {path} is inside the input folder {folder}, whose files this command reads; "
-                           "write it outside that folder")
         for f in artifact_files(path):
             keys = _same_file_keys(f)
-            hit = next((taken[k] for k in keys if k in taken), None)
-            if hit is not None:
-                raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
             other = next((written[k] for k in keys if k in written), None)
             if other is not None:
                 raise RtkError(f"{flag} {path} is also the output of {other[0]} ({other[1]}); give each output its "
@@ -137,6 +141,26 @@ def fresh_temp_name(folder: Path, prefix: str, suffix: str = "") -> Path:
     return Path(folder) / f"{prefix}{secrets.token_hex(6)}{suffix}"
 
 
+TEMP_NAME = re.compile(r"^\..+[.-][0-9a-f]{12}(\.[A-Za-z0-9]+)?$")     # what fresh_temp_name makes
+
+
+def remove_leftover_temps(root: Path) -> list[Path]:
+    """Remove the temporary files and staging folders under `root` that a killed process (SIGKILL, power loss)
+    could not clean up; call it only while holding the folder's lock. Returns what was removed."""
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            if TEMP_NAME.match(name):
+                path = Path(dirpath) / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+        dirnames[:] = [d for d in dirnames if not TEMP_NAME.match(d)]
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Path, ...]]:
     """Temporary names for `paths` (all in one folder), moved to those paths only if the block succeeds.
@@ -148,7 +172,7 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
     an artifact is replaced, its old first file is removed before the others are moved, and SIGINT/SIGTERM wait
     until the moves are done, so no moment shows an old `.xml` beside a new `.bin` (a pair from two models).
     Any exception, Ctrl-C included, removes the staging folder, and with `make_folder` the output folder too
-    when this call created it.
+    (with any missing parents: it creates them) when this call created it.
     """
     paths = tuple(Path(p) for p in paths)
     folder = paths[0].parent
@@ -158,12 +182,15 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
     if not created:
         for p in paths:
             check_output(p)
-    elif not folder.parent.is_dir():
-        raise RtkError(f"output folder {folder.parent} does not exist; create it first or choose another -o")
+    top = folder            # the outermost folder this call creates (-o new/dir/model.xml creates new/)
+    while created and not top.parent.exists():
+        top = top.parent
+    if created and not top.parent.is_dir():
+        raise RtkError(f"output folder {top.parent} is not a folder; choose another -o")
     stage = fresh_temp_name(folder, f".{paths[0].name}.")
     try:
         try:
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             stage.mkdir()
         except OSError as exc:
             raise RtkError(f"cannot write in {folder} ({exc.strerror or type(exc).__name__}); "
@@ -184,7 +211,7 @@ def atomic_outputs(*paths: Path, make_folder: bool = False) -> Iterator[tuple[Pa
                                "choose another output") from None
     except BaseException:
         if created:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(top, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)

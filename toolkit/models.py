@@ -20,13 +20,12 @@ from toolkit.artifact import ModelMeta, Preprocess, default_class_names
 from toolkit.io import atomic_outputs
 from toolkit.channels import apply_channels
 from toolkit.errors import RtkError
-from toolkit.settings import MAX_CLASSES
+from toolkit.settings import MAX_CLASSES, MAX_INPUT, MIN_CLASSES, MIN_INPUT
 
 CHECKPOINT_FORMAT = "rtk.checkpoint"
 CHECKPOINT_VERSION = 1
 PRETRAINED = {"imagenet-v1": ResNet50_Weights.IMAGENET1K_V1, "imagenet-v2": ResNet50_Weights.IMAGENET1K_V2}
 SOURCES = ("imagenet-v1", "imagenet-v2", "random", "none")
-MIN_INPUT, MAX_INPUT = 16, 4096
 
 
 def build_model(meta: ModelMeta) -> nn.Module:
@@ -53,8 +52,8 @@ def load_model(
     `source` is "imagenet-v1" / "imagenet-v2" (torchvision download), "random" / "none" (seeded init),
     or a path to an rtk checkpoint or a plain torchvision state dict.
     """
-    if num_classes is not None and num_classes < 1:
-        raise RtkError(f"--num-classes {num_classes}: a classifier needs at least one class")
+    if num_classes is not None and num_classes < MIN_CLASSES:
+        raise RtkError(f"--num-classes {num_classes}: a classifier needs at least {MIN_CLASSES} classes")
     if num_classes is not None and num_classes > MAX_CLASSES:
         raise RtkError(f"--num-classes {num_classes}: give at most {MAX_CLASSES} classes")
     if input_size is not None and not MIN_INPUT <= input_size <= MAX_INPUT:
@@ -144,6 +143,9 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
             raise RtkError(f"{path}: state dict has {found} classes but --num-classes is {num_classes}; drop or fix it")
         meta = ModelMeta(num_classes=found, class_names=default_class_names(found),
                          provenance={"source": f"state_dict:{path.name}"})
+    if meta.precision != "fp32":
+        raise RtkError(f"{path}: its metadata says {meta.precision} but a checkpoint holds FP32 weights (rtk runs "
+                       "it in FP32); the metadata is damaged: save the checkpoint again")
     _check_shapes(meta, state, path)
     model = build_model(meta)
     try:

@@ -28,8 +28,11 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
         props = {p.key: p.value for p in model.metadata_props}
         inputs = [_dims(i) for i in model.graph.input]
         outputs = [_dims(o) for o in model.graph.output]
+        ops = {node.op_type for node in model.graph.node}
     else:
         props, inputs, outputs = _onnx_facts(path)
+        ops = _op_types(path)
+    quantized = bool(ops & QUANTIZE_OPS) or any(op.startswith("QLinear") for op in ops)
     if ONNX_META_KEY in props:
         try:
             meta = ModelMeta.model_validate_json(props[ONNX_META_KEY])
@@ -37,8 +40,37 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
             raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({_first_error(exc)}); "
                            "re-export it with `rtk export`") from None
         meta.check_graph(path, inputs, outputs)
+        meta = meta.check_precision(path, quantized=quantized, cast="Cast" in ops)
+        if "class_names" in props and _listed(props["class_names"]) != meta.class_names:
+            raise RtkError(f"{path}: its class_names metadata ({props['class_names'][:80]}) disagrees with its rtk "
+                           f"metadata ({', '.join(meta.class_names)[:80]}); the metadata is damaged: re-export it")
         return meta
-    return foreign_meta(path, inputs, outputs, source="foreign-onnx")
+    return foreign_meta(path, inputs, outputs, source="foreign-onnx").check_precision(path, quantized=quantized)
+
+
+def _listed(value: str) -> list[str]:
+    """The `class_names` prop other tools read: rtk writes a JSON list; a comma-separated string is read too."""
+    try:
+        names = json.loads(value)
+    except ValueError:
+        return value.split(",")
+    return [str(n) for n in names] if isinstance(names, list) else [value]
+
+
+QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"}
+
+
+def _op_types(path: Path) -> set[str]:
+    """The op types among Cast and the quantize ops that the file's graph holds, found as their protobuf encoding
+    (NodeProto.op_type, field 4) in the raw bytes: ONNX Runtime does not list a graph's nodes, and parsing the
+    file with `onnx` costs about a second for a ResNet50 (and is not in the runtime-only install)."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+        found = {op for op in (*QUANTIZE_OPS, "Cast") if raw.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0}
+        if raw.find(b"QLinear") >= 0:
+            found.add("QLinearConv")
+    return found
 
 
 def foreign_meta(path: Path, inputs: list[list[int | None]], outputs: list[list[int | None]], *,

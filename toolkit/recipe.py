@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit.errors import RtkError
 from toolkit.settings import (REMOTE_FIELDS, BenchSettings, CompileSettings, DeviceSpec, ExportSettings,
-                              FinetuneSettings, Gates, MAX_CLASSES, PruneSettings, QuantizeSettings, SEED_MAX,
-                              SweepSettings, SynthSettings, Target, ValidateSettings)
+                              FinetuneSettings, Gates, MAX_CLASSES, MAX_INPUT, MIN_CLASSES, MIN_INPUT, PruneSettings,
+                              QuantizeSettings, SEED_MAX, SweepSettings, SynthSettings, Target, ValidateSettings)
 
 RECIPE_VERSION = 1
 
@@ -43,8 +43,8 @@ class DataSpec(Strict):
 
 class ModelSpec(Strict):
     source: str = Field("none", description="imagenet-v1, imagenet-v2, random, none (scratch) or a checkpoint path.")
-    num_classes: int | None = Field(None, ge=2, le=MAX_CLASSES)
-    input_size: int | None = Field(None, ge=16, le=1024)
+    num_classes: int | None = Field(None, ge=MIN_CLASSES, le=MAX_CLASSES)
+    input_size: int | None = Field(None, ge=MIN_INPUT, le=MAX_INPUT)
 
 
 class CompileStage(CompileSettings):
@@ -218,6 +218,35 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
     return f"{where}: {key}: {first['msg'].removeprefix('Value error, ')}; fix the recipe (see `rtk recipe schema`)"
 
 
+def _types(annotation: Any) -> set:
+    """Every type an annotation names (Optional, unions, list items and Literal values' types unfolded)."""
+    args = get_args(annotation)
+    if not args:
+        return {annotation}
+    if get_origin(annotation) is Literal:
+        return {type(a) for a in args}
+    return {t for a in args for t in _types(a)}
+
+
+def _refuse_bools(data: Any, model: type[BaseModel], lines: dict[tuple, int], path: Path, prefix: tuple = ()) -> None:
+    """YAML `true` where a number is meant is refused: pydantic's lax mode would read it as 1 (`seed: true`)."""
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue
+        kinds = _types(field.annotation)
+        items = value if isinstance(value, list) else [value]
+        if bool not in kinds and Any not in kinds and any(isinstance(v, bool) for v in items):
+            line = lines.get(prefix + (key,))
+            raise RtkError(f"{path}{f':{line}' if line else ''}: {'.'.join(map(str, prefix + (key,)))}: true/false is "
+                           "not a number; give a number (see `rtk recipe schema`)")
+        sub = next((t for t in kinds if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if sub is not None:
+            _refuse_bools(value, sub, lines, path, prefix + (key,))
+
+
 MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128
 
 
@@ -261,6 +290,7 @@ def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
         raise RtkError(f"{path}:{where}: YAML not allowed in a recipe: {problem}; write plain values") from None
     if not isinstance(data, dict):
         raise RtkError(f"{path}: a recipe is a YAML mapping (name:, data:, ...); see recipes/demo.yaml")
+    _refuse_bools(data, Recipe, _lines(node) if node else {}, path)
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:

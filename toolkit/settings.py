@@ -49,6 +49,8 @@ SEED_MAX = 2**32 - 1            # numpy's and torch's generators both take 0 .. 
 MAX_BATCH = 256                 # images per inference or training batch
 MAX_THREADS = 1024
 MAX_CLASSES = 100_000
+MIN_CLASSES = 2          # a classifier chooses between at least two classes (CLI and recipe alike)
+MIN_INPUT, MAX_INPUT = 16, 4096     # input side in pixels a model is built at (CLI and recipe alike)
 MAX_RUNS = 1_000_000
 
 

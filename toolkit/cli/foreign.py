@@ -62,6 +62,10 @@ def foreign_from(*, labels: Path | None = None, resize: int | None = None, crop:
                  layout: str | None = None, channels: str | None = None, caffe: bool = False) -> Foreign | None:
     """The Foreign description the options give, or None when none was given."""
     pre: dict = {}
+    clash = [flag for flag, value in (("--channels", channels), ("--mean", mean), ("--std", std)) if value]
+    if caffe and clash:
+        raise RtkError(f"--caffe sets channels BGR, the Caffe mean and std 1; give --caffe or {'/'.join(clash)}, "
+                       "not both")
     if caffe:
         pre.update(channels="BGR", pixels="0-255", mean=CAFFE_MEAN_BGR, std=(1.0, 1.0, 1.0))
     given = {"resize": resize, "crop": crop, "mean": _three(mean, "--mean"), "std": _three(std, "--std"),

@@ -24,6 +24,15 @@ def _run_recipe(recipe, output: Path, *, resume: bool, force: bool, json: Path |
         raise GateFailed("gate failed: " + "; ".join(str(g) for g in report.gates if not g.passed))
 
 
+def _json_not_a_recipe_input(loaded, json: Path | None) -> None:
+    """--json against the files and folders the recipe names (the command line's own paths are checked already)."""
+    from toolkit.io import check_io
+    from toolkit.pipeline.run import recipe_inputs
+
+    if json is not None:
+        check_io(inputs=recipe_inputs(loaded), outputs=[("--json", json, (".json",))])
+
+
 def _run_folder(kw: dict) -> list:
     """A run folder and the files every run writes in it (an input may not live there; --json may not be one)."""
     from toolkit.io import FOLDER
@@ -62,6 +71,7 @@ def run_(
     if loaded.sweep is not None:
         raise RtkError(f"{recipe} has a sweep: block; run it with `rtk sweep {recipe} -o DIR` (or remove the block "
                        "to run the recipe once)")
+    _json_not_a_recipe_input(loaded, json)
     _run_recipe(loaded, output, resume=resume, force=force, json=json)
 
 
@@ -100,6 +110,7 @@ def sweep(
     from toolkit.recipe import load_recipe
 
     loaded = load_recipe(recipe)
+    _json_not_a_recipe_input(loaded, json)
     with ui.progress(f"sweeping {loaded.name}") as progress:
         result = run_sweep(loaded, output, resume=resume, force=force, address=address, use_ray=ray,
                            source=str(recipe), progress=progress, notice=ui.warn)

@@ -23,7 +23,8 @@ from pydantic import BaseModel
 
 from toolkit import __version__
 from toolkit.errors import RtkError
-from toolkit.io import FOLDER, check_io, now_iso, sha256_file, write_json, write_text_atomic
+from toolkit.io import (FOLDER, check_io, now_iso, remove_leftover_temps, sha256_file, write_json,
+                        write_text_atomic)
 from toolkit.pipeline.cache import StageCache, portable
 from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
@@ -280,6 +281,7 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     check_io(inputs=recipe_inputs(recipe), outputs=[("-o", output, FOLDER)])
     prepare_output(output, resume=resume, force=force)
     with run_lock(output):
+        remove_leftover_temps(output)       # a killed run's staging folders (nothing else writes here now)
         if force:
             (output / STATE).unlink(missing_ok=True)
         started = now_iso()

@@ -90,8 +90,7 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     if cfg.bias_correction == "full" and out_suffix != ".xml":
         raise RtkError("--bias-correction full runs on NNCF's OpenVINO backend only (its ONNX backend fails with it): "
                        "use --target openvino -o model.xml, or keep the fast one")
-    new_folder = not output.parent.exists() and output.parent.parent.is_dir()   # -o runs/x/int8/model.xml
-    if not new_folder:
+    if output.parent.exists():      # else -o runs/x/int8/model.xml: atomic_outputs creates the folders
         output = check_output(output)
     if output.resolve() == source.resolve():
         raise RtkError(f"-o {output} is the input model; choose another output name")

@@ -182,17 +182,26 @@ def calibration_set(calib: Path | Literal["random"], pre: Preprocess, *, subset:
             warnings.append(f"{len(missing)} of {len(labels)} classes have no calibration image "
                             f"(e.g. {missing[0]}); raise --subset to cover every class")
     return CalibrationSet(samples, _facts(samples, source=str(root), seed=seed, started=started, warnings=warnings,
+                                          scale=_pixel_scale(pre),
                                           list_file=str(list_file) if list_file else None, per_class=per_class,
                                           missing_classes=missing, skipped=skipped))
 
 
-def _facts(samples: np.ndarray, *, source: str, seed: int, started: float, warnings: list[str],
+def _pixel_scale(pre: Preprocess) -> float:
+    """How far above a normalised scale the model's own preprocess puts its tensors by design: 255 for Caffe's
+    mean-subtracted 0-255 pixels without std, 1 for a normalising preprocess (ImageNet's std gives about 4)."""
+    scale = (255.0 if pre.pixels == "0-255" else 1.0) / min(pre.std)
+    return scale if scale > 20 else 1.0
+
+
+def _facts(samples: np.ndarray, *, source: str, seed: int, started: float, warnings: list[str], scale: float = 1.0,
            **extra) -> CalibrationFacts:
     mean = samples.mean(axis=(0, 2, 3)).astype(float).tolist()
     std = samples.std(axis=(0, 2, 3)).astype(float).tolist()
     lo, hi = float(samples.min()), float(samples.max())
     if source != RANDOM:
-        warnings = warnings + stats_warnings(mean, std, lo, hi)
+        warnings = warnings + stats_warnings([m / scale for m in mean], [v / scale for v in std], lo / scale,
+                                             hi / scale)
     return CalibrationFacts(source=source, images=len(samples), seed=seed, mean=mean, std=std, min=lo, max=hi,
                             preprocess_seconds=time.perf_counter() - started, warnings=warnings, **extra)
 

@@ -26,9 +26,12 @@ def ir_output(output: Path) -> Path:
     folder = xml.parent
     if folder.exists() and not folder.is_dir():
         raise RtkError(f"output {folder} is a file; give a folder or a .xml path")
-    if not folder.is_dir() and not folder.parent.is_dir():
-        raise RtkError(f"output folder {folder.parent} does not exist; create it first or choose another -o")
-    if not os.access(folder if folder.is_dir() else folder.parent, os.W_OK):
+    base = folder                   # the folder that exists: missing ones below it are created when written
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise RtkError(f"output {base} is a file; give a folder or a .xml path")
+    if not os.access(base, os.W_OK):
         raise RtkError(f"output folder {folder} is not writable; choose another -o")
     return xml
 

@@ -55,15 +55,16 @@ def read_ir_meta(path: Path) -> ModelMeta:
     model = read_model(path)
     inputs = [_dims(i.get_partial_shape()) for i in model.inputs]
     outputs = [_dims(o.get_partial_shape()) for o in model.outputs]
+    quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     if not model.has_rt_info(META_PATH):
-        return foreign_meta(path, inputs, outputs, source="foreign-ir")
+        return foreign_meta(path, inputs, outputs, source="foreign-ir").check_precision(path, quantized=quantized)
     try:
         meta = ModelMeta.model_validate_json(str(model.get_rt_info(META_PATH).astype(str)))
     except ValueError as exc:
         raise RtkError(f"{path}: its rtk metadata (rt_info rtk/meta) is damaged ({_first_error(exc)}); compile it "
                        "again with `rtk compile --target openvino`") from None
     meta.check_graph(path, inputs, outputs)
-    return meta
+    return meta.check_precision(path, quantized=quantized)
 
 
 def _dims(shape: Any) -> list[int | None]:
