@@ -195,29 +195,36 @@ def test_a_recipe_with_two_devices(on_rig, cli, tmp_path):
     assert compared.exit_code == 0 and {(r["device"], r["name"]) for r in rows} >= {("a", "fp32"), ("b", "fp32")}
 
 
-def test_a_damaged_cached_copy_is_refused_and_dead_jobs_leave_nothing(on_rig, random_onnx, tmp_path):
-    """A cached artifact changed on the device is caught (the device hashes the file it timed): one line, exit 2;
-    temporary folders of a job that died without cleaning up (power loss) go with the next job."""
-    from toolkit.bench import bench
-    from toolkit.remote import RemoteError, upload_of
-    from toolkit.settings import BenchSettings
+def test_a_damaged_cached_copy_is_copied_again_and_dead_jobs_leave_nothing(on_rig, cli, random_ir, tiny_data,
+                                                                          tmp_path):
+    """Every run re-checks the cached copies it uses on the device: an IR's .bin with a flipped byte, or a data
+    folder with an image gone, is copied again before the run (the result is the host files'); temporary folders
+    of a job that died without cleaning up (power loss) go with the next job."""
+    from toolkit.remote import upload_of
 
-    settings = BenchSettings(runs=2, warmup=0, remote=on_rig.alias)
-    bench(random_onnx, settings=settings)
+    val = tmp_path / "val"
+    shutil.copytree(tiny_data / "val", val)
+    out = tmp_path / "v.json"
+    first = cli("validate", random_ir, "--data", val, "--remote", on_rig.alias, "--json", out)
+    assert first.exit_code == 0, first.stderr
+    before = json.loads(out.read_text())
     cache = on_rig.home / ".cache" / "rtk"
-    copy = cache / upload_of(random_onnx).folder / random_onnx.name
-    with open(copy, "r+b") as f:
+    weights = cache / upload_of(random_ir).folder / random_ir.with_suffix(".bin").name
+    data = cache / folder_upload(val).folder
+    with open(weights, "r+b") as f:
         f.seek(-1, 2)
         last = f.read(1)
         f.seek(-1, 2)
         f.write(bytes([last[0] ^ 1]))
-    with pytest.raises(RemoteError) as err:
-        bench(random_onnx, settings=settings)
-    assert err.value.exit_code == 2 and "cached copy of random.onnx differs" in str(err.value)
-    copy.unlink()
+    next((data / "circle").iterdir()).unlink()
     (cache / "artifacts" / ".upload.dead").mkdir()
     (cache / ".run.dead").mkdir()
-    assert bench(random_onnx, settings=settings).sha256 == upload_of(random_onnx).key
+    again = cli("validate", random_ir, "--data", val, "--remote", on_rig.alias, "--json", out)
+    assert again.exit_code == 0, again.stderr
+    assert len(_said(again)) == 2, again.stderr          # the IR and the folder, both copied again
+    got = json.loads(out.read_text())
+    assert got["images"] == before["images"] and got["artifacts"][0]["top1"] == before["artifacts"][0]["top1"]
+    assert weights.read_bytes() == random_ir.with_suffix(".bin").read_bytes()
     assert not (cache / "artifacts" / ".upload.dead").exists() and not (cache / ".run.dead").exists()
 
 

@@ -1,11 +1,12 @@
 """What goes into the device's content-addressed cache, and the tar stream that carries it there.
 
 An artifact and its companions (an IR's .bin, an engine's sidecar) land in <cache>/artifacts/<key>/<name>: <key>
-is the file's sha256, or for a set the sha256 of their `sha256sum`-style list; each file is verified on arrival
-and the artifact is moved in last, so its presence means a complete set. A folder (`--data`) lands whole in
-<cache>/data/<key>: <key> is its tree hash (the sha256 of the sorted relative-path + file-sha256 list); the tar
-carries that list, the device checks every file against it, then renames the folder into place, so a folder
-there is complete. Either way a second call copies nothing.
+is the file's sha256, or for a set the sha256 of their `sha256sum`-style list. A folder (`--data`) lands whole in
+<cache>/data/<key>: <key> is its tree hash (the sha256 of the sorted relative-path + file-sha256 list). Either
+way the tar carries the files' `sha256sum` list beside them; the device checks every file against it, renames
+the entry into place and keeps the list as <entry>.sums. Before every run the device checks each entry the run
+uses against its list again (remote.sh `whole`): one that changed there since is copied again, so a run never
+uses a damaged or stale copy, and an intact one is not copied twice.
 """
 
 from __future__ import annotations
@@ -60,10 +61,6 @@ class Upload:
     def remote(self) -> str:
         """What the device's rtk is given: the artifact in the cache (relative to it), or the folder."""
         return self.folder if self.tree else str(PurePosixPath(self.folder, self.files[-1][1]))
-
-    def pairs(self) -> list[str]:
-        """remote.sh upload's SHA256 NAME arguments (an artifact's few files; a folder's list travels in the tar)."""
-        return [] if self.tree else [x for _, name, digest in self.files for x in (digest, name)]
 
 
 def companions(path: Path) -> list[Path]:
@@ -124,7 +121,7 @@ def _sums_line(name: str, digest: str) -> str:
 
 
 def tar_of(upload: Upload) -> Callable[[IO[bytes]], None]:
-    """Write the upload's tar to a stream: the files by name, or for a folder its sums list and its tree."""
+    """Write the upload's tar to a stream: its sums list, and its files under tree/."""
     def entry(name: str, size: int, *, mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.type = size, mode, kind
@@ -132,13 +129,10 @@ def tar_of(upload: Upload) -> Callable[[IO[bytes]], None]:
 
     def feed(stream: IO[bytes]) -> None:
         with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            prefix = ""
-            if upload.tree:
-                sums = "".join(_sums_line(n, s) for _, n, s in upload.files).encode()
-                tar.addfile(entry(SUMS, len(sums)), io.BytesIO(sums))
-                tar.addfile(entry(TREE, 0, mode=0o755, kind=tarfile.DIRTYPE))
-                prefix = TREE + "/"
+            sums = "".join(_sums_line(n, s) for _, n, s in upload.files).encode()
+            tar.addfile(entry(SUMS, len(sums)), io.BytesIO(sums))
+            tar.addfile(entry(TREE, 0, mode=0o755, kind=tarfile.DIRTYPE))
             for path, name, _ in upload.files:
                 with open(path, "rb") as f:
-                    tar.addfile(entry(prefix + name, path.stat().st_size), f)
+                    tar.addfile(entry(f"{TREE}/{name}", path.stat().st_size), f)
     return feed

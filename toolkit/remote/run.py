@@ -97,7 +97,7 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
     say = say or (lambda _msg: None)
     uploads = {i: u for i, a in enumerate(argv) if (u := _upload(a)) is not None}
     say(f"asking {device.name} what it has")
-    code, out, lines = _call(device, "probe", [u.remote for u in uploads.values()])
+    code, out, lines = _call(device, "probe", [u.folder for u in uploads.values()])
     fault = _fault(device, code, lines, "asking the device")
     if fault and code in (1, 2, 3):     # its rtk exists but `rtk doctor` fails: not a gate, not a lost device
         said = str(fault).removeprefix(f"{device.name}: ")
@@ -120,9 +120,8 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
         if have != "1":
             what = Path(_local(argv[i])).name or _local(argv[i])
             say(f"copying {what} ({upload.bytes / 2**20:.1f} MB) to {device.name}")
-            code, _, lines = _call(device, "upload", [upload.folder, str(upload.bytes),
-                                                      "tree" if upload.tree else "files", *upload.pairs()],
-                                   feed=tar_of(upload), say=say)
+            code, _, lines = _call(device, "upload", [upload.folder, str(upload.bytes)], feed=tar_of(upload),
+                                   say=say)
             fault = _fault(device, code, lines, f"copying {what}")
             if fault:
                 raise fault
