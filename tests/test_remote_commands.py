@@ -379,3 +379,21 @@ def test_a_device_result_that_is_not_strict_or_not_this_shape(on_rig, random_onn
     with pytest.raises(RemoteError) as err:
         bench(random_onnx, settings=BenchSettings(runs=2, warmup=0, remote=on_rig.alias, remote_rtk=str(shim)))
     assert err.value.exit_code == 2 and words in str(err.value)
+
+
+def test_inputs_keep_their_host_paths(on_rig, cli, random_onnx, tiny_data, tmp_path):
+    """Two inputs with one content and one name (x/a.png, y/a.png) come back as their own host paths, in order;
+    the device's error lines name the host's file, not its cache copy."""
+    image = next((tiny_data / "val" / "circle").iterdir())
+    pair = [tmp_path / "x" / "a.png", tmp_path / "y" / "a.png"]
+    for p in pair:
+        p.parent.mkdir()
+        shutil.copy(image, p)
+    out = tmp_path / "p.json"
+    done = cli("predict", *pair, "--model", random_onnx, "--remote", on_rig.alias, "--json", out)
+    assert done.exit_code == 0, done.stderr
+    assert [p["image"] for p in json.loads(out.read_text())] == [str(p) for p in pair]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    failed = cli("predict", bad, "--model", random_onnx, "--remote", on_rig.alias)
+    assert failed.exit_code == 2 and str(bad) in failed.stderr and "artifacts/" not in failed.stderr, failed.stderr
