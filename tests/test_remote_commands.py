@@ -184,7 +184,7 @@ def test_a_recipe_with_two_devices(on_rig, cli, tmp_path):
     device_rows = [r for r in report["rows"] if r["device"]]
     assert all(r["accuracy_on"] == r["device"] and r["top1"] is not None for r in device_rows)
     p99 = {(g["device"], g["passed"]) for g in report["gates"] if g["name"] == "max_p99_ms"}
-    assert p99 == {("a", True), ("b", True), ("b", False)}
+    assert p99 == {("a", True), ("b", False)}      # b's own key replaces the generic one there
     assert "gate max_p99_ms FAILED for fp32 on b" in result.stderr
     md = (out / "report.md").read_text()
     assert "| a | fp32 | onnxruntime |" in md and "| b | fp32 | onnxruntime |" in md
@@ -397,3 +397,14 @@ def test_inputs_keep_their_host_paths(on_rig, cli, random_onnx, tiny_data, tmp_p
     bad.write_bytes(b"not an image")
     failed = cli("predict", bad, "--model", random_onnx, "--remote", on_rig.alias)
     assert failed.exit_code == 2 and str(bad) in failed.stderr and "artifacts/" not in failed.stderr, failed.stderr
+
+
+def test_a_devices_own_latency_gate_replaces_the_generic_one_there():
+    """max_p99_ms {onnxruntime: 1, a/onnxruntime: 100}: device a is gated by its own key only (once), b by the
+    generic one."""
+    from toolkit.pipeline.gates import Scored, evaluate
+    from toolkit.settings import Gates
+
+    rows = [Scored(name="fp32", target="onnxruntime", device=d, p99_ms=50.0) for d in ("a", "b")]
+    got = evaluate(Gates(max_p99_ms={"onnxruntime": 1, "a/onnxruntime": 100}), rows)
+    assert [(g.device, g.limit, g.passed) for g in got] == [("b", 1, False), ("a", 100, True)]
