@@ -408,3 +408,16 @@ def test_a_devices_own_latency_gate_replaces_the_generic_one_there():
     rows = [Scored(name="fp32", target="onnxruntime", device=d, p99_ms=50.0) for d in ("a", "b")]
     got = evaluate(Gates(max_p99_ms={"onnxruntime": 1, "a/onnxruntime": 100}), rows)
     assert [(g.device, g.limit, g.passed) for g in got] == [("b", 1, False), ("a", 100, True)]
+
+
+def test_a_recipe_with_a_device_down_fails_before_any_stage(on_rig, cli, tmp_path):
+    """devices: {a: up, down: closed port}: every device is asked first (in parallel), exit 4 naming the one down,
+    before the model stage runs."""
+    from tiny_recipe import TINY
+
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(TINY + f"devices:\n  a: {on_rig.alias}\n  down: {{dest: device-down}}\n")
+    out = tmp_path / "run"
+    result = cli("run", recipe, "-o", out)
+    assert result.exit_code == 4 and "down: unreachable" in result.stderr, result.stderr[-2000:]
+    assert not (out / "model").exists() and not list(out.glob("*/model*")), sorted(out.rglob("*"))
