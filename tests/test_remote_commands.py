@@ -68,8 +68,10 @@ def test_a_changed_folder_is_copied_again_under_its_new_key(on_rig, cli, random_
     shutil.copy(next((val / "square").iterdir()), image)
     after = folder_upload(val).key
     assert after != before
+    (val / "circle" / "gone.png").symlink_to(tmp_path / "nowhere.png")     # warned about, as a local run does
     done = cli("validate", random_onnx, "--data", val, "--remote", on_rig.alias)
     assert done.exit_code == 0 and any("copying val" in ln for ln in _said(done)), done.stderr
+    assert "1 unreadable or non-image files" in done.stderr, done.stderr
     copied = on_rig.home / ".cache" / "rtk" / "data" / after / image.relative_to(val)
     assert copied.read_bytes() == image.read_bytes()
 
@@ -421,3 +423,11 @@ def test_a_recipe_with_a_device_down_fails_before_any_stage(on_rig, cli, tmp_pat
     result = cli("run", recipe, "-o", out)
     assert result.exit_code == 4 and "down: unreachable" in result.stderr, result.stderr[-2000:]
     assert not (out / "model").exists() and not list(out.glob("*/model*")), sorted(out.rglob("*"))
+
+
+def test_a_bad_destination_is_refused_before_any_input_is_read(cli, tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x" * 1000)
+    done = cli("bench", model, "--remote", "-oProxyCommand=x")
+    assert done.exit_code == 2 and "give an SSH destination" in done.stderr and "asking" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

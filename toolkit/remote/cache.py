@@ -48,6 +48,7 @@ class Upload:
     key: str
     files: tuple[tuple[Path, str, str], ...]     # (local path, name in the copy, sha256); the artifact last
     tree: bool = False
+    dropped: int = 0     # a folder's entries in its class folders that are no file (a broken symlink): not copied
 
     @property
     def folder(self) -> str:
@@ -104,13 +105,15 @@ def folder_upload(path: Path) -> Upload:
         raise RemoteError(f"{path}: folder not found; give a folder of class folders on this host, or "
                           "--remote-data PATH for one already on the device")
     try:
-        names = sorted(p for p in path.rglob("*") if p.is_file())
+        found = list(path.rglob("*"))
+        names = sorted(p for p in found if p.is_file())
         sums = tuple((p, p.relative_to(path).as_posix(), _digest(p)) for p in names)
+        dropped = sum(1 for p in found if len(p.relative_to(path).parts) > 1 and not p.is_file() and not p.is_dir())
     except OSError as exc:
         raise RemoteError(f"{exc.filename or path}: cannot read it ({exc.strerror or exc}); fix its permissions or "
                           "leave it out of the folder") from None
     key = hashlib.sha256("".join(f"{n}\0{s}\n" for _, n, s in sums).encode()).hexdigest()
-    return Upload(key=key, files=sums, tree=True)
+    return Upload(key=key, files=sums, tree=True, dropped=dropped)
 
 
 def _sums_line(name: str, digest: str) -> str:
