@@ -2,7 +2,7 @@
 #     sh -c "<this file>" rtk-remote TASK CACHE RTK ARGS...
 # every argument quoted for the device's shell. TASK is probe, upload or run; CACHE is the device's rtk cache
 # folder and RTK the rtk command there (both may start with ~/). Needs POSIX sh, tar, sha256sum, flock, mktemp,
-# df and awk.
+# df, awk, find and wc.
 #
 # `watch` stops the task when the host goes away: a `read` loop on the channel's stdin (one process, reading a
 # byte at a time, so it never takes data meant for tar) sends TERM to the task when stdin ends. `stop` turns
