@@ -68,8 +68,10 @@ def test_a_changed_folder_is_copied_again_under_its_new_key(on_rig, cli, random_
     shutil.copy(next((val / "square").iterdir()), image)
     after = folder_upload(val).key
     assert after != before
+    (val / "circle" / "gone.png").symlink_to(tmp_path / "nowhere.png")     # warned about, as a local run does
     done = cli("validate", random_onnx, "--data", val, "--remote", on_rig.alias)
     assert done.exit_code == 0 and any("copying val" in ln for ln in _said(done)), done.stderr
+    assert "1 unreadable or non-image files" in done.stderr, done.stderr
     copied = on_rig.home / ".cache" / "rtk" / "data" / after / image.relative_to(val)
     assert copied.read_bytes() == image.read_bytes()
 
@@ -184,7 +186,7 @@ def test_a_recipe_with_two_devices(on_rig, cli, tmp_path):
     device_rows = [r for r in report["rows"] if r["device"]]
     assert all(r["accuracy_on"] == r["device"] and r["top1"] is not None for r in device_rows)
     p99 = {(g["device"], g["passed"]) for g in report["gates"] if g["name"] == "max_p99_ms"}
-    assert p99 == {("a", True), ("b", True), ("b", False)}
+    assert p99 == {("a", True), ("b", False)}      # b's own key replaces the generic one there
     assert "gate max_p99_ms FAILED for fp32 on b" in result.stderr
     md = (out / "report.md").read_text()
     assert "| a | fp32 | onnxruntime |" in md and "| b | fp32 | onnxruntime |" in md
@@ -195,29 +197,36 @@ def test_a_recipe_with_two_devices(on_rig, cli, tmp_path):
     assert compared.exit_code == 0 and {(r["device"], r["name"]) for r in rows} >= {("a", "fp32"), ("b", "fp32")}
 
 
-def test_a_damaged_cached_copy_is_refused_and_dead_jobs_leave_nothing(on_rig, random_onnx, tmp_path):
-    """A cached artifact changed on the device is caught (the device hashes the file it timed): one line, exit 2;
-    temporary folders of a job that died without cleaning up (power loss) go with the next job."""
-    from toolkit.bench import bench
-    from toolkit.remote import RemoteError, upload_of
-    from toolkit.settings import BenchSettings
+def test_a_damaged_cached_copy_is_copied_again_and_dead_jobs_leave_nothing(on_rig, cli, random_ir, tiny_data,
+                                                                          tmp_path):
+    """Every run re-checks the cached copies it uses on the device: an IR's .bin with a flipped byte, or a data
+    folder with an image gone, is copied again before the run (the result is the host files'); temporary folders
+    of a job that died without cleaning up (power loss) go with the next job."""
+    from toolkit.remote import upload_of
 
-    settings = BenchSettings(runs=2, warmup=0, remote=on_rig.alias)
-    bench(random_onnx, settings=settings)
+    val = tmp_path / "val"
+    shutil.copytree(tiny_data / "val", val)
+    out = tmp_path / "v.json"
+    first = cli("validate", random_ir, "--data", val, "--remote", on_rig.alias, "--json", out)
+    assert first.exit_code == 0, first.stderr
+    before = json.loads(out.read_text())
     cache = on_rig.home / ".cache" / "rtk"
-    copy = cache / upload_of(random_onnx).folder / random_onnx.name
-    with open(copy, "r+b") as f:
+    weights = cache / upload_of(random_ir).folder / random_ir.with_suffix(".bin").name
+    data = cache / folder_upload(val).folder
+    with open(weights, "r+b") as f:
         f.seek(-1, 2)
         last = f.read(1)
         f.seek(-1, 2)
         f.write(bytes([last[0] ^ 1]))
-    with pytest.raises(RemoteError) as err:
-        bench(random_onnx, settings=settings)
-    assert err.value.exit_code == 2 and "cached copy of random.onnx differs" in str(err.value)
-    copy.unlink()
+    next((data / "circle").iterdir()).unlink()
     (cache / "artifacts" / ".upload.dead").mkdir()
     (cache / ".run.dead").mkdir()
-    assert bench(random_onnx, settings=settings).sha256 == upload_of(random_onnx).key
+    again = cli("validate", random_ir, "--data", val, "--remote", on_rig.alias, "--json", out)
+    assert again.exit_code == 0, again.stderr
+    assert len(_said(again)) == 2, again.stderr          # the IR and the folder, both copied again
+    got = json.loads(out.read_text())
+    assert got["images"] == before["images"] and got["artifacts"][0]["top1"] == before["artifacts"][0]["top1"]
+    assert weights.read_bytes() == random_ir.with_suffix(".bin").read_bytes()
     assert not (cache / "artifacts" / ".upload.dead").exists() and not (cache / ".run.dead").exists()
 
 
@@ -372,3 +381,53 @@ def test_a_device_result_that_is_not_strict_or_not_this_shape(on_rig, random_onn
     with pytest.raises(RemoteError) as err:
         bench(random_onnx, settings=BenchSettings(runs=2, warmup=0, remote=on_rig.alias, remote_rtk=str(shim)))
     assert err.value.exit_code == 2 and words in str(err.value)
+
+
+def test_inputs_keep_their_host_paths(on_rig, cli, random_onnx, tiny_data, tmp_path):
+    """Two inputs with one content and one name (x/a.png, y/a.png) come back as their own host paths, in order;
+    the device's error lines name the host's file, not its cache copy."""
+    image = next((tiny_data / "val" / "circle").iterdir())
+    pair = [tmp_path / "x" / "a.png", tmp_path / "y" / "a.png"]
+    for p in pair:
+        p.parent.mkdir()
+        shutil.copy(image, p)
+    out = tmp_path / "p.json"
+    done = cli("predict", *pair, "--model", random_onnx, "--remote", on_rig.alias, "--json", out)
+    assert done.exit_code == 0, done.stderr
+    assert [p["image"] for p in json.loads(out.read_text())] == [str(p) for p in pair]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    failed = cli("predict", bad, "--model", random_onnx, "--remote", on_rig.alias)
+    assert failed.exit_code == 2 and str(bad) in failed.stderr and "artifacts/" not in failed.stderr, failed.stderr
+
+
+def test_a_devices_own_latency_gate_replaces_the_generic_one_there():
+    """max_p99_ms {onnxruntime: 1, a/onnxruntime: 100}: device a is gated by its own key only (once), b by the
+    generic one."""
+    from toolkit.pipeline.gates import Scored, evaluate
+    from toolkit.settings import Gates
+
+    rows = [Scored(name="fp32", target="onnxruntime", device=d, p99_ms=50.0) for d in ("a", "b")]
+    got = evaluate(Gates(max_p99_ms={"onnxruntime": 1, "a/onnxruntime": 100}), rows)
+    assert [(g.device, g.limit, g.passed) for g in got] == [("b", 1, False), ("a", 100, True)]
+
+
+def test_a_recipe_with_a_device_down_fails_before_any_stage(on_rig, cli, tmp_path):
+    """devices: {a: up, down: closed port}: every device is asked first (in parallel), exit 4 naming the one down,
+    before the model stage runs."""
+    from tiny_recipe import TINY
+
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(TINY + f"devices:\n  a: {on_rig.alias}\n  down: {{dest: device-down}}\n")
+    out = tmp_path / "run"
+    result = cli("run", recipe, "-o", out)
+    assert result.exit_code == 4 and "down: unreachable" in result.stderr, result.stderr[-2000:]
+    assert not (out / "model").exists() and not list(out.glob("*/model*")), sorted(out.rglob("*"))
+
+
+def test_a_bad_destination_is_refused_before_any_input_is_read(cli, tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x" * 1000)
+    done = cli("bench", model, "--remote", "-oProxyCommand=x")
+    assert done.exit_code == 2 and "give an SSH destination" in done.stderr and "asking" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

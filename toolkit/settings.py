@@ -205,6 +205,19 @@ class RemoteSettings(Settings):
     remote_rtk: str | None = Field(None, min_length=1, description="The device's rtk (default: rtk on its PATH), "
                                    "e.g. ~/venv/bin/rtk; ~/ and relative paths start at the login folder.")
 
+    @field_validator("remote")
+    @classmethod
+    def _a_destination(cls, value: str | None) -> str | None:
+        """A bad destination is refused with the settings, before any input is read."""
+        from toolkit.remote.channel import RemoteError, ssh_destination
+
+        if value is not None:
+            try:
+                ssh_destination(value)
+            except RemoteError as exc:
+                raise ValueError(str(exc).removeprefix(f"--remote {value!r}: ")) from None
+        return value
+
     @model_validator(mode="after")
     def _needs_remote(self) -> "RemoteSettings":
         given = [f for f in REMOTE_FIELDS[1:] if getattr(self, f, None) is not None]

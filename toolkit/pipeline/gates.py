@@ -73,10 +73,10 @@ def evaluate(gates: Gates, rows: Sequence[Scored]) -> list[Gate]:
                             value=r.agreement, passed=r.agreement >= gates.min_agreement_pct, device=on))
     places = list(dict.fromkeys(r.device for r in rows if r.role != "reference"))
     for name, limits in (("max_p50_ms", gates.max_p50_ms), ("max_p99_ms", gates.max_p99_ms)):
-        field = name.removeprefix("max_")
+        field = name.removeprefix("max_")      # a device's own key (nuc/openvino) replaces the generic one there
         for key, limit in limits.items():
             device, _, target = key.rpartition("/")
-            for place in ([device] if device else places):
+            for place in ([device] if device else [p for p in places if f"{p}/{target}" not in limits]):
                 timed = [r for r in rows if r.target == target and r.device == place and getattr(r, field) is not None]
                 if timed:
                     value = getattr(timed[-1], field)

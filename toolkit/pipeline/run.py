@@ -276,8 +276,12 @@ def check_machine(recipe: Recipe) -> None:
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent,
         cache: StageCache | None = None, executor: Executor = inline):
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
+    from toolkit.pipeline.stages import devices_of
+    from toolkit.remote.devices import reach_all
+
     output = Path(output)
     check_machine(recipe)
+    reach_all(devices_of(recipe).values())      # a device down fails now, not after the stages before its own
     check_io(inputs=recipe_inputs(recipe), outputs=[("-o", output, FOLDER)])
     prepare_output(output, resume=resume, force=force)
     with run_lock(output):

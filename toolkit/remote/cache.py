@@ -1,11 +1,12 @@
 """What goes into the device's content-addressed cache, and the tar stream that carries it there.
 
 An artifact and its companions (an IR's .bin, an engine's sidecar) land in <cache>/artifacts/<key>/<name>: <key>
-is the file's sha256, or for a set the sha256 of their `sha256sum`-style list; each file is verified on arrival
-and the artifact is moved in last, so its presence means a complete set. A folder (`--data`) lands whole in
-<cache>/data/<key>: <key> is its tree hash (the sha256 of the sorted relative-path + file-sha256 list); the tar
-carries that list, the device checks every file against it, then renames the folder into place, so a folder
-there is complete. Either way a second call copies nothing.
+is the file's sha256, or for a set the sha256 of their `sha256sum`-style list. A folder (`--data`) lands whole in
+<cache>/data/<key>: <key> is its tree hash (the sha256 of the sorted relative-path + file-sha256 list). Either
+way the tar carries the files' `sha256sum` list beside them; the device checks every file against it, renames
+the entry into place and keeps the list as <entry>.sums. Before every run the device checks each entry the run
+uses against its list again (remote.sh `whole`): one that changed there since is copied again, so a run never
+uses a damaged or stale copy, and an intact one is not copied twice.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Upload:
     key: str
     files: tuple[tuple[Path, str, str], ...]     # (local path, name in the copy, sha256); the artifact last
     tree: bool = False
+    dropped: int = 0     # a folder's entries in its class folders that are no file (a broken symlink): not copied
 
     @property
     def folder(self) -> str:
@@ -60,10 +62,6 @@ class Upload:
     def remote(self) -> str:
         """What the device's rtk is given: the artifact in the cache (relative to it), or the folder."""
         return self.folder if self.tree else str(PurePosixPath(self.folder, self.files[-1][1]))
-
-    def pairs(self) -> list[str]:
-        """remote.sh upload's SHA256 NAME arguments (an artifact's few files; a folder's list travels in the tar)."""
-        return [] if self.tree else [x for _, name, digest in self.files for x in (digest, name)]
 
 
 def companions(path: Path) -> list[Path]:
@@ -107,13 +105,15 @@ def folder_upload(path: Path) -> Upload:
         raise RemoteError(f"{path}: folder not found; give a folder of class folders on this host, or "
                           "--remote-data PATH for one already on the device")
     try:
-        names = sorted(p for p in path.rglob("*") if p.is_file())
+        found = list(path.rglob("*"))
+        names = sorted(p for p in found if p.is_file())
         sums = tuple((p, p.relative_to(path).as_posix(), _digest(p)) for p in names)
+        dropped = sum(1 for p in found if len(p.relative_to(path).parts) > 1 and not p.is_file() and not p.is_dir())
     except OSError as exc:
         raise RemoteError(f"{exc.filename or path}: cannot read it ({exc.strerror or exc}); fix its permissions or "
                           "leave it out of the folder") from None
     key = hashlib.sha256("".join(f"{n}\0{s}\n" for _, n, s in sums).encode()).hexdigest()
-    return Upload(key=key, files=sums, tree=True)
+    return Upload(key=key, files=sums, tree=True, dropped=dropped)
 
 
 def _sums_line(name: str, digest: str) -> str:
@@ -124,7 +124,7 @@ def _sums_line(name: str, digest: str) -> str:
 
 
 def tar_of(upload: Upload) -> Callable[[IO[bytes]], None]:
-    """Write the upload's tar to a stream: the files by name, or for a folder its sums list and its tree."""
+    """Write the upload's tar to a stream: its sums list, and its files under tree/."""
     def entry(name: str, size: int, *, mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.type = size, mode, kind
@@ -132,13 +132,10 @@ def tar_of(upload: Upload) -> Callable[[IO[bytes]], None]:
 
     def feed(stream: IO[bytes]) -> None:
         with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            prefix = ""
-            if upload.tree:
-                sums = "".join(_sums_line(n, s) for _, n, s in upload.files).encode()
-                tar.addfile(entry(SUMS, len(sums)), io.BytesIO(sums))
-                tar.addfile(entry(TREE, 0, mode=0o755, kind=tarfile.DIRTYPE))
-                prefix = TREE + "/"
+            sums = "".join(_sums_line(n, s) for _, n, s in upload.files).encode()
+            tar.addfile(entry(SUMS, len(sums)), io.BytesIO(sums))
+            tar.addfile(entry(TREE, 0, mode=0o755, kind=tarfile.DIRTYPE))
             for path, name, _ in upload.files:
                 with open(path, "rb") as f:
-                    tar.addfile(entry(prefix + name, path.stat().st_size), f)
+                    tar.addfile(entry(f"{TREE}/{name}", path.stat().st_size), f)
     return feed

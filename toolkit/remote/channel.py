@@ -224,7 +224,7 @@ def _fault(device: Device, code: int, lines: list[str], during: str) -> RemoteEr
                            f"{DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)} (or give the path of its rtk)")
     if script and script[-1].startswith("tools"):
         return RemoteError(f"{n}: the device lacks{script[-1][len('tools'):]}; install them there "
-                           "(Debian/Ubuntu: apt-get install tar coreutils util-linux gawk)")
+                           "(Debian/Ubuntu: apt-get install tar coreutils findutils util-linux gawk)")
     if script:
         return RemoteError(f"{n}: {script[-1]} while {during}; nothing was left half-written, retry", UNREACHABLE)
     if code in (130, 143):

@@ -81,7 +81,12 @@ def validate_on_device(artifacts: Sequence[str | Path], data: str | Path | None,
             *flags_of(gates, exclude=tuple(f for f in Gates.model_fields if f not in VALIDATE_GATES)),
             *flags_of(settings)]
     done = remote_run(device or device_of(settings), argv, say=say)
-    return _read(ValidationReport, done.as_json(), done)
+    report = _read(ValidationReport, done.as_json(), done)
+    if data is not None:     # a broken symlink in it was not copied: skipped, as a local run counts it
+        from toolkit.remote.cache import folder_upload
+
+        report.skipped += folder_upload(Path(data)).dropped
+    return report
 
 
 def predict_on_device(images: Sequence[str | Path], model: str | Path, *, target: str | None,

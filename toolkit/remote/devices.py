@@ -8,10 +8,11 @@ takes its slot through these two functions.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 T = TypeVar("T")
 _SLOTS: dict[str, threading.Lock] = {}
@@ -53,3 +54,28 @@ def on_devices(jobs: Mapping[str, tuple[str, Callable[[], T]]]) -> dict[str, T]:
             STOPPING.clear()
             raise
         return {name: f.result() for name, f in futures.items()}
+
+
+def reach_all(devices: Iterable) -> None:
+    """Refuse, before any stage, a recipe with a device that does not answer: `ssh DEST true` to every device, in
+    parallel; a failure is the first such device's one line (exit 4 unreachable, 2 something to fix), so no stage
+    runs for a result that could not be finished."""
+    from toolkit.remote.channel import UNREACHABLE, RemoteError, _fault, ssh_command
+
+    def answer(device) -> RemoteError | None:
+        try:
+            done = subprocess.run([*ssh_command(device), "true"], stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=device.connect_timeout + 20)
+        except subprocess.TimeoutExpired:
+            return RemoteError(f"{device.name}: unreachable (no answer to ssh within {device.connect_timeout + 20} s)",
+                               UNREACHABLE)
+        lines = done.stderr.decode(errors="replace").splitlines()
+        return _fault(device, done.returncode, lines, "checking that it answers")
+
+    devices = list(devices)
+    if not devices:
+        return
+    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="rtk-reach") as pool:
+        faults = [f for f in pool.map(answer, devices) if f is not None]
+    if faults:
+        raise faults[0]

@@ -2,7 +2,7 @@
 #     sh -c "<this file>" rtk-remote TASK CACHE RTK ARGS...
 # every argument quoted for the device's shell. TASK is probe, upload or run; CACHE is the device's rtk cache
 # folder and RTK the rtk command there (both may start with ~/). Needs POSIX sh, tar, sha256sum, flock, mktemp,
-# df and awk.
+# df, awk, find and wc.
 #
 # `watch` stops the task when the host goes away: a `read` loop on the channel's stdin (one process, reading a
 # byte at a time, so it never takes data meant for tar) sends TERM to the task when stdin ends. `stop` turns
@@ -36,26 +36,35 @@ lock() {  # one job at a time on this device: held by this shell and its childre
   fi
 }
 
-# ARGS: files under CACHE to look for. Prints one 0/1 per file, a newline, then `rtk doctor --json`.
+# An entry (FOLDER under CACHE) is whole when its files match FOLDER.sums, the `sha256sum` list its upload kept,
+# and it holds no other file: anything changed, added or removed on the device since it was copied fails this.
+whole() {
+  [ -d "$cache/$1" ] && [ -f "$cache/$1.sums" ] || return 1
+  n=$(cd "$cache/$1" && find . -type f -exec printf '%.0s.\n' {} + | wc -l) || return 1
+  [ "$n" -eq "$(wc -l < "$cache/$1.sums")" ] || return 1
+  [ "$n" -eq 0 ] || (cd "$cache/$1" && sha256sum --quiet --strict -c "$cache/$1.sums") >/dev/null 2>&1
+}
+
+# ARGS: entries (folders under CACHE) to look for. Prints one 0/1 per entry (1: there and whole, so every run
+# is on a verified copy; 0: the host copies it again), a newline, then `rtk doctor --json`.
 probe() {
   missing=
-  for tool in tar sha256sum flock mktemp df awk; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+  for tool in tar sha256sum flock mktemp df awk find wc; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
   [ -z "$missing" ] || fail "tools$missing"
   mkdir -p "$cache/artifacts" "$cache/data" || exit 1
   tmp=$(mktemp -d "$cache/.probe.XXXXXX") || exit 1
   "$rtk" doctor --json "$tmp/doctor.json" >/dev/null || exit $?
-  for f in "$@"; do if [ -e "$cache/$f" ]; then printf 1; else printf 0; fi; done
+  for f in "$@"; do if whole "$f"; then printf 1; else printf 0; fi; done
   echo
   [ ! -f "$tmp/doctor.json" ] || cat "$tmp/doctor.json"    # none: not rtk (the host says what to install)
 }
 
-# ARGS: FOLDER (under CACHE), BYTES (their total size), MODE, then for MODE files SHA256 NAME pairs. stdin: a tar,
-# sent once this prints "receiving". MODE files: the tar holds those files; each is checked, then moved into
-# FOLDER in the order given (the artifact last). MODE tree: the tar holds .rtk-sums (a sha256sum list) and tree/;
-# every file is checked against the list, then tree/ is renamed to FOLDER. A disk without room for them is
-# refused before anything is copied.
+# ARGS: FOLDER (under CACHE), BYTES (their total size). stdin: a tar, sent once this prints "receiving", holding
+# .rtk-sums (a sha256sum list) and tree/ (an artifact with its companions, or a data folder); every file is
+# checked against the list, then tree/ replaces FOLDER and the list is kept as FOLDER.sums (for `whole`). A disk
+# without room for them is refused before anything is copied.
 upload() {
-  dir=$1; bytes=$2; mode=$3; shift 3
+  dir=$1; bytes=$2
   watch
   lock
   rm -rf "$cache"/artifacts/.upload.* "$cache"/.run.*    # under the lock: left by a job that died (power loss)
@@ -68,19 +77,10 @@ upload() {
     [ "$(free_kb)" -ge 1024 ] || fail "no space: the disk filled up during the copy"
     fail "copy cut short"
   fi
-  if [ "$mode" = tree ]; then
-    (cd "$tmp/tree" && { [ ! -s ../.rtk-sums ] || sha256sum --quiet --strict -c ../.rtk-sums >&2; }) || fail "damaged copy of the folder"
-    mkdir -p "$cache/data" || exit 1
-    [ -d "$cache/$dir" ] || mv "$tmp/tree" "$cache/$dir" || exit 1
-    return
-  fi
-  mkdir -p "$cache/$dir" || exit 1
-  while [ $# -ge 2 ]; do
-    sum=$(sha256sum < "$tmp/$2") || exit 1
-    [ "${sum%% *}" = "$1" ] || fail "damaged $2"
-    mv -f "$tmp/$2" "$cache/$dir/$2" || exit 1
-    shift 2
-  done
+  (cd "$tmp/tree" && { [ ! -s ../.rtk-sums ] || sha256sum --quiet --strict -c ../.rtk-sums >&2; }) || fail "damaged copy"
+  # an entry there failed `whole`: it is replaced, under the lock, so no run is using it meanwhile
+  mkdir -p "$cache/${dir%/*}" && rm -rf "$cache/$dir" "$cache/$dir.sums" || exit 1
+  mv "$tmp/.rtk-sums" "$cache/$dir.sums" && mv "$tmp/tree" "$cache/$dir" || exit 1
 }
 
 # ARGS: rtk's own arguments, files relative to CACHE; an argument rtk-remote-path:P is the device's own path P

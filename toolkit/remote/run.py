@@ -96,8 +96,9 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
     a Folder is copied whole the same way; a DevicePath names a file or folder already on the device."""
     say = say or (lambda _msg: None)
     uploads = {i: u for i, a in enumerate(argv) if (u := _upload(a)) is not None}
+    first = {u.folder: i for i, u in reversed(uploads.items())}    # one copy per content key, named by its first input
     say(f"asking {device.name} what it has")
-    code, out, lines = _call(device, "probe", [u.remote for u in uploads.values()])
+    code, out, lines = _call(device, "probe", list(first))
     fault = _fault(device, code, lines, "asking the device")
     if fault and code in (1, 2, 3):     # its rtk exists but `rtk doctor` fails: not a gate, not a lost device
         said = str(fault).removeprefix(f"{device.name}: ")
@@ -116,20 +117,23 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
         raise RemoteError(f"{device.name} runs rtk {info.rtk}, too old to read this host's artifact metadata; "
                           f"install a newer one there: {DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}")
     _check_runtimes(device, argv, uploads, doctor=doctor)
-    for (i, upload), have in zip(uploads.items(), flags.strip()):
+    for i, have in zip(first.values(), flags.strip()):
         if have != "1":
+            upload = uploads[i]
             what = Path(_local(argv[i])).name or _local(argv[i])
             say(f"copying {what} ({upload.bytes / 2**20:.1f} MB) to {device.name}")
-            code, _, lines = _call(device, "upload", [upload.folder, str(upload.bytes),
-                                                      "tree" if upload.tree else "files", *upload.pairs()],
-                                   feed=tar_of(upload), say=say)
+            code, _, lines = _call(device, "upload", [upload.folder, str(upload.bytes)], feed=tar_of(upload),
+                                   say=say)
             fault = _fault(device, code, lines, f"copying {what}")
             if fault:
                 raise fault
-    args = [uploads[i].remote if i in uploads else ON_DEVICE + a.path if isinstance(a, DevicePath) else str(a)
+    remote = _distinct(uploads)
+    args = [remote[i] if i in uploads else ON_DEVICE + a.path if isinstance(a, DevicePath) else str(a)
             for i, a in enumerate(argv)]
+    local = sorted(((remote[i], _local(argv[i])) for i in uploads), key=lambda rl: -len(rl[0]))
     say(f"running rtk {argv[0]} on {device.name}")
-    code, out, lines = _call(device, "run", args, say=say)
+    code, out, raw = _call(device, "run", args, say=say)
+    lines = [_host_text(ln, local) for ln in raw]      # the device's errors name the host's files
     if code not in (0, 1) or not out.strip():
         raise _fault(device, code, lines, f"running rtk {argv[0]}") or RemoteError(
             f"{device.name}: rtk {argv[0]} wrote no JSON result there", UNREACHABLE)
@@ -140,7 +144,6 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
                           f"install a matching rtk there: {DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}") from None
     except ValueError:
         raise RemoteError(f"{device.name}: the result JSON arrived damaged; retry", UNREACHABLE) from None
-    local = {u.remote: _local(argv[i]) for i, u in uploads.items()}
     return RemoteRun(result=_localize(result, local), device=info, exit_code=code,
                      message=_device_message(lines) if code else None)
 
@@ -153,10 +156,33 @@ def _not_a_number(word: str) -> float:
     raise _NotStrict(word)
 
 
-def _localize(value: object, paths: dict[str, str]) -> object:
-    """The device's JSON with its cache paths replaced by the host's paths of the same artifacts."""
+def _distinct(uploads: dict[int, Upload]) -> dict[int, str]:
+    """The device path of each input: its copy in the cache, and for a second input with the same content and
+    name (two identical a.png in two folders) a different spelling of the same file (<entry>/../<key>/a.png), so
+    each of the device's paths maps back to one host path."""
+    seen: dict[str, int] = {}
+    out = {}
+    for i, u in uploads.items():
+        k = seen[u.remote] = seen.get(u.remote, -1) + 1
+        out[i] = u.folder + f"/../{u.key}" * k + ("" if u.tree else "/" + u.files[-1][1])
+    return out
+
+
+def _host_text(text: str, paths: list[tuple[str, str]]) -> str:
+    """A device line with its cache paths replaced by the host's paths (longest first)."""
+    for remote, local in paths:
+        text = text.replace(remote, local)
+    return text
+
+
+def _localize(value: object, paths: list[tuple[str, str]]) -> object:
+    """The device's JSON with its cache paths (an input, or a file inside a copied folder) replaced by the host's."""
     if isinstance(value, dict):
         return {k: _localize(v, paths) for k, v in value.items()}
     if isinstance(value, list):
         return [_localize(v, paths) for v in value]
-    return paths.get(value, value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        for remote, local in paths:
+            if value == remote or value.startswith(remote + "/"):
+                return local + value[len(remote):]
+    return value
