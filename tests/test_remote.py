@@ -172,8 +172,9 @@ def test_no_shell_injection_through_names_options_or_classes(ssh_device, random_
     shutil.copy(next((tiny_data / "val" / "circle").iterdir()), evil_image)
     run = remote_run(_device(ssh_device, tmp_path / "cache"), ["predict", str(evil_image), "--model", evil_model,
                                                                "--top", "2"])
-    assert run.result[0]["image"] == str(evil_image)
-    assert all(g["label"] in names for g in run.result[0]["top"])
+    first = run.result["predictions"][0]
+    assert first["image"] == str(evil_image)
+    assert all(g["label"] in names for g in first["top"])
     with pytest.raises(RemoteError) as bad:
         remote_run(_device(ssh_device, tmp_path / "cache"), ["bench", evil_model, "--target", f"x{payloads[2]}"])
     assert bad.value.exit_code == 2 and "unknown target" in str(bad.value)

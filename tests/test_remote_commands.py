@@ -85,7 +85,7 @@ def test_predict_and_doctor_on_the_device(on_rig, cli, random_ir, tiny_data, tmp
     out = tmp_path / "p.json"
     done = cli("predict", *images, "--model", random_ir, "--top", "2", "--remote", on_rig.alias, "--json", out)
     assert done.exit_code == 0, done.stderr
-    got = json.loads(out.read_text())
+    got = json.loads(out.read_text())["predictions"]
     local = predict(images, random_ir)
     assert [p["image"] for p in got] == [str(i) for i in images]
     assert [[g["label"] for g in p["top"]] for p in got] == [[g.label for g in p.top[:2]] for p in local]
