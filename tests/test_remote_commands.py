@@ -394,7 +394,7 @@ def test_inputs_keep_their_host_paths(on_rig, cli, random_onnx, tiny_data, tmp_p
     out = tmp_path / "p.json"
     done = cli("predict", *pair, "--model", random_onnx, "--remote", on_rig.alias, "--json", out)
     assert done.exit_code == 0, done.stderr
-    assert [p["image"] for p in json.loads(out.read_text())] == [str(p) for p in pair]
+    assert [p["image"] for p in json.loads(out.read_text())["predictions"]] == [str(p) for p in pair]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     failed = cli("predict", bad, "--model", random_onnx, "--remote", on_rig.alias)

@@ -102,11 +102,13 @@ def _load(path: Path) -> dict:
                        "`rtk run`, unedited") from None
     seen = set()
     for row in report.rows:
-        problem = _row_problem(row) or ("is listed twice" if (row.name, row.target) in seen else None)
+        key = (row.device, row.name, row.target)      # a row per device and artifact
+        problem = _row_problem(row) or ("is listed twice" if key in seen else None)
         if problem:
-            raise RtkError(f"{path}: row {row.name} ({row.target}) {problem}; give the report.json of an `rtk run`, "
-                           "unedited")
-        seen.add((row.name, row.target))
+            where = f" on {row.device}" if row.device else ""
+            raise RtkError(f"{path}: row {row.name} ({row.target}{where}) {problem}; give the report.json of an "
+                           "`rtk run`, unedited")
+        seen.add(key)
     return report.model_dump(mode="json")
 
 
