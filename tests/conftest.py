@@ -6,12 +6,18 @@ Everything is built once per session in a temporary folder; set RTK_TEST_CACHE=D
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from toolkit.cli import app
+
+# A test run started in the background of a non-interactive shell inherits SIGINT ignored, and so would every rtk
+# process these tests start and then interrupt: give this process Python's own handler again, so the processes it
+# starts get the default disposition and the Ctrl-C tests mean the same however the suite was launched.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SIZE = 64
 CLASSES = 4
