@@ -365,6 +365,33 @@ def test_the_device_sides_stdin_watcher_always_stops():
     assert out.strip() == "done"
 
 
+def test_a_stop_reaches_a_job_that_lost_its_first_term(tmp_path):
+    """remote.sh's own `stop`, under dash, on a job that swallows its first TERM (as a job does when the TERM
+    reaches it between its fork and its exec, where the shell's inherited trap takes it): the job still stops and
+    the task exits 143, long before the job's own two minutes. (One TERM only: such a job ran to its end, and a
+    Ctrl-C on the host waited for it.)"""
+    import re
+    import shutil
+    import subprocess
+
+    from toolkit.remote.channel import SCRIPT
+
+    sh = shutil.which("dash") or "/bin/sh"
+    stop = re.search(r"^stop\(\) {.*?^}$", SCRIPT, re.S | re.M).group(0)
+    ready, job = tmp_path / "ready", tmp_path / "job.sh"
+    job.write_text(f"trap 'trap - TERM' TERM\ntouch {ready}\ni=0\n"
+                   "while [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done\n")
+    task = (f"set -u\njob=\n{stop}\ntrap stop HUP INT TERM PIPE\n{sh} {job} >/dev/null & job=$!\n"
+            f"while [ ! -e {ready} ]; do sleep 0.05; done\nkill -TERM $$\nwait \"$job\"\necho 'ran to its end'\n")
+    with subprocess.Popen([sh, "-c", task], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 143 and "ran to its end" not in out
+
+
 @pytest.mark.parametrize("written,words", [('{"artifact": "m", "p50": NaN}', "wrote NaN"),
                                            ('{"artifact": "m"}', "wrote a result this rtk cannot read")])
 def test_a_device_result_that_is_not_strict_or_not_this_shape(on_rig, random_onnx, tmp_path, written, words):

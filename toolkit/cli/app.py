@@ -166,7 +166,10 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a repeated TERM (remote.sh sends one each second) must not
+    raise Terminated()                              # cut the clean-up short
 
 
 def dump(path: Path, command: str, **recipe) -> None:

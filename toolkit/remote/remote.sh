@@ -7,10 +7,13 @@
 # `watch` stops the task when the host goes away: a `read` loop on the channel's stdin (one process, reading a
 # byte at a time, so it never takes data meant for tar) sends TERM to the task when stdin ends. `stop` turns
 # TERM/HUP/PIPE into: stop the child, wait for its clean-up, exit 143; the EXIT trap then removes the task's
-# temporary folder. The watcher itself is stopped with KILL: a TERM that reaches it before its `trap -` ran is
-# taken by the inherited trap and then dropped by dash (seen under load: the upload hung in `wait`, never saying
-# "receiving"); KILL cannot be lost, and the watcher has nothing to clean up. Lines starting "rtk-remote:" are
-# for the host: progress, or "error <what>" (exit 100).
+# temporary folder. The child's TERM is sent again each second until it is gone: one that reaches the child
+# between its fork and its exec is taken by the trap it inherited and lost (dash: 10 stops in 300 when a stop
+# follows a start at once), and the job then ran to its end; rtk ignores a repeat once it is stopping. The
+# watcher itself is stopped with KILL: a TERM that reaches it before its `trap -` ran is taken by the inherited
+# trap and then dropped by dash (seen under load: the upload hung in `wait`, never saying "receiving"); KILL
+# cannot be lost, and the watcher has nothing to clean up. Lines starting "rtk-remote:" are for the host:
+# progress, or "error <what>" (exit 100).
 set -u
 exec 3<&0
 home() { case $1 in "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}";; *) printf '%s' "$1";; esac; }
@@ -18,7 +21,14 @@ task=$1; cache=$(home "$2"); rtk=$(home "$3"); shift 3
 case $cache in /*) ;; *) cache="$PWD/$cache";; esac
 case $rtk in /*) ;; */*) rtk="$PWD/$rtk";; esac
 job=; tmp=; watch=
-stop() { trap "" HUP INT TERM PIPE; [ -n "$job" ] && kill -TERM "$job" 2>/dev/null && wait "$job"; exit 143; }
+stop() {
+  trap "" HUP INT TERM PIPE
+  if [ -n "$job" ]; then  # TERM again each second until the job is gone (see above)
+    ( while kill -TERM "$job" 2>/dev/null; do sleep 1; done ) >/dev/null 2>&1 9>&- & resend=$!
+    wait "$job"; kill -KILL "$resend" 2>/dev/null; wait "$resend"
+  fi
+  exit 143
+}
 trap stop HUP INT TERM PIPE
 trap '[ -n "$tmp" ] && rm -rf "$tmp"; [ -n "$watch" ] && kill -KILL "$watch" 2>/dev/null' EXIT
 fail() { echo "rtk-remote: error $*" >&2; exit 100; }
