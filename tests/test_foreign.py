@@ -98,9 +98,31 @@ REFUSED = {
 }
 
 
+def test_repeated_class_names_are_refused_where_folders_are_matched_by_name(  # byo-labels-repeated-name
+        cli, tmp_path, tiny_data):
+    """Class folders are matched to a model's classes by name: with a name given to two classes that match is
+    ambiguous, so validate refuses (exit 2, one line) rather than score against one of them; predict, which needs
+    no match, shows each guess with its index."""
+    names = sorted(p.name for p in (tiny_data / "val").iterdir())
+    model = keras_like(tmp_path / "keras.onnx", classes=len(names))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join([names[0], *names[:-1]]) + "\n")
+    result = cli("validate", model, "--data", tiny_data / "val", "--labels", labels, "--caffe",
+                 "--json", tmp_path / "v.json")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and f"more than one class '{names[0]}'" in lines[0], result.stderr
+    assert not (tmp_path / "v.json").exists()
+    shown = cli("predict", next((tiny_data / "val").rglob("*.png")), "--model", model, "--labels", labels, "--caffe",
+                "--top", "4", "--json", tmp_path / "p.json")
+    assert shown.exit_code == 0, shown.stderr
+    top = json.loads((tmp_path / "p.json").read_text())["predictions"][0]["top"]
+    assert sorted(g["index"] for g in top) == [0, 1, 2, 3]
+
+
 def test_byo_rows_are_documented():
     text = (Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md").read_text(encoding="utf-8")
-    missing = [i for i in [*REFUSED, "byo-keras-tf2onnx-caffe-nhwc"] if f"`{i}`" not in text]
+    missing = [i for i in [*REFUSED, "byo-keras-tf2onnx-caffe-nhwc", "byo-labels-repeated-name"]
+               if f"`{i}`" not in text]
     assert not missing, missing
 
 

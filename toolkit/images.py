@@ -195,6 +195,10 @@ def check_classes(model_classes: Sequence[str], data: ImageSet, what: str = "mod
     """Refuse data whose class folders are not the model's classes in the model's order."""
     if list(model_classes) == data.classes:
         return
+    repeated = sorted({c for c in model_classes if list(model_classes).count(c) > 1})
+    if repeated:
+        raise RtkError(f"{what} names more than one class {', '.join(map(repr, repeated[:3]))}, so the folders of "
+                       f"{data.root} cannot be matched to its classes by name; give unique names with --labels FILE")
     missing = [c for c in model_classes if c not in data.classes]
     extra = [c for c in data.classes if c not in model_classes]
     if missing or extra:
