@@ -28,6 +28,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -133,6 +134,17 @@ def _holding(folder: str) -> set[int]:
     return pids - {os.getpid()}
 
 
+def _kill_holders(folder: str, seconds: float = 10.0) -> None:
+    """SIGKILL the processes holding files under `folder` until none is left: a killed process keeps its files
+    until the kernel has torn it down, and an agent that was starting may open its log after the first look."""
+    deadline = time.monotonic() + seconds
+    while (pids := _holding(folder)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
 def reap_stale(parent: str = "/tmp") -> list[str]:
     """Stop and remove the local instances whose rtk driver died without stopping them (SIGKILL leaves Ray's
     dashboard and runtime-env agents running with no parent). Only folders with a recorded driver that is gone
@@ -145,9 +157,7 @@ def reap_stale(parent: str = "/tmp") -> list[str]:
             continue
         if not _dead(pid):
             continue
-        for orphan in _holding(folder):
-            with contextlib.suppress(OSError):
-                os.kill(orphan, signal.SIGKILL)
+        _kill_holders(folder)
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
