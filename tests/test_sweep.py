@@ -15,27 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tiny_recipe import TINY
 from toolkit.errors import RtkError
 from toolkit.io import sha256_file
 from toolkit.pipeline.candidates import expand, leaders_first
 from toolkit.recipe import load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = """\
-version: 1
-name: tiny-sweep
-data:
-  synth: {classes: 4, per_class: 12, val_per_class: 8, size: 64}
-model:
-  source: random
-  input_size: 64
-compile:
-  targets: [onnxruntime]
-bench:
-  runs: 5
-  warmup: 1
-  repeats: 2
-"""
+BASE = TINY.replace("name: tiny\n", "name: tiny-sweep\n").partition("gates:\n")[0]   # no gates: each test adds its own
 PRUNED = BASE + """\
 prune: {epochs: 0, bn_batches: 2}
 gates:
