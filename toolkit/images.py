@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -35,6 +36,8 @@ def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
     256-pixel resize decodes at 1/8 scale (500x375) instead of in full; other formats decode in full.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open, a device stream forever
+            raise RtkError(f"{path} is not a regular file (a folder, pipe or device); give an image file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -195,7 +198,7 @@ def check_classes(model_classes: Sequence[str], data: ImageSet, what: str = "mod
     """Refuse data whose class folders are not the model's classes in the model's order."""
     if list(model_classes) == data.classes:
         return
-    repeated = sorted({c for c in model_classes if list(model_classes).count(c) > 1})
+    repeated = sorted(c for c, n in Counter(model_classes).items() if n > 1)
     if repeated:
         raise RtkError(f"{what} names more than one class {', '.join(map(repr, repeated[:3]))}, so the folders of "
                        f"{data.root} cannot be matched to its classes by name; give unique names with --labels FILE")

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -35,6 +36,37 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_small_text(path: Path, what: str, hint: str, *, limit: int = 1 << 20, encoding: str = "utf-8") -> str:
+    """The text of a small regular file (a recipe, a labels file, a list), refused with one line otherwise.
+
+    Opened without blocking and checked with fstat before any read, so a FIFO or a device never hangs the
+    command or streams forever (`/dev/zero`), and at most `limit` bytes are read. `what` names the file in
+    the message (e.g. "--labels x.txt"); `hint` says what to give instead.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise RtkError(f"{what}: file not found; {hint}") from None
+    except OSError as exc:
+        raise RtkError(f"{what}: cannot be read ({type(exc).__name__}); {hint}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RtkError(f"{what} is not a regular file (a folder, pipe or device); {hint}")
+        if st.st_size > limit:
+            raise RtkError(f"{what}: {st.st_size} bytes is too large (limit {limit}); {hint}")
+        try:
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise RtkError(f"{what}: cannot be read ({type(exc).__name__}); {hint}") from None
+    if len(data) > limit:
+        raise RtkError(f"{what}: over {limit} bytes is too large; {hint}")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise RtkError(f"{what}: not {encoding} text; {hint}") from None
 
 
 def check_output(path: Path) -> Path:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit.errors import RtkError
+from toolkit.io import read_small_text
 from toolkit.settings import (REMOTE_FIELDS, BenchSettings, CompileSettings, DeviceSpec, ExportSettings,
                               FinetuneSettings, Gates, MAX_CLASSES, MAX_INPUT, MIN_CLASSES, MIN_INPUT, PruneSettings,
                               QuantizeSettings, SEED_MAX, SweepSettings, SynthSettings, Target, ValidateSettings)
@@ -299,12 +300,8 @@ def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
-    if not path.is_file():
-        raise RtkError(f"recipe {path} not found; see recipes/ for examples")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RtkError(f"recipe {path} cannot be read ({exc.__class__.__name__}); check the file") from None
+    text = read_small_text(path, f"recipe {path}", "give a recipe YAML file; see recipes/ for examples",
+                           limit=MAX_BYTES)
     recipe = parse_recipe(text, path)
     return _resolve_paths(recipe, path.parent)
 

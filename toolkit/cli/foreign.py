@@ -13,6 +13,7 @@ import typer
 
 from toolkit.artifact import CAFFE_MEAN_BGR, Foreign
 from toolkit.errors import RtkError
+from toolkit.io import read_small_text
 
 _PANEL = "Models exported elsewhere (no rtk metadata)"
 LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", rich_help_panel=_PANEL, help="Class names, one per "
@@ -47,11 +48,9 @@ def _three(text: str | None, flag: str) -> tuple[float, float, float] | None:
 
 
 def read_labels(path: Path) -> list[str]:
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RtkError(f"--labels {path}: cannot be read ({type(exc).__name__}); give a text file, one class name "
-                       "per line") from None
+    text = read_small_text(path, f"--labels {path}", "give a text file, one class name per line",
+                           encoding="utf-8-sig")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise RtkError(f"--labels {path} names no classes; write one class name per line")
     return names

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from toolkit.artifact import Preprocess
 from toolkit.images import IMAGE_EXTENSIONS, class_files, load_image, split_dir, symlink_loop
-from toolkit.io import write_text_atomic
+from toolkit.io import read_small_text, write_text_atomic
 from toolkit.preprocess import eval_array
 from toolkit.progress import Progress, silent
 from toolkit.errors import RtkError
@@ -87,10 +87,10 @@ def list_images(root: Path) -> list[Candidate]:
 
 def read_list(root: Path, list_file: Path) -> list[Candidate]:
     """The files a definition file names (first token per line; blank lines and # comments ignored)."""
-    if not Path(list_file).is_file():
-        raise RtkError(f"--calib-list {list_file}: file not found")
     entries = []
-    for line in Path(list_file).read_text().splitlines():
+    text = read_small_text(Path(list_file), f"--calib-list {list_file}",
+                           "give a text file with one image path per line, relative to --calib", limit=64 << 20)
+    for line in text.splitlines():
         token = line.split("#", 1)[0].split()
         if token:
             entries.append(token[0])
