@@ -107,6 +107,19 @@ def _ckpt_with(ctx: Ctx, name: str, **meta) -> Path:
     return path
 
 
+def _nan_ckpt(ctx: Ctx, name: str) -> Path:
+    """The random checkpoint with one NaN weight, as a training run that diverged leaves it."""
+    obj = torch.load(ctx.ckpt, map_location="cpu", weights_only=True)
+    obj["state_dict"]["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(obj, ctx.work / name)
+    return ctx.work / name
+
+
+def _fifo(ctx: Ctx, name: str) -> Path:
+    os.mkfifo(ctx.work / name)
+    return ctx.work / name
+
+
 def _onnx_prop(ctx: Ctx, name: str, key: str, value: str) -> Path:
     import onnx
 
@@ -117,13 +130,15 @@ def _onnx_prop(ctx: Ctx, name: str, key: str, value: str) -> Path:
     return ctx.work / name
 
 
-def _ir_with(ctx: Ctx, ir: Path, old: str, new: str) -> Path:
+def _ir_with(ctx: Ctx, ir: Path, old: str, new: str, block: str = "<rtk>") -> Path:
+    """A copy of the IR with `old` replaced once inside its rt_info `block` (rtk's, or "<framework>": the ONNX
+    props OpenVINO keeps)."""
     folder = ctx.work / "ir"
     folder.mkdir()
     shutil.copy(ir.with_suffix(".bin"), folder / "model.bin")
     text = ir.read_text()
-    head, sep, tail = text.partition("<rtk>")
-    assert sep and old in tail, "the IR has no rtk metadata block to damage"
+    head, sep, tail = text.partition(block)
+    assert sep and old in tail, f"the IR has no {block} metadata block to damage"
     (folder / "model.xml").write_text(head + sep + tail.replace(old, new, 1))
     return folder / "model.xml"
 
@@ -140,6 +155,11 @@ def _edited_report(ctx: Ctx, edit: str) -> Path:
         return _report(ctx, "b.json", per_class_top1={"a": 500.0})
     if edit == "throughput":
         return _report(ctx, "b.json", throughput_ips={"1": -5.0})
+    if edit in ("top5", "cosine", "ci", "norepeats", "runs"):
+        a = json.loads(_report(ctx, "b0.json").read_text())["rows"][0]
+        return _report(ctx, "b.json", **{
+            "top5": {"top5": 10.0}, "cosine": {"cosine": 7.0}, "ci": {"p50_ci95": [6.0, 4.0]},
+            "norepeats": {"p50_repeats": []}, "runs": {"latency_ms": {**a["latency_ms"], "runs": 0}}}[edit])
     data = json.loads(_report(ctx, "b0.json").read_text())
     if edit == "twice":
         data["rows"].append(data["rows"][0])
@@ -259,6 +279,16 @@ CASES = [
          ("odd.pt", "damaged")),
     Case("meta-ir-damaged", "bench", lambda c: ["bench", _ir_with(c, IR["xml"], '<meta value="{', '<meta value="{x'),
                                                *QUICK], ("model.xml", "damaged")),
+    Case("meta-ir-framework-copy-disagrees", "validate", lambda c: [
+        "validate", _ir_with(c, IR["xml"], '<class_names value="[&quot;', '<class_names value="[&quot;x', "<framework>"),
+        "--data", c.data / "val"], ("model.xml", "rt_info framework/class_names", "disagrees")),
+    Case("meta-empty-class-name", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
+            "class_names": [*_names(c)[:-1], " "]})], ("m.onnx", "empty name")),
+    Case("meta-nan-weights-export", "export", lambda c: ["export", _nan_ckpt(c, "nan.pt"), "-o", c.work / "m.onnx"],
+         ("nan.pt", "NaN or Inf", "layer2.0.conv1.weight")),
+    Case("meta-nan-weights-prune", "prune", lambda c: ["prune", _nan_ckpt(c, "nan.pt"), "-o", c.work / "p.pt",
+                                                      "--ratio", "0.3"], ("nan.pt", "NaN or Inf")),
     Case("meta-ir-disagrees-with-graph", "validate", lambda c: [
         "validate", _ir_with(c, IR["xml"], "&quot;crop&quot;: 64", "&quot;crop&quot;: 72"), "--data", c.data / "val"],
          ("model.xml", "72 px")),
@@ -277,6 +307,9 @@ CASES = [
                                                           "1000000000", "-o", c.work / "m.onnx"], ("--num-classes",)),
     Case("number-num-classes-one", "export", lambda c: ["export", "--weights", "random", "--num-classes", "1", "-o",
                                                        c.work / "m.onnx"], ("--num-classes 1", "at least 2")),
+    Case("number-std-tiny", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--std", "1e-50,1,1"],
+         ("--std", "0.001..255")),
     Case("number-caffe-with-channels", "predict", lambda c: [
         "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--caffe", "--channels", "RGB"],
          ("--caffe", "--channels", "not both")),
@@ -293,6 +326,16 @@ CASES = [
          ("r.yaml:7", "seed", "not a number")),
     Case("number-recipe-batch-zero", "run", lambda c: ["run", _recipe(c, RECIPE + "bench:\n  batches: [0]\n"), "-o",
                                                       c.work / "o"], ("r.yaml:8", "batch")),
+    Case("read-labels-device", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--labels", "/dev/zero"],
+         ("--labels /dev/zero", "not a regular file")),
+    Case("read-labels-fifo", "predict", lambda c: [
+        "predict", c.image(), "--model", small_classifier(c.work / "m.onnx"), "--labels", _fifo(c, "labels.txt")],
+         ("labels.txt", "not a regular file")),
+    Case("read-photo-fifo", "predict", lambda c: ["predict", _fifo(c, "photo.jpg"), "--model", c.onnx],
+         ("photo.jpg", "not a regular file")),
+    Case("read-recipe-fifo", "recipe check", lambda c: ["recipe", "check", _fifo(c, "r.yaml")],
+         ("r.yaml", "not a regular file")),
     # 5. non-finite outputs
     Case("nan-logits-bench", "bench", lambda c: ["bench", small_classifier(c.work / "nan.onnx", fill=float("nan")),
                                                 *QUICK], ("nan.onnx", "NaN")),
@@ -318,7 +361,8 @@ CASES = [
     *[Case(f"compare-{edit}", "compare", lambda c, edit=edit: ["compare", _report(c, "a.json"), _edited_report(
         c, edit)], ("b.json", words)) for edit, words in (
         ("dupkey", "given twice"), ("order", "out of order"), ("floor", "latency"), ("twice", "listed twice"),
-        ("perclass", "per-class"), ("throughput", "throughput"))],
+        ("perclass", "per-class"), ("throughput", "throughput"), ("top5", "top-5 below its top-1"),
+        ("cosine", "cosine"), ("ci", "reversed"), ("norepeats", "without its repeats"), ("runs", "no runs"))],
     Case("compare-zero-latency", "compare", lambda c: ["compare", _report(c, "a.json", p50_repeats=[0.0, 0.0, 0.0]),
                                                       _report(c, "b.json")], ("a.json", "latency")),
 ]
@@ -485,3 +529,21 @@ def test_a_killed_runs_temporaries_are_removed(tmp_path):
         path.write_text("x")
     assert sorted(remove_leftover_temps(run)) == sorted([staged, temp])
     assert not staged.exists() and not temp.exists() and all(p.is_file() for p in keep)
+
+
+def test_compare_says_when_the_image_sets_differ(cli, tmp_path):
+    """Top-1 of two reports over different image counts is not like with like: compare says so on stderr and in
+    its JSON, and still judges the change (a drop fails the gate rather than hiding behind the note)."""
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(work=tmp_path)
+    a = _report(ctx, "a.json")
+    b = _report(ctx, "b.json", top1=40.0)
+    b.write_text(b.read_text().replace('"validation_images": 8', '"validation_images": 500'))
+    result = cli("compare", a, b, "--json", tmp_path / "c.json")
+    assert result.exit_code == 1, result.stderr
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["notes"] == [f"top-1 was measured on 8 images in {a} and 500 in {b}: the accuracy changes compare "
+                             "different image sets"]
+    assert data["rows"][0]["accuracy"] == "lower"
+    assert "different image sets" in result.stderr

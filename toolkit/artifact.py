@@ -49,8 +49,8 @@ class Preprocess(BaseModel):
     @field_validator("std")
     @classmethod
     def _positive_std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(x <= 0 for x in v):
-            raise ValueError("std values must be positive (the input is divided by them)")
+        if any(not 1e-3 <= x <= 255 for x in v):   # divided by: a tiny std overflows float32 to Inf
+            raise ValueError("std values must lie within 0.001..255 (the input is divided by them)")
         return v
 
     @field_validator("mean")
@@ -95,6 +95,8 @@ class ModelMeta(BaseModel):
     def _names_match(self) -> "ModelMeta":
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        if any(not name.strip() for name in self.class_names):
+            raise ValueError(f"class {[n.strip() for n in self.class_names].index('')} has an empty name")
         return self
 
     def check_graph(self, path: Path, inputs: list[list[int | None]], outputs: list[list[int | None]]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from toolkit.errors import RtkError
+from toolkit.io import read_small_text
 
 
 class RowChange(BaseModel):
@@ -43,6 +44,7 @@ class Comparison(BaseModel):
     rows: list[RowChange]
     regressions: list[str]
     passed: bool
+    notes: list[str] = []
 
     def __bool__(self) -> bool:
         return self.passed
@@ -71,6 +73,16 @@ def _row_problem(row) -> str | None:
         return f"holds a latency that is not a positive number of at least {MIN_LATENCY_MS} ms"
     if lat and not lat.min <= lat.p50 <= lat.p90 <= lat.p99 <= lat.max:
         return "holds latency percentiles out of order (min <= p50 <= p90 <= p99 <= max)"
+    if lat and (lat.runs < 1 or lat.std < 0):
+        return "holds a latency summary of no runs or a negative std"
+    if bool(lat) != bool(row.p50_repeats):
+        return "holds a latency without its repeats (rtk writes latency_ms and p50_repeats together)"
+    if row.p50_ci95 and row.p50_ci95[0] > row.p50_ci95[1]:
+        return "holds a 95% interval whose ends are reversed"
+    if row.top1 is not None and row.top5 is not None and row.top5 < row.top1:
+        return "holds a top-5 below its top-1"
+    if row.cosine is not None and not abs(row.cosine) <= 1 + 1e-6:
+        return "holds a cosine similarity outside -1..1"
     if any(not 0 <= v <= 100 for v in row.per_class_top1.values()):
         return "holds a per-class top-1 outside 0..100"
     if any(not 0 < v < float("inf") for v in row.throughput_ips.values()):
@@ -85,10 +97,9 @@ def _load(path: Path) -> dict:
 
     from toolkit.pipeline.report import Report
 
-    if not Path(path).is_file():
-        raise RtkError(f"{path}: report not found; give the report.json of an `rtk run`")
+    text = read_small_text(Path(path), str(path), "give the report.json of an `rtk run`", limit=64 << 20)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_strict_constant,
+        data = json.loads(text, parse_constant=_strict_constant,
                           object_pairs_hook=_unique_keys)
     except (ValueError, OSError, RecursionError) as exc:
         raise RtkError(f"{path}: not an rtk report.json ({type(exc).__name__}: {str(exc)[:80]}); give the "
@@ -155,5 +166,9 @@ def compare(a: Path, b: Path, *, tolerance: float = 0.2, max_drop: float = 0.5) 
         raise RtkError(f"{a} and {b} share no artifact (device, name and target); compare runs of the same recipe "
                        "on the same devices")
     regressions = [f"{c.name} ({c.target}{f' on {c.device}' if c.device else ''})" for c in changes if c.regressed]
+    notes = []
+    if ra["validation_images"] != rb["validation_images"]:
+        notes.append(f"top-1 was measured on {ra['validation_images']} images in {a} and {rb['validation_images']} "
+                     f"in {b}: the accuracy changes compare different image sets")
     return Comparison(a=str(a), b=str(b), tolerance=tolerance, max_drop=max_drop, rows=changes,
-                      regressions=regressions, passed=not regressions)
+                      regressions=regressions, passed=not regressions, notes=notes)

@@ -345,6 +345,8 @@ def show_comparison(result) -> None:
         table.add_row(escape(c.device or "here"), c.name, c.target, _f(c.p50_a), _f(c.p50_b), _f(c.ratio), interval,
                       f"[{style}]{c.latency}[/]" if style else c.latency, _f(c.top1_change_pt), c.accuracy)
     out.print(table)
+    for note in result.notes:
+        warn(note)
 
 
 def show_quantize(r) -> None:

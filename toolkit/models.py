@@ -174,6 +174,10 @@ def _check_shapes(meta: ModelMeta, state: dict, path: Path) -> None:
         if tuple(tensor.shape) != shape:
             raise RtkError(f"{path}: weights do not fit {meta.arch} as its metadata describes it ({key} is "
                            f"{list(tensor.shape)}, the metadata says {list(shape)}); pass a matching checkpoint")
+    broken = [key for key in expected if state[key].is_floating_point() and not torch.isfinite(state[key]).all()]
+    if broken:
+        raise RtkError(f"{path}: {len(broken)} weight tensors hold NaN or Inf (first: {broken[0]}); the model is "
+                       "damaged (a training run that diverged?): pass an earlier checkpoint")
 
 
 def checkpoint_meta(path: Path) -> ModelMeta:

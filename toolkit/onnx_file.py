@@ -41,11 +41,29 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
                            "re-export it with `rtk export`") from None
         meta.check_graph(path, inputs, outputs)
         meta = meta.check_precision(path, quantized=quantized, cast="Cast" in ops)
-        if "class_names" in props and _listed(props["class_names"]) != meta.class_names:
-            raise RtkError(f"{path}: its class_names metadata ({props['class_names'][:80]}) disagrees with its rtk "
-                           f"metadata ({', '.join(meta.class_names)[:80]}); the metadata is damaged: re-export it")
+        check_copies(path, meta, props)
         return meta
     return foreign_meta(path, inputs, outputs, source="foreign-onnx").check_precision(path, quantized=quantized)
+
+
+def check_copies(path: Path, meta: ModelMeta, props: dict[str, str], where: str = "") -> None:
+    """The copies of the metadata beside rtk's must agree with it: the `class_names` prop other tools read, and
+    in an IR the ONNX props OpenVINO keeps (`where` "rt_info framework/"). A disagreement means a hand edit:
+    which copy is right cannot be told, so the file is refused rather than scored under the wrong names."""
+    copies = {}
+    if "class_names" in props:
+        copies["class_names"] = (_listed(props["class_names"]), meta.class_names)
+    if ONNX_META_KEY in props:
+        try:
+            copy = ModelMeta.model_validate_json(props[ONNX_META_KEY])
+        except ValueError as exc:
+            raise RtkError(f"{path}: its {where}{ONNX_META_KEY} metadata is damaged ({_first_error(exc)}); "
+                           "re-export it") from None
+        copies[ONNX_META_KEY] = ((copy.class_names, copy.preprocess), (meta.class_names, meta.preprocess))
+    for key, (copy, own) in copies.items():
+        if copy != own:
+            raise RtkError(f"{path}: its {where}{key} metadata ({str(copy)[:80]}) disagrees with its rtk metadata "
+                           f"({str(own)[:80]}); the metadata was edited: make the file again with rtk")
 
 
 def _listed(value: str) -> list[str]:

@@ -49,7 +49,7 @@ def read_model(path: Path) -> Any:
 def read_ir_meta(path: Path) -> ModelMeta:
     """Metadata stored in an IR's rt_info, checked against the IR's graph; an IR rtk did not write gets
     ImageNet defaults sized to its input."""
-    from toolkit.onnx_file import _first_error, foreign_meta
+    from toolkit.onnx_file import _first_error, check_copies, foreign_meta
 
     path = Path(path)
     model = read_model(path)
@@ -64,6 +64,9 @@ def read_ir_meta(path: Path) -> ModelMeta:
         raise RtkError(f"{path}: its rtk metadata (rt_info rtk/meta) is damaged ({_first_error(exc)}); compile it "
                        "again with `rtk compile --target openvino`") from None
     meta.check_graph(path, inputs, outputs)
+    framework = {key: str(model.get_rt_info(["framework", key]).astype(str)) for key in ("class_names", "rtk.meta")
+                 if model.has_rt_info(["framework", key])}
+    check_copies(path, meta, framework, where="rt_info framework/")
     return meta.check_precision(path, quantized=quantized)
 
 
