@@ -22,6 +22,7 @@ from torchvision.transforms import InterpolationMode
 from toolkit import images, preprocess
 from toolkit.artifact import Preprocess
 from toolkit.errors import RtkError
+from toolkit.settings import AUGMENT
 from toolkit.images import (IMAGE_EXTENSIONS, check_classes, load_image, readable_image as _readable_image,
                             split_dir, to_rgb)
 
@@ -36,9 +37,6 @@ def eval_transform(pre: Preprocess) -> transforms.Compose:
         transforms.ToTensor(),
         transforms.Normalize(pre.mean, pre.std),
     ])
-
-
-AUGMENT = ("full", "flip", "none")
 
 
 def train_transform(pre: Preprocess, *, augment: str = "full",
