@@ -176,11 +176,13 @@ def prune(*, source: str, output: str, ratio: float, data: str | None = None, ep
 
 @stage
 def prune_for_speedup(*, source: str, output: str, onnx: str, fp32_ir: str, int8_ir: str, speedup: float,
-                      max_ratio: float = 0.9, steps: int = 5) -> dict[str, Any]:
+                      estimate_from: str = "the unpruned model", max_ratio: float = 0.9,
+                      steps: int = 5) -> dict[str, Any]:
     """The pruning ratio a user would pick with rtk's own latency-targeted search on this CPU, for pruned + INT8
-    on OpenVINO to run `speedup` x faster than ONNX Runtime FP32: time the unpruned ONNX Runtime FP32, OpenVINO
-    FP32 and INT8 IR here (interleaved), aim the pruned FP32 model on OpenVINO at ORT FP32 / speedup x (OpenVINO
-    INT8 speed-up over its FP32), and let `rtk prune --target-latency-ms T --target openvino` search for the ratio."""
+    on OpenVINO to run `speedup` x faster than ONNX Runtime FP32: time the unpruned ONNX Runtime FP32 and a model's
+    OpenVINO FP32 and INT8 (`fp32_ir`, `int8_ir`: `estimate_from`) here, interleaved, aim the pruned FP32 model on
+    OpenVINO at ORT FP32 / speedup x (that INT8 speed-up over FP32), and let `rtk prune --target-latency-ms T
+    --target openvino` search for the ratio."""
     from toolkit.backends import RunnerOptions, open_runner
     from toolkit.bench import interleaved_p50
     from toolkit.prune import prune_model
@@ -199,7 +201,7 @@ def prune_for_speedup(*, source: str, output: str, onnx: str, fp32_ir: str, int8
                              search_steps=steps, keep_best=True, measure=[])
     res = prune_model(Path(source), output=Path(output), settings=settings, data=None)
     return {"prune_seconds": res.seconds, "ratio": res.ratio, "target_latency_ms": target_ms, "ort_fp32_ms": ort,
-            "ov_fp32_ms": ov32, "ov_int8_ms": ov8, "target_met": res.passed,
+            "ov_fp32_ms": ov32, "ov_int8_ms": ov8, "estimate_from": estimate_from, "target_met": res.passed,
             "search": [st.model_dump() for st in res.search], "macs_before": res.macs_before,
             "macs_after": res.macs_after}
 
