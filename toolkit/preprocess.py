@@ -11,6 +11,7 @@ interpolations. Training augmentation stays in toolkit.data, on torchvision.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -57,13 +58,24 @@ def eval_array(img: Image.Image, pre: Preprocess) -> np.ndarray:
     pixels = center_crop(np.asarray(img, dtype=np.uint8), pre.crop)
     if pre.channels == "BGR":
         pixels = pixels[..., ::-1]
-    x = pixels.transpose(2, 0, 1).astype(np.float32)
-    if pre.pixels == "0-1":
-        x = x / np.float32(255)
-    mean = np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(pre.std, dtype=np.float32).reshape(-1, 1, 1)
-    x = (x - mean) / std
+    table = normalized_values(pre.mean, pre.std, pre.pixels)
+    x = np.empty((3, *pixels.shape[:2]), np.float32)
+    for c in range(3):      # mode="clip" skips take's buffered bounds check; uint8 indices are always in range
+        np.take(table[c], pixels[..., c], out=x[c], mode="clip")
     return np.ascontiguousarray(x.transpose(1, 2, 0)) if pre.layout == "NHWC" else x
+
+
+@functools.lru_cache(maxsize=32)
+def normalized_values(mean: tuple[float, ...], std: tuple[float, ...], pixels: str) -> np.ndarray:
+    """(3, 256) float32: channel c's normalised value of each 8-bit pixel value, by the float32 operations
+    torchvision's ToTensor + Normalize apply ((v / 255 - mean) / std, or (v - mean) / std for 0-255 pixels), so
+    a lookup gives the same bits as computing every pixel (about 10x fewer passes over a 224x224 image)."""
+    x = np.broadcast_to(np.arange(256, dtype=np.float32), (3, 256))
+    if pixels == "0-1":
+        x = x / np.float32(255)
+    table = (x - np.asarray(mean, np.float32).reshape(3, 1)) / np.asarray(std, np.float32).reshape(3, 1)
+    table.flags.writeable = False
+    return table
 
 
 def preprocess_files(paths: Sequence[str | Path], pre: Preprocess) -> np.ndarray:
