@@ -7,7 +7,7 @@ command opens (`toolkit.artifact.Foreign`), and what rtk writes from such a mode
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Sequence
 
 import typer
 
@@ -56,10 +56,13 @@ def read_labels(path: Path) -> list[str]:
     return names
 
 
-def foreign_from(*, labels: Path | None = None, resize: int | None = None, crop: int | None = None,
-                 mean: str | None = None, std: str | None = None, interpolation: str | None = None,
-                 layout: str | None = None, channels: str | None = None, caffe: bool = False) -> Foreign | None:
-    """The Foreign description the options give, or None when none was given."""
+def foreign_from(models: Sequence[Path], *, labels: Path | None = None, resize: int | None = None,
+                 crop: int | None = None, mean: str | None = None, std: str | None = None,
+                 interpolation: str | None = None, layout: str | None = None, channels: str | None = None,
+                 caffe: bool = False) -> Foreign | None:
+    """The Foreign description the options give, or None when none was given. Refused when none of `models` is
+    one rtk did not write: an rtk artifact carries its own class names and preprocessing, which rtk uses, so the
+    options would be silently ignored."""
     pre: dict = {}
     clash = [flag for flag, value in (("--channels", channels), ("--mean", mean), ("--std", std)) if value]
     if caffe and clash:
@@ -72,4 +75,16 @@ def foreign_from(*, labels: Path | None = None, resize: int | None = None, crop:
     pre.update({k: v for k, v in given.items() if v is not None})
     if labels is None and not pre:
         return None
-    return Foreign(labels=read_labels(labels) if labels is not None else None, preprocess=pre)
+    described = Foreign(labels=read_labels(labels) if labels is not None else None, preprocess=pre)
+    _applies_to_one(models)
+    return described
+
+
+def _applies_to_one(models: Sequence[Path]) -> None:
+    from toolkit.backends import read_meta
+
+    sources = [read_meta(path).provenance.get("source") for path in models]
+    if not any(source in ("foreign-onnx", "foreign-ir") for source in sources):
+        raise RtkError(f"{models[0] if len(models) == 1 else 'these models'} carr{'ies' if len(models) == 1 else 'y'} "
+                       "rtk metadata (class names and preprocessing), which rtk uses; --labels and the preprocessing "
+                       "options describe a model exported elsewhere: leave them out")

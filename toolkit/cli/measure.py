@@ -74,7 +74,7 @@ def validate(
         targets = targets * len(artifacts)
     sharded = ray or shards is not None or address is not None
     check_sharding(settings, sharded=sharded)
-    described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+    described = foreign_from(artifacts, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     with _ray_for(sharded, address) as cpus, describing(described), ui.progress("validate") as progress:
         if sharded and settings.shards is None:
@@ -158,7 +158,7 @@ def predict(
         raise RtkError("give at least one image")
     settings = build(P, top=top, fast_decode=fast_decode, batch_size=batch_size, workers=workers, depth=depth,
                      remote=remote, remote_rtk=remote_rtk, flags=FLAG_NAMES)
-    described = foreign_from(labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+    described = foreign_from([model], labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     phases = None
     if settings.remote:
