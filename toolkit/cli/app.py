@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -110,25 +112,35 @@ def command(fn: Callable | None = None, *, writes: Writes | None = None) -> Call
                 return fn(*args, **kwargs)
             except ImportError as exc:
                 raise missing_extra(exc, what=f"rtk {fn.__name__.strip('_').replace('_', ' ')}") or exc
-        except (RtkError, GateFailed) as exc:
-            if _debug["on"]:
-                raise
-            ui.error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            ui.error("interrupted; nothing was left half-written")
-            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+            _interrupted(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:    # a bug, not bad input: say so in one line, keep 1 and 2 for gates and input
+        except Exception as exc:
+            if _signalled:              # a library that caught the interrupt and raised its own error for it
+                _interrupted(_signalled[-1])
             if _debug["on"]:
                 raise
+            if isinstance(exc, (RtkError, GateFailed)):
+                ui.error(str(exc))
+                raise typer.Exit(exc.exit_code) from None
+            if isinstance(exc, OSError) and exc.errno in PLACE_ERRORS:    # the place, not rtk: exit 2
+                where = f" ({exc.filename})" if exc.filename else ""
+                ui.error(f"{os.strerror(exc.errno)}{where}; {PLACE_ERRORS[exc.errno]}, then run again (nothing was "
+                         "left half-written)")
+                raise typer.Exit(2) from None
+            # a bug, not bad input: say so in one line, keep 1 and 2 for gates and input
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             ui.error(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); this is a bug in rtk: "
                      "rerun with `rtk --debug ...` for the traceback and report it")
             raise typer.Exit(3) from None
 
     return wrapper
+
+
+PLACE_ERRORS = {errno.ENOSPC: "free space or write elsewhere", errno.EDQUOT: "free space or write elsewhere",
+                errno.ENAMETOOLONG: "choose a shorter path", errno.EROFS: "write to a writable place",
+                errno.EACCES: "choose paths you may read and write", errno.EPERM: "choose paths you may read and write"}
 
 
 def _check_paths(plan: Writes, kwargs: dict) -> None:
@@ -165,11 +177,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (temporary files removed) but exiting 143."""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    import signal
+_signalled: list[int] = []      # SIGINT/SIGTERM received: a library may wrap the interrupt in an error of its own
+                                # (OpenVINO's convert_model reports one as "Check 'false' ..."), which is no bad input
 
+
+def _interrupted(signum: int) -> None:
+    ui.error("interrupted; nothing was left half-written")
+    raise typer.Exit(143 if signum == signal.SIGTERM else 130) from None
+
+
+def _terminate(signum: int, frame: object) -> None:
+    _signalled.append(signum)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a repeated TERM (remote.sh sends one each second) must not
     raise Terminated()                              # cut the clean-up short
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _signalled.append(signum)
+    raise KeyboardInterrupt()
 
 
 def dump(path: Path, command: str, **recipe) -> None:
@@ -206,8 +231,8 @@ def emit_json(path: Path | None, result) -> None:
 
 
 def main() -> None:
-    import signal
-
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not where SIGINT is ignored (background)
+        signal.signal(signal.SIGINT, _interrupt)
     app(prog_name="rtk")
 
