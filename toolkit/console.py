@@ -23,12 +23,17 @@ out = Console(width=_WIDTH)
 err = Console(stderr=True, width=_WIDTH)
 
 
+def _one_line(message: str) -> str:
+    """Line breaks shown as \\n: a path or name holding one cannot forge a second `error:` line."""
+    return escape(message.replace("\r", "\\r").replace("\n", "\\n"))
+
+
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
+    err.print(f"[bold red]error:[/] {_one_line(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
+    err.print(f"[yellow]warning:[/] {_one_line(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def ok(message: str) -> None:
