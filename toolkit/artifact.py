@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from toolkit.errors import RtkError
 
 from toolkit.io import sha256_file
-from toolkit.settings import MAX_CLASSES, Precision
+from toolkit.settings import MAX_CLASSES, MIN_CLASSES, Precision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -83,7 +83,7 @@ class ModelMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     arch: str = "resnet50"
-    num_classes: int = Field(ge=1, le=MAX_CLASSES)
+    num_classes: int = Field(ge=MIN_CLASSES, le=MAX_CLASSES)
     class_names: list[str]
     preprocess: Preprocess = Field(default_factory=Preprocess)
     precision: Precision = "fp32"

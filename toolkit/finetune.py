@@ -24,7 +24,7 @@ from toolkit.data import ImageSet, check_classes, image_folder, loader
 from toolkit.errors import RtkError
 from toolkit.models import PRETRAINED, load_model, save_checkpoint
 from toolkit.progress import Progress, silent
-from toolkit.settings import FinetuneSettings
+from toolkit.settings import MIN_CLASSES, FinetuneSettings
 
 
 
@@ -193,6 +193,9 @@ def finetune(settings: FinetuneSettings, *, data: Path, output: Path, weights: s
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
     probe = image_folder(Path(data) / "train" if (Path(data) / "train").is_dir() else data, Preprocess())
+    if len(probe.classes) < MIN_CLASSES:
+        raise RtkError(f"--data {data}: {len(probe.classes)} class folder ({', '.join(probe.classes)}); a classifier "
+                       f"needs at least {MIN_CLASSES} classes: add a folder of images per class")
     model, meta = _initial_model(weights, freeze_backbone=cfg.freeze_backbone, input_size=input_size, seed=seed,
                                  class_names=probe.classes, image_side=_image_side(probe))
     train_set, val_set = training_sets(Path(data), meta.preprocess, augment=cfg.augment)

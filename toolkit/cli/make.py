@@ -57,8 +57,15 @@ def data_synth(
                      "size": summary.size, "seed": summary.seed})
 
 
+def _finetuned(kwargs: dict) -> list[tuple[str, Path, tuple[str, ...]]]:
+    """The checkpoint and the training history written beside it (toolkit.finetune: .history.json and .png)."""
+    output = Path(kwargs["output"])
+    return [("-o", output, (".pt",)), ("-o", output.with_suffix(".history.json"), (".json",)),
+            ("-o", output.with_suffix(".history.png"), (".png",))]
+
+
 @app.command()
-@command(writes={"output": (".pt",)})
+@command(writes={"output": _finetuned})
 def finetune(
     data: Annotated[Path, typer.Option(help="ImageFolder root with train/ and val/ (or class folders).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint to write (.pt).")],
@@ -91,9 +98,9 @@ def finetune(
     emit_json(json, result)
 
 
-def _described(dump_recipe: Path | None, **options):
+def _described(model: Path, dump_recipe: Path | None, **options):
     """The foreign-model description the options give; a recipe cannot carry one (it starts from rtk artifacts)."""
-    described = foreign_from(**options)
+    described = foreign_from([model], **options)
     if described is not None and dump_recipe:
         raise RtkError("--dump-recipe: a recipe starts from an rtk artifact; quantize or compile the model once with "
                        "--labels and its preprocessing, then dump the recipe for what rtk wrote")
@@ -234,7 +241,7 @@ def quantize(
     settings = build(Q, form="ir" if output.suffix.lower() == ".xml" else "onnx", subset=subset,
                      calib_list=calib_list, allow_small=allow_small, max_drop=max_drop, bench_runs=bench_runs,
                      bias_correction=bias_correction)
-    described = _described(dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+    described = _described(model, dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                            interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:
         if calib == "random":
@@ -298,7 +305,7 @@ def compile_(
                      max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
                      version_compatible=version_compatible, check_only=check_only,
                      calibration_samples=calibration_samples)
-    described = _described(dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
+    described = _described(source, dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                            interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:
         targets = ["tensorrt"] if target == "tensorrt" else ["onnxruntime", target]
