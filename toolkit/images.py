@@ -26,6 +26,7 @@ from toolkit.errors import RtkError
 # image and a data folder, so a GIF is never a photo in one command and a skipped file in another.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+MAX_ASPECT = 64     # a 1,000,000 x 1 px PNG (3 KB) would be resized to 256,000,000 x 256 px (16 GB)
 
 
 def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
@@ -41,6 +42,9 @@ def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if max(img.size) > MAX_ASPECT * max(1, min(img.size)):
+                    raise RtkError(f"{path}: image {img.width}x{img.height} is too elongated to classify (over "
+                                   f"{MAX_ASPECT}:1: resizing its shorter side would make it huge); crop it first")
                 if draft and img.format == "JPEG":
                     img.draft("RGB", (draft, draft))
                 img.load()
