@@ -95,6 +95,23 @@ def artifact_files(path: Path) -> list[Path]:
     return [path]
 
 
+def external_data(path: Path) -> list[Path]:
+    """The files an ONNX model keeps its weights in (external data, e.g. model.bin beside model.onnx): outputs
+    must not replace them either. Read only for a file under 16 MB (a larger one holds its weights inline) and
+    where the `onnx` package is installed (not in the runtime-only install)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() != ".onnx" or not path.is_file() or path.stat().st_size > 16 << 20:
+            return []
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:       # not readable as ONNX: the command itself says so, with its own message
+        return []
+    names = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+    return [path.parent / name for name in sorted(names)]
+
+
 def _same_file_keys(path: Path) -> set:
     """Names under which `path` is the same file: its resolved path (links followed), and its inode if it exists
     (a hard link has another name but the same inode)."""
@@ -124,7 +141,7 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
     taken: dict[Any, Path] = {}
     for given in inputs:
         given = Path(given)
-        for f in artifact_files(given):
+        for f in artifact_files(given) + external_data(given):
             for key in _same_file_keys(f):
                 taken.setdefault(key, given)
     folders = [Path(given) for given in inputs if Path(given).is_dir()]
