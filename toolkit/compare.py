@@ -105,7 +105,8 @@ def _load(path: Path) -> dict:
         raise RtkError(f"{path}: not an rtk report.json ({type(exc).__name__}: {str(exc)[:80]}); give the "
                        "report.json of an `rtk run`") from None
     try:
-        report = Report.model_validate(data)
+        # strict: `"top1": true` or `"top1": "25"` is an edit, not a number (lax mode read true as 1.0)
+        report = Report.model_validate_json(text, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "report"

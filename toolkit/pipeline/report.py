@@ -81,7 +81,7 @@ class Report(BaseModel):
     headline: Headline
     gates: list[Gate]
     rows: list[Row]
-    validation_images: int | None
+    validation_images: int | None = Field(..., ge=1)
     stages: list[StageTime]
     plots: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="What the rows do not show, e.g. no engine built.")
