@@ -115,6 +115,33 @@ def _nan_ckpt(ctx: Ctx, name: str) -> Path:
     return ctx.work / name
 
 
+def _external(ctx: Ctx) -> Path:
+    """ext/e.onnx keeping its weights in ext/model.bin (ONNX external data), the name an IR's weights take."""
+    import onnx
+
+    (ctx.work / "ext").mkdir()
+    model = onnx.load(str(small_classifier(ctx.work / "ext" / "inline.onnx")))
+    (ctx.work / "ext" / "inline.onnx").unlink()
+    onnx.save(model, str(ctx.work / "ext" / "e.onnx"), save_as_external_data=True, location="model.bin",
+              size_threshold=0)
+    return ctx.work / "ext" / "e.onnx"
+
+
+def _one_class(ctx: Ctx) -> Path:
+    """A data folder (train/ and val/) with a single class."""
+    for split in ("train", "val"):
+        first = sorted(p for p in (ctx.data / split).iterdir() if p.is_dir())[0]
+        shutil.copytree(first, ctx.work / "one" / split / first.name)
+    return ctx.work / "one"
+
+
+def _wide_png(ctx: Ctx) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (1_000_000, 1)).save(ctx.work / "wide.png")
+    return ctx.work / "wide.png"
+
+
 def _fifo(ctx: Ctx, name: str) -> Path:
     os.mkfifo(ctx.work / name)
     return ctx.work / name
@@ -161,6 +188,9 @@ def _edited_report(ctx: Ctx, edit: str) -> Path:
             "top5": {"top5": 10.0}, "cosine": {"cosine": 7.0}, "ci": {"p50_ci95": [6.0, 4.0]},
             "norepeats": {"p50_repeats": []}, "runs": {"latency_ms": {**a["latency_ms"], "runs": 0}}}[edit])
     data = json.loads(_report(ctx, "b0.json").read_text())
+    if edit in ("images", "booltop1"):
+        data.update(validation_images=-3) if edit == "images" else data["rows"][0].update(top1=True)
+        return _write(ctx.work / "b.json", json.dumps(data))
     if edit == "twice":
         data["rows"].append(data["rows"][0])
         return _write(ctx.work / "b.json", json.dumps(data))
@@ -289,6 +319,24 @@ CASES = [
          ("nan.pt", "NaN or Inf", "layer2.0.conv1.weight")),
     Case("meta-nan-weights-prune", "prune", lambda c: ["prune", _nan_ckpt(c, "nan.pt"), "-o", c.work / "p.pt",
                                                       "--ratio", "0.3"], ("nan.pt", "NaN or Inf")),
+    Case("clobber-compile-onto-external-data", "compile", lambda c: [
+        "compile", _external(c), "--target", "openvino", "-o", c.work / "ext" / "model.xml"],
+         ("model.xml", "would overwrite the input")),
+    Case("clobber-finetune-json-onto-history", "finetune", lambda c: [
+        "finetune", "--data", c.data, "-o", c.work / "f.pt", "--json", c.work / "f.history.json"],
+         ("f.history.json", "also the output")),
+    Case("meta-one-class-finetune", "finetune", lambda c: ["finetune", "--data", _one_class(c), "-o", c.work / "f.pt"],
+         ("1 class folder", "at least 2 classes")),
+    Case("byo-flags-on-rtk-model", "predict", lambda c: ["predict", c.image(), "--model", c.onnx, "--std", "0.5,0.5,0.5"],
+         ("carries rtk metadata", "leave them out")),
+    Case("number-prune-ratio-beyond-cap", "prune", lambda c: ["prune", c.ckpt, "-o", c.work / "p.pt", "--ratio",
+                                                              "0.999"], ("--ratio", "0.9")),
+    Case("read-photo-too-elongated", "predict", lambda c: ["predict", _wide_png(c), "--model", c.onnx],
+         ("wide.png", "too elongated")),
+    Case("read-newline-in-path", "predict", lambda c: ["predict", c.image(), "--model",
+                                                      c.work / "nope\nerror: all good.onnx"], ("\\n",)),
+    Case("place-name-too-long", "bench", lambda c: ["bench", c.onnx, *QUICK, "--json", c.work / ("a" * 300 + ".json")],
+         ("File name too long", "shorter path")),
     Case("meta-ir-disagrees-with-graph", "validate", lambda c: [
         "validate", _ir_with(c, IR["xml"], "&quot;crop&quot;: 64", "&quot;crop&quot;: 72"), "--data", c.data / "val"],
          ("model.xml", "72 px")),
@@ -362,7 +410,8 @@ CASES = [
         c, edit)], ("b.json", words)) for edit, words in (
         ("dupkey", "given twice"), ("order", "out of order"), ("floor", "latency"), ("twice", "listed twice"),
         ("perclass", "per-class"), ("throughput", "throughput"), ("top5", "top-5 below its top-1"),
-        ("cosine", "cosine"), ("ci", "reversed"), ("norepeats", "without its repeats"), ("runs", "no runs"))],
+        ("cosine", "cosine"), ("ci", "reversed"), ("norepeats", "without its repeats"), ("runs", "no runs"),
+        ("images", "validation_images"), ("booltop1", "rows.0.top1"))],
     Case("compare-zero-latency", "compare", lambda c: ["compare", _report(c, "a.json", p50_repeats=[0.0, 0.0, 0.0]),
                                                       _report(c, "b.json")], ("a.json", "latency")),
 ]
