@@ -34,16 +34,19 @@ def read_onnx_meta(path: Path, model: Any = None) -> ModelMeta:
         ops = _op_types(path)
     quantized = bool(ops & QUANTIZE_OPS) or any(op.startswith("QLinear") for op in ops)
     if ONNX_META_KEY in props:
-        try:
-            meta = ModelMeta.model_validate_json(props[ONNX_META_KEY])
-        except ValueError as exc:
-            raise RtkError(f"{path}: its rtk metadata ({ONNX_META_KEY}) is damaged ({_first_error(exc)}); "
-                           "re-export it with `rtk export`") from None
+        meta = parse_meta(props[ONNX_META_KEY], path, f"rtk metadata ({ONNX_META_KEY})")
         meta.check_graph(path, inputs, outputs)
         meta = meta.check_precision(path, quantized=quantized, cast="Cast" in ops)
-        check_copies(path, meta, props)
+        check_copies(path, meta, {k: v for k, v in props.items() if k == "class_names"})
         return meta
     return foreign_meta(path, inputs, outputs, source="foreign-onnx").check_precision(path, quantized=quantized)
+
+
+def parse_meta(text: str, path: Path, what: str) -> ModelMeta:
+    try:
+        return ModelMeta.model_validate_json(text)
+    except ValueError as exc:
+        raise RtkError(f"{path}: its {what} is damaged ({_first_error(exc)}); re-export it with `rtk export`") from None
 
 
 def check_copies(path: Path, meta: ModelMeta, props: dict[str, str], where: str = "") -> None:
@@ -54,11 +57,7 @@ def check_copies(path: Path, meta: ModelMeta, props: dict[str, str], where: str 
     if "class_names" in props:
         copies["class_names"] = (_listed(props["class_names"]), meta.class_names)
     if ONNX_META_KEY in props:
-        try:
-            copy = ModelMeta.model_validate_json(props[ONNX_META_KEY])
-        except ValueError as exc:
-            raise RtkError(f"{path}: its {where}{ONNX_META_KEY} metadata is damaged ({_first_error(exc)}); "
-                           "re-export it") from None
+        copy = parse_meta(props[ONNX_META_KEY], path, f"{where}{ONNX_META_KEY} metadata")
         copies[ONNX_META_KEY] = ((copy.class_names, copy.preprocess), (meta.class_names, meta.preprocess))
     for key, (copy, own) in copies.items():
         if copy != own:
