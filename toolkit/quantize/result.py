@@ -96,12 +96,11 @@ def save_int8(model: Any, path: Path, meta: ModelMeta) -> list[Path]:
         write_onnx_meta(model, meta)
         onnx.save(model, str(path))
         return [path]
-    import openvino as ov
-
     from toolkit.backends.openvino import META_PATH, bin_path
+    from toolkit.backends.openvino.builder import save_model
 
     model.set_rt_info(meta.to_json(), META_PATH)
-    ov.save_model(model, str(path), compress_to_fp16=False)
+    save_model(model, path, compress_to_fp16=False)
     return [path, bin_path(path)]
 
 

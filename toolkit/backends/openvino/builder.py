@@ -6,7 +6,9 @@ write, in that order, every bad input refused before anything is written.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,11 +73,22 @@ def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: 
 
 
 def _save_atomic(model: Any, xml: Path, *, compress_to_fp16: bool) -> list[Path]:
+    with atomic_outputs(xml, bin_path(xml), make_folder=True) as (tmp_xml, _):
+        save_model(model, tmp_xml, compress_to_fp16=compress_to_fp16, shown=xml)
+    return [xml, bin_path(xml)]
+
+
+def save_model(model: Any, xml: Path, *, compress_to_fp16: bool, shown: Path | None = None) -> None:
+    """`ov.save_model`, with a full disk said as one (OpenVINO raises `RuntimeError: basic_ios::clear` for it)."""
     import openvino as ov
 
-    with atomic_outputs(xml, bin_path(xml), make_folder=True) as (tmp_xml, _):
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-    return [xml, bin_path(xml)]
+    try:
+        ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
+    except RuntimeError:
+        weights = sum(op.get_byte_size() for op in model.get_ops() if op.get_type_name() == "Constant")
+        if shutil.disk_usage(Path(xml).parent).free < weights:     # less room than the .bin needs: the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(shown or xml)) from None
+        raise
 
 
 def _batch_plan(job: CompileJob) -> tuple[int | None, str]:
