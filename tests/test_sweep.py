@@ -49,7 +49,7 @@ def test_candidates_expand_the_value_lists():
     assert cands[0].recipe.quantize is None and c.recipe.sweep is None and c.recipe.name == "tiny-sweep-c3"
     assert [x.id for x in leaders_first(cands)][:2] == ["c0", "c4"]     # the two prune ratios start first
     bad = parse_recipe(BASE + "sweep:\n  values:\n    prune.ratio: [0.3, 1.5]\n")
-    with pytest.raises(RtkError, match=r"candidate c1 \(prune.ratio=1.5\): prune.ratio: .*less than 1"):
+    with pytest.raises(RtkError, match=r"candidate c1 \(prune.ratio=1.5\): prune.ratio: .*less than or equal to 0.9"):
         expand(bad)
 
 
