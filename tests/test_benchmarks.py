@@ -147,3 +147,29 @@ def test_end_to_end_rows_run_both_paths(random_onnx, tmp_path):
     verdicts = {g["goal"][:20]: g for g in end_to_end_goals(res)}
     assert verdicts["500x375 JPEGs, a fol"]["met"] is not None
     assert verdicts["12 MP JPEG, batch 1,"]["met"] is None   # the decode-accuracy half was not measured
+
+
+def test_interleaved_turns_start_from_an_idle_cpu():
+    """When items alternate, each turn starts `settle` seconds after the previous item's last call (a runtime's
+    threads keep spinning after a call returns); one item alone is timed back to back."""
+    import time
+
+    from toolkit.bench import Timed, interleaved
+
+    calls: list[tuple[str, float, float]] = []
+
+    def call(name):
+        def fn():
+            t0 = time.perf_counter()
+            calls.append((name, t0, time.perf_counter()))
+        return fn
+
+    interleaved([Timed(call=call("a"), runs=2, warmup=1, rewarm=0), Timed(call=call("b"), runs=2, warmup=1,
+                                                                           rewarm=0)], rounds=2, settle=0.05)
+    switches = [(prev, cur) for prev, cur in zip(calls, calls[1:]) if prev[0] != cur[0]]
+    assert [c[0] for c in calls] == list("aaabbbaabb") and len(switches) == 3
+    assert all(cur[1] - prev[2] >= 0.05 for prev, cur in switches), switches
+    calls.clear()
+    started = time.perf_counter()
+    interleaved([Timed(call=call("a"), runs=3, warmup=0, rewarm=0)], rounds=3, settle=10.0)
+    assert len(calls) == 9 and time.perf_counter() - started < 5.0

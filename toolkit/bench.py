@@ -80,17 +80,27 @@ class Timed:
     rewarm: int = 1
 
 
-def interleaved(items: Sequence[Timed], *, rounds: int,
-                order: Callable[[int], Sequence[int]] | None = None) -> list[list[np.ndarray]]:
+# Idle time before each turn when items alternate. A runtime's worker threads keep running after its call
+# returns (ONNX Runtime's intra-op pool spins by default), so the item timed next shared the CPU with them: on the
+# AMD EPYC (Zen 5, 2 cores), a 50%-pruned INT8 IR timed right after ONNX Runtime FP32 ran at 3.6 ms, 1.8-2.3 ms
+# alone, and 2.1-2.5 ms after 0.1 s idle.
+SETTLE_S = 0.1
+
+
+def interleaved(items: Sequence[Timed], *, rounds: int, order: Callable[[int], Sequence[int]] | None = None,
+                settle: float = SETTLE_S) -> list[list[np.ndarray]]:
     """Milliseconds of each item's calls, per round: `samples[item][round]`.
 
     The items take turns within every round (in `order(round)`, default as given), so a drift of the machine's
-    speed or a noisy neighbour hits all of them alike instead of whichever ran last.
+    speed or a noisy neighbour hits all of them alike instead of whichever ran last; with more than one item,
+    each turn starts after `settle` seconds idle, so it does not share the CPU with the previous item's threads.
     """
     samples: list[list[np.ndarray]] = [[] for _ in items]
     for r in range(rounds):
         for i in (order(r) if order else range(len(items))):
             it = items[i]
+            if settle and len(items) > 1:
+                time.sleep(settle)
             samples[i].append(time_calls(it.call, warmup=it.warmup if r == 0 else it.rewarm, runs=it.runs))
     return samples
 
