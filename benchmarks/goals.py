@@ -185,9 +185,13 @@ def _pruned_int8_goal(res: dict, t_full: float | None) -> dict[str, Any]:
     if searched and search:
         f = search["facts"]
         how = (f"; ratio {f['ratio']:.3f} picked by rtk prune --target-latency-ms {f['target_latency_ms']:.2f} "
-               f"--target openvino (ORT FP32 {f['ort_fp32_ms']:.2f} ms / 7 x OpenVINO INT8 speed-up "
-               f"{f['ov_fp32_ms'] / f['ov_int8_ms']:.2f}x of {f.get('estimate_from', 'the unpruned model')}; target "
-               f"{'met' if f['target_met'] else 'missed'})")
+               f"--target openvino (first aim {f.get('first_target_latency_ms', f['target_latency_ms']):.2f} ms: "
+               f"ORT FP32 {f['ort_fp32_ms']:.2f} ms / 7 x OpenVINO INT8 speed-up "
+               f"{f['ov_fp32_ms'] / f['ov_int8_ms']:.2f}x of {f.get('estimate_from', 'the unpruned model')}"
+               + "".join(f"; round {i + 1}: ratio {r['ratio']:.3f}, quantized and timed at {r['speedup']:.2f}x"
+                         for i, r in enumerate(f.get("rounds", [])))
+               + (f", aiming at {f['aim']:.2f}x" if "aim" in f else "")
+               + f"; target {'met' if f['target_met'] else 'missed'})")
     else:
         how = (f"; pruning ratio {res['settings'].get('prune_ratio', '?')} fixed (the latency-targeted search "
                f"did not run: {_why(res, 'pruned_target_int8_ov')})")

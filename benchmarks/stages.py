@@ -174,19 +174,48 @@ def prune(*, source: str, output: str, ratio: float, data: str | None = None, ep
             "top1_pruned": res.top1_pruned, "top1_after": res.top1_after, "recovery_epochs": len(res.recovery)}
 
 
+def _int8_speedup(onnx: str, int8_ir: str, *, rounds: int = 9, runs: int = 10, warmup: int = 3) -> tuple[float, float]:
+    """(ONNX Runtime FP32 ms, OpenVINO INT8 ms) at batch 1, as the side-by-side table times them: random inputs,
+    the two interleaved, the median over `rounds` of each round's p50 of `runs` calls."""
+    from toolkit.backends import RunnerOptions, open_runner
+    from toolkit.bench import Latency, Timed, interleaved
+
+    runners = [open_runner(p, t, options=RunnerOptions(max_batch=8))
+               for p, t in ((onnx, "onnxruntime"), (int8_ir, "openvino"))]
+    for r in runners:
+        r.load()
+    x = np.random.default_rng(0).standard_normal((1, *runners[0].meta.preprocess.input_shape)).astype(np.float32)
+    got = interleaved([Timed(call=lambda r=r: r.infer(x), runs=runs, warmup=warmup, rewarm=warmup) for r in runners],
+                      rounds=rounds)
+    for r in runners:
+        r.close()
+    ort, ov8 = (float(np.median([Latency.from_ms(ms).p50 for ms in per])) for per in got)
+    return ort, ov8
+
+
 @stage
 def prune_for_speedup(*, source: str, output: str, onnx: str, fp32_ir: str, int8_ir: str, speedup: float,
-                      estimate_from: str = "the unpruned model", max_ratio: float = 0.9,
-                      steps: int = 5) -> dict[str, Any]:
+                      calib: str, subset: int, seed: int = 0, estimate_from: str = "the unpruned model",
+                      max_ratio: float = 0.9, steps: int = 5, rounds: int = 3, aim: float = 1.05) -> dict[str, Any]:
     """The pruning ratio a user would pick with rtk's own latency-targeted search on this CPU, for pruned + INT8
-    on OpenVINO to run `speedup` x faster than ONNX Runtime FP32: time the unpruned ONNX Runtime FP32 and a model's
-    OpenVINO FP32 and INT8 (`fp32_ir`, `int8_ir`: `estimate_from`) here, interleaved, aim the pruned FP32 model on
-    OpenVINO at ORT FP32 / speedup x (that INT8 speed-up over FP32), and let `rtk prune --target-latency-ms T
-    --target openvino` search for the ratio."""
+    on OpenVINO to run `speedup` x faster than ONNX Runtime FP32.
+
+    First aim: time the unpruned ONNX Runtime FP32 and a model's OpenVINO FP32 and INT8 (`fp32_ir`, `int8_ir`:
+    `estimate_from`) here, interleaved, and aim the pruned FP32 model on OpenVINO at ORT FP32 / speedup x (that
+    INT8 speed-up over FP32): `rtk prune --target-latency-ms T --target openvino` searches for the ratio. Then the
+    loop a user who checks the result runs: quantize the pruned model (`rtk quantize --int8 --target openvino`),
+    time it against ONNX Runtime FP32 as the table does, and when it falls short of `aim` x `speedup` (5%
+    headroom: the table times it again, on a VM whose speed moves by more), tighten T by the shortfall and
+    search again; at most `rounds` searches. A pruned network gains less from INT8 than the model the first aim
+    came from (2026-12-03: aimed at 7x, the 0.34-pruned model reached 5.3x), which the loop measures instead of
+    assuming."""
     from toolkit.backends import RunnerOptions, open_runner
     from toolkit.bench import interleaved_p50
+    from toolkit.export import export_onnx
+    from toolkit.models import load_model
     from toolkit.prune import prune_model
-    from toolkit.settings import PruneSettings
+    from toolkit.quantize import quantize_int8
+    from toolkit.settings import PruneSettings, QuantizeSettings
 
     runners = [open_runner(p, t, options=RunnerOptions(max_batch=1))
                for p, t in ((onnx, "onnxruntime"), (fp32_ir, "openvino"), (int8_ir, "openvino"))]
@@ -196,13 +225,33 @@ def prune_for_speedup(*, source: str, output: str, onnx: str, fp32_ir: str, int8
     ort, ov32, ov8 = interleaved_p50([lambda r=r: r.infer(x) for r in runners], rounds=6, runs=5)
     for r in runners:
         r.close()
-    target_ms = ort / speedup * (ov32 / ov8)
-    settings = PruneSettings(mode="structured", target_latency_ms=target_ms, target="openvino", max_ratio=max_ratio,
-                             search_steps=steps, keep_best=True, measure=[])
-    res = prune_model(Path(source), output=Path(output), settings=settings, data=None)
-    return {"prune_seconds": res.seconds, "ratio": res.ratio, "target_latency_ms": target_ms, "ort_fp32_ms": ort,
-            "ov_fp32_ms": ov32, "ov_int8_ms": ov8, "estimate_from": estimate_from, "target_met": res.passed,
-            "search": [st.model_dump() for st in res.search], "macs_before": res.macs_before,
+    target_ms = first_target = ort / speedup * (ov32 / ov8)
+    work = Path(output).parent / "prune_for_speedup"
+    work.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, Any]] = []
+    seconds = 0.0
+    for k in range(rounds):
+        settings = PruneSettings(mode="structured", target_latency_ms=target_ms, target="openvino",
+                                 max_ratio=max_ratio, search_steps=steps, keep_best=True, measure=[])
+        res = prune_model(Path(source), output=Path(output), settings=settings, data=None)
+        seconds += res.seconds
+        model, meta = load_model(output)
+        pruned_onnx = work / f"round{k + 1}.onnx"
+        export_onnx(model, meta, pruned_onnx, parent=Path(output))
+        q = quantize_int8(pruned_onnx, output=work / f"round{k + 1}.xml", calib=Path(calib), target="openvino",
+                          seed=seed, settings=QuantizeSettings(subset=subset, allow_small=True, bench_runs=0))
+        ort_ms, int8_ms = _int8_speedup(onnx, q.output)
+        history.append({"target_latency_ms": target_ms, "ratio": res.ratio, "target_met": res.passed,
+                        "search": [st.model_dump() for st in res.search], "ort_fp32_ms": ort_ms,
+                        "ov_int8_ms": int8_ms, "speedup": ort_ms / int8_ms})
+        if ort_ms / int8_ms >= aim * speedup or res.ratio >= max_ratio:
+            break
+        target_ms *= (ort_ms / int8_ms) / (aim * speedup)
+    last = history[-1]
+    return {"prune_seconds": seconds, "ratio": last["ratio"], "target_latency_ms": last["target_latency_ms"],
+            "first_target_latency_ms": first_target, "ort_fp32_ms": ort, "ov_fp32_ms": ov32, "ov_int8_ms": ov8,
+            "estimate_from": estimate_from, "target_met": last["target_met"], "aim": aim * speedup,
+            "rounds": history, "search": last["search"], "macs_before": res.macs_before,
             "macs_after": res.macs_after}
 
 
