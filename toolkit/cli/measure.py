@@ -62,8 +62,8 @@ def validate(
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate.
 
-    It decodes the images the way `rtk predict` will (the fast JPEG path unless --exact-decode), says which, and
-    checks the fast path against the exact one on the same images (exit 1 when it moves top-1)."""
+    It decodes the images the way `rtk predict` will (the exact decode; --fast-decode the fast JPEG path), says
+    which, and with --fast-decode checks it against the exact decode on the same images (exit 1 when it moves top-1)."""
     from toolkit.validate import check_sharding, validate as run
 
     settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, fast_decode=fast_decode,
