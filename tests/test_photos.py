@@ -158,7 +158,8 @@ def test_the_exact_decode_is_the_default_and_fast_is_asked_for(flags, decode, sc
     folder.mkdir()
     _jpeg(folder / "big.jpg", (640, 480), 3)
     (folder / "notes.txt").write_text("not a photo")
-    said = {"exact": "exact JPEG decode (the default)", "fast": "fast JPEG decode (--fast-decode)"}[decode]
+    said = {(): "exact JPEG decode (the default)", ("--exact-decode",): "exact JPEG decode (--exact-decode)",
+            ("--fast-decode",): "fast JPEG decode (--fast-decode)"}[flags]
     result = cli("predict", folder, "--model", random_onnx, *flags, "--json", tmp_path / "p.json")
     assert result.exit_code == 0 and said in " ".join(result.stdout.split()), result.stdout
     got = json.loads((tmp_path / "p.json").read_text())       # the JSON has what the console has
@@ -251,3 +252,89 @@ def test_photo_flags_that_cannot_hold_are_one_line(random_onnx, tiny_data, tmp_p
     assert result.exit_code == 2 and result.stderr.startswith("error: --depth must be at least --batch-size")
     result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")
     assert result.exit_code == 2 and "--batch 2 is more than the 1 photos" in result.stderr
+
+
+PASSED = {"images": 200, "scaled": 200, "exact_top1": 80.0, "fast_top1": 80.0, "agreement": 100.0}
+
+
+@pytest.mark.parametrize("record, decode", [
+    (PASSED, "fast"),
+    ({**PASSED, "agreement": 99.0}, "exact"),                                   # failed the rule
+    ({**PASSED, "fast_top1": 70.0, "max_drop_pt": 50.0}, "exact"),              # its own looser limits are ignored
+    ({**PASSED, "scaled": 0}, "exact"),                                         # never changed an image: not tested
+    ({**PASSED, "scaled": 300}, "exact"),                                       # more scaled than images: damaged
+    ({**PASSED, "agreement": "all"}, "exact"), ({"images": 200}, "exact"), ("fast", "exact"), (None, "exact")])
+def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode):
+    """An artifact's decode record (written by `rtk run` where validate.fast_decode passed) turns the fast decode on
+    by default only when it passes rtk's own rule; a flag always wins."""
+    from toolkit.artifact import ModelMeta
+    from toolkit.photos import RECORD, choose_decode
+
+    meta = ModelMeta(num_classes=2, class_names=["a", "b"], extra={} if record is None else {RECORD: record})
+    assert choose_decode(None, [meta]) == (decode, "artifact" if decode == "fast" else "default")
+    assert choose_decode(False, [meta]) == ("exact", "flag") and choose_decode(True, [meta]) == ("fast", "flag")
+    plain = ModelMeta(num_classes=2, class_names=["a", "b"])
+    assert choose_decode(None, [meta, plain])[0] == "exact"      # fast only where every artifact records it
+
+
+def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, tmp_path, cli):
+    """`rtk run` with validate.fast_decode on large validation JPEGs: the check passes, so the deployed IR is written
+    again under deploy/ with the check in its metadata (same weights, provenance naming its parent), and predict,
+    bench --images and validate take the fast decode by default for that artifact only, saying why."""
+    from toolkit.backends import read_meta
+    from toolkit.io import sha256_file
+    from toolkit.photos import recorded_check
+
+    val = tmp_path / "photos" / "val"
+    for src in sorted((tiny_data / "val").rglob("*.png")):
+        (val / src.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(src).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC).save(
+            val / src.parent.name / f"{src.stem}.jpg", quality=92)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"version: 1\nname: fast\ndata: {{validation: {val}}}\nmodel: {{source: {accurate_ckpt}}}\n"
+                      "compile: {targets: [openvino]}\nvalidate: {fast_decode: true}\n"
+                      "bench: {runs: 3, warmup: 1, repeats: 1}\n")
+    out = tmp_path / "run"
+    result = cli("run", recipe, "-o", out)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    source, deployed = out / "openvino" / "model.xml", out / "deploy" / "model.xml"
+    assert report["deploy"]["artifact"] == str(deployed) and report["deploy"]["check"]["scaled"] == 32
+    assert "Deploy **deploy/model.xml**" in (out / "report.md").read_text()
+    meta = read_meta(deployed)
+    assert recorded_check(meta) is not None and recorded_check(read_meta(source)) is None
+    assert meta.provenance["history"][-1]["parent_sha256"] == sha256_file(source)
+    assert sha256_file(deployed.with_suffix(".bin")) == sha256_file(source.with_suffix(".bin"))   # same weights
+    photo = next(val.rglob("*.jpg"))
+    for model, flags, want in [(deployed, (), ("fast", "artifact")), (deployed, ("--exact-decode",), ("exact", "flag")),
+                               (source, (), ("exact", "default"))]:
+        result = cli("predict", photo, "--model", model, *flags, "--json", tmp_path / "p.json")
+        phases = json.loads((tmp_path / "p.json").read_text())["phases"]
+        assert result.exit_code == 0 and (phases["decode"], phases["decode_by"]) == want, result.stdout
+    result = cli("bench", deployed, "--images", photo.parent, "--warmup", "0", "--json", tmp_path / "b.json")
+    assert result.exit_code == 0 and json.loads((tmp_path / "b.json").read_text())["photos"]["decode"] == "fast"
+    result = cli("validate", deployed, "--data", val, "--json", tmp_path / "v.json")
+    score = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]
+    assert result.exit_code == 0 and (score["decode"], score["decode_by"]) == ("fast", "artifact")
+    assert FastDecodeCheck.model_validate(score["fast_decode"]).passed
+    assert "the artifact records that it passed validation" in " ".join(result.stdout.split())
+
+
+def test_deploy_copy_of_an_onnx_keeps_its_graph_and_refuses_a_failed_check(random_onnx, tmp_path):
+    """The deploy copy of an ONNX is the same graph and weights with the decode record added; a check that failed
+    is never recorded."""
+    import onnx
+
+    from toolkit.backends import read_meta
+    from toolkit.deploy import with_fast_decode
+    from toolkit.errors import RtkError
+    from toolkit.photos import recorded_check
+
+    out = tmp_path / "deploy" / "model.onnx"
+    with_fast_decode(random_onnx, out, FastDecodeCheck(**PASSED), data="val")
+    assert onnx.load(str(out)).graph == onnx.load(str(random_onnx)).graph
+    assert recorded_check(read_meta(out)) == FastDecodeCheck(**PASSED)
+    with pytest.raises(RtkError, match="did not pass"):
+        with_fast_decode(random_onnx, tmp_path / "other.onnx", FastDecodeCheck(**{**PASSED, "agreement": 90.0}),
+                         data="val")
+    assert not (tmp_path / "other.onnx").exists()

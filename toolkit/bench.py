@@ -211,7 +211,7 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     with open_runner(path, target, options=options) as runner:
         for batch in s.batches:
             progress(f"{len(paths)} photos, batch {batch}")
-            run = PredictSettings(fast_decode=bool(s.fast_decode), batch_size=batch, workers=s.workers or 2,
+            run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers or 2,
                                   depth=max(s.depth or 8, batch))
             every = {str(p) for p in paths}
             if s.warmup:

@@ -190,16 +190,21 @@ def show_validation(report) -> None:
                       highlight=False)
         if s.bare_compile_differs:
             warn(escape(s.bare_compile_differs))
-    if rows and rows[-1].fast_decode is not None and rows[-1].fast_decode.scaled == 0:
+    last = rows[-1] if rows else None
+    if last is not None and last.decode_by == "artifact":
+        out.print("[dim]fast JPEG decode: the artifact records that it passed validation, so predict uses it by "
+                  "default (--exact-decode to decode in full)[/]", highlight=False, soft_wrap=True)
+    if last is not None and last.fast_decode is not None and last.fast_decode.scaled == 0:
         out.print("[dim]the fast JPEG decode was NOT tested: no image here is a JPEG at least twice the resize "
                   "target, so each decoded in full; validate on photos like the ones you deploy before using "
                   "predict --fast-decode[/]", highlight=False)
-    elif rows and rows[-1].fast_decode is not None:
-        check = rows[-1].fast_decode
-        verdict = ("passed: predict and bench --images may use --fast-decode on photos like these" if check.passed
-                   else "FAILED: keep the exact decode (predict's default; leave out --fast-decode)")
+    elif last is not None and last.fast_decode is not None:
+        check = last.fast_decode
+        verdict = ("passed: predict and bench --images may use --fast-decode on photos like these (rtk run with "
+                   "validate.fast_decode writes the artifact with it on by default under deploy/)" if check.passed
+                   else "FAILED: deploy with the exact decode (predict --exact-decode)")
         out.print(f"{escape(str(check))}; {verdict}", highlight=False, soft_wrap=True)
-    elif rows and rows[-1].decode == "exact":
+    elif last is not None and last.decode == "exact":
         out.print("[dim]decoded exactly, as rtk predict does by default; add --fast-decode to check whether the "
                   "faster JPEG decode keeps these results[/]", highlight=False)
     tiers = {s.target: s.isa for s in rows if s.isa}

@@ -34,12 +34,14 @@ def show_phases(report) -> None:
               f"{report.images_per_s:.1f} images/s in {report.wall_s:.2f} s overlapped ({report.workers} decode threads, "
               f"at most {report.peak_in_flight} of {report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
               highlight=False, soft_wrap=True)
-    if report.decode == "exact":
-        out.print("[dim]exact JPEG decode (the default); --fast-decode is faster on large JPEGs once `rtk validate "
-                  "--fast-decode` passes on photos like these[/]", highlight=False, soft_wrap=True)
-    else:
-        out.print("[dim]fast JPEG decode (--fast-decode): use it only where `rtk validate --fast-decode` passed[/]",
-                  highlight=False, soft_wrap=True)
+    said = {("exact", "default"): "exact JPEG decode (the default); --fast-decode is faster on large JPEGs once "
+                                  "`rtk validate --fast-decode` passes on photos like these",
+            ("exact", "flag"): "exact JPEG decode (--exact-decode)",
+            ("fast", "flag"): "fast JPEG decode (--fast-decode): use it only where `rtk validate --fast-decode` passed",
+            ("fast", "artifact"): "fast JPEG decode (the artifact's default: it records that the fast decode passed "
+                                  "validation; --exact-decode to decode in full)"}
+    out.print(f"[dim]{said.get((report.decode, report.decode_by), report.decode + ' JPEG decode')}[/]",
+              highlight=False, soft_wrap=True)
     if report.skipped:
         warn(f"{len(report.skipped)} files that are not readable images were skipped, e.g. "
              f"{escape(report.skipped[0])}")

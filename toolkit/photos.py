@@ -6,9 +6,11 @@ they infer), hands them on in input order whatever order they finish in, and nev
 decoded-but-not-yet-inferred images: the memory bound. Each image's decode and preprocess times are taken in
 its worker; inference is timed per batch in the caller. tests/test_photos.py proves the order and the bound.
 
-The exact decode is the default. The fast decode (`toolkit.images.load_image(draft=...)`, `--fast-decode`) changes
-the pixels, so it is opt-in; `FastDecodeCheck` is the rule `rtk validate --fast-decode` judges it by: top-1
-within `MAX_DROP_PT` of the exact decode and top-1 agreement at least `MIN_AGREEMENT_PCT`, on the same images.
+The fast decode (`toolkit.images.load_image(draft=...)`, `--fast-decode`) changes the pixels, so it is on by
+default only for an artifact whose metadata records that it passed on validation images (`rtk run` with
+`validate.fast_decode` writes that artifact, toolkit.deploy); elsewhere the exact decode is the default.
+`FastDecodeCheck` is the rule `rtk validate --fast-decode` judges it by: top-1 within `MAX_DROP_PT` of the exact
+decode and top-1 agreement at least `MIN_AGREEMENT_PCT`, on the same images.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from toolkit.artifact import Preprocess
 from toolkit.errors import RtkError
@@ -32,6 +34,8 @@ from toolkit.preprocess import eval_array
 MAX_DROP_PT = 0.1          # the fast decode's top-1 may be at most this far below the exact decode's
 MIN_AGREEMENT_PCT = 99.5   # and agree with its top-1 on at least this share of the images
 Decode = Literal["fast", "exact"]
+DecodeBy = Literal["flag", "artifact", "default"]   # why a decode path was taken: asked for, the artifact's, neither
+RECORD = "decode"          # ModelMeta.extra[RECORD]: the fast decode's passed check on this artifact (toolkit.deploy)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -39,11 +43,11 @@ R = TypeVar("R")
 class FastDecodeCheck(BaseModel):
     """The exact and the fast decode scored on the same labeled images, and the verdict of the rule above."""
 
-    images: int
-    scaled: int                 # images the fast decode actually decoded at a reduced DCT scale
-    exact_top1: float
-    fast_top1: float
-    agreement: float
+    images: int = Field(ge=0)
+    scaled: int = Field(ge=0, description="Images the fast decode actually decoded at a reduced DCT scale.")
+    exact_top1: float = Field(ge=0, le=100)
+    fast_top1: float = Field(ge=0, le=100)
+    agreement: float = Field(ge=0, le=100)
     max_drop_pt: float = MAX_DROP_PT
     min_agreement_pct: float = MIN_AGREEMENT_PCT
 
@@ -55,6 +59,30 @@ class FastDecodeCheck(BaseModel):
         return (f"fast JPEG decode on {self.scaled} of {self.images} images: top-1 {self.fast_top1:.2f}% vs "
                 f"{self.exact_top1:.2f}% exact, agreement {self.agreement:.2f}% (needs drop <= {self.max_drop_pt} pt, "
                 f"agreement >= {self.min_agreement_pct}%)")
+
+
+def recorded_check(meta) -> FastDecodeCheck | None:
+    """The fast decode's check an artifact's metadata records, if it passes rtk's rule (judged with rtk's own
+    limits, not the record's) on images the fast decode really changed; else None (no record, a failed or a
+    damaged one)."""
+    rec = meta.extra.get(RECORD)
+    if not isinstance(rec, dict):
+        return None
+    try:
+        check = FastDecodeCheck(**{k: rec[k] for k in ("images", "scaled", "exact_top1", "fast_top1", "agreement")})
+    except (KeyError, TypeError, ValidationError):
+        return None
+    return check if check.passed and 0 < check.scaled <= check.images else None
+
+
+def choose_decode(fast_decode: bool | None, metas: Sequence) -> tuple[Decode, DecodeBy]:
+    """The decode path and why: --fast-decode/--exact-decode when given, else the fast decode where every artifact
+    records that it passed (`recorded_check`), else the exact decode."""
+    if fast_decode is not None:
+        return ("fast" if fast_decode else "exact"), "flag"
+    if metas and all(recorded_check(m) for m in metas):
+        return "fast", "artifact"
+    return "exact", "default"
 
 
 def draft_size(pre: Preprocess, decode: Decode) -> int | None:

@@ -23,7 +23,7 @@ from toolkit.backends.base import finite
 from toolkit.bench import Latency
 from toolkit.errors import RtkError
 from toolkit.images import readable_image, symlink_loop
-from toolkit.photos import Decode, InFlight, decode_one, decoded_batches
+from toolkit.photos import Decode, DecodeBy, InFlight, choose_decode, decode_one, decoded_batches
 from toolkit.remote import DeviceInfo
 from toolkit.settings import PredictSettings
 
@@ -47,6 +47,8 @@ class PhaseReport(BaseModel):
 
     images: int
     decode: Decode
+    decode_by: DecodeBy = Field("flag", description="Why that decode: flag (--fast-decode/--exact-decode), artifact "
+                                "(its metadata records that the fast decode passed validation) or default (exact).")
     scaled: int = Field(description="Images the fast decode decoded at a reduced DCT scale.")
     batch_size: int
     workers: int
@@ -112,7 +114,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     from toolkit.validate import infer_padded
 
     pre = runner.meta.preprocess
-    decode: Decode = "fast" if settings.fast_decode else "exact"
+    decode, decode_by = choose_decode(settings.fast_decode, [runner.meta])
     counter = counter or InFlight()
     done_paths: list[list[str]] = []
     logits: dict[int, np.ndarray] = {}
@@ -143,7 +145,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     names = [p for batch in done_paths for p in batch]
     timed = one_by_one(names[:latency_images], runner, decode=decode, batch_size=settings.batch_size)
     report = PhaseReport(
-        images=len(names), decode=decode, scaled=scaled, batch_size=settings.batch_size, workers=settings.workers,
+        images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=settings.batch_size, workers=settings.workers,
         depth=settings.depth, peak_in_flight=counter.peak, latency_images=len(timed["decode"]),
         **{f"{k}_ms": Latency.from_ms(v) for k, v in timed.items()}, wall_s=wall,
         images_per_s=len(names) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),

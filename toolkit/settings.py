@@ -39,10 +39,11 @@ AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + cente
                 "epochs.")
 
 FAST_DECODE_HELP = ("Decode JPEGs larger than the model needs the fast way (libjpeg DCT scaling to the smallest scale "
-                    "still at least the resize target, then the usual resize) instead of in full (--exact-decode, the "
-                    "default). Turn it on where `rtk validate --fast-decode` passed on photos like yours: it scores "
-                    "both decodes on the same images and fails unless the fast one keeps top-1 within 0.1 pt and "
-                    "agreement >= 99.5%.")
+                    "still at least the resize target, then the usual resize) or in full (--exact-decode). Default: "
+                    "fast where the artifact records that the fast decode passed validation (`rtk run` with "
+                    "validate.fast_decode writes it under deploy/), else exact. `rtk validate --fast-decode` is the "
+                    "check: it scores both decodes on the same images and fails unless the fast one keeps top-1 "
+                    "within 0.1 pt and agreement >= 99.5%.")
 DECODE_WORKERS_HELP = "Threads decoding images ahead of inference."
 DECODE_DEPTH_HELP = "Most images decoded ahead and not yet inferred at once (the memory bound)."
 
@@ -264,9 +265,10 @@ class ValidateSettings(RemoteSettings):
                                 "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
                                 "runs on the native tier. A tier above this CPU is refused; the JSON records each "
                                 "artifact's tier.")
-    fast_decode: bool = Field(False, description="Validate the fast JPEG decode, as predict --fast-decode deploys it, "
-                              "against the exact one on the same images; its verdict says whether to deploy with "
-                              "--fast-decode. " + FAST_DECODE_HELP)
+    fast_decode: bool | None = Field(None, description="Validate with the fast JPEG decode, as predict deploys it, "
+                                     "against the exact one on the same images; its verdict says whether to deploy "
+                                     "with it (in a recipe: where it passes, the run writes the deployed artifact "
+                                     "again under deploy/ with the fast decode as its default). " + FAST_DECODE_HELP)
     remote_data: str | None = Field(None, min_length=1, description="With remote: the labeled folder already on "
                                     "the device (instead of copying --data there).")
 
@@ -282,7 +284,7 @@ class PredictSettings(RemoteSettings):
     """`rtk predict`: photos to labels through the overlapped decode -> preprocess -> infer pipeline."""
 
     top: int = Field(5, ge=1, description="How many classes to show per image.")
-    fast_decode: bool = Field(False, description=FAST_DECODE_HELP)
+    fast_decode: bool | None = Field(None, description=FAST_DECODE_HELP)
     batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Images per inference call.")
     workers: int = Field(2, ge=1, le=64, description=DECODE_WORKERS_HELP)
     depth: int = Field(8, ge=1, le=4096, description=DECODE_DEPTH_HELP)

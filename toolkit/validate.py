@@ -23,7 +23,7 @@ from toolkit.bench import interleaved_p50
 from toolkit.images import ImageSet, check_classes, scan_folder
 from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
-from toolkit.photos import Decode, FastDecodeCheck, labeled_batches
+from toolkit.photos import Decode, DecodeBy, FastDecodeCheck, choose_decode, labeled_batches
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
 from toolkit.remote import DeviceInfo
@@ -46,8 +46,10 @@ class ArtifactScore(BaseModel):
                                            "it (OpenVINO: compute layers by runtimePrecision).")
     bare_compile_differs: str | None = Field(None, description="How a bare OpenVINO compile_model of this artifact "
                                              "would differ from what rtk ran, and the setting that closes the gap.")
-    decode: Decode = Field("exact", description="How the images were decoded: exact (predict's default) or fast "
-                           "(predict --fast-decode).")
+    decode: Decode = Field("exact", description="How the images were decoded: exact or fast (the JPEG DCT-scaled "
+                           "path), as predict decodes them for this artifact.")
+    decode_by: DecodeBy = Field("flag", description="Why that decode: flag (--fast-decode/--exact-decode), artifact "
+                                "(every artifact records that the fast decode passed) or default (exact).")
     hits: list[bool] | None = Field(None, exclude=True, description="Top-1 right or wrong per image, in file order "
                                     "(for paired tests such as McNemar's; not written to JSON).")
     fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "
@@ -238,7 +240,7 @@ def fast_decode_gates(score: ArtifactScore) -> list[Gate]:
     """The rule that allows the fast decode, as gates: a failure makes `rtk validate` exit 1 and says to deploy
     with --exact-decode (checked only where the fast decode changed an image; elsewhere it is the exact one)."""
     c = score.fast_decode
-    name = f"{score.artifact} (fast decode; if it fails, deploy without --fast-decode: the exact decode)"
+    name = f"{score.artifact} (fast decode; if it fails, deploy with --exact-decode)"
     drop = c.exact_top1 - c.fast_top1
     return [Gate(name="fast_decode_drop_pt", artifact=name, limit=c.max_drop_pt, value=drop,
                  passed=drop <= c.max_drop_pt + 1e-9),
@@ -282,8 +284,9 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
         raise RtkError(f"{len(targets)} targets for {len(paths)} artifacts; give one --target or one per artifact")
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
-    decode: Decode = "fast" if settings.fast_decode else "exact"
     metas, _, images = _open_data(all_paths, Path(data))
+    decode, decode_by = choose_decode(settings.fast_decode, metas[1:] if reference else metas)
+    settings = settings.model_copy(update={"fast_decode": decode == "fast"})
     if settings.shards:
         from toolkit.validate_shards import score_sharded
 
@@ -307,7 +310,8 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
         return ArtifactScore(artifact=str(all_paths[i]), target=facts[i]["target"], precision=facts[i]["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * per_image.top5[i].mean(),
                              p50_ms=facts[i]["p50_ms"], per_class_top1=per_class,
-                             isa=effective_tier(facts[i]["target"]), decode=decode, fast_decode=check,
+                             isa=effective_tier(facts[i]["target"]), decode=decode, decode_by=decode_by,
+                             fast_decode=check,
                              executed_precision=facts[i]["executed"], hits=hit.tolist(),
                              bare_compile_differs=facts[i]["bare"])
 

@@ -52,7 +52,7 @@ def validate(
     shards: Annotated[Optional[int], opt(V, "shards")] = None,
     address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
-    fast_decode: Annotated[bool, opt(V, "fast_decode", FAST)] = default(V, "fast_decode"),
+    fast_decode: Annotated[Optional[bool], opt(V, "fast_decode", FAST)] = default(V, "fast_decode"),
     remote: RemoteOpt = None,
     remote_rtk: RemoteRtkOpt = None,
     remote_data: Annotated[Optional[str], opt(V, "remote_data")] = None,
@@ -62,8 +62,9 @@ def validate(
 ) -> None:
     """Top-1/top-5 on a labeled folder, drop and agreement vs a reference; --max-drop makes it a CI gate.
 
-    It decodes the images the way `rtk predict` will (the exact decode; --fast-decode the fast JPEG path), says
-    which, and with --fast-decode checks it against the exact decode on the same images (exit 1 when it moves top-1)."""
+    It decodes the images the way `rtk predict` will (the exact decode, or the fast JPEG path with --fast-decode or
+    where the artifact records that it passed), says which, and with the fast path checks it against the exact
+    decode on the same images (exit 1 when it moves top-1)."""
     from toolkit.validate import check_sharding, validate as run
 
     settings = build(V, batch_size=batch_size, threads=threads, shards=shards, isa=isa, fast_decode=fast_decode,
@@ -139,7 +140,7 @@ def predict(
     model: Annotated[Path, typer.Option(help="Artifact to run (.pt, .onnx, .xml, .engine).")],
     top: Annotated[int, opt(P, "top")] = default(P, "top"),
     target: TargetOpt = None,
-    fast_decode: Annotated[bool, opt(P, "fast_decode", FAST)] = default(P, "fast_decode"),
+    fast_decode: Annotated[Optional[bool], opt(P, "fast_decode", FAST)] = default(P, "fast_decode"),
     batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
     workers: Annotated[int, opt(P, "workers")] = default(P, "workers"),
     depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),

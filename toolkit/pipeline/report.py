@@ -85,6 +85,8 @@ class Report(BaseModel):
     stages: list[StageTime]
     plots: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="What the rows do not show, e.g. no engine built.")
+    deploy: dict | None = Field(None, description="validate.fast_decode passed: the deployed artifact written again "
+                                "under deploy/ with the fast JPEG decode as its default, and the check.")
 
     def __bool__(self) -> bool:
         return self.passed
@@ -167,7 +169,7 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
                   stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped, reused=r.reused)
-                          for r in records], notes=notes)
+                          for r in records], notes=notes, deploy=outcome.deploy)
 
 
 def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
@@ -183,6 +185,12 @@ def markdown(report: Report) -> str:
              f"- accuracy drop: **{_fmt(h.accuracy_drop_pt, '.2f', ' pt')}** top-1",
              f"- size: **{_fmt(h.size_ratio, '.2f', 'x')}** smaller",
              f"- speed-up: **{_fmt(h.speedup, '.2f', 'x')}** (p50, batch {report.rows[-1].batch})", ""]
+    if report.deploy:
+        check = report.deploy["check"]
+        lines += [f"Deploy **{Path(report.deploy['artifact']).parent.name}/{Path(report.deploy['artifact']).name}**: "
+                  f"{h.artifact} with the fast JPEG decode on by default (it passed on {check['scaled']} of "
+                  f"{check['images']} validation images: top-1 {check['fast_top1']:.2f}% vs {check['exact_top1']:.2f}% "
+                  f"exact, agreement {check['agreement']:.2f}%).", ""]
     lines += [f"**{note}**" for note in report.notes] + ([""] if report.notes else []) + ["## Gates", ""]
     lines += [f"- {'✅' if g.passed else '❌'} `{g.name}` on {g.artifact}: {g.value:.3f} (limit {g.limit})"
               for g in report.gates] or ["- no gates set"]

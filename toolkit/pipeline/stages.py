@@ -229,6 +229,39 @@ def _validate(ctx, arts: list[Artifact], val: Path | None, reference: Path) -> d
                                       targets=[a.target for a in rows], settings=settings, measure_latency=False))
 
 
+def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: Path | None) -> dict | None:
+    """validate.fast_decode: where the fast JPEG decode passed on the deployed artifact, that artifact again under
+    deploy/ with the check in its metadata, so predict and bench --images default to the fast decode for it
+    (toolkit.deploy). None where it was not checked, changed no image, or failed (its gate fails the run)."""
+    from toolkit.io import artifact_files
+    from toolkit.photos import FastDecodeCheck
+
+    if not ctx.recipe.validate_.fast_decode or not validation or val is None:
+        return None
+    deployed = arts[-1]
+    score = next((s for s in validation["artifacts"] if s["artifact"] == deployed.path), None)
+    if not score or not score.get("fast_decode"):
+        return None
+    check = FastDecodeCheck.model_validate(score["fast_decode"])
+    if not check.scaled:
+        ctx.say("deploy: no validation image is a JPEG large enough for the fast decode to change it, so it was not "
+                "tested; the deployed artifact keeps the exact decode")
+        return None
+    if not check.passed:
+        ctx.say(f"deploy: {check}; the deployed artifact keeps the exact decode")
+        return None
+    out = ctx.root / "deploy" / Path(deployed.path).name
+
+    def write():
+        from toolkit.deploy import with_fast_decode
+
+        with_fast_decode(Path(deployed.path), out, check, data=val.name)
+        return {"artifact": str(out), "source": deployed.path, "decode": "fast", "check": check.model_dump()}
+
+    return ctx.stage("deploy", {"artifact": deployed.path, "check": check.model_dump(), "data": val.name},
+                     [Path(deployed.path)], artifact_files(out), write)
+
+
 def _validate_on_devices(ctx, arts: list[Artifact], val: Path | None) -> dict[str, dict]:
     """validate.on_devices: the artifacts against the FP32 ONNX (the device has no PyTorch) on every device, on its
     own copy of the validation images (or its devices.NAME.data), devices in parallel."""
@@ -305,11 +338,14 @@ class Outcome:
     validation: dict[str, Any] | None
     benches: dict[str, dict[str, list[dict]]]
     device_validation: dict[str, dict] = field(default_factory=dict)
+    deploy: dict[str, Any] | None = None    # the deployed artifact again with its validated decode (_deploy)
 
 
 def run_stages(ctx) -> Outcome:
     """Every stage of the recipe, in order."""
     arts, val, reference = _artifacts(ctx)
     validation = _validate(ctx, arts, val, reference)
+    deploy = _deploy(ctx, arts, validation, val)
     on_devices = _validate_on_devices(ctx, arts, val)
-    return Outcome(artifacts=arts, validation=validation, benches=_bench(ctx, arts), device_validation=on_devices)
+    return Outcome(artifacts=arts, validation=validation, benches=_bench(ctx, arts), device_validation=on_devices,
+                   deploy=deploy)

@@ -1,0 +1,62 @@
+"""An artifact written again with what its validation decided in its metadata: `rtk run`'s deploy stage.
+
+Where `validate.fast_decode` passed on the deployed artifact, the run writes that artifact once more under
+`<run>/deploy/` with the check in `ModelMeta.extra["decode"]` (toolkit.photos.RECORD), so `rtk predict`, `rtk bench
+--images` and `rtk validate` take the fast JPEG decode by default for it, and only for it. The graph and weights are
+the validated ones, unchanged; only the metadata differs (its provenance names the parent file and its sha256).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from toolkit.artifact import ModelMeta
+from toolkit.backends import read_meta
+from toolkit.errors import RtkError
+from toolkit.io import atomic_outputs, json_text
+from toolkit.photos import RECORD, FastDecodeCheck
+
+
+def with_fast_decode(source: Path, output: Path, check: FastDecodeCheck, *, data: str) -> list[Path]:
+    """Write `source` to `output` (same format) with `check`, judged on the images in `data`, as its decode
+    record; returns the files written. A check that does not pass is refused."""
+    if not check.passed or not check.scaled:
+        raise RtkError(f"{source}: the fast decode did not pass its check ({check}); deploy with the exact decode")
+    meta = read_meta(source)
+    record = {**check.model_dump(), "data": data}
+    meta = meta.derived("deploy", parent=source, decode="fast")
+    meta = meta.model_copy(update={"extra": {**meta.extra, RECORD: record}})
+    return write_with_meta(Path(source), Path(output), meta)
+
+
+def write_with_meta(source: Path, output: Path, meta: ModelMeta) -> list[Path]:
+    """`source` (.onnx, .xml + .bin, .engine/.plan + sidecar) written to `output` with `meta` as its rtk
+    metadata, atomically."""
+    suffix = source.suffix.lower()
+    if suffix == ".onnx":
+        from toolkit.onnx_file import load_onnx, write_onnx_meta
+        import onnx
+
+        model = load_onnx(source, load_external_data=True)
+        write_onnx_meta(model, meta)
+        with atomic_outputs(output, make_folder=True) as (tmp,):
+            onnx.save(model, str(tmp))
+        return [output]
+    if suffix == ".xml":
+        from toolkit.backends.openvino.builder import _save_atomic
+        from toolkit.backends.openvino.loader import META_PATH, read_model
+
+        model = read_model(source)
+        model.set_rt_info(meta.to_json(), META_PATH)
+        return _save_atomic(model, output, compress_to_fp16=False)
+    if suffix in (".engine", ".plan"):
+        from toolkit.backends.tensorrt.sidecar import read_sidecar, sidecar_path
+
+        side = {**read_sidecar(source), "meta": meta.json_dict()}
+        with atomic_outputs(output, sidecar_path(output), make_folder=True) as (plan, tmp_side):
+            shutil.copyfile(source, plan)
+            tmp_side.write_text(json_text(side))
+        return [output, sidecar_path(output)]
+    raise RtkError(f"{source}: only an .onnx, .xml or .engine artifact is deployed this way, not "
+                   f"{suffix or 'a file without an extension'}")
