@@ -120,15 +120,20 @@ def test_one_by_one_batch_latency_is_its_photos_then_its_inference(random_onnx, 
         assert got["total"][n] == pytest.approx(photos + got["infer"][n])
 
 
+def _large_jpegs(source, folder):
+    """The labeled images of `source` as 640x480 JPEGs in `folder`: large enough for the fast decode to DCT-scale."""
+    for src in sorted(source.rglob("*.png")):
+        (folder / src.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(src).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC).save(
+            folder / src.parent.name / f"{src.stem}.jpg", quality=92)
+    return folder
+
+
 def test_validate_measures_both_decodes_and_gates_the_fast_one(random_onnx, tiny_data, tmp_path, cli):
     """Validation images as large JPEGs: with --fast-decode validate decodes them the fast way (what predict
     --fast-decode deploys), scores the exact decode on the same images, records the verdict of the rule, says
     whether to use --fast-decode, and exits 1 exactly when it fails; by default it decodes exactly, like predict."""
-    val = tmp_path / "val"
-    for src in sorted((tiny_data / "val").rglob("*.png")):
-        (val / src.parent.name).mkdir(parents=True, exist_ok=True)
-        Image.open(src).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC).save(
-            val / src.parent.name / f"{src.stem}.jpg", quality=92)
+    val = _large_jpegs(tiny_data / "val", tmp_path / "val")
     out = tmp_path / "v.json"
     result = cli("validate", random_onnx, "--data", val, "--fast-decode", "--json", out)
     score = json.loads(out.read_text())["artifacts"][0]
@@ -285,11 +290,7 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     from toolkit.io import sha256_file
     from toolkit.photos import recorded_check
 
-    val = tmp_path / "photos" / "val"
-    for src in sorted((tiny_data / "val").rglob("*.png")):
-        (val / src.parent.name).mkdir(parents=True, exist_ok=True)
-        Image.open(src).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC).save(
-            val / src.parent.name / f"{src.stem}.jpg", quality=92)
+    val = _large_jpegs(tiny_data / "val", tmp_path / "photos" / "val")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"version: 1\nname: fast\ndata: {{validation: {val}}}\nmodel: {{source: {accurate_ckpt}}}\n"
                       "compile: {targets: [openvino]}\nvalidate: {fast_decode: true}\n"
