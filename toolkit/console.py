@@ -204,6 +204,8 @@ def show_validation(report) -> None:
                    "validate.fast_decode writes the artifact with it on by default under deploy/)" if check.passed
                    else "FAILED: deploy with the exact decode (predict --exact-decode)")
         out.print(f"{escape(str(check))}; {verdict}", highlight=False, soft_wrap=True)
+    elif last is not None and last.decode == "exact" and last.decode_by == "flag":
+        out.print("[dim]decoded exactly (--exact-decode)[/]", highlight=False)
     elif last is not None and last.decode == "exact":
         out.print("[dim]decoded exactly, as rtk predict does by default; add --fast-decode to check whether the "
                   "faster JPEG decode keeps these results[/]", highlight=False)
