@@ -268,7 +268,8 @@ PASSED = {"images": 200, "scaled": 200, "exact_top1": 80.0, "fast_top1": 80.0, "
     ({**PASSED, "fast_top1": 70.0, "max_drop_pt": 50.0}, "exact"),              # its own looser limits are ignored
     ({**PASSED, "scaled": 0}, "exact"),                                         # never changed an image: not tested
     ({**PASSED, "scaled": 300}, "exact"),                                       # more scaled than images: damaged
-    ({**PASSED, "agreement": "all"}, "exact"), ({"images": 200}, "exact"), ("fast", "exact"), (None, "exact")])
+    ({**PASSED, "agreement": "all"}, "exact"), ({**PASSED, "fast_top1": "80"}, "exact"), ({"images": 200}, "exact"),
+    ("fast", "exact"), (None, "exact")])
 def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode):
     """An artifact's decode record (written by `rtk run` where validate.fast_decode passed) turns the fast decode on
     by default only when it passes rtk's own rule; a flag always wins."""
@@ -279,7 +280,7 @@ def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode):
     assert choose_decode(None, [meta]) == (decode, "artifact" if decode == "fast" else "default")
     assert choose_decode(False, [meta]) == ("exact", "flag") and choose_decode(True, [meta]) == ("fast", "flag")
     plain = ModelMeta(num_classes=2, class_names=["a", "b"])
-    assert choose_decode(None, [meta, plain])[0] == "exact"      # fast only where every artifact records it
+    assert choose_decode(None, [meta, plain]) == ("exact", "mixed" if decode == "fast" else "default")
 
 
 def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, tmp_path, cli):
@@ -339,3 +340,17 @@ def test_deploy_copy_of_an_onnx_keeps_its_graph_and_refuses_a_failed_check(rando
         with_fast_decode(random_onnx, tmp_path / "other.onnx", FastDecodeCheck(**{**PASSED, "agreement": 90.0}),
                          data="val")
     assert not (tmp_path / "other.onnx").exists()
+
+
+def test_run_keeps_the_exact_decode_where_the_fast_one_was_not_tested(accurate_ckpt, tiny_data, tmp_path, cli):
+    """validate.fast_decode on validation images too small for the fast decode to change: nothing is deployed, and
+    the report says why."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"version: 1\nname: small\ndata: {{validation: {tiny_data / 'val'}}}\n"
+                      f"model: {{source: {accurate_ckpt}}}\nvalidate: {{fast_decode: true}}\n"
+                      "bench: {runs: 3, warmup: 1, repeats: 1}\n")
+    result = cli("run", recipe, "-o", tmp_path / "run")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["deploy"] is None and not (tmp_path / "run" / "deploy").exists()
+    assert any("keeps the exact decode" in n and "not tested" in n for n in report["notes"]), report["notes"]

@@ -206,6 +206,10 @@ def show_validation(report) -> None:
         out.print(f"{escape(str(check))}; {verdict}", highlight=False, soft_wrap=True)
     elif last is not None and last.decode == "exact" and last.decode_by == "flag":
         out.print("[dim]decoded exactly (--exact-decode)[/]", highlight=False)
+    elif last is not None and last.decode_by == "mixed":
+        out.print("[dim]decoded exactly: only some of these artifacts record that the fast JPEG decode passed (predict "
+                  "uses it by default for those); add --fast-decode to validate them all with it[/]", highlight=False,
+                  soft_wrap=True)
     elif last is not None and last.decode == "exact":
         out.print("[dim]decoded exactly, as rtk predict does by default; add --fast-decode to check whether the "
                   "faster JPEG decode keeps these results[/]", highlight=False)
@@ -344,6 +348,9 @@ def show_report(report) -> None:
               f"size {_f(h.size_ratio)}x smaller · speed-up {_f(h.speedup)}x", highlight=False)
     for note in report.notes:
         warn(note)
+    if report.deploy:
+        out.print(f"deploy: [bold]{escape(report.deploy['artifact'])}[/] ({h.artifact} with the fast JPEG decode on by "
+                  "default: it passed on the validation JPEGs)", highlight=False, soft_wrap=True)
     for gate in (g for g in report.gates if g.passed):   # a failed one is the command's error line (GateFailed)
         ok(str(gate))
 

@@ -74,6 +74,8 @@ def check_output(path: Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise RtkError(f"output {path} is a folder; give a file name, e.g. {path / 'model'}{path.suffix or '.onnx'}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise RtkError(f"output folder {path.parent} is a file; move it away or choose another -o")
     if not path.parent.is_dir():
         raise RtkError(f"output folder {path.parent} does not exist; create it first or choose another -o")
     if not os.access(path.parent, os.W_OK):

@@ -34,7 +34,8 @@ from toolkit.preprocess import eval_array
 MAX_DROP_PT = 0.1          # the fast decode's top-1 may be at most this far below the exact decode's
 MIN_AGREEMENT_PCT = 99.5   # and agree with its top-1 on at least this share of the images
 Decode = Literal["fast", "exact"]
-DecodeBy = Literal["flag", "artifact", "default"]   # why a decode path was taken: asked for, the artifact's, neither
+# why a decode path was taken: asked for; the artifacts' record; no record; records on some of the artifacts only
+DecodeBy = Literal["flag", "artifact", "default", "mixed"]
 RECORD = "decode"          # ModelMeta.extra[RECORD]: the fast decode's passed check on this artifact (toolkit.deploy)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,7 +70,8 @@ def recorded_check(meta) -> FastDecodeCheck | None:
     if not isinstance(rec, dict):
         return None
     try:
-        check = FastDecodeCheck(**{k: rec[k] for k in ("images", "scaled", "exact_top1", "fast_top1", "agreement")})
+        check = FastDecodeCheck.model_validate({k: rec[k] for k in ("images", "scaled", "exact_top1", "fast_top1",
+                                                                    "agreement")}, strict=True)
     except (KeyError, TypeError, ValidationError):
         return None
     return check if check.passed and 0 < check.scaled <= check.images else None
@@ -77,12 +79,13 @@ def recorded_check(meta) -> FastDecodeCheck | None:
 
 def choose_decode(fast_decode: bool | None, metas: Sequence) -> tuple[Decode, DecodeBy]:
     """The decode path and why: --fast-decode/--exact-decode when given, else the fast decode where every artifact
-    records that it passed (`recorded_check`), else the exact decode."""
+    records that it passed (`recorded_check`), else the exact decode ("mixed" where only some record it)."""
     if fast_decode is not None:
         return ("fast" if fast_decode else "exact"), "flag"
-    if metas and all(recorded_check(m) for m in metas):
+    recorded = [recorded_check(m) is not None for m in metas]
+    if recorded and all(recorded):
         return "fast", "artifact"
-    return "exact", "default"
+    return "exact", "mixed" if any(recorded) else "default"
 
 
 def draft_size(pre: Preprocess, decode: Decode) -> int | None:

@@ -145,8 +145,8 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     names = [p for batch in done_paths for p in batch]
     timed = one_by_one(names[:latency_images], runner, decode=decode, batch_size=settings.batch_size)
     report = PhaseReport(
-        images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=settings.batch_size, workers=settings.workers,
-        depth=settings.depth, peak_in_flight=counter.peak, latency_images=len(timed["decode"]),
+        images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=settings.batch_size,
+        workers=settings.workers, depth=settings.depth, peak_in_flight=counter.peak, latency_images=len(timed["decode"]),
         **{f"{k}_ms": Latency.from_ms(v) for k, v in timed.items()}, wall_s=wall,
         images_per_s=len(names) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
         skipped=failed)

@@ -166,10 +166,27 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
     gates += [Gate.model_validate(g) for g in (validation or {}).get("gates", [])   # the decode path's own rule
               if g["name"].startswith("fast_decode")]
     notes = [NO_ENGINE] if any(r.name == "check:tensorrt" for r in records) else []
+    notes += _kept_exact(recipe, validation, outcome)
     return Report(recipe=recipe.name, rtk=__version__, created=now_iso(), passed=all(gates), headline=headline,
                   gates=gates, rows=rows, validation_images=validation["images"] if validation else None,
                   stages=[StageTime(name=r.name, seconds=r.seconds, skipped=r.skipped, reused=r.reused)
                           for r in records], notes=notes, deploy=outcome.deploy)
+
+
+def _kept_exact(recipe: Recipe, validation: dict | None, outcome: Outcome) -> list[str]:
+    """Why validate.fast_decode deployed nothing: the fast decode changed no validation image, or failed."""
+    from toolkit.photos import FastDecodeCheck
+
+    if not recipe.validate_.fast_decode or not validation or outcome.deploy:
+        return []
+    deployed = outcome.artifacts[-1].path
+    score = next((s for s in validation["artifacts"] if s["artifact"] == deployed), None)
+    if not score or not score.get("fast_decode"):
+        return []
+    check = FastDecodeCheck.model_validate(score["fast_decode"])
+    why = (f"it failed its check ({check})" if check.scaled else "no validation image is a JPEG at least twice the "
+           "resize target, so the fast decode changed none and was not tested")
+    return [f"validate.fast_decode: the deployed artifact keeps the exact decode: {why}."]
 
 
 def _fmt(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
