@@ -458,3 +458,24 @@ def test_a_bad_destination_is_refused_before_any_input_is_read(cli, tmp_path):
     done = cli("bench", model, "--remote", "-oProxyCommand=x")
     assert done.exit_code == 2 and "give an SSH destination" in done.stderr and "asking" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_device_takes_the_artifacts_recorded_decode(on_rig, cli, random_onnx, tiny_data, tmp_path):
+    """An artifact whose metadata records a passed fast-decode check (toolkit.deploy) is validated with the fast
+    decode on the torch-free device too, saying why; --exact-decode reaches the device and overrides it."""
+    from PIL import Image
+
+    from toolkit.deploy import with_fast_decode
+    from toolkit.photos import FastDecodeCheck
+
+    val = tmp_path / "val"
+    for src in sorted((tiny_data / "val").rglob("*.png"))[::4]:
+        (val / src.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(src).convert("RGB").resize((640, 480)).save(val / src.parent.name / f"{src.stem}.jpg")
+    deployed = tmp_path / "deploy" / "model.onnx"
+    with_fast_decode(random_onnx, deployed, FastDecodeCheck(images=8, scaled=8, exact_top1=50.0, fast_top1=50.0,
+                                                            agreement=100.0), data="val")
+    for flags, want in [((), ("fast", "artifact")), (("--exact-decode",), ("exact", "flag"))]:
+        done = cli("validate", deployed, "--data", val, "--remote", on_rig.alias, *flags, "--json", tmp_path / "v.json")
+        score = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]
+        assert done.exit_code in (0, 1) and (score["decode"], score["decode_by"]) == want, done.stderr
