@@ -17,7 +17,7 @@ from toolkit import __version__
 from toolkit.bench import Latency
 from toolkit.io import now_iso, write_json, write_text_atomic
 from toolkit.pipeline.gates import Gate, Scored, evaluate
-from toolkit.pipeline.stages import Outcome
+from toolkit.pipeline.stages import Outcome, fast_decode_check
 from toolkit.recipe import Recipe
 
 NO_ENGINE = ("No TensorRT engine was built: compile.check_only ran only the CPU-side check of what TensorRT would "
@@ -175,15 +175,9 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
 
 def _kept_exact(recipe: Recipe, validation: dict | None, outcome: Outcome) -> list[str]:
     """Why validate.fast_decode deployed nothing: the fast decode changed no validation image, or failed."""
-    from toolkit.photos import FastDecodeCheck
-
-    if not recipe.validate_.fast_decode or not validation or outcome.deploy:
+    check = fast_decode_check(validation, outcome.artifacts[-1].path)
+    if not recipe.validate_.fast_decode or outcome.deploy or check is None:
         return []
-    deployed = outcome.artifacts[-1].path
-    score = next((s for s in validation["artifacts"] if s["artifact"] == deployed), None)
-    if not score or not score.get("fast_decode"):
-        return []
-    check = FastDecodeCheck.model_validate(score["fast_decode"])
     why = (f"it failed its check ({check})" if check.scaled else "no validation image is a JPEG at least twice the "
            "resize target, so the fast decode changed none and was not tested")
     return [f"validate.fast_decode: the deployed artifact keeps the exact decode: {why}."]

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from toolkit.errors import GateFailed, RtkError
 from toolkit.isa import effective_tier
 from toolkit.settings import REMOTE_FIELDS, BenchSettings, CompileSettings, Gates, ValidateSettings
+
+if TYPE_CHECKING:
+    from toolkit.photos import FastDecodeCheck
 
 
 class Artifact(BaseModel):
@@ -229,20 +232,25 @@ def _validate(ctx, arts: list[Artifact], val: Path | None, reference: Path) -> d
                                       targets=[a.target for a in rows], settings=settings, measure_latency=False))
 
 
+def fast_decode_check(validation: dict[str, Any] | None, artifact: str) -> FastDecodeCheck | None:
+    """The fast decode's check (toolkit.photos.FastDecodeCheck) of `artifact` in the validate stage's result, if
+    it was checked."""
+    from toolkit.photos import FastDecodeCheck
+
+    score = next((s for s in (validation or {}).get("artifacts", []) if s["artifact"] == artifact), None)
+    return FastDecodeCheck.model_validate(score["fast_decode"]) if score and score.get("fast_decode") else None
+
+
 def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: Path | None) -> dict | None:
     """validate.fast_decode: where the fast JPEG decode passed on the deployed artifact, that artifact again under
     deploy/ with the check in its metadata, so predict and bench --images default to the fast decode for it
     (toolkit.deploy). None where it was not checked, changed no image, or failed (its gate fails the run)."""
     from toolkit.io import artifact_files
-    from toolkit.photos import FastDecodeCheck
 
-    if not ctx.recipe.validate_.fast_decode or not validation or val is None:
-        return None
     deployed = arts[-1]
-    score = next((s for s in validation["artifacts"] if s["artifact"] == deployed.path), None)
-    if not score or not score.get("fast_decode"):
+    check = fast_decode_check(validation, deployed.path) if ctx.recipe.validate_.fast_decode else None
+    if check is None or val is None:
         return None
-    check = FastDecodeCheck.model_validate(score["fast_decode"])
     if not check.scaled:
         ctx.say("deploy: no validation image is a JPEG large enough for the fast decode to change it, so it was not "
                 "tested; the deployed artifact keeps the exact decode")
