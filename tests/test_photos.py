@@ -268,15 +268,17 @@ PASSED = {"images": 200, "scaled": 200, "exact_top1": 80.0, "fast_top1": 80.0, "
     ({**PASSED, "fast_top1": 70.0, "max_drop_pt": 50.0}, "exact"),              # its own looser limits are ignored
     ({**PASSED, "scaled": 0}, "exact"),                                         # never changed an image: not tested
     ({**PASSED, "scaled": 300}, "exact"),                                       # more scaled than images: damaged
+    ({**PASSED, "exact_top1": 0.0, "fast_top1": 100.0}, "exact"),   # every top-1 changed, yet 100% agreement: damaged
     ({**PASSED, "agreement": "all"}, "exact"), ({**PASSED, "fast_top1": "80"}, "exact"), ({"images": 200}, "exact"),
     ("fast", "exact"), (None, "exact")])
 def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode):
     """An artifact's decode record (written by `rtk run` where validate.fast_decode passed) turns the fast decode on
     by default only when it passes rtk's own rule; a flag always wins."""
     from toolkit.artifact import ModelMeta
-    from toolkit.photos import RECORD, choose_decode
+    from toolkit.artifact import DECODE_RECORD
+    from toolkit.photos import choose_decode
 
-    meta = ModelMeta(num_classes=2, class_names=["a", "b"], extra={} if record is None else {RECORD: record})
+    meta = ModelMeta(num_classes=2, class_names=["a", "b"], extra={} if record is None else {DECODE_RECORD: record})
     assert choose_decode(None, [meta]) == (decode, "artifact" if decode == "fast" else "default")
     assert choose_decode(False, [meta]) == ("exact", "flag") and choose_decode(True, [meta]) == ("fast", "flag")
     plain = ModelMeta(num_classes=2, class_names=["a", "b"])
@@ -320,6 +322,11 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     assert result.exit_code == 0 and (score["decode"], score["decode_by"]) == ("fast", "artifact")
     assert FastDecodeCheck.model_validate(score["fast_decode"]).passed
     assert "the artifact records that it passed validation" in " ".join(result.stdout.split())
+    recipe.write_text(recipe.read_text().replace("fast_decode: true", "fast_decode: false"))
+    result = cli("run", recipe, "-o", out, "--resume")     # no longer checked: the old copy's claim goes with it
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert result.exit_code == 0 and not (out / "deploy").exists(), result.stdout
+    assert not [name for name in manifest["outputs"] if name.startswith("deploy")]
 
 
 def test_deploy_copy_of_an_onnx_keeps_its_graph_and_refuses_a_failed_check(random_onnx, tmp_path):
@@ -336,6 +343,7 @@ def test_deploy_copy_of_an_onnx_keeps_its_graph_and_refuses_a_failed_check(rando
     with_fast_decode(random_onnx, out, FastDecodeCheck(**PASSED), data="val")
     assert onnx.load(str(out)).graph == onnx.load(str(random_onnx)).graph
     assert recorded_check(read_meta(out)) == FastDecodeCheck(**PASSED)
+    assert recorded_check(read_meta(out).derived("compile", parent=out)) is None   # for that artifact only
     with pytest.raises(RtkError, match="did not pass"):
         with_fast_decode(random_onnx, tmp_path / "other.onnx", FastDecodeCheck(**{**PASSED, "agreement": 90.0}),
                          data="val")

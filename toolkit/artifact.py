@@ -26,6 +26,9 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)     # Keras' "caffe" mode: BGR, Imag
 NEW_FIELDS = ("layout", "channels", "pixels")   # left out of the JSON at their defaults: older rtk reads it
 
 MAX_SIDE = 4096                  # pixels: beyond this a resize or crop is damage, not a model
+# ModelMeta.extra[DECODE_RECORD]: the fast JPEG decode's passed check on this very artifact (toolkit.deploy); it
+# holds for that artifact only, so an artifact made from it does not inherit it
+DECODE_RECORD = "decode"
 
 
 class Preprocess(BaseModel):
@@ -142,7 +145,7 @@ class ModelMeta(BaseModel):
         """A copy for an artifact made from this one by `step`, recording the parent's hash.
 
         No wall-clock time is recorded, so the same inputs give a byte-identical artifact; run times are
-        in the run manifest and the commands' JSON results.
+        in the run manifest and the commands' JSON results. A fast-decode record (DECODE_RECORD) is not inherited.
         """
         history = list(self.provenance.get("history", []))
         entry: dict[str, Any] = {"step": step, **facts}
@@ -150,7 +153,9 @@ class ModelMeta(BaseModel):
             entry["parent"] = parent.name
             entry["parent_sha256"] = sha256_file(parent)
         history.append(entry)
-        return self.model_copy(deep=True, update={"provenance": {**self.provenance, "history": history}})
+        extra = {k: v for k, v in self.extra.items() if k != DECODE_RECORD}
+        return self.model_copy(deep=True, update={"provenance": {**self.provenance, "history": history},
+                                                  "extra": extra})
 
     def to_json(self) -> str:
         return json.dumps(self.json_dict(), sort_keys=True)

@@ -251,9 +251,12 @@ def show_bench(result) -> None:
         warn(escape(str(result.runtime["bare_compile_differs"])))
     if result.photos:
         p = result.photos
-        out.print(f"end to end over {p['images']} photos, {p['decode']} decode ({p['scaled']} JPEGs DCT-scaled): "
-                  "latency is a batch's decode + preprocess + inference timed one after another (what a photo in it "
-                  "waits); images/s is the overlapped run's", highlight=False, soft_wrap=True)
+        why = {"flag": "as asked", "artifact": "the artifact's default: it records that the fast decode passed "
+               "validation", "default": "the default"}.get(p.get("decode_by"), "")
+        out.print(f"end to end over {p['images']} photos, {p['decode']} decode{f' ({why})' if why else ''}, "
+                  f"{p['scaled']} JPEGs DCT-scaled: latency is a batch's decode + preprocess + inference timed one "
+                  "after another (what a photo in it waits); images/s is the overlapped run's", highlight=False,
+                  soft_wrap=True)
         if p.get("skipped"):
             warn(f"{len(p['skipped'])} files that are not readable images were skipped, e.g. {escape(p['skipped'][0])}")
 

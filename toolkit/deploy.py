@@ -1,7 +1,7 @@
 """An artifact written again with what its validation decided in its metadata: `rtk run`'s deploy stage.
 
 Where `validate.fast_decode` passed on the deployed artifact, the run writes that artifact once more under
-`<run>/deploy/` with the check in `ModelMeta.extra["decode"]` (toolkit.photos.RECORD), so `rtk predict`, `rtk bench
+`<run>/deploy/` with the check in `ModelMeta.extra["decode"]` (toolkit.artifact.DECODE_RECORD), so `rtk predict`, `rtk bench
 --images` and `rtk validate` take the fast JPEG decode by default for it, and only for it. The graph and weights are
 the validated ones, unchanged; only the metadata differs (its provenance names the parent file and its sha256).
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from toolkit.artifact import ModelMeta
+from toolkit.artifact import DECODE_RECORD, ModelMeta
 from toolkit.backends import read_meta
 from toolkit.errors import RtkError
 from toolkit.io import atomic_outputs, json_text
-from toolkit.photos import RECORD, FastDecodeCheck
+from toolkit.photos import FastDecodeCheck
 
 
 def with_fast_decode(source: Path, output: Path, check: FastDecodeCheck, *, data: str) -> list[Path]:
@@ -26,7 +26,7 @@ def with_fast_decode(source: Path, output: Path, check: FastDecodeCheck, *, data
     meta = read_meta(source)
     record = {**check.model_dump(), "data": data}
     meta = meta.derived("deploy", parent=source, decode="fast")
-    meta = meta.model_copy(update={"extra": {**meta.extra, RECORD: record}})
+    meta = meta.model_copy(update={"extra": {**meta.extra, DECODE_RECORD: record}})
     return write_with_meta(Path(source), Path(output), meta)
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Literal, Sequence, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from toolkit.artifact import Preprocess
+from toolkit.artifact import DECODE_RECORD, Preprocess
 from toolkit.errors import RtkError
 from toolkit.images import load_image
 from toolkit.preprocess import eval_array
@@ -36,13 +36,14 @@ MIN_AGREEMENT_PCT = 99.5   # and agree with its top-1 on at least this share of 
 Decode = Literal["fast", "exact"]
 # why a decode path was taken: asked for; the artifacts' record; no record; records on some of the artifacts only
 DecodeBy = Literal["flag", "artifact", "default", "mixed"]
-RECORD = "decode"          # ModelMeta.extra[RECORD]: the fast decode's passed check on this artifact (toolkit.deploy)
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class FastDecodeCheck(BaseModel):
-    """The exact and the fast decode scored on the same labeled images, and the verdict of the rule above."""
+    """The exact and the fast decode scored on the same labeled images, and the verdict of the rule above. Top-1 and
+    agreement are over the images the fast decode changed (`scaled` of `images`): elsewhere it is the exact decode,
+    and counting those images would dilute a difference."""
 
     images: int = Field(ge=0)
     scaled: int = Field(ge=0, description="Images the fast decode actually decoded at a reduced DCT scale.")
@@ -57,16 +58,16 @@ class FastDecodeCheck(BaseModel):
         return self.exact_top1 - self.fast_top1 <= self.max_drop_pt + 1e-9 and self.agreement >= self.min_agreement_pct
 
     def __str__(self) -> str:
-        return (f"fast JPEG decode on {self.scaled} of {self.images} images: top-1 {self.fast_top1:.2f}% vs "
-                f"{self.exact_top1:.2f}% exact, agreement {self.agreement:.2f}% (needs drop <= {self.max_drop_pt} pt, "
-                f"agreement >= {self.min_agreement_pct}%)")
+        return (f"fast JPEG decode on the {self.scaled} of {self.images} images it changes: top-1 "
+                f"{self.fast_top1:.2f}% vs {self.exact_top1:.2f}% exact, agreement {self.agreement:.2f}% (needs drop "
+                f"<= {self.max_drop_pt} pt, agreement >= {self.min_agreement_pct}%)")
 
 
 def recorded_check(meta) -> FastDecodeCheck | None:
     """The fast decode's check an artifact's metadata records, if it passes rtk's rule (judged with rtk's own
     limits, not the record's) on images the fast decode really changed; else None (no record, a failed or a
     damaged one)."""
-    rec = meta.extra.get(RECORD)
+    rec = meta.extra.get(DECODE_RECORD)
     if not isinstance(rec, dict):
         return None
     try:
@@ -74,7 +75,8 @@ def recorded_check(meta) -> FastDecodeCheck | None:
                                                                     "agreement")}, strict=True)
     except (KeyError, TypeError, ValidationError):
         return None
-    return check if check.passed and 0 < check.scaled <= check.images else None
+    possible = abs(check.exact_top1 - check.fast_top1) <= 100.0 - check.agreement + 1e-6   # a changed top-1 disagrees
+    return check if check.passed and possible and 0 < check.scaled <= check.images else None
 
 
 def choose_decode(fast_decode: bool | None, metas: Sequence) -> tuple[Decode, DecodeBy]:

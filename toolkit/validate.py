@@ -304,10 +304,11 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
         hit = per_image.top1[i]
         per_class = {names[c]: 100.0 * float(hit[labels == c].mean()) for c in np.unique(labels)}
         check = None
-        if decode == "fast":
-            check = FastDecodeCheck(images=len(labels), scaled=int(per_image.scaled.sum()), fast_top1=100.0 * hit.mean(),
-                                    exact_top1=100.0 * per_image.exact_top1[i].mean(),
-                                    agreement=100.0 * per_image.exact_agree[i].mean())
+        if decode == "fast":        # judged where the fast decode changed the image (all of them if it changed none)
+            on = per_image.scaled if per_image.scaled.any() else np.ones_like(per_image.scaled)
+            check = FastDecodeCheck(images=len(labels), scaled=int(per_image.scaled.sum()),
+                                    fast_top1=100.0 * hit[on].mean(), exact_top1=100.0 * per_image.exact_top1[i][on].mean(),
+                                    agreement=100.0 * per_image.exact_agree[i][on].mean())
         return ArtifactScore(artifact=str(all_paths[i]), target=facts[i]["target"], precision=facts[i]["precision"],
                              top1=100.0 * hit.mean(), top5=100.0 * per_image.top5[i].mean(),
                              p50_ms=facts[i]["p50_ms"], per_class_top1=per_class,

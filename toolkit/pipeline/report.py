@@ -175,8 +175,13 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
 
 def _kept_exact(recipe: Recipe, validation: dict | None, outcome: Outcome) -> list[str]:
     """Why validate.fast_decode deployed nothing: the fast decode changed no validation image, or failed."""
+    if not recipe.validate_.fast_decode or outcome.deploy:
+        return []
+    if validation is None:
+        return ["validate.fast_decode: no validation images (data.validation, or a val/ split under data.root), so "
+                "the fast decode was not checked and the deployed artifact keeps the exact decode."]
     check = fast_decode_check(validation, outcome.artifacts[-1].path)
-    if not recipe.validate_.fast_decode or outcome.deploy or check is None:
+    if check is None:
         return []
     why = (f"it failed its check ({check})" if check.scaled else "no validation image is a JPEG at least twice the "
            "resize target, so the fast decode changed none and was not tested")

@@ -241,6 +241,20 @@ def fast_decode_check(validation: dict[str, Any] | None, artifact: str) -> FastD
     return FastDecodeCheck.model_validate(score["fast_decode"]) if score and score.get("fast_decode") else None
 
 
+def _clear_deploy(folder: Path, *, keep: list[Path]) -> None:
+    """Remove from the run's deploy/ what this run does not deploy: a copy an earlier run left would still claim a
+    check that no longer holds (another model, or validate.fast_decode since turned off)."""
+    import shutil
+
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for f in folder.iterdir():
+        if f not in keep:
+            shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
+    if not keep:
+        folder.rmdir()
+
+
 def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: Path | None) -> dict | None:
     """validate.fast_decode: where the fast JPEG decode passed on the deployed artifact, that artifact again under
     deploy/ with the check in its metadata, so predict and bench --images default to the fast decode for it
@@ -248,17 +262,18 @@ def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: P
     from toolkit.io import artifact_files
 
     deployed = arts[-1]
+    folder = ctx.root / "deploy"
+    out = folder / Path(deployed.path).name
     check = fast_decode_check(validation, deployed.path) if ctx.recipe.validate_.fast_decode else None
-    if check is None or val is None:
-        return None
-    if not check.scaled:
+    deploying = check is not None and val is not None and check.scaled > 0 and check.passed
+    _clear_deploy(folder, keep=artifact_files(out) if deploying else [])
+    if check is not None and not check.scaled:
         ctx.say("deploy: no validation image is a JPEG large enough for the fast decode to change it, so it was not "
                 "tested; the deployed artifact keeps the exact decode")
-        return None
-    if not check.passed:
+    elif check is not None and not check.passed:
         ctx.say(f"deploy: {check}; the deployed artifact keeps the exact decode")
+    if not deploying:
         return None
-    out = ctx.root / "deploy" / Path(deployed.path).name
 
     def write():
         from toolkit.deploy import with_fast_decode
