@@ -285,7 +285,7 @@ def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode):
     assert choose_decode(None, [meta, plain]) == ("exact", "mixed" if decode == "fast" else "default")
 
 
-def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, tmp_path, cli):
+def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, tmp_path, cli, monkeypatch):
     """`rtk run` with validate.fast_decode on large validation JPEGs: the check passes, so the deployed IR is written
     again under deploy/ with the check in its metadata (same weights, provenance naming its parent), and predict,
     bench --images and validate take the fast decode by default for that artifact only, saying why."""
@@ -322,11 +322,15 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     assert result.exit_code == 0 and (score["decode"], score["decode_by"]) == ("fast", "artifact")
     assert FastDecodeCheck.model_validate(score["fast_decode"]).passed
     assert "the artifact records that it passed validation" in " ".join(result.stdout.split())
+    (out / "deploy" / "notes.txt").write_text("the user's")
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", recipe, "-o", "run", "--resume")    # the same run, its folder spelled another way
+    assert result.exit_code == 0 and recorded_check(read_meta(deployed)) is not None, result.stdout
     recipe.write_text(recipe.read_text().replace("fast_decode: true", "fast_decode: false"))
     result = cli("run", recipe, "-o", out, "--resume")     # no longer checked: the old copy's claim goes with it
     manifest = json.loads((out / "manifest.json").read_text())
-    assert result.exit_code == 0 and not (out / "deploy").exists(), result.stdout
-    assert not [name for name in manifest["outputs"] if name.startswith("deploy")]
+    assert result.exit_code == 0 and sorted(p.name for p in (out / "deploy").iterdir()) == ["notes.txt"]
+    assert [name for name in manifest["outputs"] if name.startswith("deploy")] == ["deploy/notes.txt"]
 
 
 def test_deploy_copy_of_an_onnx_keeps_its_graph_and_refuses_a_failed_check(random_onnx, tmp_path):

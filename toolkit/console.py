@@ -352,8 +352,10 @@ def show_report(report) -> None:
     for note in report.notes:
         warn(note)
     if report.deploy:
+        check = report.deploy["check"]
         out.print(f"deploy: [bold]{escape(report.deploy['artifact'])}[/] ({h.artifact} with the fast JPEG decode on by "
-                  "default: it passed on the validation JPEGs)", highlight=False, soft_wrap=True)
+                  f"default: it passed on the {check['scaled']} of {check['images']} validation images it changes)",
+                  highlight=False, soft_wrap=True)
     for gate in (g for g in report.gates if g.passed):   # a failed one is the command's error line (GateFailed)
         ok(str(gate))
 

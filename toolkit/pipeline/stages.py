@@ -232,27 +232,41 @@ def _validate(ctx, arts: list[Artifact], val: Path | None, reference: Path) -> d
                                       targets=[a.target for a in rows], settings=settings, measure_latency=False))
 
 
-def fast_decode_check(validation: dict[str, Any] | None, artifact: str) -> FastDecodeCheck | None:
-    """The fast decode's check (toolkit.photos.FastDecodeCheck) of `artifact` in the validate stage's result, if
-    it was checked."""
+def fast_decode_check(validation: dict[str, Any] | None) -> FastDecodeCheck | None:
+    """The fast decode's check (toolkit.photos.FastDecodeCheck) of the deployed artifact in the validate stage's
+    result, if it was checked. The deployed artifact is the stage's last one: found by place, not by the path it had
+    then (a run resumed with another -o spelling, or moved, keeps that result)."""
     from toolkit.photos import FastDecodeCheck
 
-    score = next((s for s in (validation or {}).get("artifacts", []) if s["artifact"] == artifact), None)
-    return FastDecodeCheck.model_validate(score["fast_decode"]) if score and score.get("fast_decode") else None
+    scores = (validation or {}).get("artifacts") or [{}]
+    check = scores[-1].get("fast_decode")
+    return FastDecodeCheck.model_validate(check) if check else None
 
 
 def _clear_deploy(folder: Path, *, keep: list[Path]) -> None:
-    """Remove from the run's deploy/ what this run does not deploy: a copy an earlier run left would still claim a
-    check that no longer holds (another model, or validate.fast_decode since turned off)."""
-    import shutil
+    """Remove from the run's deploy/ the copies an earlier run deployed and this one does not: such a copy would
+    still claim a check that no longer holds (another model, or validate.fast_decode since turned off). Only rtk's
+    own deploy copies go (an artifact whose last provenance step is `deploy`, with its companion files); anything
+    else in the folder stays, and so does the folder unless it is left empty."""
+    import contextlib
+
+    from toolkit.backends import read_meta
+    from toolkit.io import artifact_files
 
     if not folder.is_dir() or folder.is_symlink():
         return
-    for f in folder.iterdir():
-        if f not in keep:
-            shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
-    if not keep:
-        folder.rmdir()
+    for f in sorted(folder.iterdir()):
+        if f in keep or not f.is_file() or f.suffix.lower() not in (".onnx", ".xml", ".engine", ".plan"):
+            continue
+        try:
+            history = read_meta(f).provenance.get("history") or [{}]
+        except RtkError:
+            continue
+        if isinstance(history[-1], dict) and history[-1].get("step") == "deploy":
+            for part in artifact_files(f):
+                part.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()          # only when nothing is left in it
 
 
 def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: Path | None) -> dict | None:
@@ -264,8 +278,10 @@ def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: P
     deployed = arts[-1]
     folder = ctx.root / "deploy"
     out = folder / Path(deployed.path).name
-    check = fast_decode_check(validation, deployed.path) if ctx.recipe.validate_.fast_decode else None
+    check = fast_decode_check(validation) if ctx.recipe.validate_.fast_decode else None
     deploying = check is not None and val is not None and check.scaled > 0 and check.passed
+    if deploying and folder.is_symlink():
+        raise RtkError(f"{folder} is a symbolic link; remove it: rtk writes the deploy copy into a folder of the run")
     _clear_deploy(folder, keep=artifact_files(out) if deploying else [])
     if check is not None and not check.scaled:
         ctx.say("deploy: no validation image is a JPEG large enough for the fast decode to change it, so it was not "
