@@ -326,6 +326,10 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     monkeypatch.chdir(tmp_path)
     result = cli("run", recipe, "-o", "run", "--resume")    # the same run, its folder spelled another way
     assert result.exit_code == 0 and recorded_check(read_meta(deployed)) is not None, result.stdout
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert all(s["skipped"] for s in stages if s["name"] != "bench"), stages      # nothing redone for the spelling
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert all(r["top1"] is not None for r in rows) and rows[-1]["path"] == "run/openvino/model.xml", rows
     recipe.write_text(recipe.read_text().replace("fast_decode: true", "fast_decode: false"))
     result = cli("run", recipe, "-o", out, "--resume")     # no longer checked: the old copy's claim goes with it
     manifest = json.loads((out / "manifest.json").read_text())

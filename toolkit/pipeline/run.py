@@ -25,7 +25,7 @@ from toolkit import __version__
 from toolkit.errors import RtkError
 from toolkit.io import (FOLDER, check_io, now_iso, remove_leftover_temps, sha256_file, write_json,
                         write_text_atomic)
-from toolkit.pipeline.cache import StageCache, portable
+from toolkit.pipeline.cache import StageCache, portable, rooted
 from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
@@ -160,8 +160,8 @@ class Run:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()       # stages of different devices finish in parallel threads
-        state = self.root / STATE
-        self.state: dict[str, Any] = json.loads(state.read_text()) if state.is_file() else {}
+        state = self.root / STATE     # kept with run-folder paths as `<run>`: a resume with -o spelled another way
+        self.state: dict[str, Any] = rooted(json.loads(state.read_text()), self.root) if state.is_file() else {}
 
     def __getstate__(self) -> dict[str, Any]:
         """What a stage's work needs on a worker process: no display, no executor, no lock."""
@@ -197,7 +197,7 @@ class Run:
             self.state[name] = done.entry
             if not record.skipped or record.reused:
                 (self.root / ".rtk").mkdir(exist_ok=True)
-                write_json(self.root / STATE, self.state)
+                write_json(self.root / STATE, portable(self.state, self.root))
             self.records.append(record)
             self.results[name] = done.entry["result"]
         return done.entry["result"]
