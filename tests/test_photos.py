@@ -279,10 +279,11 @@ def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode):
     from toolkit.photos import choose_decode
 
     meta = ModelMeta(num_classes=2, class_names=["a", "b"], extra={} if record is None else {DECODE_RECORD: record})
-    assert choose_decode(None, [meta]) == (decode, "artifact" if decode == "fast" else "default")
+    why = "artifact" if decode == "fast" else "default" if record is None else "refused"   # a record not trusted says so
+    assert choose_decode(None, [meta]) == (decode, why)
     assert choose_decode(False, [meta]) == ("exact", "flag") and choose_decode(True, [meta]) == ("fast", "flag")
     plain = ModelMeta(num_classes=2, class_names=["a", "b"])
-    assert choose_decode(None, [meta, plain]) == ("exact", "mixed" if decode == "fast" else "default")
+    assert choose_decode(None, [meta, plain]) == ("exact", "mixed" if decode == "fast" else why)
 
 
 def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, tmp_path, cli, monkeypatch):

@@ -206,6 +206,9 @@ def show_validation(report) -> None:
         out.print(f"{escape(str(check))}; {verdict}", highlight=False, soft_wrap=True)
     elif last is not None and last.decode == "exact" and last.decode_by == "flag":
         out.print("[dim]decoded exactly (--exact-decode)[/]", highlight=False)
+    elif last is not None and last.decode_by == "refused":
+        warn("decoded exactly: an artifact carries a fast-decode record rtk does not trust (damaged, edited, or failing "
+             "rtk's rule); rtk run with validate.fast_decode writes a new deploy copy")
     elif last is not None and last.decode_by == "mixed":
         out.print("[dim]decoded exactly: only some of these artifacts record that the fast JPEG decode passed (predict "
                   "uses it by default for those); add --fast-decode to validate them all with it[/]", highlight=False,
@@ -252,7 +255,8 @@ def show_bench(result) -> None:
     if result.photos:
         p = result.photos
         why = {"flag": "as asked", "artifact": "the artifact's default: it records that the fast decode passed "
-               "validation", "default": "the default"}.get(p.get("decode_by"), "")
+               "validation", "default": "the default", "refused": "its decode record is not trusted: damaged, "
+               "edited, or failing rtk's rule"}.get(p.get("decode_by"), "")
         out.print(f"end to end over {p['images']} photos, {p['decode']} decode{f' ({why})' if why else ''}, "
                   f"{p['scaled']} JPEGs DCT-scaled: latency is a batch's decode + preprocess + inference timed one "
                   "after another (what a photo in it waits); images/s is the overlapped run's", highlight=False,

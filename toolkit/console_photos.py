@@ -39,9 +39,14 @@ def show_phases(report) -> None:
             ("exact", "flag"): "exact JPEG decode (--exact-decode)",
             ("fast", "flag"): "fast JPEG decode (--fast-decode): use it only where `rtk validate --fast-decode` passed",
             ("fast", "artifact"): "fast JPEG decode (the artifact's default: it records that the fast decode passed "
-                                  "validation; --exact-decode to decode in full)"}
+                                  "validation; --exact-decode to decode in full)",
+            ("exact", "refused"): "exact JPEG decode: the artifact's fast-decode record is not trusted (damaged, edited, "
+                                  "or failing rtk's rule); rtk run with validate.fast_decode writes a new deploy copy"}
     out.print(f"[dim]{said.get((report.decode, report.decode_by), report.decode + ' JPEG decode')}[/]",
               highlight=False, soft_wrap=True)
+    if report.decode == "fast" and not report.scaled:
+        out.print("[dim]no image here is a JPEG at least twice the resize target, so each was decoded in full[/]",
+                  highlight=False)
     if report.skipped:
         warn(f"{len(report.skipped)} files that are not readable images were skipped, e.g. "
              f"{escape(report.skipped[0])}")

@@ -21,7 +21,7 @@ from toolkit.photos import FastDecodeCheck
 def with_fast_decode(source: Path, output: Path, check: FastDecodeCheck, *, data: str) -> list[Path]:
     """Write `source` to `output` (same format) with `check`, judged on the images in `data`, as its decode
     record; returns the files written. A check that does not pass is refused."""
-    if not check.passed or not check.scaled:
+    if not check.deployable:
         raise RtkError(f"{source}: the fast decode did not pass its check ({check}); deploy with the exact decode")
     meta = read_meta(source)
     record = {**check.model_dump(), "data": data}

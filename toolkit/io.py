@@ -74,13 +74,22 @@ def check_output(path: Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise RtkError(f"output {path} is a folder; give a file name, e.g. {path / 'model'}{path.suffix or '.onnx'}")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise RtkError(f"output folder {path.parent} is a file; move it away or choose another -o")
+    blocker = file_in_the_way(path)
+    if blocker:
+        raise RtkError(f"output folder {path.parent}: {blocker} is a file, not a folder; choose another -o")
     if not path.parent.is_dir():
         raise RtkError(f"output folder {path.parent} does not exist; create it first or choose another -o")
     if not os.access(path.parent, os.W_OK):
         raise RtkError(f"output folder {path.parent} is not writable; choose another -o")
     return path
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The file among `path`'s parents, if one is (a/photo.jpg/x.json: no folder can ever be made there)."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
 
 
 FOLDER = ("/",)        # an output that is a folder (a run folder), not a file with an extension

@@ -34,8 +34,9 @@ from toolkit.preprocess import eval_array
 MAX_DROP_PT = 0.1          # the fast decode's top-1 may be at most this far below the exact decode's
 MIN_AGREEMENT_PCT = 99.5   # and agree with its top-1 on at least this share of the images
 Decode = Literal["fast", "exact"]
-# why a decode path was taken: asked for; the artifacts' record; no record; records on some of the artifacts only
-DecodeBy = Literal["flag", "artifact", "default", "mixed"]
+# why a decode path was taken: asked for; the artifacts' record; no record; records on some of the artifacts only;
+# a record rtk does not trust (damaged, edited, or failing rtk's rule)
+DecodeBy = Literal["flag", "artifact", "default", "mixed", "refused"]
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -57,6 +58,13 @@ class FastDecodeCheck(BaseModel):
     def passed(self) -> bool:
         return self.exact_top1 - self.fast_top1 <= self.max_drop_pt + 1e-9 and self.agreement >= self.min_agreement_pct
 
+    @property
+    def deployable(self) -> bool:
+        """Passed on images it really changed, and possible (a top-1 that moved is an image that disagrees): the
+        check a deploy copy may record, and the only record predict and bench trust."""
+        possible = abs(self.exact_top1 - self.fast_top1) <= 100.0 - self.agreement + 1e-6
+        return self.passed and possible and 0 < self.scaled <= self.images
+
     def __str__(self) -> str:
         return (f"fast JPEG decode on the {self.scaled} of {self.images} images it changes: top-1 "
                 f"{self.fast_top1:.2f}% vs {self.exact_top1:.2f}% exact, agreement {self.agreement:.2f}% (needs drop "
@@ -75,18 +83,20 @@ def recorded_check(meta) -> FastDecodeCheck | None:
                                                                     "agreement")}, strict=True)
     except (KeyError, TypeError, ValidationError):
         return None
-    possible = abs(check.exact_top1 - check.fast_top1) <= 100.0 - check.agreement + 1e-6   # a changed top-1 disagrees
-    return check if check.passed and possible and 0 < check.scaled <= check.images else None
+    return check if check.deployable else None
 
 
 def choose_decode(fast_decode: bool | None, metas: Sequence) -> tuple[Decode, DecodeBy]:
     """The decode path and why: --fast-decode/--exact-decode when given, else the fast decode where every artifact
-    records that it passed (`recorded_check`), else the exact decode ("mixed" where only some record it)."""
+    records that it passed (`recorded_check`), else the exact decode ("refused" where a record is not trusted, "mixed"
+    where only some artifacts record it)."""
     if fast_decode is not None:
         return ("fast" if fast_decode else "exact"), "flag"
     recorded = [recorded_check(m) is not None for m in metas]
     if recorded and all(recorded):
         return "fast", "artifact"
+    if any(DECODE_RECORD in m.extra and not ok for m, ok in zip(metas, recorded)):
+        return "exact", "refused"
     return "exact", "mixed" if any(recorded) else "default"
 
 

@@ -48,7 +48,8 @@ class PhaseReport(BaseModel):
     images: int
     decode: Decode
     decode_by: DecodeBy = Field("flag", description="Why that decode: flag (--fast-decode/--exact-decode), artifact "
-                                "(its metadata records that the fast decode passed validation) or default (exact).")
+                                "(its metadata records that the fast decode passed validation), default (exact) or "
+                                "refused (exact: its record is damaged or fails rtk's rule).")
     scaled: int = Field(description="Images the fast decode decoded at a reduced DCT scale.")
     batch_size: int
     workers: int

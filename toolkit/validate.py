@@ -49,8 +49,8 @@ class ArtifactScore(BaseModel):
     decode: Decode = Field("exact", description="How the images were decoded: exact or fast (the JPEG DCT-scaled "
                            "path), as predict decodes them for this artifact.")
     decode_by: DecodeBy = Field("flag", description="Why that decode: flag (--fast-decode/--exact-decode), artifact "
-                                "(every artifact records that the fast decode passed), default (exact) or mixed (exact: "
-                                "only some of the artifacts record it).")
+                                "(every artifact records that the fast decode passed), default (exact), mixed (exact: "
+                                "only some of the artifacts record it) or refused (exact: a record rtk does not trust).")
     hits: list[bool] | None = Field(None, exclude=True, description="Top-1 right or wrong per image, in file order "
                                     "(for paired tests such as McNemar's; not written to JSON).")
     fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "

@@ -165,10 +165,15 @@ def _check_paths(plan: Writes, kwargs: dict) -> None:
 
 def _check_json_path(path: Path | None) -> None:
     """Refuse a --json path that cannot be written before the work, not after it."""
+    from toolkit.io import file_in_the_way
+
     if not isinstance(path, Path):
         return
     if path.is_dir():
         raise RtkError(f"--json {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    blocker = file_in_the_way(path)
+    if blocker:
+        raise RtkError(f"--json {path}: {blocker} is a file, not a folder; give another path")
     if not path.parent.is_dir():
         raise RtkError(f"--json {path}: folder {path.parent} does not exist; create it first")
 

@@ -124,6 +124,10 @@ def bench(
     with --images DIR, photo to label end to end with each phase timed."""
     from toolkit.bench import bench as run
 
+    given = [flag for flag, value in (("--fast-decode/--exact-decode", fast_decode), ("--workers", workers),
+                                      ("--depth", depth)) if value is not None]
+    if given and images is None:
+        raise RtkError(f"{', '.join(given)} set how photos are decoded; add --images DIR to time photo to label")
     settings = build(B, batches=int_list(batch, "--batch"), warmup=warmup, runs=runs, seconds=seconds,
                      threads=threads, hint=hint, remote=remote, remote_rtk=remote_rtk, fast_decode=fast_decode,
                      workers=workers, depth=depth, flags=FLAG_NAMES)

@@ -279,9 +279,12 @@ def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: P
     folder = ctx.root / "deploy"
     out = folder / Path(deployed.path).name
     check = fast_decode_check(validation) if ctx.recipe.validate_.fast_decode else None
-    deploying = check is not None and val is not None and check.scaled > 0 and check.passed
+    deploying = check is not None and val is not None and check.deployable
     if deploying and folder.is_symlink():
         raise RtkError(f"{folder} is a symbolic link; remove it: rtk writes the deploy copy into a folder of the run")
+    if deploying and any(f.is_dir() for f in artifact_files(out)):
+        raise RtkError(f"{next(f for f in artifact_files(out) if f.is_dir())} is a folder; move it away: rtk writes "
+                       "the deploy copy there")
     _clear_deploy(folder, keep=artifact_files(out) if deploying else [])
     if check is not None and not check.scaled:
         ctx.say("deploy: no validation image is a JPEG large enough for the fast decode to change it, so it was not "
