@@ -89,7 +89,7 @@ def test_interrupted_run_resumes(tmp_path, cli):
     code, err = _interrupt_when_ready(proc, ready, signal.SIGINT)
     assert code == 130, err[-800:]
     assert not (out / "model.onnx").exists() and _hidden(out) == [], _hidden(out)
-    state = json.loads((out / ".rtk" / "state.json").read_text())
+    state = json.loads((out / ".rtk" / "state.json").read_text())["stages"]
     assert {"data", "model"} <= set(state) and "export:model" not in state
 
     resumed = cli("run", recipe, "-o", out, "--resume")
@@ -97,6 +97,33 @@ def test_interrupted_run_resumes(tmp_path, cli):
     stages = {s["name"]: s["skipped"] for s in json.loads((out / "manifest.json").read_text())["stages"]}
     assert stages["model"] is True and stages["export:model"] is False
     assert (out / "model.onnx").is_file() and _hidden(out) == []
+
+
+def test_resume_keeps_the_gates_however_the_folder_is_spelled(tmp_path, cli, monkeypatch):
+    """A run folder named like a target, resumed under its absolute path, keeps its failing gate and skips its
+    stages; a damaged state runs every stage again; a `.rtk` that is a file is refused."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.replace("{onnxruntime: 100000}", "{onnxruntime: 0.0001}"))
+    monkeypatch.chdir(tmp_path)
+    first = cli("run", recipe, "-o", "onnxruntime")
+    assert first.exit_code == 1 and "max_p99_ms" in first.stdout + first.stderr, first.stdout[-1500:]
+    out = tmp_path / "onnxruntime"
+    for damage in (None, "", '{"format": 2, "stages": [1]}'):
+        if damage is not None:
+            (out / ".rtk" / "state.json").write_text(damage)
+        resumed = cli("run", recipe, "-o", out, "--resume")
+        report = json.loads((out / "report.json").read_text())
+        stages = {s["name"]: s["skipped"] for s in report["stages"]}
+        assert resumed.exit_code == 1 and not report["passed"], resumed.stdout[-1500:]
+        assert [g["name"] for g in report["gates"] if not g["passed"]] == ["max_p99_ms"], report["gates"]
+        assert all(r["top1"] is not None for r in report["rows"]) and report["rows"][-1]["target"] == "onnxruntime"
+        assert stages["model"] is (damage is None), stages
+        assert (damage is not None) == ("every stage runs again" in resumed.stdout + resumed.stderr), resumed.stderr
+    other = tmp_path / "other"
+    (other).mkdir()
+    (other / ".rtk").write_text("")
+    refused = cli("run", recipe, "-o", other, "--resume")
+    assert refused.exit_code == 2 and ".rtk is not a folder" in refused.stderr, refused.stderr
 
 
 def _children(pid: int, marker: bytes) -> list[int]:

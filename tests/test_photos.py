@@ -330,7 +330,7 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert all(s["skipped"] for s in stages if s["name"] != "bench"), stages      # nothing redone for the spelling
     rows = json.loads((out / "report.json").read_text())["rows"]
-    assert all(r["top1"] is not None for r in rows) and rows[-1]["path"] == "run/openvino/model.xml", rows
+    assert all(r["top1"] is not None for r in rows) and rows[-1]["path"] == str(out / "openvino" / "model.xml"), rows
     recipe.write_text(recipe.read_text().replace("fast_decode: true", "fast_decode: false"))
     result = cli("run", recipe, "-o", out, "--resume")     # no longer checked: the old copy's claim goes with it
     manifest = json.loads((out / "manifest.json").read_text())
@@ -371,3 +371,21 @@ def test_run_keeps_the_exact_decode_where_the_fast_one_was_not_tested(accurate_c
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["deploy"] is None and not (tmp_path / "run" / "deploy").exists()
     assert any("keeps the exact decode" in n and "not tested" in n for n in report["notes"]), report["notes"]
+
+
+@pytest.mark.parametrize("setup, said", [
+    (lambda d: d.symlink_to(d.parent.parent), "is a symbolic link"),
+    (lambda d: d.write_text("x"), "deploy is a file"),
+    (lambda d: (d / "model.xml").mkdir(parents=True), "model.xml is a folder")])
+def test_a_deploy_folder_that_cannot_take_the_copy_is_refused_before_any_stage(setup, said, tmp_path, cli):
+    """validate.fast_decode and a deploy/ that cannot hold the deploy copy: exit 2 before the first stage, not at
+    the end of the run."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nname: d\ndata:\n  synth: {classes: 4}\nmodel: {source: random}\n"
+                      "validate: {fast_decode: true}\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    setup(out / "deploy")
+    result = cli("run", recipe, "-o", out, "--force")
+    assert result.exit_code == 2 and said in result.stderr, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["deploy"]      # nothing written

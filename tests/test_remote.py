@@ -397,6 +397,6 @@ def test_a_recipe_benches_every_artifact_on_the_device(ssh_device, tmp_path, mon
     assert timed and all(r["device"] == ssh_device.alias for r in timed)
     assert all(r["machine"].startswith(f"{socket.gethostname()}, ") for r in timed)
     assert f"Latency measured on {ssh_device.alias} ({socket.gethostname()}, " in (out / "report.md").read_text()
-    state = json.loads((out / ".rtk" / "state.json").read_text())
+    state = json.loads((out / ".rtk" / "state.json").read_text())["stages"]
     runs = state[f"bench@{ssh_device.alias}"]["result"].values()
     assert all(run["device"]["name"] == ssh_device.alias for repeats in runs for run in repeats)

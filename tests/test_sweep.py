@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,6 +234,19 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert c1["stage"] == "quantize" and "1000 were asked for" in c1["error"]
     assert (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns == stamp
     assert "quantize" in c2["ran"] and c2["top1"] is not None
+
+    moved = tmp_path / "moved"         # the sweep moved elsewhere: resumed there, it names its own files
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    proc = _without_ray("sweep", recipe, "-o", moved, "--resume", env=env)
+    _, err = proc.communicate(timeout=300)
+    sweep = json.loads((moved / "sweep.json").read_text())
+    assert proc.returncode == 0 and [c["status"] for c in sweep["candidates"]] == ["ok", "failed", "ok"], err
+    assert all(c["folder"] == str(moved / "candidates" / c["id"]) for c in sweep["candidates"])
+    rows = json.loads((moved / "candidates" / "c2" / "report.json").read_text())["rows"]
+    assert all(Path(r["path"]).exists() for r in rows) and rows[-1]["top1"] is not None
+    stages = json.loads((moved / "candidates" / "c0" / "report.json").read_text())["stages"]
+    assert all(s["skipped"] for s in stages if s["name"] != "bench"), stages
 
 
 def test_validate_ray_without_ray_is_one_line(random_onnx, tiny_data):

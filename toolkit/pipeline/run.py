@@ -30,6 +30,7 @@ from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
 STATE = ".rtk/state.json"
+STATE_FORMAT = 2        # 2: paths inside the run folder kept as `<run>` (toolkit.pipeline.cache.portable)
 HOLD_STAGE = "RTK_TEST_HOLD_STAGE"
 LOCK = ".rtk/lock"
 
@@ -145,6 +146,27 @@ def recipe_inputs(recipe: Recipe) -> list[Path]:
     return [Path(p) for p in named if p is not None]
 
 
+def load_state(root: Path, say: Progress = silent) -> dict[str, Any]:
+    """The stages a previous run in `root` finished (their entries, paths under `root` again), or {} when there is
+    no state or it cannot be trusted: damaged (a crash, an edit) or written by an older rtk, whose paths kept the
+    folder's spelling of that time. Those stages then run again, which is slower but never wrong."""
+    path = root / STATE
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+        stages = state["stages"] if state.get("format") == STATE_FORMAT else None
+        valid = isinstance(stages, dict) and all(isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(
+            e.get("outputs"), dict) and all(isinstance(v, str) for v in e["outputs"].values()) and "result" in e
+            and isinstance(e.get("seconds"), (int, float)) for e in stages.values())
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        say(f"{path} is damaged or from an older rtk: every stage runs again")
+        return {}
+    return rooted(stages, root)
+
+
 @dataclass
 class Run:
     """One pipeline run in one folder: the stage cache and the records of what ran."""
@@ -160,8 +182,8 @@ class Run:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()       # stages of different devices finish in parallel threads
-        state = self.root / STATE     # kept with run-folder paths as `<run>`: a resume with -o spelled another way
-        self.state: dict[str, Any] = rooted(json.loads(state.read_text()), self.root) if state.is_file() else {}
+        self.root = Path(os.path.abspath(self.root))     # one spelling of the folder for every path a stage keeps
+        self.state: dict[str, Any] = load_state(self.root, self.progress)
 
     def __getstate__(self) -> dict[str, Any]:
         """What a stage's work needs on a worker process: no display, no executor, no lock."""
@@ -197,7 +219,7 @@ class Run:
             self.state[name] = done.entry
             if not record.skipped or record.reused:
                 (self.root / ".rtk").mkdir(exist_ok=True)
-                write_json(self.root / STATE, portable(self.state, self.root))
+                write_json(self.root / STATE, {"format": STATE_FORMAT, "stages": portable(self.state, self.root)})
             self.records.append(record)
             self.results[name] = done.entry["result"]
         return done.entry["result"]
@@ -237,6 +259,9 @@ def run_lock(root: Path) -> Iterator[None]:
     gone when the process ends, however it ends."""
     import fcntl
 
+    for path, kind in ((root / ".rtk", "a folder"), (root / STATE, "a file")):
+        if path.exists() and (path.is_dir() if kind == "a file" else not path.is_dir()):
+            raise RtkError(f"{path} is not {kind}; rtk keeps the run's state there: move it away or choose another -o")
     (root / ".rtk").mkdir(parents=True, exist_ok=True)
     handle = open(root / LOCK, "a+")
     try:
@@ -276,7 +301,7 @@ def check_machine(recipe: Recipe) -> None:
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent,
         cache: StageCache | None = None, executor: Executor = inline):
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
-    from toolkit.pipeline.stages import devices_of
+    from toolkit.pipeline.stages import check_deploy_folder, devices_of
     from toolkit.remote.devices import reach_all
 
     output = Path(output)
@@ -284,6 +309,8 @@ def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = Fal
     reach_all(devices_of(recipe).values())      # a device down fails now, not after the stages before its own
     check_io(inputs=recipe_inputs(recipe), outputs=[("-o", output, FOLDER)])
     prepare_output(output, resume=resume, force=force)
+    if recipe.validate_.fast_decode:
+        check_deploy_folder(output)
     with run_lock(output):
         remove_leftover_temps(output)       # a killed run's staging folders (nothing else writes here now)
         if force:

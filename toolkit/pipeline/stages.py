@@ -19,6 +19,8 @@ from toolkit.settings import REMOTE_FIELDS, BenchSettings, CompileSettings, Gate
 if TYPE_CHECKING:
     from toolkit.photos import FastDecodeCheck
 
+DEPLOYED = (".onnx", ".xml", ".engine", ".plan")     # an artifact's main file; an IR's .bin and an engine's sidecar
+                                                    # go with it (toolkit.io.artifact_files)
 
 class Artifact(BaseModel):
     """One deployable file and where it runs; `role` says what it is in the report."""
@@ -256,7 +258,7 @@ def _clear_deploy(folder: Path, *, keep: list[Path]) -> None:
     if not folder.is_dir() or folder.is_symlink():
         return
     for f in sorted(folder.iterdir()):
-        if f in keep or not f.is_file() or f.suffix.lower() not in (".onnx", ".xml", ".engine", ".plan"):
+        if f in keep or not f.is_file() or f.suffix.lower() not in DEPLOYED:
             continue
         try:
             history = read_meta(f).provenance.get("history") or [{}]
@@ -267,6 +269,20 @@ def _clear_deploy(folder: Path, *, keep: list[Path]) -> None:
                 part.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()          # only when nothing is left in it
+
+
+def check_deploy_folder(root: Path) -> None:
+    """Refuse a run folder whose deploy/ cannot take a deploy copy (validate.fast_decode): checked before the first
+    stage too, so nothing runs for an hour to fail there."""
+    folder = root / "deploy"
+    if folder.is_symlink():
+        raise RtkError(f"{folder} is a symbolic link; remove it: rtk writes the deploy copy into a folder of the run")
+    if folder.exists() and not folder.is_dir():
+        raise RtkError(f"{folder} is a file; move it away: rtk writes the deploy copy into this folder of the run")
+    clash = next((f for f in sorted(folder.glob("*")) if f.is_dir() and f.suffix.lower() in (*DEPLOYED, ".bin")), None) \
+        if folder.is_dir() else None
+    if clash is not None:
+        raise RtkError(f"{clash} is a folder; move it away: rtk writes deploy copies in {folder}")
 
 
 def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: Path | None) -> dict | None:
@@ -280,11 +296,8 @@ def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: P
     out = folder / Path(deployed.path).name
     check = fast_decode_check(validation) if ctx.recipe.validate_.fast_decode else None
     deploying = check is not None and val is not None and check.deployable
-    if deploying and folder.is_symlink():
-        raise RtkError(f"{folder} is a symbolic link; remove it: rtk writes the deploy copy into a folder of the run")
-    if deploying and any(f.is_dir() for f in artifact_files(out)):
-        raise RtkError(f"{next(f for f in artifact_files(out) if f.is_dir())} is a folder; move it away: rtk writes "
-                       "the deploy copy there")
+    if deploying:
+        check_deploy_folder(ctx.root)
     _clear_deploy(folder, keep=artifact_files(out) if deploying else [])
     if check is not None and not check.scaled:
         ctx.say("deploy: no validation image is a JPEG large enough for the fast decode to change it, so it was not "

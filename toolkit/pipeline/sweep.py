@@ -45,15 +45,21 @@ def fingerprint(recipe: Recipe) -> str:
 
 
 def _kept(output: Path, candidates: list[Candidate]) -> dict[str, CandidateResult]:
-    """Candidates a previous sweep in `output` finished with the same recipe (crashed ones are tried again)."""
+    """Candidates a previous sweep in `output` finished with the same recipe (crashed ones are tried again). One
+    recorded in another folder (the sweep was copied or moved) runs again in its own: its unchanged stages are
+    skipped, and its report then names the files where they are now."""
     import json
 
     state = output / STATE
     if not state.is_file():
         return {}
-    records = {r["id"]: CandidateResult.model_validate(r) for r in json.loads(state.read_text())["candidates"]}
+    try:
+        records = {r["id"]: CandidateResult.model_validate(r) for r in json.loads(state.read_text())["candidates"]}
+    except (OSError, ValueError, TypeError, KeyError):     # damaged (a crash, an edit): every candidate runs again
+        return {}
     now = {c.id: fingerprint(c.recipe) for c in candidates}
-    return {cid: r for cid, r in records.items() if now.get(cid) == r.fingerprint and r.status != "crashed"}
+    return {cid: r for cid, r in records.items() if now.get(cid) == r.fingerprint and r.status != "crashed"
+            and Path(r.folder) == output / "candidates" / cid}
 
 
 def _prepare(output: Path, *, resume: bool, force: bool) -> None:
