@@ -159,6 +159,9 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
     written: dict[Any, tuple[str, Path]] = {}
     for flag, path, suffixes in outputs:
         path = Path(path)
+        blocker = file_in_the_way(path)
+        if blocker is not None:
+            raise RtkError(f"{flag} {path}: {blocker} is a file, not a folder; choose another path")
         if suffixes == FOLDER:
             for key, given in taken.items():
                 if isinstance(key, str) and (key == str(Path(os.path.abspath(path)).resolve()) or _inside(Path(key), path)):

@@ -38,8 +38,12 @@ def data_synth(
     from toolkit.synth import synth
 
     s = build(S, classes=classes, per_class=per_class, val_per_class=val_per_class, size=size, seed=seed)
+    from toolkit.io import file_in_the_way
+
     if root.exists() and not root.is_dir():
         raise RtkError(f"{root} is a file; give a folder to create")
+    if file_in_the_way(root) is not None:
+        raise RtkError(f"{root}: {file_in_the_way(root)} is a file, not a folder; choose another folder")
     if root.exists() and any(root.iterdir()):
         raise RtkError(f"{root} already exists and is not empty; choose a new folder or delete it")
     try:

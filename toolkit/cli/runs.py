@@ -85,7 +85,10 @@ def demo(
     """The built-in default: synthetic data -> train -> prune -> INT8 -> OpenVINO -> validate, bench, report."""
     from toolkit.recipe import demo_recipe
 
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)     # runs/ on a fresh clone
+    except OSError as exc:
+        raise RtkError(f"cannot create {output.parent} ({exc.strerror}); choose another -o") from None
     _run_recipe(demo_recipe(), output, resume=not force, force=force, json=json)
 
 
