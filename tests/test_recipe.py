@@ -365,3 +365,18 @@ def test_check_only_tensorrt_report_says_no_engine_was_built():
                                                          outputs={})])
     assert "No TensorRT engine was built" in markdown(checked)
     assert not build_report(recipe, outcome, []).notes
+
+
+def test_a_gate_that_measured_nothing_fails():
+    """A CI gate that applies to no measured row (no validation images, a target that was not timed) fails and
+    says why, instead of vanishing from the report and letting the run pass."""
+    from toolkit.pipeline.gates import Scored, evaluate
+    from toolkit.settings import Gates
+
+    rows = [Scored(name="fp32", target="onnxruntime", role="fp32", p50_ms=5.0)]       # timed, accuracy not measured
+    got = evaluate(Gates(max_drop_pt=1, max_p50_ms={"onnxruntime": 10, "openvino": 10}, min_speedup=2), rows)
+    assert [(g.name, g.passed, g.value) for g in got] == [
+        ("max_p50_ms", True, 5.0), ("max_p50_ms", False, None), ("max_drop_pt", False, None),
+        ("min_speedup", False, None)]
+    assert "FAILED: nothing measured it (no openvino artifact was timed)" in str(got[1])
+    assert "no validation images" in str(got[2])

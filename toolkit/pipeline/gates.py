@@ -18,7 +18,7 @@ class Gate(BaseModel):
     name: str
     artifact: str
     limit: float
-    value: float
+    value: float | None            # None: the gate applied to nothing that was measured, so it fails (`missing`)
     passed: bool
     device: str | None = None      # the device the value was measured on; None: here
 
@@ -28,7 +28,14 @@ class Gate(BaseModel):
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
         where = f" on {self.device}" if self.device else ""
+        if self.value is None:
+            return f"gate {self.name} FAILED: {self.artifact} (limit {self.limit})"
         return f"gate {self.name} {verdict} for {self.artifact}{where}: {self.value:.3f} (limit {self.limit})"
+
+
+def missing(name: str, limit: float, why: str) -> Gate:
+    """A gate the settings ask for that no row could be judged by: a CI gate that measured nothing must not pass."""
+    return Gate(name=name, artifact=f"nothing measured it ({why})", limit=limit, value=None, passed=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,15 +83,26 @@ def evaluate(gates: Gates, rows: Sequence[Scored]) -> list[Gate]:
         field = name.removeprefix("max_")      # a device's own key (nuc/openvino) replaces the generic one there
         for key, limit in limits.items():
             device, _, target = key.rpartition("/")
+            before = len(out)
             for place in ([device] if device else [p for p in places if f"{p}/{target}" not in limits]):
                 timed = [r for r in rows if r.target == target and r.device == place and getattr(r, field) is not None]
                 if timed:
                     value = getattr(timed[-1], field)
                     out.append(Gate(name=name, artifact=timed[-1].name, limit=limit, value=value, passed=value <= limit,
                                     device=timed[-1].device))
+            if len(out) == before:
+                out.append(missing(name, limit, f"no {target} artifact was timed{' on ' + device if device else ''}"))
     for place in places if gates.min_speedup is not None else []:
         last = [r for r in rows if r.device == place][-1]
         if last.speedup is not None:
             out.append(Gate(name="min_speedup", artifact=last.name, limit=gates.min_speedup, value=last.speedup,
                             passed=last.speedup >= gates.min_speedup, device=last.device))
+    judged = {g.name for g in out}
+    accuracy = "no validation images, or no FP32 reference to compare with"
+    for name, limit, why in (("max_drop_pt", gates.max_drop_pt, accuracy), ("max_drop_rel_pct", gates.max_drop_rel_pct,
+                             accuracy), ("min_agreement_pct", gates.min_agreement_pct, accuracy),
+                             ("min_speedup", gates.min_speedup, "the deployed artifact or the FP32 ONNX Runtime "
+                                                                "baseline was not timed")):
+        if limit is not None and name not in judged:
+            out.append(missing(name, limit, why))
     return out

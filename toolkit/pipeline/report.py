@@ -211,7 +211,8 @@ def markdown(report: Report) -> str:
                   f"{check['images']} validation images: top-1 {check['fast_top1']:.2f}% vs {check['exact_top1']:.2f}% "
                   f"exact, agreement {check['agreement']:.2f}%).", ""]
     lines += [f"**{note}**" for note in report.notes] + ([""] if report.notes else []) + ["## Gates", ""]
-    lines += [f"- {'✅' if g.passed else '❌'} `{g.name}` on {g.artifact}: {g.value:.3f} (limit {g.limit})"
+    lines += [f"- {'✅' if g.passed else '❌'} `{g.name}` on {g.artifact}: "
+              f"{'not measured' if g.value is None else format(g.value, '.3f')} (limit {g.limit})"
               for g in report.gates] or ["- no gates set"]
     lines += ["", "## Artifacts", "",
               "| device | artifact | target | precision | size MB | top-1 % | drop pt | agree % | p50 ms (95% CI) | p99 ms "
