@@ -270,20 +270,28 @@ PASSED = {"images": 200, "scaled": 200, "exact_top1": 80.0, "fast_top1": 80.0, "
     ({**PASSED, "scaled": 300}, "exact"),                                       # more scaled than images: damaged
     ({**PASSED, "exact_top1": 0.0, "fast_top1": 100.0}, "exact"),   # every top-1 changed, yet 100% agreement: damaged
     ({**PASSED, "agreement": "all"}, "exact"), ({**PASSED, "fast_top1": "80"}, "exact"), ({"images": 200}, "exact"),
-    ("fast", "exact"), (None, "exact")])
-def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode):
+    ("fast", "exact"), (None, "exact"), ({**PASSED, "content_sha256": "0" * 64}, "exact")])   # another model's
+def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode, tmp_path):
     """An artifact's decode record (written by `rtk run` where validate.fast_decode passed) turns the fast decode on
-    by default only when it passes rtk's own rule; a flag always wins."""
+    by default only when it passes rtk's own rule and names this artifact's content; a flag always wins."""
     from toolkit.artifact import ModelMeta
     from toolkit.artifact import DECODE_RECORD
+    from toolkit.io import content_sha256
     from toolkit.photos import choose_decode
 
+    engine = tmp_path / "model.engine"          # an engine's content is its plan file
+    engine.write_bytes(b"plan")
+    if isinstance(record, dict):
+        record = {"content_sha256": content_sha256(engine), **record}
     meta = ModelMeta(num_classes=2, class_names=["a", "b"], extra={} if record is None else {DECODE_RECORD: record})
     why = "artifact" if decode == "fast" else "default" if record is None else "refused"   # a record not trusted says so
-    assert choose_decode(None, [meta]) == (decode, why)
-    assert choose_decode(False, [meta]) == ("exact", "flag") and choose_decode(True, [meta]) == ("fast", "flag")
+    assert choose_decode(None, [(meta, engine)]) == (decode, why)
+    assert choose_decode(False, [(meta, engine)]) == ("exact", "flag")
+    assert choose_decode(True, [(meta, engine)]) == ("fast", "flag")
     plain = ModelMeta(num_classes=2, class_names=["a", "b"])
-    assert choose_decode(None, [meta, plain]) == ("exact", "mixed" if decode == "fast" else why)
+    assert choose_decode(None, [(meta, engine), (plain, engine)]) == ("exact", "mixed" if decode == "fast" else why)
+    engine.write_bytes(b"another plan")         # the same record on other content is not trusted
+    assert choose_decode(None, [(meta, engine)]) == ("exact", "default" if record is None else "refused")
 
 
 def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, tmp_path, cli, monkeypatch):
@@ -307,7 +315,7 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     assert report["deploy"]["artifact"] == str(deployed) and report["deploy"]["check"]["scaled"] == 32
     assert "Deploy **deploy/model.xml**" in (out / "report.md").read_text()
     meta = read_meta(deployed)
-    assert recorded_check(meta) is not None and recorded_check(read_meta(source)) is None
+    assert recorded_check(meta, deployed) is not None and recorded_check(read_meta(source), source) is None
     assert meta.provenance["history"][-1]["parent_sha256"] == sha256_file(source)
     assert sha256_file(deployed.with_suffix(".bin")) == sha256_file(source.with_suffix(".bin"))   # same weights
     photo = next(val.rglob("*.jpg"))
@@ -326,7 +334,7 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     (out / "deploy" / "notes.txt").write_text("the user's")
     monkeypatch.chdir(tmp_path)
     result = cli("run", recipe, "-o", "run", "--resume")    # the same run, its folder spelled another way
-    assert result.exit_code == 0 and recorded_check(read_meta(deployed)) is not None, result.stdout
+    assert result.exit_code == 0 and recorded_check(read_meta(deployed), deployed) is not None, result.stdout
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert all(s["skipped"] for s in stages if s["name"] != "bench"), stages      # nothing redone for the spelling
     rows = json.loads((out / "report.json").read_text())["rows"]
@@ -351,8 +359,12 @@ def test_deploy_copy_of_an_onnx_keeps_its_graph_and_refuses_a_failed_check(rando
     out = tmp_path / "deploy" / "model.onnx"
     with_fast_decode(random_onnx, out, FastDecodeCheck(**PASSED), data="val")
     assert onnx.load(str(out)).graph == onnx.load(str(random_onnx)).graph
-    assert recorded_check(read_meta(out)) == FastDecodeCheck(**PASSED)
-    assert recorded_check(read_meta(out).derived("compile", parent=out)) is None   # for that artifact only
+    assert recorded_check(read_meta(out), out) == FastDecodeCheck(**PASSED)
+    assert recorded_check(read_meta(out).derived("compile", parent=out), out) is None   # for that artifact only
+    edited = onnx.load(str(out))                 # the weights changed, the record kept (an outside tool's rewrite)
+    edited.graph.initializer[0].raw_data = bytes(len(edited.graph.initializer[0].raw_data))
+    onnx.save(edited, str(tmp_path / "edited.onnx"))
+    assert recorded_check(read_meta(tmp_path / "edited.onnx"), tmp_path / "edited.onnx") is None
     with pytest.raises(RtkError, match="did not pass"):
         with_fast_decode(random_onnx, tmp_path / "other.onnx", FastDecodeCheck(**{**PASSED, "agreement": 90.0}),
                          data="val")

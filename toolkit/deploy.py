@@ -14,7 +14,7 @@ from pathlib import Path
 from toolkit.artifact import DECODE_RECORD, ModelMeta
 from toolkit.backends import read_meta
 from toolkit.errors import RtkError
-from toolkit.io import atomic_outputs, json_text
+from toolkit.io import atomic_outputs, content_sha256, json_text
 from toolkit.photos import FastDecodeCheck
 
 
@@ -23,11 +23,21 @@ def with_fast_decode(source: Path, output: Path, check: FastDecodeCheck, *, data
     record; returns the files written. A check that does not pass is refused."""
     if not check.deployable:
         raise RtkError(f"{source}: the fast decode did not pass its check ({check}); deploy with the exact decode")
-    meta = read_meta(source)
+    meta = read_meta(source).derived("deploy", parent=source, decode="fast")
+
+    def write(record: dict) -> list[Path]:
+        return write_with_meta(Path(source), Path(output), meta.model_copy(
+            update={"extra": {**meta.extra, DECODE_RECORD: record}}))
+
     record = {**check.model_dump(), "data": data}
-    meta = meta.derived("deploy", parent=source, decode="fast")
-    meta = meta.model_copy(update={"extra": {**meta.extra, DECODE_RECORD: record}})
-    return write_with_meta(Path(source), Path(output), meta)
+    write(record)     # once to learn the written content's digest (re-serialising may reorder bytes), then with it
+    record["content_sha256"] = content_sha256(output)
+    written = write(record)
+    if content_sha256(output) != record["content_sha256"]:     # the record must name what was written
+        for f in written:
+            f.unlink(missing_ok=True)
+        raise RtkError(f"{output}: writing the deploy copy changed its content between two writes; deploy again")
+    return written
 
 
 def write_with_meta(source: Path, output: Path, meta: ModelMeta) -> list[Path]:

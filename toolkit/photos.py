@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from toolkit.artifact import DECODE_RECORD, Preprocess
 from toolkit.errors import RtkError
 from toolkit.images import load_image
+from toolkit.io import content_sha256
 from toolkit.preprocess import eval_array
 
 MAX_DROP_PT = 0.1          # the fast decode's top-1 may be at most this far below the exact decode's
@@ -71,12 +72,18 @@ class FastDecodeCheck(BaseModel):
                 f"<= {self.max_drop_pt} pt, agreement >= {self.min_agreement_pct}%)")
 
 
-def recorded_check(meta) -> FastDecodeCheck | None:
-    """The fast decode's check an artifact's metadata records, if it passes rtk's rule (judged with rtk's own
-    limits, not the record's) on images the fast decode really changed; else None (no record, a failed or a
-    damaged one)."""
+def recorded_check(meta, path: Path | str) -> FastDecodeCheck | None:
+    """The fast decode's check the metadata of the artifact at `path` records, if it passes rtk's rule (judged with
+    rtk's own limits, not the record's) on images the fast decode really changed, and was measured on this content
+    (its `content_sha256`: a model edited, re-quantized or given another's record keeps no claim); else None (no
+    record, a failed, damaged or foreign one)."""
     rec = meta.extra.get(DECODE_RECORD)
     if not isinstance(rec, dict):
+        return None
+    try:
+        if rec.get("content_sha256") != content_sha256(Path(path)):
+            return None
+    except (OSError, RtkError):
         return None
     try:
         check = FastDecodeCheck.model_validate({k: rec[k] for k in ("images", "scaled", "exact_top1", "fast_top1",
@@ -86,16 +93,16 @@ def recorded_check(meta) -> FastDecodeCheck | None:
     return check if check.deployable else None
 
 
-def choose_decode(fast_decode: bool | None, metas: Sequence) -> tuple[Decode, DecodeBy]:
+def choose_decode(fast_decode: bool | None, artifacts: Sequence[tuple[Any, Path | str]]) -> tuple[Decode, DecodeBy]:
     """The decode path and why: --fast-decode/--exact-decode when given, else the fast decode where every artifact
-    records that it passed (`recorded_check`), else the exact decode ("refused" where a record is not trusted, "mixed"
-    where only some artifacts record it)."""
+    (metadata, path) records that it passed (`recorded_check`), else the exact decode ("refused" where a record is
+    not trusted, "mixed" where only some artifacts record it)."""
     if fast_decode is not None:
         return ("fast" if fast_decode else "exact"), "flag"
-    recorded = [recorded_check(m) is not None for m in metas]
+    recorded = [recorded_check(meta, path) is not None for meta, path in artifacts]
     if recorded and all(recorded):
         return "fast", "artifact"
-    if any(DECODE_RECORD in m.extra and not ok for m, ok in zip(metas, recorded)):
+    if any(DECODE_RECORD in meta.extra and not ok for (meta, _), ok in zip(artifacts, recorded)):
         return "exact", "refused"
     return "exact", "mixed" if any(recorded) else "default"
 

@@ -115,7 +115,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     from toolkit.validate import infer_padded
 
     pre = runner.meta.preprocess
-    decode, decode_by = choose_decode(settings.fast_decode, [runner.meta])
+    decode, decode_by = choose_decode(settings.fast_decode, [(runner.meta, runner.path)])
     counter = counter or InFlight()
     done_paths: list[list[str]] = []
     logits: dict[int, np.ndarray] = {}

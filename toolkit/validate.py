@@ -286,7 +286,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
     metas, _, images = _open_data(all_paths, Path(data))
-    decode, decode_by = choose_decode(settings.fast_decode, metas[1:] if reference else metas)
+    decode, decode_by = choose_decode(settings.fast_decode, list(zip(metas, all_paths))[1 if reference else 0:])
     settings = settings.model_copy(update={"fast_decode": decode == "fast"})
     if settings.shards:
         from toolkit.validate_shards import score_sharded
