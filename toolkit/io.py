@@ -119,18 +119,20 @@ def read_small_text(path: Path, what: str, hint: str, *, limit: int = 1 << 20, e
         raise RtkError(f"{what}: not {encoding} text; {hint}") from None
 
 
-def check_output(path: Path) -> Path:
-    """Refuse an output path whose folder is missing or which names a folder, before any work is done."""
+def check_output(path: Path, *, flag: str = "-o", example: str | None = None) -> Path:
+    """Refuse, before any work is done, an output file path (given with `flag`) that names a folder, lies under a
+    file, or whose folder is missing or not writable; `example` is the file name the advice suggests."""
     path = Path(path)
     if path.is_dir():
-        raise RtkError(f"output {path} is a folder; give a file name, e.g. {path / 'model'}{path.suffix or '.onnx'}")
+        raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. "
+                       f"{path / (example or 'model' + (path.suffix or '.onnx'))}")
     blocker = file_in_the_way(path)
     if blocker:
-        raise RtkError(f"output folder {path.parent}: {blocker} is a file, not a folder; choose another -o")
+        raise RtkError(f"{flag} {path}: {blocker} is a file, not a folder; choose another path")
     if not path.parent.is_dir():
-        raise RtkError(f"output folder {path.parent} does not exist; create it first or choose another -o")
+        raise RtkError(f"{flag} {path}: folder {path.parent} does not exist; create it first or choose another path")
     if not os.access(path.parent, os.W_OK):
-        raise RtkError(f"output folder {path.parent} is not writable; choose another -o")
+        raise RtkError(f"{flag} {path}: folder {path.parent} is not writable; choose another path")
     return path
 
 

@@ -165,17 +165,10 @@ def _check_paths(plan: Writes, kwargs: dict) -> None:
 
 def _check_json_path(path: Path | None) -> None:
     """Refuse a --json path that cannot be written before the work, not after it."""
-    from toolkit.io import file_in_the_way
+    from toolkit.io import check_output
 
-    if not isinstance(path, Path):
-        return
-    if path.is_dir():
-        raise RtkError(f"--json {path} is a folder; give a file name, e.g. {path / 'result.json'}")
-    blocker = file_in_the_way(path)
-    if blocker:
-        raise RtkError(f"--json {path}: {blocker} is a file, not a folder; give another path")
-    if not path.parent.is_dir():
-        raise RtkError(f"--json {path}: folder {path.parent} does not exist; create it first")
+    if isinstance(path, Path):
+        check_output(path, flag="--json", example="result.json")
 
 
 class Terminated(KeyboardInterrupt):
@@ -206,14 +199,10 @@ def dump(path: Path, command: str, **recipe) -> None:
     """Write the recipe that replays `rtk <command>` (its settings model plus its inputs) and say how to run it."""
     from pydantic import ValidationError
 
-    from toolkit.io import write_text_atomic
+    from toolkit.io import check_output, write_text_atomic
     from toolkit.recipe import Recipe, dump_recipe
 
-    path = Path(path)
-    if path.is_dir():
-        raise RtkError(f"--dump-recipe {path} is a folder; give a file name, e.g. {path / 'recipe.yaml'}")
-    if not path.parent.is_dir():
-        raise RtkError(f"--dump-recipe {path}: folder {path.parent} does not exist; create it first")
+    path = check_output(Path(path), flag="--dump-recipe", example="recipe.yaml")
     try:
         built = Recipe(**recipe)
     except ValidationError as exc:
