@@ -123,7 +123,7 @@ def test_resume_keeps_the_gates_however_the_folder_is_spelled(tmp_path, cli, mon
     (other).mkdir()
     (other / ".rtk").write_text("")
     refused = cli("run", recipe, "-o", other, "--resume")
-    assert refused.exit_code == 2 and ".rtk is not a folder" in refused.stderr, refused.stderr
+    assert refused.exit_code == 2 and ".rtk is a file" in refused.stderr, refused.stderr
 
 
 def _children(pid: int, marker: bytes) -> list[int]:

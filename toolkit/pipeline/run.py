@@ -153,12 +153,15 @@ def load_state(root: Path, say: Progress = silent) -> dict[str, Any]:
     path = root / STATE
     if not path.exists():
         return {}
+    def entry_ok(e: Any) -> bool:
+        return isinstance(e, dict) and isinstance(e.get("key"), str) and "result" in e and isinstance(
+            e.get("seconds"), (int, float)) and isinstance(e.get("outputs"), dict) and all(
+            isinstance(v, str) for v in e["outputs"].values())
+
     try:
         state = json.loads(path.read_text())
         stages = state["stages"] if state.get("format") == STATE_FORMAT else None
-        valid = isinstance(stages, dict) and all(isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(
-            e.get("outputs"), dict) and all(isinstance(v, str) for v in e["outputs"].values()) and "result" in e
-            and isinstance(e.get("seconds"), (int, float)) for e in stages.values())
+        valid = isinstance(stages, dict) and all(map(entry_ok, stages.values()))
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         valid = False
     if not valid:
@@ -259,9 +262,10 @@ def run_lock(root: Path) -> Iterator[None]:
     gone when the process ends, however it ends."""
     import fcntl
 
-    for path, kind in ((root / ".rtk", "a folder"), (root / STATE, "a file")):
-        if path.exists() and (path.is_dir() if kind == "a file" else not path.is_dir()):
-            raise RtkError(f"{path} is not {kind}; rtk keeps the run's state there: move it away or choose another -o")
+    if (root / ".rtk").exists() and not (root / ".rtk").is_dir():
+        raise RtkError(f"{root / '.rtk'} is a file; rtk keeps the run's state in that folder: move it away")
+    if (root / STATE).is_dir():
+        raise RtkError(f"{root / STATE} is a folder; rtk keeps the run's state in that file: move it away")
     (root / ".rtk").mkdir(parents=True, exist_ok=True)
     handle = open(root / LOCK, "a+")
     try:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 DEPLOYED = (".onnx", ".xml", ".engine", ".plan")     # an artifact's main file; an IR's .bin and an engine's sidecar
                                                     # go with it (toolkit.io.artifact_files)
 
+
 class Artifact(BaseModel):
     """One deployable file and where it runs; `role` says what it is in the report."""
 
@@ -279,10 +280,9 @@ def check_deploy_folder(root: Path) -> None:
         raise RtkError(f"{folder} is a symbolic link; remove it: rtk writes the deploy copy into a folder of the run")
     if folder.exists() and not folder.is_dir():
         raise RtkError(f"{folder} is a file; move it away: rtk writes the deploy copy into this folder of the run")
-    clash = next((f for f in sorted(folder.glob("*")) if f.is_dir() and f.suffix.lower() in (*DEPLOYED, ".bin")), None) \
-        if folder.is_dir() else None
-    if clash is not None:
-        raise RtkError(f"{clash} is a folder; move it away: rtk writes deploy copies in {folder}")
+    clashes = [f for f in sorted(folder.glob("*")) if f.is_dir() and f.suffix.lower() in (*DEPLOYED, ".bin")]
+    if clashes:
+        raise RtkError(f"{clashes[0]} is a folder; move it away: rtk writes deploy copies in {folder}")
 
 
 def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: Path | None) -> dict | None:
