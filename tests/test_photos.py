@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 
@@ -329,8 +330,18 @@ def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, t
     result = cli("validate", deployed, "--data", val, "--json", tmp_path / "v.json")
     score = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]
     assert result.exit_code == 0 and (score["decode"], score["decode_by"]) == ("fast", "artifact")
-    assert FastDecodeCheck.model_validate(score["fast_decode"]).passed
+    assert FastDecodeCheck.model_validate(score["fast_decode"]).passed and score["decode_record"] == "trusted"
     assert "the artifact records that it passed validation" in " ".join(result.stdout.split())
+    edited = tmp_path / "edited"                # the same record on weights changed since: not trusted, and named
+    edited.mkdir()
+    shutil.copy(deployed, edited / "model.xml")
+    weights = bytearray(deployed.with_suffix(".bin").read_bytes())
+    weights[-1] ^= 1
+    (edited / "model.bin").write_bytes(bytes(weights))
+    result = cli("validate", deployed, edited / "model.xml", "--data", val, "--json", tmp_path / "v.json")
+    scores = json.loads((tmp_path / "v.json").read_text())["artifacts"]
+    assert [(s["decode_by"], s["decode_record"]) for s in scores] == [("refused", "trusted"), ("refused", "refused")]
+    assert f"decoded exactly: {edited / 'model.xml'} carries" in " ".join(result.stderr.split()), result.stderr
     (out / "deploy" / "notes.txt").write_text("the user's")
     monkeypatch.chdir(tmp_path)
     result = cli("run", recipe, "-o", "run", "--resume")    # the same run, its folder spelled another way

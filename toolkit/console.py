@@ -207,8 +207,9 @@ def show_validation(report) -> None:
     elif last is not None and last.decode == "exact" and last.decode_by == "flag":
         out.print("[dim]decoded exactly (--exact-decode)[/]", highlight=False)
     elif last is not None and last.decode_by == "refused":
-        warn("decoded exactly: an artifact carries a fast-decode record rtk does not trust (damaged, edited, or failing "
-             "rtk's rule); rtk run with validate.fast_decode writes a new deploy copy")
+        refused = ", ".join(escape(s.artifact) for s in rows if s.decode_record == "refused")
+        warn(f"decoded exactly: {refused} carries a fast-decode record rtk does not trust (damaged, edited, failing "
+             "rtk's rule, or on other content); rtk run with validate.fast_decode writes a new deploy copy")
     elif last is not None and last.decode_by == "mixed":
         out.print("[dim]decoded exactly: only some of these artifacts record that the fast JPEG decode passed (predict "
                   "uses it by default for those); add --fast-decode to validate them all with it[/]", highlight=False,

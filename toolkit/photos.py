@@ -93,18 +93,26 @@ def recorded_check(meta, path: Path | str) -> FastDecodeCheck | None:
     return check if check.deployable else None
 
 
+def decode_record(meta, path: Path | str) -> Literal["trusted", "refused"] | None:
+    """What an artifact's fast-decode record is worth: trusted (`recorded_check`), refused (damaged, edited, failing
+    rtk's rule, or on other content), or None where it carries none."""
+    if DECODE_RECORD not in meta.extra:
+        return None
+    return "trusted" if recorded_check(meta, path) is not None else "refused"
+
+
 def choose_decode(fast_decode: bool | None, artifacts: Sequence[tuple[Any, Path | str]]) -> tuple[Decode, DecodeBy]:
     """The decode path and why: --fast-decode/--exact-decode when given, else the fast decode where every artifact
-    (metadata, path) records that it passed (`recorded_check`), else the exact decode ("refused" where a record is
-    not trusted, "mixed" where only some artifacts record it)."""
+    (metadata, path) carries a trusted record (`decode_record`), else the exact decode ("refused" where a record is
+    not trusted, "mixed" where only some artifacts carry one)."""
     if fast_decode is not None:
         return ("fast" if fast_decode else "exact"), "flag"
-    recorded = [recorded_check(meta, path) is not None for meta, path in artifacts]
-    if recorded and all(recorded):
+    records = [decode_record(meta, path) for meta, path in artifacts]
+    if records and all(r == "trusted" for r in records):
         return "fast", "artifact"
-    if any(DECODE_RECORD in meta.extra and not ok for (meta, _), ok in zip(artifacts, recorded)):
+    if "refused" in records:
         return "exact", "refused"
-    return "exact", "mixed" if any(recorded) else "default"
+    return "exact", "mixed" if "trusted" in records else "default"
 
 
 def draft_size(pre: Preprocess, decode: Decode) -> int | None:

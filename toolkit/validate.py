@@ -10,7 +10,7 @@ import contextlib
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -23,7 +23,7 @@ from toolkit.bench import interleaved_p50
 from toolkit.images import ImageSet, check_classes, scan_folder
 from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
-from toolkit.photos import Decode, DecodeBy, FastDecodeCheck, choose_decode, labeled_batches
+from toolkit.photos import Decode, DecodeBy, FastDecodeCheck, choose_decode, decode_record, labeled_batches
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
 from toolkit.remote import DeviceInfo
@@ -51,6 +51,9 @@ class ArtifactScore(BaseModel):
     decode_by: DecodeBy = Field("flag", description="Why that decode: flag (--fast-decode/--exact-decode), artifact "
                                 "(every artifact records that the fast decode passed), default (exact), mixed (exact: "
                                 "only some of the artifacts record it) or refused (exact: a record rtk does not trust).")
+    decode_record: Literal["trusted", "refused"] | None = Field(None, description="This artifact's fast-decode record "
+                                                                "(a deploy copy's): trusted, refused (damaged, edited, "
+                                                                "failing rtk's rule or on other content), or null.")
     hits: list[bool] | None = Field(None, exclude=True, description="Top-1 right or wrong per image, in file order "
                                     "(for paired tests such as McNemar's; not written to JSON).")
     fast_decode: FastDecodeCheck | None = Field(None, description="With the fast decode: it against the exact decode "
@@ -313,7 +316,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
                              top1=100.0 * hit.mean(), top5=100.0 * per_image.top5[i].mean(),
                              p50_ms=facts[i]["p50_ms"], per_class_top1=per_class,
                              isa=effective_tier(facts[i]["target"]), decode=decode, decode_by=decode_by,
-                             fast_decode=check,
+                             decode_record=decode_record(metas[i], all_paths[i]), fast_decode=check,
                              executed_precision=facts[i]["executed"], hits=hit.tolist(),
                              bare_compile_differs=facts[i]["bare"])
 
