@@ -108,8 +108,12 @@ def test_resume_keeps_the_gates_however_the_folder_is_spelled(tmp_path, cli, mon
     first = cli("run", recipe, "-o", "onnxruntime")
     assert first.exit_code == 1 and "max_p99_ms" in first.stdout + first.stderr, first.stdout[-1500:]
     out = tmp_path / "onnxruntime"
-    for damage in (None, "", '{"format": 2, "stages": [1]}'):
-        if damage is not None:
+    for damage in (None, "", '{"format": 2, "stages": [1]}', "edit"):
+        if damage == "edit":          # a result edited by hand is not reported as measured
+            state = json.loads((out / ".rtk" / "state.json").read_text())
+            state["stages"]["validate"]["result"]["artifacts"][0]["top1"] = 99.0
+            (out / ".rtk" / "state.json").write_text(json.dumps(state))
+        elif damage is not None:
             (out / ".rtk" / "state.json").write_text(damage)
         resumed = cli("run", recipe, "-o", out, "--resume")
         report = json.loads((out / "report.json").read_text())
@@ -117,6 +121,7 @@ def test_resume_keeps_the_gates_however_the_folder_is_spelled(tmp_path, cli, mon
         assert resumed.exit_code == 1 and not report["passed"], resumed.stdout[-1500:]
         assert [g["name"] for g in report["gates"] if not g["passed"]] == ["max_p99_ms"], report["gates"]
         assert all(r["top1"] is not None for r in report["rows"]) and report["rows"][-1]["target"] == "onnxruntime"
+        assert report["rows"][-1]["top1"] != 99.0
         assert stages["model"] is (damage is None), stages
         assert (damage is not None) == ("every stage runs again" in resumed.stdout + resumed.stderr), resumed.stderr
     other = tmp_path / "other"

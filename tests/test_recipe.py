@@ -182,6 +182,12 @@ def test_rerun_refuses_then_resumes(cli, tmp_path):
     assert resumed.exit_code == 0, resumed.stderr
     stages = json.loads((folder / "out" / "manifest.json").read_text())["stages"]
     assert all(s["skipped"] for s in stages), stages
+    (folder / "tiny.yaml").write_text(TINY.replace("val_per_class: 8", "val_per_class: 2"))    # other data
+    resumed = cli("run", folder / "tiny.yaml", "-o", folder / "out", "--resume")
+    report = json.loads((folder / "out" / "report.json").read_text())
+    assert resumed.exit_code == 0 and report["validation_images"] == 4 * 2, resumed.stderr
+    assert len(list((folder / "out" / "data" / "val").rglob("*.png"))) == 4 * 2
+    assert [s["skipped"] for s in report["stages"] if s["name"] == "data"] == [False]
 
 
 def test_gate_failure_exits_1_and_is_named(tiny_run, cli, tmp_path):

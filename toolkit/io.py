@@ -42,14 +42,22 @@ ONNX_METADATA_PROPS = 14      # ModelProto.metadata_props, where rtk keeps an ON
 
 
 def content_sha256(path: Path) -> str:
-    """sha256 of what an artifact computes with, leaving out the rtk metadata it carries: an IR's .bin, an engine's
-    plan, an ONNX file's top-level protobuf fields except metadata_props (walked at the wire level, so the
-    runtime-only install needs no onnx package; external weight files are not included). A record kept in the
-    metadata can then name the content it was measured on."""
+    """sha256 of what an artifact computes with, leaving out the rtk metadata it carries: an IR's graph (its .xml's
+    layers and edges) and .bin, an engine's plan, an ONNX file's top-level protobuf fields except metadata_props
+    (walked at the wire level, so the runtime-only install needs no onnx package; external weight files are not
+    included). A record kept in the metadata can then name the content it was measured on."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".xml":
-        return sha256_file(path.with_suffix(".bin"))
+        import xml.etree.ElementTree as ET
+
+        try:
+            net = ET.parse(path).getroot()
+        except ET.ParseError as exc:
+            raise RtkError(f"{path}: not a readable OpenVINO IR ({exc}); compile it again") from None
+        graph = b"".join(ET.tostring(part) for part in (net.find("layers"), net.find("edges")) if part is not None)
+        return hashlib.sha256(hashlib.sha256(graph).digest() + bytes.fromhex(sha256_file(path.with_suffix(".bin")))
+                              ).hexdigest()
     if suffix != ".onnx":
         return sha256_file(path)
     data = memoryview(path.read_bytes())

@@ -146,22 +146,22 @@ def recipe_inputs(recipe: Recipe) -> list[Path]:
     return [Path(p) for p in named if p is not None]
 
 
+def _digest(stages: Any) -> str:
+    return hashlib.sha256(json.dumps(stages, sort_keys=True).encode()).hexdigest()
+
+
 def load_state(root: Path, say: Progress = silent) -> dict[str, Any]:
     """The stages a previous run in `root` finished (their entries, paths under `root` again), or {} when there is
     no state or it cannot be trusted: damaged (a crash, an edit) or written by an older rtk, whose paths kept the
-    folder's spelling of that time. Those stages then run again, which is slower but never wrong."""
+    folder's spelling of that time. The state carries the sha256 of its stages, so an edited result is never
+    reported as measured. Those stages then run again, which is slower but never wrong."""
     path = root / STATE
     if not path.exists():
         return {}
-    def entry_ok(e: Any) -> bool:
-        return isinstance(e, dict) and isinstance(e.get("key"), str) and "result" in e and isinstance(
-            e.get("seconds"), (int, float)) and isinstance(e.get("outputs"), dict) and all(
-            isinstance(v, str) for v in e["outputs"].values())
-
     try:
         state = json.loads(path.read_text())
         stages = state["stages"] if state.get("format") == STATE_FORMAT else None
-        valid = isinstance(stages, dict) and all(map(entry_ok, stages.values()))
+        valid = isinstance(stages, dict) and state.get("sha256") == _digest(stages)
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         valid = False
     if not valid:
@@ -222,7 +222,8 @@ class Run:
             self.state[name] = done.entry
             if not record.skipped or record.reused:
                 (self.root / ".rtk").mkdir(exist_ok=True)
-                write_json(self.root / STATE, {"format": STATE_FORMAT, "stages": portable(self.state, self.root)})
+                stages = portable(self.state, self.root)
+                write_json(self.root / STATE, {"format": STATE_FORMAT, "stages": stages, "sha256": _digest(stages)})
             self.records.append(record)
             self.results[name] = done.entry["result"]
         return done.entry["result"]

@@ -41,14 +41,16 @@ def _data_paths(ctx) -> tuple[Path | None, Path | None, Path | None]:
         s = data.synth
 
         def make():
+            import shutil
+
             from toolkit.synth import synth
 
+            shutil.rmtree(root, ignore_errors=True)     # the run's own copy, drawn for other settings or half drawn
             synth(root, classes=s.classes, per_class=s.per_class, val_per_class=s.val_per_class, size=s.size,
                   seed=s.seed)
             return {"root": str(root)}
 
-        if not (root / "val").is_dir():
-            ctx.stage("data", s.model_dump(), [], [root], make)
+        ctx.stage("data", s.model_dump(), [], [root], make)     # drawn again when data.synth changes
     else:
         root = Path(data.root) if data.root else None
     train = root / "train" if root is not None and (root / "train").is_dir() else root
