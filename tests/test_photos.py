@@ -277,7 +277,7 @@ def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode, 
     by default only when it passes rtk's own rule and names this artifact's content; a flag always wins."""
     from toolkit.artifact import ModelMeta
     from toolkit.artifact import DECODE_RECORD
-    from toolkit.io import content_sha256
+    from toolkit.content import content_sha256
     from toolkit.photos import choose_decode
 
     engine = tmp_path / "model.engine"          # an engine's content is its plan file

@@ -134,7 +134,7 @@ def test_compile_check_only_round_trip(cli, tmp_path, random_onnx):
             c.version_compatible, c.targets) == (True, 1, 2, 4, 512, tmp_path / "t.cache", True, ["tensorrt"])
     result = _replay(cli, path, tmp_path / "run")
     assert result.exit_code == 0, result.stderr
-    state = json.loads((tmp_path / "run" / ".rtk" / "state.json").read_text())
+    state = json.loads((tmp_path / "run" / ".rtk" / "state.json").read_text())["stages"]
     assert state["check:tensorrt"]["result"]["profile"] == {"min": 1, "opt": 2, "max": 4}
     assert "No TensorRT engine was built" in (tmp_path / "run" / "report.md").read_text()
 

@@ -190,33 +190,9 @@ def show_validation(report) -> None:
                       highlight=False)
         if s.bare_compile_differs:
             warn(escape(s.bare_compile_differs))
-    last = rows[-1] if rows else None
-    if last is not None and last.decode_by == "artifact":
-        out.print("[dim]fast JPEG decode: the artifact records that it passed validation, so predict uses it by "
-                  "default (--exact-decode to decode in full)[/]", highlight=False, soft_wrap=True)
-    if last is not None and last.fast_decode is not None and last.fast_decode.scaled == 0:
-        out.print("[dim]the fast JPEG decode was NOT tested: no image here is a JPEG at least twice the resize "
-                  "target, so each decoded in full; validate on photos like the ones you deploy before using "
-                  "predict --fast-decode[/]", highlight=False)
-    elif last is not None and last.fast_decode is not None:
-        check = last.fast_decode
-        verdict = ("passed: predict and bench --images may use --fast-decode on photos like these (rtk run with "
-                   "validate.fast_decode writes the artifact with it on by default under deploy/)" if check.passed
-                   else "FAILED: deploy with the exact decode (predict --exact-decode)")
-        out.print(f"{escape(str(check))}; {verdict}", highlight=False, soft_wrap=True)
-    elif last is not None and last.decode == "exact" and last.decode_by == "flag":
-        out.print("[dim]decoded exactly (--exact-decode)[/]", highlight=False)
-    elif last is not None and last.decode_by == "refused":
-        refused = ", ".join(escape(s.artifact) for s in rows if s.decode_record == "refused")
-        warn(f"decoded exactly: {refused} carries a fast-decode record rtk does not trust (damaged, edited, failing "
-             "rtk's rule, or on other content); rtk run with validate.fast_decode writes a new deploy copy")
-    elif last is not None and last.decode_by == "mixed":
-        out.print("[dim]decoded exactly: only some of these artifacts record that the fast JPEG decode passed (predict "
-                  "uses it by default for those); add --fast-decode to validate them all with it[/]", highlight=False,
-                  soft_wrap=True)
-    elif last is not None and last.decode == "exact":
-        out.print("[dim]decoded exactly, as rtk predict does by default; add --fast-decode to check whether the "
-                  "faster JPEG decode keeps these results[/]", highlight=False)
+    from toolkit.console_photos import show_decode
+
+    show_decode(rows)
     tiers = {s.target: s.isa for s in rows if s.isa}
     if tiers:
         capped = len(set(tiers.values())) > 1

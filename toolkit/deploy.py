@@ -8,14 +8,19 @@ the validated ones, unchanged; only the metadata differs (its provenance names t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 from toolkit.artifact import DECODE_RECORD, ModelMeta
 from toolkit.backends import read_meta
 from toolkit.errors import RtkError
-from toolkit.io import atomic_outputs, content_sha256, json_text
+from toolkit.content import content_sha256
+from toolkit.io import artifact_files, atomic_outputs, json_text
 from toolkit.photos import FastDecodeCheck
+
+DEPLOYED = (".onnx", ".xml", ".engine", ".plan")     # an artifact's main file; an IR's .bin and an engine's sidecar
+                                                    # go with it (toolkit.io.artifact_files)
 
 
 def with_fast_decode(source: Path, output: Path, check: FastDecodeCheck, *, data: str) -> list[Path]:
@@ -70,3 +75,37 @@ def write_with_meta(source: Path, output: Path, meta: ModelMeta) -> list[Path]:
         return [output, sidecar_path(output)]
     raise RtkError(f"{source}: only an .onnx, .xml or .engine artifact is deployed this way, not "
                    f"{suffix or 'a file without an extension'}")
+
+
+def clear_deploy(folder: Path, *, keep: list[Path]) -> None:
+    """Remove from the run's deploy/ the copies an earlier run deployed and this one does not: such a copy would
+    still claim a check that no longer holds (another model, or validate.fast_decode since turned off). Only rtk's
+    own deploy copies go (an artifact whose last provenance step is `deploy`, with its companion files); anything
+    else in the folder stays, and so does the folder unless it is left empty."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for f in sorted(folder.iterdir()):
+        if f in keep or not f.is_file() or f.suffix.lower() not in DEPLOYED:
+            continue
+        try:
+            history = read_meta(f).provenance.get("history") or [{}]
+        except RtkError:
+            continue
+        if isinstance(history[-1], dict) and history[-1].get("step") == "deploy":
+            for part in artifact_files(f):
+                part.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()          # only when nothing is left in it
+
+
+def check_deploy_folder(root: Path) -> None:
+    """Refuse a run folder whose deploy/ cannot take a deploy copy (validate.fast_decode): checked before the first
+    stage too, so nothing runs for an hour to fail there."""
+    folder = root / "deploy"
+    if folder.is_symlink():
+        raise RtkError(f"{folder} is a symbolic link; remove it: rtk writes the deploy copy into a folder of the run")
+    if folder.exists() and not folder.is_dir():
+        raise RtkError(f"{folder} is a file; move it away: rtk writes the deploy copy into this folder of the run")
+    clashes = [f for f in sorted(folder.glob("*")) if f.is_dir() and f.suffix.lower() in (*DEPLOYED, ".bin")]
+    if clashes:
+        raise RtkError(f"{clashes[0]} is a folder; move it away: rtk writes deploy copies in {folder}")

@@ -27,9 +27,9 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from toolkit.artifact import DECODE_RECORD, Preprocess
+from toolkit.content import content_sha256
 from toolkit.errors import RtkError
 from toolkit.images import load_image
-from toolkit.io import content_sha256
 from toolkit.preprocess import eval_array
 
 MAX_DROP_PT = 0.1          # the fast decode's top-1 may be at most this far below the exact decode's

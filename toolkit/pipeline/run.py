@@ -306,7 +306,8 @@ def check_machine(recipe: Recipe) -> None:
 def run(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = False, progress: Progress = silent,
         cache: StageCache | None = None, executor: Executor = inline):
     """Run every stage of `recipe` into `output`; returns the Report (truthy when every gate passed)."""
-    from toolkit.pipeline.stages import check_deploy_folder, devices_of
+    from toolkit.deploy import check_deploy_folder
+    from toolkit.pipeline.stages import devices_of
     from toolkit.remote.devices import reach_all
 
     output = Path(output)

@@ -19,9 +19,6 @@ from toolkit.settings import REMOTE_FIELDS, BenchSettings, CompileSettings, Gate
 if TYPE_CHECKING:
     from toolkit.photos import FastDecodeCheck
 
-DEPLOYED = (".onnx", ".xml", ".engine", ".plan")     # an artifact's main file; an IR's .bin and an engine's sidecar
-                                                    # go with it (toolkit.io.artifact_files)
-
 
 class Artifact(BaseModel):
     """One deployable file and where it runs; `role` says what it is in the report."""
@@ -248,49 +245,11 @@ def fast_decode_check(validation: dict[str, Any] | None) -> FastDecodeCheck | No
     return FastDecodeCheck.model_validate(check) if check else None
 
 
-def _clear_deploy(folder: Path, *, keep: list[Path]) -> None:
-    """Remove from the run's deploy/ the copies an earlier run deployed and this one does not: such a copy would
-    still claim a check that no longer holds (another model, or validate.fast_decode since turned off). Only rtk's
-    own deploy copies go (an artifact whose last provenance step is `deploy`, with its companion files); anything
-    else in the folder stays, and so does the folder unless it is left empty."""
-    import contextlib
-
-    from toolkit.backends import read_meta
-    from toolkit.io import artifact_files
-
-    if not folder.is_dir() or folder.is_symlink():
-        return
-    for f in sorted(folder.iterdir()):
-        if f in keep or not f.is_file() or f.suffix.lower() not in DEPLOYED:
-            continue
-        try:
-            history = read_meta(f).provenance.get("history") or [{}]
-        except RtkError:
-            continue
-        if isinstance(history[-1], dict) and history[-1].get("step") == "deploy":
-            for part in artifact_files(f):
-                part.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()          # only when nothing is left in it
-
-
-def check_deploy_folder(root: Path) -> None:
-    """Refuse a run folder whose deploy/ cannot take a deploy copy (validate.fast_decode): checked before the first
-    stage too, so nothing runs for an hour to fail there."""
-    folder = root / "deploy"
-    if folder.is_symlink():
-        raise RtkError(f"{folder} is a symbolic link; remove it: rtk writes the deploy copy into a folder of the run")
-    if folder.exists() and not folder.is_dir():
-        raise RtkError(f"{folder} is a file; move it away: rtk writes the deploy copy into this folder of the run")
-    clashes = [f for f in sorted(folder.glob("*")) if f.is_dir() and f.suffix.lower() in (*DEPLOYED, ".bin")]
-    if clashes:
-        raise RtkError(f"{clashes[0]} is a folder; move it away: rtk writes deploy copies in {folder}")
-
-
 def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: Path | None) -> dict | None:
     """validate.fast_decode: where the fast JPEG decode passed on the deployed artifact, that artifact again under
     deploy/ with the check in its metadata, so predict and bench --images default to the fast decode for it
     (toolkit.deploy). None where it was not checked, changed no image, or failed (its gate fails the run)."""
+    from toolkit.deploy import check_deploy_folder, clear_deploy
     from toolkit.io import artifact_files
 
     deployed = arts[-1]
@@ -300,7 +259,7 @@ def _deploy(ctx, arts: list[Artifact], validation: dict[str, Any] | None, val: P
     deploying = check is not None and val is not None and check.deployable
     if deploying:
         check_deploy_folder(ctx.root)
-    _clear_deploy(folder, keep=artifact_files(out) if deploying else [])
+    clear_deploy(folder, keep=artifact_files(out) if deploying else [])
     if check is not None and not check.scaled:
         ctx.say("deploy: no validation image is a JPEG large enough for the fast decode to change it, so it was not "
                 "tested; the deployed artifact keeps the exact decode")
