@@ -278,7 +278,7 @@ def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode, 
     from toolkit.artifact import ModelMeta
     from toolkit.artifact import DECODE_RECORD
     from toolkit.content import content_sha256
-    from toolkit.photos import choose_decode
+    from toolkit.photos import choose_decode, decode_record
 
     engine = tmp_path / "model.engine"          # an engine's content is its plan file
     engine.write_bytes(b"plan")
@@ -286,13 +286,14 @@ def test_only_a_passed_record_makes_the_fast_decode_the_default(record, decode, 
         record = {"content_sha256": content_sha256(engine), **record}
     meta = ModelMeta(num_classes=2, class_names=["a", "b"], extra={} if record is None else {DECODE_RECORD: record})
     why = "artifact" if decode == "fast" else "default" if record is None else "refused"   # a record not trusted says so
-    assert choose_decode(None, [(meta, engine)]) == (decode, why)
-    assert choose_decode(False, [(meta, engine)]) == ("exact", "flag")
-    assert choose_decode(True, [(meta, engine)]) == ("fast", "flag")
     plain = ModelMeta(num_classes=2, class_names=["a", "b"])
-    assert choose_decode(None, [(meta, engine), (plain, engine)]) == ("exact", "mixed" if decode == "fast" else why)
+    records = [decode_record(meta, engine), decode_record(plain, engine)]
+    assert choose_decode(None, records[:1]) == (decode, why)
+    assert choose_decode(False, records[:1]) == ("exact", "flag")
+    assert choose_decode(True, records[:1]) == ("fast", "flag")
+    assert choose_decode(None, records) == ("exact", "mixed" if decode == "fast" else why)
     engine.write_bytes(b"another plan")         # the same record on other content is not trusted
-    assert choose_decode(None, [(meta, engine)]) == ("exact", "default" if record is None else "refused")
+    assert choose_decode(None, [decode_record(meta, engine)]) == ("exact", "default" if record is None else "refused")
 
 
 def test_run_deploys_the_fast_decode_where_it_passed(accurate_ckpt, tiny_data, tmp_path, cli, monkeypatch):

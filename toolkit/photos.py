@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
@@ -81,16 +81,16 @@ def recorded_check(meta, path: Path | str) -> FastDecodeCheck | None:
     if not isinstance(rec, dict):
         return None
     try:
-        if rec.get("content_sha256") != content_sha256(Path(path)):
-            return None
-    except (OSError, RtkError):
-        return None
-    try:
         check = FastDecodeCheck.model_validate({k: rec[k] for k in ("images", "scaled", "exact_top1", "fast_top1",
                                                                     "agreement")}, strict=True)
     except (KeyError, TypeError, ValidationError):
         return None
-    return check if check.deployable else None
+    if not check.deployable:
+        return None
+    try:       # last: it reads the whole artifact
+        return check if rec.get("content_sha256") == content_sha256(Path(path)) else None
+    except (OSError, RtkError):
+        return None
 
 
 def decode_record(meta, path: Path | str) -> Literal["trusted", "refused"] | None:
@@ -101,13 +101,13 @@ def decode_record(meta, path: Path | str) -> Literal["trusted", "refused"] | Non
     return "trusted" if recorded_check(meta, path) is not None else "refused"
 
 
-def choose_decode(fast_decode: bool | None, artifacts: Sequence[tuple[Any, Path | str]]) -> tuple[Decode, DecodeBy]:
-    """The decode path and why: --fast-decode/--exact-decode when given, else the fast decode where every artifact
-    (metadata, path) carries a trusted record (`decode_record`), else the exact decode ("refused" where a record is
-    not trusted, "mixed" where only some artifacts carry one)."""
+def choose_decode(fast_decode: bool | None, records: Iterable[str | None]) -> tuple[Decode, DecodeBy]:
+    """The decode path and why: --fast-decode/--exact-decode when given, else the fast decode where every artifact's
+    record (`decode_record`; read only when no flag decides) is trusted, else the exact decode ("refused" where a
+    record is not trusted, "mixed" where only some artifacts carry one)."""
     if fast_decode is not None:
         return ("fast" if fast_decode else "exact"), "flag"
-    records = [decode_record(meta, path) for meta, path in artifacts]
+    records = list(records)
     if records and all(r == "trusted" for r in records):
         return "fast", "artifact"
     if "refused" in records:

@@ -23,7 +23,7 @@ from toolkit.backends.base import finite
 from toolkit.bench import Latency
 from toolkit.errors import RtkError
 from toolkit.images import readable_image, symlink_loop
-from toolkit.photos import Decode, DecodeBy, InFlight, choose_decode, decode_one, decoded_batches
+from toolkit.photos import Decode, DecodeBy, InFlight, choose_decode, decode_one, decode_record, decoded_batches
 from toolkit.remote import DeviceInfo
 from toolkit.settings import PredictSettings
 
@@ -115,7 +115,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     from toolkit.validate import infer_padded
 
     pre = runner.meta.preprocess
-    decode, decode_by = choose_decode(settings.fast_decode, [(runner.meta, runner.path)])
+    decode, decode_by = choose_decode(settings.fast_decode, map(decode_record, [runner.meta], [runner.path]))
     counter = counter or InFlight()
     done_paths: list[list[str]] = []
     logits: dict[int, np.ndarray] = {}

@@ -289,7 +289,8 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
     all_paths = ([Path(reference)] if reference else []) + paths
     all_targets = ([None] if reference else []) + targets
     metas, _, images = _open_data(all_paths, Path(data))
-    decode, decode_by = choose_decode(settings.fast_decode, list(zip(metas, all_paths))[1 if reference else 0:])
+    records = [decode_record(meta, path) for meta, path in zip(metas, all_paths)]   # each artifact read once
+    decode, decode_by = choose_decode(settings.fast_decode, records[1 if reference else 0:])
     settings = settings.model_copy(update={"fast_decode": decode == "fast"})
     if settings.shards:
         from toolkit.validate_shards import score_sharded
@@ -316,7 +317,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
                              top1=100.0 * hit.mean(), top5=100.0 * per_image.top5[i].mean(),
                              p50_ms=facts[i]["p50_ms"], per_class_top1=per_class,
                              isa=effective_tier(facts[i]["target"]), decode=decode, decode_by=decode_by,
-                             decode_record=decode_record(metas[i], all_paths[i]), fast_decode=check,
+                             decode_record=records[i], fast_decode=check,
                              executed_precision=facts[i]["executed"], hits=hit.tolist(),
                              bare_compile_differs=facts[i]["bare"])
 

@@ -42,8 +42,9 @@ def data_synth(
 
     if root.exists() and not root.is_dir():
         raise RtkError(f"{root} is a file; give a folder to create")
-    if file_in_the_way(root) is not None:
-        raise RtkError(f"{root}: {file_in_the_way(root)} is a file, not a folder; choose another folder")
+    blocker = file_in_the_way(root)
+    if blocker is not None:
+        raise RtkError(f"{root}: {blocker} is a file, not a folder; choose another folder")
     if root.exists() and any(root.iterdir()):
         raise RtkError(f"{root} already exists and is not empty; choose a new folder or delete it")
     try:

@@ -70,11 +70,15 @@ def _hash_inputs(paths: list[Path]) -> dict[str, str]:
     return out
 
 
+def json_sha256(value: Any) -> str:
+    """sha256 of a JSON value, keys sorted: a stage's key, the run state's seal."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
 def stage_key(config: Any, inputs: list[Path], root: Path) -> str:
     """A stage's identity: its settings, the content of its inputs and rtk's version. Paths inside the run folder
     count by their place in it, so the same stage of two runs has one key (a sweep's cache relies on that)."""
-    payload = portable({"config": config, "inputs": _hash_inputs(inputs), "rtk": __version__}, root)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_sha256(portable({"config": config, "inputs": _hash_inputs(inputs), "rtk": __version__}, root))
 
 
 def _hold_for_test(names: tuple[str, ...], hold: str) -> None:
@@ -146,10 +150,6 @@ def recipe_inputs(recipe: Recipe) -> list[Path]:
     return [Path(p) for p in named if p is not None]
 
 
-def _digest(stages: Any) -> str:
-    return hashlib.sha256(json.dumps(stages, sort_keys=True).encode()).hexdigest()
-
-
 def load_state(root: Path, say: Progress = silent) -> dict[str, Any]:
     """The stages a previous run in `root` finished (their entries, paths under `root` again), or {} when there is
     no state or it cannot be trusted: damaged (a crash, an edit) or written by an older rtk, whose paths kept the
@@ -161,7 +161,7 @@ def load_state(root: Path, say: Progress = silent) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text())
         stages = state["stages"] if state.get("format") == STATE_FORMAT else None
-        valid = isinstance(stages, dict) and state.get("sha256") == _digest(stages)
+        valid = isinstance(stages, dict) and state.get("sha256") == json_sha256(stages)
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         valid = False
     if not valid:
@@ -223,7 +223,7 @@ class Run:
             if not record.skipped or record.reused:
                 (self.root / ".rtk").mkdir(exist_ok=True)
                 stages = portable(self.state, self.root)
-                write_json(self.root / STATE, {"format": STATE_FORMAT, "stages": stages, "sha256": _digest(stages)})
+                write_json(self.root / STATE, {"format": STATE_FORMAT, "stages": stages, "sha256": json_sha256(stages)})
             self.records.append(record)
             self.results[name] = done.entry["result"]
         return done.entry["result"]
