@@ -235,6 +235,17 @@ def test_compare_verdict_needs_ratio_and_interval():
     assert latency_verdict([7.0, 7.1, 7.2], [5.0, 5.1, 5.2], 0.2)[2] == "faster"
 
 
+def test_latency_interval_uses_student_t_at_every_repeat_count():
+    """The report's p50 interval: Student-t quantiles (within 0.005 of scipy.s), not 1.96, past the table's 9 degrees
+    of freedom (a recipe may ask for up to 100 repeats)."""
+    from toolkit.pipeline.report import ci95, t95
+
+    exact = {1: 12.706, 5: 2.571, 9: 2.262, 10: 2.228, 11: 2.201, 15: 2.131, 20: 2.086, 30: 2.042, 99: 1.984}
+    assert all(abs(t95(df) - q) < 0.005 for df, q in exact.items())
+    low, high = ci95([1.0] * 6 + [2.0] * 6)                # df 11: mean 1.5, sd 0.522, half 2.201 * 0.1508
+    assert high - low == pytest.approx(2 * 2.201 * 0.52223 / 12 ** 0.5, rel=2e-3)
+
+
 def test_compare_no_change_and_real_slowdown(random_onnx, random_ckpt, tmp_path, cli):
     from toolkit.export import export_onnx
     from toolkit.models import load_model

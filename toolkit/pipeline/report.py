@@ -25,6 +25,15 @@ NO_ENGINE = ("No TensorRT engine was built: compile.check_only ran only the CPU-
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
 
+def t95(df: int) -> float:
+    """Student-t 0.975 quantile: the table to 9 degrees of freedom, then the Cornish-Fisher expansion (within 0.003
+    of it from 10 on; 1.96 alone would narrow the interval of 10 repeats by 12%)."""
+    if df in T95:
+        return T95[df]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
 class Row(BaseModel):
     name: str
     path: str
@@ -97,7 +106,7 @@ def ci95(values: list[float]) -> tuple[float, float] | None:
     if len(values) < 2:
         return None
     mean, sd = statistics.fmean(values), statistics.stdev(values)
-    half = T95.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))
+    half = t95(len(values) - 1) * sd / math.sqrt(len(values))
     return (mean - half, mean + half)
 
 
