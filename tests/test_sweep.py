@@ -130,6 +130,31 @@ def test_a_timed_stage_has_the_node_to_itself(ray_local):
     assert pool.options("bench", "device:jetson")[1]["num_cpus"] == 0
 
 
+def test_stage_workers_stay_for_the_next_stage(ray_local):
+    """A local instance keeps its idle workers for the command: Ray's default stops an idle worker after 1 s once
+    more exist than CPUs (here: two stages side by side plus the timing worker, whose environment differs), and
+    every restart imports torch and the runtimes again (56 worker starts in one sweep-demo, 4 with this)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from toolkit.distributed import RayPool
+
+    def _pid(seconds: float) -> int:
+        import os
+        import time
+
+        time.sleep(seconds)
+        return os.getpid()
+
+    pool = RayPool(ray_local, train_cpus=2, retries=0)
+    with ThreadPoolExecutor(2) as side_by_side:
+        pids = set(side_by_side.map(lambda _: pool.run("validate", lambda: _pid(0.5), None, []), range(2)))
+    pids.add(pool.run("bench", lambda: _pid(0.0), "node", []))
+    assert len(pids) == 3
+    time.sleep(2.5)                     # Ray looks for idle workers to stop every 200 ms
+    gone = [pid for pid in pids if not Path(f"/proc/{pid}").is_dir()]
+    assert not gone, f"Ray stopped idle workers {gone}: the next stages would start cold"
+
+
 def _wait_for_pid(ready: Path, timeout: float = 240.0) -> int:
     deadline = time.monotonic() + timeout
     while not ready.is_file():

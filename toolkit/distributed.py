@@ -1,9 +1,10 @@
 """Ray, for `rtk sweep` and sharded validation only: imported lazily, so nothing else needs it installed.
 
 - `cluster(address)`: an existing Ray instance if this process has one; else a local instance started small
-  for this command (the machine's CPUs, no dashboard, a small object store, its files under /tmp) or the
-  cluster at `address`. An address that does not answer is one line, before anything is written. A local
-  instance whose rtk was killed (SIGKILL leaves Ray's agents running) is stopped and removed at the next start.
+  for this command (the machine's CPUs, no dashboard, a small object store, its files under /tmp, its idle
+  workers kept for the next stage: `keep_workers`) or the cluster at `address`. An address that does not
+  answer is one line, before anything is written. A local instance whose rtk was killed (SIGKILL leaves Ray's
+  agents running) is stopped and removed at the next start.
 - `map_tasks`: a function over jobs as Ray tasks with declared CPUs and memory, results in job order.
 - `RayStages`: the executor of a sweep's runs (pipeline/run.py `Executor`): each stage is a Ray task with the
   CPUs and memory its kind declares (`NEEDS`), a stage whose worker dies is retried, and a timed stage has its
@@ -163,6 +164,15 @@ def reap_stale(parent: str = "/tmp") -> list[str]:
     return removed
 
 
+def keep_workers(cpus: int) -> dict[str, int]:
+    """Ray's settings that keep a local instance's idle workers for the whole command: one per CPU for the stages
+    and one for the timing stages (their environment differs, TIMING_ENV). Ray's default stops an idle worker after
+    1 s once more exist than CPUs, and the next stage then starts a worker that imports torch and the runtimes
+    again: 56 worker starts in one sweep-demo on 2 CPUs, 4 with these (284 s instead of 347-400 s on an AMD EPYC
+    Zen 5 VM). A cluster joined with --address keeps its own settings."""
+    return {"num_workers_soft_limit": cpus + 1, "idle_worker_killing_time_threshold_ms": 3_600_000}
+
+
 def _start_local(ray, cpus: int | None) -> str:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     reap_stale()
@@ -170,8 +180,9 @@ def _start_local(ray, cpus: int | None) -> str:
     try:
         with open(os.path.join(temp, DRIVER_FILE), "w") as handle:
             handle.write(str(os.getpid()))
-        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                 _temp_dir=temp, logging_level="ERROR", log_to_driver=False, namespace="rtk")
+        n = cpus or os.cpu_count() or 1
+        ray.init(num_cpus=n, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp,
+                 logging_level="ERROR", log_to_driver=False, namespace="rtk", _system_config=keep_workers(n))
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
