@@ -101,6 +101,7 @@ def test_sweep_on_ray_shares_stages_and_names_a_winner(ray_local, cli, tmp_path)
         assert (out / "candidates" / cid / "manifest.json").is_file()
         deployed = report["rows"][-1]
         assert deployed["target"] == c["target"] and deployed["latency_ms"]["p50"] == c["p50_ms"]
+        assert deployed["p50_repeats"] == c["p50_repeats"] and len(c["p50_repeats"]) == 2
         assert deployed["top1"] == c["top1"] and report["passed"] is c["passed"] is True
     assert {c["target"] for c in cands.values() if c["pareto"]} == {"onnxruntime", "openvino"}
     winner = cands[sweep["winner"]]
@@ -109,6 +110,25 @@ def test_sweep_on_ray_shares_stages_and_names_a_winner(ray_local, cli, tmp_path)
     assert best == next(c.recipe for c in expand(parse_recipe(PRUNED)) if c.id == winner["id"])
     assert (out / "pareto.png").stat().st_size > 10_000
     assert f"**Winner: {winner['id']}**" in (out / "sweep.md").read_text()
+
+
+def test_a_winner_within_the_noise_says_so():
+    """minimize p50_ms: a candidate whose repeats' p50s overlap the winner's is named as tied, in sweep.json and
+    sweep.md; one clearly slower, an ineligible one or another objective is not."""
+    from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, markdown, tied_with
+
+    def cand(cid: str, repeats: list[float], passed: bool = True) -> CandidateResult:
+        return CandidateResult(id=cid, values={"prune.ratio": 0.3}, folder=cid, status="ok", passed=passed,
+                               top1=70.0, p50_ms=sorted(repeats)[1], p50_repeats=repeats, target="openvino")
+
+    cands = [cand("c0", [0.50, 0.54, 0.58]), cand("c1", [0.57, 0.60, 0.66]), cand("c2", [0.70, 0.72, 0.75]),
+             cand("c3", [0.40, 0.55, 0.60], passed=False)]
+    assert tied_with(cands[0], cands, ("minimize", "p50_ms")) == ["c1"]
+    assert tied_with(cands[0], cands, ("maximize", "top1")) == []
+    result = SweepResult(recipe="r", rtk="0", created="now", objective={"minimize": "p50_ms"}, engine={},
+                         seconds=1.0, candidates=cands, winner="c0", best_recipe=None, tied=["c1"])
+    text = " ".join(markdown(result).split())
+    assert "c0 is not clearly faster than c1 (0.57-0.66 ms): their repeats' p50s overlap its own (0.5-0.58 ms)" in text
 
 
 def test_a_timed_stage_has_the_node_to_itself(ray_local):

@@ -165,12 +165,12 @@ def reap_stale(parent: str = "/tmp") -> list[str]:
 
 
 def keep_workers(cpus: int) -> dict[str, int]:
-    """Ray's settings that keep a local instance's idle workers for the whole command: one per CPU for the stages
-    and one for the timing stages (their environment differs, TIMING_ENV). Ray's default stops an idle worker after
-    1 s once more exist than CPUs, and the next stage then starts a worker that imports torch and the runtimes
-    again: 56 worker starts in one sweep-demo on 2 CPUs, 4 with these (284 s instead of 347-400 s on an AMD EPYC
-    Zen 5 VM). A cluster joined with --address keeps its own settings."""
-    return {"num_workers_soft_limit": cpus + 1, "idle_worker_killing_time_threshold_ms": 3_600_000}
+    """Ray's settings that keep a local instance's idle workers for the next stage: one per CPU for the stages and
+    one for the timing stages (their environment differs, TIMING_ENV), and any beyond those for a minute. Ray's
+    default stops an idle worker after 1 s once more exist than CPUs, and the next stage then starts a worker that
+    imports torch and the runtimes again: 56 worker starts in one sweep-demo on 2 CPUs, 4 with these (284 s
+    instead of 347-400 s on an AMD EPYC Zen 5 VM). A cluster joined with --address keeps its own settings."""
+    return {"num_workers_soft_limit": cpus + 1, "idle_worker_killing_time_threshold_ms": 60_000}
 
 
 def _start_local(ray, cpus: int | None) -> str:

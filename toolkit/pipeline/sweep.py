@@ -32,7 +32,7 @@ from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_fir
 from toolkit.pipeline.run import STATE as RUN_STATE, Executor, Run, check_machine, inline, prepare_output
 from toolkit.pipeline.run import recipe_inputs
 from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, from_report, mark_pareto, new_result
-from toolkit.pipeline.sweep_report import pick_winner, write_results
+from toolkit.pipeline.sweep_report import pick_winner, tied_with, write_results
 from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
@@ -192,7 +192,8 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
         mark_pareto(results)
         winner = pick_winner(results, recipe.sweep.objective)
         result = new_result(recipe, engine=engine, seconds=time.perf_counter() - started, candidates=results,
-                            winner=winner.id if winner else None, resumed=sorted(kept))
+                            winner=winner.id if winner else None, resumed=sorted(kept),
+                            tied=tied_with(winner, results, recipe.sweep.objective))
         best = next((c.recipe for c in candidates if winner and c.id == winner.id), None)
         write_results(result, recipe, output, best, source)
     return result

@@ -2,7 +2,9 @@
 
 Each candidate is scored on its deployed artifact (the last row of its run's report): top-1 and the latency of
 its target. A candidate is eligible when its run finished and every gate of the recipe passed; the winner is
-the eligible candidate best by the objective (ties: higher top-1, then lower p50, then the first id). The
+the eligible candidate best by the objective (ties: higher top-1, then lower p50, then the first id). With
+`minimize: p50_ms`, the eligible candidates whose repeats' p50s overlap the winner's are named as `tied`: the
+winner is not clearly faster than them on this machine (the test `rtk compare` calls "within noise"). The
 Pareto front is drawn per target: the candidates that no other one beats on both top-1 and p50 latency.
 """
 
@@ -42,6 +44,7 @@ class CandidateResult(BaseModel):
     drop_pt: float | None = None
     agreement: float | None = None
     p50_ms: float | None = None
+    p50_repeats: list[float] = Field(default_factory=list)   # each bench repeat's p50: the noise around p50_ms
     p99_ms: float | None = None
     size_mb: float | None = None
     speedup: float | None = None
@@ -67,6 +70,8 @@ class SweepResult(BaseModel):
     seconds: float
     candidates: list[CandidateResult]
     winner: str | None
+    tied: list[str] = Field(default_factory=list, description="With minimize p50_ms: the eligible candidates whose "
+                            "repeats' p50s overlap the winner's (not clearly slower on this machine).")
     best_recipe: str | None
     resumed: list[str] = Field(default_factory=list)
     plots: list[str] = Field(default_factory=list)
@@ -81,7 +86,8 @@ def from_report(report, **fields) -> CandidateResult:
     lat = row.latency_ms
     return CandidateResult(status="ok", artifact=row.name, target=row.target, precision=row.precision,
                            top1=row.top1, top5=row.top5, drop_pt=row.drop_pt, agreement=row.agreement,
-                           p50_ms=lat.p50 if lat else None, p99_ms=lat.p99 if lat else None, size_mb=row.size_mb,
+                           p50_ms=lat.p50 if lat else None, p50_repeats=row.p50_repeats,
+                           p99_ms=lat.p99 if lat else None, size_mb=row.size_mb,
                            speedup=row.speedup, passed=report.passed,
                            failed_gates=[str(g) for g in report.gates if not g.passed], **fields)
 
@@ -101,6 +107,32 @@ def pick_winner(candidates: list[CandidateResult], objective: tuple[str, str]) -
     if not scored:
         return None
     return min(scored, key=lambda c: (sign * getattr(c, metric), -(c.top1 or 0.0), c.p50_ms or float("inf"), c.id))
+
+
+def tied_with(winner: CandidateResult | None, candidates: list[CandidateResult],
+              objective: tuple[str, str]) -> list[str]:
+    """With `minimize: p50_ms`: the other eligible candidates whose repeats' p50s reach below the slowest of the
+    winner's, so the interval of their ratio ([min theirs / max its, max theirs / min its]) holds 1."""
+    if winner is None or objective != ("minimize", "p50_ms") or len(winner.p50_repeats) < 2:
+        return []
+    return [c.id for c in candidates if c.id != winner.id and c.eligible and len(c.p50_repeats) >= 2
+            and min(c.p50_repeats) <= max(winner.p50_repeats)]
+
+
+def tied_line(result: "SweepResult") -> str | None:
+    """The sentence that says the winner's latency lead is within the noise, or None."""
+    if not result.tied:
+        return None
+    by_id = {c.id: c for c in result.candidates}
+    win = by_id[result.winner]
+    others = ", ".join(f"{i} ({_range(by_id[i].p50_repeats)} ms)" for i in result.tied)
+    return (f"{win.id} is not clearly faster than {others}: their repeats' p50s overlap its own "
+            f"({_range(win.p50_repeats)} ms), so their order is within this machine's noise; choose among them by "
+            "top-1 or size, or bench with more repeats")
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.3g}-{max(values):.3g}"
 
 
 def best_recipe_text(candidate: CandidateResult, recipe: Recipe, sweep_recipe: str) -> str:
@@ -130,6 +162,7 @@ def markdown(result: SweepResult) -> str:
         lines += [f"**Winner: {win.id}** ({win.label}): top-1 **{_f(win.top1)} %**, p50 **{_f(win.p50_ms)} ms** "
                   f"on {win.target} ({win.precision}, {_f(win.size_mb, '.1f')} MB). Its recipe: "
                   f"[best.yaml](best.yaml) (`rtk run best.yaml -o runs/best`).", ""]
+        lines += [f"Note: {tied_line(result)}.", ""] if result.tied else []
     elif all(c.status != "ok" for c in result.candidates):
         lines += [f"**Every candidate failed** ({len(result.candidates)}): nothing was measured; no winner, no "
                   "best.yaml, no plot.", ""]
@@ -264,3 +297,5 @@ def show_sweep(result) -> None:
             warn(f"{c.id} {c.status} at {c.stage}: {c.error}")
     if result.winner:
         ok(f"winner: {result.winner} ({escape(next(c.label for c in result.candidates if c.id == result.winner))})")
+        if result.tied:
+            warn(tied_line(result))
