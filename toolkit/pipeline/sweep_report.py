@@ -209,7 +209,8 @@ def _engine(engine: dict[str, Any]) -> str:
 
 
 def pareto_plot(result: SweepResult, recipe: Recipe, folder: Path) -> list[str]:
-    """pareto.png: top-1 vs p50 per target; the front joined, the winner starred, the gates drawn."""
+    """pareto.png: top-1 vs p50 per target (a line through each point spans its repeats' p50s); the front joined,
+    the winner starred, the gates drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,6 +227,8 @@ def pareto_plot(result: SweepResult, recipe: Recipe, folder: Path) -> list[str]:
         for c in mine:
             style = dict(color="#4c72b0", marker="o", s=45) if c.eligible else dict(color="#999999", marker="x", s=40)
             ax.scatter(c.p50_ms, c.top1, zorder=3, **style)
+            if len(c.p50_repeats) > 1:              # the repeats' p50s: how far this machine moves the point
+                ax.hlines(c.top1, min(c.p50_repeats), max(c.p50_repeats), color=style["color"], lw=1, zorder=2)
             ax.annotate(c.id, (c.p50_ms, c.top1), textcoords="offset points", xytext=(4, 4), fontsize=8)
         front = sorted((c for c in mine if c.pareto), key=lambda c: c.p50_ms)
         ax.step([c.p50_ms for c in front], [c.top1 for c in front], where="post", color="#dd8452", lw=2, zorder=2)
@@ -234,7 +237,7 @@ def pareto_plot(result: SweepResult, recipe: Recipe, folder: Path) -> list[str]:
         win = next((c for c in mine if c.id == result.winner), None)
         if win:
             ax.scatter(win.p50_ms, win.top1, marker="*", s=260, color="#c44e52", zorder=4, label=f"winner {win.id}")
-        right = 1.15 * max(c.p50_ms for c in mine)
+        right = 1.15 * max(max([c.p50_ms, *c.p50_repeats]) for c in mine)
         limit = gates.max_p50_ms.get(target)
         if limit is not None and limit <= 2 * right:
             ax.axvline(limit, color="#c44e52", ls="--", lw=1, label=f"max_p50_ms gate ({limit:g} ms)")
@@ -249,7 +252,7 @@ def pareto_plot(result: SweepResult, recipe: Recipe, folder: Path) -> list[str]:
         ax.set(title=target, xlabel="p50 latency, ms (batch 1)", ylabel="top-1 %")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle("top-1 vs latency (x: fails a gate)")
+    fig.suptitle("top-1 vs latency (x: fails a gate; lines: the bench repeats' p50 range)")
     fig.tight_layout()
     with atomic_outputs(folder / "pareto.png") as (tmp,):
         fig.savefig(tmp, format="png", dpi=100)
