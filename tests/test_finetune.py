@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from toolkit.models import read_checkpoint
@@ -68,3 +69,20 @@ def test_finetune_augment_flag_is_recorded_and_checked(cli, tiny_data, tmp_path)
     bad = cli("finetune", "--data", tiny_data, "--augment", "mixup", "-o", tmp_path / "bad.pt")
     assert bad.exit_code == 2 and "--augment 'mixup'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 8])
+def test_one_cycle_schedule_runs_at_any_step_count(total):
+    """1 epoch of 4 batches made OneCycleLR divide by a zero-length warm-up (exit 3 in rtk finetune)."""
+    import torch
+
+    from toolkit.finetune import one_cycle
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = one_cycle(opt, 0.1, total)
+    rates = []
+    for _ in range(total):
+        opt.step()
+        rates.append(opt.param_groups[0]["lr"])
+        schedule.step()
+    assert all(0 < r <= 0.1 + 1e-9 for r in rates)

@@ -216,6 +216,11 @@ def _unicode_data(ctx: Ctx) -> Path:
     return dst
 
 
+def _mkdir(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _recipe(ctx: Ctx, text: str | bytes, name: str = "r.yaml") -> Path:
     return _write(ctx.work / name, text)
 
@@ -371,6 +376,13 @@ CASES = [
                                                      c.work / "out"], ("prune.ratio lists 0.3 twice",)),
     Case("sweep-output-holds-recipe", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work, "--force",
                                                          "--no-ray"], ("r.yaml is inside this folder",)),
+    Case("sweep-recipe-is-a-folder", "sweep", lambda c: ["sweep", _mkdir(c.work / "r.yaml"), "-o", c.work / "out"],
+         ("is not a regular file", "give a recipe YAML file")),
+    Case("sweep-output-uncreatable", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", "/proc/rtk-out"],
+         ("cannot create the sweep folder", "choose another -o")),
+    Case("sweep-json-in-its-state", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out", "--resume",
+                                                       "--json", _mkdir(c.work / "out" / "candidates" / "c0") /
+                                                       "report.json"], ("is inside", "candidates", "outside it")),
     Case("sweep-address-no-answer", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",
                                                        "--address", _closed_port()], ("does not answer",)),
     Case("sweep-address-empty", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out", "--address", ""],

@@ -125,6 +125,16 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
     return alpha * temperature**2 * kl + (1 - alpha) * ce
 
 
+def one_cycle(opt, lr: float, total: int):
+    """The one-cycle schedule over `total` steps, a quarter of them warm-up. OneCycleLR divides by the warm-up's
+    length, pct_start x total - 1 steps, which is zero at exactly 4 steps (e.g. 1 epoch of 4 batches): there the
+    warm-up is half."""
+    import torch
+
+    pct = 0.5 if total == 4 else 0.25
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct)
+
+
 def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: int, lr: float, batch_size: int = 32,
           seed: int = 0, weight_decay: float = 0.05, label_smoothing: float = 0.1,
           params: list[nn.Parameter] | None = None, teacher: nn.Module | None = None, distill_alpha: float = 0.7,
@@ -138,7 +148,7 @@ def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: i
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     batches = loader(train_set, batch_size=batch_size, shuffle=True, seed=seed)
     steps = max(1, len(batches))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.25)
+    sched = one_cycle(opt, lr, epochs * steps)
     if teacher is not None:
         teacher.eval()
     history: list[EpochStats] = []

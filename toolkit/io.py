@@ -51,10 +51,11 @@ def read_small_text(path: Path, what: str, hint: str, *, limit: int = 1 << 20, e
         raise RtkError(f"{what}: file not found; {hint}") from None
     except OSError as exc:
         raise RtkError(f"{what}: cannot be read ({type(exc).__name__}); {hint}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):            # before fdopen, which refuses a folder with IsADirectoryError
+        os.close(fd)
+        raise RtkError(f"{what} is not a regular file (a folder, pipe or device); {hint}")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise RtkError(f"{what} is not a regular file (a folder, pipe or device); {hint}")
         if st.st_size > limit:
             raise RtkError(f"{what}: {st.st_size} bytes is too large (limit {limit}); {hint}")
         try:

@@ -33,6 +33,21 @@ def _json_not_a_recipe_input(loaded, json: Path | None) -> None:
         check_io(inputs=recipe_inputs(loaded), outputs=[("--json", json, (".json",))])
 
 
+def _json_not_in_state(json: Path | None, output: Path, parts: tuple[str, ...]) -> None:
+    """--json may not land in the folders rtk keeps inside -o (the run state, the stage cache, a sweep's
+    candidates), where it would replace a file that --resume or a candidate's report reads."""
+    import os
+
+    if json is None:
+        return
+    where = Path(os.path.abspath(json)).resolve()
+    for part in parts:
+        folder = Path(os.path.abspath(output / part)).resolve()
+        if where.is_relative_to(folder):
+            raise RtkError(f"--json {json} is inside {output / part}, where rtk keeps its own files (--resume "
+                           "reads them); choose a path outside it")
+
+
 def _run_folder(kw: dict) -> list:
     """A run folder and the files every run writes in it (an input may not live there; --json may not be one)."""
     from toolkit.io import FOLDER
@@ -72,6 +87,7 @@ def run_(
         raise RtkError(f"{recipe} has a sweep: block; run it with `rtk sweep {recipe} -o DIR` (or remove the block "
                        "to run the recipe once)")
     _json_not_a_recipe_input(loaded, json)
+    _json_not_in_state(json, output, (".rtk", "deploy"))
     _run_recipe(loaded, output, resume=resume, force=force, json=json)
 
 
@@ -89,6 +105,7 @@ def demo(
         output.parent.mkdir(parents=True, exist_ok=True)     # runs/ on a fresh clone
     except OSError as exc:
         raise RtkError(f"cannot create {output.parent} ({exc.strerror}); choose another -o") from None
+    _json_not_in_state(json, output, (".rtk", "deploy"))
     _run_recipe(demo_recipe(), output, resume=not force, force=force, json=json)
 
 
@@ -114,6 +131,7 @@ def sweep(
 
     loaded = load_recipe(recipe)
     _json_not_a_recipe_input(loaded, json)
+    _json_not_in_state(json, output, (".rtk", ".cache", "candidates"))
     with ui.progress(f"sweeping {loaded.name}") as progress:
         result = run_sweep(loaded, output, resume=resume, force=force, address=address, use_ray=ray,
                            source=str(recipe), progress=progress, notice=ui.warn)

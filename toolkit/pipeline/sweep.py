@@ -72,7 +72,11 @@ def _prepare(output: Path, *, resume: bool, force: bool) -> None:
                        "start over, or choose a new -o")
     if resume and output.is_dir() and any(output.iterdir()) and not (output / STATE).is_file() and not force:
         raise RtkError(f"{output} holds no sweep to resume (no {STATE}); choose a new -o or pass --force")
-    (output / ".rtk").mkdir(parents=True, exist_ok=True)
+    try:
+        (output / ".rtk").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RtkError(f"cannot create the sweep folder {output} ({exc.strerror or type(exc).__name__}); "
+                       "choose another -o") from None
     if force:
         (output / STATE).unlink(missing_ok=True)
         shutil.rmtree(output / ".cache", ignore_errors=True)
