@@ -263,6 +263,8 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert not any((out / name).exists() for name in ("sweep.json", "sweep.md", "best.yaml", "pareto.png"))
     assert not (out / "candidates" / "c2" / "model.int8.onnx").exists()
     stamp = (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns
+    left = out / "candidates" / "c2" / ".model.int8.onnx.0123456789ab"     # as a SIGKILL leaves a temporary
+    left.write_bytes(b"partial")
 
     env.pop("RTK_TEST_HOLD_STAGE")
     proc = _without_ray("sweep", recipe, "-o", out, "--resume", env=env)
@@ -278,7 +280,7 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert (c0["status"], c1["status"], c2["status"]) == ("ok", "failed", "ok")
     assert c1["stage"] == "quantize" and "1000 were asked for" in c1["error"]
     assert (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns == stamp
-    assert "quantize" in c2["ran"] and c2["top1"] is not None
+    assert "quantize" in c2["ran"] and c2["top1"] is not None and not left.exists()
 
     moved = tmp_path / "moved"         # the sweep moved elsewhere: resumed there, it names its own files
     shutil.copytree(out, moved)
@@ -393,3 +395,16 @@ def test_a_killed_drivers_ray_is_reaped_at_the_next_start(tmp_path):
     assert folder.name.startswith("rtk-ray-") and folder.is_dir()
     assert str(folder) in reap_stale()
     assert not folder.exists() and not _holding(str(folder))
+
+
+def test_rtk_keeps_its_signal_handlers_when_ray_starts():
+    """ray.init puts in a SIGTERM handler of its own (sys.exit(15): no clean-up, a C++ stack dump, exit 15); rtk's
+    handlers (exit 143 or 130 after removing its temporary files) must still be the ones after a local start."""
+    pytest.importorskip("ray")
+    code = ("import signal\nfrom toolkit.cli.app import _interrupt, _terminate\nfrom toolkit.distributed import cluster\n"
+            "signal.signal(signal.SIGTERM, _terminate)\nsignal.signal(signal.SIGINT, _interrupt)\n"
+            "with cluster(cpus=1):\n"
+            "    print(signal.getsignal(signal.SIGTERM) is _terminate, signal.getsignal(signal.SIGINT) is _interrupt)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=180)
+    assert done.stdout.split() == ["True", "True"], done.stderr[-2000:]

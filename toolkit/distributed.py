@@ -165,11 +165,9 @@ def reap_stale(parent: str = "/tmp") -> list[str]:
 
 
 def keep_workers(cpus: int) -> dict[str, int]:
-    """Ray's settings that keep a local instance's idle workers for the next stage: one per CPU for the stages and
-    one for the timing stages (their environment differs, TIMING_ENV), and any beyond those for a minute. Ray's
-    default stops an idle worker after 1 s once more exist than CPUs, and the next stage then starts a worker that
-    imports torch and the runtimes again: 56 worker starts in one sweep-demo on 2 CPUs, 4 with these (284 s
-    instead of 347-400 s on an AMD EPYC Zen 5 VM). A cluster joined with --address keeps its own settings."""
+    """Keep a local instance's idle workers (one per CPU, one for timing: TIMING_ENV differs; any more for a minute).
+    Ray stops one idle for 1 s once there are more than CPUs, and a new one imports torch and the runtimes again:
+    56 worker starts in a sweep-demo on 2 CPUs, 4 with this (284 s, not 347-400 s, on an AMD EPYC Zen 5 VM)."""
     return {"num_workers_soft_limit": cpus + 1, "idle_worker_killing_time_threshold_ms": 60_000}
 
 
@@ -181,12 +179,25 @@ def _start_local(ray, cpus: int | None) -> str:
         with open(os.path.join(temp, DRIVER_FILE), "w") as handle:
             handle.write(str(os.getpid()))
         n = cpus or os.cpu_count() or 1
-        ray.init(num_cpus=n, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp,
-                 logging_level="ERROR", log_to_driver=False, namespace="rtk", _system_config=keep_workers(n))
+        with _own_signal_handlers():
+            ray.init(num_cpus=n, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp,
+                     logging_level="ERROR", log_to_driver=False, namespace="rtk", _system_config=keep_workers(n))
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return temp
+
+
+@contextlib.contextmanager
+def _own_signal_handlers() -> Iterator[None]:
+    """Keep rtk's SIGINT/SIGTERM handlers across `ray.init`, whose SIGTERM handler exits 15 with no clean-up."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -203,7 +214,8 @@ def cluster(address: str | None = None, *, cpus: int | None = None, what: str = 
     try:
         if address is not None:
             try:
-                ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="rtk")
+                with _own_signal_handlers():
+                    ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="rtk")
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise RtkError(f"cannot join the Ray cluster at {address} ({first[:200]}); check --address") from None
@@ -275,18 +287,13 @@ class Cancelled(Exception):
     """The sweep was interrupted while this stage ran; its task was cancelled."""
 
 
-def _set_threads(cpus: float) -> None:
-    """Keep PyTorch to the CPUs the task declared (Ray sets OMP_NUM_THREADS for libraries that start later)."""
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(max(1, int(cpus)))
-
-
 def _run_call(call: Callable[[], Any], cpus: float) -> tuple[bool, Any]:
     """A stage on a worker: (True, result) or (False, the error). rtk's own errors travel as themselves; any
     other becomes one line, since a library's exception may not survive pickling."""
     from toolkit.errors import GateFailed
 
-    _set_threads(cpus)
+    if "torch" in sys.modules:     # PyTorch kept to the CPUs declared (Ray sets OMP_NUM_THREADS for later imports)
+        sys.modules["torch"].set_num_threads(max(1, int(cpus)))
     try:
         return True, call()
     except (RtkError, GateFailed) as exc:

@@ -192,7 +192,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 def _interrupt(signum: int, frame: object) -> None:
     _signalled.append(signum)
-    raise KeyboardInterrupt()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C must not cut the clean-up short either (it
+    raise KeyboardInterrupt()                       # left a sweep's Ray instance running and exited 1)
 
 
 def dump(path: Path, command: str, **recipe) -> None:

@@ -120,6 +120,8 @@ def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Ex
         progress(f"{c.id}: {stage}", done, total, **facts)
 
     started = time.perf_counter()
+    if folder.is_dir():
+        _clean_staging(folder)          # what a killed sweep's workers left (the sweep lock: no one else writes here)
     prepare_output(folder, resume=True, force=force)
     if force:
         (folder / RUN_STATE).unlink(missing_ok=True)
