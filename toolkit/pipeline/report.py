@@ -235,7 +235,8 @@ def markdown(report: Report) -> str:
                      f"{_fmt(r.speedup, '.2f', 'x')} |")
     if report.validation_images:
         lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
-                      f"{len(report.rows[-1].p50_repeats)} interleaved repeats."]
+                      f"{len(report.rows[-1].p50_repeats)} interleaved repeats (p50: of all their calls; "
+                      "the interval: Student-t 95% of the mean of the repeats' p50s)."]
     devices = sorted({f"{r.device} ({r.machine})" for r in report.rows if r.device and r.machine})
     if devices:
         lines += ["", "Latency measured on " + "; ".join(devices) + "."]
