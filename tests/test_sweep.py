@@ -265,6 +265,9 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     stamp = (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns
     left = out / "candidates" / "c2" / ".model.int8.onnx.0123456789ab"     # as a SIGKILL leaves a temporary
     left.write_bytes(b"partial")
+    older = json.loads((out / ".rtk" / "sweep-state.json").read_text())    # as a sweep before p50_repeats wrote it
+    del older["candidates"][0]["p50_repeats"]
+    (out / ".rtk" / "sweep-state.json").write_text(json.dumps(older))
 
     env.pop("RTK_TEST_HOLD_STAGE")
     proc = _without_ray("sweep", recipe, "-o", out, "--resume", env=env)
@@ -281,6 +284,8 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert c1["stage"] == "quantize" and "1000 were asked for" in c1["error"]
     assert (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns == stamp
     assert "quantize" in c2["ran"] and c2["top1"] is not None and not left.exists()
+    report = json.loads((out / "candidates" / "c0" / "report.json").read_text())
+    assert c0["p50_repeats"] == report["rows"][-1]["p50_repeats"] and c0["p50_repeats"]
 
     moved = tmp_path / "moved"         # the sweep moved elsewhere: resumed there, it names its own files
     shutil.copytree(out, moved)

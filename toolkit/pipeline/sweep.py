@@ -58,8 +58,16 @@ def _kept(output: Path, candidates: list[Candidate]) -> dict[str, CandidateResul
     except (OSError, ValueError, TypeError, KeyError):     # damaged (a crash, an edit): every candidate runs again
         return {}
     now = {c.id: fingerprint(c.recipe) for c in candidates}
-    return {cid: r for cid, r in records.items() if now.get(cid) == r.fingerprint and r.status != "crashed"
+    kept = {cid: r for cid, r in records.items() if now.get(cid) == r.fingerprint and r.status != "crashed"
             and Path(r.folder) == output / "candidates" / cid}
+    for r in kept.values():          # recorded before candidates carried their repeats: from their own report
+        if r.status == "ok" and not r.p50_repeats:
+            try:
+                r.p50_repeats = [float(v) for v in json.loads((Path(r.folder) / "report.json").read_text())["rows"]
+                                 [-1]["p50_repeats"]]
+            except (OSError, ValueError, TypeError, KeyError, IndexError):
+                pass
+    return kept
 
 
 def _prepare(output: Path, *, resume: bool, force: bool) -> None:
