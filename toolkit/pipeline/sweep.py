@@ -63,10 +63,11 @@ def _kept(output: Path, candidates: list[Candidate]) -> dict[str, CandidateResul
     for r in kept.values():          # recorded before candidates carried their repeats: from their own report
         if r.status == "ok" and not r.p50_repeats:
             try:
-                r.p50_repeats = [float(v) for v in json.loads((Path(r.folder) / "report.json").read_text())["rows"]
-                                 [-1]["p50_repeats"]]
+                got = [float(v) for v in json.loads((Path(r.folder) / "report.json").read_text())["rows"][-1]
+                       ["p50_repeats"]]
             except (OSError, ValueError, TypeError, KeyError, IndexError):
-                pass
+                continue
+            r.p50_repeats = got if all(0 < v < float("inf") for v in got) else []     # no NaN into sweep.json
     return kept
 
 
