@@ -138,7 +138,8 @@ def _same_file_keys(path: Path) -> set:
     return keys
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def inside(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or lies under it, links followed."""
     return Path(os.path.abspath(path)).resolve().is_relative_to(Path(os.path.abspath(folder)).resolve())
 
 
@@ -167,10 +168,10 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
             raise RtkError(f"{flag} {path}: {blocker} is a file, not a folder; choose another path")
         if suffixes == FOLDER:
             for key, given in taken.items():
-                if isinstance(key, str) and (key == str(Path(os.path.abspath(path)).resolve()) or _inside(Path(key), path)):
+                if isinstance(key, str) and (key == str(Path(os.path.abspath(path)).resolve()) or inside(Path(key), path)):
                     raise RtkError(f"{flag} {path}: the input {given} is inside this folder, which the run rewrites; "
                                    "choose another folder")
-                if isinstance(key, str) and Path(key).is_dir() and _inside(path, Path(key)):
+                if isinstance(key, str) and Path(key).is_dir() and inside(path, Path(key)):
                     raise RtkError(f"{flag} {path} is inside the input folder {given}, whose files the run reads; "
                                    "choose a folder outside it")
             continue
@@ -182,7 +183,7 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
             hit = next((taken[k] for k in _same_file_keys(f) if k in taken), None)
             if hit is not None:
                 raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
-        folder = next((f for f in folders if _inside(path, f)), None)
+        folder = next((f for f in folders if inside(path, f)), None)
         if folder is not None:
             raise RtkError(f"{flag} {path} is inside the input folder {folder}, whose files are read; choose a path "
                            "outside it")

@@ -36,14 +36,10 @@ def _json_not_a_recipe_input(loaded, json: Path | None) -> None:
 def _json_not_in_state(json: Path | None, output: Path, parts: tuple[str, ...]) -> None:
     """--json may not land in the folders rtk keeps inside -o (the run state, the stage cache, a sweep's
     candidates), where it would replace a file that --resume or a candidate's report reads."""
-    import os
+    from toolkit.io import inside
 
-    if json is None:
-        return
-    where = Path(os.path.abspath(json)).resolve()
-    for part in parts:
-        folder = Path(os.path.abspath(output / part)).resolve()
-        if where.is_relative_to(folder):
+    for part in parts if json is not None else ():
+        if inside(json, output / part):
             raise RtkError(f"--json {json} is inside {output / part}, where rtk keeps its own files (--resume "
                            "reads them); choose a path outside it")
 
