@@ -111,12 +111,14 @@ def pick_winner(candidates: list[CandidateResult], objective: tuple[str, str]) -
 
 def tied_with(winner: CandidateResult | None, candidates: list[CandidateResult],
               objective: tuple[str, str]) -> list[str]:
-    """With `minimize: p50_ms`: the other eligible candidates whose repeats' p50s reach below the slowest of the
-    winner's, so the interval of their ratio ([min theirs / max its, max theirs / min its]) holds 1."""
+    """With `minimize: p50_ms`: the other eligible candidates not clearly slower than the winner, whose ratio's
+    interval from the repeats (`rtk compare`'s: [min theirs / max its, max theirs / min its]) reaches 1."""
+    from toolkit.compare import latency_verdict
+
     if winner is None or objective != ("minimize", "p50_ms") or len(winner.p50_repeats) < 2:
         return []
     return [c.id for c in candidates if c.id != winner.id and c.eligible and len(c.p50_repeats) >= 2
-            and min(c.p50_repeats) <= max(winner.p50_repeats)]
+            and latency_verdict(winner.p50_repeats, c.p50_repeats, 0.0)[1][0] <= 1]
 
 
 def tied_line(result: "SweepResult") -> str | None:
