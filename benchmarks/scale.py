@@ -77,25 +77,36 @@ def sweep_part(recipe: Path, work: Path, say: Callable[[str], None]) -> dict:
             "latency_within_5pct": sum(d <= 0.05 for d in dev), "paired": paired_summary(rows)}
 
 
+def _recipe_bench(out: Path, rows: list[dict]) -> dict:
+    """The candidates' bench settings (the sweep's recipe.bench, the same for every candidate)."""
+    import yaml
+
+    return yaml.safe_load((out / "candidates" / rows[0]["id"] / "recipe.yaml").read_text()).get("bench", {})
+
+
+def _deployed(out: Path, cid: str) -> str:
+    """The artifact a candidate deployed: the last row of its run's report."""
+    return json.loads((out / "candidates" / cid / "report.json").read_text())["rows"][-1]["path"]
+
+
+def _bench_alone(path: str, target: str, *, runs: int, warmup: int, js: Path) -> list[float]:
+    """The samples (ms, batch 1) of one stand-alone `rtk bench` process."""
+    _rtk("bench", path, "--target", target, "--batch", "1", "--runs", runs, "--warmup", warmup, "--json", js)
+    return json.loads(js.read_text())["results"][0]["samples_ms"]
+
+
 def latency_repeats(out: Path, rows: list[dict], say: Callable[[str], None]) -> None:
     """Each deployed artifact timed alone by `rtk bench` with the recipe's bench settings, `repeats` times,
     round-robin over the candidates; the p50 of all its samples (as the run's report pools them)."""
-    import yaml
-
-    recipe = yaml.safe_load((out / "candidates" / rows[0]["id"] / "recipe.yaml").read_text())
-    b = recipe.get("bench", {})
+    b = _recipe_bench(out, rows)
     repeats, runs, warmup = b.get("repeats", 3), b.get("runs", 50), b.get("warmup", 10)
     samples: dict[str, list[float]] = {r["id"]: [] for r in rows}
     per_repeat: dict[str, list[float]] = {r["id"]: [] for r in rows}
     for repeat in range(repeats):
         say(f"rtk bench of each deployed artifact alone, repeat {repeat + 1}/{repeats}")
         for r in rows:
-            report = json.loads((out / "candidates" / r["id"] / "report.json").read_text())
-            path = report["rows"][-1]["path"]
-            js = out.parent / "bench.json"
-            _rtk("bench", path, "--target", r["target"], "--batch", "1", "--runs", runs, "--warmup", warmup,
-                 "--json", js)
-            got = json.loads(js.read_text())["results"][0]["samples_ms"]
+            got = _bench_alone(_deployed(out, r["id"]), r["target"], runs=runs, warmup=warmup,
+                               js=out.parent / "bench.json")
             samples[r["id"]] += got
             per_repeat[r["id"]].append(statistics.median(got))
     for r in rows:
@@ -110,19 +121,16 @@ def latency_paired(out: Path, rows: list[dict], say: Callable[[str], None], *, r
     recipe's bench settings. On this VM the level of one artifact moves by more than 5% within seconds, so the
     sweep's own numbers, taken minutes before the stand-alone ones, cannot show a 5% difference; alternation can
     show what the timing path itself adds. Per artifact: the ratio of the pooled p50s (Ray path / stand-alone)."""
-    import yaml
-
     from toolkit.bench import bench
     from toolkit.distributed import RayPool, cluster
     from toolkit.settings import BenchSettings
 
-    b = yaml.safe_load((out / "candidates" / rows[0]["id"] / "recipe.yaml").read_text()).get("bench", {})
+    b = _recipe_bench(out, rows)
     settings = BenchSettings(batches=[1], runs=b.get("runs", 50), warmup=b.get("warmup", 10))
-    js = out.parent / "bench-paired.json"
     with cluster() as ray:
         pool = RayPool(ray, train_cpus=1, retries=0)
         for r in rows:
-            path = json.loads((out / "candidates" / r["id"] / "report.json").read_text())["rows"][-1]["path"]
+            path = _deployed(out, r["id"])
             say(f"{r['id']}: the sweep's timing path and stand-alone rtk bench, alternated {rounds} times")
             ray_ms: list[float] = []
             alone_ms: list[float] = []
@@ -132,9 +140,8 @@ def latency_paired(out: Path, rows: list[dict], say: Callable[[str], None], *, r
                         ray_ms += pool.run("bench", lambda: bench(path, target=r["target"], settings=settings)
                                            .results[0].samples_ms, "node", [])
                     else:
-                        _rtk("bench", path, "--target", r["target"], "--batch", "1", "--runs", settings.runs,
-                             "--warmup", settings.warmup, "--json", js)
-                        alone_ms += json.loads(js.read_text())["results"][0]["samples_ms"]
+                        alone_ms += _bench_alone(path, r["target"], runs=settings.runs, warmup=settings.warmup,
+                                                 js=out.parent / "bench-paired.json")
             r["paired"] = {"rounds": rounds, "ray_p50_ms": statistics.median(ray_ms),
                            "alone_p50_ms": statistics.median(alone_ms),
                            "ratio": statistics.median(ray_ms) / statistics.median(alone_ms)}
