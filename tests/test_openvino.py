@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -168,3 +169,78 @@ def test_batched_calibration_gives_batch_1_ranges(random_onnx, tiny_data):
         np.testing.assert_allclose(batched[name], ranges, rtol=1e-5, err_msg=name)
     model.reshape([1, 3, 64, 64])
     assert calibration_batch(model) == 1
+
+
+@pytest.fixture(scope="module")
+def ir_embedded(random_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ov") / "embedded"
+    return compile_model(random_onnx, target="openvino", output=out, settings=CompileSettings(embed_preprocess=True))
+
+
+def _pixels_as_an_application_would(path, size: int, crop: int) -> np.ndarray:
+    """Pillow alone, no rtk: the shorter side resized to `size` (bilinear, antialiased), the centre crop."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        img = img.resize((size, int(size * h / w)) if w <= h else (int(size * w / h), size), Image.BILINEAR)
+    top, left = round((img.height - crop) / 2), round((img.width - crop) / 2)
+    return np.asarray(img)[top:top + crop, left:left + crop]
+
+
+def test_embedded_preprocessing_takes_pixels_and_computes_what_the_host_path_does(ir_embedded, ir_fp32, random_onnx,
+                                                                                  tiny_data, tmp_path, cli):
+    """--embed-preprocess: the IR takes the resized, cropped 8-bit RGB pixels (N x H x W x 3 u8) and converts and
+    normalizes them itself. Validated against the FP32 ONNX (preprocessed on the host) it agrees on every image; a
+    bare OpenVINO application feeding it Pillow's pixels gets the logits the plain IR gives on rtk's float input;
+    and predict labels a folder as it does with the plain IR."""
+    import openvino as ov
+
+    from toolkit.backends.openvino.precision import RUNTIME_PATH
+    from toolkit.preprocess import preprocess_files
+
+    xml = ir_embedded.output
+    meta = read_meta(xml)
+    assert meta.preprocess.embedded and meta.preprocess.on_host() == read_meta(random_onnx).preprocess
+    assert "uint8" in ir_embedded.input and "Nx64x64x3" in ir_embedded.input
+    core = ov.Core()
+    model = core.read_model(xml)
+    assert model.input(0).get_element_type() == ov.Type.u8 and list(model.input(0).get_partial_shape())[1:] == [64,
+                                                                                                                64, 3]
+    report = validate([xml, ir_fp32.output], tiny_data / "val", reference=random_onnx, measure_latency=False)
+    assert [s.agreement for s in report.artifacts] == [100.0, 100.0] and report.artifacts[0].cosine > 0.99999
+
+    paths = sorted((tiny_data / "val").rglob("*.png"))[::7]
+    pixels = np.stack([_pixels_as_an_application_would(p, meta.preprocess.resize, 64) for p in paths])
+    config = {k: v.astype(str) for k, v in model.get_rt_info(RUNTIME_PATH).astype(dict).items()}
+    bare = core.compile_model(model, "CPU", config)(pixels)[0]
+    with open_runner(ir_fp32.output) as plain:
+        host = plain.infer(preprocess_files(paths, read_meta(ir_fp32.output).preprocess))
+    assert np.abs(bare - host).max() <= 1e-4 * max(1.0, np.abs(host).max())
+
+    got = {}
+    for name, ir in (("embedded", xml), ("plain", ir_fp32.output)):
+        res = cli("predict", "--model", ir, tiny_data / "val", "--json", tmp_path / f"{name}.json")
+        assert res.exit_code == 0, res.stderr
+        got[name] = [p["top"][0]["label"] for p in json.loads((tmp_path / f"{name}.json").read_text())["predictions"]]
+    assert got["embedded"] == got["plain"] and len(got["plain"]) == len(list((tiny_data / "val").rglob("*.png")))
+
+
+def test_input_type_and_metadata_must_agree(ir_embedded, ir_fp32, tmp_path, cli):
+    """An IR whose metadata says float input while its graph takes u8 pixels (or the reverse) would be fed the wrong
+    thing: refused (exit 2) naming both. --embed-preprocess for TensorRT is refused before anything is written."""
+    import openvino as ov
+
+    from toolkit.backends.openvino.loader import META_PATH
+
+    for name, source, embedded in (("lying-float", ir_embedded.output, False), ("lying-u8", ir_fp32.output, True)):
+        model = ov.Core().read_model(source)
+        meta = read_meta(source)
+        meta.preprocess = meta.preprocess.model_copy(update={"embedded": embedded})
+        model.set_rt_info(meta.to_json(), META_PATH)
+        ov.save_model(model, str(tmp_path / name / "model.xml"))
+        res = cli("bench", tmp_path / name / "model.xml", "--runs", "1")
+        assert res.exit_code == 2 and ("takes 8-bit input" if embedded is False else "takes float input") in res.stderr
+    res = cli("compile", ir_fp32.source, "--target", "tensorrt", "--embed-preprocess", "-o", tmp_path / "m.engine")
+    assert res.exit_code == 2 and "--embed-preprocess" in res.stderr and not (tmp_path / "m.engine").exists()

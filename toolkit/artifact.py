@@ -23,7 +23,7 @@ from toolkit.settings import MAX_CLASSES, MIN_CLASSES, Precision
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)     # Keras' "caffe" mode: BGR, ImageNet mean in 0-255, no std
-NEW_FIELDS = ("layout", "channels", "pixels")   # left out of the JSON at their defaults: older rtk reads it
+NEW_FIELDS = ("layout", "channels", "pixels", "embedded")   # left out of the JSON at their defaults: older rtk reads it
 
 MAX_SIDE = 4096                  # pixels: beyond this a resize or crop is damage, not a model
 # ModelMeta.extra[DECODE_RECORD]: the fast JPEG decode's passed check on this very artifact (toolkit.deploy); it
@@ -48,6 +48,9 @@ class Preprocess(BaseModel):
     channels: Literal["RGB", "BGR"] = "RGB"
     pixels: Literal["0-1", "0-255"] = Field("0-1", description="The pixel range mean and std apply to: 0-1 "
                                             "(torchvision's ToTensor) or 0-255 (Caffe/Keras 'caffe' mode).")
+    embedded: bool = Field(False, description="The artifact does the per-pixel steps itself (OpenVINO "
+                           "PrePostProcessor, `rtk compile --embed-preprocess`): it takes the resized, cropped 8-bit "
+                           "RGB pixels, N x H x W x 3 uint8; the fields above say what it does with them.")
 
     @field_validator("std")
     @classmethod
@@ -71,8 +74,28 @@ class Preprocess(BaseModel):
         return self
 
     @property
+    def input_layout(self) -> Literal["NCHW", "NHWC"]:
+        """The layout of the artifact's input: NHWC pixels where the preprocessing is embedded, else `layout`."""
+        return "NHWC" if self.embedded else self.layout
+
+    @property
+    def input_dtype(self) -> Literal["float32", "uint8"]:
+        return "uint8" if self.embedded else "float32"
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.crop, self.crop) if self.layout == "NCHW" else (self.crop, self.crop, 3)
+        return (3, self.crop, self.crop) if self.input_layout == "NCHW" else (self.crop, self.crop, 3)
+
+    def describe_input(self) -> str:
+        """The artifact's input in words: what an application feeds it."""
+        dims = "x".join(("N", *map(str, self.input_shape)))
+        if self.embedded:
+            return f"{dims} uint8 RGB pixels, resized and center-cropped (the IR normalizes them)"
+        return f"{dims} float32, {self.channels}, normalized with the mean and std of the metadata"
+
+    def on_host(self) -> "Preprocess":
+        """The same preprocessing done outside the artifact: what an artifact of the same model without it takes."""
+        return self.model_copy(update={"embedded": False})
 
     def at_size(self, crop: int) -> "Preprocess":
         """The same preprocessing for another input size, keeping the resize/crop ratio."""
@@ -102,20 +125,26 @@ class ModelMeta(BaseModel):
             raise ValueError(f"class {[n.strip() for n in self.class_names].index('')} has an empty name")
         return self
 
-    def check_graph(self, path: Path, inputs: list[list[int | None]], outputs: list[list[int | None]]) -> None:
+    def check_graph(self, path: Path, inputs: list[list[int | None]], outputs: list[list[int | None]], *,
+                    pixels: bool = False) -> None:
         """Refuse metadata that disagrees with the graph it describes: one N x 3 x H x W image input (H and W
-        the crop where they are fixed) and one N x classes logits output (classes the number of names).
-        Dimensions are None where the graph leaves them dynamic."""
+        the crop where they are fixed; 8-bit, `pixels`, exactly where the preprocessing is embedded) and one
+        N x classes logits output (classes the number of names). Dimensions are None where the graph leaves them
+        dynamic."""
         if len(inputs) != 1 or len(outputs) != 1:
             raise RtkError(f"{path}: not an image classifier ({len(inputs)} inputs, {len(outputs)} outputs); rtk "
                            "runs models with one image input and one logits output")
+        if pixels != self.preprocess.embedded:
+            raise RtkError(f"{path}: its graph takes {'8-bit' if pixels else 'float'} input but its metadata says "
+                           f"{'float' if pixels else '8-bit pixels (embedded preprocessing)'}; rtk runs float inputs, "
+                           "or an IR it compiled with --embed-preprocess: compile it again with rtk")
         dims, out = inputs[0], outputs[0]
         shape = "x".join(str(d or "?") for d in dims) or "without a shape"
-        nhwc = self.preprocess.layout == "NHWC"
+        nhwc = self.preprocess.input_layout == "NHWC"
         if len(dims) != 4 or dims[3 if nhwc else 1] not in (None, 3):
             raise RtkError(f"{path}: not an image classifier (input {shape}); rtk runs models with an "
                            f"{'N x H x W x 3' if nhwc else 'N x 3 x H x W'} input (its metadata says "
-                           f"{self.preprocess.layout})")
+                           f"{self.preprocess.input_layout})")
         if any(d is not None and d != self.preprocess.crop for d in (dims[1:3] if nhwc else dims[2:])):
             raise RtkError(f"{path}: its metadata says {self.preprocess.crop} px input but the graph takes {shape}; "
                            "the metadata is damaged: export the model again")

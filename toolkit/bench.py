@@ -22,6 +22,7 @@ from toolkit.errors import RtkError
 from toolkit.isa import effective_tier
 from toolkit.progress import Progress, silent
 from toolkit.remote import DeviceInfo
+from toolkit.preprocess import random_input
 from toolkit.settings import BenchSettings
 
 
@@ -163,7 +164,7 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
         rng = np.random.default_rng(seed)
         for batch in batches:
             progress(f"batch {batch}")
-            x = rng.standard_normal((batch, *runner.meta.preprocess.input_shape)).astype(np.float32)
+            x = random_input(runner.meta.preprocess, batch, rng)
             finite(runner.infer(x), path)               # a model that outputs NaN is broken, not fast
             ms = time_calls(lambda: runner.infer(x), warmup=warmup, runs=s.runs, seconds=s.seconds)
             lat = Latency.from_ms(ms)

@@ -44,6 +44,8 @@ class CompileResult(BaseModel):
     size_mb: float = 0.0
     seconds: float
     batch: str
+    input: str = Field("", description="What the artifact takes, in words (uint8 pixels where the preprocessing is "
+                       "embedded).")
     profile: BatchProfile | None = None
     findings: list[Finding] = Field(default_factory=list)
     passed: bool = True
@@ -95,6 +97,9 @@ def compile_model(source: str | Path, *, target: str, settings: CompileSettings 
     if settings.check_only and not backend.check_only:
         raise RtkError(f"--check-only reports what TensorRT would refuse; use it with --target "
                        f"{' or '.join(targets_with('check_only'))}")
+    if settings.embed_preprocess and target != "openvino":
+        raise RtkError(f"--embed-preprocess puts the preprocessing in an OpenVINO IR; compile with --target openvino "
+                       f"(not {target}), or feed {target} the preprocessed input")
     if calibration is not None and not backend.calibrates:
         raise RtkError(f"--calibration is for OpenVINO (NNCF); for {target} run `rtk quantize --int8 --target "
                        f"{target}` and compile its output")
@@ -108,7 +113,10 @@ def compile_model(source: str | Path, *, target: str, settings: CompileSettings 
                      calibration=Path(calibration) if calibration else None, say=progress)
     built = load(backend.compiler)(job)
     outs = [OutputFile(path=str(p), bytes=p.stat().st_size, sha256=sha256_file(p)) for p in built.files]
+    embedded = settings.embed_preprocess and not settings.check_only
+    pre = meta.preprocess.model_copy(update={"embedded": embedded})
     return CompileResult(source=str(source), source_sha256=job.source_sha256, target=target, precision=precision,
+                         input=pre.describe_input(),
                          check_only=settings.check_only, batch=built.batch, profile=built.profile,
                          output=str(built.main) if built.main else None, files=outs,
                          size_mb=sum(f.bytes for f in outs) / 1e6, findings=built.findings,

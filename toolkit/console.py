@@ -260,6 +260,7 @@ def show_compile(result, *, max_findings: int = 15) -> None:
         for f in result.files:
             table.add_row(f.path, f"{f.bytes / 1e6:.1f}", f.sha256[:12])
         out.print(table)
+        out.print(f"input: {result.input}")
     if result.findings:
         groups: dict[tuple[str, str], list[str]] = {}
         for f in result.findings:

@@ -58,7 +58,8 @@ def check_copies(path: Path, meta: ModelMeta, props: dict[str, str], where: str 
         copies["class_names"] = (_listed(props["class_names"]), meta.class_names)
     if ONNX_META_KEY in props:
         copy = parse_meta(props[ONNX_META_KEY], path, f"{where}{ONNX_META_KEY} metadata")
-        copies[ONNX_META_KEY] = ((copy.class_names, copy.preprocess), (meta.class_names, meta.preprocess))
+        copies[ONNX_META_KEY] = ((copy.class_names, copy.preprocess.on_host()),        # compile may embed it
+                                 (meta.class_names, meta.preprocess.on_host()))
     for key, (copy, own) in copies.items():
         if copy != own:
             raise RtkError(f"{path}: its {where}{key} metadata ({str(copy)[:80]}) disagrees with its rtk metadata "

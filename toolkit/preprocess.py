@@ -47,22 +47,45 @@ def center_crop(pixels: np.ndarray, crop: int) -> np.ndarray:
 
 
 def eval_array(img: Image.Image, pre: Preprocess) -> np.ndarray:
-    """A decoded image (made 8-bit RGB by `to_rgb` if it is not) as the artifact's float32 input: CHW, or HWC for
-    an NHWC model; channels in the model's order (BGR swaps them before mean/std, which are in that order); the
-    0-255 range skips the division by 255 (Caffe/Keras "caffe" mode: BGR, mean in pixels, std 1)."""
+    """A decoded image (made 8-bit RGB by `to_rgb` if it is not) as the artifact's input: `to_input` of its
+    resized, center-cropped pixels."""
+    return to_input(crop_pixels(img, pre), pre)
+
+
+def crop_pixels(img: Image.Image, pre: Preprocess) -> np.ndarray:
+    """The resized, center-cropped 8-bit RGB pixels of a decoded image, HWC uint8: what an artifact with embedded
+    preprocessing takes as it is."""
     if img.mode != "RGB":
         img = to_rgb(img)
     size = resized_size(img.width, img.height, pre.resize)
     if size != img.size:
         img = img.resize(size, RESAMPLE[pre.interpolation])
-    pixels = center_crop(np.asarray(img, dtype=np.uint8), pre.crop)
+    return np.ascontiguousarray(center_crop(np.asarray(img, dtype=np.uint8), pre.crop))
+
+
+def to_input(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """Cropped RGB pixels (HWC, or NHWC for a batch, uint8) as the artifact's input: the pixels themselves where
+    it embeds its preprocessing; else float32, CHW (NCHW) or HWC (NHWC) for an NHWC model, channels in the model's
+    order (BGR swaps them before mean/std, which are in that order), the 0-255 range skipping the division by 255
+    (Caffe/Keras "caffe" mode: BGR, mean in pixels, std 1)."""
+    if pre.embedded:
+        return pixels
     if pre.channels == "BGR":
         pixels = pixels[..., ::-1]
     table = normalized_values(pre.mean, pre.std, pre.pixels)
-    x = np.empty((3, *pixels.shape[:2]), np.float32)
+    lead = pixels.shape[:-3]
+    x = np.empty((*lead, 3, *pixels.shape[-3:-1]), np.float32)
     for c in range(3):      # mode="clip" skips take's buffered bounds check; uint8 indices are always in range
-        np.take(table[c], pixels[..., c], out=x[c], mode="clip")
-    return np.ascontiguousarray(x.transpose(1, 2, 0)) if pre.layout == "NHWC" else x
+        np.take(table[c], pixels[..., c], out=x[..., c, :, :], mode="clip")
+    return np.ascontiguousarray(np.moveaxis(x, -3, -1)) if pre.layout == "NHWC" else x
+
+
+def random_input(pre: Preprocess, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """A random batch of the artifact's input (timing needs its shape and type, not a photo): uint8 pixels where
+    the artifact embeds its preprocessing, else standard normal float32."""
+    if pre.embedded:
+        return rng.integers(0, 256, (batch, *pre.input_shape), dtype=np.uint8)
+    return rng.standard_normal((batch, *pre.input_shape)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=32)

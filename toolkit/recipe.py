@@ -113,6 +113,9 @@ class Recipe(Strict):
             raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
         if self.quantize and self.quantize.form == "ir" and self.quantize_target != "openvino":
             raise ValueError("quantize.form ir makes an INT8 IR for openvino: add openvino to compile.targets")
+        if self.quantize and self.quantize.form == "ir" and self.compile.embed_preprocess:
+            raise ValueError("compile.embed_preprocess embeds it in the IR compile makes, and quantize.form ir makes "
+                             "the IR itself: drop one of them")
         built = set(self.compile.targets) | set(self.sweep.swept_targets() if self.sweep else ())
         for name in ("max_p50_ms", "max_p99_ms"):
             extra = sorted({k.rpartition("/")[2] for k in getattr(self.gates, name)} - built)

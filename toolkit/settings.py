@@ -194,6 +194,8 @@ class CompileSettings(Settings):
     check_only: bool = Field(False, description="Only report what TensorRT would refuse (no TensorRT needed).")
     calibration_samples: int = Field(300, ge=1, le=1_000_000, description="Calibration images used for NNCF INT8 at compile "
                                                             "time (OpenVINO, an ONNX without Q/DQ).")
+    embed_preprocess: bool = Field(False, description="OpenVINO: the IR does the per-pixel preprocessing itself (takes "
+                                   "the resized, cropped 8-bit RGB image, N x H x W x 3).")
 
     @model_validator(mode="after")
     def _batch_or_range(self) -> "CompileSettings":

@@ -20,6 +20,7 @@ from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.backends.base import finite
 from toolkit.bench import interleaved_p50
+from toolkit.preprocess import random_input, to_input
 from toolkit.images import ImageSet, check_classes, scan_folder
 from toolkit.errors import RtkError
 from toolkit.isa import capped, effective_tier, running_under
@@ -114,11 +115,12 @@ def infer_padded(runner, x: np.ndarray) -> np.ndarray:
 
 
 def _open_data(paths: Sequence[Path], data_dir: Path) -> tuple[list, Preprocess, ImageSet]:
-    """The artifacts' metadata, their one preprocessing, and the labeled images checked against their classes."""
+    """The artifacts' metadata, their one preprocessing (done on the host or embedded in the artifact alike), and
+    the labeled images checked against their classes."""
     metas = [read_meta(p) for p in paths]
-    pre = metas[0].preprocess
+    pre = metas[0].preprocess.on_host()
     for path, meta in zip(paths, metas):
-        if meta.preprocess != pre:
+        if meta.preprocess.on_host() != pre:
             raise RtkError(f"{path}: its preprocessing differs from {paths[0]}; compare artifacts of one model")
     data = scan_folder(data_dir)
     for path, meta in zip(paths, metas):
@@ -129,17 +131,20 @@ def _open_data(paths: Sequence[Path], data_dir: Path) -> tuple[list, Preprocess,
 def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int, progress: Progress,
             decode: Decode = "exact") -> Iterator[tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray]]:
     """(labels, logits of each runner, the same from the exact decode, which rows the fast decode scaled) per
-    batch, the images decoded once for all runners. Only the rows the fast decode DCT-scaled are run again from
-    their exact decode; elsewhere the two are the same input."""
+    batch, the images decoded and cropped once for all runners, then made each runner's input (`to_input`: its
+    own where it embeds the preprocessing). Only the rows the fast decode DCT-scaled are run again from their exact
+    decode; elsewhere the two are the same input."""
     done = 0
-    for x, y, alt in labeled_batches(data.samples, pre, decode=decode, batch_size=batch_size):
+    pixels = pre.model_copy(update={"embedded": True})
+    for x, y, alt in labeled_batches(data.samples, pixels, decode=decode, batch_size=batch_size):
         rows = sorted(alt)
         outs, exact = [], []
         for r in runners:
-            out = finite(infer_padded(r, x), r.path)
+            out = finite(infer_padded(r, to_input(x, r.meta.preprocess)), r.path)
             ex = out.copy()
             if rows:
-                ex[rows] = finite(infer_padded(r, np.stack([alt[i] for i in rows])), r.path)
+                again = to_input(np.stack([alt[i] for i in rows]), r.meta.preprocess)
+                ex[rows] = finite(infer_padded(r, again), r.path)
             outs.append(out)
             exact.append(ex)
         scaled = np.zeros(len(y), bool)
@@ -149,12 +154,12 @@ def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int, pro
         progress("validating", done, len(data))
 
 
-def runner_facts(runners: list, pre: Preprocess, measure_latency: bool) -> list[dict]:
+def runner_facts(runners: list, measure_latency: bool) -> list[dict]:
     facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names,
               "executed": r.executed_precision(), "bare": r.describe().get("bare_compile_differs")}
              for r in runners]
     if measure_latency:
-        inputs = [np.zeros((r.fixed_batch or 1, *pre.input_shape), np.float32) for r in runners]
+        inputs = [random_input(r.meta.preprocess, r.fixed_batch or 1, np.random.default_rng(0)) for r in runners]
         p50s = interleaved_p50([lambda r=r, x=x: r.infer(x) for r, x in zip(runners, inputs)], rounds=4, runs=5,
                                warmup=3)
         for fact, p50 in zip(facts, p50s):
@@ -176,7 +181,7 @@ def collect_logits(paths: Sequence[Path], data_dir: Path, *, targets: Sequence[s
             labels.append(y)
             for got, out in zip(logits, outs):
                 got.append(out)
-        facts = runner_facts(runners, pre, measure_latency)
+        facts = runner_facts(runners, measure_latency)
     return np.concatenate(labels), [np.concatenate(o) for o in logits], facts, len(data.skipped), len(data)
 
 
@@ -301,7 +306,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
         with open_runners(all_paths, metas, all_targets, options) as runners:
             per_image = score_images(runners, images, pre=metas[0].preprocess, batch_size=settings.batch_size,
                                      progress=progress, decode=decode)
-            facts = runner_facts(runners, metas[0].preprocess, measure_latency)
+            facts = runner_facts(runners, measure_latency)
     names, labels = facts[0]["classes"], per_image.labels
 
     def score(i: int) -> ArtifactScore:

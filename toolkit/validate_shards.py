@@ -68,7 +68,7 @@ def score_shard(job: ShardJob) -> ShardResult:
         open_s = time.perf_counter() - t0
         scores = score_images(runners, data, pre=metas[0].preprocess, batch_size=job.batch_size,
                               decode=job.decode)
-        facts = runner_facts(runners, metas[0].preprocess, measure_latency=False)
+        facts = runner_facts(runners, measure_latency=False)
     return ShardResult(scores=scores, facts=facts, started=started, open_s=open_s, seconds=time.perf_counter() - t0)
 
 

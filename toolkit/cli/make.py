@@ -300,6 +300,7 @@ def compile_(
     calibration: Annotated[Optional[Path], typer.Option(help="OpenVINO INT8 with NNCF: image folder for a "
                                                               "model without Q/DQ.")] = None,
     calibration_samples: Annotated[int, opt(C, "calibration_samples")] = default(C, "calibration_samples"),
+    embed_preprocess: Annotated[bool, opt(C, "embed_preprocess")] = default(C, "embed_preprocess"),
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
     labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
@@ -309,7 +310,7 @@ def compile_(
     settings = build(C, precision=precision, batch=batch, min_batch=min_batch, opt_batch=opt_batch,
                      max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache,
                      version_compatible=version_compatible, check_only=check_only,
-                     calibration_samples=calibration_samples)
+                     calibration_samples=calibration_samples, embed_preprocess=embed_preprocess)
     described = _described(source, dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                            interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:

@@ -152,6 +152,7 @@ def _compile(ctx, onnx_path: Path, target: str, calib: Path | None) -> Path | No
                   lambda: compile_model(onnx_path, target="openvino", settings=settings, output=out.parent,
                                         calibration=calibration))
         return out
+    settings = settings.model_copy(update={"embed_preprocess": False})     # an OpenVINO IR's, not an engine's
     if c.check_only:   # asked for in the recipe (run.check_machine refuses a TensorRT target it cannot build)
         def check():
             result = compile_model(onnx_path, target="tensorrt", settings=settings)

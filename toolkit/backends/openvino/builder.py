@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from toolkit.artifact import ModelMeta
+from toolkit.artifact import ModelMeta, Preprocess
 from toolkit.io import atomic_outputs
 from toolkit.backends.base import CompileJob, Compiled
 from toolkit.backends.openvino.loader import META_PATH, bin_path, one_line
@@ -51,10 +51,32 @@ def convert_onnx(source: Path) -> Any:
         raise RtkError(f"{source}: OpenVINO cannot convert it ({one_line(exc)})") from None
 
 
+def embed_preprocess(model: Any, pre: Preprocess) -> Any:
+    """`model` with the per-pixel part of `pre` in its graph (OpenVINO's PrePostProcessor): it takes the resized,
+    cropped 8-bit RGB pixels as N x H x W x 3 u8, and converts them to float, orders the channels as the model
+    wants them, subtracts the mean and divides by the std (both scaled to 0-255 pixels) and transposes to the
+    model's layout. The resize and crop stay on the host, in Pillow, as validated: OpenVINO's resize works on one
+    fixed output size, while the eval resize keeps each photo's aspect ratio before the center crop."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    inp = ppp.input()
+    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.RGB)
+    inp.model().set_layout(ov.Layout(pre.layout))
+    steps = inp.preprocess().convert_element_type(ov.Type.f32)
+    if pre.channels == "BGR":
+        steps.convert_color(ColorFormat.BGR)
+    unit = 255.0 if pre.pixels == "0-1" else 1.0
+    steps.mean([m * unit for m in pre.mean]).scale([s * unit for s in pre.std])
+    return ppp.build()
+
+
 def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: bool = False,
                  batch: int | None = None, quantize: Callable[[Any], Any] | None = None) -> list[Path]:
-    """Convert ONNX to IR at `xml` (+ `.bin`), optionally with a static batch and INT8 (`quantize` maps the
-    converted ov.Model to its INT8 form); returns both files.
+    """Convert ONNX to IR at `xml` (+ `.bin`), optionally with a static batch, INT8 (`quantize` maps the
+    converted ov.Model to its INT8 form) and the preprocessing embedded (where `meta`'s says so); returns both
+    files.
 
     Both files are written by `toolkit.io.atomic_outputs`: `.bin` moved into place first, so an `.xml` never
     appears without its weights, and a failure leaves nothing behind.
@@ -62,6 +84,8 @@ def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: 
     model = convert_onnx(source)
     if quantize is not None:
         model = quantize(model)
+    if meta.preprocess.embedded:
+        model = embed_preprocess(model, meta.preprocess)
     if batch is not None:
         shape = model.input(0).get_partial_shape()
         shape[0] = batch
@@ -110,6 +134,8 @@ def compile_ir(job: CompileJob) -> Compiled:
     output = job.output if job.output is not None else job.source.with_suffix(".xml")
     xml = ir_output(output)
     out_meta = job.output_meta(target="openvino", batch=batch_label)
+    if job.settings.embed_preprocess:
+        out_meta.preprocess = out_meta.preprocess.model_copy(update={"embedded": True})
     quantize = None
     if job.precision == "int8" and not job.qdq:
         from toolkit.quantize.calibration import calibration_set

@@ -57,17 +57,26 @@ def read_ir_meta(path: Path) -> ModelMeta:
     outputs = [_dims(o.get_partial_shape()) for o in model.outputs]
     quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     if not model.has_rt_info(META_PATH):
-        return foreign_meta(path, inputs, outputs, source="foreign-ir").check_precision(path, quantized=quantized)
+        meta = foreign_meta(path, inputs, outputs, source="foreign-ir")
+        meta.check_graph(path, inputs, outputs, pixels=_pixels(model))
+        return meta.check_precision(path, quantized=quantized)
     try:
         meta = ModelMeta.model_validate_json(str(model.get_rt_info(META_PATH).astype(str)))
     except ValueError as exc:
         raise RtkError(f"{path}: its rtk metadata (rt_info rtk/meta) is damaged ({_first_error(exc)}); compile it "
                        "again with `rtk compile --target openvino`") from None
-    meta.check_graph(path, inputs, outputs)
+    meta.check_graph(path, inputs, outputs, pixels=_pixels(model))
     framework = {key: str(model.get_rt_info(["framework", key]).astype(str)) for key in ("class_names", "rtk.meta")
                  if model.has_rt_info(["framework", key])}
     check_copies(path, meta, framework, where="rt_info framework/")
     return meta.check_precision(path, quantized=quantized)
+
+
+def _pixels(model: Any) -> bool:
+    """The model's first input is 8-bit (an IR with its preprocessing embedded takes uint8 pixels)."""
+    import openvino as ov
+
+    return bool(model.inputs) and model.input(0).get_element_type() in (ov.Type.u8, ov.Type.i8)
 
 
 def _dims(shape: Any) -> list[int | None]:

@@ -48,13 +48,14 @@ class OpenVINORunner(Runner):
         self._queue = self._async = None
         shape = self.compiled.input(0).get_partial_shape()
         self._batch = shape[0].get_length() if shape[0].is_static else None
+        self._dtype = self.compiled.input(0).get_element_type().to_dtype()    # uint8 where preprocessing is embedded
 
     @property
     def fixed_batch(self) -> int | None:
         return self._batch
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=self._dtype)}, share_inputs=True)
         return self.request.get_output_tensor(0).data.copy()
 
     @property
@@ -67,7 +68,7 @@ class OpenVINORunner(Runner):
 
         if self._queue is None:
             self._queue = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+        x = np.ascontiguousarray(batch, dtype=self._dtype)
         for _ in range(count):
             self._queue.start_async({0: x}, share_inputs=True)
         self._queue.wait_all()
@@ -81,7 +82,7 @@ class OpenVINORunner(Runner):
             self._async = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
             self._async.set_callback(lambda request, call: call(request.get_output_tensor(0).data.copy(),
                                                                  request.latency))
-        self._async.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, done)
+        self._async.start_async({0: np.ascontiguousarray(batch, dtype=self._dtype)}, done)
 
     def wait_async(self) -> None:
         if self._async is not None:

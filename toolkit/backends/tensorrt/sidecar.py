@@ -58,12 +58,16 @@ def read_engine_meta(path: Path) -> ModelMeta:
     """The ModelMeta an engine's sidecar carries (checked against the engine's bindings when TensorRT loads it)."""
     side = read_sidecar(Path(path))
     try:
-        return ModelMeta.model_validate(side.get("meta", {}) if isinstance(side, dict) else None)
+        meta = ModelMeta.model_validate(side.get("meta", {}) if isinstance(side, dict) else None)
     except ValueError as exc:
         from toolkit.onnx_file import _first_error
 
         raise RtkError(f"{sidecar_path(Path(path))}: its rtk metadata is damaged ({_first_error(exc)}); rebuild with "
                        "`rtk compile --target tensorrt`") from None
+    if meta.preprocess.embedded:        # rtk's engines take float input: only an IR embeds the preprocessing
+        raise RtkError(f"{sidecar_path(Path(path))}: its rtk metadata says the preprocessing is embedded, which no "
+                       "engine rtk builds does; rebuild with `rtk compile --target tensorrt`")
+    return meta
 
 
 def timing_cache_bytes(path: Path | None, facts: dict[str, str]) -> tuple[bytes, str | None]:
