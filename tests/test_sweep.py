@@ -374,7 +374,7 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
 @pytest.mark.parametrize("values, message", [
     ("prune.ratio: [0.3, 0.3]", "prune.ratio lists 0.3 twice"),
     ("prune.epochs: [1, 1.0]", r"candidates c0 and c1 are the same recipe \(prune.epochs=1 / prune.epochs=1.0\)"),
-    ("sweep.retries: [0, 1]", "sweep.retries cannot be swept"),
+    ("sweep.retries: [0, 1]", "^recipe: sweep.values: sweep.retries cannot be swept"),
 ])
 def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
     with pytest.raises((RtkError, ValueError), match=message):

@@ -168,7 +168,9 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
             raise RtkError(f"{flag} {path}: {blocker} is a file, not a folder; choose another path")
         if suffixes == FOLDER:
             for key, given in taken.items():
-                if isinstance(key, str) and (key == str(Path(os.path.abspath(path)).resolve()) or inside(Path(key), path)):
+                if isinstance(key, str) and key == str(Path(os.path.abspath(path)).resolve()):
+                    raise RtkError(f"{flag} {path} is the input {given}; choose another folder for the output")
+                if isinstance(key, str) and inside(Path(key), path):
                     raise RtkError(f"{flag} {path}: the input {given} is inside this folder, which the run rewrites; "
                                    "choose another folder")
                 if isinstance(key, str) and Path(key).is_dir() and inside(path, Path(key)):

@@ -359,7 +359,7 @@ class SweepSettings(Settings):
     """`rtk sweep`: every combination of `values` is a candidate, an ordinary `rtk run` of the recipe with those
     values; the winner is the best by the objective among the candidates that pass the recipe's gates."""
 
-    values: dict[str, list] = Field(..., min_length=1, description="Value lists by recipe field: dotted names "
+    values: dict[str, list] = Field(..., description="Value lists by recipe field: dotted names "
                                     "(prune.ratio, prune.epochs, quantize.subset, bench.threads, ...), precision "
                                     "(fp32, fp16, int8) and targets (a runtime, or a list of them).")
     maximize: Literal[MAXIMIZE] | None = Field(None, description="Metric of the deployed artifact to maximize "
@@ -374,8 +374,9 @@ class SweepSettings(Settings):
     @classmethod
     def _lists(cls, v: dict[str, list]) -> dict[str, list]:
         empty = [k for k, values in v.items() if not values]
-        if empty:
-            raise ValueError(f"{empty[0]} has no values; give at least one")
+        if empty or not v:
+            raise ValueError(f"{empty[0]} has no values; give at least one" if empty else
+                             "no field to sweep; give one with its values, e.g. prune.ratio: [0.3, 0.5]")
         for key, values in v.items():
             seen = [json.dumps(x, sort_keys=True) for x in values]
             twice = next((x for i, x in enumerate(values) if seen[i] in seen[:i]), None)

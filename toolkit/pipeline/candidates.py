@@ -104,7 +104,10 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
         tree = json.loads(json.dumps(base))
         tree["name"] = f"{recipe.name}-{cid}"
         for key, value in values.items():
-            _apply(tree, key, value)
+            try:
+                _apply(tree, key, value)
+            except RtkError as exc:
+                raise RtkError(f"{where}: {exc}") from None
         _fit_gates(tree)
         try:
             built = Recipe.model_validate(tree)
