@@ -187,6 +187,18 @@ def random_ir(cache_dir, random_onnx) -> Path:
 
 
 @pytest.fixture(scope="session")
+def embedded_ir(cache_dir, random_onnx) -> Path:
+    """`random_onnx` compiled to an FP32 IR with its preprocessing embedded (`--embed-preprocess`: u8 pixels in)."""
+    from toolkit.compile import compile_model
+    from toolkit.settings import CompileSettings
+
+    xml = cache_dir / "embedded-ir" / "model.xml"
+    if not xml.is_file():
+        compile_model(random_onnx, target="openvino", output=xml.parent, settings=CompileSettings(embed_preprocess=True))
+    return xml
+
+
+@pytest.fixture(scope="session")
 def random_qdq(cache_dir, random_onnx, tiny_data) -> Path:
     """`random_onnx` quantized to INT8 QDQ ONNX for ONNX Runtime (NNCF, 16 calibration images)."""
     from toolkit.quantize import quantize_int8

@@ -171,12 +171,6 @@ def test_batched_calibration_gives_batch_1_ranges(random_onnx, tiny_data):
     assert calibration_batch(model) == 1
 
 
-@pytest.fixture(scope="module")
-def ir_embedded(random_onnx, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ov") / "embedded"
-    return compile_model(random_onnx, target="openvino", output=out, settings=CompileSettings(embed_preprocess=True))
-
-
 def _pixels_as_an_application_would(path, size: int, crop: int) -> np.ndarray:
     """Pillow alone, no rtk: the shorter side resized to `size` (bilinear, antialiased), the centre crop."""
     from PIL import Image
@@ -189,7 +183,7 @@ def _pixels_as_an_application_would(path, size: int, crop: int) -> np.ndarray:
     return np.asarray(img)[top:top + crop, left:left + crop]
 
 
-def test_embedded_preprocessing_takes_pixels_and_computes_what_the_host_path_does(ir_embedded, ir_fp32, random_onnx,
+def test_embedded_preprocessing_takes_pixels_and_computes_what_the_host_path_does(embedded_ir, ir_fp32, random_onnx,
                                                                                   tiny_data, tmp_path, cli):
     """--embed-preprocess: the IR takes the resized, cropped 8-bit RGB pixels (N x H x W x 3 u8) and converts and
     normalizes them itself. Validated against the FP32 ONNX (preprocessed on the host) it agrees on every image; a
@@ -200,10 +194,10 @@ def test_embedded_preprocessing_takes_pixels_and_computes_what_the_host_path_doe
     from toolkit.backends.openvino.precision import RUNTIME_PATH
     from toolkit.preprocess import preprocess_files
 
-    xml = ir_embedded.output
+    xml = embedded_ir
     meta = read_meta(xml)
     assert meta.preprocess.embedded and meta.preprocess.on_host() == read_meta(random_onnx).preprocess
-    assert "uint8" in ir_embedded.input and "Nx64x64x3" in ir_embedded.input
+    assert meta.preprocess.describe_input().startswith("Nx64x64x3 uint8 RGB pixels")
     core = ov.Core()
     model = core.read_model(xml)
     assert model.input(0).get_element_type() == ov.Type.u8 and list(model.input(0).get_partial_shape())[1:] == [64,
@@ -227,14 +221,14 @@ def test_embedded_preprocessing_takes_pixels_and_computes_what_the_host_path_doe
     assert got["embedded"] == got["plain"] and len(got["plain"]) == len(list((tiny_data / "val").rglob("*.png")))
 
 
-def test_input_type_and_metadata_must_agree(ir_embedded, ir_fp32, tmp_path, cli):
+def test_input_type_and_metadata_must_agree(embedded_ir, ir_fp32, tmp_path, cli):
     """An IR whose metadata says float input while its graph takes u8 pixels (or the reverse) would be fed the wrong
     thing: refused (exit 2) naming both. --embed-preprocess for TensorRT is refused before anything is written."""
     import openvino as ov
 
     from toolkit.backends.openvino.loader import META_PATH
 
-    for name, source, embedded in (("lying-float", ir_embedded.output, False), ("lying-u8", ir_fp32.output, True)):
+    for name, source, embedded in (("lying-float", embedded_ir, False), ("lying-u8", ir_fp32.output, True)):
         model = ov.Core().read_model(source)
         meta = read_meta(source)
         meta.preprocess = meta.preprocess.model_copy(update={"embedded": embedded})

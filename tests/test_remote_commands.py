@@ -59,6 +59,22 @@ def test_validate_on_the_device_equals_local_and_copies_its_data_once(on_rig, cl
     assert json.loads(out.read_text())["artifacts"][0]["top1"] == local.artifacts[0].top1
 
 
+def test_an_ir_with_embedded_preprocessing_on_the_device(on_rig, cli, embedded_ir, random_onnx, tiny_data, tmp_path):
+    """The device's torch-free rtk feeds an IR with its preprocessing embedded u8 pixels: its validation equals a
+    local one, image for image."""
+    from toolkit.validate import validate
+
+    out = tmp_path / "v.json"
+    done = cli("validate", embedded_ir, "--data", tiny_data / "val", "--reference", random_onnx, "--remote",
+               on_rig.alias, "--json", out)
+    assert done.exit_code == 0, done.stderr
+    got = json.loads(out.read_text())["artifacts"][0]
+    local = validate([embedded_ir], tiny_data / "val", reference=random_onnx, measure_latency=False).artifacts[0]
+    assert got["agreement"] == 100.0 and got["cosine"] > 0.99999
+    for key in ("top1", "top5", "agreement", "per_class_top1"):
+        assert got[key] == getattr(local, key), key
+
+
 def test_a_changed_folder_is_copied_again_under_its_new_key(on_rig, cli, random_onnx, tiny_data, tmp_path):
     """A stale copy is never used: one changed image gives the folder a new tree hash, and that one is copied."""
     val = tmp_path / "val"
