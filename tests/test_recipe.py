@@ -264,7 +264,9 @@ def test_compare_no_change_and_real_slowdown(random_onnx, random_ckpt, tmp_path,
 
 
 def test_demo_recipe_runs_at_small_size(tmp_path):
-    """The demo's whole chain (train -> prune -> INT8 -> OpenVINO -> report), with smaller sizes."""
+    """The demo's whole chain (train -> prune -> INT8 -> OpenVINO -> report), with smaller sizes, and the IR's
+    preprocessing embedded (compile.embed_preprocess): the report says what it takes."""
+    from toolkit.backends import read_meta
     from toolkit.pipeline import run
 
     demo = demo_recipe()
@@ -274,6 +276,7 @@ def test_demo_recipe_runs_at_small_size(tmp_path):
         "finetune": demo.finetune.model_copy(update={"epochs": 1, "batch_size": 8}),
         "prune": demo.prune.model_copy(update={"epochs": 1}),
         "quantize": demo.quantize.model_copy(update={"subset": 12, "allow_small": True}),
+        "compile": demo.compile.model_copy(update={"embed_preprocess": True}),
         "bench": demo.bench.model_copy(update={"runs": 5, "warmup": 1, "repeats": 2}),
         "gates": demo.gates.model_copy(update={"max_drop_pt": None, "min_agreement_pct": None, "min_speedup": None}),
     })
@@ -284,6 +287,8 @@ def test_demo_recipe_runs_at_small_size(tmp_path):
     assert pruned.size_mb < 0.5 * next(r for r in report.rows if r.name == "fp32").size_mb
     assert all(r.top1 is not None for r in report.rows) and report.passed
     assert (tmp_path / "demo" / "openvino" / "model.bin").is_file()
+    assert read_meta(tmp_path / "demo" / "openvino" / "model.xml").preprocess.embedded
+    assert any("8-bit RGB pixels" in note for note in report.notes)
 
 
 def test_dump_recipe_from_each_command(cli, random_onnx, random_ckpt, tiny_data, tmp_path):

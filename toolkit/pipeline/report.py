@@ -176,6 +176,9 @@ def build_report(recipe: Recipe, outcome: Outcome, records: list) -> Report:
               if g["name"].startswith("fast_decode")]
     notes = [NO_ENGINE] if any(r.name == "check:tensorrt" for r in records) else []
     notes += _kept_exact(recipe, validation, outcome)
+    if recipe.compile.embed_preprocess and any(r.role == "compiled" and r.target == "openvino" for r in rows):
+        notes.append("The openvino IR takes the resized, center-cropped image as 8-bit RGB pixels, N x H x W x 3 "
+                     "(compile.embed_preprocess): the float conversion, channel order and mean/std are in its graph.")
     if recipe.validate_.fast_decode and validation:
         notes.append("Top-1 here was measured with the fast JPEG decode (validate.fast_decode: exact wherever it "
                      "changes nothing); its check against the exact decode is the fast_decode gates.")
