@@ -14,6 +14,7 @@ from toolkit.bench import bench
 from toolkit.compile import compile_model
 from toolkit.errors import RtkError
 from toolkit.isa import effective_tier
+from toolkit.preprocess import to_input
 from toolkit.settings import BenchSettings, CompileSettings, QuantizeSettings
 from toolkit.quantize.nncf_cpu import CALIB_BATCH, calibration_batch, cpu_settings
 from toolkit.quantize.nncf_cpu import openvino_int8
@@ -76,6 +77,14 @@ def test_fp16_ir_runs_close(random_onnx, tiny_data, tmp_path):
     assert read_meta(tmp_path / "fp16.xml").precision == "fp16"
     report = validate([tmp_path / "fp16.xml"], tiny_data / "val", reference=random_onnx, measure_latency=False)
     assert report.cosine > 0.99
+    embedded = compile_model(random_onnx, target="openvino", output=tmp_path / "e16.xml",
+                             settings=CompileSettings(precision="fp16", embed_preprocess=True))
+    assert embedded.size_mb < 0.6 * compile_model(random_onnx, target="openvino", output=tmp_path / "f32.xml").size_mb
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    pre = read_meta(tmp_path / "fp16.xml").preprocess
+    with open_runner(tmp_path / "e16.xml") as mine, open_runner(tmp_path / "fp16.xml") as plain:
+        # the weights in fp16, the embedded mean and std kept in float32: it computes what the plain FP16 IR does
+        assert np.abs(mine.infer(x) - plain.infer(to_input(x, pre))).max() <= 1e-3
 
 
 def test_ir_from_qdq_onnx_runs(random_onnx, tiny_data, tmp_path):
@@ -101,7 +110,7 @@ def test_nncf_int8_from_calibration_folder_uses_rtk_settings(random_onnx, tiny_d
 
 def test_static_batch_and_cache_dir(random_onnx, tmp_path):
     result = compile_model(random_onnx, target="openvino", output=tmp_path / "b2", settings=CompileSettings(batch=2))
-    assert result.batch == "2"
+    assert result.batch == "2" and result.input.startswith("2x3x64x64 float32")
     cache = tmp_path / "cache"
     with open_runner(result.output, options=RunnerOptions(cache_dir=cache)) as runner:
         assert runner.fixed_batch == 2
@@ -236,5 +245,18 @@ def test_input_type_and_metadata_must_agree(embedded_ir, ir_fp32, tmp_path, cli)
         ov.save_model(model, str(tmp_path / name / "model.xml"))
         res = cli("bench", tmp_path / name / "model.xml", "--runs", "1")
         assert res.exit_code == 2 and ("takes 8-bit input" if embedded is False else "takes float input") in res.stderr
+    ppp = ov.preprocess.PrePostProcessor(ov.Core().read_model(ir_fp32.output))     # i8: pixels over 127 go negative
+    ppp.input().tensor().set_element_type(ov.Type.i8)
+    signed = ppp.build()
+    signed.set_rt_info(read_meta(embedded_ir).to_json(), META_PATH)
+    ov.save_model(signed, str(tmp_path / "i8" / "model.xml"))
+    res = cli("bench", tmp_path / "i8" / "model.xml", "--runs", "1")
+    assert res.exit_code == 2 and "its input is i8" in res.stderr
+    foreign = ov.preprocess.PrePostProcessor(ov.convert_model(ir_fp32.source))     # no rtk/meta in its rt_info
+    foreign.input().tensor().set_element_type(ov.Type.u8)
+    foreign = foreign.build()
+    ov.save_model(foreign, str(tmp_path / "foreign" / "model.xml"))
+    res = cli("bench", tmp_path / "foreign" / "model.xml", "--runs", "1")
+    assert res.exit_code == 2 and "no rtk metadata saying what that input is" in res.stderr, res.stderr
     res = cli("compile", ir_fp32.source, "--target", "tensorrt", "--embed-preprocess", "-o", tmp_path / "m.engine")
     assert res.exit_code == 2 and "--embed-preprocess" in res.stderr and not (tmp_path / "m.engine").exists()

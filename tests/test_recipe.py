@@ -43,6 +43,8 @@ def test_schema_is_json_schema(cli):
     (TINY + "extra: {a: [1, 2}\n", "YAML syntax error"),
     (TINY.replace("onnxruntime: 100000", "openvino: 5"), "compile.targets does not build"),
     (TINY.replace("targets: [onnxruntime]", "targets: [tflite]"), "compile.targets.0"),
+    (TINY.replace("targets: [onnxruntime]", "targets: [onnxruntime]\n  embed_preprocess: true"),
+     "compile.embed_preprocess puts the preprocessing in the OpenVINO IR"),
     ("- just\n- a list\n", "a recipe is a YAML mapping"),
     (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
     (TINY + "quantize: {max_drop: 2.0}\n", "allows more than gates.max_drop_pt"),

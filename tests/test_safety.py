@@ -294,6 +294,8 @@ CASES = [
          ("m.onnx", "says fp16", "FP32 graph")),
     Case("meta-ckpt-int8", "validate", lambda c: ["validate", _ckpt_with(c, "q.pt", precision="int8"), "--data",
                                                  c.data / "val"], ("q.pt", "says int8", "FP32 weights")),
+    Case("meta-ckpt-embedded", "validate", lambda c: ["validate", _ckpt_with(c, "e.pt", preprocess={
+        "resize": 73, "crop": 64, "embedded": True}), "--data", c.data / "val"], ("e.pt", "embedded", "float input")),
     Case("meta-class-names-prop-disagrees", "predict", lambda c: [
         "predict", c.image(), "--model", _onnx_prop(c, "m.onnx", "class_names", "a,b,c,d")], ("m.onnx", "class_names")),
     Case("meta-two-outputs", "bench", lambda c: ["bench", small_classifier(c.work / "m.onnx", outputs=2), *QUICK],
@@ -312,6 +314,9 @@ CASES = [
     Case("meta-ir-framework-copy-disagrees", "validate", lambda c: [
         "validate", _ir_with(c, IR["xml"], '<class_names value="[&quot;', '<class_names value="[&quot;x', "<framework>"),
         "--data", c.data / "val"], ("model.xml", "rt_info framework/class_names", "disagrees")),
+    Case("meta-ir-framework-preprocess-disagrees", "validate", lambda c: [
+        "validate", _ir_with(c, IR["xml"], "0.485", "0.5", "<framework>"), "--data", c.data / "val"],
+         ("model.xml", "rt_info framework/rtk.meta", "on preprocess mean", "0.5")),
     Case("meta-empty-class-name", "predict", lambda c: [
         "predict", c.image(), "--model", small_classifier(c.work / "m.onnx", names=_names(c), meta={
             "class_names": [*_names(c)[:-1], " "]})], ("m.onnx", "empty name")),

@@ -52,6 +52,10 @@ def test_candidates_expand_the_value_lists():
     bad = parse_recipe(BASE + "sweep:\n  values:\n    prune.ratio: [0.3, 1.5]\n")
     with pytest.raises(RtkError, match=r"candidate c1 \(prune.ratio=1.5\): prune.ratio: .*less than or equal to 0.9"):
         expand(bad)
+    embedding = expand(parse_recipe(BASE.replace("  targets: [onnxruntime]\n", "  targets: [onnxruntime]\n"
+                                                 "  embed_preprocess: true\n")
+                                    + "sweep:\n  values:\n    targets: [onnxruntime, openvino]\n"))
+    assert [c.recipe.compile.embed_preprocess for c in embedding] == [False, True]   # OpenVINO's only
 
 
 def test_recipe_check_counts_the_candidates(cli, tmp_path):

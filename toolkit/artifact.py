@@ -86,9 +86,9 @@ class Preprocess(BaseModel):
     def input_shape(self) -> tuple[int, int, int]:
         return (3, self.crop, self.crop) if self.input_layout == "NCHW" else (self.crop, self.crop, 3)
 
-    def describe_input(self) -> str:
-        """The artifact's input in words: what an application feeds it."""
-        dims = "x".join(("N", *map(str, self.input_shape)))
+    def describe_input(self, batch: str = "N") -> str:
+        """The artifact's input in words: what an application feeds it (`batch`: a static batch, else N)."""
+        dims = "x".join((batch if batch.isdigit() else "N", *map(str, self.input_shape)))
         if self.embedded:
             return f"{dims} uint8 RGB pixels, resized and center-cropped (the IR normalizes them)"
         return f"{dims} float32, {self.channels}, normalized with the mean and std of the metadata"

@@ -116,7 +116,7 @@ def compile_model(source: str | Path, *, target: str, settings: CompileSettings 
     embedded = settings.embed_preprocess and not settings.check_only
     pre = meta.preprocess.model_copy(update={"embedded": embedded})
     return CompileResult(source=str(source), source_sha256=job.source_sha256, target=target, precision=precision,
-                         input=pre.describe_input(),
+                         input=pre.describe_input(built.batch),
                          check_only=settings.check_only, batch=built.batch, profile=built.profile,
                          output=str(built.main) if built.main else None, files=outs,
                          size_mb=sum(f.bytes for f in outs) / 1e6, findings=built.findings,

@@ -130,6 +130,9 @@ def read_checkpoint(path: Path, *, num_classes: int | None = None) -> tuple[nn.M
             meta = ModelMeta.model_validate(obj.get("meta"))
         except ValidationError as exc:
             raise RtkError(f"{path}: its rtk metadata is damaged ({_first_error(exc)}); save the checkpoint again") from None
+        if meta.preprocess.embedded:        # only an OpenVINO IR rtk compiled takes 8-bit pixels
+            raise RtkError(f"{path}: its rtk metadata says the preprocessing is embedded, which a checkpoint never "
+                           "is (the network takes float input); save the checkpoint again")
         state = obj.get("state_dict")
         if not isinstance(state, dict):
             raise RtkError(f"{path}: rtk checkpoint without a state_dict; save the checkpoint again")

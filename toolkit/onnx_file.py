@@ -62,8 +62,18 @@ def check_copies(path: Path, meta: ModelMeta, props: dict[str, str], where: str 
                                  (meta.class_names, meta.preprocess.on_host()))
     for key, (copy, own) in copies.items():
         if copy != own:
-            raise RtkError(f"{path}: its {where}{key} metadata ({str(copy)[:80]}) disagrees with its rtk metadata "
-                           f"({str(own)[:80]}); the metadata was edited: make the file again with rtk")
+            raise RtkError(f"{path}: its {where}{key} metadata disagrees with its rtk metadata on {_differs(copy, own)}; "
+                           "the metadata was edited: make the file again with rtk")
+
+
+def _differs(copy: Any, own: Any) -> str:
+    """What differs between two copies of the metadata: the class names, or the preprocessing fields by name."""
+    if isinstance(copy, tuple) and copy[0] == own[0]:
+        fields = [f for f in type(copy[1]).model_fields if getattr(copy[1], f) != getattr(own[1], f)]
+        return "preprocess " + ", ".join(f"{f} ({getattr(copy[1], f)} vs {getattr(own[1], f)})" for f in fields)
+    names = copy[0] if isinstance(copy, tuple) else copy
+    mine = own[0] if isinstance(own, tuple) else own
+    return f"the class names ({str(names)[:60]} vs {str(mine)[:60]})"
 
 
 def _listed(value: str) -> list[str]:

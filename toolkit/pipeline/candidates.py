@@ -77,8 +77,11 @@ def _apply(tree: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _fit_gates(tree: dict[str, Any]) -> None:
-    """Per-target latency gates apply to the candidates that build that target."""
+    """Per-target latency gates (and compile.embed_preprocess, OpenVINO's) apply to the candidates that build that
+    target."""
     targets = set(tree.get("compile", {}).get("targets", ["onnxruntime"]))
+    if "openvino" not in targets and tree.get("compile", {}).get("embed_preprocess"):
+        tree["compile"]["embed_preprocess"] = False
     gates = tree.get("gates", {})
     for name in ("max_p50_ms", "max_p99_ms"):
         if name in gates:

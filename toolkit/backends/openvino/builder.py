@@ -85,6 +85,11 @@ def ir_from_onnx(source: Path, xml: Path, *, meta: ModelMeta, compress_to_fp16: 
     if quantize is not None:
         model = quantize(model)
     if meta.preprocess.embedded:
+        if compress_to_fp16:    # the weights first, so the preprocessing's mean and scale stay the metadata's float32
+            from openvino._offline_transformations import compress_model_transformation
+
+            compress_model_transformation(model)        # what save_model(compress_to_fp16=True) applies
+            compress_to_fp16 = False
         model = embed_preprocess(model, meta.preprocess)
     if batch is not None:
         shape = model.input(0).get_partial_shape()

@@ -49,6 +49,8 @@ def read_model(path: Path) -> Any:
 def read_ir_meta(path: Path) -> ModelMeta:
     """Metadata stored in an IR's rt_info, checked against the IR's graph; an IR rtk did not write gets
     ImageNet defaults sized to its input."""
+    import openvino as ov
+
     from toolkit.onnx_file import _first_error, check_copies, foreign_meta
 
     path = Path(path)
@@ -57,14 +59,19 @@ def read_ir_meta(path: Path) -> ModelMeta:
     outputs = [_dims(o.get_partial_shape()) for o in model.outputs]
     quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     if not model.has_rt_info(META_PATH):
-        meta = foreign_meta(path, inputs, outputs, source="foreign-ir")
-        meta.check_graph(path, inputs, outputs, pixels=_pixels(model))
-        return meta.check_precision(path, quantized=quantized)
+        if model.inputs and model.input(0).get_element_type().is_integral():
+            raise RtkError(f"{path}: its input is {model.input(0).get_element_type().get_type_name()} and it has no rtk "
+                           "metadata saying what that input is; rtk runs float-input models, and 8-bit pixels only in "
+                           "an IR it compiled with --embed-preprocess: compile the source ONNX with rtk")
+        return foreign_meta(path, inputs, outputs, source="foreign-ir").check_precision(path, quantized=quantized)
     try:
         meta = ModelMeta.model_validate_json(str(model.get_rt_info(META_PATH).astype(str)))
     except ValueError as exc:
         raise RtkError(f"{path}: its rtk metadata (rt_info rtk/meta) is damaged ({_first_error(exc)}); compile it "
                        "again with `rtk compile --target openvino`") from None
+    if model.inputs and model.input(0).get_element_type() not in (ov.Type.u8, ov.Type.f32, ov.Type.f16):
+        raise RtkError(f"{path}: its input is {model.input(0).get_element_type().get_type_name()}; rtk runs float "
+                       "input, or 8-bit (u8) pixels in an IR it compiled with --embed-preprocess: compile it again")
     meta.check_graph(path, inputs, outputs, pixels=_pixels(model))
     framework = {key: str(model.get_rt_info(["framework", key]).astype(str)) for key in ("class_names", "rtk.meta")
                  if model.has_rt_info(["framework", key])}
@@ -76,7 +83,7 @@ def _pixels(model: Any) -> bool:
     """The model's first input is 8-bit (an IR with its preprocessing embedded takes uint8 pixels)."""
     import openvino as ov
 
-    return bool(model.inputs) and model.input(0).get_element_type() in (ov.Type.u8, ov.Type.i8)
+    return bool(model.inputs) and model.input(0).get_element_type() == ov.Type.u8
 
 
 def _dims(shape: Any) -> list[int | None]:
