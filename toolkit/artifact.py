@@ -79,10 +79,6 @@ class Preprocess(BaseModel):
         return "NHWC" if self.embedded else self.layout
 
     @property
-    def input_dtype(self) -> Literal["float32", "uint8"]:
-        return "uint8" if self.embedded else "float32"
-
-    @property
     def input_shape(self) -> tuple[int, int, int]:
         return (3, self.crop, self.crop) if self.input_layout == "NCHW" else (self.crop, self.crop, 3)
 

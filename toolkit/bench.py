@@ -20,9 +20,9 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.backends.base import finite
 from toolkit.errors import RtkError
 from toolkit.isa import effective_tier
+from toolkit.preprocess import random_input
 from toolkit.progress import Progress, silent
 from toolkit.remote import DeviceInfo
-from toolkit.preprocess import random_input
 from toolkit.settings import BenchSettings
 
 

@@ -114,8 +114,8 @@ class Recipe(Strict):
         if self.quantize and self.quantize.form == "ir" and self.quantize_target != "openvino":
             raise ValueError("quantize.form ir makes an INT8 IR for openvino: add openvino to compile.targets")
         if self.quantize and self.quantize.form == "ir" and self.compile.embed_preprocess:
-            raise ValueError("compile.embed_preprocess embeds it in the IR compile makes, and quantize.form ir makes "
-                             "the IR itself: drop one of them")
+            raise ValueError("compile.embed_preprocess puts the preprocessing in the IR compile makes, and "
+                             "quantize.form ir makes the IR itself: drop one of them")
         built = set(self.compile.targets) | set(self.sweep.swept_targets() if self.sweep else ())
         if self.compile.embed_preprocess and "openvino" not in built:
             raise ValueError("compile.embed_preprocess puts the preprocessing in the OpenVINO IR, and compile.targets "
