@@ -45,6 +45,7 @@ def test_schema_is_json_schema(cli):
     (TINY.replace("targets: [onnxruntime]", "targets: [tflite]"), "compile.targets.0"),
     (TINY.replace("targets: [onnxruntime]", "targets: [onnxruntime]\n  embed_preprocess: true"),
      "compile.embed_preprocess puts the preprocessing in the OpenVINO IR"),
+    (TINY + "sweep:\n  values:\n    compile.embed_preprocess: [false, true]\n", "compile.targets builds none"),
     ("- just\n- a list\n", "a recipe is a YAML mapping"),
     (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
     (TINY + "quantize: {max_drop: 2.0}\n", "allows more than gates.max_drop_pt"),

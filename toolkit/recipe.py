@@ -117,7 +117,8 @@ class Recipe(Strict):
             raise ValueError("compile.embed_preprocess puts the preprocessing in the IR compile makes, and "
                              "quantize.form ir makes the IR itself: drop one of them")
         built = set(self.compile.targets) | set(self.sweep.swept_targets() if self.sweep else ())
-        if self.compile.embed_preprocess and "openvino" not in built:
+        swept = self.sweep.values.get("compile.embed_preprocess", []) if self.sweep else []
+        if (self.compile.embed_preprocess or any(swept)) and "openvino" not in built:
             raise ValueError("compile.embed_preprocess puts the preprocessing in the OpenVINO IR, and compile.targets "
                              "builds none: add openvino to compile.targets, or drop embed_preprocess")
         for name in ("max_p50_ms", "max_p99_ms"):
