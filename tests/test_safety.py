@@ -313,7 +313,7 @@ CASES = [
                                                *QUICK], ("model.xml", "damaged")),
     Case("meta-ir-framework-copy-disagrees", "validate", lambda c: [
         "validate", _ir_with(c, IR["xml"], '<class_names value="[&quot;', '<class_names value="[&quot;x', "<framework>"),
-        "--data", c.data / "val"], ("model.xml", "rt_info framework/class_names", "disagrees")),
+        "--data", c.data / "val"], ("model.xml", "rt_info framework/class_names", "disagrees", "on class 0's name")),
     Case("meta-ir-framework-preprocess-disagrees", "validate", lambda c: [
         "validate", _ir_with(c, IR["xml"], "0.485", "0.5", "<framework>"), "--data", c.data / "val"],
          ("model.xml", "rt_info framework/rtk.meta", "on preprocess mean", "0.5")),

@@ -56,6 +56,13 @@ def test_candidates_expand_the_value_lists():
                                                  "  embed_preprocess: true\n")
                                     + "sweep:\n  values:\n    targets: [onnxruntime, openvino]\n"))
     assert [c.recipe.compile.embed_preprocess for c in embedding] == [False, True]   # OpenVINO's only
+    embed = BASE.replace("  targets: [onnxruntime]\n", "  targets: [openvino]\n  embed_preprocess: true\n")
+    with pytest.raises(RtkError, match="compile.targets builds none"):      # no candidate keeps the openvino target
+        parse_recipe(embed + "sweep:\n  values:\n    targets: [onnxruntime]\n")
+    long_form = expand(parse_recipe(embed.replace("[openvino]", "[onnxruntime]") + "sweep:\n  values:\n"
+                                    "    compile.targets: [[onnxruntime], [openvino]]\n"))
+    assert [c.recipe.compile.embed_preprocess for c in long_form] == [False, True]
+    assert parse_recipe(BASE + 'sweep:\n  values:\n    compile.embed_preprocess: ["false"]\n    seed: [0, 1]\n')
 
 
 def test_recipe_check_counts_the_candidates(cli, tmp_path):

@@ -71,9 +71,12 @@ def _differs(copy: Any, own: Any) -> str:
     if isinstance(copy, tuple) and copy[0] == own[0]:
         fields = [f for f in type(copy[1]).model_fields if getattr(copy[1], f) != getattr(own[1], f)]
         return "preprocess " + ", ".join(f"{f} ({getattr(copy[1], f)} vs {getattr(own[1], f)})" for f in fields)
-    names = copy[0] if isinstance(copy, tuple) else copy
-    mine = own[0] if isinstance(own, tuple) else own
-    return f"the class names ({str(names)[:60]} vs {str(mine)[:60]})"
+    names = list(copy[0] if isinstance(copy, tuple) else copy)
+    mine = list(own[0] if isinstance(own, tuple) else own)
+    at = next((i for i, (a, b) in enumerate(zip(names, mine)) if a != b), None)
+    if at is None:
+        return f"the number of class names ({len(names)} vs {len(mine)})"
+    return f"class {at}'s name ({names[at][:40]!r} vs {mine[at][:40]!r})"
 
 
 def _listed(value: str) -> list[str]:

@@ -78,6 +78,14 @@ class BenchStage(BenchSettings):
     repeats: int = Field(3, ge=1, le=100, description="Independent measurements per artifact, for a confidence interval.")
 
 
+def _is_true(value: object) -> bool:
+    """A compile.embed_preprocess value as the recipe will read it ("false" is False); a bad one is not True."""
+    try:
+        return CompileSettings(embed_preprocess=value).embed_preprocess
+    except ValueError:
+        return False
+
+
 class Recipe(Strict):
     version: Literal[1] = RECIPE_VERSION
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -116,9 +124,12 @@ class Recipe(Strict):
         if self.quantize and self.quantize.form == "ir" and self.compile.embed_preprocess:
             raise ValueError("compile.embed_preprocess puts the preprocessing in the IR compile makes, and "
                              "quantize.form ir makes the IR itself: drop one of them")
-        built = set(self.compile.targets) | set(self.sweep.swept_targets() if self.sweep else ())
-        swept = self.sweep.values.get("compile.embed_preprocess", []) if self.sweep else []
-        if (self.compile.embed_preprocess or any(swept)) and "openvino" not in built:
+        swept = self.sweep.swept_targets() if self.sweep else set()
+        built = set(self.compile.targets) | swept
+        candidates_build = swept or set(self.compile.targets)     # swept targets replace the recipe's own
+        embeds = [self.compile.embed_preprocess, *(self.sweep.values.get("compile.embed_preprocess", [])
+                                                   if self.sweep else [])]
+        if any(map(_is_true, embeds)) and "openvino" not in candidates_build:
             raise ValueError("compile.embed_preprocess puts the preprocessing in the OpenVINO IR, and compile.targets "
                              "builds none: add openvino to compile.targets, or drop embed_preprocess")
         for name in ("max_p50_ms", "max_p99_ms"):

@@ -362,8 +362,7 @@ class SweepSettings(Settings):
     values: dict[str, list] = Field(..., description="Value lists by recipe field: dotted names "
                                     "(prune.ratio, prune.epochs, quantize.subset, bench.threads, ...), precision "
                                     "(fp32, fp16, int8) and targets (a runtime, or a list of them).")
-    maximize: Literal[MAXIMIZE] | None = Field(None, description="Metric of the deployed artifact to maximize "
-                                                                 "(default top1).")
+    maximize: Literal[MAXIMIZE] | None = Field(None, description="The deployed artifact's metric to maximize (top1).")
     minimize: Literal[MINIMIZE] | None = Field(None, description="Metric of the deployed artifact to minimize.")
     retries: int = Field(1, ge=0, description="Re-runs of a stage whose Ray worker died (killed, out of memory) "
                                               "before its candidate is marked crashed.")
@@ -391,8 +390,9 @@ class SweepSettings(Settings):
         return self
 
     def swept_targets(self) -> set[str]:
-        """Every runtime the `targets` value list names (a candidate builds one value: a runtime or a list)."""
-        return {t for v in self.values.get("targets", []) for t in (v if isinstance(v, list) else [v])}
+        """Every runtime the `targets` (`compile.targets`) value lists name; a value is a runtime or a list."""
+        return {t for k in ("targets", "compile.targets") for v in self.values.get(k, [])
+                for t in (v if isinstance(v, list) else [v])}
 
     @property
     def objective(self) -> tuple[str, str]:
