@@ -132,18 +132,23 @@ def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int, pro
             decode: Decode = "exact") -> Iterator[tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray]]:
     """(labels, logits of each runner, the same from the exact decode, which rows the fast decode scaled) per
     batch, the images decoded and cropped once for all runners, then made each runner's input (`to_input`: its
-    own where it embeds the preprocessing). Only the rows the fast decode DCT-scaled are run again from their exact
-    decode; elsewhere the two are the same input."""
+    own where it embeds the preprocessing; made once per distinct preprocessing). Only the rows the fast decode
+    DCT-scaled are run again from their exact decode; elsewhere the two are the same input."""
     done = 0
     pixels = pre.model_copy(update={"embedded": True})
     for x, y, alt in labeled_batches(data.samples, pixels, decode=decode, batch_size=batch_size):
         rows = sorted(alt)
+        scaled_x = np.stack([alt[i] for i in rows]) if rows else None
+        made: dict[Preprocess, tuple[np.ndarray, np.ndarray | None]] = {}
         outs, exact = [], []
         for r in runners:
-            out = finite(infer_padded(r, to_input(x, r.meta.preprocess)), r.path)
+            p = r.meta.preprocess
+            if p not in made:
+                made[p] = (to_input(x, p), to_input(scaled_x, p) if rows else None)
+            given, again = made[p]
+            out = finite(infer_padded(r, given), r.path)
             ex = out.copy()
-            if rows:
-                again = to_input(np.stack([alt[i] for i in rows]), r.meta.preprocess)
+            if again is not None:
                 ex[rows] = finite(infer_padded(r, again), r.path)
             outs.append(out)
             exact.append(ex)
