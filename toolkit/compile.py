@@ -113,8 +113,7 @@ def compile_model(source: str | Path, *, target: str, settings: CompileSettings 
                      calibration=Path(calibration) if calibration else None, say=progress)
     built = load(backend.compiler)(job)
     outs = [OutputFile(path=str(p), bytes=p.stat().st_size, sha256=sha256_file(p)) for p in built.files]
-    embedded = settings.embed_preprocess and not settings.check_only
-    pre = meta.preprocess.model_copy(update={"embedded": embedded})
+    pre = (built.meta or meta).preprocess
     return CompileResult(source=str(source), source_sha256=job.source_sha256, target=target, precision=precision,
                          input=pre.describe_input(built.batch),
                          check_only=settings.check_only, batch=built.batch, profile=built.profile,

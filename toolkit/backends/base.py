@@ -150,3 +150,4 @@ class Compiled:
     main: Path | None = None          # the file to run
     profile: Any = None
     findings: list[Any] = field(default_factory=list)
+    meta: ModelMeta | None = None     # the metadata written with it (None for a check only)

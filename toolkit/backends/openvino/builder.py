@@ -155,4 +155,4 @@ def compile_ir(job: CompileJob) -> Compiled:
     job.say("converting to OpenVINO IR" + (" and quantizing with NNCF" if quantize else ""))
     files = ir_from_onnx(job.source, xml, meta=out_meta, compress_to_fp16=job.precision == "fp16",
                          batch=static_batch, quantize=quantize)
-    return Compiled(batch=batch_label, files=files, main=xml)
+    return Compiled(batch=batch_label, files=files, main=xml, meta=out_meta)

@@ -192,6 +192,7 @@ def compile_engine(job: CompileJob) -> Compiled:
     job.say(f"building a TensorRT {job.precision} engine (minutes for ResNet50)")
     build = EngineBuild(precision=job.precision, profile=profile, workspace_mb=job.settings.workspace_mb,
                         timing_cache=timing_cache, version_compatible=job.settings.version_compatible)
-    _, warnings = engine_from_onnx(onnx_path, output, meta=job.output_meta(target="tensorrt", batch=batch_label),
-                                   build=build, provenance=provenance)
-    return Compiled(batch=batch_label, profile=profile, files=files, main=output, findings=[*findings, *warnings])
+    out_meta = job.output_meta(target="tensorrt", batch=batch_label)
+    _, warnings = engine_from_onnx(onnx_path, output, meta=out_meta, build=build, provenance=provenance)
+    return Compiled(batch=batch_label, profile=profile, files=files, main=output, findings=[*findings, *warnings],
+                    meta=out_meta)
