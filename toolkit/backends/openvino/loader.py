@@ -58,32 +58,26 @@ def read_ir_meta(path: Path) -> ModelMeta:
     inputs = [_dims(i.get_partial_shape()) for i in model.inputs]
     outputs = [_dims(o.get_partial_shape()) for o in model.outputs]
     quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    kind = model.input(0).get_element_type() if model.inputs else ov.Type.f32  # what the first input takes
     if not model.has_rt_info(META_PATH):
-        if model.inputs and model.input(0).get_element_type().is_integral():
-            raise RtkError(f"{path}: its input is {model.input(0).get_element_type().get_type_name()} and it has no rtk "
-                           "metadata saying what that input is; rtk runs float-input models, and 8-bit pixels only in "
-                           "an IR it compiled with --embed-preprocess: compile the source ONNX with rtk")
+        if kind.is_integral():
+            raise RtkError(f"{path}: its input is {kind.get_type_name()} and it has no rtk metadata saying what that "
+                           "input is; rtk runs float-input models, and 8-bit pixels only in an IR it compiled with "
+                           "--embed-preprocess: compile the source ONNX with rtk")
         return foreign_meta(path, inputs, outputs, source="foreign-ir").check_precision(path, quantized=quantized)
     try:
         meta = ModelMeta.model_validate_json(str(model.get_rt_info(META_PATH).astype(str)))
     except ValueError as exc:
         raise RtkError(f"{path}: its rtk metadata (rt_info rtk/meta) is damaged ({_first_error(exc)}); compile it "
                        "again with `rtk compile --target openvino`") from None
-    if model.inputs and model.input(0).get_element_type() not in (ov.Type.u8, ov.Type.f32, ov.Type.f16):
-        raise RtkError(f"{path}: its input is {model.input(0).get_element_type().get_type_name()}; rtk runs float "
-                       "input, or 8-bit (u8) pixels in an IR it compiled with --embed-preprocess: compile it again")
-    meta.check_graph(path, inputs, outputs, pixels=_pixels(model))
+    if kind not in (ov.Type.u8, ov.Type.f32, ov.Type.f16):
+        raise RtkError(f"{path}: its input is {kind.get_type_name()}; rtk runs float input, or 8-bit (u8) pixels in "
+                       "an IR it compiled with --embed-preprocess: compile it again")
+    meta.check_graph(path, inputs, outputs, pixels=kind == ov.Type.u8)
     framework = {key: str(model.get_rt_info(["framework", key]).astype(str)) for key in ("class_names", "rtk.meta")
                  if model.has_rt_info(["framework", key])}
     check_copies(path, meta, framework, where="rt_info framework/")
     return meta.check_precision(path, quantized=quantized)
-
-
-def _pixels(model: Any) -> bool:
-    """The model's first input is 8-bit (an IR with its preprocessing embedded takes uint8 pixels)."""
-    import openvino as ov
-
-    return bool(model.inputs) and model.input(0).get_element_type() == ov.Type.u8
 
 
 def _dims(shape: Any) -> list[int | None]:
