@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from toolkit.errors import RtkError
 from toolkit.recipe import Recipe
 
 MAX_CANDIDATES = 512
+FIELD = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")  # a recipe field's dotted name
 SHORTHANDS = ("precision", "targets")
 TRAINING = ("seed", "data", "model", "finetune", "prune", "export")   # the sections that decide what is trained
 
@@ -59,6 +61,8 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _apply(tree: dict[str, Any], key: str, value: Any) -> None:
+    if not FIELD.fullmatch(key):
+        raise RtkError(f"sweep.values: {key!r} is not a recipe field; name one as section.field, e.g. prune.ratio")
     if key.split(".")[0] in ("sweep", "name", "version"):
         raise RtkError(f"sweep.values: {key} cannot be swept (it belongs to the sweep itself); name a stage field "
                        "such as prune.ratio")
@@ -117,7 +121,8 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "recipe"
-            message = first["msg"].removeprefix("Value error, ")
+            message = ("not a recipe field" if first["type"] == "extra_forbidden" else
+                       first["msg"].removeprefix("Value error, "))
             shown = _show_values(values)
             raise RtkError(f"{where}: sweep candidate {cid} ({shown}): {field}: {message}; fix sweep.values") from None
         key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
