@@ -221,13 +221,23 @@ def finetune(settings: FinetuneSettings, *, data: Path, output: Path, weights: s
                         lr=lr, batch_size=cfg.batch_size, seed=seed, data=str(data),
                         **({"augment": cfg.augment} if cfg.augment != "full" else {}))
 
+    saved: list[EpochStats] = []
+
     def save_best(net: nn.Module, stats: EpochStats) -> None:
         best = meta.model_copy(update={"extra": {**meta.extra, "val_top1": stats.val_acc, "best_epoch": stats.epoch}})
         save_checkpoint(output, net, best)
+        saved.append(stats)
 
-    model, history = train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=lr,
-                           batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay,
-                           label_smoothing=cfg.label_smoothing, params=params, progress=progress, on_best=save_best)
+    try:
+        model, history = train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=lr,
+                               batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay,
+                               label_smoothing=cfg.label_smoothing, params=params, progress=progress,
+                               on_best=save_best)
+    except BaseException as exc:        # an interrupt (or a library's error for it): say what the checkpoint is
+        if saved:
+            setattr(exc, "kept", f"{output} holds epoch {saved[-1].epoch + 1} of {cfg.epochs}, the best before the "
+                    f"interrupt (val top-1 {saved[-1].val_acc:.2f}%); run again to train all {cfg.epochs}")
+        raise
     best = max(history, key=lambda h: h.val_acc)
     history_json = output.with_suffix(".history.json")
     write_json(history_json, [h.model_dump() for h in history])
