@@ -312,6 +312,32 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert all(s["skipped"] for s in stages if s["name"] != "bench"), stages
 
 
+def test_an_interrupt_a_library_reports_as_its_error_stops_the_sweep(tmp_path, monkeypatch):
+    """Ctrl-C and SIGTERM reach a whole process group: PyTorch's DataLoader workers die of it too, and training
+    may raise their RuntimeError rather than the interrupt (seen with `timeout`). The candidate is then not
+    recorded as failed and the sweep does not go on: it stops as interrupted, and --resume runs it again. The same
+    error with no signal received is the candidate's failure."""
+    from toolkit.pipeline.cache import StageCache
+    from toolkit.pipeline.sweep import run_candidate
+
+    received: list[int] = []
+    monkeypatch.setattr("toolkit.pipeline.sweep.SIGNALLED", received)
+    c = expand(parse_recipe(BASE + "sweep:\n  values:\n    prune.ratio: [0.3]\n"))[0]
+
+    def training(name, call, *, timing=None):
+        raise RuntimeError("DataLoader worker (pid 1234) is killed by signal: Terminated.")
+
+    def run(folder: str):
+        return run_candidate(c, tmp_path / folder, cache=StageCache(tmp_path / ".cache"), executor=training, notes=[],
+                             force=False, progress=lambda *a, **k: None)
+
+    failed = run("alone")
+    assert (failed.status, failed.exit_code) == ("failed", 3) and "DataLoader worker" in failed.error
+    received.append(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        run("interrupted")
+
+
 def test_validate_ray_without_ray_is_one_line(random_onnx, tiny_data):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = _without_ray("validate", random_onnx, "--data", tiny_data / "val", "--ray", env=env)
@@ -386,6 +412,9 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
     ("prune.ratio: [0.3, 0.3]", "prune.ratio lists 0.3 twice"),
     ("prune.epochs: [1, 1.0]", r"candidates c0 and c1 are the same recipe \(prune.epochs=1 / prune.epochs=1.0\)"),
     ("sweep.retries: [0, 1]", "^recipe: sweep.values: sweep.retries cannot be swept"),
+    ("prune..ratio: [0.3]", r"^recipe: sweep.values: 'prune..ratio' is not a recipe field; name one as section.field"),
+    ("'': [0.3]", r"^recipe: sweep.values: '' is not a recipe field"),
+    ("prune.nope: [1]", r"sweep candidate c0 \(prune.nope=1\): prune.nope: not a recipe field; fix sweep.values$"),
 ])
 def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
     with pytest.raises((RtkError, ValueError), match=message):

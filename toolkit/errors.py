@@ -20,6 +20,12 @@ TENSORRT_INSTALL = ("pip install 'rtk[tensorrt-cu13]' (NVIDIA driver 580+) or 'r
                     "on a Jetson use JetPack's TensorRT")
 
 
+# SIGINT/SIGTERM received by this process (the CLI's handlers append them): a library may wrap the interrupt in an
+# error of its own (OpenVINO's convert_model reports one as "Check 'false' ...", PyTorch's DataLoader as "worker
+# killed by signal"), which is neither bad input nor a failed candidate.
+SIGNALLED: list[int] = []
+
+
 class RtkError(Exception):
     """Bad input or an impossible request; the message is one line that says what to do. Exit 2."""
 

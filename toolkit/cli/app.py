@@ -6,14 +6,15 @@ import errno
 import functools
 import os
 import signal
+import sys
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from toolkit import console as ui
-from toolkit.errors import GateFailed, RtkError, missing_extra
+from toolkit.errors import SIGNALLED, GateFailed, RtkError, missing_extra
 from toolkit.settings import TARGETS
 
 def _usage_errors() -> tuple[type, ...]:
@@ -113,12 +114,13 @@ def command(fn: Callable | None = None, *, writes: Writes | None = None) -> Call
             except ImportError as exc:
                 raise missing_extra(exc, what=f"rtk {fn.__name__.strip('_').replace('_', ' ')}") or exc
         except KeyboardInterrupt as exc:
-            _interrupted(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            received = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+            _interrupted(SIGNALLED[-1] if SIGNALLED else received, exc)
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
-            if _signalled:              # a library that caught the interrupt and raised its own error for it
-                _interrupted(_signalled[-1])
+            if SIGNALLED:              # a library that caught the interrupt and raised its own error for it
+                _interrupted(SIGNALLED[-1], exc)
             if _debug["on"]:
                 raise
             if isinstance(exc, (RtkError, GateFailed)):
@@ -175,23 +177,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (temporary files removed) but exiting 143."""
 
 
-_signalled: list[int] = []      # SIGINT/SIGTERM received: a library may wrap the interrupt in an error of its own
-                                # (OpenVINO's convert_model reports one as "Check 'false' ..."), which is no bad input
 
 
-def _interrupted(signum: int) -> None:
+def _interrupted(signum: int, exc: BaseException | None = None) -> None:
+    kept = getattr(exc, "kept", None)   # a complete output the command wrote before (finetune's best epoch so far)
+    if kept:
+        ui.warn(kept)
     ui.error("interrupted; nothing was left half-written")
     raise typer.Exit(143 if signum == signal.SIGTERM else 130) from None
 
 
 def _terminate(signum: int, frame: object) -> None:
-    _signalled.append(signum)
+    SIGNALLED.append(signum)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a repeated TERM (remote.sh sends one each second) must not
     raise Terminated()                              # cut the clean-up short
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    _signalled.append(signum)
+    SIGNALLED.append(signum)
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C must not cut the clean-up short either (it
     raise KeyboardInterrupt()                       # left a sweep's Ray instance running and exited 1)
 
@@ -225,7 +228,15 @@ def emit_json(path: Path | None, result) -> None:
         write_json(path, result)
 
 
+def _unraisable(event: Any) -> None:
+    """After an interrupt, an error in a finalizer (a DataLoader's, whose workers the signal killed too) is its echo,
+    not news: the one line `_interrupted` prints is enough."""
+    if not SIGNALLED:
+        sys.__unraisablehook__(event)
+
+
 def main() -> None:
+    sys.unraisablehook = _unraisable
     signal.signal(signal.SIGTERM, _terminate)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not where SIGINT is ignored (background)
         signal.signal(signal.SIGINT, _interrupt)
