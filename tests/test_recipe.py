@@ -44,7 +44,7 @@ def test_schema_is_json_schema(cli):
     (TINY.replace("onnxruntime: 100000", "openvino: 5"), "compile.targets does not build"),
     (TINY.replace("targets: [onnxruntime]", "targets: [tflite]"), "compile.targets.0"),
     (TINY.replace("targets: [onnxruntime]", "targets: [onnxruntime]\n  embed_preprocess: true"),
-     "compile.embed_preprocess puts the preprocessing in the OpenVINO IR"),
+     ":10: recipe: compile.embed_preprocess puts the preprocessing in the OpenVINO IR"),  # the line it names
     (TINY + "sweep:\n  values:\n    compile.embed_preprocess: [false, true]\n", "compile.targets builds none"),
     ("- just\n- a list\n", "a recipe is a YAML mapping"),
     (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
