@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from toolkit.artifact import Preprocess
+from toolkit.errors import RtkError
 from toolkit.images import load_image
 from toolkit.photos import FastDecodeCheck, InFlight, ordered_map
 from toolkit.predict import classify
@@ -209,7 +210,8 @@ def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
 
 def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_onnx, tiny_data, tmp_path, cli):
     """A symlinked sub-folder is read; a truncated JPEG in a folder is left out and named (a file named on the
-    command line still fails); a static batch-4 IR takes a last batch of 3, padded."""
+    command line still fails); a static batch-4 IR takes a last batch of 3, padded, runs batches of 4 by default
+    (and says so), and refuses another batch size."""
     from toolkit.compile import compile_model
     from toolkit.settings import CompileSettings
 
@@ -228,7 +230,10 @@ def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_o
     ir = tmp_path / "b4" / "model.xml"
     compile_model(random_onnx, target="openvino", output=ir, settings=CompileSettings(batch=4))
     padded, _ = classify([folder / "cams"], ir, settings=PredictSettings(batch_size=4))
-    assert [r.top[0].index for r in padded] == [r.top[0].index for r in classify([folder / "cams"], ir)[0]]
+    default, report = classify([folder / "cams"], ir)
+    assert [r.top[0].index for r in padded] == [r.top[0].index for r in default] and report.batch_size == 4
+    with pytest.raises(RtkError, match="has a static batch of 4, not 2; leave the batch size out"):
+        classify([folder / "cams"], ir, settings=PredictSettings(batch_size=2))
 
 
 @pytest.mark.parametrize("command", ["predict", "bench", "validate"])
@@ -365,7 +370,6 @@ def test_deploy_copy_of_an_onnx_keeps_its_graph_and_refuses_a_failed_check(rando
 
     from toolkit.backends import read_meta
     from toolkit.deploy import with_fast_decode
-    from toolkit.errors import RtkError
     from toolkit.photos import recorded_check
 
     out = tmp_path / "deploy" / "model.onnx"

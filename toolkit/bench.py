@@ -218,7 +218,8 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
             if s.warmup:
                 run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)
             report = run_photos(paths, runner, settings=run, skippable=every)[2]
-            points.append(BenchPoint(batch=batch, latency_ms=report.total_ms, throughput_ips=report.images_per_s,
+            points.append(BenchPoint(batch=report.batch_size, latency_ms=report.total_ms,
+                                     throughput_ips=report.images_per_s,
                                      phases_ms={"decode": report.decode_ms, "preprocess": report.preprocess_ms,
                                                 "infer": report.infer_ms}))
             report.skipped = sorted(skipped + report.skipped)

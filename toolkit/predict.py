@@ -112,15 +112,14 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     phase report: the overlapped run's throughput, and the latency of the first `latency_images` photos (default
     all) timed again one after another. Photos of `skippable` (found in folders) that fail to decode are left
     out, named in the report."""
-    from toolkit.validate import infer_padded
 
     pre = runner.meta.preprocess
     decode, decode_by = choose_decode(settings.fast_decode, map(decode_record, [runner.meta], [runner.path]))
     counter = counter or InFlight()
+    batch_size = photo_batch(runner, settings)
     done_paths: list[list[str]] = []
     logits: dict[int, np.ndarray] = {}
     scaled = 0
-    overlapped = runner.fixed_batch is None or runner.fixed_batch == settings.batch_size
 
     def done(n: int, size: int, out: np.ndarray) -> None:
         logits[n] = out[:size]
@@ -128,30 +127,41 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
 
     start = time.perf_counter()
     failed: list[str] = []
-    for batch in decoded_batches(paths, pre, decode=decode, batch_size=settings.batch_size, workers=settings.workers,
+    for batch in decoded_batches(paths, pre, decode=decode, batch_size=batch_size, workers=settings.workers,
                                  depth=settings.depth, counter=counter, skippable=skippable, skipped=failed):
         n, x = len(done_paths), np.stack([d.x for d in batch])
         done_paths.append([d.path for d in batch])
         scaled += sum(d.scaled for d in batch)
-        if overlapped:
-            if runner.fixed_batch and len(x) < runner.fixed_batch:        # the last, short batch of a static one
-                x = np.concatenate([x, np.zeros((runner.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
-            runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out))
-        else:
-            done(n, len(batch), infer_padded(runner, x))
+        if runner.fixed_batch and len(x) < runner.fixed_batch:        # the last, short batch of a static one
+            x = np.concatenate([x, np.zeros((runner.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
+        runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out))
     runner.wait_async()
     wall = time.perf_counter() - start
     if not done_paths:
         raise RtkError(f"none of the {len(paths)} images could be decoded; remove or replace them")
     names = [p for batch in done_paths for p in batch]
-    timed = one_by_one(names[:latency_images], runner, decode=decode, batch_size=settings.batch_size)
+    timed = one_by_one(names[:latency_images], runner, decode=decode, batch_size=batch_size)
     report = PhaseReport(
-        images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=settings.batch_size,
+        images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=batch_size,
         workers=settings.workers, depth=settings.depth, peak_in_flight=counter.peak, latency_images=len(timed["decode"]),
         **{f"{k}_ms": Latency.from_ms(v) for k, v in timed.items()}, wall_s=wall,
         images_per_s=len(names) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
         skipped=failed)
     return finite(np.concatenate([logits[n] for n in range(len(done_paths))]), runner.path), names, report
+
+
+def photo_batch(runner, settings: PredictSettings) -> int:
+    """Images per inference call: the asked batch, or a static-batch artifact's own (the default 1 becomes it)."""
+    fixed, asked = runner.fixed_batch, settings.batch_size
+    if fixed is None or asked == fixed:
+        return asked
+    if asked != 1:
+        raise RtkError(f"{runner.path}: the artifact has a static batch of {fixed}, not {asked}; leave the batch size "
+                       f"out (it then runs batches of {fixed}), or export with a dynamic batch")
+    if settings.depth < fixed:
+        raise RtkError(f"--depth {settings.depth} holds less than the static batch of {runner.path} ({fixed}); give "
+                       f"--depth {fixed} or more")
+    return fixed
 
 
 def one_by_one(paths: Sequence[str], runner, *, decode: Decode, batch_size: int) -> dict[str, list[float]]:
