@@ -153,6 +153,7 @@ def _compile(ctx, onnx_path: Path, target: str, calib: Path | None) -> Path | No
                                         calibration=calibration))
         return out
     settings = settings.model_copy(update={"embed_preprocess": False})     # an OpenVINO IR's, not an engine's
+    config = {**config, "embed_preprocess": False}      # so a sweep of it builds the one engine once
     if c.check_only:   # asked for in the recipe (run.check_machine refuses a TensorRT target it cannot build)
         def check():
             result = compile_model(onnx_path, target="tensorrt", settings=settings)
