@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
-from toolkit.errors import RtkError
+from toolkit.errors import RtkError, internal_error
 
 RAY_EXTRA = "pip install 'rtk[ray]'"
 OBJECT_STORE_BYTES = 128 * 1024 ** 2
@@ -299,8 +299,7 @@ def _run_call(call: Callable[[], Any], cpus: float) -> tuple[bool, Any]:
     except (RtkError, GateFailed) as exc:
         return False, exc
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        return False, RuntimeError(f"internal error ({type(exc).__name__}{': ' + first if first else ''})")
+        return False, RuntimeError(internal_error(exc))
 
 
 class TimingSlots:

@@ -38,6 +38,13 @@ class GateFailed(Exception):
     exit_code = 1
 
 
+def internal_error(exc: BaseException) -> str:
+    """An unexpected exception as one line: "internal error (Type: its first line)"."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    return f"internal error ({type(exc).__name__}{': ' + first if first else ''})"
+
+
 def install_command(module: str) -> str:
     """The pip command that brings `module` (a top-level import name) with rtk."""
     extra = EXTRAS.get(module.split(".")[0])

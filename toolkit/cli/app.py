@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from toolkit import console as ui
-from toolkit.errors import SIGNALLED, GateFailed, RtkError, missing_extra
+from toolkit.errors import SIGNALLED, GateFailed, RtkError, internal_error, missing_extra
 from toolkit.settings import TARGETS
 
 def _usage_errors() -> tuple[type, ...]:
@@ -132,9 +132,8 @@ def command(fn: Callable | None = None, *, writes: Writes | None = None) -> Call
                          "left half-written)")
                 raise typer.Exit(2) from None
             # a bug, not bad input: say so in one line, keep 1 and 2 for gates and input
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            ui.error(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); this is a bug in rtk: "
-                     "rerun with `rtk --debug ...` for the traceback and report it")
+            ui.error(f"{internal_error(exc)}; this is a bug in rtk: rerun with `rtk --debug ...` for the traceback "
+                     "and report it")
             raise typer.Exit(3) from None
 
     return wrapper

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from toolkit.errors import SIGNALLED, GateFailed, RtkError
+from toolkit.errors import SIGNALLED, GateFailed, RtkError, internal_error
 from toolkit.io import FOLDER, check_io, write_json, write_text_atomic
 from toolkit.pipeline.cache import StageCache
 from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first
@@ -148,8 +148,7 @@ def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Ex
     except Exception as exc:
         if SIGNALLED:                   # the interrupt, as a library's error (a DataLoader worker killed with it)
             raise KeyboardInterrupt from exc
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        status, error, code = "failed", f"internal error ({type(exc).__name__}{': ' + first if first else ''})", 3
+        status, error, code = "failed", internal_error(exc), 3
     if notes or status == "crashed":
         _clean_staging(folder)
     stages = dict(ran=[r.name for r in ctx.records if not r.skipped], reused=[r.name for r in ctx.records if r.reused],
