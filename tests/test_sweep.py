@@ -62,6 +62,9 @@ def test_candidates_expand_the_value_lists():
     long_form = expand(parse_recipe(embed.replace("[openvino]", "[onnxruntime]") + "sweep:\n  values:\n"
                                     "    compile.targets: [[onnxruntime], [openvino]]\n"))
     assert [c.recipe.compile.embed_preprocess for c in long_form] == [False, True]
+    swept = expand(parse_recipe(embed.replace("[openvino]", "[onnxruntime]") + "sweep:\n  values:\n"
+                                "    compile.targets: [[onnxruntime], [openvino]]\n    compile.embed_preprocess: [true]\n"))
+    assert [c.values["compile.embed_preprocess"] for c in swept] == [False, True]   # shown as each candidate ran
     assert parse_recipe(BASE + 'sweep:\n  values:\n    compile.embed_preprocess: ["false"]\n    seed: [0, 1]\n')
 
 
@@ -310,6 +313,16 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert all(Path(r["path"]).exists() for r in rows) and rows[-1]["top1"] is not None
     stages = json.loads((moved / "candidates" / "c0" / "report.json").read_text())["stages"]
     assert all(s["skipped"] for s in stages if s["name"] != "bench"), stages
+
+    before = sorted(str(p) for p in moved.rglob("*"))      # a recipe that drops finished candidates: refused
+    recipe.write_text(recipe.read_text().replace("[8, 1000, 12]", "[8]"))
+    proc = _without_ray("sweep", recipe, "-o", moved, "--resume", env=env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "holds c1 (quantize.subset=1000), finished by its sweep, which this recipe no " \
+        "longer has; resume with the recipe in" in err and len(err.strip().splitlines()) == 1, err
+    proc = _without_ray("sweep", recipe, "-o", moved, "--resume", "--force", env=env)
+    assert proc.communicate(timeout=120)[1].startswith("error: give --resume (keep the finished candidates) or --force")
+    assert sorted(str(p) for p in moved.rglob("*")) == before
 
 
 def test_an_interrupt_a_library_reports_as_its_error_stops_the_sweep(tmp_path, monkeypatch):

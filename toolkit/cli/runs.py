@@ -125,6 +125,8 @@ def sweep(
     from toolkit.pipeline.sweep_report import show_sweep
     from toolkit.recipe import load_recipe
 
+    if resume and force:
+        raise RtkError("give --resume (keep the finished candidates) or --force (start over), not both")
     loaded = load_recipe(recipe)
     _json_not_a_recipe_input(loaded, json)
     _json_not_in_state(json, output, (".rtk", ".cache", "candidates"))

@@ -35,14 +35,14 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return _show_values(self.values)
+        return show_values(self.values)
 
 
 def _show(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _show_values(values: dict[str, Any]) -> str:
+def show_values(values: dict[str, Any]) -> str:
     return " ".join(f"{k}={_show(v)}" for k, v in values.items())
 
 
@@ -58,6 +58,13 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
                            "name a field such as prune.ratio")
         node = child
     node[last] = value
+
+
+def _get(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
 def _apply(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -116,6 +123,7 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
             except RtkError as exc:
                 raise RtkError(f"{where}: {exc}") from None
         _fit_gates(tree)
+        values = {k: v if k in SHORTHANDS else _get(tree, k) for k, v in values.items()}    # as used, once fitted
         try:
             built = Recipe.model_validate(tree)
         except ValidationError as exc:
@@ -123,13 +131,13 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
             field = ".".join(str(p) for p in first["loc"]) or "recipe"
             message = ("not a recipe field" if first["type"] == "extra_forbidden" else
                        first["msg"].removeprefix("Value error, "))
-            shown = _show_values(values)
+            shown = show_values(values)
             raise RtkError(f"{where}: sweep candidate {cid} ({shown}): {field}: {message}; fix sweep.values") from None
         key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
         same = seen.setdefault(key, Candidate(id=cid, values=values, recipe=built))
         if same.id != cid:
             raise RtkError(f"{where}: sweep candidates {same.id} and {cid} are the same recipe ({same.label} / "
-                           f"{_show_values(values)}); give each value once in sweep.values")
+                           f"{show_values(values)}); give each value once in sweep.values")
         out.append(Candidate(id=cid, values=values, recipe=built))
     return out
 

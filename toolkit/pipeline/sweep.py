@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 from toolkit.errors import SIGNALLED, GateFailed, RtkError, internal_error
 from toolkit.io import FOLDER, check_io, write_json, write_text_atomic
 from toolkit.pipeline.cache import StageCache
-from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first
+from toolkit.pipeline.candidates import Candidate, absolute, expand, leaders_first, show_values
 from toolkit.pipeline.run import STATE as RUN_STATE, Executor, Run, check_machine, inline, prepare_output
 from toolkit.pipeline.run import recipe_inputs
 from toolkit.pipeline.sweep_report import CandidateResult, SweepResult, from_report, mark_pareto, new_result
@@ -44,19 +44,36 @@ def fingerprint(recipe: Recipe) -> str:
     return hashlib.sha256(dump_recipe(recipe).encode()).hexdigest()
 
 
+def _records(output: Path) -> dict[str, CandidateResult]:
+    """The candidates the sweep in `output` recorded, by id; none from a damaged state (a crash, an edit)."""
+    import json
+
+    try:
+        return {r["id"]: CandidateResult.model_validate(r)
+                for r in json.loads((output / STATE).read_text())["candidates"]}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _refuse_replacing(output: Path, candidates: list[Candidate]) -> None:
+    """--resume keeps what the sweep in `output` finished: a recipe that would drop one of its finished candidates,
+    or run another recipe under its id, is refused (--force starts over)."""
+    now = {c.id: fingerprint(c.recipe) for c in candidates}
+    lost = [r for cid, r in _records(output).items() if r.status != "crashed" and now.get(cid) != r.fingerprint]
+    if lost:
+        r = lost[0]
+        raise RtkError(f"--resume: {output} holds {r.id} ({show_values(r.values)}), finished by its sweep, which "
+                       f"this recipe {'changes' if r.id in now else 'no longer has'}; resume with the recipe in "
+                       f"{output / 'recipe.yaml'}, pass --force to start over, or choose a new -o")
+
+
 def _kept(output: Path, candidates: list[Candidate]) -> dict[str, CandidateResult]:
     """Candidates a previous sweep in `output` finished with the same recipe (crashed ones are tried again). One
     recorded in another folder (the sweep was copied or moved) runs again in its own: its unchanged stages are
     skipped, and its report then names the files where they are now."""
     import json
 
-    state = output / STATE
-    if not state.is_file():
-        return {}
-    try:
-        records = {r["id"]: CandidateResult.model_validate(r) for r in json.loads(state.read_text())["candidates"]}
-    except (OSError, ValueError, TypeError, KeyError):     # damaged (a crash, an edit): every candidate runs again
-        return {}
+    records = _records(output)
     now = {c.id: fingerprint(c.recipe) for c in candidates}
     kept = {cid: r for cid, r in records.items() if now.get(cid) == r.fingerprint and r.status != "crashed"
             and Path(r.folder) == output / "candidates" / cid}
@@ -181,6 +198,8 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     check_io(inputs=[p for c in candidates for p in recipe_inputs(c.recipe)], outputs=[("-o", output, FOLDER)])
     _prepare(output, resume=resume, force=force)
     with _only_sweep(output):
+        if not force:
+            _refuse_replacing(output, candidates)
         kept = {} if force else _kept(output, candidates)
         if not (output / STATE).is_file():
             write_json(output / STATE, {"candidates": []})     # from now on the folder holds a sweep to resume
