@@ -63,7 +63,8 @@ def test_candidates_expand_the_value_lists():
                                     "    compile.targets: [[onnxruntime], [openvino]]\n"))
     assert [c.recipe.compile.embed_preprocess for c in long_form] == [False, True]
     swept = expand(parse_recipe(embed.replace("[openvino]", "[onnxruntime]") + "sweep:\n  values:\n"
-                                "    compile.targets: [[onnxruntime], [openvino]]\n    compile.embed_preprocess: [true]\n"))
+                                "    compile.targets: [[onnxruntime], [openvino]]\n"
+                                "    compile.embed_preprocess: [true]\n"))
     assert [c.values["compile.embed_preprocess"] for c in swept] == [False, True]   # shown as each candidate ran
     assert parse_recipe(BASE + 'sweep:\n  values:\n    compile.embed_preprocess: ["false"]\n    seed: [0, 1]\n')
 

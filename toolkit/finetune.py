@@ -22,7 +22,7 @@ from toolkit.artifact import ModelMeta, Preprocess
 from toolkit.io import atomic_outputs, check_output, write_json
 from toolkit.data import ImageSet, check_classes, image_folder, loader
 from toolkit.errors import RtkError
-from toolkit.models import PRETRAINED, load_model, save_checkpoint
+from toolkit.models import PRETRAINED, checkpoint_meta, load_model, save_checkpoint
 from toolkit.progress import Progress, silent
 from toolkit.settings import MIN_CLASSES, FinetuneSettings
 
@@ -193,6 +193,19 @@ def train(model: nn.Module, *, train_set: ImageSet, val_set: ImageSet, epochs: i
     return model.eval(), history
 
 
+def _kept(output: Path, began: float, epochs: int) -> str | None:
+    """What an interrupted finetune leaves at `output` (saved each time val top-1 improved), read from the file."""
+    try:
+        if output.stat().st_mtime < began:
+            return None
+        held = checkpoint_meta(output).extra
+        epoch, top1 = int(held["best_epoch"]) + 1, float(held["val_top1"])
+    except (OSError, RtkError, KeyError, TypeError, ValueError):
+        return None
+    return (f"{output} holds epoch {epoch} of {epochs} (val top-1 {top1:.2f}%), the best trained before the interrupt; "
+            f"run again for all {epochs} epochs and the training history")
+
+
 def finetune(settings: FinetuneSettings, *, data: Path, output: Path, weights: str = "none",
              input_size: int | None = None, seed: int = 0, progress: Progress = silent) -> FinetuneResult:
     """Train on `data` (train/ and val/) from `weights` and save the best checkpoint at `output` (atomically, each
@@ -221,27 +234,23 @@ def finetune(settings: FinetuneSettings, *, data: Path, output: Path, weights: s
                         lr=lr, batch_size=cfg.batch_size, seed=seed, data=str(data),
                         **({"augment": cfg.augment} if cfg.augment != "full" else {}))
 
-    saved: list[EpochStats] = []
-
     def save_best(net: nn.Module, stats: EpochStats) -> None:
         best = meta.model_copy(update={"extra": {**meta.extra, "val_top1": stats.val_acc, "best_epoch": stats.epoch}})
         save_checkpoint(output, net, best)
-        saved.append(stats)
 
+    began = time.time()
+    history_json = output.with_suffix(".history.json")
     try:
         model, history = train(model, train_set=train_set, val_set=val_set, epochs=cfg.epochs, lr=lr,
                                batch_size=cfg.batch_size, seed=seed, weight_decay=cfg.weight_decay,
                                label_smoothing=cfg.label_smoothing, params=params, progress=progress,
                                on_best=save_best)
+        write_json(history_json, [h.model_dump() for h in history])
+        plot = plot_history(history, output.with_suffix(".history.png"))
     except BaseException as exc:        # an interrupt (or a library's error for it): say what the checkpoint is
-        if saved:
-            setattr(exc, "kept", f"{output} holds epoch {saved[-1].epoch + 1} of {cfg.epochs}, the best before the "
-                    f"interrupt (val top-1 {saved[-1].val_acc:.2f}%); run again to train all {cfg.epochs}")
+        setattr(exc, "kept", _kept(output, began, cfg.epochs))
         raise
     best = max(history, key=lambda h: h.val_acc)
-    history_json = output.with_suffix(".history.json")
-    write_json(history_json, [h.model_dump() for h in history])
-    plot = plot_history(history, output.with_suffix(".history.png"))
     return FinetuneResult(output=str(output), history_json=str(history_json), plot_png=str(plot) if plot else None,
                           weights=weights, freeze_backbone=cfg.freeze_backbone, augment=cfg.augment,
                           classes=meta.class_names, input_size=meta.preprocess.crop, train_images=len(train_set),
