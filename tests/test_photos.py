@@ -211,7 +211,7 @@ def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
 def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_onnx, tiny_data, tmp_path, cli):
     """A symlinked sub-folder is read; a truncated JPEG in a folder is left out and named (a file named on the
     command line still fails); a static batch-4 IR takes a last batch of 3, padded, runs batches of 4 by default
-    (and says so), and refuses another batch size."""
+    (and says so), and refuses another batch size; bench times that batch once for the default 1 or both."""
     from toolkit.compile import compile_model
     from toolkit.settings import CompileSettings
 
@@ -234,6 +234,13 @@ def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_o
     assert [r.top[0].index for r in padded] == [r.top[0].index for r in default] and report.batch_size == 4
     with pytest.raises(RtkError, match="has a static batch of 4, not 2; leave the batch size out"):
         classify([folder / "cams"], ir, settings=PredictSettings(batch_size=2))
+    for args in (["--runs", "3"], ["--images", folder / "cams", "--batch", "1,4"]):    # bench: batch 4, timed once
+        result = cli("bench", ir, *args, "--json", tmp_path / "b.json")
+        assert result.exit_code == 0, result.stderr
+        assert [r["batch"] for r in json.loads((tmp_path / "b.json").read_text())["results"]] == [4]
+    result = cli("bench", ir, "--batch", "2")
+    assert result.exit_code == 2 and "static batch of 4; bench it with --batch 4 (or leave --batch out)" in \
+        result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("command", ["predict", "bench", "validate"])

@@ -157,10 +157,7 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(batches))
     points = []
     with open_runner(path, target, options=options) as runner:
-        fixed = runner.fixed_batch
-        if fixed is not None and any(b != fixed for b in batches):
-            raise RtkError(f"{path}: the artifact has a static batch of {fixed}; bench with --batch {fixed} "
-                           "or export with a dynamic batch")
+        batches = _batches(runner, batches)
         rng = np.random.default_rng(seed)
         for batch in batches:
             progress(f"batch {batch}")
@@ -188,6 +185,16 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
                        isa=effective_tier(runner.target), executed_precision=ran)
 
 
+def _batches(runner, asked: list[int]) -> list[int]:
+    """The batch sizes to time, each once; a static-batch artifact runs its own batch (the default 1 becomes it)."""
+    fixed = runner.fixed_batch
+    sizes = list(dict.fromkeys(fixed if fixed and b == 1 else b for b in asked))
+    if fixed is not None and any(b != fixed for b in sizes):
+        raise RtkError(f"{runner.path}: the artifact has a static batch of {fixed}; bench it with --batch {fixed} (or "
+                       "leave --batch out), or export with a dynamic batch")
+    return sizes
+
+
 def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSettings,
             progress: Progress) -> BenchResult:
     """`rtk bench --images DIR`: every photo of the folder through the overlapped pipeline (the throughput), then
@@ -210,7 +217,7 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(s.batches))
     points, photos = [], None
     with open_runner(path, target, options=options) as runner:
-        for batch in s.batches:
+        for batch in _batches(runner, s.batches):
             progress(f"{len(paths)} photos, batch {batch}")
             run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers or 2,
                                   depth=max(s.depth or 8, batch))
