@@ -41,7 +41,8 @@ def test_schema_is_json_schema(cli):
     (TINY.replace("runs: 5", "runz: 5"), ":11: unknown key 'bench.runz'"),
     (TINY.replace("runs: 5", "runs: many"), ":11: bench.runs"),
     (TINY + "extra: {a: [1, 2}\n", "YAML syntax error"),
-    (TINY.replace("onnxruntime: 100000", "openvino: 5"), "compile.targets does not build"),
+    (TINY.replace("onnxruntime: 100000", "openvino: 5"), ":16: recipe: gates.max_p99_ms names ['openvino'], which "
+                                                          "compile.targets does not build"),     # the gate's line
     (TINY.replace("targets: [onnxruntime]", "targets: [tflite]"), "compile.targets.0"),
     (TINY.replace("targets: [onnxruntime]", "targets: [onnxruntime]\n  embed_preprocess: true"),
      ":10: recipe: compile.embed_preprocess puts the preprocessing in the OpenVINO IR"),  # the line it names

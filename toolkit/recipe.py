@@ -230,9 +230,10 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
     first = error.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
     line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
-    if not loc:     # a rule across fields: the line of the first field its message names
-        named = [tuple(m.split(".")) for m in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+", first["msg"])]
-        line = next((lines[n] for n in named if n in lines), line)
+    if not loc:     # a rule across fields: the line of the first field its message names, or of its sweep value
+        named = re.findall(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+", first["msg"])
+        places = [tuple(n.split(".")) for n in named] + [("sweep", "values", n) for n in named]
+        line = next((lines[p] for p in places if p in lines), line)
     where = f"{path}:{line}" if line else str(path)
     key = ".".join(str(p) for p in loc) or "recipe"
     if first["type"] == "extra_forbidden":
