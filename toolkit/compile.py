@@ -108,6 +108,10 @@ def compile_model(source: str | Path, *, target: str, settings: CompileSettings 
     qdq = has_qdq(model)
     precision = _resolve_precision(settings.precision, qdq, is_fp16_onnx(model), target=target,
                                    calibration=Path(calibration) if calibration else None, source=source)
+    if calibration is not None and (qdq or precision != "int8"):     # it would be read for nothing
+        raise RtkError(f"--calibration quantizes an FP32 ONNX to INT8; {source} is INT8 already (Q/DQ): drop it" if qdq
+                       else f"--calibration quantizes to INT8, and this compiles {precision}: add --precision int8, "
+                       "or drop --calibration")
     job = CompileJob(source=source, source_sha256=sha256_file(source), model=model, meta=meta, settings=settings,
                      precision=precision, qdq=qdq, output=Path(output) if output is not None else None,
                      calibration=Path(calibration) if calibration else None, say=progress)
