@@ -184,12 +184,15 @@ def show_validation(report) -> None:
         table.add_row(name, s.target, s.precision, _f(s.top1), _f(s.top5), _f(s.drop_pt), _f(s.agreement),
                       _f(s.cosine, ".5f"), _f(s.p50_ms))
     out.print(table)
+    bare: dict[str, list[str]] = {}     # one warning per distinct advice, naming its artifacts
     for s in rows:
         if s.executed_precision and not _same_precision(s.precision, s.executed_precision):
             out.print(f"[dim]{escape(s.artifact)}: {s.precision} artifact, computed in {s.executed_precision}[/]",
                       highlight=False)
         if s.bare_compile_differs:
-            warn(escape(s.bare_compile_differs))
+            bare.setdefault(s.bare_compile_differs, []).append(s.artifact)
+    for advice, artifacts in bare.items():
+        warn(escape(f"{', '.join(artifacts)}: {advice}"))
     from toolkit.console_photos import show_decode
 
     show_decode(rows)

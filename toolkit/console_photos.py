@@ -10,7 +10,7 @@ from toolkit.console import _f, _on, _table, out, warn
 
 def show_predictions(results, *, one_table_from: int = 10) -> None:
     if len(results) >= one_table_from:
-        table = _table(f"{len(results)} images", "image", "class", "probability")
+        table = _table(f"{len(results)} image{'s' if len(results) != 1 else ''}", "image", "class", "probability")
         for r in results:
             table.add_row(r.image, r.top[0].label, f"{r.top[0].probability:.4f}")
         out.print(table)
@@ -31,7 +31,7 @@ def show_phases(report) -> None:
                       (f"infer (per {per})", report.infer_ms), (f"total (per {per})", report.total_ms)):
         table.add_row(name, _f(lat.p50), _f(lat.p99), _f(lat.mean))
     out.print(table)
-    out.print(f"throughput: {report.images} images on {report.target}, batch {report.batch_size}: "
+    out.print(f"throughput: {report.images} image{'s' if report.images != 1 else ''} on {report.target}, batch {report.batch_size}: "
               f"{report.images_per_s:.1f} images/s in {report.wall_s:.2f} s overlapped ({report.workers} decode threads, "
               f"at most {report.peak_in_flight} of {report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
               highlight=False, soft_wrap=True)
