@@ -31,7 +31,8 @@ def show_phases(report) -> None:
                       (f"infer (per {per})", report.infer_ms), (f"total (per {per})", report.total_ms)):
         table.add_row(name, _f(lat.p50), _f(lat.p99), _f(lat.mean))
     out.print(table)
-    out.print(f"throughput: {report.images} image{'s' if report.images != 1 else ''} on {report.target}, batch {report.batch_size}: "
+    plural = "s" if report.images != 1 else ""
+    out.print(f"throughput: {report.images} image{plural} on {report.target}, batch {report.batch_size}: "
               f"{report.images_per_s:.1f} images/s in {report.wall_s:.2f} s overlapped ({report.workers} decode threads, "
               f"at most {report.peak_in_flight} of {report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
               highlight=False, soft_wrap=True)

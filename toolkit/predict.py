@@ -112,7 +112,6 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     phase report: the overlapped run's throughput, and the latency of the first `latency_images` photos (default
     all) timed again one after another. Photos of `skippable` (found in folders) that fail to decode are left
     out, named in the report."""
-
     pre = runner.meta.preprocess
     decode, decode_by = choose_decode(settings.fast_decode, map(decode_record, [runner.meta], [runner.path]))
     counter = counter or InFlight()

@@ -176,8 +176,6 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (temporary files removed) but exiting 143."""
 
 
-
-
 def _interrupted(signum: int, exc: BaseException | None = None) -> None:
     kept = getattr(exc, "kept", None)   # a complete output the command wrote before (finetune's best epoch so far)
     if kept:
