@@ -55,11 +55,10 @@ def _records(output: Path) -> dict[str, CandidateResult]:
         return {}
 
 
-def _refuse_replacing(output: Path, candidates: list[Candidate]) -> None:
-    """--resume keeps what the sweep in `output` finished: a recipe that would drop one of its finished candidates,
-    or run another recipe under its id, is refused (--force starts over)."""
-    now = {c.id: fingerprint(c.recipe) for c in candidates}
-    lost = [r for cid, r in _records(output).items() if r.status != "crashed" and now.get(cid) != r.fingerprint]
+def _refuse_replacing(output: Path, records: dict[str, CandidateResult], now: dict[str, str]) -> None:
+    """--resume keeps what the sweep in `output` finished (`records`): a recipe whose candidates (`now`, fingerprints
+    by id) would drop one of them, or run another recipe under its id, is refused (--force starts over)."""
+    lost = [r for cid, r in records.items() if r.status != "crashed" and now.get(cid) != r.fingerprint]
     if lost:
         r = lost[0]
         raise RtkError(f"--resume: {output} holds {r.id} ({show_values(r.values)}), finished by its sweep, which "
@@ -67,14 +66,12 @@ def _refuse_replacing(output: Path, candidates: list[Candidate]) -> None:
                        f"{output / 'recipe.yaml'}, pass --force to start over, or choose a new -o")
 
 
-def _kept(output: Path, candidates: list[Candidate]) -> dict[str, CandidateResult]:
+def _kept(output: Path, records: dict[str, CandidateResult], now: dict[str, str]) -> dict[str, CandidateResult]:
     """Candidates a previous sweep in `output` finished with the same recipe (crashed ones are tried again). One
     recorded in another folder (the sweep was copied or moved) runs again in its own: its unchanged stages are
     skipped, and its report then names the files where they are now."""
     import json
 
-    records = _records(output)
-    now = {c.id: fingerprint(c.recipe) for c in candidates}
     kept = {cid: r for cid, r in records.items() if now.get(cid) == r.fingerprint and r.status != "crashed"
             and Path(r.folder) == output / "candidates" / cid}
     for r in kept.values():          # recorded before candidates carried their repeats: from their own report
@@ -198,9 +195,10 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     check_io(inputs=[p for c in candidates for p in recipe_inputs(c.recipe)], outputs=[("-o", output, FOLDER)])
     _prepare(output, resume=resume, force=force)
     with _only_sweep(output):
-        if not force:
-            _refuse_replacing(output, candidates)
-        kept = {} if force else _kept(output, candidates)
+        records = {} if force else _records(output)
+        now = {c.id: fingerprint(c.recipe) for c in candidates}
+        _refuse_replacing(output, records, now)
+        kept = _kept(output, records, now)
         if not (output / STATE).is_file():
             write_json(output / STATE, {"candidates": []})     # from now on the folder holds a sweep to resume
         write_text_atomic(output / "recipe.yaml", dump_recipe(recipe))
