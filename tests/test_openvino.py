@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -132,6 +135,41 @@ def test_bench_throughput_hint_uses_parallel_requests(ir_fp32):
     assert result.runtime["hint"] == "throughput" and result.runtime["infer_requests"] >= 1
     assert result.isa == effective_tier("openvino") is not None
     assert all(p.throughput_ips > 0 for p in result.results)
+
+
+MIXED_CALLS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from toolkit.backends import RunnerOptions, open_runner
+
+    rng = np.random.default_rng(0)
+    with open_runner(sys.argv[1], "openvino", options=RunnerOptions(hint="throughput", max_batch=2)) as runner:
+        side = runner.meta.preprocess.crop
+        fixed = rng.standard_normal((1, 3, side, side)).astype(np.float32)
+        want = runner.infer(fixed.copy())
+        got = []
+        for _ in range(3):
+            for _ in range(4):      # inputs freed as soon as each call returns
+                runner.infer(rng.standard_normal((1, 3, side, side)).astype(np.float32))
+            runner.infer_many(rng.standard_normal((2, 3, side, side)).astype(np.float32), 4)
+            for _ in range(40):
+                runner.infer_async(fixed.copy(), lambda out, ms: got.append(out))
+                junk = [np.ones(side * side, np.float32) for _ in range(4)]
+            runner.wait_async()
+    print(len(got), max(float(np.abs(g - want).max()) for g in got))
+""")
+
+
+def test_mixed_sync_many_and_async_calls_never_touch_a_freed_input(ir_fp32):
+    """`rtk predict` runs a folder through async requests, then times photos one by one with sync calls, and bench
+    mixes infer and infer_many: an input shared with OpenVINO and freed after its call was written to by the next
+    async request (heap corruption, a segfault or malloc abort here on the 64-px IR). Run in a child process, so a
+    crash fails this test instead of killing pytest; the async results must still be the sync one."""
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", MIXED_CALLS, ir_fp32.output],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    count, diff = proc.stdout.split()
+    assert int(count) == 120 and float(diff) < 1e-4
 
 
 def test_xml_without_bin_is_refused(ir_fp32, tmp_path, cli):

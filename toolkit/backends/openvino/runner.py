@@ -1,5 +1,11 @@
 """OpenVINO runner for `.xml` and `.onnx`, compiled with a performance hint: LATENCY for one request at a time,
-THROUGHPUT for parallel requests, which `infer_many` drives through an AsyncInferQueue."""
+THROUGHPUT for parallel requests, which `infer_many` drives through an AsyncInferQueue.
+
+Inputs are copied into the requests' own tensors (`share_inputs=False`), never shared: OpenVINO's CPU plugin keeps
+a pointer to a shared input after the call returns, and once the array was freed, a later request that copies its
+input (an AsyncInferQueue's) wrote into that freed memory and corrupted the heap: a segfault when one runner ran
+`toolkit.predict.run_photos` twice, as the photo benchmark does (tests/test_openvino.py). The copy costs about 1%
+of a batch-1 INT8 call (AMD EPYC Zen 5)."""
 
 from __future__ import annotations
 
@@ -55,7 +61,7 @@ class OpenVINORunner(Runner):
         return self._batch
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        self.request.infer({0: np.ascontiguousarray(batch, dtype=self._dtype)}, share_inputs=True)
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=self._dtype)}, share_inputs=False)
         return self.request.get_output_tensor(0).data.copy()
 
     @property
@@ -70,7 +76,7 @@ class OpenVINORunner(Runner):
             self._queue = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
         x = np.ascontiguousarray(batch, dtype=self._dtype)
         for _ in range(count):
-            self._queue.start_async({0: x}, share_inputs=True)
+            self._queue.start_async({0: x}, share_inputs=False)
         self._queue.wait_all()
 
     def infer_async(self, batch: np.ndarray, done: Callable[[np.ndarray, float], None]) -> None:
@@ -82,7 +88,7 @@ class OpenVINORunner(Runner):
             self._async = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
             self._async.set_callback(lambda request, call: call(request.get_output_tensor(0).data.copy(),
                                                                  request.latency))
-        self._async.start_async({0: np.ascontiguousarray(batch, dtype=self._dtype)}, done)
+        self._async.start_async({0: np.ascontiguousarray(batch, dtype=self._dtype)}, done, share_inputs=False)
 
     def wait_async(self) -> None:
         if self._async is not None:
