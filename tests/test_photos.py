@@ -232,15 +232,14 @@ def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_o
     padded, _ = classify([folder / "cams"], ir, settings=PredictSettings(batch_size=4))
     default, report = classify([folder / "cams"], ir)
     assert [r.top[0].index for r in padded] == [r.top[0].index for r in default] and report.batch_size == 4
-    with pytest.raises(RtkError, match="has a static batch of 4, not 2; leave the batch size out"):
+    with pytest.raises(RtkError, match="has a static batch of 4, not 2; give --batch-size 4 or leave --batch-size out"):
         classify([folder / "cams"], ir, settings=PredictSettings(batch_size=2))
     for args in (["--runs", "3"], ["--images", folder / "cams", "--batch", "1,4"]):    # bench: batch 4, timed once
         result = cli("bench", ir, *args, "--json", tmp_path / "b.json")
         assert result.exit_code == 0, result.stderr
         assert [r["batch"] for r in json.loads((tmp_path / "b.json").read_text())["results"]] == [4]
     result = cli("bench", ir, "--batch", "2")
-    assert result.exit_code == 2 and "static batch of 4; bench it with --batch 4 (or leave --batch out)" in \
-        result.stderr, result.stderr
+    assert result.exit_code == 2 and "static batch of 4, not 2; give --batch 4 or leave --batch out" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("command", ["predict", "bench", "validate"])

@@ -187,12 +187,7 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
 
 def _batches(runner, asked: list[int]) -> list[int]:
     """The batch sizes to time, each once; a static-batch artifact runs its own batch (the default 1 becomes it)."""
-    fixed = runner.fixed_batch
-    sizes = list(dict.fromkeys(fixed if fixed and b == 1 else b for b in asked))
-    if fixed is not None and any(b != fixed for b in sizes):
-        raise RtkError(f"{runner.path}: the artifact has a static batch of {fixed}; bench it with --batch {fixed} (or "
-                       "leave --batch out), or export with a dynamic batch")
-    return sizes
+    return list(dict.fromkeys(runner.batch_for(b, "--batch") for b in asked))
 
 
 def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSettings,

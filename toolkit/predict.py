@@ -151,16 +151,11 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
 
 def photo_batch(runner, settings: PredictSettings) -> int:
     """Images per inference call: the asked batch, or a static-batch artifact's own (the default 1 becomes it)."""
-    fixed, asked = runner.fixed_batch, settings.batch_size
-    if fixed is None or asked == fixed:
-        return asked
-    if asked != 1:
-        raise RtkError(f"{runner.path}: the artifact has a static batch of {fixed}, not {asked}; leave the batch size "
-                       f"out (it then runs batches of {fixed}), or export with a dynamic batch")
-    if settings.depth < fixed:
-        raise RtkError(f"--depth {settings.depth} holds less than the static batch of {runner.path} ({fixed}); give "
-                       f"--depth {fixed} or more")
-    return fixed
+    size = runner.batch_for(settings.batch_size, "--batch-size")
+    if settings.depth < size:
+        raise RtkError(f"--depth {settings.depth} holds less than the static batch of {runner.path} ({size}); give "
+                       f"--depth {size} or more")
+    return size
 
 
 def one_by_one(paths: Sequence[str], runner, *, decode: Decode, batch_size: int) -> dict[str, list[float]]:

@@ -53,6 +53,15 @@ class Runner(abc.ABC):
         """The only batch size the artifact accepts, or None when any batch size works."""
         return None
 
+    def batch_for(self, asked: int, flag: str) -> int:
+        """The batch a call of `asked` images runs at: `asked`, or a static-batch artifact's own batch, which the
+        default 1 becomes; another size is refused, naming the option (`flag`) that asked for it."""
+        fixed = self.fixed_batch
+        if fixed is None or asked in (1, fixed):
+            return fixed or asked
+        raise RtkError(f"{self.path}: the artifact has a static batch of {fixed}, not {asked}; give {flag} {fixed} or "
+                       f"leave {flag} out, or export with a dynamic batch")
+
     def __enter__(self) -> "Runner":
         self.load()
         return self
