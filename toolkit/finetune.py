@@ -22,7 +22,7 @@ from toolkit.artifact import ModelMeta, Preprocess
 from toolkit.io import atomic_outputs, check_output, write_json
 from toolkit.data import ImageSet, check_classes, image_folder, loader
 from toolkit.errors import RtkError
-from toolkit.models import PRETRAINED, checkpoint_meta, load_model, save_checkpoint
+from toolkit.models import PRETRAINED, load_model, save_checkpoint, stored_extra
 from toolkit.progress import Progress, silent
 from toolkit.settings import MIN_CLASSES, FinetuneSettings
 
@@ -198,7 +198,7 @@ def _kept(output: Path, began: float, epochs: int) -> str | None:
     try:
         if output.stat().st_mtime < began:
             return None
-        held = checkpoint_meta(output).extra
+        held = stored_extra(output)
         epoch, top1 = int(held["best_epoch"]) + 1, float(held["val_top1"])
     except (OSError, RtkError, KeyError, TypeError, ValueError):
         return None

@@ -106,13 +106,13 @@ def _random(num_classes: int, class_names: list[str] | None, seed: int) -> tuple
     return model, meta
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: Path, *, mmap: bool = False) -> object:
     if not path.is_file():
         raise RtkError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise RtkError(f"{path}: checkpoint is empty (0 bytes); save it again")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         raise RtkError(
             f"{path}: refused, it holds pickled Python objects, not only tensors; "
@@ -186,6 +186,17 @@ def _check_shapes(meta: ModelMeta, state: dict, path: Path) -> None:
 def checkpoint_meta(path: Path) -> ModelMeta:
     """The metadata of a checkpoint, after proving its weights load into the network it describes."""
     return read_checkpoint(Path(path))[1]
+
+
+def stored_extra(path: Path) -> dict:
+    """The `extra` metadata an rtk checkpoint stores, read without reading its weights (memory-mapped) or building
+    the network: for a note on a file rtk just wrote, not to trust a checkpoint (that is `checkpoint_meta`)."""
+    obj = _torch_load(Path(path), mmap=True)
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    extra = meta.get("extra") if isinstance(meta, dict) else None
+    if not isinstance(extra, dict):
+        raise RtkError(f"{path}: no rtk metadata")
+    return extra
 
 
 def _first_error(exc: ValidationError) -> str:
