@@ -229,9 +229,11 @@ def _lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
 def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str:
     first = error.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
-    line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
-    if not loc:     # a rule across fields: the line of the first field its message names, or of its sweep value
-        named = re.findall(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+", first["msg"])
+    lines = {tuple(map(str, k)): v for k, v in lines.items()}    # a YAML key 3 is "3" here, 3 in pydantic's loc
+    line = next((lines[k] for n in range(len(loc), -1, -1) if (k := tuple(map(str, loc[:n]))) in lines), None)
+    if loc in ((), ("sweep", "values")):   # a rule across fields or value lists: the line of the first field its
+        message = first["msg"].removeprefix("Value error, ")                              # message names
+        named = re.findall(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+", message) + message.split(" ")[:1]
         places = [tuple(n.split(".")) for n in named] + [("sweep", "values", n) for n in named]
         line = next((lines[p] for p in places if p in lines), line)
     where = f"{path}:{line}" if line else str(path)
@@ -251,7 +253,8 @@ def _types(annotation: Any) -> set:
     return {t for a in args for t in _types(a)}
 
 
-def _refuse_bools(data: Any, model: type[BaseModel], lines: dict[tuple, int], path: Path, prefix: tuple = ()) -> None:
+def refuse_bools(data: Any, model: type[BaseModel], lines: dict[tuple, int], path: Path | str,
+                 prefix: tuple = ()) -> None:
     """YAML `true` where a number is meant is refused: pydantic's lax mode would read it as 1 (`seed: true`)."""
     if not isinstance(data, dict):
         return
@@ -267,7 +270,7 @@ def _refuse_bools(data: Any, model: type[BaseModel], lines: dict[tuple, int], pa
                            "not a number; give a number (see `rtk recipe schema`)")
         sub = next((t for t in kinds if isinstance(t, type) and issubclass(t, BaseModel)), None)
         if sub is not None:
-            _refuse_bools(value, sub, lines, path, prefix + (key,))
+            refuse_bools(value, sub, lines, path, prefix + (key,))
 
 
 MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128
@@ -313,11 +316,17 @@ def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
         raise RtkError(f"{path}:{where}: YAML not allowed in a recipe: {problem}; write plain values") from None
     if not isinstance(data, dict):
         raise RtkError(f"{path}: a recipe is a YAML mapping (name:, data:, ...); see recipes/demo.yaml")
-    _refuse_bools(data, Recipe, _lines(node) if node else {}, path)
+    lines = _lines(node) if node else {}
+    refuse_bools(data, Recipe, lines, path)
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RtkError(_explain(exc, _lines(node) if node else {}, path)) from None
+        raise RtkError(_explain(exc, lines, path)) from None
+    if recipe.sweep is not None:      # every candidate checked now, an error at the line of its swept key
+        from toolkit.pipeline.candidates import expand
+
+        expand(recipe, str(path), lines)
+    return recipe
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -377,8 +377,8 @@ class SweepSettings(Settings):
             raise ValueError(f"{empty[0]} has no values; give at least one" if empty else
                              "no field to sweep; give one with its values, e.g. prune.ratio: [0.3, 0.5]")
         for key, values in v.items():
-            seen = [json.dumps(x, sort_keys=True) for x in values]
-            twice = next((x for i, x in enumerate(values) if seen[i] in seen[:i]), None)
+            seen = [json.dumps(x, sort_keys=True, default=str) for x in values]    # default: a YAML date
+            twice = next((seen[i].strip('"') for i in range(len(values)) if seen[i] in seen[:i]), None)
             if twice is not None:
                 raise ValueError(f"{key} lists {twice} twice; give each value once")
         return v

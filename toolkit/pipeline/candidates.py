@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from toolkit.errors import RtkError
-from toolkit.recipe import Recipe
+from toolkit.recipe import Recipe, refuse_bools
 
 MAX_CANDIDATES = 512
 FIELD = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")  # a recipe field's dotted name
@@ -39,7 +39,12 @@ class Candidate:
 
 
 def _show(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    """A swept value as the recipe writes it: a list comma-joined, true/false, a date as written."""
+    if isinstance(value, list):
+        return ",".join(map(_show, value))
+    if isinstance(value, (bool, int, float, dict)) or value is None:
+        return json.dumps(value, default=str)
+    return str(value)
 
 
 def show_values(values: dict[str, Any]) -> str:
@@ -70,12 +75,12 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 def _apply(tree: dict[str, Any], key: str, value: Any) -> None:
     if not FIELD.fullmatch(key):
         raise RtkError(f"sweep.values: {key!r} is not a recipe field; name one as section.field, e.g. prune.ratio")
-    if key.split(".")[0] in ("sweep", "name", "version"):
-        raise RtkError(f"sweep.values: {key} cannot be swept (it belongs to the sweep itself); name a stage field "
-                       "such as prune.ratio")
+    if key.split(".")[0] in ("sweep", "name", "version", "description"):
+        raise RtkError(f"sweep.values: {key} cannot be swept (it describes the sweep, not a candidate); name a "
+                       "stage field such as prune.ratio")
     if key == "precision":
         if value not in ("fp32", "fp16", "int8"):
-            raise RtkError(f"sweep.values: precision {value!r}: use fp32, fp16 or int8")
+            raise RtkError(f"sweep.values: precision {_show(value)}: use fp32, fp16 or int8")
         tree.setdefault("compile", {})["precision"] = "auto" if value == "int8" else value
         if value == "int8":
             tree["quantize"] = tree.get("quantize") or {}
@@ -99,16 +104,23 @@ def _fit_gates(tree: dict[str, Any]) -> None:
             gates[name] = {t: v for t, v in gates[name].items() if t in targets}
 
 
-def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
-    """The candidates of `recipe`'s sweep, in the order of the value lists (the last one varies fastest)."""
+def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None = None) -> list[Candidate]:
+    """The candidates of `recipe`'s sweep, in the order of the value lists (the last one varies fastest). With the
+    recipe file's `lines` (key path -> line), an error names the line of the swept key it is about."""
     if recipe.sweep is None:
         raise RtkError(f"{where} has no sweep: block; add one (see recipes/sweep-demo.yaml), or run it with rtk run")
     lists = recipe.sweep.values
+    lines = lines or {}
+
+    def at(key: str | None) -> str:
+        line = lines.get(("sweep", "values", key)) or lines.get(("sweep", "values"))
+        return f"{where}:{line}" if line else where
+
     count = 1
     for values in lists.values():
         count *= len(values)
     if count > MAX_CANDIDATES:
-        raise RtkError(f"{where}: the sweep has {count} candidates (limit {MAX_CANDIDATES}); shorten the value lists")
+        raise RtkError(f"{at(None)}: the sweep has {count} candidates (limit {MAX_CANDIDATES}); shorten the value lists")
     base = recipe.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"sweep"})
     width = len(str(count - 1))
     out, seen = [], {}
@@ -121,9 +133,10 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
             try:
                 _apply(tree, key, value)
             except RtkError as exc:
-                raise RtkError(f"{where}: {exc}") from None
+                raise RtkError(f"{at(key)}: {exc}") from None
         _fit_gates(tree)
         values = {k: v if k in SHORTHANDS else _get(tree, k) for k, v in values.items()}    # as used, once fitted
+        refuse_bools(tree, Recipe, {tuple(k.split(".")): lines.get(("sweep", "values", k)) for k in lists}, where)
         try:
             built = Recipe.model_validate(tree)
         except ValidationError as exc:
@@ -131,12 +144,13 @@ def expand(recipe: Recipe, where: str = "recipe") -> list[Candidate]:
             field = ".".join(str(p) for p in first["loc"]) or "recipe"
             message = ("not a recipe field" if first["type"] == "extra_forbidden" else
                        first["msg"].removeprefix("Value error, "))
-            shown = show_values(values)
-            raise RtkError(f"{where}: sweep candidate {cid} ({shown}): {field}: {message}; fix sweep.values") from None
+            swept = next((k for k in lists if field == k or field.startswith(k + ".")), None)
+            raise RtkError(f"{at(swept)}: sweep candidate {cid} ({show_values(values)}): {field}: {message}; fix "
+                           "sweep.values") from None
         key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
         same = seen.setdefault(key, Candidate(id=cid, values=values, recipe=built))
         if same.id != cid:
-            raise RtkError(f"{where}: sweep candidates {same.id} and {cid} are the same recipe ({same.label} / "
+            raise RtkError(f"{at(None)}: sweep candidates {same.id} and {cid} are the same recipe ({same.label} / "
                            f"{show_values(values)}); give each value once in sweep.values")
         out.append(Candidate(id=cid, values=values, recipe=built))
     return out
