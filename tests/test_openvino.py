@@ -114,6 +114,7 @@ def test_nncf_int8_from_calibration_folder_uses_rtk_settings(random_onnx, tiny_d
 def test_static_batch_and_cache_dir(random_onnx, tmp_path):
     result = compile_model(random_onnx, target="openvino", output=tmp_path / "b2", settings=CompileSettings(batch=2))
     assert result.batch == "2" and result.input.startswith("2x3x64x64 float32")
+    assert json.loads(result.model_dump_json())["static_batch"] == 2      # --json: the number, not only the label
     cache = tmp_path / "cache"
     with open_runner(result.output, options=RunnerOptions(cache_dir=cache)) as runner:
         assert runner.fixed_batch == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from toolkit.io import sha256_file
 from toolkit.onnx_file import load_onnx, read_onnx_meta
@@ -43,12 +43,17 @@ class CompileResult(BaseModel):
     files: list[OutputFile] = Field(default_factory=list)
     size_mb: float = 0.0
     seconds: float
-    batch: str
+    batch: str = Field(description='The batch in words: "1" (static), "dynamic", "dynamic 1-8 (opt 1)".')
     input: str = Field("", description="What the artifact takes, in words (uint8 pixels where the preprocessing is "
                        "embedded).")
     profile: BatchProfile | None = None
     findings: list[Finding] = Field(default_factory=list)
     passed: bool = True
+
+    @computed_field(description="The artifact's fixed batch size; null where the batch is dynamic (see profile).")
+    @property
+    def static_batch(self) -> int | None:
+        return int(self.batch) if self.batch.isdigit() else None
 
     def __bool__(self) -> bool:
         return self.passed
