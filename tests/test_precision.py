@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.backends.openvino.precision import (HINT, RUNTIME_PATH, bf16_refusal, executed, summary)
+from toolkit.backends import open_runner
 from toolkit.validate import validate
 
 HAS_BF16 = bf16_refusal() is None
@@ -59,7 +60,7 @@ def test_bf16_compiles_validates_and_benches(random_onnx, tiny_data, tmp_path, c
     assert done.returncode == 2 and "AVX512_BF16 or AMX" in done.stderr
 
 
-def test_bare_compile_model_runs_what_rtk_reported_or_rtk_names_the_difference(random_ir, tiny_data):
+def test_bare_compile_model_runs_what_rtk_reported_or_rtk_names_the_difference(random_ir, tiny_data, tmp_path):
     """A plain OpenVINO application compiles the rtk IR with no settings: where that computes in another precision
     than rtk validated (bf16 instead of f32 on a CPU with AVX512_BF16/AMX), the report says so and names the
     setting; compiled with the settings the IR carries, it runs exactly what rtk reported."""
@@ -76,4 +77,11 @@ def test_bare_compile_model_runs_what_rtk_reported_or_rtk_names_the_difference(r
         assert score.bare_compile_differs is None
     else:
         assert score.bare_compile_differs and bare in score.bare_compile_differs
-        assert f"{HINT}=f32" in score.bare_compile_differs
+        assert f"{HINT}=f32 (the IR's rt_info rtk/runtime_config records it)" in score.bare_compile_differs
+        edited = tmp_path / "edited.xml"      # the record emptied by hand: the advice no longer points at it
+        copy = core.read_model(str(random_ir))
+        copy.set_rt_info("", [*RUNTIME_PATH, HINT])
+        ov.save_model(copy, str(edited), compress_to_fp16=False)
+        with open_runner(edited, "openvino") as runner:
+            advice = runner.describe()["bare_compile_differs"]
+        assert advice.endswith(f"{HINT}=f32"), advice

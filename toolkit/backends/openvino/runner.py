@@ -15,8 +15,9 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit.backends.base import Runner
-from toolkit.backends.openvino.loader import core, one_line, require_bin
-from toolkit.backends.openvino.precision import HINT, bare_default, executed, require_bf16, runtime_config, summary
+from toolkit.backends.openvino.loader import core, one_line, read_model, require_bin
+from toolkit.backends.openvino.precision import (HINT, RUNTIME_PATH, bare_default, executed, require_bf16,
+                                                 runtime_config, summary)
 from toolkit.errors import RtkError
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
@@ -102,16 +103,24 @@ class OpenVINORunner(Runner):
         layers = executed(self.compiled)
         facts: dict[str, object] = {"executed_precision": summary(layers), "executed_layers": layers}
         if self.options.device.upper().startswith("CPU"):
-            config = runtime_config(self.meta.precision)
             bare = bare_default(self.options.device)
             mine = self._property(HINT)
             if mine is not None and mine.get_type_name() != bare:
+                ran = mine.get_type_name()
                 facts["bare_compile_differs"] = (
                     f"a bare core.compile_model(path, '{self.options.device}') computes float layers in {bare} on "
-                    f"this CPU, rtk ran {mine.get_type_name()}: pass "
-                    + (", ".join(f"{k}={v}" for k, v in config.items()) or f"{HINT}={mine.get_type_name()}")
-                    + " (the IR's rt_info rtk/runtime_config)")
+                    f"this CPU, rtk ran {ran}: pass {HINT}={ran}"
+                    + (" (the IR's rt_info rtk/runtime_config records it)" if self._recorded_hint() == ran else ""))
         return facts
+
+    def _recorded_hint(self) -> str | None:
+        """The INFERENCE_PRECISION_HINT the IR's rt_info rtk/runtime_config records (None for an ONNX file, or an
+        IR without it)."""
+        if self.path.suffix.lower() != ".xml":
+            return None
+        model = read_model(self.path)
+        key = [*RUNTIME_PATH, HINT]
+        return str(model.get_rt_info(key).astype(str)) if model.has_rt_info(key) else None
 
     def _property(self, name: str) -> Any:
         try:
