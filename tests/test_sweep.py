@@ -424,7 +424,7 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
 
 
 @pytest.mark.parametrize("values, message", [
-    ("prune.ratio: [0.3, 0.3]", "prune.ratio lists 0.3 twice"),
+    ("prune.ratio: [0.3, 0.3]", "^<recipe>:LINE: sweep.values: prune.ratio lists 0.3 twice"),
     ("prune.epochs: [1, 1.0]", r"candidates c0 and c1 are the same recipe \(prune.epochs=1 / prune.epochs=1.0\)"),
     ("sweep.retries: [0, 1]", "^<recipe>:LINE: sweep.values: sweep.retries cannot be swept"),
     ("prune..ratio: [0.3]", r"^<recipe>:LINE: sweep.values: 'prune..ratio' is not a recipe field; name one as section.field"),
@@ -436,6 +436,8 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
     ("prune.ratio: [true, 0.5]", "^<recipe>:LINE: prune.ratio: true/false is not a number"),
     ("targets: [[openvino], [openvino]]", r'^<recipe>:LINE: sweep.values: targets lists \["openvino"\] twice'),
     ("bench.threads: []", "^<recipe>:LINE: sweep.values: bench.threads has no values"),
+    ("targets: [onnxruntime, openvnio]", r"^<recipe>:LINE: sweep candidate c1 \(targets=openvnio\): compile.targets.0"),
+    ("prunee.ratio: [0.3]", "^<recipe>:LINE: sweep candidate c0 .*prunee: not a recipe field"),
 ])
 def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
     """Refused when the recipe is read, at the line of the swept key, the values shown as the recipe writes them."""

@@ -235,6 +235,8 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
         message = first["msg"].removeprefix("Value error, ")                              # message names
         named = re.findall(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+", message) + message.split(" ")[:1]
         places = [tuple(n.split(".")) for n in named] + [("sweep", "values", n) for n in named]
+        if loc:        # a value list's rule: its key under sweep.values, not the same field in the recipe body
+            places = places[len(named):]
         line = next((lines[p] for p in places if p in lines), line)
     where = f"{path}:{line}" if line else str(path)
     key = ".".join(str(p) for p in loc) or "recipe"
@@ -264,7 +266,8 @@ def refuse_bools(data: Any, model: type[BaseModel], lines: dict[tuple, int], pat
             continue
         kinds = _types(field.annotation)
         items = value if isinstance(value, list) else [value]
-        if bool not in kinds and Any not in kinds and any(isinstance(v, bool) for v in items):
+        numeric = int in kinds or float in kinds
+        if numeric and bool not in kinds and Any not in kinds and any(isinstance(v, bool) for v in items):
             line = lines.get(prefix + (key,))
             raise RtkError(f"{path}{f':{line}' if line else ''}: {'.'.join(map(str, prefix + (key,)))}: true/false is "
                            "not a number; give a number (see `rtk recipe schema`)")

@@ -377,10 +377,10 @@ class SweepSettings(Settings):
             raise ValueError(f"{empty[0]} has no values; give at least one" if empty else
                              "no field to sweep; give one with its values, e.g. prune.ratio: [0.3, 0.5]")
         for key, values in v.items():
-            seen = [json.dumps(x, sort_keys=True, default=str) for x in values]    # default: a YAML date
-            twice = next((seen[i].strip('"') for i in range(len(values)) if seen[i] in seen[:i]), None)
-            if twice is not None:
-                raise ValueError(f"{key} lists {twice} twice; give each value once")
+            seen: set[str] = set()
+            for shown in (json.dumps(x, sort_keys=True, default=str) for x in values):    # default: a YAML date
+                if shown in seen or seen.add(shown):
+                    raise ValueError(f"{key} lists {shown.strip(chr(34))} twice; give each value once")
         return v
 
     @model_validator(mode="after")

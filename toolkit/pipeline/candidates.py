@@ -144,7 +144,8 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
             field = ".".join(str(p) for p in first["loc"]) or "recipe"
             message = ("not a recipe field" if first["type"] == "extra_forbidden" else
                        first["msg"].removeprefix("Value error, "))
-            swept = next((k for k in lists if field == k or field.startswith(k + ".")), None)
+            swept = next((k for k in lists if field == k or field.startswith(k + ".") or k.startswith(field + ".")
+                          or (k in SHORTHANDS and field.startswith("compile."))), None)
             raise RtkError(f"{at(swept)}: sweep candidate {cid} ({show_values(values)}): {field}: {message}; fix "
                            "sweep.values") from None
         key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
