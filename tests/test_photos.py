@@ -269,6 +269,19 @@ def test_photo_flags_that_cannot_hold_are_one_line(random_onnx, tiny_data, tmp_p
     assert result.exit_code == 2 and result.stderr.startswith("error: --depth must be at least --batch-size")
     result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")
     assert result.exit_code == 2 and "--batch 2 is more than the 1 photos" in result.stderr
+    # bench refuses a --depth below a batch as predict does (it raised it in silence)
+    result = cli("bench", random_onnx, "--images", tiny_data / "val", "--batch", "1,4", "--depth", "2")
+    assert result.exit_code == 2 and result.stderr.startswith("error: --depth 2 holds less than a batch of 4")
+
+
+def test_the_latency_is_timed_in_whole_batches(random_onnx, tiny_data):
+    """A short last batch is another batch size's latency: predict times whole batches only, and a dynamic batch
+    larger than the photos runs, and is reported, as the photos' own."""
+    paths = sorted((tiny_data / "val").rglob("*.png"))
+    _, report = classify(paths[:5], random_onnx, settings=PredictSettings(batch_size=2))
+    assert report.images == 5 and report.latency_images == 4 and report.infer_ms.runs == report.total_ms.runs == 2
+    _, report = classify(paths[:3], random_onnx, settings=PredictSettings(batch_size=8))
+    assert report.batch_size == 3 and report.latency_images == 3 and report.infer_ms.runs == 1
 
 
 PASSED = {"images": 200, "scaled": 200, "exact_top1": 80.0, "fast_top1": 80.0, "agreement": 100.0}

@@ -209,13 +209,20 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
         raise RtkError(f"--batch {max(settings.batches)} is more than the {len(paths)} photos in {folder}: no batch "
                        "that size would run; add photos or give a smaller --batch")
     s = settings
+    if s.depth is not None and s.depth < max(s.batches):
+        raise RtkError(f"--depth {s.depth} holds less than a batch of {max(s.batches)}; give --depth "
+                       f"{max(s.batches)} or more")
     options = RunnerOptions(threads=s.threads, hint=s.hint, max_batch=max(s.batches))
     points, photos = [], None
     with open_runner(path, target, options=options) as runner:
         for batch in _batches(runner, s.batches):
             progress(f"{len(paths)} photos, batch {batch}")
-            run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers or 2,
-                                  depth=max(s.depth or 8, batch))
+            depth = max(8, batch) if s.depth is None else s.depth
+            if depth < batch:
+                static = f" (the static batch of {path})" if runner.fixed_batch else ""
+                raise RtkError(f"--depth {depth} holds less than a batch of {batch}{static}; give --depth {batch} or "
+                               "more")
+            run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers or 2, depth=depth)
             every = {str(p) for p in paths}
             if s.warmup:
                 run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)

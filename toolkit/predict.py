@@ -55,7 +55,8 @@ class PhaseReport(BaseModel):
     workers: int
     depth: int
     peak_in_flight: int = Field(description="Most images decoded ahead and not yet inferred at once.")
-    latency_images: int = Field(description="Images whose phases were timed one after another (not overlapped).")
+    latency_images: int = Field(description="Images whose phases were timed one after another (not overlapped), in "
+                                            "whole batches.")
     decode_ms: Latency = Field(description="Per image, timed one after another.")
     preprocess_ms: Latency = Field(description="Per image, timed one after another.")
     infer_ms: Latency = Field(description="Per batch: one inference call on `batch_size` images.")
@@ -139,7 +140,10 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     if not done_paths:
         raise RtkError(f"none of the {len(paths)} images could be decoded; remove or replace them")
     names = [p for batch in done_paths for p in batch]
-    timed = one_by_one(names[:latency_images], runner, decode=decode, batch_size=batch_size)
+    if not runner.fixed_batch:          # a dynamic batch never ran larger than the photos there are
+        batch_size = min(batch_size, len(names))
+    timed = one_by_one(latency_photos(names, latency_images, batch_size), runner, decode=decode,
+                       batch_size=batch_size)
     report = PhaseReport(
         images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=batch_size,
         workers=settings.workers, depth=settings.depth, peak_in_flight=counter.peak, latency_images=len(timed["decode"]),
@@ -147,6 +151,14 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
         images_per_s=len(names) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
         skipped=failed)
     return finite(np.concatenate([logits[n] for n in range(len(done_paths))]), runner.path), names, report
+
+
+def latency_photos(names: list[str], wanted: int | None, batch_size: int) -> list[str]:
+    """The photos to time one after another: the first `wanted` (all for None), at least one batch, cut to whole
+    batches (a short last batch is another batch size's latency), except the one padded batch of a static-batch
+    artifact given fewer photos than its batch."""
+    take = len(names) if wanted is None else min(len(names), max(wanted, batch_size))
+    return names[:take // batch_size * batch_size or take]
 
 
 def photo_batch(runner, settings: PredictSettings) -> int:
