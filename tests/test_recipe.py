@@ -51,6 +51,11 @@ def test_schema_is_json_schema(cli):
     (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
     (TINY + "quantize: {max_drop: 2.0}\n", "allows more than gates.max_drop_pt"),
     (TINY.replace("runs: 5", "runs: 5\n  seconds: 1"), ":10: bench: give runs or seconds, not both; fix"),
+    # a key that YAML reads as a date, true or null is named as the recipe writes it, not as Python's repr
+    (TINY.replace("onnxruntime: 100000", "2026-01-01: 5"), ":16: gates.max_p99_ms: key 2026-01-01: Input should be"),
+    (TINY.replace("onnxruntime: 100000", "true: 5"), "gates.max_p99_ms: key true: Input should be a valid string"),
+    (TINY.replace("onnxruntime: 100000", "~: 5"), "gates.max_p99_ms: key null: Input should be a valid string"),
+    (TINY + "devices: {nuc: 2026-01-01}\n", "devices.nuc: Input should be a valid dictionary; fix"),   # no class
 ])
 def test_bad_recipes_name_the_problem(text, fragment):
     with pytest.raises(RtkError) as err:

@@ -434,7 +434,11 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
     ("description: [a, b]", "^<recipe>:LINE: sweep.values: description cannot be swept"),
     ("precision: [2026-01-01]", "^<recipe>:LINE: sweep.values: precision 2026-01-01: use fp32, fp16 or int8$"),
     ("prune.ratio: [true, 0.5]", "^<recipe>:LINE: prune.ratio: true/false is not a number"),
-    ("targets: [[openvino], [openvino]]", r'^<recipe>:LINE: sweep.values: targets lists \["openvino"\] twice'),
+    ("targets: [[openvino], [openvino]]", r'^<recipe>:LINE: sweep.values: targets lists \[openvino\] twice'),
+    # a mapping keyed by a YAML date: an exit-2 line naming the key as written (was TypeError, exit 3)
+    ("devices: [{2026-01-01: {dest: a}}]", r"^<recipe>:LINE: sweep candidate c0 \(devices=\{2026-01-01: \{dest: a\}\}\): "
+                                          "devices: key 2026-01-01: Input should be a valid string; fix sweep.values$"),
+    ("devices: [{a: {dest: a}}, {a: {dest: a}}]", r"^<recipe>:LINE: sweep.values: devices lists \{a: \{dest: a\}\} twice"),
     ("bench.threads: []", "^<recipe>:LINE: sweep.values: bench.threads has no values"),
     ("targets: [onnxruntime, openvnio]", r"^<recipe>:LINE: sweep candidate c1 \(targets=openvnio\): compile.targets.0"),
     ("prunee.ratio: [0.3]", "^<recipe>:LINE: sweep candidate c0 .*prunee: not a recipe field"),

@@ -19,6 +19,7 @@ from toolkit.io import read_small_text
 from toolkit.settings import (REMOTE_FIELDS, BenchSettings, CompileSettings, DeviceSpec, ExportSettings,
                               FinetuneSettings, Gates, MAX_CLASSES, MAX_INPUT, MIN_CLASSES, MIN_INPUT, PruneSettings,
                               QuantizeSettings, SEED_MAX, SweepSettings, SynthSettings, Target, ValidateSettings)
+from toolkit.yaml_text import MAX_BYTES, flow, key_lines, refuse_aliases, refuse_deep, refuse_duplicates
 
 RECIPE_VERSION = 1
 
@@ -181,54 +182,28 @@ class Recipe(Strict):
         return "tensorrt" if "tensorrt" in targets else ("openvino" if "openvino" in targets else "onnxruntime")
 
 
-def _refuse_aliases(text: str, path: Path) -> None:
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                mark = event.start_mark
-                raise RtkError(f"{path}:{mark.line + 1}:{mark.column + 1}: YAML aliases (*name) are not allowed in "
-                               "recipes; write the value out")
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "?"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RtkError(f"{path}:{where}: YAML syntax error: {problem}; fix the recipe") from None
+def as_written(loc: tuple, data: Any) -> tuple[str, ...]:
+    """pydantic's loc as the recipe writes it: a key that is a date, true or null in YAML (its repr, or 1 for true,
+    in the loc) the way YAML writes it."""
+    out, node = [], data
+    for part in loc:
+        key = next((k for k in node if k == part or repr(k) == part), part) if isinstance(node, dict) else part
+        node = node.get(key) if isinstance(node, dict) else None
+        out.append(flow(key))
+    return tuple(out)
 
 
-def _refuse_duplicates(node: yaml.Node | None, path: Path, prefix: tuple = ()) -> None:
-    """A key given twice in one mapping is an error naming both lines: YAML loaders keep the last silently, so
-    a gate written twice would vanish."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            name, line = str(key.value), key.start_mark.line + 1
-            if name in seen:
-                dotted = ".".join(map(str, prefix + (name,)))
-                raise RtkError(f"{path}:{line}: key {dotted!r} is given twice (lines {seen[name]} and {line}); "
-                               "keep one")
-            seen[name] = line
-            _refuse_duplicates(value, path, prefix + (name,))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _refuse_duplicates(item, path, prefix + (i,))
-
-
-def _lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
-    """Map each key path in the YAML tree to its 1-based line number."""
-    found: dict[tuple, int] = {prefix: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            found[prefix + (key.value,)] = key.start_mark.line + 1
-            found.update({k: v for k, v in _lines(value, prefix + (key.value,)).items() if k != prefix + (key.value,)})
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            found.update(_lines(item, prefix + (i,)))
-    return found
-
-
-def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str:
+def first_error(error: ValidationError, data: Any) -> tuple[str, str]:
+    """The first error's field, as the recipe writes it ("gates.max_p50_ms: key true" for a bad key), and message."""
     first = error.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+    loc = as_written(tuple(p for p in first["loc"] if p != "[key]" and not str(p).startswith("function-after")), data)
+    field = ".".join(loc[:-1]) + f": key {loc[-1]}" if "[key]" in first["loc"] else ".".join(loc)
+    return field, re.sub(r" or instance of \w+", "", first["msg"].removeprefix("Value error, "))
+
+
+def _explain(error: ValidationError, lines: dict[tuple, int], path: Path, data: Any = None) -> str:
+    first = error.errors()[0]
+    loc = as_written(tuple(p for p in first["loc"] if p != "[key]" and not str(p).startswith("function-after")), data)
     lines = {tuple(map(str, k)): v for k, v in lines.items()}    # a YAML key 3 is "3" here, 3 in pydantic's loc
     line = next((lines[k] for n in range(len(loc), -1, -1) if (k := tuple(map(str, loc[:n]))) in lines), None)
     if loc in ((), ("sweep", "values")):   # a rule across fields or value lists: the line of the first field its
@@ -239,10 +214,10 @@ def _explain(error: ValidationError, lines: dict[tuple, int], path: Path) -> str
             places = places[len(named):]
         line = next((lines[p] for p in places if p in lines), line)
     where = f"{path}:{line}" if line else str(path)
-    key = ".".join(str(p) for p in loc) or "recipe"
+    key, message = first_error(error, data)
     if first["type"] == "extra_forbidden":
-        return f"{where}: unknown key {key!r}; check its spelling against `rtk recipe schema`"
-    return f"{where}: {key}: {first['msg'].removeprefix('Value error, ')}; fix the recipe (see `rtk recipe schema`)"
+        return f"{where}: unknown key {key or 'recipe'!r}; check its spelling against `rtk recipe schema`"
+    return f"{where}: {key or 'recipe'}: {message}; fix the recipe (see `rtk recipe schema`)"
 
 
 def _types(annotation: Any) -> set:
@@ -276,39 +251,13 @@ def refuse_bools(data: Any, model: type[BaseModel], lines: dict[tuple, int], pat
             refuse_bools(value, sub, lines, path, prefix + (key,))
 
 
-MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128
-
-
-def _refuse_deep(text: str, path: Path) -> None:
-    """Refuse huge or deeply nested text up front: PyYAML's time grows with the square of the nesting depth."""
-    if len(text) > MAX_BYTES:
-        raise RtkError(f"{path}: {len(text)} characters is not a recipe (limit {MAX_BYTES}); check the file")
-    depth = deepest = 0
-    quote = ""
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "\n":
-            quote = ""
-    indent = max((len(line) - len(line.lstrip(" ")) for line in text.splitlines()), default=0)
-    if deepest > MAX_DEPTH or indent > MAX_INDENT:
-        raise RtkError(f"{path}: YAML nested too deeply; a recipe is a few levels of mappings")
-
-
 def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
     """The Recipe in YAML `text`; any problem is an RtkError naming `path` (and the line where known)."""
-    _refuse_deep(text, path)
+    refuse_deep(text, path)
     try:
-        _refuse_aliases(text, path)
+        refuse_aliases(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        _refuse_duplicates(node, path)
+        refuse_duplicates(node, path)
         data = yaml.safe_load(text)
     except RecursionError:
         raise RtkError(f"{path}: YAML nested too deeply; a recipe is a few levels of mappings") from None
@@ -319,12 +268,12 @@ def parse_recipe(text: str, path: Path = Path("<recipe>")) -> Recipe:
         raise RtkError(f"{path}:{where}: YAML not allowed in a recipe: {problem}; write plain values") from None
     if not isinstance(data, dict):
         raise RtkError(f"{path}: a recipe is a YAML mapping (name:, data:, ...); see recipes/demo.yaml")
-    lines = _lines(node) if node else {}
+    lines = key_lines(node) if node else {}
     refuse_bools(data, Recipe, lines, path)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RtkError(_explain(exc, lines, path)) from None
+        raise RtkError(_explain(exc, lines, path, data)) from None
     if recipe.sweep is not None:      # every candidate checked now, an error at the line of its swept key
         from toolkit.pipeline.candidates import expand
 

@@ -14,11 +14,12 @@ in the backends registry, checked here by the fields that need it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from toolkit.yaml_text import flow
 
 Target = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
@@ -146,15 +147,10 @@ class PruneSettings(Settings):
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="PyTorch and runtime threads (default: "
                                                                         "their choice).")
 
-    @field_validator("target")
+    @field_validator("target", "measure")
     @classmethod
-    def _search_target(cls, v: str | None) -> str | None:
-        return _capable(v, "search", "time a pruning candidate")
-
-    @field_validator("measure")
-    @classmethod
-    def _measure_targets(cls, v: list[str] | None) -> list[str] | None:
-        for t in v or []:
+    def _timed_on(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for t in v if isinstance(v, list) else [v]:
             _capable(t, "search", "time a pruning candidate")
         return v
 
@@ -378,9 +374,10 @@ class SweepSettings(Settings):
                              "no field to sweep; give one with its values, e.g. prune.ratio: [0.3, 0.5]")
         for key, values in v.items():
             seen: set[str] = set()
-            for shown in (json.dumps(x, sort_keys=True, default=str) for x in values):    # default: a YAML date
-                if shown in seen or seen.add(shown):
-                    raise ValueError(f"{key} lists {shown.strip(chr(34))} twice; give each value once")
+            for shown in map(flow, values):
+                if shown in seen:
+                    raise ValueError(f"{key} lists {shown} twice; give each value once")
+                seen.add(shown)
         return v
 
     @model_validator(mode="after")

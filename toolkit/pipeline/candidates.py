@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from toolkit.errors import RtkError
-from toolkit.recipe import Recipe, refuse_bools
+from toolkit.recipe import Recipe, first_error, refuse_bools
+from toolkit.yaml_text import flow
 
 MAX_CANDIDATES = 512
 FIELD = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")  # a recipe field's dotted name
@@ -40,11 +41,7 @@ class Candidate:
 
 def _show(value: Any) -> str:
     """A swept value as the recipe writes it: a list comma-joined, true/false, a date as written."""
-    if isinstance(value, list):
-        return ",".join(map(_show, value))
-    if isinstance(value, (bool, int, float, dict)) or value is None:
-        return json.dumps(value, default=str)
-    return str(value)
+    return ",".join(map(flow, value)) if isinstance(value, list) else flow(value)
 
 
 def show_values(values: dict[str, Any]) -> str:
@@ -140,12 +137,12 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
         try:
             built = Recipe.model_validate(tree)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "recipe"
-            message = ("not a recipe field" if first["type"] == "extra_forbidden" else
-                       first["msg"].removeprefix("Value error, "))
-            swept = next((k for k in lists if field == k or field.startswith(k + ".") or k.startswith(field + ".")
-                          or (k in SHORTHANDS and field.startswith("compile."))), None)
+            field, message = first_error(exc, tree)
+            field = field or "recipe"
+            message = "not a recipe field" if exc.errors()[0]["type"] == "extra_forbidden" else message
+            dotted = field.split(": key ")[0]
+            swept = next((k for k in lists if dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + ".")
+                          or (k in SHORTHANDS and dotted.startswith("compile."))), None)
             raise RtkError(f"{at(swept)}: sweep candidate {cid} ({show_values(values)}): {field}: {message}; fix "
                            "sweep.values") from None
         key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
