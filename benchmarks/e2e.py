@@ -3,7 +3,8 @@
 naive: Pillow's full decode + the torchvision eval transform (Resize, CenterCrop, ToTensor, Normalize) + the
        runtime, one image at a time, as a user's first script does.
 rtk:   `toolkit.predict.run_photos`: the fast JPEG decode (DCT scaling) and numpy preprocessing on a thread pool,
-       overlapped with inference (OpenVINO: an AsyncInferQueue), in order, bounded.
+       overlapped with inference (OpenVINO THROUGHPUT: each thread infers its photo on a request of its own), in
+       order, bounded.
 
 Two photo sets, drawn from the synthetic classes and upscaled: 4000x3000 (a 12 MP camera frame; per-photo
 latency at batch 1, LATENCY hint for both paths, rtk's phases timed one photo after another) and 500x375 (a folder; images/s of the whole folder, rtk with the
@@ -66,7 +67,7 @@ def _rtk(runner, paths: list[Path]):
     from toolkit.predict import run_photos
     from toolkit.settings import PredictSettings
 
-    return run_photos(paths, runner, settings=PredictSettings(fast_decode=True, batch_size=1, workers=2, depth=8))[2]
+    return run_photos(paths, runner, settings=PredictSettings(fast_decode=True, batch_size=1, depth=8))[2]
 
 
 def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list[Path]], repeats: int,
@@ -116,7 +117,8 @@ def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list
                                   "of_network": median(r / n for r, n in zip(rtk_ips, net)),
                                   "rtk_phases_ms": {k: getattr(phases, f"{k}_ms").p50
                                                     for k in ("decode", "preprocess", "infer")},
-                                  "hint": "throughput", "infer_requests": rounds}
+                                  "hint": "throughput", "infer_requests": rounds, "threads": phases.workers,
+                                  "threads_infer": phases.threads_infer}
         except Exception as exc:
             row = {"error": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
         out[key] = row

@@ -109,9 +109,10 @@ def e2e_markdown(res: dict) -> list[str]:
         lines += ["", f"12 MP: {some['12mp']['photos']} photos of 4000x3000 at batch 1 (LATENCY hint), ms per photo "
                       f"(median over repeats of the per-photo p50; rtk: decode + preprocess + inference, one photo at "
                       f"a time). 500x375: a folder of {goal.get('photos', '?')} photos for rtk INT8 on OpenVINO (the "
-                      f"goal's folder), {others or '?'} for the other rows; rtk with the THROUGHPUT hint through an "
-                      f"AsyncInferQueue, decoding on 2 threads; network-only = the same compiled model's images/s on "
-                      f"a preprocessed tensor."]
+                      f"goal's folder), {others or '?'} for the other rows; rtk with the THROUGHPUT hint, "
+                      + (f"{goal['threads']} threads each decoding a photo and inferring it on an OpenVINO request of "
+                         "its own" if goal.get("threads_infer") else "through an AsyncInferQueue, decoding on 2 threads")
+                      + "; network-only = the same compiled model's images/s on a preprocessed tensor."]
     dec = e2e.get("decode_accuracy") or {}
     if "passed" in dec:
         lines += ["", f"Fast decode (DCT scaling) vs exact decode on {dec['images']} val images re-encoded at 12 MP "

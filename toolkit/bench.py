@@ -222,7 +222,7 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
                 static = f" (the static batch of {path})" if runner.fixed_batch else ""
                 raise RtkError(f"--depth {depth} holds less than a batch of {batch}{static}; give --depth {batch} or "
                                "more")
-            run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers or 2, depth=depth)
+            run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers, depth=depth)
             every = {str(p) for p in paths}
             if s.warmup:
                 run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)

@@ -33,7 +33,8 @@ def show_phases(report) -> None:
     out.print(table)
     plural = "s" if report.images != 1 else ""
     out.print(f"throughput: {report.images} image{plural} on {report.target}, batch {report.batch_size}: "
-              f"{report.images_per_s:.1f} images/s in {report.wall_s:.2f} s overlapped ({report.workers} decode threads, "
+              f"{report.images_per_s:.1f} images/s in {report.wall_s:.2f} s overlapped ({report.workers} threads decoding"
+              f"{' and inferring' if report.threads_infer else ''}, "
               f"at most {report.peak_in_flight} of {report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
               highlight=False, soft_wrap=True)
     said = {("exact", "default"): "exact JPEG decode (the default); --fast-decode is faster on large JPEGs once "

@@ -4,7 +4,9 @@ A folder is a pipeline. `ordered_map` decodes up to `depth` images ahead on `wor
 numpy release the GIL while they decode, resample and convert; ONNX Runtime and OpenVINO release it while
 they infer), hands them on in input order whatever order they finish in, and never holds more than `depth`
 decoded-but-not-yet-inferred images: the memory bound. Each image's decode and preprocess times are taken in
-its worker; inference is timed per batch in the caller. tests/test_photos.py proves the order and the bound.
+its worker; inference is timed per batch in the caller. Where the runtime has parallel requests (OpenVINO
+THROUGHPUT), `inferred_batches` has each thread also infer its batch on a request of its own, so that no one
+thread hands every photo on. tests/test_photos.py proves the order and the bound of both.
 
 The fast decode (`toolkit.images.load_image(draft=...)`, `--fast-decode`) changes the pixels, so it is on by
 default only for an artifact whose metadata records that it passed on validation images (`rtk run` with
@@ -244,6 +246,43 @@ def decoded_batches(paths: Sequence[str | Path], pre: Preprocess, *, decode: Dec
             batch = []
     if batch:
         yield batch
+
+
+def inferred_batches(paths: Sequence[str | Path], pre: Preprocess, infer: Callable[[np.ndarray], np.ndarray], *,
+                     decode: Decode, batch_size: int, pad_to: int | None, threads: int, counter: InFlight,
+                     skippable: set[str] | None = None, skipped: list[str] | None = None
+                     ) -> Iterator[tuple[list[str], np.ndarray | None, int]]:
+    """The photos of `paths` in batches, each batch decoded and inferred by one of `threads` threads, yielded in
+    input order as (its photos, their logits, how many were DCT-scaled). `infer` must be thread-safe (OpenVINO's
+    parallel requests: `Runner.request_pool`). No one thread hands every photo on, so the rate is not capped by
+    one thread's Python work, and at most `threads` batches are decoded and not yet inferred (`counter` counts
+    their images). A batch is padded to `pad_to` (a static batch); photos of `skippable` that fail to decode are
+    left out and named in `skipped` (in no set order), any other failure stops the run."""
+    def run(chunk: list[tuple[int, str | Path]]) -> tuple[list[str], np.ndarray | None, int]:
+        got: list[Decoded] = []
+        for index, path in chunk:
+            counter.start()
+            try:
+                got.append(decode_one(index, path, pre, decode))
+            except RtkError:
+                counter.release()
+                if skippable is None or str(path) not in skippable:
+                    raise
+                if skipped is not None:
+                    skipped.append(str(path))
+        if not got:
+            return [], None, 0
+        try:
+            x = np.stack([d.x for d in got])
+            if pad_to and len(x) < pad_to:
+                x = np.concatenate([x, np.zeros((pad_to - len(x), *x.shape[1:]), x.dtype)])
+            return [d.path for d in got], infer(x)[:len(got)], sum(d.scaled for d in got)
+        finally:
+            counter.release(len(got))
+
+    items = list(enumerate(paths))
+    chunks = (items[i:i + batch_size] for i in range(0, len(items), batch_size))
+    yield from ordered_map(run, chunks, workers=threads, depth=2 * threads)
 
 
 def labeled_batches(samples: Sequence[tuple[str, int]], pre: Preprocess, *, decode: Decode, batch_size: int,

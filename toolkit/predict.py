@@ -22,7 +22,8 @@ from toolkit.backends.base import finite
 from toolkit.bench import Latency
 from toolkit.errors import RtkError
 from toolkit.images import readable_image, symlink_loop
-from toolkit.photos import Decode, DecodeBy, InFlight, choose_decode, decode_one, decode_record, decoded_batches
+from toolkit.photos import (Decode, DecodeBy, InFlight, choose_decode, decode_one, decode_record, decoded_batches,
+                            inferred_batches)
 from toolkit.remote import DeviceInfo
 from toolkit.settings import PredictSettings
 
@@ -51,7 +52,9 @@ class PhaseReport(BaseModel):
                                 "refused (exact: its record is damaged or fails rtk's rule).")
     scaled: int = Field(description="Images the fast decode decoded at a reduced DCT scale.")
     batch_size: int
-    workers: int
+    workers: int = Field(description="Threads of the overlapped run.")
+    threads_infer: bool = Field(False, description="Each thread also ran its batch's inference, on an OpenVINO "
+                                "request of its own (parallel requests); else decoding threads fed one that infers.")
     depth: int
     peak_in_flight: int = Field(description="Most images decoded ahead and not yet inferred at once.")
     latency_images: int = Field(description="Images whose phases were timed one after another (not overlapped), in "
@@ -126,15 +129,26 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
 
     start = time.perf_counter()
     failed: list[str] = []
-    for batch in decoded_batches(paths, pre, decode=decode, batch_size=batch_size, workers=settings.workers,
-                                 depth=settings.depth, counter=counter, skippable=skippable, skipped=failed):
-        n, x = len(done_paths), np.stack([d.x for d in batch])
-        done_paths.append([d.path for d in batch])
-        scaled += sum(d.scaled for d in batch)
-        if runner.fixed_batch and len(x) < runner.fixed_batch:        # the last, short batch of a static one
-            x = np.concatenate([x, np.zeros((runner.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
-        runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out))
-    runner.wait_async()
+    threads = photo_threads(runner, settings, batch_size)
+    pool = runner.request_pool(threads)
+    if pool is not None:        # each thread decodes its batch and infers it on a request of its own
+        for names, out, count in inferred_batches(paths, pre, pool, decode=decode, batch_size=batch_size,
+                                                  pad_to=runner.fixed_batch, threads=threads, counter=counter,
+                                                  skippable=skippable, skipped=failed):
+            if names:
+                logits[len(done_paths)] = out
+                done_paths.append(names)
+                scaled += count
+    else:                       # decoding threads feed this one, which infers (asynchronously where it can)
+        for batch in decoded_batches(paths, pre, decode=decode, batch_size=batch_size, workers=threads,
+                                     depth=settings.depth, counter=counter, skippable=skippable, skipped=failed):
+            n, x = len(done_paths), np.stack([d.x for d in batch])
+            done_paths.append([d.path for d in batch])
+            scaled += sum(d.scaled for d in batch)
+            if runner.fixed_batch and len(x) < runner.fixed_batch:        # the last, short batch of a static one
+                x = np.concatenate([x, np.zeros((runner.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
+            runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out))
+        runner.wait_async()
     wall = time.perf_counter() - start
     if not done_paths:
         raise RtkError(f"none of the {len(paths)} images could be decoded; remove or replace them")
@@ -145,10 +159,11 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
                        batch_size=batch_size)
     report = PhaseReport(
         images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=batch_size,
-        workers=settings.workers, depth=settings.depth, peak_in_flight=counter.peak, latency_images=len(timed["decode"]),
+        workers=threads, threads_infer=pool is not None, depth=settings.depth, peak_in_flight=counter.peak,
+        latency_images=len(timed["decode"]),
         **{f"{k}_ms": Latency.from_ms(v) for k, v in timed.items()}, wall_s=wall,
         images_per_s=len(names) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
-        skipped=failed)
+        skipped=sorted(failed))
     return finite(np.concatenate([logits[n] for n in range(len(done_paths))]), runner.path), names, report
 
 
@@ -158,6 +173,15 @@ def latency_photos(names: list[str], wanted: int | None, batch_size: int) -> lis
     artifact given fewer photos than its batch."""
     take = len(names) if wanted is None else min(len(names), max(wanted, batch_size))
     return names[:take // batch_size * batch_size or take]
+
+
+def photo_threads(runner, settings: PredictSettings, batch_size: int) -> int:
+    """The pipeline's threads: --workers, or by default one more than the runtime's parallel requests where each
+    thread runs its own batch's inference (OpenVINO THROUGHPUT: one thread decodes while the others' requests
+    run), else 2 decoding threads. Where each holds a batch, no more than --depth holds."""
+    if runner.parallel_requests < 2:
+        return settings.workers or 2
+    return max(1, min(settings.workers or runner.parallel_requests + 1, settings.depth // batch_size))
 
 
 def photo_batch(runner, settings: PredictSettings) -> int:

@@ -45,7 +45,9 @@ FAST_DECODE_HELP = ("Decode JPEGs larger than the model needs the fast way (libj
                     "validate.fast_decode writes it under deploy/), else exact. `rtk validate --fast-decode` is the "
                     "check: it scores both decodes on the same images and fails unless the fast one keeps top-1 "
                     "within 0.1 pt and agreement >= 99.5%.")
-DECODE_WORKERS_HELP = "Threads decoding images ahead of inference."
+DECODE_WORKERS_HELP = ("Threads decoding photos ahead of inference (default 2); with OpenVINO's parallel requests "
+                       "(--hint throughput) each also runs its batch's inference, and the default is one more "
+                       "than there are requests.")
 DECODE_DEPTH_HELP = "Most images decoded ahead and not yet inferred at once (the memory bound)."
 
 
@@ -284,7 +286,7 @@ class PredictSettings(RemoteSettings):
     top: int = Field(5, ge=1, description="How many classes to show per image.")
     fast_decode: bool | None = Field(None, description=FAST_DECODE_HELP)
     batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Images per inference call.")
-    workers: int = Field(2, ge=1, le=64, description=DECODE_WORKERS_HELP)
+    workers: int | None = Field(None, ge=1, le=64, description=DECODE_WORKERS_HELP)
     depth: int = Field(8, ge=1, le=4096, description=DECODE_DEPTH_HELP)
 
     @model_validator(mode="after")
@@ -305,7 +307,7 @@ class BenchSettings(RemoteSettings):
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
     fast_decode: bool | None = Field(None, description="With --images: " + FAST_DECODE_HELP)
-    workers: int | None = Field(None, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP + " (default 2)")
+    workers: int | None = Field(None, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP)
     depth: int | None = Field(None, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP + " (default 8)")
 
     @field_validator("batches")

@@ -107,6 +107,12 @@ class Runner(abc.ABC):
     def wait_async(self) -> None:
         """Return once every `infer_async` call has called its `done`."""
 
+    def request_pool(self, size: int) -> Callable[[np.ndarray], np.ndarray] | None:
+        """A thread-safe `infer` over `size` requests of its own, for a pipeline whose threads each run their
+        batch's inference (`toolkit.photos.inferred_batches`); None where the runtime has no parallel requests
+        (the pipeline then feeds one inferring thread)."""
+        return None
+
     def close(self) -> None:
         """Release the runtime's resources."""
 

@@ -146,7 +146,7 @@ def predict(
     target: TargetOpt = None,
     fast_decode: Annotated[Optional[bool], opt(P, "fast_decode", FAST)] = default(P, "fast_decode"),
     batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
-    workers: Annotated[int, opt(P, "workers")] = default(P, "workers"),
+    workers: Annotated[Optional[int], opt(P, "workers")] = default(P, "workers"),
     depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),
     remote: RemoteOpt = None,
     remote_rtk: RemoteRtkOpt = None,

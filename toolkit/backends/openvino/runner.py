@@ -95,6 +95,26 @@ class OpenVINORunner(Runner):
         if self._async is not None:
             self._async.wait_all()
 
+    def request_pool(self, size: int) -> Callable[[np.ndarray], np.ndarray] | None:
+        """`size` InferRequests of their own, each taken by one call at a time (THROUGHPUT's streams run them in
+        parallel); None with a single request (LATENCY)."""
+        import queue
+
+        if self.parallel_requests < 2:
+            return None
+        free: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(size):
+            free.put(self.compiled.create_infer_request())
+
+        def infer(batch: np.ndarray) -> np.ndarray:
+            request = free.get()
+            try:
+                request.infer({0: np.ascontiguousarray(batch, dtype=self._dtype)}, share_inputs=False)
+                return request.get_output_tensor(0).data.copy()
+            finally:
+                free.put(request)
+        return infer
+
     def executed_precision(self) -> str:
         return summary(executed(self.compiled))
 
