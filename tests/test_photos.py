@@ -277,9 +277,15 @@ def test_photo_flags_that_cannot_hold_are_one_line(random_onnx, tiny_data, tmp_p
     one.mkdir()
     (one / "a.png").write_bytes(next((tiny_data / "val").rglob("*.png")).read_bytes())
     result = cli("predict", one, "--model", random_onnx, "--batch-size", "3", "--depth", "1")
-    assert result.exit_code == 2 and result.stderr.startswith("error: --depth must be at least --batch-size")
+    assert result.exit_code == 2 and result.stderr.startswith("error: --depth 1 is less than --batch-size 3")
     result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")
     assert result.exit_code == 2 and "--batch 2 is more than the 1 photos" in result.stderr
+    # a batch larger than the photos that decode ran smaller: refused (it gave two rows of batch 1)
+    _jpeg(one / "b.jpg", (640, 480), 1)
+    (one / "b.jpg").write_bytes((one / "b.jpg").read_bytes()[:3000])    # verifies (a header), fails to decode
+    result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")
+    assert result.exit_code == 2 and "--batch 2 is more than the 1 photos in" in result.stderr, result.stderr
+    assert "that decode" in result.stderr
     # bench refuses a --depth below a batch as predict does (it raised it in silence)
     result = cli("bench", random_onnx, "--images", tiny_data / "val", "--batch", "1,4", "--depth", "2")
     assert result.exit_code == 2 and result.stderr.startswith("error: --depth 2 holds less than a batch of 4")

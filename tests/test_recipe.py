@@ -56,6 +56,7 @@ def test_schema_is_json_schema(cli):
     (TINY.replace("onnxruntime: 100000", "true: 5"), "gates.max_p99_ms: key true: Input should be a valid string"),
     (TINY.replace("onnxruntime: 100000", "~: 5"), "gates.max_p99_ms: key null: Input should be a valid string"),
     (TINY + "devices: {nuc: 2026-01-01}\n", "devices.nuc: Input should be a valid dictionary; fix"),   # no class
+    (TINY.replace("onnxruntime: 100000", "onnxruntime: yes"), ":16: gates.max_p99_ms: true/false is not a number"),
 ])
 def test_bad_recipes_name_the_problem(text, fragment):
     with pytest.raises(RtkError) as err:

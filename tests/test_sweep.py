@@ -438,6 +438,21 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
     # a mapping keyed by a YAML date: an exit-2 line naming the key as written (was TypeError, exit 3)
     ("devices: [{2026-01-01: {dest: a}}]", r"^<recipe>:LINE: sweep candidate c0 \(devices=\{2026-01-01: \{dest: a\}\}\): "
                                           "devices: key 2026-01-01: Input should be a valid string; fix sweep.values$"),
+    # nested or mapping targets, a gate that is no mapping, keys no runtime has, true as a number, a null key, a
+    # list where a word is meant: exit-2 lines (some were TypeError/AttributeError, exit 3, or passed unchecked)
+    ("targets: [[onnxruntime, [openvino]]]", r"^<recipe>:LINE: sweep candidate c0 \(targets=\[onnxruntime, \[openvino\]\]\): "
+                                             "compile.targets.1: Input should be"),
+    ("targets: [{a: 1}]", r"^<recipe>:LINE: sweep candidate c0 \(targets=\{a: 1\}\): compile.targets.0"),
+    ("gates.max_p50_ms: [3]", r"^<recipe>:LINE: sweep candidate c0 \(gates.max_p50_ms=3\): gates.max_p50_ms: Input "
+                              "should be a valid dictionary"),
+    ("gates.max_p50_ms: [{true: 3}]", "^<recipe>:LINE: .*gates.max_p50_ms: key true: Input should be a valid string"),
+    ("gates.max_p99_ms: [{onnxruntime: 3, tensorflow: 3}]", "gates.max_p99_ms: 'tensorflow': name a target"),
+    ("gates.max_p50_ms: [{onnxruntime: yes}]", "^<recipe>:LINE: gates.max_p50_ms: true/false is not a number"),
+    ("~: [1]", "^<recipe>:LINE: sweep.values: key null: Input should be a valid string"),
+    ("precision: [[fp32]]", r"^<recipe>:LINE: sweep.values: precision \[fp32\]: use fp32, fp16 or int8$"),
+    ("prune.ratio: ['0.3', 0.3]", r'same recipe \(prune.ratio="0.3" / prune.ratio=0.3\)'),
+    ("targets: [onnxruntime]\n    compile.targets: [[openvino]]", r"^<recipe>:\d+: sweep.values: targets and "
+                                                                  "compile.targets name the same setting"),
     ("devices: [{a: {dest: a}}, {a: {dest: a}}]", r"^<recipe>:LINE: sweep.values: devices lists \{a: \{dest: a\}\} twice"),
     ("bench.threads: []", "^<recipe>:LINE: sweep.values: bench.threads has no values"),
     ("targets: [onnxruntime, openvnio]", r"^<recipe>:LINE: sweep candidate c1 \(targets=openvnio\): compile.targets.0"),

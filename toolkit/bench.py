@@ -227,6 +227,9 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
             if s.warmup:
                 run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)
             report = run_photos(paths, runner, settings=run, skippable=every)[2]
+            if report.batch_size != batch:          # fewer photos decoded than the batch: it ran smaller
+                raise RtkError(f"--batch {batch} is more than the {report.images} photos in {folder} that decode; "
+                               "add photos or give a smaller --batch")
             points.append(BenchPoint(batch=report.batch_size, latency_ms=report.total_ms,
                                      throughput_ips=report.images_per_s,
                                      phases_ms={"decode": report.decode_ms, "preprocess": report.preprocess_ms,

@@ -240,7 +240,7 @@ def refuse_bools(data: Any, model: type[BaseModel], lines: dict[tuple, int], pat
         if field is None:
             continue
         kinds = _types(field.annotation)
-        items = value if isinstance(value, list) else [value]
+        items = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
         numeric = int in kinds or float in kinds
         if numeric and bool not in kinds and Any not in kinds and any(isinstance(v, bool) for v in items):
             line = lines.get(prefix + (key,))

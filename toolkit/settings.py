@@ -292,7 +292,8 @@ class PredictSettings(RemoteSettings):
     @model_validator(mode="after")
     def _depth_holds_a_batch(self) -> "PredictSettings":
         if self.depth < self.batch_size:
-            raise ValueError("--depth must be at least --batch-size (a batch is held while it runs)")
+            raise ValueError(f"--depth {self.depth} is less than --batch-size {self.batch_size} (a batch is held "
+                             f"while it runs); give --depth {self.batch_size} or more")
         return self
 
 
@@ -391,7 +392,7 @@ class SweepSettings(Settings):
     def swept_targets(self) -> set[str]:
         """Every runtime the `targets` (`compile.targets`) value lists name; a value is a runtime or a list."""
         return {t for k in ("targets", "compile.targets") for v in self.values.get(k, [])
-                for t in (v if isinstance(v, list) else [v])}
+                for t in (v if isinstance(v, list) else [v]) if isinstance(t, str)}   # others: refused per candidate
 
     @property
     def objective(self) -> tuple[str, str]:

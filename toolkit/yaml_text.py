@@ -5,6 +5,7 @@ the errors that name it."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import yaml
 from toolkit.errors import RtkError
 
 MAX_BYTES, MAX_DEPTH, MAX_INDENT = 1 << 20, 32, 128
+PLAIN = re.compile(r"[\w./@+-]+( [\w./@+-]+)*")      # text YAML may leave unquoted, if it resolves to a string
+RESOLVER = yaml.resolver.Resolver()
 
 
 def flow(value: Any) -> str:
@@ -25,6 +28,9 @@ def flow(value: Any) -> str:
         return "{" + ", ".join(f"{flow(k)}: {flow(v)}" for k, v in value.items()) + "}"
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, str):      # quoted where YAML would read it as something else ("null", "0.3", "a: b")
+        plain = PLAIN.fullmatch(value) and RESOLVER.resolve(yaml.ScalarNode, value, (True, False)).endswith(":str")
+        return value if plain else json.dumps(value)
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
 
 
@@ -89,6 +95,8 @@ def key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             found[prefix + (key.value,)] = key.start_mark.line + 1
+            if key.tag.endswith((":null", ":bool")):     # also as errors name it: ~ as null, yes as true
+                found[prefix + (flow(yaml.safe_load(key.value)),)] = key.start_mark.line + 1
             found.update({k: v for k, v in key_lines(value, prefix + (key.value,)).items() if k != prefix + (key.value,)})
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):

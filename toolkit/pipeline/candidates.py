@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from toolkit.errors import RtkError
 from toolkit.recipe import Recipe, first_error, refuse_bools
+from toolkit.settings import TARGETS
 from toolkit.yaml_text import flow
 
 MAX_CANDIDATES = 512
@@ -40,8 +41,8 @@ class Candidate:
 
 
 def _show(value: Any) -> str:
-    """A swept value as the recipe writes it: a list comma-joined, true/false, a date as written."""
-    return ",".join(map(flow, value)) if isinstance(value, list) else flow(value)
+    """A swept value as the recipe writes it: true/false, a date as written, a list in brackets."""
+    return flow(value)
 
 
 def show_values(values: dict[str, Any]) -> str:
@@ -92,13 +93,15 @@ def _apply(tree: dict[str, Any], key: str, value: Any) -> None:
 def _fit_gates(tree: dict[str, Any]) -> None:
     """Per-target latency gates (and compile.embed_preprocess, OpenVINO's) apply to the candidates that build that
     target."""
-    targets = set(tree.get("compile", {}).get("targets", ["onnxruntime"]))
-    if "openvino" not in targets and tree.get("compile", {}).get("embed_preprocess"):
-        tree["compile"]["embed_preprocess"] = False
+    comp = tree.get("compile") if isinstance(tree.get("compile"), dict) else {}    # anything else: refused later
+    listed = comp.get("targets", ["onnxruntime"])
+    targets = {t for t in listed if isinstance(t, str)} if isinstance(listed, list) else set()
+    if "openvino" not in targets and comp.get("embed_preprocess"):
+        comp["embed_preprocess"] = False
     gates = tree.get("gates", {})
-    for name in ("max_p50_ms", "max_p99_ms"):
-        if name in gates:
-            gates[name] = {t: v for t, v in gates[name].items() if t in targets}
+    for name in ("max_p50_ms", "max_p99_ms"):      # a key that names no runtime is left for validation to refuse
+        if isinstance(gates, dict) and isinstance(gates.get(name), dict):
+            gates[name] = {t: v for t, v in gates[name].items() if t in targets or t not in TARGETS}
 
 
 def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None = None) -> list[Candidate]:
@@ -113,6 +116,10 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
         line = lines.get(("sweep", "values", key)) or lines.get(("sweep", "values"))
         return f"{where}:{line}" if line else where
 
+    both = next((k for k in SHORTHANDS if k in lists and f"compile.{k}" in lists), None)
+    if both:
+        raise RtkError(f"{at('compile.' + both)}: sweep.values: {both} and compile.{both} name the same setting; "
+                       "sweep one of them")
     count = 1
     for values in lists.values():
         count *= len(values)
