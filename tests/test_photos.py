@@ -83,15 +83,22 @@ def test_fast_decode_rule(exact_top1, fast_top1, agreement, passed):
     assert check.passed is passed
 
 
-def test_predict_folder_keeps_order_and_bound_with_uneven_decodes(random_onnx, tiny_data, tmp_path):
-    """A 12 MP JPEG first (slow to decode), then small PNGs (fast): the output follows the sorted input, matches
-    image-by-image prediction, and never more than `depth` images were in flight."""
+def _mixed_folder(tmp_path, tiny_data, pngs, not_an_image):
+    """A 12 MP JPEG first (slow to decode), then `pngs` small PNGs (fast), and a file named like an image that is
+    not one."""
     folder = tmp_path / "photos"
     folder.mkdir()
     _jpeg(folder / "a_big.jpg", (4000, 3000), 2)
-    for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:9]):
+    for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:pngs]):
         (folder / f"b{i}.png").write_bytes(src.read_bytes())
-    (folder / "c_notes.jpg").write_text("not an image")
+    (folder / not_an_image).write_text("not an image")
+    return folder
+
+
+def test_predict_folder_keeps_order_and_bound_with_uneven_decodes(random_onnx, tiny_data, tmp_path):
+    """A 12 MP JPEG first (slow to decode), then small PNGs (fast): the output follows the sorted input, matches
+    image-by-image prediction, and never more than `depth` images were in flight."""
+    folder = _mixed_folder(tmp_path, tiny_data, 9, "c_notes.jpg")
     settings = PredictSettings(workers=2, depth=4, batch_size=2, fast_decode=True)
     results, report = classify([folder], random_onnx, settings=settings)
     names = [r.image for r in results]
@@ -186,17 +193,12 @@ def test_openvino_parallel_requests_keep_order_and_bound(workers, depth, batch, 
     an undecodable file skipped."""
     from toolkit.backends import RunnerOptions
 
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    _jpeg(folder / "a_big.jpg", (4000, 3000), 3)
-    for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:11]):
-        (folder / f"b{i:02d}.png").write_bytes(src.read_bytes())
-    (folder / "b05x.jpg").write_text("not an image")
+    folder = _mixed_folder(tmp_path, tiny_data, 11, "b5x.jpg")
     overlapped, report = classify([folder], random_ir, settings=PredictSettings(workers=workers, depth=depth,
                                                                                 batch_size=batch),
                                   options=RunnerOptions(hint="throughput", max_batch=batch))
     sequential, _ = classify([folder], random_ir, settings=PredictSettings(workers=1, depth=1))
-    images = sorted(str(p) for p in folder.iterdir() if p.name != "b05x.jpg")
+    images = sorted(str(p) for p in folder.iterdir() if p.name != "b5x.jpg")
     assert [r.image for r in overlapped] == [r.image for r in sequential] == images
     assert [r.top[0].index for r in overlapped] == [r.top[0].index for r in sequential]
     requests = report.runtime["infer_requests"]
@@ -204,7 +206,7 @@ def test_openvino_parallel_requests_keep_order_and_bound(workers, depth, batch, 
         pytest.skip(f"OpenVINO's THROUGHPUT hint gives {requests} request on this CPU: no parallel requests")
     threads = min(workers or requests + 1, depth // batch)
     assert report.runtime["hint"] == "throughput" and report.threads_infer and report.workers == threads
-    assert report.skipped == [str(folder / "b05x.jpg")] and 0 < report.peak_in_flight <= min(depth, threads * batch)
+    assert report.skipped == [str(folder / "b5x.jpg")] and 0 < report.peak_in_flight <= min(depth, threads * batch)
 
 
 def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
