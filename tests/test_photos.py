@@ -209,6 +209,60 @@ def test_openvino_parallel_requests_keep_order_and_bound(workers, depth, batch, 
     assert report.skipped == [str(folder / "b5x.jpg")] and 0 < report.peak_in_flight <= min(depth, threads * batch)
 
 
+def test_a_stopped_run_cuts_the_running_batches_short(random_ir, tiny_data, tmp_path):
+    """Ctrl-C or an error ends the consumer; every thread's batch then stops at its next photo instead of decoding
+    the rest and inferring (80 s to stop at batch 64 before). The first batch (small PNGs) is held in its inference
+    until the second (12 MP JPEGs, about 0.1 s each) has started, then the consumer stops at the first result."""
+    from toolkit.backends import RunnerOptions, open_runner
+    from toolkit.photos import inferred_batches
+
+    big = _jpeg(tmp_path / "big.jpg", (4000, 3000), 1)
+    pngs = sorted((tiny_data / "val").rglob("*.png"))[:20]
+    slow = []
+    for i in range(20):
+        slow.append(tmp_path / f"big{i}.jpg")
+        slow[-1].hardlink_to(big)
+    counter, started = InFlight(), threading.Event()
+    decoded = []
+    original = counter.start
+    counter.start = lambda: (decoded.append(1), original(), len(decoded) > 20 and started.set())
+    with open_runner(random_ir, "openvino", options=RunnerOptions(hint="throughput", max_batch=20)) as runner:
+        pool = runner.request_pool(2)
+        if pool is None:
+            pytest.skip("OpenVINO's THROUGHPUT hint gives 1 request on this CPU: no parallel requests")
+
+        def infer(x):
+            assert started.wait(60), "the second batch never started"
+            return pool(x)
+
+        run = inferred_batches(pngs + slow, runner.meta.preprocess, infer, decode="exact", batch_size=20,
+                               pad_to=None, threads=2, counter=counter)
+        names, _, _ = next(run)
+        t0 = time.perf_counter()
+        run.close()                 # what Ctrl-C does to the consumer
+        stopped_s = time.perf_counter() - t0
+    assert names == [str(p) for p in pngs]
+    assert len(decoded) < 20 + 10 and counter.now == 0, (len(decoded), counter.now)   # 20 + 20 without the stop
+    assert stopped_s < 5
+
+
+def test_bench_warms_up_past_photos_that_do_not_decode(random_onnx, tiny_data, tmp_path, cli):
+    """The warm-up takes the first photos; when none of them decodes, the timed run still skips them and times the
+    rest (it ended with "none of the 2 images could be decoded")."""
+    folder = tmp_path / "warm"
+    folder.mkdir()
+    for name in ("a0.jpg", "a1.jpg"):
+        _jpeg(folder / name, (640, 480), 1)
+        (folder / name).write_bytes((folder / name).read_bytes()[:3000])      # verifies, fails to decode
+    for i, src in enumerate(sorted((tiny_data / "val").rglob("*.png"))[:3]):
+        (folder / f"b{i}.png").write_bytes(src.read_bytes())
+    out = tmp_path / "b.json"
+    result = cli("bench", random_onnx, "--images", folder, "--warmup", "2", "--json", out)
+    assert result.exit_code == 0, result.stderr
+    photos = json.loads(out.read_text())["photos"]
+    assert photos["images"] == 3 and photos["skipped"] == [str(folder / "a0.jpg"), str(folder / "a1.jpg")]
+
+
 def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
     out = tmp_path / "b.json"
     result = cli("bench", random_onnx, "--images", tiny_data / "val", "--batch", "1,4", "--warmup", "2", "--json", out)

@@ -205,9 +205,6 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
                        "(put more photos in the folder for more samples)")
     skipped: list[str] = []
     paths = image_paths([folder], skipped)
-    if max(settings.batches) > len(paths):
-        raise RtkError(f"--batch {max(settings.batches)} is more than the {len(paths)} photos in {folder}: no batch "
-                       "that size would run; add photos or give a smaller --batch")
     s = settings
     if s.depth is not None and s.depth < max(s.batches):
         raise RtkError(f"--depth {s.depth} holds less than a batch of {max(s.batches)}; give --depth "
@@ -216,6 +213,9 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     points, photos = [], None
     with open_runner(path, target, options=options) as runner:
         for batch in _batches(runner, s.batches):
+            if batch > len(paths) and not runner.fixed_batch:      # a static batch pads the photos there are
+                raise RtkError(f"--batch {batch} is more than the {len(paths)} photos in {folder}: no batch that size "
+                               "would run; add photos or give a smaller --batch")
             progress(f"{len(paths)} photos, batch {batch}")
             depth = max(8, batch) if s.depth is None else s.depth
             if depth < batch:
@@ -225,7 +225,10 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
             run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers, depth=depth)
             every = {str(p) for p in paths}
             if s.warmup:
-                run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)
+                try:
+                    run_photos(paths[:min(len(paths), s.warmup)], runner, settings=run, skippable=every)
+                except RtkError:    # none of the first photos decode: the timed run says whether any does
+                    pass
             report = run_photos(paths, runner, settings=run, skippable=every)[2]
             if report.batch_size != batch:          # fewer photos decoded than the batch: it ran smaller
                 raise RtkError(f"--batch {batch} is more than the {report.images} photos in {folder} that decode; "

@@ -177,13 +177,16 @@ class InFlight:
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int,
-                counter: InFlight | None = None, consumer_releases: bool = False) -> Iterator[R]:
+                counter: InFlight | None = None, consumer_releases: bool = False,
+                stop: threading.Event | None = None) -> Iterator[R]:
     """`fn` over `items` on `workers` threads, yielded in input order, with at most `depth` items submitted and
     not yet released at any time.
 
     An item is released when the consumer comes back for the next one, or, with `consumer_releases`, when the
     consumer calls `counter.release()` (a consumer that gathers batches releases a batch once it has run it, from
-    any thread; when all `depth` are the consumer's, the next item waits for a release).
+    any thread; when all `depth` are the consumer's, the next item waits for a release). When the consumer stops
+    early (an error, Ctrl-C), items not started are cancelled and `stop` is set before the running ones are
+    waited for, so a long `fn` can cut its work short.
     """
     if depth < 1 or workers < 1:
         raise ValueError("depth and workers must be at least 1")
@@ -210,6 +213,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth
                     counter.wait_below(depth)
                     top_up()
         finally:
+            if stop is not None:
+                stop.set()
             for fut in pending:
                 fut.cancel()
 
@@ -261,6 +266,9 @@ def inferred_batches(paths: Sequence[str | Path], pre: Preprocess, infer: Callab
     def run(chunk: list[tuple[int, str | Path]]) -> tuple[list[str], np.ndarray | None, int]:
         got: list[Decoded] = []
         for index, path in chunk:
+            if stop.is_set():           # the run is over (an error, Ctrl-C): no more decoding
+                counter.release(len(got))
+                return [], None, 0
             counter.start()
             try:
                 got.append(decode_one(index, path, pre, decode))
@@ -282,7 +290,8 @@ def inferred_batches(paths: Sequence[str | Path], pre: Preprocess, infer: Callab
 
     items = list(enumerate(paths))
     chunks = (items[i:i + batch_size] for i in range(0, len(items), batch_size))
-    yield from ordered_map(run, chunks, workers=threads, depth=2 * threads)
+    stop = threading.Event()
+    yield from ordered_map(run, chunks, workers=threads, depth=2 * threads, stop=stop)
 
 
 def labeled_batches(samples: Sequence[tuple[str, int]], pre: Preprocess, *, decode: Decode, batch_size: int,
