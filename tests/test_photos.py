@@ -236,7 +236,7 @@ def test_a_stopped_run_cuts_the_running_batches_short(random_ir, tiny_data, tmp_
             return pool(x)
 
         run = inferred_batches(pngs + slow, runner.meta.preprocess, infer, decode="exact", batch_size=20,
-                               pad_to=None, threads=2, counter=counter)
+                               threads=2, counter=counter)
         names, _, _ = next(run)
         t0 = time.perf_counter()
         run.close()                 # what Ctrl-C does to the consumer

@@ -254,15 +254,15 @@ def decoded_batches(paths: Sequence[str | Path], pre: Preprocess, *, decode: Dec
 
 
 def inferred_batches(paths: Sequence[str | Path], pre: Preprocess, infer: Callable[[np.ndarray], np.ndarray], *,
-                     decode: Decode, batch_size: int, pad_to: int | None, threads: int, counter: InFlight,
+                     decode: Decode, batch_size: int, threads: int, counter: InFlight,
                      skippable: set[str] | None = None, skipped: list[str] | None = None
                      ) -> Iterator[tuple[list[str], np.ndarray | None, int]]:
     """The photos of `paths` in batches, each batch decoded and inferred by one of `threads` threads, yielded in
     input order as (its photos, their logits, how many were DCT-scaled). `infer` must be thread-safe (OpenVINO's
     parallel requests: `Runner.request_pool`). No one thread hands every photo on, so the rate is not capped by
     one thread's Python work, and at most `threads` batches are decoded and not yet inferred (`counter` counts
-    their images). A batch is padded to `pad_to` (a static batch); photos of `skippable` that fail to decode are
-    left out and named in `skipped` (in no set order), any other failure stops the run."""
+    their images). Photos of `skippable` that fail to decode are left out and named in `skipped` (in no set
+    order), any other failure stops the run."""
     def run(chunk: list[tuple[int, str | Path]]) -> tuple[list[str], np.ndarray | None, int]:
         got: list[Decoded] = []
         for index, path in chunk:
@@ -281,10 +281,7 @@ def inferred_batches(paths: Sequence[str | Path], pre: Preprocess, infer: Callab
         if not got:
             return [], None, 0
         try:
-            x = np.stack([d.x for d in got])
-            if pad_to and len(x) < pad_to:
-                x = np.concatenate([x, np.zeros((pad_to - len(x), *x.shape[1:]), x.dtype)])
-            return [d.path for d in got], infer(x)[:len(got)], sum(d.scaled for d in got)
+            return [d.path for d in got], infer(np.stack([d.x for d in got])), sum(d.scaled for d in got)
         finally:
             counter.release(len(got))
 

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from toolkit.backends import RunnerOptions, open_runner
-from toolkit.backends.base import finite
+from toolkit.backends.base import finite, pad_rows
 from toolkit.bench import Latency
 from toolkit.errors import RtkError
 from toolkit.images import readable_image, symlink_loop
@@ -132,9 +132,12 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     threads = photo_threads(runner, settings, batch_size)
     pool = runner.request_pool(threads)
     if pool is not None:        # each thread decodes its batch and infers it on a request of its own
-        for names, out, count in inferred_batches(paths, pre, pool, decode=decode, batch_size=batch_size,
-                                                  pad_to=runner.fixed_batch, threads=threads, counter=counter,
-                                                  skippable=skippable, skipped=failed):
+        def infer(x: np.ndarray) -> np.ndarray:
+            return pool(pad_rows(x, runner.fixed_batch))[:len(x)]
+
+        for names, out, count in inferred_batches(paths, pre, infer, decode=decode, batch_size=batch_size,
+                                                  threads=threads, counter=counter, skippable=skippable,
+                                                  skipped=failed):
             if names:
                 logits[len(done_paths)] = out
                 done_paths.append(names)
@@ -145,9 +148,8 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
             n, x = len(done_paths), np.stack([d.x for d in batch])
             done_paths.append([d.path for d in batch])
             scaled += sum(d.scaled for d in batch)
-            if runner.fixed_batch and len(x) < runner.fixed_batch:        # the last, short batch of a static one
-                x = np.concatenate([x, np.zeros((runner.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
-            runner.infer_async(x, lambda out, ms, n=n, size=len(batch): done(n, size, out))
+            runner.infer_async(pad_rows(x, runner.fixed_batch),    # a static batch's last, short one is padded
+                               lambda out, ms, n=n, size=len(batch): done(n, size, out))
         runner.wait_async()
     wall = time.perf_counter() - start
     if not done_paths:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from toolkit.artifact import Preprocess
 from toolkit.backends import read_meta
 from toolkit.backends import RunnerOptions, open_runner
-from toolkit.backends.base import finite
+from toolkit.backends.base import finite, pad_rows
 from toolkit.bench import interleaved_p50
 from toolkit.preprocess import random_input, to_input
 from toolkit.images import ImageSet, check_classes, scan_folder
@@ -107,10 +107,7 @@ def infer_padded(runner, x: np.ndarray) -> np.ndarray:
     outs = []
     for start in range(0, len(x), fixed):
         chunk = x[start:start + fixed]
-        pad = fixed - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        outs.append(runner.infer(chunk)[:fixed - pad])
+        outs.append(runner.infer(pad_rows(chunk, fixed))[:len(chunk)])
     return np.concatenate(outs)
 
 

@@ -125,6 +125,14 @@ class Runner(abc.ABC):
         return {"target": self.target}
 
 
+def pad_rows(batch: np.ndarray, size: int | None) -> np.ndarray:
+    """`batch` with rows of zeros appended up to `size` (a static batch's); as it is when it has that many or size
+    is None."""
+    if not size or len(batch) >= size:
+        return batch
+    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
+
+
 def finite(logits: np.ndarray, path: Path) -> np.ndarray:
     """`logits` when every value is a number; NaN or Inf means a broken model, not a score, so it is refused."""
     logits = np.asarray(logits)
