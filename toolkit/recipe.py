@@ -193,31 +193,29 @@ def as_written(loc: tuple, data: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def first_error(error: ValidationError, data: Any) -> tuple[str, str]:
-    """The first error's field, as the recipe writes it ("gates.max_p50_ms: key true" for a bad key), and message."""
+def first_error(error: ValidationError, data: Any) -> tuple[tuple[str, ...], str, str]:
+    """The first error's loc and field as the recipe writes them (field "gates.max_p50_ms: key true" for a bad key,
+    "recipe" for a rule across fields), and its message."""
     first = error.errors()[0]
     loc = as_written(tuple(p for p in first["loc"] if p != "[key]" and not str(p).startswith("function-after")), data)
-    field = ".".join(loc[:-1]) + f": key {loc[-1]}" if "[key]" in first["loc"] else ".".join(loc)
-    return field, re.sub(r" or instance of \w+", "", first["msg"].removeprefix("Value error, "))
+    field = ".".join(loc[:-1]) + f": key {loc[-1]}" if "[key]" in first["loc"] else ".".join(loc) or "recipe"
+    return loc, field, re.sub(r" or instance of \w+", "", first["msg"].removeprefix("Value error, "))
 
 
-def _explain(error: ValidationError, lines: dict[tuple, int], path: Path, data: Any = None) -> str:
-    first = error.errors()[0]
-    loc = as_written(tuple(p for p in first["loc"] if p != "[key]" and not str(p).startswith("function-after")), data)
+def _explain(error: ValidationError, lines: dict[tuple, int], path: Path, data: Any) -> str:
+    loc, key, message = first_error(error, data)
     lines = {tuple(map(str, k)): v for k, v in lines.items()}    # a YAML key 3 is "3" here, 3 in pydantic's loc
     line = next((lines[k] for n in range(len(loc), -1, -1) if (k := tuple(map(str, loc[:n]))) in lines), None)
     if loc in ((), ("sweep", "values")):   # a rule across fields or value lists: the line of the first field its
-        message = first["msg"].removeprefix("Value error, ")                              # message names
-        named = re.findall(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+", message) + message.split(" ")[:1]
+        named = re.findall(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+", message) + message.split(" ")[:1]  # names
         places = [tuple(n.split(".")) for n in named] + [("sweep", "values", n) for n in named]
         if loc:        # a value list's rule: its key under sweep.values, not the same field in the recipe body
             places = places[len(named):]
         line = next((lines[p] for p in places if p in lines), line)
     where = f"{path}:{line}" if line else str(path)
-    key, message = first_error(error, data)
-    if first["type"] == "extra_forbidden":
-        return f"{where}: unknown key {key or 'recipe'!r}; check its spelling against `rtk recipe schema`"
-    return f"{where}: {key or 'recipe'}: {message}; fix the recipe (see `rtk recipe schema`)"
+    if error.errors()[0]["type"] == "extra_forbidden":
+        return f"{where}: unknown key {key!r}; check its spelling against `rtk recipe schema`"
+    return f"{where}: {key}: {message}; fix the recipe (see `rtk recipe schema`)"
 
 
 def _types(annotation: Any) -> set:

@@ -144,8 +144,7 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
         try:
             built = Recipe.model_validate(tree)
         except ValidationError as exc:
-            field, message = first_error(exc, tree)
-            field = field or "recipe"
+            _, field, message = first_error(exc, tree)
             message = "not a recipe field" if exc.errors()[0]["type"] == "extra_forbidden" else message
             dotted = field.split(": key ")[0]
             swept = next((k for k in lists if dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + ".")
