@@ -209,6 +209,24 @@ def test_openvino_parallel_requests_keep_order_and_bound(workers, depth, batch, 
     assert report.skipped == [str(folder / "b5x.jpg")] and 0 < report.peak_in_flight <= min(depth, threads * batch)
 
 
+@pytest.mark.parametrize("photos, flags, hint", [(3, (), "throughput"), (1, (), "latency"),
+                                                  (3, ("--hint", "latency"), "latency"),
+                                                  (3, ("--batch-size", "4"), "latency"),
+                                                  (1, ("--hint", "throughput"), "throughput")])
+def test_predict_picks_the_openvino_hint_by_the_photos(photos, flags, hint, cli, random_ir, tiny_data, tmp_path):
+    """`rtk predict` on OpenVINO: more than one batch of photos is a throughput job (parallel requests), one batch a
+    latency one, and --hint overrides either; the JSON and the console say which ran."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for src in sorted((tiny_data / "val").rglob("*.png"))[:photos]:
+        shutil.copy(src, folder / src.name)
+    result = cli("predict", folder, "--model", random_ir, *flags, "--json", tmp_path / "p.json")
+    assert result.exit_code == 0, result.output
+    phases = json.loads((tmp_path / "p.json").read_text())["phases"]
+    assert phases["runtime"]["hint"] == hint and phases["images"] == photos
+    assert f"OpenVINO {hint.upper()} hint" in " ".join(result.stdout.split())
+
+
 def test_a_stopped_run_cuts_the_running_batches_short(random_ir, tiny_data, tmp_path):
     """Ctrl-C or an error ends the consumer; every thread's batch then stops at its next photo instead of decoding
     the rest and inferring (80 s to stop at batch 64 before). The first batch (small PNGs) is held in its inference

@@ -24,8 +24,9 @@ def show_predictions(results, *, one_table_from: int = 10) -> None:
 
 def show_phases(report) -> None:
     """Latency per phase (timed one after another) and the overlapped run's throughput, labeled apart."""
-    table = _table(f"latency, {report.latency_images} photos timed one after another, {report.decode} decode",
-                   "phase", "p50 ms", "p99 ms", "mean ms")
+    hint = report.runtime.get("hint")
+    table = _table(f"latency, {report.latency_images} photos timed one after another, {report.decode} decode"
+                   + (f", OpenVINO {str(hint).upper()} hint" if hint else ""), "phase", "p50 ms", "p99 ms", "mean ms")
     per = "batch" if report.batch_size > 1 else "image"
     for name, lat in (("decode (per image)", report.decode_ms), ("preprocess (per image)", report.preprocess_ms),
                       (f"infer (per {per})", report.infer_ms), (f"total (per {per})", report.total_ms)):
@@ -45,6 +46,10 @@ def show_phases(report) -> None:
                                   "validation; --exact-decode to decode in full)",
             ("exact", "refused"): "exact JPEG decode: the artifact's fast-decode record is not trusted (damaged, edited, "
                                   "or failing rtk's rule); rtk run with validate.fast_decode writes a new deploy copy"}
+    if hint == "throughput":
+        out.print(f"[dim]THROUGHPUT hint: {report.runtime.get('infer_requests')} parallel requests, each on part of "
+                  "the cores, so one photo's inference takes longer than with --hint latency[/]", highlight=False,
+                  soft_wrap=True)
     out.print(f"[dim]{said.get((report.decode, report.decode_by), report.decode + ' JPEG decode')}[/]",
               highlight=False, soft_wrap=True)
     if report.decode == "fast" and not report.scaled:

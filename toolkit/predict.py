@@ -186,6 +186,14 @@ def photo_threads(runner, settings: PredictSettings, batch_size: int) -> int:
     return max(1, min(settings.workers or runner.parallel_requests + 1, settings.depth // batch_size))
 
 
+def photo_hint(settings: PredictSettings, photos: int) -> str:
+    """The OpenVINO hint for `photos`: --hint, or by default THROUGHPUT where there is more than one batch (a
+    folder is a throughput job) and LATENCY for one batch."""
+    if settings.hint != "auto":
+        return settings.hint
+    return "throughput" if photos > settings.batch_size else "latency"
+
+
 def photo_batch(runner, settings: PredictSettings) -> int:
     """Images per inference call: the asked batch, or a static-batch artifact's own (the default 1 becomes it)."""
     size = runner.batch_for(settings.batch_size, "--batch-size")
@@ -225,7 +233,7 @@ def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | N
     skipped: list[str] = []
     paths = image_paths(inputs, skipped)
     named = {str(Path(p)) for p in inputs if not Path(p).is_dir()}
-    options = options or RunnerOptions(max_batch=s.batch_size)
+    options = options or RunnerOptions(max_batch=s.batch_size, hint=photo_hint(s, len(paths)))
     with open_runner(model, target, options=options) as runner:
         logits, names, report = run_photos(paths, runner, settings=s, skippable={str(p) for p in paths} - named,
                                            latency_images=LATENCY_IMAGES)

@@ -34,10 +34,9 @@ ISA_TIERS: tuple[str, ...] = get_args(IsaTier)   # oneDNN's names, lowest first;
 # higher ratio prune less, not more (0.97 removed 1.97x of the MACs, 0.999 none, 0.9 7.61x; hostile pass on #18)
 MAX_PRUNE_RATIO = 0.9
 
-AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + center crop), flip (that plus random "
-                "horizontal flips) or full (random-resized crops + flips). Use none or flip for orientation- or "
-                "position-sensitive images (digits, text, gauges), none when recovering a pruned model in a few "
-                "epochs.")
+AUGMENT_HELP = ("Training augmentation: none (the eval transform: resize + center crop), flip (that plus random horizontal "
+                "flips) or full (random-resized crops + flips). Use none or flip for orientation- or position-sensitive "
+                "images (digits, text, gauges), none when recovering a pruned model in a few epochs.")
 
 FAST_DECODE_HELP = ("Decode JPEGs larger than the model needs the fast way (libjpeg DCT scaling to the smallest scale "
                     "still at least the resize target, then the usual resize) or in full (--exact-decode). Default: "
@@ -46,8 +45,7 @@ FAST_DECODE_HELP = ("Decode JPEGs larger than the model needs the fast way (libj
                     "check: it scores both decodes on the same images and fails unless the fast one keeps top-1 "
                     "within 0.1 pt and agreement >= 99.5%.")
 DECODE_WORKERS_HELP = ("Threads decoding photos ahead of inference (default 2); with OpenVINO's parallel requests "
-                       "(--hint throughput) each also runs its batch's inference, and the default is one more "
-                       "than there are requests.")
+                       "(the throughput hint) each also infers its batch, and the default is one more than requests.")
 DECODE_DEPTH_HELP = "Most images decoded ahead and not yet inferred at once (the memory bound)."
 
 
@@ -288,6 +286,8 @@ class PredictSettings(RemoteSettings):
     batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Images per inference call.")
     workers: int | None = Field(None, ge=1, le=64, description=DECODE_WORKERS_HELP)
     depth: int = Field(8, ge=1, le=4096, description=DECODE_DEPTH_HELP)
+    hint: Literal["auto", "latency", "throughput"] = Field("auto", description="OpenVINO performance hint; auto: "
+        "throughput (parallel requests: most images/s, slower per photo) for more than one batch of photos, else latency.")
 
     @model_validator(mode="after")
     def _depth_holds_a_batch(self) -> "PredictSettings":

@@ -148,6 +148,7 @@ def predict(
     batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
     workers: Annotated[Optional[int], opt(P, "workers")] = default(P, "workers"),
     depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),
+    hint: Annotated[str, opt(P, "hint")] = default(P, "hint"),
     remote: RemoteOpt = None,
     remote_rtk: RemoteRtkOpt = None,
     json: JsonOpt = None,
@@ -162,7 +163,7 @@ def predict(
     if not images:
         raise RtkError("give at least one image")
     settings = build(P, top=top, fast_decode=fast_decode, batch_size=batch_size, workers=workers, depth=depth,
-                     remote=remote, remote_rtk=remote_rtk, flags=FLAG_NAMES)
+                     hint=hint, remote=remote, remote_rtk=remote_rtk, flags=FLAG_NAMES)
     described = foreign_from([model], labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                              interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     phases = None
