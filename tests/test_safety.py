@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from test_reliability import Case, Ctx, RECIPE, VAL_ARGS, _recipe, _write
 
@@ -601,3 +602,19 @@ def test_compare_says_when_the_image_sets_differ(cli, tmp_path):
                              "different image sets"]
     assert data["rows"][0]["accuracy"] == "lower"
     assert "different image sets" in result.stderr
+
+
+@pytest.mark.parametrize("given", ["photos", "photos/sub", "."])
+def test_a_json_folder_inside_the_input_is_answered_with_a_path_outside_it(given, cli, tmp_path, random_onnx,
+                                                                            monkeypatch):
+    """`--json` naming the photo folder (or a folder in it) is refused, and the file name it suggests is not one
+    that would be refused next as inside the input folder."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(photos / "a.jpg")
+    monkeypatch.chdir(photos if given == "." else tmp_path)
+    result = cli("bench", random_onnx, "--images", ".", "--json", given) if given == "." else \
+        cli("bench", random_onnx, "--images", "photos", "--json", given)
+    assert result.exit_code == 2 and "is a folder; give a file name, e.g. " in result.stderr, result.stderr
+    suggested = Path(result.stderr.split("e.g. ")[1].split()[0])
+    assert suggested.name == "result.json" and not Path(os.path.abspath(suggested)).is_relative_to(photos)

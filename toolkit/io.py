@@ -177,15 +177,18 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
                     raise RtkError(f"{flag} {path} is inside the input folder {given}, whose files the run reads; "
                                    "choose a folder outside it")
             continue
+        folder = next((f for f in folders if inside(path, f)), None)
         if path.is_dir():
             stem = {"--json": "result", "--dump-recipe": "recipe"}.get(flag, "model")
-            raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {path / (stem + suffixes[0])}"
+            where = path if folder is None else folder.parent     # the example lies outside the input folders
+            if folder is not None and inside(where, folder):       # the input is "." (or a link back up)
+                where = Path(os.path.abspath(folder)).resolve().parent
+            raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {where / (stem + suffixes[0])}"
                            if suffixes else f"{flag} {path} is a folder; give a file name")
         for f in artifact_files(path):
             hit = next((taken[k] for k in _same_file_keys(f) if k in taken), None)
             if hit is not None:
                 raise RtkError(f"{flag} {path} would overwrite the input {hit}; choose another output path")
-        folder = next((f for f in folders if inside(path, f)), None)
         if folder is not None:
             raise RtkError(f"{flag} {path} is inside the input folder {folder}, whose files are read; choose a path "
                            "outside it")

@@ -107,8 +107,8 @@ def command(fn: Callable | None = None, *, writes: Writes | None = None) -> Call
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            _check_paths(plan, kwargs)          # first: its example for a folder lies outside the input folders
             _check_json_path(kwargs.get("json"))
-            _check_paths(plan, kwargs)
             try:
                 return fn(*args, **kwargs)
             except ImportError as exc:
