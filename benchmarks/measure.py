@@ -175,8 +175,10 @@ def openvino_hints(xml: Path, *, repeats: int, seconds: float, ceiling: Callable
     return out
 
 
-def benchmark_app(xml: Path, *, seconds: int, batch: int = 1, hint: str = "latency") -> dict:
-    """OpenVINO's own `benchmark_app` on the IR with a performance hint and f32 inference (rtk's FP32 setting)."""
+def benchmark_app(xml: Path, *, seconds: int, batch: int = 1, hint: str = "latency",
+                  infer_precision: str | None = "f32") -> dict:
+    """OpenVINO's own `benchmark_app` on the IR with a performance hint and the inference precision rtk's runner
+    compiled it with (f32 for an FP32 IR; OpenVINO's default where None)."""
     exe = Path(sys.executable).with_name("benchmark_app")
     if not exe.is_file():
         found = shutil.which("benchmark_app")
@@ -189,7 +191,7 @@ def benchmark_app(xml: Path, *, seconds: int, batch: int = 1, hint: str = "laten
     with tempfile.TemporaryDirectory(prefix="rtk-bench-app-") as tmp:
         cmd = [str(exe), "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(seconds), "-json_stats",
                "-report_type", "no_counters", "-report_folder", tmp, "-shape", f"[{batch},3,{side},{side}]",
-               "-infer_precision", "f32"]
+               *(["-infer_precision", infer_precision] if infer_precision else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 120)
         report = Path(tmp) / "benchmark_report.json"
         if proc.returncode != 0 or not report.is_file():
@@ -203,12 +205,14 @@ def benchmark_app(xml: Path, *, seconds: int, batch: int = 1, hint: str = "laten
             "command": " ".join(cmd).replace(tmp, "TMP")}
 
 
-def benchmark_app_hints(xml: Path, *, seconds: int, repeats: int, say: Say = print) -> dict:
+def benchmark_app_hints(xml: Path, *, seconds: int, repeats: int, infer_precision: str | None = "f32",
+                        say: Say = print) -> dict:
     """What OpenVINO's own tool reaches for THROUGHPUT at batch 8 vs LATENCY at batch 1 on the same IR: the
     hardware's headroom, next to rtk's `openvino_hints` ratio. Runs alternate latency, throughput, ..., latency
     and each throughput run is divided by the mean of the latency runs either side, as in `openvino_hints`."""
     def run(hint: str, batch: int) -> Callable[[], float]:
-        return lambda: _ok(benchmark_app(xml, seconds=seconds, batch=batch, hint=hint))["images_per_s"]
+        return lambda: _ok(benchmark_app(xml, seconds=seconds, batch=batch, hint=hint,
+                                         infer_precision=infer_precision))["images_per_s"]
 
     try:
         lat, thr = alternate(run("latency", 1), run("throughput", 8), repeats=repeats, label="benchmark_app hints",
@@ -216,7 +220,7 @@ def benchmark_app_hints(xml: Path, *, seconds: int, repeats: int, say: Say = pri
     except CommandFailed as exc:
         return exc.record
     out: dict = {"latency_b1": spread(lat), "throughput_b8": spread(thr),
-                 "ratios": spread([t / m for t, m in zip(thr, neighbour_means(lat))])}
+                 "ratios": spread([t / m for t, m in zip(thr, neighbour_means(lat))]), "infer_precision": infer_precision}
     out["ratio"] = out["ratios"]["median"]
     return out
 

@@ -193,7 +193,7 @@ def markdown(res: dict) -> str:
                          f"{hp['runtime']['throughput'].get('infer_requests')} requests)")
             app_h = hp.get("benchmark_app") or {}
             if "ratio" in app_h:
-                lines.append(f"  - benchmark_app on the same IR (f32): LATENCY batch 1 {app_h['latency_b1']['median']:.1f} "
+                lines.append(f"  - benchmark_app on the same IR ({app_h.get('infer_precision') or 'its default precision'}): LATENCY batch 1 {app_h['latency_b1']['median']:.1f} "
                              f"images/s, THROUGHPUT batch 8 {app_h['throughput_b8']['median']:.1f} images/s "
                              f"({app_h['ratio']:.2f}x{_ratio_spread(app_h)})")
             elif "error" in app_h:

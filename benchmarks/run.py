@@ -169,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                                                     seconds=settings.hint_seconds, ceiling=ceiling, say=_say)
             except Exception as exc:
                 hints[precision] = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
-        if settings.benchmark_app_seconds and "ratio" in hints.get("fp32", {}):
-            hints["fp32"]["benchmark_app"] = M.benchmark_app_hints(
-                lat["ov_fp32"], seconds=settings.benchmark_app_hint_seconds, repeats=settings.hint_repeats, say=_say)
+        for precision, key in (("fp32", "ov_fp32"), ("int8", "rtk_int8_ov")):   # OpenVINO's own tool, same IR
+            if settings.benchmark_app_seconds and "ratio" in hints.get(precision, {}):
+                hints[precision]["benchmark_app"] = M.benchmark_app_hints(
+                    lat[key], seconds=settings.benchmark_app_hint_seconds, repeats=settings.hint_repeats,
+                    infer_precision=hints[precision]["runtime"]["latency"].get("inference_precision"), say=_say)
         app = {"error": f"not run in {mode} mode"} if not settings.benchmark_app_seconds else M.rtk_vs_benchmark_app(lat["ov_fp32"], seconds=settings.benchmark_app_seconds,
                                      repeats=settings.benchmark_app_repeats, warmup=settings.warmup, say=_say)
     accuracy = {"error": "not available: the accuracy model could not be trained or exported"}
