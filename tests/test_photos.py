@@ -224,7 +224,11 @@ def test_predict_picks_the_openvino_hint_by_the_photos(photos, flags, hint, cli,
     assert result.exit_code == 0, result.output
     phases = json.loads((tmp_path / "p.json").read_text())["phases"]
     assert phases["runtime"]["hint"] == hint and phases["images"] == photos
-    assert f"OpenVINO {hint.upper()} hint" in " ".join(result.stdout.split())
+    text = " ".join(result.stdout.split())
+    assert f"OpenVINO {hint.upper()} hint" in text
+    parallel = hint == "throughput" and phases["runtime"]["infer_requests"] > 1
+    assert ("splits the cores between" in text) == parallel                       # why a photo is slower there
+    assert ("only one could be busy at a time here" in text) == (parallel and photos == 1)
 
 
 def test_a_stopped_run_cuts_the_running_batches_short(random_ir, tiny_data, tmp_path):
@@ -317,6 +321,9 @@ def test_folder_follows_links_skips_undecodable_and_pads_a_static_batch(random_o
     padded, _ = classify([folder / "cams"], ir, settings=PredictSettings(batch_size=4))
     default, report = classify([folder / "cams"], ir)
     assert [r.top[0].index for r in padded] == [r.top[0].index for r in default] and report.batch_size == 4
+    assert report.runtime["hint"] == "throughput"                              # 6 photos: 2 batches of 4
+    _, one = classify(sorted((tmp_path / "cams").iterdir())[:3], ir)
+    assert one.runtime["hint"] == "latency" and one.batch_size == 4           # 3 photos: the one static batch
     with pytest.raises(RtkError, match="has a static batch of 4, not 2; give --batch-size 4 or leave --batch-size out"):
         classify([folder / "cams"], ir, settings=PredictSettings(batch_size=2))
     for args in (["--runs", "3"], ["--images", folder / "cams", "--batch", "1,4"]):    # bench: batch 4, timed once

@@ -604,7 +604,7 @@ def test_compare_says_when_the_image_sets_differ(cli, tmp_path):
     assert "different image sets" in result.stderr
 
 
-@pytest.mark.parametrize("given", ["photos", "photos/sub", "."])
+@pytest.mark.parametrize("given", ["photos", "photos/sub", ".", "both"])
 def test_a_json_folder_inside_the_input_is_answered_with_a_path_outside_it(given, cli, tmp_path, random_onnx,
                                                                             monkeypatch):
     """`--json` naming the photo folder (or a folder in it) is refused, and the file name it suggests is not one
@@ -613,8 +613,12 @@ def test_a_json_folder_inside_the_input_is_answered_with_a_path_outside_it(given
     (photos / "sub").mkdir(parents=True)
     Image.new("RGB", (40, 30), (200, 10, 10)).save(photos / "a.jpg")
     monkeypatch.chdir(photos if given == "." else tmp_path)
-    result = cli("bench", random_onnx, "--images", ".", "--json", given) if given == "." else \
-        cli("bench", random_onnx, "--images", "photos", "--json", given)
+    if given == ".":
+        result = cli("bench", random_onnx, "--images", ".", "--json", given)
+    elif given == "both":       # two input folders, one holding the other's parent: the example clears both
+        result = cli("predict", "photos", ".", "--model", random_onnx, "--json", "photos")
+    else:
+        result = cli("bench", random_onnx, "--images", "photos", "--json", given)
     assert result.exit_code == 2 and "is a folder; give a file name, e.g. " in result.stderr, result.stderr
-    suggested = Path(result.stderr.split("e.g. ")[1].split()[0])
-    assert suggested.name == "result.json" and not Path(os.path.abspath(suggested)).is_relative_to(photos)
+    suggested = Path(os.path.abspath(result.stderr.split("e.g. ")[1].split()[0]))
+    assert suggested.name == "result.json" and not suggested.is_relative_to(tmp_path if given == "both" else photos)

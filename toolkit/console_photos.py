@@ -34,7 +34,8 @@ def show_phases(report) -> None:
     out.print(table)
     plural = "s" if report.images != 1 else ""
     out.print(f"throughput: {report.images} image{plural} on {report.target}, batch {report.batch_size}: "
-              f"{report.images_per_s:.1f} images/s in {report.wall_s:.2f} s overlapped ({report.workers} threads decoding"
+              f"{report.images_per_s:.1f} images/s in {report.wall_s:.2f} s overlapped ({report.workers} "
+              f"thread{'s' if report.workers != 1 else ''} decoding"
               f"{' and inferring' if report.threads_infer else ''}, "
               f"at most {report.peak_in_flight} of {report.depth} images in flight; {report.decode} decode, {report.scaled} JPEGs DCT-scaled)",
               highlight=False, soft_wrap=True)
@@ -46,10 +47,14 @@ def show_phases(report) -> None:
                                   "validation; --exact-decode to decode in full)",
             ("exact", "refused"): "exact JPEG decode: the artifact's fast-decode record is not trusted (damaged, edited, "
                                   "or failing rtk's rule); rtk run with validate.fast_decode writes a new deploy copy"}
-    if hint == "throughput":
-        out.print(f"[dim]THROUGHPUT hint: {report.runtime.get('infer_requests')} parallel requests, each on part of "
-                  "the cores, so one photo's inference takes longer than with --hint latency[/]", highlight=False,
-                  soft_wrap=True)
+    requests = int(report.runtime.get("infer_requests") or 1)
+    if hint == "throughput" and requests > 1:
+        busy = min(requests, -(-report.images // report.batch_size), max(1, report.depth // report.batch_size),
+                   report.workers if report.threads_infer else requests)
+        out.print(f"[dim]THROUGHPUT hint: OpenVINO splits the cores between {requests} parallel requests, so one "
+                  "photo's inference takes longer than with --hint latency"
+                  + ("; only one could be busy at a time here, so --hint latency would be faster" if busy < 2 else "")
+                  + "[/]", highlight=False, soft_wrap=True)
     out.print(f"[dim]{said.get((report.decode, report.decode_by), report.decode + ' JPEG decode')}[/]",
               highlight=False, soft_wrap=True)
     if report.decode == "fast" and not report.scaled:

@@ -181,8 +181,11 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
         if path.is_dir():
             stem = {"--json": "result", "--dump-recipe": "recipe"}.get(flag, "model")
             where = path if folder is None else folder.parent     # the example lies outside the input folders
-            if folder is not None and inside(where, folder):       # the input is "." (or a link back up)
-                where = Path(os.path.abspath(folder)).resolve().parent
+            for _ in range(len(folders)):
+                holder = next((f for f in folders if inside(where, f)), None)
+                if holder is None:
+                    break
+                where = Path(os.path.abspath(holder)).resolve().parent    # "." or another input folder holds it
             raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {where / (stem + suffixes[0])}"
                            if suffixes else f"{flag} {path} is a folder; give a file name")
         for f in artifact_files(path):

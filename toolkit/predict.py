@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -186,12 +188,12 @@ def photo_threads(runner, settings: PredictSettings, batch_size: int) -> int:
     return max(1, min(settings.workers or runner.parallel_requests + 1, settings.depth // batch_size))
 
 
-def photo_hint(settings: PredictSettings, photos: int) -> str:
+def photo_hint(settings: PredictSettings, photos: int, fixed_batch: int | None = None) -> str:
     """The OpenVINO hint for `photos`: --hint, or by default THROUGHPUT where there is more than one batch (a
-    folder is a throughput job) and LATENCY for one batch."""
+    folder is a throughput job) and LATENCY for one batch (--batch-size, or a static-batch artifact's own)."""
     if settings.hint != "auto":
         return settings.hint
-    return "throughput" if photos > settings.batch_size else "latency"
+    return "throughput" if photos > (fixed_batch or settings.batch_size) else "latency"
 
 
 def photo_batch(runner, settings: PredictSettings) -> int:
@@ -233,8 +235,13 @@ def classify(inputs: Sequence[str | Path], model: str | Path, *, target: str | N
     skipped: list[str] = []
     paths = image_paths(inputs, skipped)
     named = {str(Path(p)) for p in inputs if not Path(p).is_dir()}
-    options = options or RunnerOptions(max_batch=s.batch_size, hint=photo_hint(s, len(paths)))
-    with open_runner(model, target, options=options) as runner:
+    with ExitStack() as stack:
+        runner = stack.enter_context(open_runner(model, target, options=options or RunnerOptions(
+            max_batch=s.batch_size, hint=photo_hint(s, len(paths)))))
+        hint = photo_hint(s, len(paths), runner.fixed_batch)
+        if options is None and hint != runner.options.hint:
+            stack.close()           # a static batch holds every photo: one batch, a latency job after all
+            runner = stack.enter_context(open_runner(model, target, options=replace(runner.options, hint=hint)))
         logits, names, report = run_photos(paths, runner, settings=s, skippable={str(p) for p in paths} - named,
                                            latency_images=LATENCY_IMAGES)
         meta = runner.meta
