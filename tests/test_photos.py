@@ -231,6 +231,15 @@ def test_predict_picks_the_openvino_hint_by_the_photos(photos, flags, hint, cli,
     assert ("only one could be busy at a time here" in text) == (parallel and photos == 1)
 
 
+def test_predict_says_a_hint_is_for_openvino_only(cli, random_onnx, tiny_data, tmp_path):
+    """--hint on ONNX Runtime changes nothing, and predict says so instead of dropping it silently."""
+    photo = sorted((tiny_data / "val").rglob("*.png"))[0]
+    said = "--hint throughput is an OpenVINO setting; onnxruntime ran as it always does"
+    for flags, warned in ((("--hint", "throughput"), True), ((), False)):
+        result = cli("predict", photo, "--model", random_onnx, *flags)
+        assert result.exit_code == 0 and (said in " ".join(result.output.split())) == warned, result.output
+
+
 def test_a_stopped_run_cuts_the_running_batches_short(random_ir, tiny_data, tmp_path):
     """Ctrl-C or an error ends the consumer; every thread's batch then stops at its next photo instead of decoding
     the rest and inferring (80 s to stop at batch 64 before). The first batch (small PNGs) is held in its inference

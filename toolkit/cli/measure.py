@@ -179,6 +179,8 @@ def predict(
     show_predictions(results)
     if phases is not None:
         show_phases(phases)
+        if hint != "auto" and "hint" not in phases.runtime:
+            ui.warn(f"--hint {hint} is an OpenVINO setting; {phases.target} ran as it always does")
     emit_json(json, PredictReport(predictions=results, phases=phases))
 
 
