@@ -66,7 +66,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (0, 0, 0))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return img if img.mode == "RGB" else img.convert("RGB")     # no copy of an RGB image (0.7 ms at 500x375)
+    return img if img.mode == "RGB" else img.convert("RGB")     # an RGB image as it is: no copy
 
 
 def readable_image(path: str) -> bool:
