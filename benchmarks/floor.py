@@ -83,15 +83,6 @@ def clock_ghz() -> tuple[float, str]:
     return 2.0, "unknown (assumed 2.0 GHz)"
 
 
-def _amd_family() -> int | None:
-    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-        if line.startswith("vendor_id") and "AMD" not in line:
-            return None
-        if line.startswith("cpu family"):
-            return int(line.split(":")[1])
-    return None
-
-
 def gemm_fp32_gmacs(*, n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
     """The f32 MAC rate this CPU reaches right now on the easiest dense work there is: an n x n x n GEMM (torch's
     BLAS) on `threads` threads, best of `repeats` after a warm-up. Convolutions run as GEMM kernels do the same
@@ -119,7 +110,7 @@ def cpu_peak(*, measure: bool = False) -> CpuPeak:
     info = cpu_info()
     ghz, source = clock_ghz()
     cores = info.cores
-    if info.isa.get("avx512f") and _amd_family() == 25:
+    if info.isa.get("avx512f") and info.core == "Zen 4":
         isa, fp32 = "AVX-512 on AMD Zen 4 (512-bit FMAs split over two 256-bit units)", 16
     elif info.isa.get("avx512f"):
         isa, fp32 = "AVX-512 (2 full-width FMA units assumed)", 32

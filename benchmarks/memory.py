@@ -156,7 +156,7 @@ def main() -> None:
     result = {
         "date": dt.date.today().isoformat(), "images": count, "size": args.size, "bench_seconds": args.bench_seconds,
         "interval_s": args.interval, "settle": args.settle, "prepare_seconds": round(prep, 1),
-        "machine": f"{cpu.model}, {os.cpu_count()} cores; random-weight ResNet50 at {args.size}x{args.size}, "
+        "machine": f"{cpu.name}, {os.cpu_count()} cores; random-weight ResNet50 at {args.size}x{args.size}, "
                    f"{CLASSES} classes, ONNX Runtime CPU",
         "note": ("`rtk bench --seconds S` times calls for S seconds, then makes as many calls again for the "
                  "throughput figure, so the process lives about 2 x S; every timed call is kept (`samples_ms`), "

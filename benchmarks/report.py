@@ -124,10 +124,24 @@ def e2e_markdown(res: dict) -> list[str]:
     return lines
 
 
+def cpu_name(cpu: dict) -> str:
+    """The CPU a results file was measured on, as `rtk doctor` names it (older files: the model name)."""
+    from toolkit.doctor import CpuInfo
+
+    return CpuInfo.model_validate(cpu).name
+
+
+def cpu_slug(cpu: dict) -> str:
+    """The CPU part of a results file's name: the model and its core ("amd-epyc-zen-4"), so runs on two CPUs the
+    same day keep their own files."""
+    text = cpu["model"] + (" " + cpu["core"] if cpu.get("core") else "")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48]
+
+
 def markdown(res: dict) -> str:
     m, s, peak = res["machine"], res["settings"], res["cpu_peak"]
     bs = [str(b) for b in s["batches"]]
-    lines = [f"# rtk benchmark — {res['date'][:10]} — {m['cpu']['model']} ({m['cpu']['cores']} cores)", "",
+    lines = [f"# rtk benchmark — {res['date'][:10]} — {cpu_name(m['cpu'])} ({m['cpu']['cores']} cores)", "",
              f"Command: `{res['command']}` ({s['mode']} mode, {res['seconds'] / 60:.1f} min). "
              + ("Latency: the trained model itself (smoke mode), " if s.get("shared_model") else
                 f"Latency: random-weight {s['latency_classes']}-class ResNet50 at {s['latency_size']}x{s['latency_size']}, ")
@@ -244,7 +258,7 @@ def plot(res: dict, path: Path) -> Path | None:
 
 def write_results(res: dict, *, out: Path, stamp: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    cpu = re.sub(r"[^a-z0-9]+", "-", res["machine"]["cpu"]["model"].lower()).strip("-")[:40]
+    cpu = cpu_slug(res["machine"]["cpu"])
     base = out / f"{stamp[:8]}-{cpu}" if res["settings"]["mode"] == "full" else out / f"{stamp[:8]}-{cpu}-{res['settings']['mode']}"
     png = plot(res, base.with_suffix(".png"))
     text = markdown(res) + (f"\n![latency vs accuracy]({png.name})\n" if png else "")

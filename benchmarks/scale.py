@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -372,13 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--work", type=Path, default=HERE / ".cache" / "scale")
     args = p.parse_args(argv)
+    from benchmarks.report import cpu_slug
     from toolkit.doctor import doctor
 
     started = time.perf_counter()
     stamp = dt.datetime.now()
     work = args.work / stamp.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True)
-    res: dict = {"date": stamp.strftime("%Y-%m-%d"), "cpu": doctor().cpu.model, "cores": doctor().cpu.cores,
+    cpu = doctor().cpu
+    res: dict = {"date": stamp.strftime("%Y-%m-%d"), "cpu": cpu.name, "cores": cpu.cores, "cpu_info": cpu.model_dump(),
                  "quick": args.quick,
                  "command": " ".join(["python -m benchmarks.scale", *(argv if argv is not None else sys.argv[1:])])}
     if args.part in ("all", "shards"):
@@ -395,9 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.io import write_json, write_text_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
-    cpu = re.sub(r"[^a-z0-9]+", "-", res["cpu"].lower()).strip("-")[:40]
     suffix = ("" if args.part == "all" else "-" + args.part) + ("-quick" if args.quick else "")
-    base = args.out / f"scale-{stamp.strftime('%Y%m%d')}-{cpu}{suffix}"
+    base = args.out / f"scale-{stamp.strftime('%Y%m%d')}-{cpu_slug(res['cpu_info'])}{suffix}"
     write_json(base.with_suffix(".json"), res)
     write_text_atomic(base.with_suffix(".md"), markdown(res))
     for g in res["goals"]:

@@ -106,6 +106,44 @@ def test_doctor_json_names_the_tiers(cli, tmp_path):
     assert report["packages"]["rtk"] == toolkit.__version__   # what runs, even where pip's metadata is stale
 
 
+X86 = "processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: {name}\n" \
+      "stepping\t: {stepping}\nflags\t\t: fpu avx2 fma avx512f\n\nprocessor\t: 1\nmodel\t\t: 999\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\nCPU part\t: {part}\n\nModel\t\t: {name}\n"
+
+
+@pytest.mark.parametrize("text, name", [
+    (X86.format(vendor="AuthenticAMD", family=25, model=17, name="AMD EPYC", stepping=1),
+     "AMD EPYC (Zen 4, family 25 model 17)"),          # a VM's model name alone cannot tell Zen 3, 4 and 5 apart
+    (X86.format(vendor="AuthenticAMD", family=25, model=1, name="AMD EPYC 7B13", stepping=1),
+     "AMD EPYC 7B13 (Zen 3, family 25 model 1)"),
+    (X86.format(vendor="AuthenticAMD", family=26, model=2, name="AMD EPYC", stepping=0),
+     "AMD EPYC (Zen 5, family 26 model 2)"),
+    (X86.format(vendor="GenuineIntel", family=6, model=143, name="Intel(R) Xeon(R) Platinum 8481C", stepping=8),
+     "Intel(R) Xeon(R) Platinum 8481C (Sapphire Rapids, family 6 model 143)"),
+    (X86.format(vendor="GenuineIntel", family=6, model=85, name="Intel(R) Xeon(R) CPU @ 2.80GHz", stepping=7),
+     "Intel(R) Xeon(R) CPU @ 2.80GHz (Cascade Lake, family 6 model 85)"),
+    (X86.format(vendor="GenuineIntel", family=6, model=1, name="Future", stepping=0),
+     "Future (family 6 model 1)"),                     # not in rtk's table: the numbers, no guess
+    (ARM.format(part="0xd0b", name="Raspberry Pi 5 Model B Rev 1.0"),
+     "Raspberry Pi 5 Model B Rev 1.0 (Cortex-A76, part 0xd0b)"),
+    (ARM.format(part="0xd42", name="NVIDIA Jetson AGX Orin"), "NVIDIA Jetson AGX Orin (Cortex-A78AE, part 0xd42)"),
+])
+def test_doctor_names_the_core_a_speed_claim_was_measured_on(text, name, tmp_path):
+    """/proc/cpuinfo's first processor gives the vendor, family, model and stepping (x86) or implementer and part
+    (ARM); the name every benchmark header, device block and doctor table prints carries them."""
+    from toolkit.doctor import cpu_info
+
+    (tmp_path / "cpuinfo").write_text(text)
+    info = cpu_info(tmp_path / "cpuinfo")
+    assert info.name == name
+    assert info.isa["avx512f"] is ("avx512f" in text)
+    from benchmarks.report import cpu_name, cpu_slug
+
+    assert cpu_name(info.model_dump()) == name and cpu_name({"model": "AMD EPYC", "cores": 2, "machine": "x86_64",
+                                                             "isa": {}}) == "AMD EPYC"      # a file from before
+    assert cpu_slug(info.model_dump()).startswith(cpu_slug({"model": info.model}))
+
+
 @pytest.mark.parametrize("tier", list(TIERS))
 def test_int8_accuracy_holds_on_every_isa_tier(tier, accurate_int8, tiny_data, cli, tmp_path, monkeypatch):
     """rtk's INT8 IR and QDQ ONNX on OpenVINO keep FP32's top-1 and logits under `tier`, and the capped process

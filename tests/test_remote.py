@@ -75,7 +75,9 @@ def test_bench_on_the_device_and_its_cache(ssh_device, random_ir, tmp_path):
     device = out["device"]
     assert device["hostname"] == socket.gethostname() and device["arch"] == platform.machine()
     assert device["rtk"] == "0.2.0" and set(device["runtimes"]) == {"onnxruntime", "openvino"}
-    assert device["cores"] == os.cpu_count() and device["cpu"] and device["os"]
+    from toolkit.doctor import cpu_info
+
+    assert device["cores"] == os.cpu_count() and device["cpu"] == cpu_info().name and device["os"]   # its core too
     folder = cache / "artifacts" / upload_of(random_ir).key
     copied = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
     assert sorted(copied) == ["model.bin", "model.xml"]

@@ -134,7 +134,7 @@ def show_doctor(report) -> None:
     table = _table(f"rtk doctor{escape(_on(report.device))}", "item", "value")
     table.add_row("host", f"{report.hostname} ({report.os})")
     table.add_row("python", report.python)
-    table.add_row("cpu", f"{report.cpu.model} ({report.cpu.cores} cores, {report.cpu.machine})")
+    table.add_row("cpu", f"{report.cpu.name}, {report.cpu.cores} cores, {report.cpu.machine}")
     table.add_row("isa", " ".join(k for k, v in report.cpu.isa.items() if v) or "none detected")
     table.add_row("int8 tier", report.cpu.int8_class)
     table.add_row("bf16", "yes (AVX512_BF16 or AMX: rtk compile --precision bf16)" if report.bf16
