@@ -152,6 +152,9 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
     md = (out / "report.md").read_text()
     assert "accuracy drop" in md and "speed-up" in md and "`max_drop_pt`" in md
     assert "ISA tier (oneDNN) per runtime for accuracy" in md and "ISA tier (oneDNN) per runtime for latency" in md
+    from toolkit.doctor import cpu_info
+
+    assert fp32["machine"] == cpu_info().name and f"Latency measured on here ({cpu_info().name})." in md   # which CPU
 
 
 def test_report_names_the_tier_each_number_ran_on():

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.backends.base import finite
+from toolkit.doctor import cpu_info
 from toolkit.errors import RtkError
 from toolkit.isa import effective_tier
 from toolkit.preprocess import random_input
@@ -130,6 +131,8 @@ class BenchResult(BaseModel):
     warmup: int
     results: list[BenchPoint]
     device: DeviceInfo | None = Field(None, description="The SSH device it ran on (`remote`), from its rtk doctor.")
+    cpu: str | None = Field(None, description="The CPU it was timed on, as `rtk doctor` names it (model, core, "
+                            "family and model numbers).")
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
     executed_precision: str | None = Field(None, description="The precision the runtime computed in, read back "
                                            "from it (OpenVINO: compute layers by runtimePrecision).")
@@ -182,7 +185,7 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
         ran = runner.executed_precision()
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
-                       isa=effective_tier(runner.target), executed_precision=ran)
+                       isa=effective_tier(runner.target), executed_precision=ran, cpu=cpu_info().name)
 
 
 def _batches(runner, asked: list[int]) -> list[int]:
@@ -243,4 +246,5 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
         ran = runner.executed_precision()
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=photos["runtime"], warmup=s.warmup, results=points,
-                       isa=effective_tier(runner.target), photos=photos, executed_precision=ran)
+                       isa=effective_tier(runner.target), photos=photos, executed_precision=ran,
+                       cpu=cpu_info().name)

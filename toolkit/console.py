@@ -228,6 +228,8 @@ def show_bench(result) -> None:
             per = " (per image)" if result.photos and phase in ("decode", "preprocess") else ""
             table.add_row(f"  {phase}{per}", _f(plat.p50), _f(plat.p90), _f(plat.p99), _f(plat.mean), _f(plat.std), "")
     out.print(table)
+    if result.cpu and not result.device:
+        out.print(f"[dim]timed on {escape(result.cpu)}[/]")
     if result.executed_precision:
         out.print(f"computed in {result.executed_precision} (read back from {result.target})", highlight=False)
     if result.runtime.get("bare_compile_differs"):

@@ -61,7 +61,7 @@ class Row(BaseModel):
     executed_precision: str | None = None   # read back from the runtime (OpenVINO: layers by runtimePrecision)
     bare_compile_differs: str | None = None   # what a bare OpenVINO compile_model would run instead, and the fix
     device: str | None = None   # the device (recipe devices: name) it was timed on; None: here
-    machine: str | None = None  # that device's host, CPU and cores, from its rtk doctor
+    machine: str | None = None  # a device's host, CPU and cores from its rtk doctor; here: the CPU bench names
     accuracy_on: str | None = None   # where top-1 was measured: "here", or the device's name (validate.on_devices)
 
 
@@ -132,6 +132,8 @@ def _row(a, *, device: str, runs: list[dict], scores: dict[str, dict], accuracy_
     info = runs[0].get("device") if runs else None
     if info:
         row.machine = f"{info['hostname']}, {info['cpu']}, {info['cores']} cores"
+    elif runs and runs[0].get("cpu"):
+        row.machine = runs[0]["cpu"]
     if runs:
         first = [r["results"][0] for r in runs]
         row.batch = first[0]["batch"]
@@ -240,7 +242,7 @@ def markdown(report: Report) -> str:
         lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
                       f"{len(report.rows[-1].p50_repeats)} interleaved repeats (p50: of all their calls; "
                       "the interval: Student-t 95% of the mean of the repeats' p50s)."]
-    devices = sorted({f"{r.device} ({r.machine})" for r in report.rows if r.device and r.machine})
+    devices = sorted({f"{r.device or 'here'} ({r.machine})" for r in report.rows if r.machine})
     if devices:
         lines += ["", "Latency measured on " + "; ".join(devices) + "."]
     ran = [f"{r.name}{' on ' + r.device if r.device else ''} {r.executed_precision}" for r in report.rows
