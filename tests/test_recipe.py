@@ -154,7 +154,7 @@ def test_run_writes_artifacts_manifest_and_report(tiny_run):
     assert "ISA tier (oneDNN) per runtime for accuracy" in md and "ISA tier (oneDNN) per runtime for latency" in md
     from toolkit.doctor import cpu_info
 
-    assert fp32["machine"] == cpu_info().name and f"Latency measured on here ({cpu_info().name})." in md   # which CPU
+    assert fp32["machine"] == cpu_info().name and f"Latency measured here, on {cpu_info().name}." in md   # which CPU
 
 
 def test_report_names_the_tier_each_number_ran_on():

@@ -242,9 +242,10 @@ def markdown(report: Report) -> str:
         lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
                       f"{len(report.rows[-1].p50_repeats)} interleaved repeats (p50: of all their calls; "
                       "the interval: Student-t 95% of the mean of the repeats' p50s)."]
-    devices = sorted({f"{r.device or 'here'} ({r.machine})" for r in report.rows if r.machine})
+    devices = sorted({f"{r.device} ({r.machine})" if r.device else f"here, on {r.machine}" for r in report.rows
+                      if r.machine})
     if devices:
-        lines += ["", "Latency measured on " + "; ".join(devices) + "."]
+        lines += ["", "Latency measured " + "; ".join(d if d.startswith("here") else "on " + d for d in devices) + "."]
     ran = [f"{r.name}{' on ' + r.device if r.device else ''} {r.executed_precision}" for r in report.rows
            if r.executed_precision]
     if ran:
