@@ -11,6 +11,7 @@ from benchmarks.floor import CpuPeak, fraction_of_peak
 from benchmarks.goals import goals
 from benchmarks.rows import BY_KEY, REFERENCE, ROWS
 from benchmarks.settings import Settings
+from toolkit.doctor import cpu_name
 from toolkit.io import write_json, write_text_atomic
 
 
@@ -122,13 +123,6 @@ def e2e_markdown(res: dict) -> list[str]:
     elif dec:
         lines += ["", f"Fast decode accuracy: {dec.get('error')}"]
     return lines
-
-
-def cpu_name(cpu: dict) -> str:
-    """The CPU a results file was measured on, as `rtk doctor` names it (older files: the model name)."""
-    from toolkit.doctor import CpuInfo
-
-    return CpuInfo.model_validate(cpu).name
 
 
 def cpu_slug(cpu: dict) -> str:

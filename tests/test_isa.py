@@ -137,7 +137,8 @@ def test_doctor_names_the_core_a_speed_claim_was_measured_on(text, name, tmp_pat
     info = cpu_info(tmp_path / "cpuinfo")
     assert info.name == name
     assert info.isa["avx512f"] is ("avx512f" in text)
-    from benchmarks.report import cpu_name, cpu_slug
+    from benchmarks.report import cpu_slug
+    from toolkit.doctor import cpu_name
 
     assert cpu_name(info.model_dump()) == name and cpu_name({"model": "AMD EPYC", "cores": 2, "machine": "x86_64",
                                                              "isa": {}}) == "AMD EPYC"      # a file from before

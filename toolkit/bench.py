@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from toolkit.io import sha256_file
 from toolkit.backends import RunnerOptions, open_runner
 from toolkit.backends.base import finite
-from toolkit.doctor import cpu_info
+from toolkit.doctor import this_cpu
 from toolkit.errors import RtkError
 from toolkit.isa import effective_tier
 from toolkit.preprocess import random_input
@@ -185,7 +185,7 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
         ran = runner.executed_precision()
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
-                       isa=effective_tier(runner.target), executed_precision=ran, cpu=cpu_info().name)
+                       isa=effective_tier(runner.target), executed_precision=ran, cpu=this_cpu().name)
 
 
 def _batches(runner, asked: list[int]) -> list[int]:
@@ -247,4 +247,4 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=photos["runtime"], warmup=s.warmup, results=points,
                        isa=effective_tier(runner.target), photos=photos, executed_precision=ran,
-                       cpu=cpu_info().name)
+                       cpu=this_cpu().name)

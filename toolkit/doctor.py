@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -137,6 +138,21 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
                    cores=os.cpu_count() or 1, isa={name: flag in flags for name, flag in ISA_FLAGS.items()},
                    vendor=vendor, family=family, model_number=number, stepping=stepping,
                    core=core_name(vendor, family, number, stepping))
+
+
+@functools.cache
+def this_cpu() -> CpuInfo:
+    """This machine's CPU, read once per process (every bench names it)."""
+    return cpu_info()
+
+
+def cpu_name(cpu: dict) -> str:
+    """A recorded CPU (a results file's, a device's doctor) as `rtk doctor` names it; what an older rtk recorded
+    without the core: its model name."""
+    try:
+        return CpuInfo.model_validate(cpu).name
+    except ValueError:
+        return str(cpu.get("model", "unknown"))
 
 
 def _version(name: str) -> str | None:

@@ -24,7 +24,6 @@ below AMX only. A cap runs the highest tier this CPU has among those at or below
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import json
@@ -38,7 +37,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, TypeAdapter
 
-from toolkit.doctor import CpuInfo, cpu_info
+from toolkit.doctor import CpuInfo, this_cpu
 from toolkit.errors import RtkError
 
 ENV = "ONEDNN_MAX_CPU_ISA"
@@ -58,11 +57,6 @@ STARTED_WITH = os.environ.get(ENV)   # oneDNN reads the cap once: this process r
 CAPPED_RUNTIMES = ("openvino", "torch")   # torch: its oneDNN convolutions (measured jit:avx2 under AVX2)
 
 
-@functools.cache
-def _this_cpu() -> CpuInfo:
-    return cpu_info()
-
-
 def has_vnni(tier: str | None) -> bool:
     """Whether INT8 products accumulate straight into int32 on this tier (no int16 pair sums to saturate)."""
     return tier in VNNI
@@ -70,7 +64,7 @@ def has_vnni(tier: str | None) -> bool:
 
 def runnable(cpu: CpuInfo | None = None) -> list[str]:
     """The tiers this CPU can run, natively or capped down to, lowest first."""
-    flags = {name for name, present in (cpu or _this_cpu()).isa.items() if present}
+    flags = {name for name, present in (cpu or this_cpu()).isa.items() if present}
     return [tier for tier, needs in TIERS.items() if needs <= flags]
 
 
@@ -103,7 +97,7 @@ def effective_tier(target: str, cpu: CpuInfo | None = None, cap: str | None = ST
 
 def record(cpu: CpuInfo | None = None, cap: str | None = STARTED_WITH) -> dict[str, Any]:
     """The tier facts a manifest and `rtk doctor` keep: native tier, the cap, what OpenVINO runs on, the choices."""
-    cpu = cpu or _this_cpu()
+    cpu = cpu or this_cpu()
     return {"native": native_tier(cpu), "cap": cap or None, "openvino": capped_tier(cap, cpu), "runnable": runnable(cpu)}
 
 
@@ -111,7 +105,7 @@ def check_tier(name: str, cpu: CpuInfo | None = None, *, field: str = "--isa") -
     """`name` as oneDNN spells it; refuses a name oneDNN/rtk does not know and a tier this CPU cannot run
     (`field` names where the tier came from: the flag, or a recipe's validate.isa)."""
     tier = name.strip().upper()
-    cpu = cpu or _this_cpu()
+    cpu = cpu or this_cpu()
     ok = runnable(cpu)
     if tier not in TIERS:
         raise RtkError(f"{field} {name!r}: unknown tier; choose one of {', '.join(TIERS)} (this CPU runs "

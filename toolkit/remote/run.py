@@ -18,6 +18,7 @@ from typing import Callable, Sequence, Union
 
 from pydantic import BaseModel
 
+from toolkit.doctor import cpu_name
 from toolkit.remote.cache import DevicePath, Folder, Upload, folder_upload, tar_of, upload_of
 from toolkit.remote.channel import (DEVICE_INSTALL, MIN_DEVICE_RTK, UNREACHABLE, Device, RemoteError,
                                     _call, _device_message, _fault)
@@ -57,21 +58,11 @@ def _version(text: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", (text or "0").split("+")[0])[:3])
 
 
-def _cpu_name(cpu: dict) -> str:
-    """The device's CPU as `rtk doctor` names it (an older rtk on the device reports the model name alone)."""
-    from toolkit.doctor import CpuInfo
-
-    try:
-        return CpuInfo.model_validate(cpu).name
-    except ValueError:
-        return str(cpu.get("model", "unknown"))
-
-
 def device_info(device: Device, doctor: dict) -> DeviceInfo:
     """The device block from the device's `rtk doctor --json`."""
     cpu, packages = doctor.get("cpu", {}), doctor.get("packages", {})
     runtimes = {name: packages.get(name) for name, ok in doctor.get("runtimes", {}).items() if ok}
-    return DeviceInfo(name=device.name, hostname=doctor.get("hostname", "unknown"), cpu=_cpu_name(cpu),
+    return DeviceInfo(name=device.name, hostname=doctor.get("hostname", "unknown"), cpu=cpu_name(cpu),
                       cores=cpu.get("cores", 0), isa=[k for k, v in cpu.get("isa", {}).items() if v],
                       os=doctor.get("os", doctor.get("platform", "unknown")), arch=cpu.get("machine", "unknown"),
                       python=doctor.get("python", "unknown"), rtk=packages.get("rtk") or "unknown",
