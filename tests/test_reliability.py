@@ -381,6 +381,10 @@ CASES = [
                                                        c.work / "out"], ("candidate c1", "prune.ratio=1.5")),
     Case("sweep-duplicate-value", "sweep", lambda c: ["sweep", _recipe(c, SWEEP.replace("0.5]", "0.3]")), "-o",
                                                      c.work / "out"], ("prune.ratio lists 0.3 twice",)),
+    Case("sweep-quantize-without-int8", "sweep", lambda c: ["sweep", _recipe(c, RECIPE + "sweep:\n  values:\n    "
+                                                               "quantize.subset: [4, 8]\n    precision: [fp32]\n"),
+                                                           "-o", c.work / "out"],
+         ("r.yaml:9: sweep.values: quantize.subset applies to int8 candidates", "add int8 to precision")),
     Case("sweep-output-holds-recipe", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work, "--force",
                                                          "--no-ray"], ("r.yaml is inside this folder",)),
     Case("sweep-output-is-the-recipe", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "r.yaml",

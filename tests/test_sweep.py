@@ -53,6 +53,14 @@ def test_candidates_expand_the_value_lists():
     with pytest.raises(RtkError, match=rf"^<recipe>:{line}: sweep candidate c1 \(prune.ratio=1.5\): prune.ratio: .*less "
                                        "than or equal to 0.9"):
         parse_recipe(BASE + "sweep:\n  values:\n    prune.ratio: [0.3, 1.5]\n")
+    for order in ("    quantize.subset: [4, 8]\n    precision: [fp32, int8]\n",
+                  "    precision: [fp32, int8]\n    quantize.subset: [4, 8]\n"):
+        merged: list[str] = []        # quantize values apply to int8 only: fp32 once, whatever the key order
+        cands = expand(parse_recipe(BASE + "sweep:\n  values:\n" + order), merged=merged)
+        assert [(c.recipe.compile.precision, c.recipe.quantize and c.recipe.quantize.subset) for c in cands] == [
+            ("fp32", None), ("auto", 4), ("auto", 8)]
+        assert cands[0].values == {"precision": "fp32"} and len(merged) == 1 and merged[0].endswith(
+            f"is {cands[0].id} (precision=fp32)")
     embedding = expand(parse_recipe(BASE.replace("  targets: [onnxruntime]\n", "  targets: [onnxruntime]\n"
                                                  "  embed_preprocess: true\n")
                                     + "sweep:\n  values:\n    targets: [onnxruntime, openvino]\n"))
@@ -78,19 +86,27 @@ def test_recipe_check_counts_the_candidates(cli, tmp_path):
     assert check.exit_code == 0 and "4 sweep candidates" in check.stderr
 
 
-def test_one_sweep_per_folder(cli, tmp_path):
-    """While a sweep holds its folder's lock, a second one (--resume) is refused and changes nothing there."""
+@pytest.mark.parametrize("flag, state", [("--resume", True), ("--resume", False), ("--force", True)])
+def test_one_sweep_per_folder(cli, tmp_path, flag, state):
+    """While a sweep holds its folder's lock, a second one is refused as such (not as "no sweep to resume", said
+    when the running one has not written its state yet) and changes nothing there: --force deletes neither the
+    running sweep's state nor its stage cache."""
     import fcntl
 
     recipe, out = tmp_path / "sweep.yaml", tmp_path / "out"
     recipe.write_text(PRUNED)
     (out / ".rtk").mkdir(parents=True)
-    (out / ".rtk" / "sweep-state.json").write_text('{"candidates": []}')
+    (out / ".cache").mkdir()
+    (out / ".cache" / "entry").write_text("{}")
+    if state:
+        (out / ".rtk" / "sweep-state.json").write_text('{"candidates": []}')
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*")) + [".rtk/sweep.lock"]
     with open(out / ".rtk" / "sweep.lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        result = cli("sweep", recipe, "-o", out, "--resume", "--no-ray")
-    assert result.exit_code == 2 and "another rtk sweep is running" in result.stderr
-    assert sorted(p.name for p in out.rglob("*")) == [".rtk", "sweep-state.json", "sweep.lock"]
+        result = cli("sweep", recipe, "-o", out, flag, "--no-ray")
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"error: another rtk sweep is running in {out}; wait for it or choose another -o"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(before)
 
 
 def test_sweep_on_ray_shares_stages_and_names_a_winner(ray_local, cli, tmp_path):
@@ -292,7 +308,8 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["resumed"] == ["c0", "c1"] and sweep["engine"] == {"ray": None}
     assert [c["engine"] for c in sweep["candidates"]] == [{"ray": None}] * 3     # each keeps where it ran
-    assert "· 1 candidates in" in (out / "sweep.md").read_text()
+    assert "· 1 candidates in" in (out / "sweep.md").read_text() and " s (this session) · " in (
+        out / "sweep.md").read_text()
     assert "2 kept from an earlier sweep (one after another in one process; their runs took" in (
         out / "sweep.md").read_text()
     c0, c1, c2 = sweep["candidates"]
@@ -300,6 +317,8 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     assert c1["stage"] == "quantize" and "1000 were asked for" in c1["error"]
     assert (out / "candidates" / "c0" / "report.json").stat().st_mtime_ns == stamp
     assert "quantize" in c2["ran"] and c2["top1"] is not None and not left.exists()
+    assert {"data", "model"} <= set(c2["earlier"]) and not set(c2["earlier"]) & set(c2["ran"])  # session 1's
+    assert f", {len(c2['earlier'])} kept from an interrupted earlier session." in (out / "sweep.md").read_text()
     report = json.loads((out / "candidates" / "c0" / "report.json").read_text())
     assert c0["p50_repeats"] == report["rows"][-1]["p50_repeats"] and c0["p50_repeats"]
 
@@ -387,20 +406,42 @@ def test_address_that_is_no_ray_head_is_refused_in_bounded_time(ray_local, tmp_p
     a real instance passes the same check."""
     import socket
 
-    from toolkit import distributed
+    from toolkit import ray_address
     from toolkit.pipeline.sweep import sweep
 
-    distributed.check_address(ray_local.get_runtime_context().gcs_address)
-    monkeypatch.setattr(distributed, "JOIN_TIMEOUT_S", 8.0)
+    ray_address.check_address(ray_local.get_runtime_context().gcs_address)
+    ray_address.check_address("auto")          # joins the instance running here: the check that comes first
+    assert "auto" in ray_address._JOINED
+    monkeypatch.setattr(ray_address, "JOIN_TIMEOUT_S", 8.0)
     out = tmp_path / "out"
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         address = f"127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
-        with pytest.raises(RtkError, match=f"no Ray head answered at {address} within 8 s"):
+        with pytest.raises(RtkError, match=rf"no Ray head answered at {address} \(--address\) within 8 s"):
             sweep(parse_recipe(TARGETS), out, address=address)
     assert time.monotonic() - started < 20 and not out.exists()
+
+
+@pytest.mark.parametrize("args", [("--address", "auto"), ()])
+def test_ray_address_names_the_cluster_and_is_checked_first(cli, tmp_path, monkeypatch, args):
+    """RAY_ADDRESS (Ray's convention, set by `ray job submit`) names the cluster for `--address auto` and for no
+    --address: one that does not answer is one line before anything is written (with no --address it was exit 3,
+    Ray refusing a local start's num_cpus; with auto, the folder was written first)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("RAY_ADDRESS", closed)
+    recipe, out = tmp_path / "sweep.yaml", tmp_path / "out"
+    recipe.write_text(TARGETS)
+    result = cli("sweep", recipe, "-o", out, *args)
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"error: the Ray cluster at {closed} (RAY_ADDRESS) does not answer (Connection refused); check RAY_ADDRESS, "
+        "or start one with `ray start --head`"], result.stderr
+    assert not out.exists()
 
 
 def test_every_candidate_failed_says_so(cli, tmp_path):
@@ -457,6 +498,10 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
     ("bench.threads: []", "^<recipe>:LINE: sweep.values: bench.threads has no values"),
     ("targets: [onnxruntime, openvnio]", r"^<recipe>:LINE: sweep candidate c1 \(targets=openvnio\): compile.targets.0"),
     ("prunee.ratio: [0.3]", "^<recipe>:LINE: sweep candidate c0 .*prunee: not a recipe field"),
+    # quantize values with no int8 candidate: refused in either key order (was KeyError, exit 3, or INT8 built)
+    ("quantize.subset: [4, 8]\n    precision: [fp32]", "^<recipe>:LINE: sweep.values: quantize.subset applies to "
+                                                       "int8 candidates, and precision lists none; add int8"),
+    ("precision: [fp16, fp32]\n    quantize.subset: [4]", r"^<recipe>:\d+: sweep.values: quantize.subset applies"),
 ])
 def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
     """Refused when the recipe is read, at the line of the swept key, the values shown as the recipe writes them."""

@@ -1,10 +1,11 @@
 """Ray, for `rtk sweep` and sharded validation only: imported lazily, so nothing else needs it installed.
 
-- `cluster(address)`: an existing Ray instance if this process has one; else a local instance started small
-  for this command (the machine's CPUs, no dashboard, a small object store, its files under /tmp, its idle
-  workers kept for the next stage: `keep_workers`) or the cluster at `address`. An address that does not
-  answer is one line, before anything is written. A local instance whose rtk was killed (SIGKILL leaves Ray's
-  agents running) is stopped and removed at the next start.
+- `cluster(address)`: an existing Ray instance if this process has one; else the cluster at `address` (or at
+  RAY_ADDRESS, Ray's own convention, which `ray job submit` sets), or a local instance started small for this
+  command (the machine's CPUs, no dashboard, a small object store, its files under /tmp, its idle workers kept
+  for the next stage: `keep_workers`). An address that does not answer is one line, before anything is written
+  (toolkit.ray_address). A local instance whose rtk was killed (SIGKILL leaves Ray's agents running) is stopped
+  and removed at the next start.
 - `map_tasks`: a function over jobs as Ray tasks with declared CPUs and memory, results in job order.
 - `RayStages`: the executor of a sweep's runs (pipeline/run.py `Executor`): each stage is a Ray task with the
   CPUs and memory its kind declares (`NEEDS`), a stage whose worker dies is retried, and a timed stage has its
@@ -25,7 +26,6 @@ import glob
 import os
 import signal
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -33,9 +33,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
-from urllib.parse import urlsplit
 
 from toolkit.errors import RtkError, internal_error
+from toolkit.ray_address import check_address, joining, resolve
 
 RAY_EXTRA = "pip install 'rtk[ray]'"
 OBJECT_STORE_BYTES = 128 * 1024 ** 2
@@ -57,57 +57,6 @@ def ray_installed() -> bool:
     except ImportError:
         return False
     return True
-
-
-def check_address(address: str, timeout: float = 5.0) -> None:
-    """Refuse a cluster address whose host:port does not accept a connection (Ray would wait for a minute)."""
-    if address in ("auto", "local"):
-        return
-    if not address.strip():
-        raise RtkError("--address is empty; give host:port of the Ray head, e.g. 10.0.0.5:6379, or drop it to start "
-                       "a local instance")
-    parts = urlsplit(address if "://" in address else f"ray://{address}")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        host = port = None
-    if not host or not port:
-        raise RtkError(f"--address {address!r}: give host:port of the Ray head, e.g. 10.0.0.5:6379 or "
-                       "ray://10.0.0.5:10001")
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
-        raise RtkError(f"the Ray cluster at {address} does not answer ({reason}); check --address, or start one "
-                       "with `ray start --head`") from None
-    _probe_join(address)
-
-
-JOIN_TIMEOUT_S = 30.0
-_JOINED: set[str] = set()
-_PROBE = ("import sys, ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False, "
-          "namespace='rtk')\nray.shutdown()\n")
-
-
-def _probe_join(address: str) -> None:
-    """Join `address` once in a child process, bounded by JOIN_TIMEOUT_S, its output captured: a port that
-    answers TCP but is no Ray head makes `ray.init` retry for minutes and print a line per retry."""
-    import subprocess
-
-    if address in _JOINED:
-        return
-    try:
-        done = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
-                              timeout=JOIN_TIMEOUT_S, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
-    except subprocess.TimeoutExpired:
-        raise RtkError(f"no Ray head answered at {address} within {JOIN_TIMEOUT_S:.0f} s (the port is open but "
-                       "speaks something else?); give the GCS port of `ray start --head` (6379) or "
-                       "ray://host:10001") from None
-    if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        last = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "no output")
-        raise RtkError(f"cannot join the Ray cluster at {address} ({last[:200]}); check --address")
-    _JOINED.add(address)
 
 
 DRIVER_FILE = "rtk-driver.pid"
@@ -189,6 +138,17 @@ def _start_local(ray, cpus: int | None) -> str:
 
 
 @contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
 def _own_signal_handlers() -> Iterator[None]:
     """Keep rtk's SIGINT/SIGTERM handlers across `ray.init`, whose SIGTERM handler exits 15 with no clean-up."""
     main = threading.current_thread() is threading.main_thread()
@@ -203,9 +163,10 @@ def _own_signal_handlers() -> Iterator[None]:
 @contextlib.contextmanager
 def cluster(address: str | None = None, *, cpus: int | None = None, what: str = "this command") -> Iterator[Any]:
     """The ray module, connected: the instance this process already has, the cluster at `address`, or a local
-    instance started for the block (and stopped after it)."""
+    instance started for the block (and stopped after it). No `address`: RAY_ADDRESS's, if set."""
+    address, flag = resolve(address)
     if address is not None:
-        check_address(address)
+        check_address(address, flag=flag)
     ray = import_ray(what)
     if ray.is_initialized():
         yield ray
@@ -214,7 +175,7 @@ def cluster(address: str | None = None, *, cpus: int | None = None, what: str = 
     try:
         if address is not None:
             try:
-                with _own_signal_handlers():
+                with _own_signal_handlers(), _environ(joining(address)):
                     ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="rtk")
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -50,7 +50,8 @@ def validate(
     ray: Annotated[bool, typer.Option("--ray", help="Validate in shards on Ray workers (a local instance, or "
                                                     "--address) and merge them exactly; needs the ray extra.")] = False,
     shards: Annotated[Optional[int], opt(V, "shards")] = None,
-    address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="With --ray: the Ray cluster to join (host:port, or "
+                                                        "auto). Default: RAY_ADDRESS, if set.")] = None,
     isa: Annotated[Optional[str], opt(V, "isa")] = default(V, "isa"),
     fast_decode: Annotated[Optional[bool], opt(V, "fast_decode", FAST)] = default(V, "fast_decode"),
     remote: RemoteOpt = None,

@@ -114,7 +114,9 @@ def sweep(
     resume: Annotated[bool, typer.Option(help="Continue a sweep in this folder; finished candidates are kept.")] = False,
     force: Annotated[bool, typer.Option(help="Start over in a folder that holds another sweep.")] = False,
     address: Annotated[Optional[str], typer.Option(help="Join the Ray cluster at this address (host:port, "
-                                                        "ray://host:port) instead of starting a local instance.")] = None,
+                                                        "ray://host:port; auto: the one running here) instead of "
+                                                        "starting a local instance. Default: RAY_ADDRESS, if "
+                                                        "set.")] = None,
     ray: Annotated[Optional[bool], typer.Option("--ray/--no-ray", help="Run candidates side by side on Ray "
                                                 "(default: when installed) or one after another here.")] = None,
     json: JsonOpt = None,
@@ -172,7 +174,11 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -
     if r.sweep is not None:
         from toolkit.pipeline.candidates import expand
 
-        ui.ok(f"{recipe}: recipe {r.name!r} is valid, with {len(expand(r, str(recipe)))} sweep candidates")
+        merged: list[str] = []
+        count = len(expand(r, str(recipe), merged=merged))
+        for line in merged:
+            ui.warn(f"candidate {line}; it runs once")
+        ui.ok(f"{recipe}: recipe {r.name!r} is valid, with {count} sweep candidates")
         return
     ui.ok(f"{recipe}: recipe {r.name!r} is valid")
 

@@ -3,8 +3,10 @@
 A value list names a recipe field by its dotted path (`prune.ratio`, `quantize.subset`, `bench.threads`; a
 section missing from the recipe is created with its defaults), or one of two shorthands: `precision` (fp32 and
 fp16 drop the quantize stage and compile at that precision; int8 keeps the recipe's quantize settings, or the
-defaults) and `targets` (the runtime, or list of runtimes, to build and time). Per-target gates follow the
-candidate's targets. Every candidate is checked like any recipe before anything runs.
+defaults) and `targets` (the runtime, or list of runtimes, to build and time). Shorthands apply after the dotted
+fields, so an fp32 or fp16 candidate never quantizes; quantize.* values apply to int8 candidates only, and an fp32
+combination that differs from an earlier one only in them is the same candidate, made once. Per-target gates
+follow the candidate's targets. Every candidate is checked like any recipe before anything runs.
 """
 
 from __future__ import annotations
@@ -63,9 +65,15 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
+_DROPPED = object()
+
+
 def _get(tree: dict[str, Any], dotted: str) -> Any:
+    """The value at `dotted`, or _DROPPED when a shorthand removed its section (quantize.* at fp32)."""
     node: Any = tree
     for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _DROPPED
         node = node[part]
     return node
 
@@ -104,9 +112,11 @@ def _fit_gates(tree: dict[str, Any]) -> None:
             gates[name] = {t: v for t, v in gates[name].items() if t in targets or t not in TARGETS}
 
 
-def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None = None) -> list[Candidate]:
+def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None = None,
+           merged: list[str] | None = None) -> list[Candidate]:
     """The candidates of `recipe`'s sweep, in the order of the value lists (the last one varies fastest). With the
-    recipe file's `lines` (key path -> line), an error names the line of the swept key it is about."""
+    recipe file's `lines` (key path -> line), an error names the line of the swept key it is about. A combination
+    that only differs from an earlier one in values that do not apply to it is left out, and said in `merged`."""
     if recipe.sweep is None:
         raise RtkError(f"{where} has no sweep: block; add one (see recipes/sweep-demo.yaml), or run it with rtk run")
     lists = recipe.sweep.values
@@ -120,6 +130,10 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
     if both:
         raise RtkError(f"{at('compile.' + both)}: sweep.values: {both} and compile.{both} name the same setting; "
                        "sweep one of them")
+    quantized = next((k for k in lists if k.startswith("quantize.")), None)
+    if quantized and lists.get("precision") and all(v in ("fp32", "fp16") for v in lists["precision"]):
+        raise RtkError(f"{at(quantized)}: sweep.values: {quantized} applies to int8 candidates, and precision lists "
+                       "none; add int8 to precision, or drop the quantize values")
     count = 1
     for values in lists.values():
         count *= len(values)
@@ -133,13 +147,14 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
         cid = f"c{i:0{width}d}"
         tree = json.loads(json.dumps(base))
         tree["name"] = f"{recipe.name}-{cid}"
-        for key, value in values.items():
+        for key, value in sorted(values.items(), key=lambda kv: kv[0] in SHORTHANDS):     # shorthands last
             try:
                 _apply(tree, key, value)
             except RtkError as exc:
                 raise RtkError(f"{at(key)}: {exc}") from None
         _fit_gates(tree)
-        values = {k: v if k in SHORTHANDS else _get(tree, k) for k, v in values.items()}    # as used, once fitted
+        used = {k: v if k in SHORTHANDS else _get(tree, k) for k, v in values.items()}    # as used, once fitted
+        values = {k: v for k, v in used.items() if v is not _DROPPED}
         refuse_bools(tree, Recipe, {tuple(k.split(".")): lines.get(("sweep", "values", k)) for k in lists}, where)
         try:
             built = Recipe.model_validate(tree)
@@ -153,6 +168,10 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
                            "sweep.values") from None
         key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
         same = seen.setdefault(key, Candidate(id=cid, values=values, recipe=built))
+        if same.id != cid and same.label == show_values(values):    # it differs only in values that do not apply
+            if merged is not None:
+                merged.append(f"{cid} ({show_values(dict(zip(lists, combo)))}) is {same.id} ({same.label})")
+            continue
         if same.id != cid:
             raise RtkError(f"{at(None)}: sweep candidates {same.id} and {cid} are the same recipe ({same.label} / "
                            f"{show_values(values)}); give each value once in sweep.values")

@@ -37,6 +37,7 @@ from toolkit.progress import Progress, silent
 from toolkit.recipe import Recipe, dump_recipe
 
 STATE = ".rtk/sweep-state.json"
+LOCK = ".rtk/sweep.lock"
 STAGING = re.compile(r"^\..+\.[0-9a-f]{12}(\..+)?$")     # io.fresh_temp_name's hidden temporaries
 
 
@@ -90,6 +91,9 @@ def _prepare(output: Path, *, resume: bool, force: bool) -> None:
         raise RtkError(f"output {output} is a file; give a folder for the sweep")
     if not output.parent.is_dir():
         raise RtkError(f"parent folder {output.parent} does not exist; create it first")
+    if (output / LOCK).is_file():
+        with _only_sweep(output):   # a running sweep is said first, whatever else this folder holds
+            pass
     if output.is_dir() and any(output.iterdir()) and not (resume or force):
         raise RtkError(f"{output} already holds files (another sweep?); pass --resume to continue it, --force to "
                        "start over, or choose a new -o")
@@ -100,15 +104,12 @@ def _prepare(output: Path, *, resume: bool, force: bool) -> None:
     except OSError as exc:
         raise RtkError(f"cannot create the sweep folder {output} ({exc.strerror or type(exc).__name__}); "
                        "choose another -o") from None
-    if force:
-        (output / STATE).unlink(missing_ok=True)
-        shutil.rmtree(output / ".cache", ignore_errors=True)
 
 
 @contextlib.contextmanager
 def _only_sweep(output: Path) -> Iterator[None]:
     """One `rtk sweep` per folder at a time."""
-    with open(output / ".rtk" / "sweep.lock", "a") as handle:
+    with open(output / LOCK, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -166,6 +167,7 @@ def run_candidate(c: Candidate, folder: Path, *, cache: StageCache, executor: Ex
     if notes or status == "crashed":
         _clean_staging(folder)
     stages = dict(ran=[r.name for r in ctx.records if not r.skipped], reused=[r.name for r in ctx.records if r.reused],
+                  earlier=[r.name for r in ctx.records if r.skipped and not r.reused],
                   seconds=time.perf_counter() - started)
     if status == "ok":
         return from_report(report, **common, **stages)
@@ -178,9 +180,13 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     """Run every candidate of `recipe.sweep` into `output`; returns the SweepResult (truthy when a winner exists).
 
     `use_ray`: None uses Ray when it is installed, False never; `address` joins a running cluster."""
-    from toolkit.distributed import check_address, ray_installed, RAY_EXTRA
+    from toolkit.distributed import RAY_EXTRA, ray_installed
+    from toolkit.ray_address import check_address, resolve
 
-    candidates = expand(recipe, source)
+    merged: list[str] = []
+    candidates = expand(recipe, source, merged=merged)
+    for line in merged:
+        notice(f"candidate {line}; it runs once")
     for c in candidates:
         check_machine(c.recipe)
     if address is not None and use_ray is False:
@@ -189,12 +195,18 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     if not on_ray and (address is not None or use_ray):
         flag = "--address" if address is not None else "--ray"
         raise RtkError(f"{flag} needs Ray, which is not installed; {RAY_EXTRA}")
+    flag = "--address"
+    if on_ray:
+        address, flag = resolve(address)    # or RAY_ADDRESS's
     if address is not None:
-        check_address(address)     # joined once (bounded), before anything is written
+        check_address(address, flag=flag)     # joined once (bounded), before anything is written
     output = Path(output).resolve()
     check_io(inputs=[p for c in candidates for p in recipe_inputs(c.recipe)], outputs=[("-o", output, FOLDER)])
     _prepare(output, resume=resume, force=force)
     with _only_sweep(output):
+        if force:
+            (output / STATE).unlink(missing_ok=True)
+            shutil.rmtree(output / ".cache", ignore_errors=True)
         records = {} if force else _records(output)
         now = {c.id: fingerprint(c.recipe) for c in candidates}
         _refuse_replacing(output, records, now)

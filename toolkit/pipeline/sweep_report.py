@@ -34,8 +34,9 @@ class CandidateResult(BaseModel):
     fingerprint: str = ""                # sha256 of the candidate's recipe: what --resume compares
     seconds: float = 0.0
     engine: dict[str, Any] | None = None  # where it ran (a kept candidate ran in an earlier sweep; None: not recorded)
-    ran: list[str] = Field(default_factory=list)
-    reused: list[str] = Field(default_factory=list)
+    ran: list[str] = Field(default_factory=list)       # stages it made in this session (`seconds` is this session's)
+    reused: list[str] = Field(default_factory=list)    # from the shared stage cache: another candidate made them
+    earlier: list[str] = Field(default_factory=list)   # kept in its folder from an interrupted earlier session
     artifact: str | None = None
     target: str | None = None
     precision: str | None = None
@@ -155,9 +156,11 @@ def markdown(result: SweepResult) -> str:
     win = by_id.get(result.winner) if result.winner else None
     reused = sum(len(c.reused) for c in result.candidates)
     ran = sum(len(c.ran) for c in result.candidates)
+    earlier = sum(len(c.earlier) for c in result.candidates if c.id not in result.resumed)
     now = len(result.candidates) - len(result.resumed)
+    session = " (this session)" if earlier or result.resumed else ""
     lines = [f"# rtk sweep: {result.recipe}", "", f"rtk {result.rtk} · {result.created} · {now} "
-             f"candidates in {result.seconds:.0f} s · {_engine(result.engine)}"
+             f"candidates in {result.seconds:.0f} s{session} · {_engine(result.engine)}"
              + "".join(_kept(result)), "",
              f"Objective: {way} **{metric}** of the deployed artifact, among candidates that pass every gate.", ""]
     if win:
@@ -170,10 +173,12 @@ def markdown(result: SweepResult) -> str:
                   "best.yaml, no plot.", ""]
     else:
         lines += ["**No candidate passed every gate**: no winner, no best.yaml.", ""]
-    lines += [f"Stages: {ran} ran, {reused} reused from the shared stage cache (made once by another candidate).", ""]
+    lines += [f"Stages: {ran} ran, {reused} reused from the shared stage cache (made once by another candidate)"
+              + (f", {earlier} kept from an interrupted earlier session" if earlier else "") + ".", ""]
     if result.resumed:
         lines += [f"Resumed: {len(result.resumed)} candidates finished before were kept ({', '.join(result.resumed)}).",
                   ""]
+    lines += ["front: ★ on the Pareto front of top-1 against p50 among the candidates of the same target.", ""]
     lines += ["| candidate | values | target | precision | top-1 % | drop pt | p50 ms | p99 ms | MB | gates | front |",
               "|---|---|---|---|---:|---:|---:|---:|---:|---|:---:|"]
     for c in result.candidates:
