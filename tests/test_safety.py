@@ -398,6 +398,9 @@ CASES = [
     Case("inf-logits-validate", "validate", lambda c: ["validate", small_classifier(
         c.work / "inf.onnx", fill=float("inf"), names=_names(c)), "--data", c.data / "val"], ("inf.onnx", "NaN/Inf")),
     # 6. strict recipes and reports
+    Case("recipe-quantize-with-fp32-compile", "recipe check", lambda c: ["recipe", "check", _recipe(
+        c, RECIPE + "quantize: {subset: 16}\ncompile: {precision: fp32}\n")],
+         ("compile.precision fp32 and a quantize: block", "set compile.precision auto, or drop quantize")),
     Case("recipe-duplicate-key", "recipe check", lambda c: ["recipe", "check", _recipe(
         c, RECIPE + "gates:\n  max_drop_pt: 1\n  max_drop_pt: 50\n")], ("r.yaml:9", "twice", "lines 8 and 9")),
     Case("recipe-root-is-a-file", "recipe check", lambda c: ["recipe", "check", _data_recipe(c, root=c.onnx)],

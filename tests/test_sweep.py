@@ -308,7 +308,7 @@ def test_without_ray_a_failed_stage_ctrl_c_and_resume(tmp_path):
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["resumed"] == ["c0", "c1"] and sweep["engine"] == {"ray": None}
     assert [c["engine"] for c in sweep["candidates"]] == [{"ray": None}] * 3     # each keeps where it ran
-    assert "· 1 candidates in" in (out / "sweep.md").read_text() and " s (this session) · " in (
+    assert "· 1 candidate in" in (out / "sweep.md").read_text() and " s (this session) · " in (
         out / "sweep.md").read_text()
     assert "2 kept from an earlier sweep (one after another in one process; their runs took" in (
         out / "sweep.md").read_text()
@@ -442,6 +442,18 @@ def test_ray_address_names_the_cluster_and_is_checked_first(cli, tmp_path, monke
         f"error: the Ray cluster at {closed} (RAY_ADDRESS) does not answer (Connection refused); check RAY_ADDRESS, "
         "or start one with `ray start --head`"], result.stderr
     assert not out.exists()
+
+
+def test_ray_joins_what_resolve_names(monkeypatch):
+    """Ray reads RAY_ADDRESS before the address it is given, and a blank one is an error to it (it was exit 3 for
+    `RAY_ADDRESS=' ' rtk sweep`): a local start runs without it, a join with the address rtk checked."""
+    from toolkit.ray_address import ray_address_env, resolve
+
+    monkeypatch.setenv("RAY_ADDRESS", "  ")
+    assert resolve(None) == (None, "--address") and ray_address_env("auto") is None
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
+    assert resolve(None) == resolve("auto") == ("10.0.0.7:6379", "RAY_ADDRESS") and resolve("local")[0] == "local"
+    assert ray_address_env("10.0.0.5:6379") == "10.0.0.5:6379" and ray_address_env("auto") == "10.0.0.7:6379"
 
 
 def test_every_candidate_failed_says_so(cli, tmp_path):

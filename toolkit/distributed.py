@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from toolkit.errors import RtkError, internal_error
-from toolkit.ray_address import check_address, joining, resolve
+from toolkit.ray_address import check_address, ray_address_env, resolve
 
 RAY_EXTRA = "pip install 'rtk[ray]'"
 OBJECT_STORE_BYTES = 128 * 1024 ** 2
@@ -128,7 +128,7 @@ def _start_local(ray, cpus: int | None) -> str:
         with open(os.path.join(temp, DRIVER_FILE), "w") as handle:
             handle.write(str(os.getpid()))
         n = cpus or os.cpu_count() or 1
-        with _own_signal_handlers():
+        with _own_signal_handlers(), _ray_address(None):
             ray.init(num_cpus=n, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp,
                      logging_level="ERROR", log_to_driver=False, namespace="rtk", _system_config=keep_workers(n))
     except BaseException:
@@ -138,14 +138,14 @@ def _start_local(ray, cpus: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _environ(env: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.update(env)
+def _ray_address(value: str | None) -> Iterator[None]:
+    """RAY_ADDRESS set to `value` (None: unset) for the block: Ray reads it before the address it is given."""
+    saved = os.environ.get("RAY_ADDRESS")
+    os.environ.pop("RAY_ADDRESS", None) if value is None else os.environ.__setitem__("RAY_ADDRESS", value)
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        os.environ.pop("RAY_ADDRESS", None) if saved is None else os.environ.__setitem__("RAY_ADDRESS", saved)
 
 
 @contextlib.contextmanager
@@ -175,7 +175,7 @@ def cluster(address: str | None = None, *, cpus: int | None = None, what: str = 
     try:
         if address is not None:
             try:
-                with _own_signal_handlers(), _environ(joining(address)):
+                with _own_signal_handlers(), _ray_address(ray_address_env(address)):
                     ray.init(address=address, logging_level="ERROR", log_to_driver=False, namespace="rtk")
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

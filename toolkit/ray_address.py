@@ -26,9 +26,12 @@ def resolve(address: str | None) -> tuple[str | None, str]:
     return address, "--address"
 
 
-def joining(address: str) -> dict[str, str]:
-    """The environment in which Ray joins `address`: Ray prefers RAY_ADDRESS to the address it is given."""
-    return {**os.environ, "RAY_ADDRESS": address} if address != "auto" else dict(os.environ)
+def ray_address_env(address: str | None) -> str | None:
+    """RAY_ADDRESS while Ray joins `address` (None: starts a local instance): Ray reads RAY_ADDRESS before the
+    address it is given, and a blank one is an error to it. None: unset."""
+    if address == "auto":
+        return os.environ.get("RAY_ADDRESS", "").strip() or None
+    return address
 
 
 def check_address(address: str, timeout: float = 5.0, flag: str = "--address") -> None:
@@ -65,6 +68,12 @@ _PROBE = ("import sys, ray\nray.init(address=sys.argv[1], logging_level='ERROR',
           "namespace='rtk')\nray.shutdown()\n")
 
 
+def _env(address: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
+    named = ray_address_env(address)
+    return env | {"RAY_ADDRESS": named} if named else env
+
+
 def _probe_join(address: str, flag: str = "--address") -> None:
     """Join `address` once in a child process, bounded by JOIN_TIMEOUT_S, its output captured: a port that
     answers TCP but is no Ray head makes `ray.init` retry for minutes and print a line per retry."""
@@ -74,7 +83,7 @@ def _probe_join(address: str, flag: str = "--address") -> None:
         return
     try:
         done = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
-                              timeout=JOIN_TIMEOUT_S, env={**joining(address), "RAY_USAGE_STATS_ENABLED": "0"})
+                              timeout=JOIN_TIMEOUT_S, env=_env(address))
     except subprocess.TimeoutExpired:
         raise RtkError(f"no Ray head answered at {address} ({flag}) within {JOIN_TIMEOUT_S:.0f} s (the port is open but "
                        "speaks something else?); give the GCS port of `ray start --head` (6379) or "
@@ -83,7 +92,8 @@ def _probe_join(address: str, flag: str = "--address") -> None:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         last = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "no output")
         if address == "auto" and "Could not find any running Ray instance" in last:
-            raise RtkError("--address auto: no Ray cluster runs on this machine; start one with `ray start --head`, "
-                           "or drop --address to start a local instance for this command")
+            undo = "drop --address" if flag == "--address" else "unset RAY_ADDRESS"
+            raise RtkError(f"{flag} auto: no Ray cluster runs on this machine; start one with `ray start --head`, "
+                           f"or {undo} to start a local instance for this command")
         raise RtkError(f"cannot join the Ray cluster at {address} ({last[:200]}); check {flag}")
     _JOINED.add(address)

@@ -118,6 +118,9 @@ class Recipe(Strict):
             raise ValueError("finetune and prune train on data: set data.root (train/ and val/) or data.synth")
         if self.quantize and self.data.synth is None and self.data.root is None and self.data.calibration is None:
             raise ValueError("quantize needs calibration images: set data.root, data.synth or data.calibration")
+        if self.quantize and self.compile.precision not in ("auto", "int8"):
+            raise ValueError(f"compile.precision {self.compile.precision} and a quantize: block: quantize makes the "
+                             "INT8 model that compile builds; set compile.precision auto, or drop quantize")
         if self.quantize and "tensorrt" in self.compile.targets and len(set(self.compile.targets)) > 1:
             raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
         if self.quantize and self.quantize.form == "ir" and self.quantize_target != "openvino":

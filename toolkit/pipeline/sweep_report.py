@@ -156,11 +156,11 @@ def markdown(result: SweepResult) -> str:
     win = by_id.get(result.winner) if result.winner else None
     reused = sum(len(c.reused) for c in result.candidates)
     ran = sum(len(c.ran) for c in result.candidates)
-    earlier = sum(len(c.earlier) for c in result.candidates if c.id not in result.resumed)
+    earlier = sum(len(c.earlier) for c in result.candidates)
     now = len(result.candidates) - len(result.resumed)
     session = " (this session)" if earlier or result.resumed else ""
-    lines = [f"# rtk sweep: {result.recipe}", "", f"rtk {result.rtk} · {result.created} · {now} "
-             f"candidates in {result.seconds:.0f} s{session} · {_engine(result.engine)}"
+    lines = [f"# rtk sweep: {result.recipe}", "", f"rtk {result.rtk} · {result.created} · {_n(now, 'candidate')} "
+             f"in {result.seconds:.0f} s{session} · {_engine(result.engine)}"
              + "".join(_kept(result)), "",
              f"Objective: {way} **{metric}** of the deployed artifact, among candidates that pass every gate.", ""]
     if win:
@@ -176,7 +176,8 @@ def markdown(result: SweepResult) -> str:
     lines += [f"Stages: {ran} ran, {reused} reused from the shared stage cache (made once by another candidate)"
               + (f", {earlier} kept from an interrupted earlier session" if earlier else "") + ".", ""]
     if result.resumed:
-        lines += [f"Resumed: {len(result.resumed)} candidates finished before were kept ({', '.join(result.resumed)}).",
+        lines += [f"Resumed: {_n(len(result.resumed), 'candidate')} finished before were kept "
+                  f"({', '.join(result.resumed)}).",
                   ""]
     lines += ["front: ★ on the Pareto front of top-1 against p50 among the candidates of the same target.", ""]
     lines += ["| candidate | values | target | precision | top-1 % | drop pt | p50 ms | p99 ms | MB | gates | front |",
@@ -197,6 +198,10 @@ def markdown(result: SweepResult) -> str:
         lines += [f"![{Path(p).stem}]({Path(p).name})" for p in result.plots]
     lines += ["", "Each candidate's own report: `candidates/<id>/report.md`."]
     return "\n".join(lines) + "\n"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _kept(result: SweepResult) -> list[str]:
