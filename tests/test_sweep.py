@@ -53,14 +53,15 @@ def test_candidates_expand_the_value_lists():
     with pytest.raises(RtkError, match=rf"^<recipe>:{line}: sweep candidate c1 \(prune.ratio=1.5\): prune.ratio: .*less "
                                        "than or equal to 0.9"):
         parse_recipe(BASE + "sweep:\n  values:\n    prune.ratio: [0.3, 1.5]\n")
-    for order in ("    quantize.subset: [4, 8]\n    precision: [fp32, int8]\n",
-                  "    precision: [fp32, int8]\n    quantize.subset: [4, 8]\n"):
+    for order, twin in (("    quantize.subset: [4, 8]\n    precision: [fp32, int8]\n", "c2"),
+                        ("    precision: [fp32, int8]\n    quantize.subset: [4, 8]\n", "c1")):
         merged: list[str] = []        # quantize values apply to int8 only: fp32 once, whatever the key order
         cands = expand(parse_recipe(BASE + "sweep:\n  values:\n" + order), merged=merged)
         assert [(c.recipe.compile.precision, c.recipe.quantize and c.recipe.quantize.subset) for c in cands] == [
             ("fp32", None), ("auto", 4), ("auto", 8)]
-        assert cands[0].values == {"precision": "fp32"} and len(merged) == 1 and merged[0].endswith(
-            f"is {cands[0].id} (precision=fp32)")
+        assert cands[0].values == {"precision": "fp32"} and merged == [
+            f"sweep candidate {twin} is c0 (precision=fp32): the values it differs in do not apply "
+            "to it, so c0 runs once"]
     embedding = expand(parse_recipe(BASE.replace("  targets: [onnxruntime]\n", "  targets: [onnxruntime]\n"
                                                  "  embed_preprocess: true\n")
                                     + "sweep:\n  values:\n    targets: [onnxruntime, openvino]\n"))

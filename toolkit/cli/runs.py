@@ -177,7 +177,7 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -
         merged: list[str] = []
         count = len(expand(r, str(recipe), merged=merged))
         for line in merged:
-            ui.warn(f"candidate {line}; it runs once")
+            ui.warn(line)
         ui.ok(f"{recipe}: recipe {r.name!r} is valid, with {count} sweep candidates")
         return
     ui.ok(f"{recipe}: recipe {r.name!r} is valid")

@@ -141,7 +141,7 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
         raise RtkError(f"{at(None)}: the sweep has {count} candidates (limit {MAX_CANDIDATES}); shorten the value lists")
     base = recipe.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"sweep"})
     width = len(str(count - 1))
-    out, seen = [], {}
+    out, seen, twins = [], {}, {}
     for i, combo in enumerate(itertools.product(*lists.values())):
         values = dict(zip(lists, combo))
         cid = f"c{i:0{width}d}"
@@ -169,13 +169,17 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
         key = json.dumps(built.model_dump(mode="json", exclude={"name"}), sort_keys=True)
         same = seen.setdefault(key, Candidate(id=cid, values=values, recipe=built))
         if same.id != cid and same.label == show_values(values):    # it differs only in values that do not apply
-            if merged is not None:
-                merged.append(f"{cid} ({show_values(dict(zip(lists, combo)))}) is {same.id} ({same.label})")
+            twins.setdefault(same.id, []).append(cid)
             continue
         if same.id != cid:
             raise RtkError(f"{at(None)}: sweep candidates {same.id} and {cid} are the same recipe ({same.label} / "
                            f"{show_values(values)}); give each value once in sweep.values")
         out.append(Candidate(id=cid, values=values, recipe=built))
+    if merged is not None:
+        labels = {c.id: c.label for c in out}
+        merged += [f"sweep candidate{'s' if len(ids) > 1 else ''} {', '.join(ids)} {'are' if len(ids) > 1 else 'is'} "
+                   f"{first} ({labels[first]}): the values {'they differ' if len(ids) > 1 else 'it differs'} in do "
+                   f"not apply to it, so {first} runs once" for first, ids in twins.items()]
     return out
 
 

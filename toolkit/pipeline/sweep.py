@@ -186,7 +186,7 @@ def sweep(recipe: Recipe, output: Path, *, resume: bool = False, force: bool = F
     merged: list[str] = []
     candidates = expand(recipe, source, merged=merged)
     for line in merged:
-        notice(f"candidate {line}; it runs once")
+        notice(line)
     for c in candidates:
         check_machine(c.recipe)
     if address is not None and use_ray is False:
