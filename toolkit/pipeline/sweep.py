@@ -261,7 +261,8 @@ def _on_ray(todo: list[Candidate], *, address: str | None, settings, output: Pat
     with cluster(address, what="rtk sweep") as ray:
         pool = RayPool(ray, train_cpus=settings.train_cpus, retries=settings.retries)
         width = cluster_cpus(ray)
-        engine = {"ray": ray.__version__, "address": address, "cpus": width, "nodes": len(ray.nodes()),
+        joined = ray.get_runtime_context().gcs_address if address else None     # `auto` as the head it found
+        engine = {"ray": ray.__version__, "address": joined, "cpus": width, "nodes": len(ray.nodes()),
                   "timing_node": pool.node}
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix="candidate") as threads:
             futures = []
