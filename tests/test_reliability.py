@@ -400,6 +400,9 @@ CASES = [
                                                        "report.json"], ("is inside", "candidates", "outside it")),
     Case("sweep-address-no-answer", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",
                                                        "--address", _closed_port()], ("does not answer",)),
+    Case("sweep-lock-is-a-folder", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", _mkdir(
+        c.work / "out" / ".rtk" / "sweep.lock").parents[1], "--force", "--no-ray"],
+         ("cannot open the sweep's lock", "sweep.lock (Is a directory); remove it")),
     Case("sweep-address-empty", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out", "--address", ""],
          ("--address is empty",)),
     Case("sweep-address-and-no-ray", "sweep", lambda c: ["sweep", _recipe(c, SWEEP), "-o", c.work / "out",

@@ -109,7 +109,12 @@ def _prepare(output: Path, *, resume: bool, force: bool) -> None:
 @contextlib.contextmanager
 def _only_sweep(output: Path) -> Iterator[None]:
     """One `rtk sweep` per folder at a time."""
-    with open(output / LOCK, "a") as handle:
+    try:
+        handle = open(output / LOCK, "a")
+    except OSError as exc:
+        raise RtkError(f"cannot open the sweep's lock {output / LOCK} ({exc.strerror or type(exc).__name__}); remove "
+                       "it, or choose another -o") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
