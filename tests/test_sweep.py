@@ -515,6 +515,7 @@ def test_every_candidate_failed_says_so(cli, tmp_path):
     ("quantize.subset: [4, 8]\n    precision: [fp32]", "^<recipe>:LINE: sweep.values: quantize.subset applies to "
                                                        "int8 candidates, and precision lists none; add int8"),
     ("precision: [fp16, fp32]\n    quantize.subset: [4]", r"^<recipe>:\d+: sweep.values: quantize.subset applies"),
+    ("precision: [fp32]\n    quantize: [{subset: 8}]", r"^<recipe>:\d+: sweep.values: quantize applies to int8"),
 ])
 def test_a_candidate_is_never_run_twice_nor_the_sweep_swept(values, message):
     """Refused when the recipe is read, at the line of the swept key, the values shown as the recipe writes them."""

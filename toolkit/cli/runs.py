@@ -178,7 +178,7 @@ def recipe_check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML.")]) -
         count = len(expand(r, str(recipe), merged=merged))
         for line in merged:
             ui.warn(line)
-        ui.ok(f"{recipe}: recipe {r.name!r} is valid, with {count} sweep candidates")
+        ui.ok(f"{recipe}: recipe {r.name!r} is valid, with {count} sweep candidate{'' if count == 1 else 's'}")
         return
     ui.ok(f"{recipe}: recipe {r.name!r} is valid")
 

@@ -130,7 +130,7 @@ def expand(recipe: Recipe, where: str = "recipe", lines: dict[tuple, int] | None
     if both:
         raise RtkError(f"{at('compile.' + both)}: sweep.values: {both} and compile.{both} name the same setting; "
                        "sweep one of them")
-    quantized = next((k for k in lists if k.startswith("quantize.")), None)
+    quantized = next((k for k in lists if k.split(".")[0] == "quantize"), None)
     if quantized and lists.get("precision") and all(v in ("fp32", "fp16") for v in lists["precision"]):
         raise RtkError(f"{at(quantized)}: sweep.values: {quantized} applies to int8 candidates, and precision lists "
                        "none; add int8 to precision, or drop the quantize values")
