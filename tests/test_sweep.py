@@ -443,6 +443,10 @@ def test_ray_address_names_the_cluster_and_is_checked_first(cli, tmp_path, monke
         f"error: the Ray cluster at {closed} (RAY_ADDRESS) does not answer (Connection refused); check RAY_ADDRESS, "
         "or start one with `ray start --head`"], result.stderr
     assert not out.exists()
+    recipe.write_text(BASE + "validate: {shards: 2}\n")        # a run's sharded validation: refused before stage 1
+    result = cli("run", recipe, "-o", out)
+    assert result.exit_code == 2 and f"the Ray cluster at {closed} (RAY_ADDRESS)" in result.stderr, result.stderr
+    assert not out.exists()
 
 
 def test_ray_joins_what_resolve_names(monkeypatch):

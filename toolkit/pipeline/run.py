@@ -287,8 +287,15 @@ def run_lock(root: Path) -> Iterator[None]:
 
 
 def check_machine(recipe: Recipe) -> None:
-    """Refuse, before any stage, a recipe this machine cannot run: a validate.isa above this CPU, or a TensorRT
-    engine without TensorRT and a GPU (compile.check_only asks for the CPU-side check alone)."""
+    """Refuse, before any stage, a recipe this machine cannot run: a validate.isa above this CPU, a TensorRT
+    engine without TensorRT and a GPU (compile.check_only asks for the CPU-side check alone), or validate.shards
+    with a RAY_ADDRESS that does not answer."""
+    if recipe.validate_.shards:
+        from toolkit.ray_address import check_address, resolve
+
+        address, flag = resolve(None)
+        if address is not None:
+            check_address(address, flag=flag)
     if recipe.validate_.isa is not None:
         from toolkit.isa import check_tier
 
