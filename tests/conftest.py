@@ -120,7 +120,8 @@ def condition_like_trained(model, data_dir: Path, preprocess) -> None:
     of all images nearly coincide: a head fitted on them rests on differences smaller than INT8's error, and its
     top-1 fell to chance (28%) on ONNX Runtime and OpenVINO alike, on one CPU and not on another. With data statistics
     alone, INT8's error grows through the blocks to 43% of the pooled features. Conditioned, INT8 keeps the logits at
-    cosine 0.9997 of FP32 on both runtimes and every oneDNN tier.
+    cosine 0.9997 of FP32 on both runtimes, and 0.999 down to 0.9988 on a tier without VNNI when it was quantized on a
+    CPU with it (first-layer saturation, tests/test_isa.py).
     """
     import torch
 

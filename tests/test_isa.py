@@ -14,6 +14,7 @@ import pytest
 from toolkit.doctor import ISA_FLAGS, CpuInfo
 from toolkit.errors import RtkError
 from toolkit.isa import TIERS, capped_tier, check_tier, effective_tier, has_vnni, native_tier, runnable
+from toolkit.quantize.nncf_cpu import cpu_settings
 
 
 def cpu(*flags: str) -> CpuInfo:
@@ -149,9 +150,16 @@ def test_doctor_names_the_core_a_speed_claim_was_measured_on(text, name, tmp_pat
 def test_int8_accuracy_holds_on_every_isa_tier(tier, accurate_int8, tiny_data, cli, tmp_path, monkeypatch):
     """rtk's INT8 IR and QDQ ONNX on OpenVINO keep FP32's top-1 and logits under `tier`, and the capped process
     really ran convolutions of that tier: oneDNN's verbose log names each one's kernel, e.g. brg_conv_fwd:avx2_vnni
-    (VNNI or not, AVX-512 or not)."""
+    (VNNI or not, AVX-512 or not).
+
+    Built on a VNNI CPU, the artifacts keep full 8-bit weights (overflow fix `disable`, toolkit.quantize.nncf_cpu),
+    so a tier without VNNI saturates in the first convolution: top-1 holds, the logits error grows several times
+    (calibration/README.md). Its cosine bound is looser for that case alone: 1 - cosine measured 0.0008 on an AMD
+    EPYC Zen 4 and 0.0012 on an Intel Xeon (Emerald Rapids, AVX-512 VNNI), 0.0002-0.0003 with VNNI; a broken
+    calibration or kernel gives 0.5 and more."""
     if tier not in runnable():
         pytest.skip(f"{tier} is above this CPU (native tier {native_tier()}); a CPU that has it runs this case")
+    saturates = cpu_settings().overflow_fix == "disable" and not has_vnni(tier)
     fp32, qdq, ir = accurate_int8
     monkeypatch.setenv("ONEDNN_VERBOSE", "profile_create")
     out = tmp_path / "v.json"
@@ -162,7 +170,7 @@ def test_int8_accuracy_holds_on_every_isa_tier(tier, accurate_int8, tiny_data, c
     assert report["reference"]["isa"] == native_tier() and report["reference"]["target"] == "onnxruntime"
     for score in report["artifacts"]:
         assert score["target"] == "openvino" and score["isa"] == tier
-        assert score["drop_pt"] <= 0.1 and score["cosine"] > 0.999, score
+        assert score["drop_pt"] <= 0.1 and score["cosine"] > (0.995 if saturates else 0.999), score
     kernels = {m.rsplit(":", 1)[-1] for m in re.findall(r",convolution,([^,]+),", res.stderr)}
     assert kernels, res.stderr[-2000:]
     for isa in kernels:
