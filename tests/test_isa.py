@@ -79,6 +79,9 @@ def test_nncf_settings_follow_the_tier():
     assert fixes == {"AVX512_CORE_BF16": "disable", "AVX512_CORE_VNNI": "disable", "AVX512_CORE_AMX": "disable",
                      "AVX512_CORE": "enable", "AVX2": "enable", "other": "first_layer_only"}
     assert cpu_settings(ZEN4).isa == "AVX512_CORE_BF16"
+    for_avx2 = cpu_settings(ZEN4, isa="AVX2")        # quantize --isa: the deployment CPU's tier decides, not this one's
+    assert (for_avx2.overflow_fix, for_avx2.isa, for_avx2.built_on) == ("enable", "AVX2", "AVX512_CORE_BF16")
+    assert cpu_settings(cpu("avx2", "fma"), isa="AVX512_CORE_AMX").overflow_fix == "disable"
 
 
 def test_check_tier_refuses_unknown_names_and_tiers_above_the_cpu():
@@ -156,7 +159,7 @@ def test_int8_accuracy_holds_on_every_isa_tier(tier, accurate_int8, tiny_data, c
     so a tier without VNNI saturates in the first convolution: top-1 holds, the logits error grows several times
     (calibration/README.md). Its cosine bound is looser for that case alone: 1 - cosine measured 0.0008 on an AMD
     EPYC Zen 4 and 0.0012 on an Intel Xeon (Emerald Rapids, AVX-512 VNNI), 0.0002-0.0003 with VNNI; a broken
-    calibration or kernel gives 0.5 and more."""
+    calibration or kernel gives 0.5 and more. Validate warns in exactly that case (`saturation_risk`)."""
     if tier not in runnable():
         pytest.skip(f"{tier} is above this CPU (native tier {native_tier()}); a CPU that has it runs this case")
     saturates = cpu_settings().overflow_fix == "disable" and not has_vnni(tier)
@@ -171,6 +174,8 @@ def test_int8_accuracy_holds_on_every_isa_tier(tier, accurate_int8, tiny_data, c
     for score in report["artifacts"]:
         assert score["target"] == "openvino" and score["isa"] == tier
         assert score["drop_pt"] <= 0.1 and score["cosine"] > (0.995 if saturates else 0.999), score
+        assert (score["saturation_risk"] is not None) == saturates, score     # and validate says so, naming the fix
+    assert saturates == (f"`rtk quantize --isa {tier}` builds for this tier" in " ".join(res.stderr.split()))
     kernels = {m.rsplit(":", 1)[-1] for m in re.findall(r",convolution,([^,]+),", res.stderr)}
     assert kernels, res.stderr[-2000:]
     for isa in kernels:

@@ -104,6 +104,38 @@ def test_cpu_target_qdq_runs_close_to_fp32(cpu_int8, random_onnx, tiny_data):
     assert q["facts"]["speedup"] == pytest.approx(cpu_int8.speedup)
 
 
+def _weight_levels(model: onnx.ModelProto) -> int:
+    """The largest |integer level| any quantized weight uses: 127 with all 8 bits, 64 with NNCF's 7-bit overflow fix
+    (QuantizeLinear of a float initializer, per-channel on axis 0, or an int8 initializer DequantizeLinear reads)."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    widest = 0
+    for n in model.graph.node:
+        w = inits.get(n.input[0])
+        if w is None or w.ndim < 2:
+            continue
+        if n.op_type == "DequantizeLinear" and w.dtype == np.int8:
+            widest = max(widest, int(np.abs(w.astype(np.int16)).max()))
+        elif n.op_type == "QuantizeLinear" and w.dtype == np.float32:
+            scale = inits[n.input[1]].reshape(-1, *[1] * (w.ndim - 1))
+            widest = max(widest, int(np.abs(np.rint(w / scale)).max()))
+    return widest
+
+
+def test_isa_quantizes_for_the_deployment_cpu_whatever_this_one_is(work, random_onnx, tiny_data):
+    """--isa picks NNCF's overflow fix by the tier that will run the model: 7-bit weights for AVX2 (no VNNI, int16
+    pair sums could saturate), all 8 bits for a VNNI tier, on this CPU whichever it is; the record names both."""
+    here = cpu_settings().built_on
+    levels = {}
+    for tier, fix in (("AVX2", "enable"), ("AVX512_CORE_VNNI", "disable")):
+        out = work / f"for-{tier}.int8.onnx"
+        result = quantize_int8(random_onnx, output=out, calib=tiny_data / "train", target="onnxruntime",
+                               settings=small(isa=tier.lower(), bench_runs=0))
+        s = read_meta(out).extra["quantization"]["settings"]
+        assert (s["isa"], s["built_on"], s["overflow_fix"]) == (tier, here, fix) and result.settings == s
+        levels[tier] = _weight_levels(onnx.load(out))
+    assert levels["AVX2"] <= 64 and levels["AVX512_CORE_VNNI"] >= 126, levels
+
+
 def test_accuracy_control_reverts_layers_and_its_drop_matches_validate(work, fragile_ckpt, tiny_data):
     """On a model whose logits plain INT8 disturbs (calibrated on 4 images, it loses top-1 on tiny val), a bound of
     0 pt makes accuracy control revert layers to float, which must show in the graph.

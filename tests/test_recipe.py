@@ -50,6 +50,9 @@ def test_schema_is_json_schema(cli):
     ("- just\n- a list\n", "a recipe is a YAML mapping"),
     (TINY.replace("max_drop_pt: 0.5", "max_drop_pt: -1"), "gates.max_drop_pt"),
     (TINY + "quantize: {max_drop: 2.0}\n", "allows more than gates.max_drop_pt"),
+    (TINY + "quantize: {isa: avx3}\n", "quantize.isa: unknown tier; choose one of AVX2"),
+    (TINY.replace("targets: [onnxruntime]", "targets: [tensorrt]") + "quantize: {isa: AVX2}\n",
+     "quantize.isa picks NNCF's settings for a CPU; tensorrt's INT8 runs on a GPU: drop it"),
     (TINY.replace("runs: 5", "runs: 5\n  seconds: 1"), ":10: bench: give runs or seconds, not both; fix"),
     # a key that YAML reads as a date, true or null is named as the recipe writes it, not as Python's repr
     (TINY.replace("onnxruntime: 100000", "2026-01-01: 5"), ":16: gates.max_p99_ms: key 2026-01-01: Input should be"),

@@ -299,6 +299,12 @@ CASES = [
     Case("isa-capped-process-bad-data", "validate", lambda c: ["validate", c.onnx, "--data", c.work / "missing",
                                                               "--isa", "AVX2"], ("missing", "not found"),
          marks=[NO_AVX2]),
+    Case("quantize-isa-unknown-tier", "quantize", lambda c: ["quantize", c.onnx, "-o", c.work / "q.onnx", "--calib",
+                                                            c.data / "train", "--isa", "AVX3"],
+         ("--isa AVX3", "unknown tier", "AVX2")),
+    Case("quantize-isa-for-tensorrt", "quantize", lambda c: ["quantize", c.onnx, "-o", c.work / "q.onnx", "--calib",
+                                                            c.data / "train", "--target", "tensorrt", "--isa", "avx2"],
+         ("--isa AVX2", "GPU", "drop --isa")),
     # single images
     Case("image-truncated-jpeg", "predict", lambda c: ["predict", _write(c.work / "cut.jpg", jpeg_bytes()[:600]),
                                                       "--model", c.onnx], ("cut.jpg", "truncated")),

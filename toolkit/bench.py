@@ -20,7 +20,7 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.backends.base import finite
 from toolkit.doctor import this_cpu
 from toolkit.errors import RtkError
-from toolkit.isa import effective_tier
+from toolkit.isa import effective_tier, saturation_risk
 from toolkit.preprocess import random_input
 from toolkit.progress import Progress, silent
 from toolkit.remote import DeviceInfo
@@ -136,6 +136,8 @@ class BenchResult(BaseModel):
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
     executed_precision: str | None = Field(None, description="The precision the runtime computed in, read back "
                                            "from it (OpenVINO: compute layers by runtimePrecision).")
+    saturation_risk: str | None = Field(None, description="An INT8 artifact quantized for a VNNI tier run on a tier "
+                                        "without VNNI, where its first convolution can saturate (toolkit.isa).")
     photos: dict[str, Any] | None = Field(None, description="`--images`: the photo pipeline's phase report "
                                           "(toolkit.predict.PhaseReport) at the first batch size.")
 
@@ -185,7 +187,8 @@ def bench(path: str | Path, *, target: str | None = None, settings: BenchSetting
         ran = runner.executed_precision()
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=runtime, warmup=warmup, results=points,
-                       isa=effective_tier(runner.target), executed_precision=ran, cpu=this_cpu().name)
+                       isa=effective_tier(runner.target), executed_precision=ran, cpu=this_cpu().name,
+                       saturation_risk=saturation_risk(meta.extra, effective_tier(runner.target)))
 
 
 def _batches(runner, asked: list[int]) -> list[int]:
@@ -247,4 +250,4 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
     return BenchResult(artifact=str(path), sha256=sha256_file(path), target=runner.target, precision=meta.precision,
                        input_size=meta.preprocess.crop, runtime=photos["runtime"], warmup=s.warmup, results=points,
                        isa=effective_tier(runner.target), photos=photos, executed_precision=ran,
-                       cpu=this_cpu().name)
+                       cpu=this_cpu().name, saturation_risk=saturation_risk(meta.extra, effective_tier(runner.target)))

@@ -189,8 +189,9 @@ def show_validation(report) -> None:
         if s.executed_precision and not _same_precision(s.precision, s.executed_precision):
             out.print(f"[dim]{escape(s.artifact)}: {s.precision} artifact, computed in {s.executed_precision}[/]",
                       highlight=False)
-        if s.bare_compile_differs:
-            bare.setdefault(s.bare_compile_differs, []).append(s.artifact)
+        for advice in (s.bare_compile_differs, s.saturation_risk):
+            if advice:
+                bare.setdefault(advice, []).append(s.artifact)
     for advice, artifacts in bare.items():
         warn(escape(f"{', '.join(artifacts)}: {advice}"))
     from toolkit.console_photos import show_decode
@@ -232,8 +233,9 @@ def show_bench(result) -> None:
         out.print(f"[dim]timed on {escape(result.cpu)}[/]")
     if result.executed_precision:
         out.print(f"computed in {result.executed_precision} (read back from {result.target})", highlight=False)
-    if result.runtime.get("bare_compile_differs"):
-        warn(escape(str(result.runtime["bare_compile_differs"])))
+    for advice in (result.runtime.get("bare_compile_differs"), result.saturation_risk):
+        if advice:
+            warn(escape(str(advice)))
     if result.photos:
         p = result.photos
         why = {"flag": "as asked", "artifact": "the artifact's default: it records that the fast decode passed "

@@ -68,6 +68,21 @@ def runnable(cpu: CpuInfo | None = None) -> list[str]:
     return [tier for tier, needs in TIERS.items() if needs <= flags]
 
 
+def saturation_risk(extra: dict, tier: str | None) -> str | None:
+    """Why an INT8 artifact (its metadata's `extra`) may lose accuracy on `tier`: quantized with full 8-bit weights
+    (NNCF's overflow fix off, for a VNNI tier) and run where u8*s8 pairs are summed in int16 (AVX2, AVX512_CORE),
+    its first convolution can saturate (calibration/README.md); None when it cannot."""
+    q = extra.get("quantization") if isinstance(extra, dict) else None
+    settings = q.get("settings") if isinstance(q, dict) else None
+    if not isinstance(settings, dict) or settings.get("overflow_fix") != "disable" or tier not in TIERS \
+            or has_vnni(tier):
+        return None
+    built = settings.get("isa")
+    return (f"quantized for {built if isinstance(built, str) else 'a VNNI CPU'} (full 8-bit weights) and run on "
+            f"{tier}, whose int16 pair sums can saturate its first convolution; `rtk quantize --isa {tier}` "
+            "builds for this tier")
+
+
 def native_tier(cpu: CpuInfo | None = None) -> str | None:
     """The highest tier this CPU runs (None below AVX2 or off x86)."""
     tiers = runnable(cpu)

@@ -123,6 +123,8 @@ class Recipe(Strict):
                              "INT8 model that compile builds; set compile.precision auto, or drop quantize")
         if self.quantize and "tensorrt" in self.compile.targets and len(set(self.compile.targets)) > 1:
             raise ValueError("INT8 for tensorrt and for CPU targets are different artifacts; use one recipe per family")
+        if self.quantize and self.quantize.isa and self.quantize_target == "tensorrt":
+            raise ValueError("quantize.isa picks NNCF's settings for a CPU; tensorrt's INT8 runs on a GPU: drop it")
         if self.quantize and self.quantize.form == "ir" and self.quantize_target != "openvino":
             raise ValueError("quantize.form ir makes an INT8 IR for openvino: add openvino to compile.targets")
         if self.quantize and self.quantize.form == "ir" and self.compile.embed_preprocess:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from toolkit.yaml_text import flow
 
@@ -29,6 +29,15 @@ TARGETS: tuple[str, ...] = get_args(Target)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 AUGMENT: tuple[str, ...] = get_args(Augment)
 ISA_TIERS: tuple[str, ...] = get_args(IsaTier)   # oneDNN's names, lowest first; what each needs is toolkit.isa.TIERS
+
+
+def _tier(v: object) -> object:
+    if isinstance(v, str) and v.strip().upper() not in ISA_TIERS:
+        raise ValueError(f"unknown tier; choose one of {', '.join(ISA_TIERS)}")
+    return v.strip().upper() if isinstance(v, str) else v
+
+
+Tier = Annotated[IsaTier, BeforeValidator(_tier)]   # a tier as a user types it: any case, one of ISA_TIERS
 
 # torch-pruning caps each layer at 0.95 of its channels (toolkit.prune); above about 0.9 that cap and round_to make a
 # higher ratio prune less, not more (0.97 removed 1.97x of the MACs, 0.999 none, 0.9 7.61x; hostile pass on #18)
@@ -115,28 +124,25 @@ class PruneSettings(Settings):
 
     mode: Literal["structured", "unstructured"] = Field("structured", description="Remove whole channels "
                                                         "(structured) or zero single weights (unstructured).")
-    ratio: float | None = Field(None, gt=0, le=MAX_PRUNE_RATIO, description="Structured: fraction of channels "
-                                "removed (default 0.5; at most 0.9).")
+    ratio: float | None = Field(None, gt=0, le=MAX_PRUNE_RATIO,
+                                description="Structured: fraction of channels removed (default 0.5; at most 0.9).")
     sparsity: float | None = Field(None, gt=0, lt=1, description="Unstructured: fraction of conv/linear weights "
                                                                  "zeroed (default 0.5).")
     importance: Literal["l1", "l2", "bn", "taylor"] = Field("l2", description="Channel importance: l1, l2 "
                                                             "(magnitude), bn (batch-norm scale), taylor (needs data).")
     global_pruning: bool | None = Field(None, description="Rank across all layers (true) or prune each layer "
                                         "alike (default: uniform structured, global unstructured).")
-    round_to: int = Field(8, ge=1, le=256, description="Keep channel counts a multiple of this (8 suits CPU SIMD and "
-                                               "tensor cores).")
+    round_to: int = Field(8, ge=1, le=256, description="Keep channel counts a multiple of this (8 suits CPU SIMD and tensor cores).")
     target_latency_ms: float | None = Field(None, gt=0, le=3_600_000, description="Search the smallest ratio whose batch-1 "
                                                                     "latency on `target` is at most this.")
     target: Target | None = Field(None, description="Runtime the latency search measures on.")
-    max_ratio: float = Field(MAX_PRUNE_RATIO, gt=0, le=MAX_PRUNE_RATIO, description="Largest ratio the latency "
-                             "search tries.")
+    max_ratio: float = Field(MAX_PRUNE_RATIO, gt=0, le=MAX_PRUNE_RATIO, description="Largest ratio the latency search tries.")
     search_steps: int = Field(5, ge=1, le=50, description="Latency measurements of the search (bisection steps).")
     keep_best: bool = Field(False, description="Write the best model even if the latency target is missed.")
     epochs: int = Field(2, ge=0, le=10_000, description="Recovery epochs when data is given (0: batch-norm adaptation only).")
     lr: float = Field(5e-4, gt=0, le=10, description="Peak recovery learning rate (AdamW, one-cycle).")
     batch_size: int = Field(32, ge=2, le=MAX_BATCH, description="Recovery and calibration batch size.")
-    distill: bool = Field(False, description="Distil from the unpruned model during recovery: KL on softened "
-                                             "logits + CE.")
+    distill: bool = Field(False, description="Distil from the unpruned model during recovery: KL on softened logits + CE.")
     temperature: float = Field(4.0, gt=0, le=1000, description="Distillation temperature.")
     distill_alpha: float = Field(0.7, ge=0, le=1, description="Weight of the distillation term against CE.")
     augment: Augment = Field("none", description=AUGMENT_HELP + " Default none: best measured for a 2-epoch "
@@ -168,9 +174,12 @@ class QuantizeSettings(Settings):
     max_drop: float | None = Field(None, ge=0, le=100, description="Accuracy control: largest top-1 drop in points on the "
                                                            "validation images.")
     bench_runs: int = Field(30, ge=0, le=100_000, description="Timed batch-1 runs per model for the speed-up (0 skips).")
-    bias_correction: Literal["fast", "full"] = Field("fast", description="NNCF bias correction: fast (its "
-                                                     "default) or full (INT8 IR only; ~0.2-0.3 pt better, "
-                                                     "calibration ~2x longer).")
+    bias_correction: Literal["fast", "full"] = Field("fast", description="NNCF bias correction: fast (its default) "
+                                                     "or full (INT8 IR only; ~0.2-0.3 pt better, calibration ~2x longer).")
+    isa: Tier | None = Field(None, description="oneDNN ISA tier of the CPU that will run the INT8 model (default: this "
+                             "CPU's, `rtk doctor`): picks NNCF's overflow fix, full 8-bit weights with VNNI or AMX, "
+                             "7-bit on AVX2 or AVX512_CORE (int16 pair sums can saturate). Any tier: nothing runs on "
+                             "it here; `rtk validate --isa` checks one this CPU has.")
 
 
 class CompileSettings(Settings):
@@ -258,24 +267,16 @@ class ValidateSettings(RemoteSettings):
     shards: int | None = Field(None, ge=1, le=MAX_THREADS, description="Split the images into this many shards "
                                "validated in parallel on Ray workers and merged exactly (needs the ray extra); "
                                "default: one process.")
-    isa: IsaTier | None = Field(None, description="Validate under a lower oneDNN ISA tier, e.g. AVX2 or AVX512_CORE "
-                                "(`rtk doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the "
-                                "oneDNN kernels of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and "
-                                "runs on the native tier. A tier above this CPU is refused; the JSON records each "
-                                "artifact's tier.")
+    isa: Tier | None = Field(None, description="Validate under a lower oneDNN ISA tier, e.g. AVX2 or AVX512_CORE (`rtk "
+                             "doctor` lists this CPU's): a fresh process with ONEDNN_MAX_CPU_ISA caps the oneDNN kernels "
+                             "of OpenVINO (and PyTorch); ONNX Runtime's MLAS ignores the cap and runs on the native "
+                             "tier. A tier above this CPU is refused; the JSON records each artifact's tier.")
     fast_decode: bool | None = Field(None, description="Validate with the fast JPEG decode, as predict deploys it, "
                                      "against the exact one on the same images; its verdict says whether to deploy "
                                      "with it (in a recipe: where it passes, the run writes the deployed artifact "
                                      "again under deploy/ with the fast decode as its default). " + FAST_DECODE_HELP)
     remote_data: str | None = Field(None, min_length=1, description="With remote: the labeled folder already on "
                                     "the device (instead of copying --data there).")
-
-    @field_validator("isa", mode="before")
-    @classmethod
-    def _tier(cls, v: object) -> object:
-        if isinstance(v, str) and v.strip().upper() not in ISA_TIERS:
-            raise ValueError(f"unknown tier; choose one of {', '.join(ISA_TIERS)}")
-        return v.strip().upper() if isinstance(v, str) else v
 
 
 class PredictSettings(RemoteSettings):
@@ -303,8 +304,7 @@ class BenchSettings(RemoteSettings):
     batches: list[int] = Field(default_factory=lambda: [1], min_length=1, max_length=32, description="Batch sizes.")
     warmup: int = Field(10, ge=0, le=MAX_RUNS, description="Untimed calls before timing.")
     runs: int | None = Field(None, ge=1, le=MAX_RUNS, description="Timed calls per batch size (default 50).")
-    seconds: float | None = Field(None, gt=0, le=86_400, description="Time each batch size for this long instead of "
-                                                                      "runs.")
+    seconds: float | None = Field(None, gt=0, le=86_400, description="Time each batch size for this long instead of runs.")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads (default: the runtime's choice).")
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
     fast_decode: bool | None = Field(None, description="With --images: " + FAST_DECODE_HELP)

@@ -23,7 +23,7 @@ from toolkit.bench import interleaved_p50
 from toolkit.preprocess import random_input, to_input
 from toolkit.images import ImageSet, check_classes, scan_folder
 from toolkit.errors import RtkError
-from toolkit.isa import capped, effective_tier, running_under
+from toolkit.isa import capped, effective_tier, running_under, saturation_risk
 from toolkit.photos import Decode, DecodeBy, FastDecodeCheck, choose_decode, decode_record, labeled_batches
 from toolkit.pipeline.gates import Gate, Scored, evaluate
 from toolkit.progress import Progress, silent
@@ -45,6 +45,9 @@ class ArtifactScore(BaseModel):
     isa: str | None = Field(None, description="oneDNN ISA tier the runtime's CPU kernels ran on (toolkit.isa).")
     executed_precision: str | None = Field(None, description="The precision the runtime computed in, read back from "
                                            "it (OpenVINO: compute layers by runtimePrecision).")
+    saturation_risk: str | None = Field(None, description="An INT8 artifact quantized for a VNNI tier (full 8-bit "
+                                        "weights) run on a tier without VNNI, where its first convolution can "
+                                        "saturate, and how to build one for this tier.")
     bare_compile_differs: str | None = Field(None, description="How a bare OpenVINO compile_model of this artifact "
                                              "would differ from what rtk ran, and the setting that closes the gap.")
     decode: Decode = Field("exact", description="How the images were decoded: exact or fast (the JPEG DCT-scaled "
@@ -158,7 +161,8 @@ def _passes(runners: list, data: ImageSet, pre: Preprocess, batch_size: int, pro
 
 def runner_facts(runners: list, measure_latency: bool) -> list[dict]:
     facts = [{"target": r.target, "precision": r.meta.precision, "p50_ms": None, "classes": r.meta.class_names,
-              "executed": r.executed_precision(), "bare": r.describe().get("bare_compile_differs")}
+              "executed": r.executed_precision(), "bare": r.describe().get("bare_compile_differs"),
+              "risk": saturation_risk(r.meta.extra, effective_tier(r.target))}
              for r in runners]
     if measure_latency:
         inputs = [random_input(r.meta.preprocess, r.fixed_batch or 1, np.random.default_rng(0)) for r in runners]
@@ -326,7 +330,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
                              isa=effective_tier(facts[i]["target"]), decode=decode, decode_by=decode_by,
                              decode_record=records[i], fast_decode=check,
                              executed_precision=facts[i]["executed"], hits=hit.tolist(),
-                             bare_compile_differs=facts[i]["bare"])
+                             bare_compile_differs=facts[i]["bare"], saturation_risk=facts[i]["risk"])
 
     ref = score(0) if reference else None
     scores = []

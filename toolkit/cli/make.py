@@ -235,6 +235,7 @@ def quantize(
     val: Annotated[Optional[Path], typer.Option(help="Labeled folder for top-1 FP32 vs INT8 (and --max-drop).")] = None,
     bench_runs: Annotated[int, opt(Q, "bench_runs")] = default(Q, "bench_runs"),
     bias_correction: Annotated[str, opt(Q, "bias_correction")] = default(Q, "bias_correction"),
+    isa: Annotated[Optional[str], opt(Q, "isa")] = default(Q, "isa"),
     json: JsonOpt = None,
     dump_recipe: DumpOpt = None,
     labels: LabelsOpt = None, resize: ResizeOpt = None, crop: CropOpt = None, mean: MeanOpt = None, std: StdOpt = None,
@@ -245,7 +246,7 @@ def quantize(
         raise RtkError("only --int8 is supported; for FP16 use `rtk compile`")
     settings = build(Q, form="ir" if output.suffix.lower() == ".xml" else "onnx", subset=subset,
                      calib_list=calib_list, allow_small=allow_small, max_drop=max_drop, bench_runs=bench_runs,
-                     bias_correction=bias_correction)
+                     bias_correction=bias_correction, isa=isa)
     described = _described(model, dump_recipe, labels=labels, resize=resize, crop=crop, mean=mean, std=std,
                            interpolation=interpolation, layout=layout, channels=channels, caffe=caffe)
     if dump_recipe:

@@ -60,6 +60,7 @@ class Row(BaseModel):
     latency_isa: str | None = None
     executed_precision: str | None = None   # read back from the runtime (OpenVINO: layers by runtimePrecision)
     bare_compile_differs: str | None = None   # what a bare OpenVINO compile_model would run instead, and the fix
+    saturation_risk: str | None = None   # INT8 for a VNNI tier measured on one without (toolkit.isa)
     device: str | None = None   # the device (recipe devices: name) it was timed on; None: here
     machine: str | None = None  # a device's host, CPU and cores from its rtk doctor; here: the CPU bench names
     accuracy_on: str | None = None   # where top-1 was measured: "here", or the device's name (validate.on_devices)
@@ -128,6 +129,7 @@ def _row(a, *, device: str, runs: list[dict], scores: dict[str, dict], accuracy_
               agreement=s.get("agreement"), cosine=s.get("cosine"), per_class_top1=s.get("per_class_top1", {}),
               accuracy_isa=s.get("isa"), latency_isa=runs[0].get("isa") if runs else None, device=device or None,
               accuracy_on=accuracy_on if s else None, bare_compile_differs=s.get("bare_compile_differs"),
+              saturation_risk=s.get("saturation_risk") or (runs[0].get("saturation_risk") if runs else None),
               executed_precision=s.get("executed_precision") or (runs[0].get("executed_precision") if runs else None))
     info = runs[0].get("device") if runs else None
     if info:
@@ -250,7 +252,8 @@ def markdown(report: Report) -> str:
            if r.executed_precision]
     if ran:
         lines += ["", "Executed precision (read back from the runtime): " + ", ".join(ran) + "."]
-    lines += [f"- ⚠ {r.name}: {r.bare_compile_differs}" for r in report.rows if r.bare_compile_differs]
+    lines += [f"- ⚠ {r.name}{' on ' + r.device if r.device else ''}: {advice}" for r in report.rows
+              for advice in (r.bare_compile_differs, r.saturation_risk) if advice]
     if any(r.device and r.accuracy_on == "here" for r in report.rows):
         lines += ["", "Top-1 of device rows measured here, on the same artifacts (set validate.on_devices to measure "
                       "it on the devices, against the FP32 ONNX there)."]

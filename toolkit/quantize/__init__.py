@@ -66,6 +66,8 @@ def quantize_int8(source: Path, *, output: Path, calib: Path | Literal["random"]
     if max_drop is not None and target == "tensorrt":
         raise RtkError("--max-drop uses NNCF's accuracy control, which makes the CPU form; for tensorrt quantize "
                        "without it and gate with `rtk validate --max-drop`")
+    if cfg.isa is not None and target == "tensorrt":
+        raise RtkError(f"--isa {cfg.isa} picks NNCF's settings for a CPU; tensorrt's INT8 runs on a GPU: drop --isa")
     if val is not None and not Path(val).is_dir():
         raise RtkError(f"--val {val}: folder not found; pass a labeled folder with one sub-folder per class")
     suffix = source.suffix.lower()

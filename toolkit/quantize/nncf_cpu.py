@@ -11,10 +11,10 @@ calibration/README.md):
 |                       |             |              | saturate; NNCF's overflow fix gives every weight 7 bits      |
 | other                 | performance | first_layer_only | NNCF's default                                           |
 
-The tier is the build machine's. An artifact made on a VNNI CPU and run on one without saturates in its first
-convolution (signed input); on a trained ResNet50 that quadrupled the logits error but did not lower top-1, while
-the first-layer fix that prevents it cost about 0.5 pt on every tier (calibration/README.md). `rtk validate --isa`
-checks a deployment tier.
+The tier is the deployment CPU's: `rtk quantize --isa` (a recipe's quantize.isa), by default the build machine's.
+An artifact made for a VNNI tier and run on one without saturates in its first convolution (signed input); on a
+trained ResNet50 that quadrupled the logits error but did not lower top-1, while the first-layer fix that prevents
+it cost about 0.5 pt on every tier (calibration/README.md). `rtk validate --isa` checks a deployment tier.
 
 Activation ranges on every tier: the min and max over all calibration images (`activations_range=minmax`, as
 ONNX Runtime's MinMax and PyTorch's MinMaxObserver), not NNCF's default mean of per-image min/max, which clips
@@ -52,20 +52,24 @@ class CpuSettings(BaseModel):
     target_device: str = "CPU"
     fast_bias_correction: bool = True   # NNCF's default; see calibration/README.md for the full one's cost
     activations_range: str = "minmax"
-    isa: str
+    isa: str             # the INT8 tier of the CPU the model is for
+    built_on: str        # this machine's, where NNCF ran
     reason: str
 
 
-def cpu_settings(cpu: CpuInfo | None = None) -> CpuSettings:
-    """NNCF settings for a CPU target, chosen by the INT8 ISA tier (see the module docstring)."""
-    tier = (cpu or cpu_info()).int8_class
+def cpu_settings(cpu: CpuInfo | None = None, isa: str | None = None) -> CpuSettings:
+    """NNCF settings for a CPU target, chosen by the INT8 ISA tier of the CPU that will run the model: `isa`
+    (`QuantizeSettings.isa`), by default this one's (see the module docstring)."""
+    here = (cpu or cpu_info()).int8_class
+    tier = isa or here
     if has_vnni(tier):
-        return CpuSettings(overflow_fix="disable", isa=tier, reason=(
-            f"{tier}: u8*s8 products accumulate in int32 (VNNI/AMX), no saturation, so full 8-bit weights"))
-    if tier in ("AVX512_CORE", "AVX2"):
-        return CpuSettings(overflow_fix="enable", isa=tier, reason=(
-            f"{tier} without VNNI: VPMADDUBSW sums u8*s8 pairs in int16 and can saturate; 7-bit weights avoid it"))
-    return CpuSettings(overflow_fix="first_layer_only", isa=tier, reason=f"{tier}: NNCF's default overflow fix")
+        fix, why = "disable", "u8*s8 products accumulate in int32 (VNNI/AMX), no saturation, so full 8-bit weights"
+    elif tier in ("AVX512_CORE", "AVX2"):
+        fix, why = "enable", "VPMADDUBSW sums u8*s8 pairs in int16 and can saturate; 7-bit weights avoid it"
+    else:
+        fix, why = "first_layer_only", "NNCF's default overflow fix"
+    return CpuSettings(overflow_fix=fix, isa=tier, built_on=here, reason=f"{tier}: {why}"
+                       + ("" if tier == here else f" (for that CPU; built on {here})"))
 
 
 def float_layers(model: Any) -> list[str]:
@@ -269,10 +273,10 @@ def quantize(model: Any, calset: CalibrationSet, *, source: Path, settings: Quan
              workdir: Path, say: Callable[[str], None]) -> Quantized:
     """NNCF INT8 for a CPU target (ONNX or ov.Model in, the same kind out), with accuracy control when
     `settings.max_drop` is set (`val_items`: the labeled validation images)."""
-    cpu = cpu_settings().model_copy(update={"fast_bias_correction": settings.bias_correction == "fast"})
+    cpu = cpu_settings(isa=settings.isa).model_copy(update={"fast_bias_correction": settings.bias_correction == "fast"})
     batch = calibration_batch(model) if settings.max_drop is None else 1
     record = settings_record(cpu, calset, batch)
-    say(f"calibrating {len(calset)} images with NNCF ({cpu.isa}: overflow fix {cpu.overflow_fix})")
+    say(f"calibrating {len(calset)} images with NNCF for the {cpu.isa} tier (overflow fix {cpu.overflow_fix})")
     with nncf_log():
         if settings.max_drop is None:
             return Quantized(quantize_cpu(model, calset, cpu, batch), "nncf.quantize", record)
