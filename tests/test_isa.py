@@ -13,7 +13,8 @@ import pytest
 
 from toolkit.doctor import ISA_FLAGS, CpuInfo
 from toolkit.errors import RtkError
-from toolkit.isa import TIERS, capped_tier, check_tier, effective_tier, has_vnni, native_tier, runnable
+from toolkit.isa import (TIERS, capped_tier, check_tier, effective_tier, has_vnni, native_tier, runnable,
+                         saturation_risk)
 from toolkit.quantize.nncf_cpu import cpu_settings
 
 
@@ -62,6 +63,7 @@ def test_a_cap_runs_the_highest_tier_at_or_below_it():
     assert capped_tier("AVX2_VNNI", CASCADE_LAKE) == "AVX2"
     assert capped_tier("AVX512_CORE_AMX", ZEN4) == "AVX512_CORE_BF16"
     assert capped_tier(None, ZEN4) == capped_tier("DEFAULT", ZEN4) == "AVX512_CORE_BF16"
+    assert capped_tier("AVX2 ", ZEN4) == "AVX512_CORE_BF16"     # oneDNN ignores a value with a space in it
     assert capped_tier("nonsense", ZEN4) == "AVX512_CORE_BF16"     # oneDNN ignores a value it does not know
     assert capped_tier("SSE41", ZEN4) == "SSE41"
     assert effective_tier("openvino", ZEN4, cap="AVX2") == effective_tier("torch", ZEN4, cap="AVX2") == "AVX2"
@@ -82,6 +84,19 @@ def test_nncf_settings_follow_the_tier():
     for_avx2 = cpu_settings(ZEN4, isa="AVX2")        # quantize --isa: the deployment CPU's tier decides, not this one's
     assert (for_avx2.overflow_fix, for_avx2.isa, for_avx2.built_on) == ("enable", "AVX2", "AVX512_CORE_BF16")
     assert cpu_settings(cpu("avx2", "fma"), isa="AVX512_CORE_AMX").overflow_fix == "disable"
+
+
+def test_saturation_risk_on_every_tier_without_vnni_and_only_there():
+    """validate and bench warn for an artifact with full 8-bit weights on any tier without VNNI, the caps below
+    AVX2 included; never for 7-bit weights, a VNNI tier, TensorRT (no tier), or metadata rtk did not write."""
+    full = {"quantization": {"settings": {"overflow_fix": "disable", "isa": "AVX512_CORE_VNNI"}}}
+    assert "`rtk quantize --isa AVX2` builds for this tier" in saturation_risk(full, "AVX2")
+    assert all(saturation_risk(full, t) for t in ("AVX512_CORE", "SSE41", "AVX"))
+    assert not any(saturation_risk(full, t) for t in ("AVX2_VNNI", "AVX512_CORE_VNNI", "AVX512_CORE_AMX", None))
+    assert saturation_risk({"quantization": {"settings": {"overflow_fix": "DISABLE"}}}, "AVX2")
+    for other in ({"quantization": {"settings": {"overflow_fix": "enable"}}}, {}, {"quantization": []},
+                  {"quantization": {"settings": "x"}}, {"quantization": {"settings": {"overflow_fix": None}}}):
+        assert saturation_risk(other, "AVX2") is None, other
 
 
 def test_check_tier_refuses_unknown_names_and_tiers_above_the_cpu():

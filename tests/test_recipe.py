@@ -180,6 +180,25 @@ def test_report_names_the_tier_each_number_ran_on():
     assert "for accuracy: openvino AVX2." in md and "for latency: openvino AVX512_CORE." in md
 
 
+def test_report_interval_stays_positive_and_names_the_saturation_risk():
+    """Three repeats as far apart as a noisy VM gives (hostile pass: a Student-t interval on the p50s reached below
+    0 ms) keep a positive interval around their geometric mean; a device bench's saturation_risk is a report line."""
+    from toolkit.bench import BenchPoint, BenchResult, Latency
+    from toolkit.pipeline.report import build_report, markdown
+    from toolkit.pipeline.stages import Artifact, Outcome
+
+    art = Artifact(name="int8", path="q.onnx", target="onnxruntime", precision="int8", role="fp32")
+    runs = [BenchResult(artifact="q.onnx", sha256="0", target="onnxruntime", precision="int8", input_size=64,
+                        runtime={}, warmup=1, isa="AVX2", saturation_risk="quantized with full 8-bit weights",
+                        results=[BenchPoint(batch=1, latency_ms=Latency.from_ms([ms]), throughput_ips=1e3 / ms,
+                                            samples_ms=[ms])]).model_dump(mode="json") for ms in (0.2, 0.2, 3.0)]
+    report = build_report(parse_recipe(TINY), Outcome(artifacts=[art], validation=None,
+                                                      benches={"": {"int8": runs}}), [])
+    low, high = report.rows[0].p50_ci95
+    assert 0 < low < 0.2 * 15 ** (1 / 3) < high, (low, high)     # around the geometric mean of the three
+    assert "- ⚠ int8: quantized with full 8-bit weights" in markdown(report)
+
+
 def _copy_run(tiny_run, tmp_path: Path) -> Path:
     """A private copy of the shared run, for a test that runs into it again (the shared one stays as made; stages
     whose cache names the old folder's paths run again in the copy)."""

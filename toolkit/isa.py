@@ -74,13 +74,13 @@ def saturation_risk(extra: dict, tier: str | None) -> str | None:
     its first convolution can saturate (calibration/README.md); None when it cannot."""
     q = extra.get("quantization") if isinstance(extra, dict) else None
     settings = q.get("settings") if isinstance(q, dict) else None
-    if not isinstance(settings, dict) or settings.get("overflow_fix") != "disable" or tier not in TIERS \
-            or has_vnni(tier):
+    fix = settings.get("overflow_fix") if isinstance(settings, dict) else None
+    if not isinstance(fix, str) or fix.lower() != "disable" or tier is None or has_vnni(tier):
         return None
-    built = settings.get("isa")
-    return (f"quantized for {built if isinstance(built, str) else 'a VNNI CPU'} (full 8-bit weights) and run on "
-            f"{tier}, whose int16 pair sums can saturate its first convolution; `rtk quantize --isa {tier}` "
-            "builds for this tier")
+    build = (f"`rtk quantize --isa {tier}` builds for this tier" if tier in TIERS
+             else "`rtk quantize --isa AVX2` builds the 7-bit weights that fit it")
+    return (f"quantized with full 8-bit weights (for a VNNI CPU) and run on {tier}, whose int16 pair sums can "
+            f"saturate its first convolution; {build}")
 
 
 def native_tier(cpu: CpuInfo | None = None) -> str | None:
@@ -91,7 +91,7 @@ def native_tier(cpu: CpuInfo | None = None) -> str | None:
 
 def capped_tier(cap: str | None, cpu: CpuInfo | None = None) -> str | None:
     """The tier oneDNN runs under ONEDNN_MAX_CPU_ISA=`cap` on this CPU (an unknown value is ignored by oneDNN)."""
-    value = (cap or "").strip().upper()
+    value = (cap or "").upper()    # oneDNN ignores a value with spaces around it, as it ignores an unknown one
     if value in BELOW_AVX2:
         return value
     if value not in TIERS:
@@ -138,7 +138,7 @@ FAILED = "rtk-isa-error"
 
 def running_under(tier: str) -> bool:
     """Whether this process started with oneDNN capped at `tier` (a capped run's child, or a user's own cap)."""
-    return (STARTED_WITH or "").strip().upper() == tier
+    return (STARTED_WITH or "").upper() == tier
 
 
 def capped(tier: str, fn: Callable[..., Any]) -> Callable[..., Any]:

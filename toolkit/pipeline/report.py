@@ -141,7 +141,8 @@ def _row(a, *, device: str, runs: list[dict], scores: dict[str, dict], accuracy_
         row.batch = first[0]["batch"]
         row.latency_ms = Latency.from_ms([v for r in first for v in r["samples_ms"]])
         row.p50_repeats = [r["latency_ms"]["p50"] for r in first]
-        row.p50_ci95 = ci95(row.p50_repeats)
+        logs = ci95([math.log(v) for v in row.p50_repeats])   # latencies vary by factors: a positive interval
+        row.p50_ci95 = (math.exp(logs[0]), math.exp(logs[1])) if logs else None
         for r in runs[0]["results"]:
             row.throughput_ips[r["batch"]] = statistics.median(
                 x["throughput_ips"] for run in runs for x in run["results"] if x["batch"] == r["batch"])
