@@ -129,12 +129,12 @@ def latency_repeats(out: Path, rows: list[dict], say: Callable[[str], None]) -> 
 
 def latency_paired(out: Path, rows: list[dict], say: Callable[[str], None], *, rounds: int = 6) -> None:
     """The sweep's timing path against stand-alone `rtk bench`, with the machine's drift taken out: each deployed
-    artifact is timed the way a sweep times it (toolkit.bench in a Ray task on this node holding all its CPUs:
-    RayPool.run with timing="node") and by a fresh `rtk bench` process, alternated A B B A over `rounds`, with the
+    artifact is timed the way a sweep times it (toolkit.bench.bench_process in a Ray task on this node holding all
+    its CPUs: RayPool.run with timing="node") and by a fresh `rtk bench` process, alternated A B B A over `rounds`, with the
     recipe's bench settings. On this VM the level of one artifact moves by more than 5% within seconds, so the
     sweep's own numbers, taken minutes before the stand-alone ones, cannot show a 5% difference; alternation can
     show what the timing path itself adds. Per artifact: the ratio of the pooled p50s (Ray path / stand-alone)."""
-    from toolkit.bench import bench
+    from toolkit.bench import bench_process
     from toolkit.distributed import RayPool, cluster
     from toolkit.settings import BenchSettings
 
@@ -150,7 +150,7 @@ def latency_paired(out: Path, rows: list[dict], say: Callable[[str], None], *, r
             for i in range(rounds):
                 for side in ("ray", "alone") if i % 2 == 0 else ("alone", "ray"):
                     if side == "ray":
-                        ray_ms += pool.run("bench", lambda: bench(path, target=r["target"], settings=settings)
+                        ray_ms += pool.run("bench", lambda: bench_process(path, target=r["target"], settings=settings)
                                            .results[0].samples_ms, "node", [])
                     else:
                         alone_ms += _bench_alone(path, r["target"], runs=settings.runs, warmup=settings.warmup,

@@ -312,9 +312,10 @@ def _validate_on_devices(ctx, arts: list[Artifact], val: Path | None) -> dict[st
 
 
 def _bench(ctx, arts: list[Artifact]) -> dict[str, dict[str, list[dict]]]:
-    """Every artifact but the PyTorch reference, `repeats` times, interleaved so drift hits all alike: here, or on
-    every device (devices in parallel, one job per device at a time). {device name, "" here: {artifact: runs}}."""
-    from toolkit.bench import bench
+    """Every artifact but the PyTorch reference, `repeats` times, interleaved so drift hits all alike: here (each a
+    fresh `rtk bench` process, `bench_process`), or on every device (devices in parallel, one job per device at a
+    time). {device name, "" here: {artifact: runs}}."""
+    from toolkit.bench import bench_process
     from toolkit.remote.commands import bench_on_device
     from toolkit.remote.devices import on_devices
 
@@ -332,7 +333,7 @@ def _bench(ctx, arts: list[Artifact]) -> dict[str, dict[str, list[dict]]]:
                     ctx.say(f"bench: {a.name} on {a.target}{where}, repeat {repeat + 1}/{b.repeats}")
                     done = (bench_on_device(a.path, target=a.target, settings=settings, device=device,
                                             say=lambda m: ctx.say(f"{device.name}: {m}")) if device
-                            else bench(a.path, target=a.target, settings=settings))
+                            else bench_process(a.path, target=a.target, settings=settings))
                     out[a.name].append(done.model_dump(mode="json"))
             return out
         return run
