@@ -204,7 +204,9 @@ def bench_process(path: str | Path, *, target: str | None, settings: BenchSettin
 
     with tempfile.TemporaryDirectory(prefix="rtk-bench-") as tmp:
         out = Path(tmp) / "bench.json"
-        done = subprocess.run([sys.executable, "-m", "toolkit.cli", "bench", str(path),
+        # -c, not -m: a `toolkit/` folder in the working directory must not stand in for this rtk
+        done = subprocess.run([sys.executable, "-c", "import sys; del sys.path[0]; from toolkit.cli import main; main()",
+                               "bench", str(path),
                                *(["--target", target] if target else []), *flags_of(settings), "--json", str(out)],
                               capture_output=True, text=True)
         if done.returncode == 0 and out.is_file():
