@@ -244,7 +244,7 @@ def markdown(report: Report) -> str:
     if report.validation_images:
         lines += ["", f"Accuracy on {report.validation_images} validation images; latency over "
                       f"{len(report.rows[-1].p50_repeats)} interleaved repeats (p50: of all their calls; "
-                      "the interval: Student-t 95% of the mean of the repeats' p50s)."]
+                      "the interval: Student-t 95% of the geometric mean of the repeats' p50s)."]
     devices = sorted({f"{r.device} ({r.machine})" if r.device else f"here, on {r.machine}" for r in report.rows
                       if r.machine})
     if devices:
