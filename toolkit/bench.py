@@ -20,7 +20,7 @@ from toolkit.backends import RunnerOptions, open_runner
 from toolkit.backends.base import finite
 from toolkit.doctor import this_cpu
 from toolkit.errors import RtkError
-from toolkit.isa import effective_tier, saturation_risk
+from toolkit.isa import effective_tier, fresh_python, saturation_risk
 from toolkit.preprocess import random_input
 from toolkit.progress import Progress, silent
 from toolkit.remote import DeviceInfo
@@ -197,18 +197,14 @@ def bench_process(path: str | Path, *, target: str | None, settings: BenchSettin
     artifacts, while an `rtk bench` process started from that worker matched stand-alone within 1.3% (Intel Xeon,
     Emerald Rapids, alternated; benchmarks/README.md)."""
     import subprocess
-    import sys
     import tempfile
 
     from toolkit.remote.commands import flags_of
 
     with tempfile.TemporaryDirectory(prefix="rtk-bench-") as tmp:
         out = Path(tmp) / "bench.json"
-        # -c, not -m: a `toolkit/` folder in the working directory must not stand in for this rtk
-        done = subprocess.run([sys.executable, "-c", "import sys; del sys.path[0]; from toolkit.cli import main; main()",
-                               "bench", str(path),
-                               *(["--target", target] if target else []), *flags_of(settings), "--json", str(out)],
-                              capture_output=True, text=True)
+        argv = ["bench", str(path), *(["--target", target] if target else []), *flags_of(settings), "--json", str(out)]
+        done = subprocess.run([*fresh_python("toolkit.cli"), *argv], capture_output=True, text=True)
         if done.returncode == 0 and out.is_file():
             return BenchResult.model_validate_json(out.read_text())
     line = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1].removeprefix("error: ")

@@ -141,6 +141,13 @@ def running_under(tier: str) -> bool:
     return (STARTED_WITH or "").upper() == tier
 
 
+def fresh_python(module: str) -> list[str]:
+    """The command that runs `module` as `python -m` does, in a fresh Python importing this rtk: the working
+    directory is not put on sys.path, so a `toolkit/` folder there cannot stand in for rtk."""
+    return [sys.executable, "-c", "import runpy, sys; del sys.path[0]; "
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"]
+
+
 def capped(tier: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` (a toolkit function returning a pydantic model, e.g. `toolkit.validate.validate`) run in a fresh Python
     process with oneDNN capped at `tier`, checked here first.
@@ -159,7 +166,7 @@ def capped(tier: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         with tempfile.TemporaryDirectory(prefix="rtk-isa-") as tmp:
             ask, answer = Path(tmp) / "request.json", Path(tmp) / "result.json"
             ask.write_text(json.dumps(request))
-            proc = subprocess.Popen([sys.executable, "-m", "toolkit.isa", str(ask), str(answer)],
+            proc = subprocess.Popen([*fresh_python("toolkit.isa"), str(ask), str(answer)],
                                     env={**os.environ, ENV: tier}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True)
             failure, tail = None, []
