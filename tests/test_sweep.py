@@ -425,6 +425,24 @@ def test_address_that_is_no_ray_head_is_refused_in_bounded_time(ray_local, tmp_p
     assert time.monotonic() - started < 20 and not out.exists()
 
 
+def test_children_import_this_rtk_and_ray_not_the_working_directorys(ray_local, tmp_path, monkeypatch):
+    """A `toolkit/` or `ray/` folder in the working directory does not stand in for rtk or Ray in the Python
+    processes rtk starts: the join probe (it imported the working directory's `ray`) and `fresh_python`."""
+    from toolkit import ray_address
+    from toolkit.isa import fresh_python
+
+    for name in ("toolkit", "ray"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise SystemExit('the working directory\\'s {name}')\n")
+    monkeypatch.chdir(tmp_path)
+    head = ray_local.get_runtime_context().gcs_address
+    ray_address._JOINED.discard(head)
+    ray_address.check_address(head)
+    assert head in ray_address._JOINED
+    done = subprocess.run([*fresh_python("toolkit.cli"), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "working directory" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("args", [("--address", "auto"), ()])
 def test_ray_address_names_the_cluster_and_is_checked_first(cli, tmp_path, monkeypatch, args):
     """RAY_ADDRESS (Ray's convention, set by `ray job submit`) names the cluster for `--address auto` and for no

@@ -64,8 +64,9 @@ def check_address(address: str, timeout: float = 5.0, flag: str = "--address") -
 
 JOIN_TIMEOUT_S = 30.0
 _JOINED: set[str] = set()
-_PROBE = ("import sys, ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False, "
-          "namespace='rtk')\nray.shutdown()\n")
+_PROBE = ("import sys\ndel sys.path[0]\n"     # the working directory off sys.path: a ray/ folder there is not Ray
+          "import ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False, namespace='rtk')\n"
+          "ray.shutdown()\n")
 
 
 def _env(address: str) -> dict[str, str]:
