@@ -251,7 +251,8 @@ def end_to_end_goals(res: dict) -> list[dict[str, Any]]:
                      f"THROUGHPUT hint, {small['infer_requests']} requests); the network alone, with no photo to "
                      f"decode, is {small['network_only_ips'] / small['naive_ips']:.2f}x the naive loop here: the "
                      "ceiling of the first ratio on this CPU" if small else "not measured"))
-    amx = (res.get("machine") or {}).get("cpu", {}).get("isa", {}).get("amx_bf16")
+    isa = (res.get("machine") or {}).get("cpu", {}).get("isa", {})
+    amx = isa.get("amx_bf16")
     s, bf, fp = _speed(res, "ov_bf16"), _row(res, "ov_bf16"), _speed(res, "ov_fp32")
     drop = (bf.get("accuracy") or {}).get("drop_pt")
     measured = (f"{s / fp:.2f}x OpenVINO FP32 at batch 1" + (f", drop {drop:+.2f} pt" if drop is not None else "")
@@ -261,5 +262,6 @@ def end_to_end_goals(res: dict) -> list[dict[str, Any]]:
                          s / fp >= 1.8 and drop is not None and drop <= 0.2 if s and fp else None, measured))
     else:
         out.append({"goal": "bf16 on an AMX CPU: >= 1.8x fp32 at <= 0.2 pt drop", "verdict": "not applicable (no AMX)",
-                    "met": None, "measured": measured + " (this CPU: AVX512_BF16 without AMX, the figure to report)"})
+                    "met": None, "measured": measured + (" (this CPU: AVX512_BF16 without AMX, the figure to report)"
+                                                        if isa.get("avx512_bf16") else " (this CPU: no bf16)")})
     return out

@@ -109,6 +109,16 @@ def test_goal_verdicts_follow_the_numbers():
     assert qs["verdict"] == "not met" and "accuracy behind" in qs["measured"]
 
 
+@pytest.mark.parametrize("isa, says", [({}, "(this CPU: no bf16)"),
+                                       ({"avx512_bf16": True}, "(this CPU: AVX512_BF16 without AMX, the figure to report)")])
+def test_bf16_goal_names_what_this_cpu_has(isa, says):
+    """Without AMX the bf16 goal is not applicable, and says whether the CPU has bf16 at all (an Emerald Rapids VM
+    without AVX512_BF16 was said to have it)."""
+    res = _result(ort_fp32=1.0, ov_fp32=1.0) | {"machine": {"cpu": {"isa": isa}}}
+    bf16 = next(g for g in goals(res) if g["goal"].startswith("bf16"))
+    assert bf16["verdict"] == "not applicable (no AMX)" and bf16["measured"].endswith(says)
+
+
 def test_fraction_of_peak_is_mac_rate_over_peak():
     assert fraction_of_peak(macs=4e9, batch=2, ms=100.0, peak_gmacs=160.0) == pytest.approx(0.5)
     peak = cpu_peak()
