@@ -1,9 +1,10 @@
 """The floor: MACs of a model and this CPU's peak MAC rate, so each row is also a fraction of the hardware.
 
 peak = cores x clock x MACs per cycle per core. The clock is the maximum: cpufreq's cpuinfo_max_freq where the
-kernel exposes it, else measured (`measured_clock_ghz`: a chain of dependent integer multiplies, 3 cycles each,
-timed in thread CPU time, best of many bursts), never /proc/cpuinfo's "cpu MHz", which is the nominal clock of a VM
-whose cores boost above it (ONNX Runtime FP32 ran at 113-125% of a peak taken from it on Zen 5).
+kernel exposes it, else measured (`measured_clock_ghz`: a chain of dependent integer multiplies, 3 cycles each on
+Intel since Nehalem and AMD since Zen, timed in thread CPU time, best of many bursts), never /proc/cpuinfo's
+"cpu MHz", which is the nominal clock of a VM whose cores boost above it (ONNX Runtime FP32 ran at 113-125% of
+a peak taken from it on Zen 5).
 Assumed MACs/cycle/core (stated in every table):
 FP32: AVX-512 with 2 full-width FMA units = 2 x 16 lanes = 32 (AMD Zen 4, family 25, splits 512-bit FMAs over
 its two 256-bit units: 16); AVX2+FMA = 2 x 8 = 16.
@@ -40,7 +41,7 @@ class CpuPeak(BaseModel):
 
 def measured_clock_ghz(*, iterations: int = 2_000_000, repeats: int = 40) -> float | None:
     """The core clock this process reaches, in GHz (x86-64 only, else None): a loop of 8 dependent `imul rax, rax`
-    (3 cycles each on every x86-64 core since 2008, Intel and AMD) timed in thread CPU time, so time spent
+    (3 cycles each on Intel cores since Nehalem and AMD's since Zen) timed in thread CPU time, so time spent
     descheduled on a shared machine does not count; the best of `repeats` bursts. A chain of `add rax, 1` is no
     clock: Golden Cove and later Intel cores fold an add of a small constant at rename, and it read 7.9-12.4 GHz on
     an Emerald Rapids Xeon whose imul chain reads 3.06 GHz (2026-12-05)."""
