@@ -163,6 +163,19 @@ def _data_with(ctx: Ctx, name: str, data: bytes) -> Path:
     return val
 
 
+def _loop_link(ctx: Ctx) -> Path:
+    """l1.jpg -> l2.jpg -> l1.jpg"""
+    os.symlink("l2.jpg", ctx.work / "l1.jpg")
+    os.symlink("l1.jpg", ctx.work / "l2.jpg")
+    return ctx.work / "l1.jpg"
+
+
+def _image_bytes(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 40, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def _fifo(ctx: Ctx) -> Path:
     val = ctx.copy_val()
     os.mkfifo(ctx.first_class(val) / "pipe.png")
@@ -322,6 +335,12 @@ CASES = [
     Case("data-truncated-jpeg", "validate", lambda c: ["validate", c.onnx, "--data",
                                                       _data_with(c, "cut.jpg", jpeg_bytes()[:600]), *VAL_ARGS],
          outcome="skipped", skipped=1),
+    Case("data-jpeg-cut-in-its-data", "validate", lambda c: ["validate", c.onnx, "--data", _data_with(
+        c, "half.jpg", jpeg_bytes(256)[:4000]), *VAL_ARGS], ("half.jpg", "cannot decode")),
+    Case("data-elongated-image", "validate", lambda c: ["validate", c.onnx, "--data",
+                                                       _data_with(c, "strip.png", _image_bytes(1000, 10)), *VAL_ARGS],
+         outcome="skipped", skipped=1),
+    Case("path-symlink-loop", "predict", lambda c: ["predict", _loop_link(c), "--model", c.onnx], ("l1.jpg", "loops")),
     Case("data-decompression-bomb", "validate", lambda c: ["validate", c.onnx, "--data",
                                                           _data_with(c, "bomb.png", png_header_only(10000, 10000)),
                                                           *VAL_ARGS], outcome="skipped", skipped=1),

@@ -70,7 +70,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def readable_image(path: str) -> bool:
-    """A regular file (not a FIFO or device, which would block) that PIL can verify and is not a decompression bomb."""
+    """A regular file (not a FIFO or device, which would block) that PIL can verify, not a decompression bomb and not
+    too elongated to classify (MAX_ASPECT): what a folder scan keeps; the rest is skipped and counted."""
     if not path.lower().endswith(IMAGE_EXTENSIONS):
         return False
     try:
@@ -81,7 +82,7 @@ def readable_image(path: str) -> bool:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.verify()
-        return True
+                return max(img.size) <= MAX_ASPECT * max(1, min(img.size))
     except Exception:
         return False
 

@@ -126,10 +126,18 @@ def external_data(path: Path) -> list[Path]:
     return [path.parent / name for name in sorted(names)]
 
 
+def real_path(path: Path | str) -> Path:
+    """`path` absolute with its links followed; a symlink loop is bad input (Path.resolve raises RuntimeError)."""
+    try:
+        return Path(os.path.abspath(path)).resolve()
+    except (RuntimeError, OSError):
+        raise RtkError(f"{path}: a symbolic link that loops; point it at a real file or folder") from None
+
+
 def _same_file_keys(path: Path) -> set:
     """Names under which `path` is the same file: its resolved path (links followed), and its inode if it exists
     (a hard link has another name but the same inode)."""
-    keys: set = {str(Path(os.path.abspath(path)).resolve())}
+    keys: set = {str(real_path(path))}
     try:
         st = os.stat(path)
         keys.add((st.st_dev, st.st_ino))
@@ -140,7 +148,7 @@ def _same_file_keys(path: Path) -> set:
 
 def inside(path: Path, folder: Path) -> bool:
     """`path` is `folder` or lies under it, links followed."""
-    return Path(os.path.abspath(path)).resolve().is_relative_to(Path(os.path.abspath(folder)).resolve())
+    return real_path(path).is_relative_to(real_path(folder))
 
 
 def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple[str, ...]]]) -> None:
@@ -168,7 +176,7 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
             raise RtkError(f"{flag} {path}: {blocker} is a file, not a folder; choose another path")
         if suffixes == FOLDER:
             for key, given in taken.items():
-                if isinstance(key, str) and key == str(Path(os.path.abspath(path)).resolve()):
+                if isinstance(key, str) and key == str(real_path(path)):
                     raise RtkError(f"{flag} {path} is the input {given}; choose another folder for the output")
                 if isinstance(key, str) and inside(Path(key), path):
                     raise RtkError(f"{flag} {path}: the input {given} is inside this folder, which the run rewrites; "
@@ -185,7 +193,7 @@ def check_io(*, inputs: Iterable[Path], outputs: Sequence[tuple[str, Path, tuple
                 holder = next((f for f in folders if inside(where, f)), None)
                 if holder is None:
                     break
-                where = Path(os.path.abspath(holder)).resolve().parent    # "." or another input folder holds it
+                where = real_path(holder).parent    # "." or another input folder holds it
             raise RtkError(f"{flag} {path} is a folder; give a file name, e.g. {where / (stem + suffixes[0])}"
                            if suffixes else f"{flag} {path} is a folder; give a file name")
         for f in artifact_files(path):
