@@ -242,7 +242,7 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
             if batch > len(paths) and not runner.fixed_batch:      # a static batch pads the photos there are
                 raise RtkError(f"--batch {batch} is more than the {len(paths)} photos in {folder}: no batch that size "
                                "would run; add photos or give a smaller --batch")
-            progress(f"{len(paths)} photos, batch {batch}")
+            progress(f"{len(paths)} image files, batch {batch}")
             depth = max(8, batch) if s.depth is None else s.depth
             if depth < batch:
                 static = f" (the static batch of {path})" if runner.fixed_batch else ""

@@ -193,7 +193,7 @@ def show_validation(report) -> None:
             if advice:
                 bare.setdefault(advice, []).append(s.artifact)
     for advice, artifacts in bare.items():
-        warn(escape(f"{', '.join(artifacts)}: {advice}"))
+        warn(f"{', '.join(artifacts)}: {advice}")
     from toolkit.console_photos import show_decode
 
     show_decode(rows)
@@ -235,7 +235,7 @@ def show_bench(result) -> None:
         out.print(f"computed in {result.executed_precision} (read back from {result.target})", highlight=False)
     for advice in (result.runtime.get("bare_compile_differs"), result.saturation_risk):
         if advice:
-            warn(escape(str(advice)))
+            warn(str(advice))
     if result.photos:
         p = result.photos
         why = {"flag": "as asked", "artifact": "the artifact's default: it records that the fast decode passed "
@@ -246,7 +246,7 @@ def show_bench(result) -> None:
                   "after another (what a photo in it waits); images/s is the overlapped run's", highlight=False,
                   soft_wrap=True)
         if p.get("skipped"):
-            warn(f"{len(p['skipped'])} files that are not readable images were skipped, e.g. {escape(p['skipped'][0])}")
+            warn(f"{len(p['skipped'])} files skipped (no image extension, or not a readable image), e.g. {p['skipped'][0]}")
 
 
 def show_finetune(result) -> None:

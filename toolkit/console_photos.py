@@ -61,8 +61,8 @@ def show_phases(report) -> None:
         out.print("[dim]no image here is a JPEG at least twice the resize target, so each was decoded in full[/]",
                   highlight=False)
     if report.skipped:
-        warn(f"{len(report.skipped)} files that are not readable images were skipped, e.g. "
-             f"{escape(report.skipped[0])}")
+        warn(f"{len(report.skipped)} files skipped (no image extension, or not a readable image), e.g. "
+             f"{report.skipped[0]}")
 
 
 def show_decode(rows) -> None:

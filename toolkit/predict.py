@@ -155,7 +155,8 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
         runner.wait_async()
     wall = time.perf_counter() - start
     if not done_paths:
-        raise RtkError(f"none of the {len(paths)} images could be decoded; remove or replace them")
+        raise RtkError(f"no image could be decoded{f' (e.g. {min(failed)})' if failed else ''}; remove or replace "
+                       "the files, or give readable images")
     names = [p for batch in done_paths for p in batch]
     if not runner.fixed_batch:          # a dynamic batch never ran larger than the photos there are
         batch_size = min(batch_size, len(names))
