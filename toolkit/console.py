@@ -246,7 +246,8 @@ def show_bench(result) -> None:
                   "after another (what a photo in it waits); images/s is the overlapped run's", highlight=False,
                   soft_wrap=True)
         if p.get("skipped"):
-            warn(f"{len(p['skipped'])} files skipped (no image extension, or not a readable image), e.g. {p['skipped'][0]}")
+            warn(f"{len(p['skipped'])} files skipped (no image extension, or not a readable image), "
+                 f"e.g. {p['skipped'][0]}")
 
 
 def show_finetune(result) -> None:
