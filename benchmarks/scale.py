@@ -162,14 +162,11 @@ def latency_paired(out: Path, rows: list[dict], say: Callable[[str], None], *, r
 
 def paired_summary(rows: list[dict]) -> dict:
     """The timing path's bias over all artifacts: the geometric mean of their ratios with its Student-t 95%
-    interval (toolkit.pipeline.report.ci95 on the log ratios)."""
-    import math
+    interval (toolkit.pipeline.report.geometric_ci95)."""
+    from toolkit.pipeline.report import geometric_ci95
 
-    from toolkit.pipeline.report import ci95
-
-    logs = [math.log(r["paired"]["ratio"]) for r in rows]
-    low, high = ci95(logs) or (logs[0], logs[0])
-    return {"ratio": math.exp(statistics.fmean(logs)), "ci95": [math.exp(low), math.exp(high)],
+    ratios = [r["paired"]["ratio"] for r in rows]
+    return {"ratio": statistics.geometric_mean(ratios), "ci95": list(geometric_ci95(ratios) or (ratios[0], ratios[0])),
             "within_5pct": sum(abs(r["paired"]["ratio"] - 1) <= 0.05 for r in rows), "artifacts": len(rows)}
 
 

@@ -111,6 +111,13 @@ def ci95(values: list[float]) -> tuple[float, float] | None:
     return (mean - half, mean + half)
 
 
+def geometric_ci95(values: list[float]) -> tuple[float, float] | None:
+    """`ci95` of positive values taken on the log scale: the interval of their geometric mean, positive by
+    construction (latencies and ratios vary by factors; None with one value)."""
+    logs = ci95([math.log(v) for v in values])
+    return (math.exp(logs[0]), math.exp(logs[1])) if logs else None
+
+
 def artifact_size_mb(path: Path) -> float:
     files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
     return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
@@ -141,8 +148,7 @@ def _row(a, *, device: str, runs: list[dict], scores: dict[str, dict], accuracy_
         row.batch = first[0]["batch"]
         row.latency_ms = Latency.from_ms([v for r in first for v in r["samples_ms"]])
         row.p50_repeats = [r["latency_ms"]["p50"] for r in first]
-        logs = ci95([math.log(v) for v in row.p50_repeats])   # latencies vary by factors: a positive interval
-        row.p50_ci95 = (math.exp(logs[0]), math.exp(logs[1])) if logs else None
+        row.p50_ci95 = geometric_ci95(row.p50_repeats)
         for r in runs[0]["results"]:
             row.throughput_ips[r["batch"]] = statistics.median(
                 x["throughput_ips"] for run in runs for x in run["results"] if x["batch"] == r["batch"])
