@@ -29,6 +29,11 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 MAX_ASPECT = 64     # a 1,000,000 x 1 px PNG (3 KB) would be resized to 256,000,000 x 256 px (16 GB)
 
 
+def too_elongated(size: tuple[int, int]) -> bool:
+    """Over MAX_ASPECT:1: resizing its shorter side to the model's would make the image huge."""
+    return max(size) > MAX_ASPECT * max(1, min(size))
+
+
 def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
     """Decode any common image into 8-bit RGB (grayscale, RGBA, CMYK, palette, 16-bit included).
 
@@ -42,7 +47,7 @@ def load_image(path: str | Path, *, draft: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                if max(img.size) > MAX_ASPECT * max(1, min(img.size)):
+                if too_elongated(img.size):
                     raise RtkError(f"{path}: image {img.width}x{img.height} is too elongated to classify (over "
                                    f"{MAX_ASPECT}:1: resizing its shorter side would make it huge); crop it first")
                 if draft and img.format == "JPEG":
@@ -82,7 +87,7 @@ def readable_image(path: str) -> bool:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.verify()
-                return max(img.size) <= MAX_ASPECT * max(1, min(img.size))
+                return not too_elongated(img.size)
     except Exception:
         return False
 
