@@ -64,9 +64,6 @@ def check_address(address: str, timeout: float = 5.0, flag: str = "--address") -
 
 JOIN_TIMEOUT_S = 30.0
 _JOINED: set[str] = set()
-_PROBE = ("import sys\ndel sys.path[0]\n"     # the working directory off sys.path: a ray/ folder there is not Ray
-          "import ray\nray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False, namespace='rtk')\n"
-          "ray.shutdown()\n")
 
 
 def _env(address: str) -> dict[str, str]:
@@ -80,10 +77,12 @@ def _probe_join(address: str, flag: str = "--address") -> None:
     answers TCP but is no Ray head makes `ray.init` retry for minutes and print a line per retry."""
     import subprocess
 
+    from toolkit.isa import fresh_python      # the child imports Ray, not a ray/ folder in the working directory
+
     if address in _JOINED:
         return
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True,
+        done = subprocess.run([*fresh_python("toolkit.ray_address"), address], capture_output=True, text=True,
                               timeout=JOIN_TIMEOUT_S, env=_env(address))
     except subprocess.TimeoutExpired:
         raise RtkError(f"no Ray head answered at {address} ({flag}) within {JOIN_TIMEOUT_S:.0f} s (the port is open but "
@@ -98,3 +97,10 @@ def _probe_join(address: str, flag: str = "--address") -> None:
                            f"or {undo} to start a local instance for this command")
         raise RtkError(f"cannot join the Ray cluster at {address} ({last[:200]}); check {flag}")
     _JOINED.add(address)
+
+
+if __name__ == "__main__":      # the join probe (`_probe_join`): join the cluster at argv[1] and leave
+    import ray
+
+    ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False, namespace="rtk")
+    ray.shutdown()
