@@ -37,7 +37,7 @@ def assemble(*, settings: Settings, builder, table: dict, scaling: list, hints: 
         if r.key in table:
             row["latency_ms"] = {str(b): v for b, v in table[r.key].items()}
             row["speedup_vs_ort_fp32"] = {str(b): _ratio(table, r.key, b) for b in table[r.key]}
-            m = macs.get("pruned" if r.pruned else "full")
+            m = macs.get(r.network)
             if m:
                 gmacs = {"fp32": peak.fp32_gmacs, "bf16": peak.bf16_gmacs or peak.fp32_gmacs}.get(
                     r.precision, peak.int8_amx_gmacs or peak.int8_gmacs)

@@ -13,7 +13,7 @@ class Row:
     precision: str       # fp32 | bf16 | int8: which peak it is compared with
     artifact: str        # file name inside a model's folder (L = latency model, A = accuracy model)
     made_by: str         # stage that makes it ("" = the FP32 export/checkpoint)
-    pruned: bool = False
+    network: str = "full"   # the network it runs, for its MACs: full, pruned (50%) or pruned_target
 
 
 ROWS: tuple[Row, ...] = (
@@ -27,13 +27,13 @@ ROWS: tuple[Row, ...] = (
         "ort_qs_defaults.onnx", "ort_quantize_static"),
     Row("nncf_defaults", "nncf.quantize (defaults) on OpenVINO", "openvino", "int8", "nncf_defaults.xml",
         "nncf_defaults"),
-    Row("pruned_fp32", "rtk pruned 50% FP32 on ONNX Runtime", "onnxruntime", "fp32", "pruned.onnx", "prune", True),
+    Row("pruned_fp32", "rtk pruned 50% FP32 on ONNX Runtime", "onnxruntime", "fp32", "pruned.onnx", "prune", "pruned"),
     Row("pruned_int8_ort", "rtk pruned 50% + INT8 on ONNX Runtime", "onnxruntime", "int8", "pruned_int8_ort.onnx",
-        "rtk_int8", True),
+        "rtk_int8", "pruned"),
     Row("pruned_int8_ov", "rtk pruned 50% + INT8 on OpenVINO", "openvino", "int8", "pruned_int8_ov.xml",
-        "rtk_int8", True),
+        "rtk_int8", "pruned"),
     Row("pruned_target_int8_ov", "rtk pruned to a latency target + INT8 on OpenVINO", "openvino", "int8",
-        "pruned_target_int8_ov.xml", "rtk_int8", True),
+        "pruned_target_int8_ov.xml", "rtk_int8", "pruned_target"),
 )
 BY_KEY = {r.key: r for r in ROWS}
 REFERENCE = "ort_fp32"

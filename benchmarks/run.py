@@ -199,14 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             accuracy = {"error": f"failed: {str(exc).splitlines()[0][:200]}"}
     e2e = end_to_end_rows(settings, work, lat, acc, built["data"])
-    macs = {}
-    for key in ("torch_fp32", "pruned_fp32"):
-        ckpt = paths["L"].get(key)
+    macs = {}     # per network a row runs (rows.Row.network), from its checkpoint in the latency model's folder
+    for network, key, name in (("full", "torch_fp32", "model.pt"), ("pruned", "pruned_fp32", "pruned.pt"),
+                               ("pruned_target", None, "pruned_target.pt")):
+        ckpt = paths["L"].get(key) if key else None
         if ckpt is None or Path(ckpt).suffix != ".pt":
-            ckpt = work / ("accuracy" if settings.shared_model else "latency") / ("model.pt" if key == "torch_fp32"
-                                                                                else "pruned.pt")
+            ckpt = work / ("accuracy" if settings.shared_model else "latency") / name
         if Path(ckpt).is_file():
-            macs["pruned" if key == "pruned_fp32" else "full"] = count_macs(ckpt)[0]
+            macs[network] = count_macs(ckpt)[0]
     result = assemble(settings=settings, builder=b, table=table, scaling=scaling, hints=hints, app=app,
                       accuracy=accuracy, macs=macs, peak=cpu_peak(measure=True), e2e=e2e,
                       command=" ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "benchmarks.run",

@@ -192,3 +192,22 @@ def test_interleaved_turns_start_from_an_idle_cpu():
     started = time.perf_counter()
     interleaved([Timed(call=call("a"), runs=3, warmup=0, rewarm=0)], rounds=3, settle=10.0)
     assert len(calls) == 9 and time.perf_counter() - started < 5.0
+
+
+def test_each_row_is_held_to_the_peak_with_its_own_networks_macs():
+    """The row pruned to a latency target runs another network than the 50%-pruned rows: its % of peak is its own
+    MACs' (2026-12-05 it was given the 50%-pruned model's, and read 27% instead of 35%)."""
+    from types import SimpleNamespace
+
+    from benchmarks.report import assemble
+    from benchmarks.settings import Settings
+
+    one = {"median": 4.0, "min": 4.0, "max": 4.0, "repeats": [4.0]}
+    table = {k: {1: one} for k in ("ort_fp32", "pruned_int8_ov", "pruned_target_int8_ov")}
+    macs = {"full": 4e9, "pruned": 1e9, "pruned_target": 1.5e9}
+    res = assemble(settings=Settings(), builder=SimpleNamespace(missing={}, stages=[]), table=table, scaling=[],
+                   hints={}, app={}, accuracy={}, macs=macs, peak=cpu_peak(), command="x", seconds=0.0, trained=None)
+    rows = {r["key"]: r for r in res["rows"]}
+    assert [rows[k]["macs"] for k in table] == [4e9, 1e9, 1.5e9]
+    share = rows["pruned_target_int8_ov"]["fraction_of_peak"]["1"] / rows["pruned_int8_ov"]["fraction_of_peak"]["1"]
+    assert share == pytest.approx(1.5)
