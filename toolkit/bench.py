@@ -243,12 +243,11 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
                 raise RtkError(f"--batch {batch} is more than the {len(paths)} photos in {folder}: no batch that size "
                                "would run; add photos or give a smaller --batch")
             progress(f"{len(paths)} image files, batch {batch}")
-            depth = max(8, batch) if s.depth is None else s.depth
-            if depth < batch:
+            if s.depth is not None and s.depth < batch:
                 static = f" (the static batch of {path})" if runner.fixed_batch else ""
-                raise RtkError(f"--depth {depth} holds less than a batch of {batch}{static}; give --depth {batch} or "
-                               "more")
-            run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers, depth=depth)
+                raise RtkError(f"--depth {s.depth} holds less than a batch of {batch}{static}; give --depth {batch} "
+                               "or more")
+            run = PredictSettings(fast_decode=s.fast_decode, batch_size=batch, workers=s.workers, depth=s.depth)
             every = {str(p) for p in paths}
             if s.warmup:
                 try:

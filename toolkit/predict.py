@@ -132,6 +132,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     start = time.perf_counter()
     failed: list[str] = []
     threads = photo_threads(runner, settings, batch_size)
+    depth = settings.depth or max(8, threads * batch_size)
     pool = runner.request_pool(threads)
     if pool is not None:        # each thread decodes its batch and infers it on a request of its own
         def infer(x: np.ndarray) -> np.ndarray:
@@ -146,7 +147,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
                 scaled += count
     else:                       # decoding threads feed this one, which infers (asynchronously where it can)
         for batch in decoded_batches(paths, pre, decode=decode, batch_size=batch_size, workers=threads,
-                                     depth=settings.depth, counter=counter, skippable=skippable, skipped=failed):
+                                     depth=depth, counter=counter, skippable=skippable, skipped=failed):
             n, x = len(done_paths), np.stack([d.x for d in batch])
             done_paths.append([d.path for d in batch])
             scaled += sum(d.scaled for d in batch)
@@ -164,7 +165,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
                        batch_size=batch_size)
     report = PhaseReport(
         images=len(names), decode=decode, decode_by=decode_by, scaled=scaled, batch_size=batch_size,
-        workers=threads, threads_infer=pool is not None, depth=settings.depth, peak_in_flight=counter.peak,
+        workers=threads, threads_infer=pool is not None, depth=depth, peak_in_flight=counter.peak,
         latency_images=len(timed["decode"]),
         **{f"{k}_ms": Latency.from_ms(v) for k, v in timed.items()}, wall_s=wall,
         images_per_s=len(names) / wall if wall > 0 else 0.0, target=runner.target, runtime=runner.describe(),
@@ -183,10 +184,12 @@ def latency_photos(names: list[str], wanted: int | None, batch_size: int) -> lis
 def photo_threads(runner, settings: PredictSettings, batch_size: int) -> int:
     """The pipeline's threads: --workers, or by default one more than the runtime's parallel requests where each
     thread runs its own batch's inference (OpenVINO THROUGHPUT: one thread decodes while the others' requests
-    run), else 2 decoding threads. Where each holds a batch, no more than --depth holds."""
+    run), else 2 decoding threads. Where each holds a batch, no more than --depth holds; without --depth, the
+    depth grows to a batch per thread (run_photos), so `--batch-size 8` alone keeps every request busy."""
     if runner.parallel_requests < 2:
         return settings.workers or 2
-    return max(1, min(settings.workers or runner.parallel_requests + 1, settings.depth // batch_size))
+    threads = settings.workers or runner.parallel_requests + 1
+    return threads if settings.depth is None else max(1, min(threads, settings.depth // batch_size))
 
 
 def photo_hint(settings: PredictSettings, photos: int, fixed_batch: int | None = None) -> str:
@@ -200,7 +203,7 @@ def photo_hint(settings: PredictSettings, photos: int, fixed_batch: int | None =
 def photo_batch(runner, settings: PredictSettings) -> int:
     """Images per inference call: the asked batch, or a static-batch artifact's own (the default 1 becomes it)."""
     size = runner.batch_for(settings.batch_size, "--batch-size")
-    if settings.depth < size:
+    if settings.depth is not None and settings.depth < size:
         raise RtkError(f"--depth {settings.depth} holds less than the static batch of {runner.path} ({size}); give "
                        f"--depth {size} or more")
     return size

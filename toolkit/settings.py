@@ -55,7 +55,8 @@ FAST_DECODE_HELP = ("Decode JPEGs larger than the model needs the fast way (libj
                     "within 0.1 pt and agreement >= 99.5%.")
 DECODE_WORKERS_HELP = ("Threads decoding photos ahead of inference (default 2); with OpenVINO's parallel requests "
                        "(the throughput hint) each also infers its batch, and the default is one more than requests.")
-DECODE_DEPTH_HELP = "Most images decoded ahead and not yet inferred at once (the memory bound)."
+DECODE_DEPTH_HELP = ("Most images decoded ahead and not yet inferred at once (the memory bound; default: 8, or a "
+                     "batch for each of the pipeline's threads where that is more).")
 
 
 # The bounds of the numbers at the boundary, one place for the CLI and the recipe: beyond them a value is a typo or
@@ -286,15 +287,14 @@ class PredictSettings(RemoteSettings):
     fast_decode: bool | None = Field(None, description=FAST_DECODE_HELP)
     batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Images per inference call.")
     workers: int | None = Field(None, ge=1, le=64, description=DECODE_WORKERS_HELP)
-    depth: int = Field(8, ge=1, le=4096, description=DECODE_DEPTH_HELP)
+    depth: int | None = Field(None, ge=1, le=4096, description=DECODE_DEPTH_HELP)
     hint: Literal["auto", "latency", "throughput"] = Field("auto", description="OpenVINO performance hint; auto: "
         "throughput (parallel requests: most images/s, slower per photo) for more than one batch of photos, else latency.")
 
     @model_validator(mode="after")
     def _depth_holds_a_batch(self) -> "PredictSettings":
-        if self.depth < self.batch_size:
-            raise ValueError(f"--depth {self.depth} is less than --batch-size {self.batch_size} (a batch is held "
-                             f"while it runs); give --depth {self.batch_size} or more")
+        if self.depth is not None and self.depth < self.batch_size:
+            raise ValueError(f"--depth {self.depth} holds less than --batch-size {self.batch_size}; give --depth {self.batch_size} or more")
         return self
 
 
@@ -309,7 +309,7 @@ class BenchSettings(RemoteSettings):
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
     fast_decode: bool | None = Field(None, description="With --images: " + FAST_DECODE_HELP)
     workers: int | None = Field(None, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP)
-    depth: int | None = Field(None, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP + " (default 8)")
+    depth: int | None = Field(None, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP)
 
     @field_validator("batches")
     @classmethod

@@ -148,7 +148,7 @@ def predict(
     fast_decode: Annotated[Optional[bool], opt(P, "fast_decode", FAST)] = default(P, "fast_decode"),
     batch_size: Annotated[int, opt(P, "batch_size")] = default(P, "batch_size"),
     workers: Annotated[Optional[int], opt(P, "workers")] = default(P, "workers"),
-    depth: Annotated[int, opt(P, "depth")] = default(P, "depth"),
+    depth: Annotated[Optional[int], opt(P, "depth")] = default(P, "depth"),
     hint: Annotated[str, opt(P, "hint")] = default(P, "hint"),
     remote: RemoteOpt = None,
     remote_rtk: RemoteRtkOpt = None,
