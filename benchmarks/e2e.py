@@ -70,9 +70,33 @@ def _rtk(runner, paths: list[Path]):
     return run_photos(paths, runner, settings=PredictSettings(fast_decode=True, batch_size=1, depth=8))[2]
 
 
+def batched_folder(path: Path, target: str, photos: list[Path], *, batch: int, repeats: int) -> dict[str, Any]:
+    """`rtk predict DIR --batch-size B` (fast decode, THROUGHPUT hint, the default depth: a batch per thread) on the
+    folder, alternated per repeat with the same artifact's network-only images/s at that batch."""
+    from toolkit.backends import RunnerOptions, open_runner
+    from toolkit.predict import run_photos
+    from toolkit.settings import PredictSettings
+
+    with open_runner(path, target, options=RunnerOptions(hint="throughput", max_batch=batch)) as runner:
+        x = np.zeros((batch, *runner.meta.preprocess.input_shape), np.float32)
+        rounds = runner.parallel_requests
+        runner.infer_many(x, 2 * rounds)
+        net, ips = [], []
+        for _ in range(repeats):
+            count = -(-len(photos) // (rounds * batch)) * rounds
+            t0 = time.perf_counter()
+            runner.infer_many(x, count)
+            net.append(count * batch / (time.perf_counter() - t0))
+            ips.append(run_photos(photos, runner, settings=PredictSettings(fast_decode=True, batch_size=batch),
+                                  latency_images=batch)[2].images_per_s)
+    return {"batch": batch, "rtk_ips": median(ips), "network_only_ips": median(net),
+            "of_network": median(r / n for r, n in zip(ips, net)), "rtk_ips_repeats": ips}
+
+
 def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list[Path]], repeats: int,
-               say: Say = print) -> dict[str, Any]:
-    """{row key: {photo set: facts}} for every artifact (path, target) that opens."""
+               batched: int | None = None, say: Say = print) -> dict[str, Any]:
+    """{row key: {photo set: facts}} for every artifact (path, target) that opens; with `batched`, the folder
+    also through `batched_folder` at that batch."""
     from toolkit.backends import RunnerOptions, open_runner
 
     out: dict[str, Any] = {}
@@ -119,6 +143,9 @@ def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list
                                                     for k in ("decode", "preprocess", "infer")},
                                   "hint": "throughput", "infer_requests": rounds, "threads": phases.workers,
                                   "threads_infer": phases.threads_infer}
+            if batched:
+                say(f"end to end: {key}, the folder at batch {batched}")
+                row["500x375"]["batched"] = batched_folder(path, target, small, batch=batched, repeats=repeats)
         except Exception as exc:
             row = {"error": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
         out[key] = row

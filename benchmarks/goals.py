@@ -223,6 +223,16 @@ def _ahead_or_level(res: dict, best: str | None, alt: str) -> dict[str, Any]:
                  f"{test['only_other']} only the other, McNemar p = {test['p']:.3g} ({_row(res, best)['label']})")
 
 
+def _batched(folder: dict) -> str:
+    """The folder again with --batch-size B (not the goal's verdict, which is rtk's default: batch 1)."""
+    b = folder.get("batched")
+    if not b:
+        return ""
+    return (f"; with rtk predict --batch-size {b['batch']}: {b['rtk_ips']:.1f} images/s, "
+            f"{b['rtk_ips'] / folder['naive_ips']:.2f}x naive, {100 * b['of_network']:.0f}% of network-only at that "
+            f"batch ({b['network_only_ips']:.1f} images/s, {b['network_only_ips'] / folder['naive_ips']:.2f}x naive)")
+
+
 def end_to_end_goals(res: dict) -> list[dict[str, Any]]:
     """#21's goals: photo to label on 12 MP and 500x375 JPEGs, and bf16."""
     e2e = res.get("end_to_end") or {}
@@ -250,7 +260,7 @@ def end_to_end_goals(res: dict) -> list[dict[str, Any]]:
                      f"{100 * small['of_network']:.0f}% of network-only ({small['network_only_ips']:.1f} images/s, "
                      f"THROUGHPUT hint, {small['infer_requests']} requests); the network alone, with no photo to "
                      f"decode, is {small['network_only_ips'] / small['naive_ips']:.2f}x the naive loop here: the "
-                     "ceiling of the first ratio on this CPU" if small else "not measured"))
+                     "ceiling of the first ratio on this CPU" + _batched(small) if small else "not measured"))
     isa = (res.get("machine") or {}).get("cpu", {}).get("isa", {})
     amx = isa.get("amx_bf16")
     s, bf, fp = _speed(res, "ov_bf16"), _row(res, "ov_bf16"), _speed(res, "ov_fp32")

@@ -96,7 +96,8 @@ def end_to_end_rows(settings, work: Path, lat: dict, acc: dict, data: Path | Non
             continue
         folder = small if key == "rtk_int8_ov" else small[:settings.e2e_folder_others]
         rows |= E.end_to_end({key: (lat[key], BY_KEY[key].target)}, photos={"12mp": big, "500x375": folder},
-                             repeats=settings.e2e_repeats, say=_say)
+                             repeats=settings.e2e_repeats, batched=settings.e2e_batch if key == "rtk_int8_ov" else None,
+                             say=_say)
     out = {"rows": rows}
     if "rtk_int8_ov" in acc and data is not None:
         _say("fast decode vs exact decode on 12 MP val photos")

@@ -48,6 +48,7 @@ class Settings:
     e2e_folder: int = 1000             # 500x375 JPEGs: the folder of the images/s goal (rtk INT8 on OpenVINO) ...
     e2e_folder_others: int = 200       # ... and the folder every other end-to-end row runs
     e2e_repeats: int = 2               # naive and rtk alternate this many times
+    e2e_batch: int | None = 8          # the goal's folder again with rtk predict --batch-size this (None: not run)
     e2e_accuracy_per_class: int = 20   # val images per class re-encoded at 12 MP for the fast-decode accuracy rule
     seed: int = 0
     rows: tuple[str, ...] | None = None   # None: every row; the smoke test times a few

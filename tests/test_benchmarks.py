@@ -157,7 +157,7 @@ def test_end_to_end_rows_run_both_paths(random_onnx, tmp_path):
     small = e2e.make_photos(tmp_path / "small", count=6, size=e2e.SIZES["500x375"])
     assert all(p.stat().st_size > 0 for p in big + small)
     rows = e2e.end_to_end({"rtk_int8_ov": (random_onnx, "onnxruntime")}, photos={"12mp": big, "500x375": small},
-                          repeats=1, say=lambda _: None)
+                          repeats=1, batched=2, say=lambda _: None)
     row = rows["rtk_int8_ov"]
     assert "error" not in row, row
     assert row["12mp"]["naive_ms"] > 0 and row["12mp"]["rtk_ms"] > 0 and row["12mp"]["photos"] == 2
@@ -165,6 +165,9 @@ def test_end_to_end_rows_run_both_paths(random_onnx, tmp_path):
     res = {"end_to_end": {"rows": rows}, "rows": [], "machine": {"cpu": {"isa": {}}}}
     verdicts = {g["goal"][:20]: g for g in end_to_end_goals(res)}
     assert verdicts["500x375 JPEGs, a fol"]["met"] is not None
+    batched = row["500x375"]["batched"]     # the folder again at --batch-size 2, against the network at batch 2
+    assert batched["batch"] == 2 and batched["rtk_ips"] > 0 and batched["network_only_ips"] > 0
+    assert "with rtk predict --batch-size 2: " in verdicts["500x375 JPEGs, a fol"]["measured"]
     assert verdicts["12 MP JPEG, batch 1,"]["met"] is None   # the decode-accuracy half was not measured
 
 
