@@ -27,7 +27,7 @@ from toolkit.images import readable_image, symlink_loop
 from toolkit.photos import (Decode, DecodeBy, InFlight, choose_decode, decode_one, decode_record, decoded_batches,
                             inferred_batches)
 from toolkit.remote import DeviceInfo
-from toolkit.settings import PredictSettings
+from toolkit.settings import MAX_DEPTH, PredictSettings
 
 LATENCY_IMAGES = 32   # `rtk predict` times this many photos again one after another for the latency (bench: all)
 
@@ -132,7 +132,7 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
     start = time.perf_counter()
     failed: list[str] = []
     threads = photo_threads(runner, settings, batch_size)
-    depth = settings.depth or max(8, threads * batch_size)
+    depth = settings.depth or min(MAX_DEPTH, max(8, threads * batch_size))
     pool = runner.request_pool(threads)
     if pool is not None:        # each thread decodes its batch and infers it on a request of its own
         def infer(x: np.ndarray) -> np.ndarray:
@@ -185,11 +185,12 @@ def photo_threads(runner, settings: PredictSettings, batch_size: int) -> int:
     """The pipeline's threads: --workers, or by default one more than the runtime's parallel requests where each
     thread runs its own batch's inference (OpenVINO THROUGHPUT: one thread decodes while the others' requests
     run), else 2 decoding threads. Where each holds a batch, no more than --depth holds; without --depth, the
-    depth grows to a batch per thread (run_photos), so `--batch-size 8` alone keeps every request busy."""
+    depth grows to a batch per thread up to MAX_DEPTH (run_photos), so `--batch-size 8` alone keeps every request
+    busy."""
     if runner.parallel_requests < 2:
         return settings.workers or 2
     threads = settings.workers or runner.parallel_requests + 1
-    return threads if settings.depth is None else max(1, min(threads, settings.depth // batch_size))
+    return max(1, min(threads, (settings.depth or MAX_DEPTH) // batch_size))
 
 
 def photo_hint(settings: PredictSettings, photos: int, fixed_batch: int | None = None) -> str:

@@ -63,7 +63,7 @@ DECODE_DEPTH_HELP = ("Most images decoded ahead and not yet inferred at once (th
 # would take the machine's memory (a batch of 10^6 images) or time (10^12 timed runs), so it is refused up front.
 SEED_MAX = 2**32 - 1            # numpy's and torch's generators both take 0 .. 2^32-1 as a portable seed
 MAX_BATCH = 256                 # images per inference or training batch
-MAX_THREADS = 1024
+MAX_THREADS, MAX_DEPTH = 1024, 4096   # inference threads; images decoded and not yet inferred (photos)
 MAX_CLASSES = 100_000
 MIN_CLASSES = 2          # a classifier chooses between at least two classes (CLI and recipe alike)
 MIN_INPUT, MAX_INPUT = 16, 4096     # input side in pixels a model is built at (CLI and recipe alike)
@@ -287,7 +287,7 @@ class PredictSettings(RemoteSettings):
     fast_decode: bool | None = Field(None, description=FAST_DECODE_HELP)
     batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Images per inference call.")
     workers: int | None = Field(None, ge=1, le=64, description=DECODE_WORKERS_HELP)
-    depth: int | None = Field(None, ge=1, le=4096, description=DECODE_DEPTH_HELP)
+    depth: int | None = Field(None, ge=1, le=MAX_DEPTH, description=DECODE_DEPTH_HELP)
     hint: Literal["auto", "latency", "throughput"] = Field("auto", description="OpenVINO performance hint; auto: "
         "throughput (parallel requests: most images/s, slower per photo) for more than one batch of photos, else latency.")
 
@@ -309,7 +309,7 @@ class BenchSettings(RemoteSettings):
     hint: Literal["latency", "throughput"] = Field("latency", description="OpenVINO performance hint.")
     fast_decode: bool | None = Field(None, description="With --images: " + FAST_DECODE_HELP)
     workers: int | None = Field(None, ge=1, le=64, description="With --images: " + DECODE_WORKERS_HELP)
-    depth: int | None = Field(None, ge=1, le=4096, description="With --images: " + DECODE_DEPTH_HELP)
+    depth: int | None = Field(None, ge=1, le=MAX_DEPTH, description="With --images: " + DECODE_DEPTH_HELP)
 
     @field_validator("batches")
     @classmethod
