@@ -83,10 +83,12 @@ def test_non_image_files_are_skipped_and_counted(cli, tmp_path, tiny_data, rando
     out = tmp_path / "v.json"
     result = cli("validate", random_onnx, "--data", data, "--json", out)
     assert result.exit_code == 0, result.stderr
-    assert "2 unreadable or non-image files" in result.stderr
+    assert "2 files in" in result.stderr and f"e.g. {first_class / 'broken.png'}" in result.stderr
     import json
 
-    assert json.loads(out.read_text())["skipped"] == 2
+    report = json.loads(out.read_text())
+    assert report["skipped"] == 2 and report["skipped_files"] == sorted(str(first_class / n) for n in ("broken.png",
+                                                                                                       "notes.txt"))
 
 
 def test_classes_that_do_not_match(cli, tmp_path, tiny_data, random_onnx):

@@ -497,7 +497,8 @@ def test_catalogue(case: Case, cli, tmp_path, tiny_data, random_onnx, random_ckp
         assert report["skipped"] == case.skipped, result.stderr
         assert report["images"] == len(list((tiny_data / "val").rglob("*.png"))) + case.images_added
         if case.skipped:
-            assert f"{case.skipped} unreadable or non-image file" in result.stderr.replace("\n", " ")
+            assert f"{case.skipped} file" in result.stderr.replace("\n", " ")
+            assert len(report["skipped_files"]) == case.skipped
 
 
 def test_catalogue_is_documented():

@@ -204,7 +204,9 @@ def show_validation(report) -> None:
             f"{t} {i}" + (" (native: MLAS ignores the cap)" if capped and t == "onnxruntime" else "")
             for t, i in tiers.items()) + "[/]", highlight=False)
     if report.skipped:
-        warn(f"{report.skipped} unreadable or non-image files in {report.data} were skipped")
+        n = report.skipped
+        warn(f"{n} file{'s' * (n != 1)} in {report.data} skipped (no image extension, or not a readable image)"
+             + (f", e.g. {report.skipped_files[0]}" if report.skipped_files else ""))
     for gate in (g for g in report.gates if g.passed):   # a failed one is the command's error line (GateFailed)
         ok(str(gate))
 

@@ -70,6 +70,8 @@ class ValidationReport(BaseModel):
     data: str
     images: int
     skipped: int
+    skipped_files: list[str] = Field(default_factory=list, description="The files of the data folder skipped "
+                                     "(no image extension, or not a readable image), sorted.")
     top1: float
     top5: float
     drop_pt: float | None
@@ -345,6 +347,7 @@ def validate(artifacts: Sequence[str | Path], data: str | Path | None, *, refere
                                       agreement=s.agreement) for s in scores])
     results += [gate for s in scores if s.fast_decode and s.fast_decode.scaled for gate in fast_decode_gates(s)]
     first = scores[0]
-    return ValidationReport(data=str(data), images=len(images), skipped=len(images.skipped), top1=first.top1,
+    return ValidationReport(data=str(data), images=len(images), skipped=len(images.skipped),
+                            skipped_files=list(images.skipped), top1=first.top1,
                             top5=first.top5, drop_pt=first.drop_pt, agreement=first.agreement, cosine=first.cosine,
                             reference=ref, artifacts=scores, gates=results, passed=all(results))
