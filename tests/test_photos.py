@@ -236,12 +236,35 @@ def test_predict_picks_the_openvino_hint_by_the_photos(photos, flags, hint, cli,
 
 
 def test_predict_says_a_hint_is_for_openvino_only(cli, random_onnx, tiny_data, tmp_path):
-    """--hint on ONNX Runtime changes nothing, and predict says so instead of dropping it silently."""
+    """--hint on ONNX Runtime changes nothing, and predict and bench say so instead of dropping it silently."""
     photo = sorted((tiny_data / "val").rglob("*.png"))[0]
     said = "--hint throughput is an OpenVINO setting; onnxruntime ran as it always does"
     for flags, warned in ((("--hint", "throughput"), True), ((), False)):
         result = cli("predict", photo, "--model", random_onnx, *flags)
         assert result.exit_code == 0 and (said in " ".join(result.output.split())) == warned, result.output
+        result = cli("bench", random_onnx, "--images", photo.parent, "--warmup", "0", *flags)
+        assert result.exit_code == 0 and (said in " ".join(result.output.split())) == warned, result.output
+
+
+def test_a_depth_of_one_batch_decodes_ahead_and_says_what_sat_idle(random_ir, tiny_data, tmp_path, cli):
+    """Where --depth holds one batch, one thread decoding and inferring would leave a request idle and stop
+    decoding while it infers (48 against 80 images/s, 2026-12-05): the photos are decoded ahead on --workers
+    threads instead, and predict says which requests sat idle and what --depth keeps them busy."""
+    from toolkit.backends import RunnerOptions
+
+    folder = _mixed_folder(tmp_path, tiny_data, 12, "b5x.jpg")
+    _, report = classify([folder], random_ir, settings=PredictSettings(batch_size=4, depth=7),
+                         options=RunnerOptions(hint="throughput", max_batch=4))
+    requests = report.runtime["infer_requests"]
+    if requests < 2:
+        pytest.skip(f"OpenVINO's THROUGHPUT hint gives {requests} request on this CPU: no parallel requests")
+    assert (report.threads_infer, report.workers, report.depth) == (False, 2, 7) and report.peak_in_flight <= 7
+    result = cli("predict", folder, "--model", random_ir, "--batch-size", "4", "--depth", "7")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and f"--depth 7 holds 1 batch of 4, so {requests - 1} of the {requests} " in said
+    assert f"give --depth {(requests + 1) * 4} (or leave it out)" in said
+    result = cli("predict", folder, "--model", random_ir, "--batch-size", "4")
+    assert result.exit_code == 0 and "sat idle" not in result.output
 
 
 def test_a_stopped_run_cuts_the_running_batches_short(random_ir, tiny_data, tmp_path):
@@ -300,12 +323,17 @@ def test_bench_warms_up_past_photos_that_do_not_decode(random_onnx, tiny_data, t
 
 def test_bench_images_times_each_phase(random_onnx, tiny_data, cli, tmp_path):
     out = tmp_path / "b.json"
-    result = cli("bench", random_onnx, "--images", tiny_data / "val", "--batch", "1,4", "--warmup", "2", "--json", out)
+    result = cli("bench", random_onnx, "--images", tiny_data / "val", "--batch", "1,8", "--warmup", "2", "--json", out)
     assert result.exit_code == 0, result.stderr
     res = json.loads(out.read_text())
-    assert [p["batch"] for p in res["results"]] == [1, 4] and res["photos"]["images"] == 32
+    assert [p["batch"] for p in res["results"]] == [1, 8] and res["photos"]["images"] == 32
     for point in res["results"]:
         assert set(point["phases_ms"]) == {"decode", "preprocess", "infer"} and point["throughput_ips"] > 0
+    # each batch size's own pipeline: without --depth, 8 or a batch per batch held (2 on ONNX Runtime), which
+    # the photos in flight never pass (2026-12-05 the JSON gave the first batch size's depth for every one)
+    assert [p["pipeline"]["depth"] for p in res["results"]] == [8, 16]
+    assert all(0 < p["pipeline"]["peak_in_flight"] <= p["pipeline"]["depth"] for p in res["results"])
+    assert "batch 8: 2 threads decoding, at most " in " ".join(result.output.split())
     assert cli("bench", random_onnx, "--images", tmp_path / "missing").exit_code == 2
     assert cli("bench", random_onnx, "--images", tiny_data / "val", "--runs", "3").exit_code == 2
 

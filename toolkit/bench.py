@@ -118,6 +118,9 @@ class BenchPoint(BaseModel):
     latency_ms: Latency
     throughput_ips: float
     phases_ms: dict[str, Latency] = Field(default_factory=dict)
+    pipeline: dict[str, int | bool] = Field(default_factory=dict, description="--images: this batch size's photo "
+                                            "pipeline: its threads (workers), whether each inferred its own batch "
+                                            "(threads_infer), depth and peak_in_flight.")
     samples_ms: list[float] = Field(default_factory=list, description="Every timed call, in order.")
 
 
@@ -139,7 +142,7 @@ class BenchResult(BaseModel):
     saturation_risk: str | None = Field(None, description="An INT8 artifact quantized for a VNNI tier run on a tier "
                                         "without VNNI, where its first convolution can saturate (toolkit.isa).")
     photos: dict[str, Any] | None = Field(None, description="`--images`: the photo pipeline's phase report "
-                                          "(toolkit.predict.PhaseReport) at the first batch size.")
+                                          "(toolkit.predict.PhaseReport) at the first batch size; each result's `pipeline` is its own.")
 
 
 def bench(path: str | Path, *, target: str | None = None, settings: BenchSettings | None = None, seed: int = 0,
@@ -261,7 +264,9 @@ def _photos(path: Path, folder: Path, *, target: str | None, settings: BenchSett
             points.append(BenchPoint(batch=report.batch_size, latency_ms=report.total_ms,
                                      throughput_ips=report.images_per_s,
                                      phases_ms={"decode": report.decode_ms, "preprocess": report.preprocess_ms,
-                                                "infer": report.infer_ms}))
+                                                "infer": report.infer_ms},
+                                     pipeline={k: getattr(report, k) for k in ("workers", "threads_infer", "depth",
+                                                                               "peak_in_flight")}))
             report.skipped = sorted(skipped + report.skipped)
             photos = photos or report.model_dump(mode="json")
         meta = runner.meta

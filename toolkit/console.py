@@ -247,6 +247,11 @@ def show_bench(result) -> None:
                   f"{p['scaled']} JPEGs DCT-scaled: latency is a batch's decode + preprocess + inference timed one "
                   "after another (what a photo in it waits); images/s is the overlapped run's", highlight=False,
                   soft_wrap=True)
+        for pt in (pt for pt in result.results if pt.pipeline):
+            q = pt.pipeline
+            out.print(f"[dim]batch {pt.batch}: {q['workers']} thread{'s' * (q['workers'] != 1)} decoding"
+                      f"{' and inferring' if q['threads_infer'] else ''}, at most {q['peak_in_flight']} of "
+                      f"{q['depth']} images in flight[/]", highlight=False)
         if p.get("skipped"):
             warn(f"{len(p['skipped'])} files skipped (no image extension, or not a readable image), "
                  f"e.g. {p['skipped'][0]}")

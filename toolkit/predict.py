@@ -131,9 +131,12 @@ def run_photos(paths: Sequence[Path], runner, *, settings: PredictSettings, coun
 
     start = time.perf_counter()
     failed: list[str] = []
-    threads = photo_threads(runner, settings, batch_size)
-    depth = settings.depth or min(MAX_DEPTH, max(8, threads * batch_size))
-    pool = runner.request_pool(threads)
+    if not runner.fixed_batch:          # a dynamic batch never runs larger than the photos there are
+        batch_size = min(batch_size, max(1, len(paths)))
+    threads, in_threads = photo_threads(runner, settings, batch_size)
+    pool = runner.request_pool(threads) if in_threads else None
+    held = threads if pool is not None else runner.parallel_requests + 1    # batches held at once, by default
+    depth = settings.depth or min(MAX_DEPTH, max(8, held * batch_size))
     if pool is not None:        # each thread decodes its batch and infers it on a request of its own
         def infer(x: np.ndarray) -> np.ndarray:
             return pool(pad_rows(x, runner.fixed_batch))[:len(x)]
@@ -181,16 +184,17 @@ def latency_photos(names: list[str], wanted: int | None, batch_size: int) -> lis
     return names[:take // batch_size * batch_size or take]
 
 
-def photo_threads(runner, settings: PredictSettings, batch_size: int) -> int:
-    """The pipeline's threads: --workers, or by default one more than the runtime's parallel requests where each
-    thread runs its own batch's inference (OpenVINO THROUGHPUT: one thread decodes while the others' requests
-    run), else 2 decoding threads. Where each holds a batch, no more than --depth holds; without --depth, the
-    depth grows to a batch per thread up to MAX_DEPTH (run_photos), so `--batch-size 8` alone keeps every request
-    busy."""
-    if runner.parallel_requests < 2:
-        return settings.workers or 2
-    threads = settings.workers or runner.parallel_requests + 1
-    return max(1, min(threads, (settings.depth or MAX_DEPTH) // batch_size))
+def photo_threads(runner, settings: PredictSettings, batch_size: int) -> tuple[int, bool]:
+    """The pipeline's threads and whether each runs its own batch's inference: so where the runtime has parallel
+    requests (OpenVINO THROUGHPUT), --workers or by default one more than requests (one thread decodes while the
+    others' requests run), as many as --depth holds batches for, and at least 2; else (and where --depth holds
+    only one batch) --workers or 2 threads decoding ahead of the caller's inference. Without --depth, the depth
+    is a batch for each batch held at once (run_photos), so `--batch-size 8` alone keeps every request busy."""
+    if runner.parallel_requests > 1:
+        threads = min(settings.workers or runner.parallel_requests + 1, (settings.depth or MAX_DEPTH) // batch_size)
+        if threads > 1:
+            return threads, True
+    return settings.workers or 2, False
 
 
 def photo_hint(settings: PredictSettings, photos: int, fixed_batch: int | None = None) -> str:

@@ -55,8 +55,8 @@ FAST_DECODE_HELP = ("Decode JPEGs larger than the model needs the fast way (libj
                     "within 0.1 pt and agreement >= 99.5%.")
 DECODE_WORKERS_HELP = ("Threads decoding photos ahead of inference (default 2); with OpenVINO's parallel requests "
                        "(the throughput hint) each also infers its batch, and the default is one more than requests.")
-DECODE_DEPTH_HELP = ("Most images decoded ahead and not yet inferred at once (the memory bound; default: 8, or a "
-                     "batch for each of the pipeline's threads where that is more).")
+DECODE_DEPTH_HELP = ("Most images decoded ahead and not yet inferred at once (the memory bound; default: 8, or "
+                     "enough batches to keep every inference request busy where that is more).")
 
 
 # The bounds of the numbers at the boundary, one place for the CLI and the recipe: beyond them a value is a typo or

@@ -135,6 +135,8 @@ def bench(
     with ui.progress("benchmarking") as progress:
         result = run(artifact, target=target, settings=settings, images=images, progress=progress)
     ui.show_bench(result)
+    if hint != default(B, "hint") and "hint" not in result.runtime:
+        ui.warn(f"--hint {hint} is an OpenVINO setting; {result.target} ran as it always does")
     emit_json(json, result)
 
 
