@@ -149,3 +149,38 @@ def test_imagenet_class_names_are_torchvision_s():
 
     assert default_class_names(1000) == list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
     assert default_class_names(3) == ["class_0", "class_1", "class_2"]
+
+
+def test_the_scan_skips_a_jpeg_cut_in_its_data_only(tmp_path):
+    """A JPEG's header says nothing of its data: cut anywhere after its scan starts it still opens, and used to stop
+    `rtk validate` at decode time. The scan now asks for an end-of-image marker after the scan data starts, and
+    neither a thumbnail's own marker in the header (before the cut) nor a trailer after the end (a motion photo's
+    video) fools it; every cut that Pillow cannot decode is skipped and every whole file kept."""
+    import io
+
+    from toolkit.images import jpeg_data_ends
+
+    rng = np.random.default_rng(0)
+    pixels = Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    thumb = io.BytesIO()
+    pixels.resize((32, 24)).save(thumb, "JPEG")
+    for kind in ("baseline", "progressive", "thumbnail"):
+        out = io.BytesIO()
+        pixels.save(out, "JPEG", progressive=kind == "progressive", quality=90)
+        data = out.getvalue()
+        if kind == "thumbnail":     # an APP1 segment holding a whole JPEG, end marker included, before the scan
+            app1 = b"Exif\x00\x00" + thumb.getvalue()
+            data = data[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + data[2:]
+        scan = data.index(b"\xff\xda")
+        for cut in [*range(scan + 4, len(data) - 1, max(1, (len(data) - scan) // 25)), len(data) - 1, len(data)]:
+            path = tmp_path / f"{kind}_{cut}.jpg"
+            path.write_bytes(data[:cut])
+            try:
+                Image.open(path).load()
+                decodes = True
+            except OSError:
+                decodes = False
+            assert readable_image(str(path)) == decodes == (cut == len(data)), (kind, cut, len(data))
+        path = tmp_path / f"{kind}_trailer.jpg"
+        path.write_bytes(data + rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes().replace(b"\xff\xd9", b""))
+        assert jpeg_data_ends(str(path)) and readable_image(str(path))

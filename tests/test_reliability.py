@@ -336,7 +336,7 @@ CASES = [
                                                       _data_with(c, "cut.jpg", jpeg_bytes()[:600]), *VAL_ARGS],
          outcome="skipped", skipped=1),
     Case("data-jpeg-cut-in-its-data", "validate", lambda c: ["validate", c.onnx, "--data", _data_with(
-        c, "half.jpg", jpeg_bytes(256)[:4000]), *VAL_ARGS], ("half.jpg", "cannot decode")),
+        c, "half.jpg", jpeg_bytes(256)[:4000]), *VAL_ARGS], outcome="skipped", skipped=1),
     Case("data-elongated-image", "validate", lambda c: ["validate", c.onnx, "--data",
                                                        _data_with(c, "strip.png", _image_bytes(1000, 10)), *VAL_ARGS],
          outcome="skipped", skipped=1),

@@ -2,8 +2,9 @@
 
 A labeled folder is an ImageFolder tree (one sub-folder per class), read by the rules of torchvision's
 `datasets.ImageFolder`: class folders sorted by name, files under each (sub-folders included) in sorted
-`os.walk` order (GIFs are images here, first frame, as in `rtk predict`). Files that are not images, or that
-cannot be decoded, are skipped and counted (`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
+`os.walk` order (GIFs are images here, first frame, as in `rtk predict`). Files that are not images, whose header
+cannot be read, JPEGs cut short in their data (`jpeg_data_ends`) and images over 64:1 are skipped and counted
+(`ImageSet.skipped`); a folder with no usable image is refused. tests/test_preprocess.py proves the scan equal
 to torchvision's on a tree with nested folders, hidden files, broken images and a symlinked class.
 """
 
@@ -87,9 +88,56 @@ def readable_image(path: str) -> bool:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.verify()
-                return not too_elongated(img.size)
+                whole = img.format not in ("JPEG", "MPO") or jpeg_data_ends(path)
+                return whole and not too_elongated(img.size)
     except Exception:
         return False
+
+
+def jpeg_data_ends(path: str, *, chunk: int = 1 << 16) -> bool:
+    """Whether a JPEG's image data is whole: an end-of-image marker (FF D9) follows its first start-of-scan (FF DA).
+    Entropy-coded data never holds FF D9 (an FF there is followed by 00 or a restart marker), so a file cut in its
+    data has none after the scan starts, and an EXIF thumbnail's comes before it. Searched from the end, where it
+    is unless a trailer (a motion photo's video) follows: a whole JPEG costs one read of its last bytes."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return False
+        while True:         # the segments before the first scan: marker, then a 2-byte length that counts itself
+            code = _next_marker(f)
+            if code is None:
+                return False
+            if code == 0xDA:
+                scan = f.tell()
+                break
+            if 0xD0 <= code <= 0xD8 or code == 0x01:    # standalone markers carry no length
+                continue
+            size = f.read(2)
+            if len(size) < 2:
+                return False
+            f.seek(int.from_bytes(size, "big") - 2, os.SEEK_CUR)
+        end = f.seek(0, os.SEEK_END)
+        while end > scan:
+            start = max(scan, end - chunk)
+            f.seek(start)
+            if b"\xff\xd9" in f.read(end - start + 1):    # one byte past the block: a marker split between two
+                return True
+            end = start
+        return False
+
+
+def _next_marker(f) -> int | None:
+    """The code of the next JPEG marker, skipping stray bytes and fill bytes before it as libjpeg does; None at the
+    end of the file."""
+    while True:
+        b = f.read(1)
+        while b and b != b"\xff":
+            b = f.read(1)
+        while b == b"\xff":
+            b = f.read(1)
+        if not b:
+            return None
+        if b != b"\x00":       # FF 00 is not a marker
+            return b[0]
 
 
 def symlink_loop(root: Path) -> str | None:
