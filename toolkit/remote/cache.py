@@ -48,7 +48,8 @@ class Upload:
     key: str
     files: tuple[tuple[Path, str, str], ...]     # (local path, name in the copy, sha256); the artifact last
     tree: bool = False
-    dropped: int = 0     # a folder's entries in its class folders that are no file (a broken symlink): not copied
+    dropped: tuple[str, ...] = ()   # a folder's entries in its class folders that are no file (a broken symlink):
+                                    # not copied; their host paths
 
     @property
     def folder(self) -> str:
@@ -108,7 +109,8 @@ def folder_upload(path: Path) -> Upload:
         found = list(path.rglob("*"))
         names = sorted(p for p in found if p.is_file())
         sums = tuple((p, p.relative_to(path).as_posix(), _digest(p)) for p in names)
-        dropped = sum(1 for p in found if len(p.relative_to(path).parts) > 1 and not p.is_file() and not p.is_dir())
+        dropped = tuple(str(p) for p in found if len(p.relative_to(path).parts) > 1 and not p.is_file()
+                        and not p.is_dir())
     except OSError as exc:
         raise RemoteError(f"{exc.filename or path}: cannot read it ({exc.strerror or exc}); fix its permissions or "
                           "leave it out of the folder") from None

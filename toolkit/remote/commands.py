@@ -85,7 +85,9 @@ def validate_on_device(artifacts: Sequence[str | Path], data: str | Path | None,
     if data is not None:     # a broken symlink in it was not copied: skipped, as a local run counts it
         from toolkit.remote.cache import folder_upload
 
-        report.skipped += folder_upload(Path(data)).dropped
+        dropped = folder_upload(Path(data)).dropped
+        report.skipped += len(dropped)
+        report.skipped_files = sorted([*report.skipped_files, *dropped])
     return report
 
 
