@@ -402,12 +402,11 @@ def test_photo_flags_that_cannot_hold_are_one_line(random_onnx, tiny_data, tmp_p
     assert result.exit_code == 2 and result.stderr.startswith("error: --depth 1 holds less than --batch-size 3")
     result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")
     assert result.exit_code == 2 and "--batch 2 is more than the 1 photos" in result.stderr
-    # a batch larger than the photos that decode ran smaller: refused (it gave two rows of batch 1)
+    # a JPEG cut in its data is no photo (the scan skips it since 2026-12-05), so the batch is still too large
     _jpeg(one / "b.jpg", (640, 480), 1)
     (one / "b.jpg").write_bytes((one / "b.jpg").read_bytes()[:3000])    # verifies (a header), fails to decode
-    result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")
+    result = cli("bench", random_onnx, "--images", one, "--batch", "1,2")   # the scan skips it (no end marker)
     assert result.exit_code == 2 and "--batch 2 is more than the 1 photos in" in result.stderr, result.stderr
-    assert "that decode" in result.stderr
     # bench refuses a --depth below a batch as predict does (it raised it in silence)
     result = cli("bench", random_onnx, "--images", tiny_data / "val", "--batch", "1,4", "--depth", "2")
     assert result.exit_code == 2 and result.stderr.startswith("error: --depth 2 holds less than a batch of 4")
