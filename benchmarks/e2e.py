@@ -70,6 +70,16 @@ def _rtk(runner, paths: list[Path]):
     return run_photos(paths, runner, settings=PredictSettings(fast_decode=True, batch_size=1, depth=8))[2]
 
 
+def network_ips(runner, photos: int, batch: int = 1) -> float:
+    """The compiled model's images/s on a preprocessed tensor at `batch`: whole rounds of its parallel requests,
+    at least `photos` images (the network-only side of a folder's images/s)."""
+    x = np.zeros((batch, *runner.meta.preprocess.input_shape), np.float32)
+    count = -(-photos // (runner.parallel_requests * batch)) * runner.parallel_requests
+    t0 = time.perf_counter()
+    runner.infer_many(x, count)
+    return count * batch / (time.perf_counter() - t0)
+
+
 def batched_folder(path: Path, target: str, photos: list[Path], *, batch: int, repeats: int) -> dict[str, Any]:
     """`rtk predict DIR --batch-size B` (fast decode, THROUGHPUT hint, the default depth: a batch per thread) on the
     folder, alternated per repeat with the same artifact's network-only images/s at that batch."""
@@ -78,15 +88,10 @@ def batched_folder(path: Path, target: str, photos: list[Path], *, batch: int, r
     from toolkit.settings import PredictSettings
 
     with open_runner(path, target, options=RunnerOptions(hint="throughput", max_batch=batch)) as runner:
-        x = np.zeros((batch, *runner.meta.preprocess.input_shape), np.float32)
-        rounds = runner.parallel_requests
-        runner.infer_many(x, 2 * rounds)
+        network_ips(runner, 2 * runner.parallel_requests * batch, batch)       # warm: two calls per request
         net, ips = [], []
         for _ in range(repeats):
-            count = -(-len(photos) // (rounds * batch)) * rounds
-            t0 = time.perf_counter()
-            runner.infer_many(x, count)
-            net.append(count * batch / (time.perf_counter() - t0))
+            net.append(network_ips(runner, len(photos), batch))
             ips.append(run_photos(photos, runner, settings=PredictSettings(fast_decode=True, batch_size=batch),
                                   latency_images=batch)[2].images_per_s)
     return {"batch": batch, "rtk_ips": median(ips), "network_only_ips": median(net),
@@ -125,15 +130,11 @@ def end_to_end(artifacts: dict[str, tuple[Path, str]], *, photos: dict[str, list
                     naive_ms(runner, small)
                     naive_ips.append(len(small) / (time.perf_counter() - t0))
             with open_runner(path, target, options=RunnerOptions(hint="throughput", max_batch=1)) as runner:
-                x = np.zeros((1, *runner.meta.preprocess.input_shape), np.float32)
                 rounds = runner.parallel_requests
-                runner.infer_many(x, 2 * rounds)
+                network_ips(runner, 2 * rounds)                                 # warm: two calls per request
                 net, rtk_ips, phases = [], [], None
                 for _ in range(repeats):
-                    count = -(-len(small) // rounds) * rounds
-                    t0 = time.perf_counter()
-                    runner.infer_many(x, count)
-                    net.append(count / (time.perf_counter() - t0))
+                    net.append(network_ips(runner, len(small)))
                     phases = _rtk(runner, small)
                     rtk_ips.append(phases.images_per_s)
                 row["500x375"] = {"photos": len(small), "naive_ips": median(naive_ips), "rtk_ips": median(rtk_ips),

@@ -49,14 +49,14 @@ def show_phases(report) -> None:
                                   "or failing rtk's rule); rtk run with validate.fast_decode writes a new deploy copy"}
     requests = int(report.runtime.get("infer_requests") or 1)
     if hint == "throughput" and requests > 1:
-        held = max(1, report.depth // report.batch_size)
-        busy = min(requests, -(-report.images // report.batch_size), held,
+        held, batches = max(1, report.depth // report.batch_size), -(-report.images // report.batch_size)
+        busy = min(requests, batches, held,
                    report.workers if report.threads_infer else requests)
         out.print(f"[dim]THROUGHPUT hint: OpenVINO splits the cores between {requests} parallel requests, so one "
                   "photo's inference takes longer than with --hint latency"
                   + ("; only one could be busy at a time here, so --hint latency would be faster" if busy < 2 else "")
                   + "[/]", highlight=False, soft_wrap=True)
-        if held < requests < -(-report.images // report.batch_size):
+        if held < requests < batches:
             warn(f"--depth {report.depth} holds {held} batch{'es' * (held != 1)} of {report.batch_size}, so "
                  f"{requests - held} of the {requests} OpenVINO requests sat idle; give --depth "
                  f"{(requests + 1) * report.batch_size} (or leave it out) to keep them busy, or --hint latency")
