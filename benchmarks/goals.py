@@ -111,7 +111,7 @@ def goals(res: dict) -> list[dict[str, Any]]:
     out.append(_goal("INT8 on the best CPU target >= 2.3x ONNX Runtime FP32 at batch 1", sp >= 2.3 if sp else None,
                      f"{sp:.2f}x ({_row(res, best)['label']})" if sp else _why(res, "rtk_int8_ov")))
     drop = (_row(res, best).get("accuracy") or {}).get("drop_pt") if best else None
-    out.append(_goal("INT8 top-1 drop <= 0.5 pt (synthetic val, rtk-trained ResNet50)",
+    out.append(_goal("INT8 top-1 drop <= 0.5 pt (synthetic test split, rtk-trained ResNet50)",
                      drop <= 0.5 if drop is not None else None,
                      f"{drop:+.2f} pt ({_row(res, best)['label']})" if drop is not None else _why(res, best or "rtk_int8_ov")))
     def _calib_s(st: dict) -> float | None:

@@ -144,7 +144,8 @@ def markdown(res: dict) -> str:
              f"{s['runs_b1']} calls at batch 1. Accuracy: ResNet50 trained by rtk on the synthetic set "
              f"({s['synth_classes']} classes drawn at {s['synth_size']}px, trained at {s.get('train_size', s['synth_size'])}px, "
              f"{s['train_epochs']} epochs), top-1 on "
-             f"{res.get('accuracy_images') or '?'} val images; drop vs ONNX Runtime FP32 (pruned rows: vs unpruned).",
+             f"{res.get('accuracy_images') or '?'} held-out test images (a split of their own: training kept its best "
+             "epoch by the val split's top-1); drop vs ONNX Runtime FP32 (pruned rows: vs unpruned).",
              "", "| path | " + " | ".join(f"b{b} ms | x ORT FP32 b{b}" for b in bs) + " | % of peak b1 | top-1 % | drop pt |",
              "|---|" + "---|---|" * len(bs) + "---|---|---|"]
     for row in res["rows"]:
@@ -238,7 +239,7 @@ def plot(res: dict, path: Path) -> Path | None:
         ax.scatter(ms, top1, s=40)
         ax.annotate(label, (ms, top1), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set(xlabel="batch-1 latency, ms (ResNet50 224x224, log scale)", ylabel="top-1 % (synthetic val, rtk-trained)",
+    ax.set(xlabel="batch-1 latency, ms (ResNet50 224x224, log scale)", ylabel="top-1 % (synthetic test split, rtk-trained)",
            title="latency vs accuracy")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()

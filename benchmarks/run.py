@@ -73,7 +73,7 @@ def build_all(b: Builder, work: Path) -> dict:
     if s.shared_model:
         b.missing.update({("L", k): why for (m, k), why in list(b.missing.items()) if m == "A"})
         paths["L"] = dict(paths["A"])
-    return {"paths": paths, "data": calib}
+    return {"paths": paths, "data": calib, "test": b.test_split(calib) if calib is not None else None}
 
 
 E2E_ROWS = ("ort_fp32", "ov_fp32", "ov_bf16", "rtk_int8_ov", "pruned_int8_ov")
@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     if REFERENCE in acc:
         from toolkit.validate import validate
 
-        _say(f"accuracy of {len(acc)} artifacts on the synthetic val split")
+        _say(f"accuracy of {len(acc)} artifacts on the held-out test split")
         keys = list(acc)
         try:
-            rep = validate([acc[k] for k in keys], built["data"] / "val", reference=acc[REFERENCE],
+            rep = validate([acc[k] for k in keys], built["test"], reference=acc[REFERENCE],
                            targets=[BY_KEY[k].target for k in keys], measure_latency=False)
             accuracy = {k: {"top1": s.top1, "drop_pt": s.drop_pt, "agreement": s.agreement,
                             "executed_precision": s.executed_precision} for k, s in zip(keys, rep.artifacts)}

@@ -24,6 +24,7 @@ def test_smoke_run_writes_results(tmp_path):
     assert len(ref["latency_ms"]["1"]["repeats"]) == res["settings"]["table_repeats"]
     assert ref["latency_ms"]["1"]["min"] <= ref["latency_ms"]["1"]["median"] <= ref["latency_ms"]["1"]["max"]
     assert ref["accuracy"]["drop_pt"] == 0.0 and 0.0 <= ref["accuracy"]["top1"] <= 100.0
+    assert res["accuracy_images"] == 3 * 7      # scored on the held-out test split, not the 3 x 6 val images
     assert 0.0 < ref["fraction_of_peak"]["1"] < 1.0
     assert rows["torch_fp32"]["latency_ms"]["8"]["median"] > 0
     int8 = rows["rtk_int8_ort"]                 # the INT8 stage ran and its artifact was timed
