@@ -115,6 +115,24 @@ def test_predict_and_doctor_on_the_device(on_rig, cli, random_ir, tiny_data, tmp
     assert facts["runtimes"]["openvino"] is True
 
 
+def test_the_same_bytes_under_two_names_are_two_copies(on_rig, cli, random_onnx, tiny_data, tmp_path):
+    """Two identical photos under different names in one call, and a renamed copy of a model the device already
+    holds, each run under its own name: the cache key holds the names, not only the bytes."""
+    photo = sorted((tiny_data / "val" / "circle").iterdir())[0]
+    twin = tmp_path / "twin.png"
+    twin.write_bytes(photo.read_bytes())
+    out = tmp_path / "p.json"
+    done = cli("predict", photo, twin, "--model", random_onnx, "--remote", on_rig.alias, "--json", out)
+    assert done.exit_code == 0, done.stderr
+    got = json.loads(out.read_text())["predictions"]
+    assert [p["image"] for p in got] == [str(photo), str(twin)] and got[0]["top"] == got[1]["top"]
+    renamed = tmp_path / "renamed.onnx"
+    renamed.write_bytes(random_onnx.read_bytes())
+    done = cli("bench", renamed, "--runs", "3", "--remote", on_rig.alias, "--json", out)
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(out.read_text())["artifact"] == str(renamed)
+
+
 def test_remote_bench_latency_is_local_latency_by_compares_verdict(on_rig, random_onnx, tmp_path):
     """The same artifact timed here and on the loopback device (the same CPU), each in a fresh rtk process, in
     alternating order: compare's own verdict over four repeats each finds no change beyond the noise."""

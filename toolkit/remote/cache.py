@@ -1,7 +1,8 @@
 """What goes into the device's content-addressed cache, and the tar stream that carries it there.
 
 An artifact and its companions (an IR's .bin, an engine's sidecar) land in <cache>/artifacts/<key>/<name>: <key>
-is the file's sha256, or for a set the sha256 of their `sha256sum`-style list. A folder (`--data`) lands whole in
+is the sha256 of their `sha256sum`-style list (names and contents, so the same bytes under two names are two
+entries). A folder (`--data`) lands whole in
 <cache>/data/<key>: <key> is its tree hash (the sha256 of the sorted relative-path + file-sha256 list). Either
 way the tar carries the files' `sha256sum` list beside them; the device checks every file against it, renames
 the entry into place and keeps the list as <entry>.sums. Before every run the device checks each entry the run
@@ -94,8 +95,8 @@ def upload_of(path: Path) -> Upload:
     for f in files:
         if not f.is_file():
             raise RemoteError(f"{f}: file not found" + ("" if f == path else f" (it belongs with {path.name})"))
-    sums = [(f, f.name, _digest(f)) for f in files]
-    key = sums[0][2] if len(sums) == 1 else hashlib.sha256(
+    sums = [(f, f.name, _digest(f)) for f in files]     # names in the key: one copy per (bytes, name), so a
+    key = hashlib.sha256(                               # renamed copy is never looked for under the old name
         "".join(f"{s}  {n}\n" for _, n, s in sorted(sums, key=lambda fs: fs[1])).encode()).hexdigest()
     return Upload(key=key, files=tuple(sums))
 
