@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -356,6 +357,79 @@ def test_ctrl_c_on_the_host_stops_the_device_job(ssh_device, random_onnx, tmp_pa
         fcntl.flock(holder, fcntl.LOCK_UN)
     holder.close()
     assert _lock_is_free(cache)
+
+
+def test_a_device_shell_that_greets_on_stdout(ssh_device, random_onnx, tmp_path):
+    """A device whose ~/.bashrc prints a banner on stdout (bash reads it for ssh commands): rtk reads only what
+    its own script prints after its output mark, so the probe's answer and the result are whole."""
+    rc = ssh_device.home / ".bashrc"
+    kept = rc.read_bytes() if rc.exists() else None
+    rc.write_text('echo "Welcome to the device"\n')
+    try:
+        done = remote_run(_device(ssh_device, tmp_path / "cache"), ["bench", random_onnx, *QUICK])
+    finally:
+        rc.unlink()
+        if kept is not None:
+            rc.write_bytes(kept)
+    assert done.exit_code == 0 and done.result["sha256"] == sha256_file(random_onnx)
+
+
+def test_a_copy_changed_on_the_device_after_its_check_is_not_run(ssh_device, random_onnx, tmp_path, monkeypatch):
+    """The cached copy edited on the device between the probe (which found it whole) and the run: the run checks
+    it again under the lock and refuses it, and the next call copies it again."""
+    import toolkit.remote.run as run_module
+
+    cache = tmp_path / "cache"
+    device = _device(ssh_device, cache)
+    remote_run(device, ["bench", random_onnx, *QUICK])                 # cached and whole
+    copy = cache / upload_of(random_onnx).folder / random_onnx.name
+    real = run_module._call
+
+    def edit_first(dev, task, args, **kw):
+        if task == "run":
+            copy.write_bytes(copy.read_bytes()[:-1] + b"x")             # after the probe, before the run
+        return real(dev, task, args, **kw)
+
+    monkeypatch.setattr(run_module, "_call", edit_first)
+    with pytest.raises(RemoteError, match="changed on the device after it was checked") as err:
+        remote_run(device, ["bench", random_onnx, *QUICK])
+    assert err.value.exit_code == 4
+    monkeypatch.setattr(run_module, "_call", real)
+    done = remote_run(device, ["bench", random_onnx, *QUICK])
+    assert done.result["sha256"] == sha256_file(random_onnx) == sha256_file(copy)
+
+
+HANGS = """#!/usr/bin/env python3
+import pathlib, sys, time
+pathlib.Path(sys.argv[0] + ".started").touch()
+time.sleep(1000)
+"""
+
+
+def test_ctrl_c_while_the_device_answers_its_doctor_stops_it(ssh_device, tmp_path):
+    """SIGINT to the host while the device's rtk doctor (the probe) hangs: the device's doctor is stopped and its
+    temporary folder removed before the host returns, without waiting out the 30 s a lost channel gets."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    hang = tmp_path / "hang"
+    hang.write_text(HANGS)
+    hang.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RTK_SSH_CONFIG": str(ssh_device.config)}
+    driver = ("import sys\nfrom toolkit.remote import Device, remote_run\n"
+              "remote_run(Device(dest='device-a', cache=sys.argv[1], rtk=sys.argv[2]), ['doctor'])\n")
+    host = subprocess.Popen([sys.executable, "-c", driver, str(cache), str(hang)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = Path(str(hang) + ".started")
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert host.poll() is None and time.monotonic() < deadline, host.communicate()
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    host.send_signal(signal.SIGINT)
+    _, err = host.communicate(timeout=60)
+    assert host.returncode != 0 and "KeyboardInterrupt" in err
+    assert time.monotonic() - t0 < 20, "the host waited out the channel instead of stopping the device job"
+    assert _device_jobs(cache) == [] and _leftovers(cache) == []
 
 
 def test_rtk_bench_remote_end_to_end(ssh_device, random_ir, tmp_path, monkeypatch, cli):

@@ -17,6 +17,7 @@ files. The device rtk's own failures keep its exit code and message, prefixed wi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -119,8 +120,15 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
     if STOPPING.is_set():
         raise RemoteError(f"{device.name}: stopped (interrupted) before {task}", UNREACHABLE)
     remote = shlex.join(["sh", "-c", SCRIPT, "rtk-remote", task, device.cache, device.rtk, *args])
-    proc = subprocess.Popen([*ssh_command(device), remote], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        proc = subprocess.Popen([*ssh_command(device), remote], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        raise RemoteError(f"{device.name}: too many inputs for one remote call ({len(args)} arguments, "
+                          f"{len(remote) // 1024} kB: over this system's limit for a command line); split them over "
+                          "several calls (a few hundred photos each)") from None
     _LIVE.add(proc)
     lines: list[str] = []
     out = bytearray()
@@ -151,7 +159,8 @@ def _call(device: Device, task: str, args: Sequence[str], *, feed: Callable[[IO[
                 pass
         for t in readers:
             t.join()
-        return proc.wait(), bytes(out), lines
+        _, marked, after = bytes(out).partition(f"{MARK} output\n".encode())   # remote.sh's stdout starts there
+        return proc.wait(), after if marked else bytes(out), lines
     except BaseException:
         _stop(proc)
         raise
@@ -213,6 +222,11 @@ def _fault(device: Device, code: int, lines: list[str], during: str) -> RemoteEr
         return RemoteError(f"{n}: the device's disk is full ({full or 'while ' + during}, in {device.cache}); free "
                            "space there and retry; nothing was left half-written")
     if code == 255:
+        config = next((ln.strip() for ln in lines if "bad configuration option" in ln
+                       or "Can't open user config file" in ln or "Bad configuration option" in ln), None)
+        if config:
+            return RemoteError(f"{n}: ssh cannot read its config ({config[:200]}); fix it, then check with "
+                               f"`ssh {d} true`")
         for words, exit_code, message in _SSH_FAULTS:
             if words in text:
                 return RemoteError(message.format(n=n, d=d), exit_code)
@@ -222,6 +236,9 @@ def _fault(device: Device, code: int, lines: list[str], during: str) -> RemoteEr
     if code in (126, 127):
         return RemoteError(f"{n}: cannot run {device.rtk!r} there; install rtk on the device: "
                            f"{DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)} (or give the path of its rtk)")
+    if script and script[-1].startswith("cache: "):
+        return RemoteError(f"{n}: {script[-1][len('cache: '):]}; make {device.cache} there writable by the ssh user "
+                           "(or free space), then retry")
     if script and script[-1].startswith("tools"):
         return RemoteError(f"{n}: the device lacks{script[-1][len('tools'):]}; install them there "
                            "(Debian/Ubuntu: apt-get install tar coreutils findutils util-linux gawk)")

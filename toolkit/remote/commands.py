@@ -98,7 +98,9 @@ def predict_on_device(images: Sequence[str | Path], model: str | Path, *, target
 
     done = remote_run(device_of(settings), ["predict", *[Path(i) for i in images], "--model", Path(model),
                                             *(["--target", target] if target else []), *flags_of(settings)], say=say)
-    found = done.result["predictions"] if isinstance(done.result, dict) else done.result   # {predictions, phases}
+    found = done.result.get("predictions")      # {predictions, phases}
+    if not isinstance(found, list) or not all(isinstance(p, dict) for p in found):
+        _read(Prediction, None, done)           # the one-line "wrote a result this rtk cannot read"
     return [_read(Prediction, {**p, "device": done.device}, done) for p in found]
 
 

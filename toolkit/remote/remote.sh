@@ -13,8 +13,10 @@
 # watcher itself is stopped with KILL: a TERM that reaches it before its `trap -` ran is taken by the inherited
 # trap and then dropped by dash (seen under load: the upload hung in `wait`, never saying "receiving"); KILL
 # cannot be lost, and the watcher has nothing to clean up. Lines starting "rtk-remote:" are for the host:
-# progress, or "error <what>" (exit 100).
+# progress, or "error <what>" (exit 100). Stdout is the task's output after the line MARK_OUT: what a device's
+# shell start-up files print (a banner in ~/.bashrc) comes before it and is not read.
 set -u
+MARK_OUT="rtk-remote: output"
 exec 3<&0
 home() { case $1 in "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}";; *) printf '%s' "$1";; esac; }
 task=$1; cache=$(home "$2"); rtk=$(home "$3"); shift 3
@@ -58,12 +60,16 @@ whole() {
 # ARGS: entries (folders under CACHE) to look for. Prints one 0/1 per entry (1: there and whole, so every run
 # is on a verified copy; 0: the host copies it again), a newline, then `rtk doctor --json`.
 probe() {
+  watch
   missing=
   for tool in tar sha256sum flock mktemp df awk find wc; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
   [ -z "$missing" ] || fail "tools$missing"
-  mkdir -p "$cache/artifacts" "$cache/data" || exit 1
-  tmp=$(mktemp -d "$cache/.probe.XXXXXX") || exit 1
-  "$rtk" doctor --json "$tmp/doctor.json" >/dev/null || exit $?
+  mkdir -p "$cache/artifacts" "$cache/data" || fail "cache: cannot create $cache/artifacts (read-only or not yours?)"
+  tmp=$(mktemp -d "$cache/.probe.XXXXXX") || fail "cache: cannot write in $cache (read-only or full?)"
+  "$rtk" doctor --json "$tmp/doctor.json" >/dev/null 3<&- & job=$!    # in the background, so a stop reaches it
+  wait "$job"; status=$?; job=
+  [ "$status" -eq 0 ] || exit "$status"
+  echo "$MARK_OUT"
   for f in "$@"; do if whole "$f"; then printf 1; else printf 0; fi; done
   echo
   [ ! -f "$tmp/doctor.json" ] || cat "$tmp/doctor.json"    # none: not rtk (the host says what to install)
@@ -93,10 +99,13 @@ upload() {
   mv "$tmp/.rtk-sums" "$cache/$dir.sums" && mv "$tmp/tree" "$cache/$dir" || exit 1
 }
 
-# ARGS: rtk's own arguments, files relative to CACHE; an argument rtk-remote-path:P is the device's own path P
-# (~/ or relative to the login folder). Prints the --json result; exits with rtk's code.
+# ARGS: K, then K entries (folders under CACHE) the run uses, then rtk's own arguments, files relative to CACHE;
+# an argument rtk-remote-path:P is the device's own path P (~/ or relative to the login folder). Each entry is
+# checked again under the lock (it may have changed since the probe). Prints the --json result; exits with rtk's
+# code.
 run() {
   watch
+  k=$1; shift
   n=$#
   for a; do
     case $a in
@@ -108,10 +117,19 @@ run() {
   cd "$cache" || exit 1
   lock
   rm -rf "$cache"/artifacts/.upload.* "$cache"/.run.*    # under the lock: left by a job that died (power loss)
+  find "$cache" -maxdepth 1 -name '.probe.*' -mmin +60 -exec rm -rf {} + 2>/dev/null  # probes hold no lock: old ones
+  i=0
+  for e; do
+    [ "$i" -lt "$k" ] || break
+    whole "$e" || fail "changed: $e"
+    i=$((i + 1))
+  done
+  shift "$k"
   tmp=$(mktemp -d "$cache/.run.XXXXXX") || exit 1
   echo "rtk-remote: started" >&2
   "$rtk" "$@" --json "$tmp/result.json" </dev/null 3<&- >&2 & job=$!
   wait "$job"; status=$?; job=
+  echo "$MARK_OUT"
   [ -f "$tmp/result.json" ] && cat "$tmp/result.json"
   exit "$status"
 }

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from toolkit.doctor import cpu_name
 from toolkit.remote.cache import DevicePath, Folder, Upload, folder_upload, tar_of, upload_of
-from toolkit.remote.channel import (DEVICE_INSTALL, MIN_DEVICE_RTK, UNREACHABLE, Device, RemoteError,
+from toolkit.remote.channel import (DEVICE_INSTALL, MARK, MIN_DEVICE_RTK, UNREACHABLE, Device, RemoteError,
                                     _call, _device_message, _fault)
 
 Arg = Union[str, Path, Folder, DevicePath]
@@ -133,8 +133,14 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
             for i, a in enumerate(argv)]
     local = sorted(((remote[i], _local(argv[i])) for i in uploads), key=lambda rl: -len(rl[0]))
     say(f"running rtk {argv[0]} on {device.name}")
-    code, out, raw = _call(device, "run", args, say=say)
+    code, out, raw = _call(device, "run", [str(len(first)), *first, *args], say=say)   # entries checked again there
     lines = [_host_text(ln, local) for ln in raw]      # the device's errors name the host's files
+    changed = [ln for ln in raw if ln.startswith(f"{MARK} error changed: ")]
+    if changed:
+        entry = changed[-1].rsplit(" ", 1)[-1]
+        what = next((_local(argv[i]) for i in uploads if uploads[i].folder == entry), entry)
+        raise RemoteError(f"{device.name}: its cached copy of {what} changed on the device after it was checked "
+                          "(something there edited it); retry, and rtk copies it again", UNREACHABLE)
     if code not in (0, 1) or not out.strip():
         raise _fault(device, code, lines, f"running rtk {argv[0]}") or RemoteError(
             f"{device.name}: rtk {argv[0]} wrote no JSON result there", UNREACHABLE)
@@ -145,6 +151,9 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
                           f"install a matching rtk there: {DEVICE_INSTALL.format(version=MIN_DEVICE_RTK)}") from None
     except ValueError:
         raise RemoteError(f"{device.name}: the result JSON arrived damaged; retry", UNREACHABLE) from None
+    if not isinstance(result, dict):
+        raise RemoteError(f"{device.name}: its rtk {info.rtk} wrote a result this rtk cannot read; install the same "
+                          "rtk version there as here")
     return RemoteRun(result=_localize(result, local), device=info, exit_code=code,
                      message=_device_message(lines) if code else None)
 
