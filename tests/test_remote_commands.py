@@ -427,7 +427,8 @@ def test_a_stop_reaches_a_job_that_lost_its_first_term(tmp_path):
 
 
 @pytest.mark.parametrize("written,words", [('{"artifact": "m", "p50": NaN}', "wrote NaN"),
-                                           ('{"artifact": "m"}', "wrote a result this rtk cannot read")])
+                                           ('{"artifact": "m"}', "wrote a result this rtk cannot read"),
+                                           ('[1, 2, 3]', "wrote a result this rtk cannot read")])
 def test_a_device_result_that_is_not_strict_or_not_this_shape(on_rig, random_onnx, tmp_path, written, words):
     """A device rtk whose bench JSON holds NaN, or lacks fields (another version): one line, exit 2, never a NaN
     passed on and never exit 3."""
@@ -513,3 +514,17 @@ def test_the_device_takes_the_artifacts_recorded_decode(on_rig, cli, random_onnx
         done = cli("validate", deployed, "--data", val, "--remote", on_rig.alias, *flags, "--json", tmp_path / "v.json")
         score = json.loads((tmp_path / "v.json").read_text())["artifacts"][0]
         assert done.exit_code in (0, 1) and (score["decode"], score["decode_by"]) == want, done.stderr
+
+
+def test_too_many_inputs_for_one_ssh_command_line(tmp_path):
+    """Photos enough that the remote command line passes Linux's 128 kB per argument: one line, exit 2, before
+    anything connects (the device name does not even resolve)."""
+    from toolkit.remote import Device, RemoteError, remote_run
+
+    photos = []
+    for i in range(2000):
+        photos.append(tmp_path / f"{i:05d}.png")
+        photos[-1].write_bytes(i.to_bytes(2, "big"))
+    with pytest.raises(RemoteError, match="too many inputs for one remote call") as err:
+        remote_run(Device(dest="no-such-device.invalid"), ["predict", *photos])
+    assert err.value.exit_code == 2
