@@ -528,3 +528,31 @@ def test_too_many_inputs_for_one_ssh_command_line(tmp_path):
     with pytest.raises(RemoteError, match="too many inputs for one remote call") as err:
         remote_run(Device(dest="no-such-device.invalid"), ["predict", *photos])
     assert err.value.exit_code == 2
+
+
+def test_linked_class_folders_are_copied_as_the_local_scan_reads_them(on_rig, cli, random_onnx, tiny_data, tmp_path):
+    """Class folders that are links (a data set assembled with ln -s) are copied as folders, so the device
+    scores what a local validate scores; a link the local scan refuses (a class's sub-folder linking another
+    class) is refused the same way before anything is copied."""
+    from toolkit.validate import validate
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for cls in sorted(p.name for p in (tiny_data / "val").iterdir() if p.is_dir()):
+        (linked / cls).symlink_to(tiny_data / "val" / cls)
+    out = tmp_path / "v.json"
+    done = cli("validate", random_onnx, "--data", linked, "--remote", on_rig.alias, "--json", out)
+    assert done.exit_code == 0, done.stderr
+    got = json.loads(out.read_text())["artifacts"][0]
+    local = validate([random_onnx], linked, measure_latency=False)
+    assert json.loads(out.read_text())["images"] == local.images == 32
+    assert got["per_class_top1"] == local.artifacts[0].per_class_top1
+    mixed = tmp_path / "mixed"
+    for cls in ("circle", "square"):
+        (mixed / cls).mkdir(parents=True)
+        for f in sorted((tiny_data / "val" / cls).iterdir()):
+            (mixed / cls / f.name).write_bytes(f.read_bytes())
+    (mixed / "circle" / "loop").symlink_to(mixed / "square")
+    local_says = cli("validate", random_onnx, "--data", mixed)
+    done = cli("validate", random_onnx, "--data", mixed, "--remote", on_rig.alias)
+    assert local_says.exit_code == done.exit_code == 2 and "an image of class square" in done.stderr

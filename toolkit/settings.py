@@ -236,8 +236,7 @@ class RemoteSettings(Settings):
     def _needs_remote(self) -> "RemoteSettings":
         given = [f for f in REMOTE_FIELDS[1:] if getattr(self, f, None) is not None]
         if given and self.remote is None:
-            flag = "--" + given[0].replace("_", "-")
-            raise ValueError(f"{given[0]} ({flag}) is a path on a device: name the device with remote (--remote)")
+            raise ValueError(f"{given[0]} is a path on a device: name the device with remote")
         return self
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -102,16 +103,33 @@ def upload_of(path: Path) -> Upload:
 
 
 def folder_upload(path: Path) -> Upload:
-    """A whole folder (its regular files, symlinks followed), keyed by its tree hash."""
+    """A whole folder keyed by its tree hash: its regular files, links followed as the local scan follows them
+    (a linked class folder is copied as a folder; a file reached twice is copied once; a link the local scan
+    refuses, to another class's image or back up the tree, is refused here too, before anything is copied)."""
+    from toolkit.images import class_files, symlink_loop
+
     if not path.is_dir():
         raise RemoteError(f"{path}: folder not found; give a folder of class folders on this host, or "
                           "--remote-data PATH for one already on the device")
     try:
-        found = list(path.rglob("*"))
+        loop = symlink_loop(path)
+        if loop:
+            raise RemoteError(f"{loop} is a link to a folder that holds it (a loop); remove the link")
+        list(class_files(path, sorted(p.name for p in path.iterdir() if p.is_dir())))   # its refusals, as local
+        found, seen = [], set()
+        for dirpath, dirnames, files in os.walk(path, followlinks=True):
+            dirnames.sort()
+            for name in sorted(files):
+                p = Path(dirpath, name)
+                if p.is_file():
+                    st = p.stat()
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                found.append(p)
         names = sorted(p for p in found if p.is_file())
         sums = tuple((p, p.relative_to(path).as_posix(), _digest(p)) for p in names)
-        dropped = tuple(str(p) for p in found if len(p.relative_to(path).parts) > 1 and not p.is_file()
-                        and not p.is_dir())
+        dropped = tuple(str(p) for p in found if len(p.relative_to(path).parts) > 1 and not p.is_file())
     except OSError as exc:
         raise RemoteError(f"{exc.filename or path}: cannot read it ({exc.strerror or exc}); fix its permissions or "
                           "leave it out of the folder") from None
