@@ -222,8 +222,8 @@ def _fault(device: Device, code: int, lines: list[str], during: str) -> RemoteEr
         return RemoteError(f"{n}: the device's disk is full ({full or 'while ' + during}, in {device.cache}); free "
                            "space there and retry; nothing was left half-written")
     if code == 255:
-        config = next((ln.strip() for ln in lines if "bad configuration option" in ln
-                       or "Can't open user config file" in ln or "Bad configuration option" in ln), None)
+        config = next((ln.strip() for ln in lines if "bad configuration option" in ln.lower()
+                       or "Can't open user config file" in ln), None)
         if config:
             return RemoteError(f"{n}: ssh cannot read its config ({config[:200]}); fix it, then check with "
                                f"`ssh {d} true`")

@@ -57,8 +57,8 @@ whole() {
   [ "$n" -eq 0 ] || (cd "$cache/$1" && sha256sum --quiet --strict -c "$cache/$1.sums") >/dev/null 2>&1
 }
 
-# ARGS: entries (folders under CACHE) to look for. Prints one 0/1 per entry (1: there and whole, so every run
-# is on a verified copy; 0: the host copies it again), a newline, then `rtk doctor --json`.
+# ARGS: entries (folders under CACHE) to look for. Prints MARK_OUT, one 0/1 per entry (1: there and whole; 0:
+# the host copies it again), a newline, then `rtk doctor --json`.
 probe() {
   watch
   missing=
