@@ -225,15 +225,7 @@ def scan_folder(root: str | Path) -> ImageSet:
     root = Path(root)
     if not root.is_dir():
         raise RtkError(f"data folder {root} not found; pass a folder with one sub-folder of images per class")
-    loop = symlink_loop(root)
-    if loop:
-        raise RtkError(f"{loop} is a symlink back to a folder that contains it (a loop); remove the link")
-    try:
-        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    except OSError as exc:
-        raise RtkError(f"data folder {root}: {exc}; it needs one sub-folder of images per class") from None
-    if not classes:
-        raise RtkError(f"data folder {root}: no class folder in it; it needs one sub-folder of images per class")
+    classes = class_folders(root)
     samples: list[tuple[str, int]] = []
     skipped: list[str] = []
     for path, index in class_files(root, classes):
@@ -244,6 +236,21 @@ def scan_folder(root: str | Path) -> ImageSet:
     if not samples:
         raise RtkError(f"data folder {root} holds no readable images; it needs one sub-folder of images per class")
     return ImageSet(root=root, classes=classes, samples=samples, skipped=sorted(skipped))
+
+
+def class_folders(root: Path) -> list[str]:
+    """The class folders of the ImageFolder tree at `root`, in torchvision's order; refuses a link looping back up
+    the tree and a folder without any."""
+    loop = symlink_loop(root)
+    if loop:
+        raise RtkError(f"{loop} is a symlink back to a folder that contains it (a loop); remove the link")
+    try:
+        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    except OSError as exc:
+        raise RtkError(f"data folder {root}: {exc}; it needs one sub-folder of images per class") from None
+    if not classes:
+        raise RtkError(f"data folder {root}: no class folder in it; it needs one sub-folder of images per class")
+    return classes
 
 
 def split_dir(root: Path, split: str) -> Path:

@@ -2,8 +2,8 @@
 
 An artifact and its companions (an IR's .bin, an engine's sidecar) land in <cache>/artifacts/<key>/<name>: <key>
 is the sha256 of their `sha256sum`-style list (names and contents, so the same bytes under two names are two
-entries). A folder (`--data`) lands whole in
-<cache>/data/<key>: <key> is its tree hash (the sha256 of the sorted relative-path + file-sha256 list). Either
+entries). A folder (`--data`): the files of its class folders, as the local scan reads them, land in
+<cache>/data/<key>: <key> is their tree hash (the sha256 of the sorted relative-path + file-sha256 list). Either
 way the tar carries the files' `sha256sum` list beside them; the device checks every file against it, renames
 the entry into place and keeps the list as <entry>.sums. Before every run the device checks each entry the run
 uses against its list again (remote.sh `whole`): one that changed there since is copied again, so a run never
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -103,33 +102,19 @@ def upload_of(path: Path) -> Upload:
 
 
 def folder_upload(path: Path) -> Upload:
-    """A whole folder keyed by its tree hash: its regular files, links followed as the local scan follows them
-    (a linked class folder is copied as a folder; a file reached twice is copied once; a link the local scan
-    refuses, to another class's image or back up the tree, is refused here too, before anything is copied)."""
-    from toolkit.images import class_files, symlink_loop
+    """A folder's class folders keyed by their tree hash: the files the local scan walks (`class_files`: links
+    followed, a file reached twice once, a link to another class's image or back up the tree refused before
+    anything is copied), so the device scores what a local run would."""
+    from toolkit.images import class_files, class_folders
 
     if not path.is_dir():
         raise RemoteError(f"{path}: folder not found; give a folder of class folders on this host, or "
                           "--remote-data PATH for one already on the device")
     try:
-        loop = symlink_loop(path)
-        if loop:
-            raise RemoteError(f"{loop} is a link to a folder that holds it (a loop); remove the link")
-        list(class_files(path, sorted(p.name for p in path.iterdir() if p.is_dir())))   # its refusals, as local
-        found, seen = [], set()
-        for dirpath, dirnames, files in os.walk(path, followlinks=True):
-            dirnames.sort()
-            for name in sorted(files):
-                p = Path(dirpath, name)
-                if p.is_file():
-                    st = p.stat()
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue
-                    seen.add((st.st_dev, st.st_ino))
-                found.append(p)
+        found = [Path(p) for p, _ in class_files(path, class_folders(path))]
         names = sorted(p for p in found if p.is_file())
         sums = tuple((p, p.relative_to(path).as_posix(), _digest(p)) for p in names)
-        dropped = tuple(str(p) for p in found if len(p.relative_to(path).parts) > 1 and not p.is_file())
+        dropped = tuple(str(p) for p in found if not p.is_file())
     except OSError as exc:
         raise RemoteError(f"{exc.filename or path}: cannot read it ({exc.strerror or exc}); fix its permissions or "
                           "leave it out of the folder") from None

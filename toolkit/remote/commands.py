@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from toolkit.remote.cache import DevicePath, Folder
 from toolkit.remote.channel import Device, RemoteError
-from toolkit.remote.run import remote_run
+from toolkit.remote.run import remote_run, unreadable
 from toolkit.settings import REMOTE_FIELDS, BenchSettings, Gates, PredictSettings, RemoteSettings, ValidateSettings
 
 Say = Callable[[str], None] | None
@@ -25,8 +25,7 @@ def _read(model, data, done):
     try:
         return model.model_validate(data)
     except (ValidationError, TypeError):
-        raise RemoteError(f"{done.device.name}: its rtk {done.device.rtk} wrote a result this rtk cannot read; install "
-                          f"the same rtk version there as here") from None
+        raise unreadable(done.device) from None
 
 
 def device_of(settings: RemoteSettings, *, label: str = "") -> Device:
@@ -100,7 +99,7 @@ def predict_on_device(images: Sequence[str | Path], model: str | Path, *, target
                                             *(["--target", target] if target else []), *flags_of(settings)], say=say)
     found = done.result.get("predictions")      # {predictions, phases}
     if not isinstance(found, list) or not all(isinstance(p, dict) for p in found):
-        _read(Prediction, None, done)           # the one-line "wrote a result this rtk cannot read"
+        raise unreadable(done.device)
     return [_read(Prediction, {**p, "device": done.device}, done) for p in found]
 
 

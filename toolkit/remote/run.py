@@ -152,10 +152,15 @@ def remote_run(device: Device, argv: Sequence[Arg], *, say: Callable[[str], None
     except ValueError:
         raise RemoteError(f"{device.name}: the result JSON arrived damaged; retry", UNREACHABLE) from None
     if not isinstance(result, dict):
-        raise RemoteError(f"{device.name}: its rtk {info.rtk} wrote a result this rtk cannot read; install the same "
-                          "rtk version there as here")
+        raise unreadable(info)
     return RemoteRun(result=_localize(result, local), device=info, exit_code=code,
                      message=_device_message(lines) if code else None)
+
+
+def unreadable(device: DeviceInfo) -> RemoteError:
+    """A device result of a shape this rtk cannot read (another rtk version): one line, exit 2."""
+    return RemoteError(f"{device.name}: its rtk {device.rtk} wrote a result this rtk cannot read; install the same "
+                       "rtk version there as here")
 
 
 class _NotStrict(ValueError):
