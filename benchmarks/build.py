@@ -88,26 +88,22 @@ class Builder:
 
     def test_split(self, data: Path) -> Path:
         """The held-out test split the accuracy table scores, drawn once beside the cached training data: the
-        synthetic classes from a random stream of their own (split 2; `toolkit.synth` draws train from 0 and val
-        from 1), so no image of it chose an epoch, set a scale or picked a ratio."""
-        import numpy as np
-
+        synthetic classes from a random stream of their own (the split id after `toolkit.synth`'s train and val),
+        so no image of it chose an epoch, set a scale or picked a ratio."""
         from toolkit.io import fresh_temp_name
-        from toolkit.synth import CLASS_NAMES, draw
+        from toolkit.synth import SPLITS, draw_split
 
         s = self.s
         final = data.parent / f"test-{s.test_per_class}"
         if final.is_dir():
             return final
         self.say(f"drawing the test split: {s.synth_classes} x {s.test_per_class} images")
-        names = CLASS_NAMES[:s.synth_classes]       # label i is drawn as CLASS_NAMES[i], as toolkit.synth does
         tmp = fresh_temp_name(data.parent, ".test-")
         try:
-            for label, name in enumerate(names):
-                (tmp / name).mkdir(parents=True)
-                for index in range(s.test_per_class):
-                    rng = np.random.default_rng([s.seed, 2, label, index])
-                    draw(label, rng, s.synth_size).save(tmp / name / f"{index:05d}.png", format="PNG")
+            tmp.mkdir()
+            for _ in draw_split(tmp, s.synth_classes, s.test_per_class, split_id=len(SPLITS), size=s.synth_size,
+                                seed=s.seed):
+                pass
             tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

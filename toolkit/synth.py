@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,6 +238,20 @@ def draw(label: int, rng: np.random.Generator, size: int) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).round().astype(np.uint8), "RGB")
 
 
+def draw_split(folder: Path, classes: int, count: int, *, split_id: int, size: int, seed: int,
+               done: int = 0) -> Iterator[int]:
+    """Draw `count` images of each of the first `classes` classes into class folders under `folder`; image `index`
+    of class `label` comes from the random stream [seed, split_id, label, index]. Yields the images drawn so far
+    (from `done`), one by one."""
+    for label, name in enumerate(CLASS_NAMES[:classes]):
+        (folder / name).mkdir()
+        for index in range(count):
+            rng = np.random.default_rng([seed, split_id, label, index])
+            draw(label, rng, size).save(folder / name / f"{index:05d}.png", format="PNG")
+            done += 1
+            yield done
+
+
 def synth(
     root: Path,
     *,
@@ -274,13 +288,8 @@ def synth(
             staged.append((tmp, root / split))
             tmp.mkdir()
             tmp.chmod(0o755)
-            for label, name in enumerate(names):
-                (tmp / name).mkdir()
-                for index in range(counts[split]):
-                    rng = np.random.default_rng([seed, split_id, label, index])
-                    draw(label, rng, size).save(tmp / name / f"{index:05d}.png", format="PNG")
-                    done += 1
-                    progress("drawing images", done, total)
+            for done in draw_split(tmp, classes, counts[split], split_id=split_id, size=size, seed=seed, done=done):
+                progress("drawing images", done, total)
         listing = staged[0][0] / "classes.txt"
         listing.write_text("".join(f"{n}\n" for n in sorted(names)))
         listing.replace(root / "classes.txt")
